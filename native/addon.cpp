@@ -1,0 +1,134 @@
+// The only NODE_API_MODULE: exports table and per-environment state.
+#include <napi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "addon.h"
+#include "core/cpu.h"
+#include "datastore_wrap.h"
+#include "napi_util.h"
+
+namespace rapm {
+namespace {
+
+int default_threads() {
+  if (const char* env = std::getenv("RAPM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n >= 1 && n <= 1024) return n;
+  }
+  const unsigned hc = std::thread::hardware_concurrency();
+  return hc == 0 ? 1 : static_cast<int>(hc);
+}
+
+Napi::Value SimdLevel(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), Addon::of(info.Env()).kernels.load()->name);
+}
+
+Napi::Value SimdLevels(const Napi::CallbackInfo& info) {
+  auto levels = supported_kernels();
+  Napi::Array arr = Napi::Array::New(info.Env(), levels.size());
+  for (size_t i = 0; i < levels.size(); ++i) arr.Set(static_cast<uint32_t>(i), levels[i]->name);
+  return arr;
+}
+
+Napi::Value SetSimdLevel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw type_error(env, "RAPM_TYPE", "Expected string for level");
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  const Kernels* k = kernels_by_name(name);
+  if (k == nullptr) {
+    std::string have;
+    for (const Kernels* s : supported_kernels()) have += (have.empty() ? "" : ", ") + std::string(s->name);
+    throw range_error(env, "RAPM_INVALID_ARG", "SIMD level '" + name + "' is not supported here (supported: " + have + ")");
+  }
+  Addon::of(env).kernels.store(k);
+  return Napi::String::New(env, k->name);
+}
+
+Napi::Value Concurrency(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), Addon::of(info.Env()).get_pool()->threads());
+}
+
+Napi::Value SetConcurrency(const Napi::CallbackInfo& info) {
+  const int n = static_cast<int>(int_arg(info, 0, "threads", 1, 1024));
+  Addon& addon = Addon::of(info.Env());
+  auto fresh = std::make_shared<ThreadPool>(n);
+  {
+    std::lock_guard<std::mutex> lock(addon.pool_mu);
+    addon.pool = fresh;  // in-flight work finishes on the pool it holds
+  }
+  return Napi::Number::New(info.Env(), n);
+}
+
+// _fmaPeak(seconds): FP32 FMA GFLOP/s of the current level on all pool threads.
+Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
+  const double seconds = number_arg(info, 0, "seconds");
+  Addon& addon = Addon::of(info.Env());
+  const Kernels* k = addon.kernels.load();
+  auto pool = addon.get_pool();
+  const int t = pool->threads();
+  std::vector<double> flops(t, 0.0);
+  std::vector<float> sink(t, 0.0f);
+  const auto t0 = std::chrono::steady_clock::now();
+  pool->parallel_for(t, [&](int64_t i) {
+    const auto start = std::chrono::steady_clock::now();
+    while (std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() < seconds) {
+      flops[i] += k->fma_probe(1 << 20, &sink[i]);
+    }
+  });
+  const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  double total = 0;
+  for (double f : flops) total += f;
+  return Napi::Number::New(info.Env(), total / el / 1e9);
+}
+
+// _readBandwidth(floatsPerThread, reps): best GB/s of summing a large array on all pool threads.
+Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
+  const int64_t n = int_arg(info, 0, "floatsPerThread", 1024, int64_t{1} << 32);
+  const int64_t reps = int_arg(info, 1, "reps", 1, 1000);
+  Addon& addon = Addon::of(info.Env());
+  const Kernels* k = addon.kernels.load();
+  auto pool = addon.get_pool();
+  const int t = pool->threads();
+  std::vector<std::vector<float>> bufs(t);
+  pool->parallel_for(t, [&](int64_t i) { bufs[i].assign(static_cast<size_t>(n), 1.0f); });  // first touch per thread
+  std::vector<float> sink(t, 0.0f);
+  double best = 0;
+  for (int64_t r = 0; r < reps; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    pool->parallel_for(t, [&](int64_t i) { sink[i] += k->read_sum(bufs[i].data(), bufs[i].size()); });
+    const double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, static_cast<double>(n) * t * 4 / el / 1e9);
+  }
+  return Napi::Number::New(info.Env(), best);
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* addon = new Addon();
+  addon->kernels.store(default_kernels());
+  addon->pool = std::make_shared<ThreadPool>(default_threads());
+  env.SetInstanceData<Addon>(addon);  // deleted at environment teardown (worker exit included)
+
+  Napi::Function ctor = DatastoreWrap::Init(env);
+  addon->datastore_ctor = Napi::Persistent(ctor);
+  exports.Set("Datastore", ctor);
+  exports.Set("simdLevel", Napi::Function::New(env, SimdLevel, "simdLevel"));
+  exports.Set("simdLevels", Napi::Function::New(env, SimdLevels, "simdLevels"));
+  exports.Set("setSimdLevel", Napi::Function::New(env, SetSimdLevel, "setSimdLevel"));
+  exports.Set("concurrency", Napi::Function::New(env, Concurrency, "concurrency"));
+  exports.Set("setConcurrency", Napi::Function::New(env, SetConcurrency, "setConcurrency"));
+  exports.Set("_fmaPeak", Napi::Function::New(env, FmaPeak, "_fmaPeak"));
+  exports.Set("_readBandwidth", Napi::Function::New(env, ReadBandwidth, "_readBandwidth"));
+  return exports;
+}
+
+}  // namespace
+}  // namespace rapm
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return rapm::Init(env, exports); }
+NODE_API_MODULE(rapm, InitModule)

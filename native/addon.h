@@ -1,0 +1,27 @@
+// Per-environment state (one per main thread or worker thread that loads the addon).
+#pragma once
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+
+#include "core/thread_pool.h"
+#include "kernels/kernels.h"
+
+namespace rapm {
+
+struct Addon {
+  std::atomic<const Kernels*> kernels{nullptr};
+  std::mutex pool_mu;
+  std::shared_ptr<ThreadPool> pool;  // replaced whole by setConcurrency; in-flight work keeps its own
+  Napi::FunctionReference datastore_ctor;
+
+  std::shared_ptr<ThreadPool> get_pool() {
+    std::lock_guard<std::mutex> lock(pool_mu);
+    return pool;
+  }
+  static Addon& of(Napi::Env env) { return *env.GetInstanceData<Addon>(); }
+};
+
+}  // namespace rapm

@@ -1,0 +1,177 @@
+#include "datastore_wrap.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "addon.h"
+#include "napi_util.h"
+#include "search_worker.h"
+
+namespace rapm {
+
+namespace {
+
+constexpr int64_t kMaxDim = 1 << 20;
+constexpr int64_t kMaxRows = std::numeric_limits<int32_t>::max();
+
+// Arguments of add/addSync: (keys [m,d], values [m,dv], groups [m], m).
+struct AddArgs {
+  int64_t m;
+  Napi::Float32Array keys, values;
+  Napi::Int32Array groups;
+};
+
+AddArgs read_add(const Napi::CallbackInfo& info, const Datastore& ds) {
+  AddArgs a;
+  a.m = int_arg(info, 3, "m", 0, kMaxRows - ds.size());
+  a.keys = f32_arg(info, 0, "keys", a.m * ds.d());
+  a.values = f32_arg(info, 1, "values", a.m * ds.dv());
+  a.groups = i32_arg(info, 2, "groups", a.m);
+  return a;
+}
+
+// Arguments of search/searchSync:
+// (queries [b,d], b, k, tau, aggregate, excludeGroups [b] | null, prior [b,dv], neighbors [b,k],
+//  weights [b,k], similarities [b,k]).
+struct SearchArgs {
+  int64_t b;
+  SearchParams params;
+  Napi::Float32Array queries, prior, weights, sims;
+  Napi::Int32Array neighbors;
+  Napi::Value exclude;
+};
+
+SearchArgs read_search(const Napi::CallbackInfo& info, const Snapshot& snap) {
+  Napi::Env env = info.Env();
+  SearchArgs a;
+  a.b = int_arg(info, 1, "b", 0, kMaxRows);
+  a.params.k = static_cast<int>(int_arg(info, 2, "k", 1, kMaxRows));
+  if (a.params.k > snap.n) {
+    throw range_error(env, "RAPM_K_TOO_LARGE",
+                      "k = " + std::to_string(a.params.k) + " but the datastore holds " + std::to_string(snap.n) + " rows");
+  }
+  const double tau = number_arg(info, 3, "tau");
+  if (!(tau > 0) || !std::isfinite(tau)) {
+    throw range_error(env, "RAPM_INVALID_ARG", "Expected finite tau > 0 but received " + std::to_string(tau));
+  }
+  a.params.tau = static_cast<float>(tau);
+  a.params.aggregate = static_cast<Aggregate>(int_arg(info, 4, "aggregate", 0, 2));
+  a.queries = f32_arg(info, 0, "queries", a.b * snap.d);
+  const int64_t k = a.params.k;
+  if (info.Length() > 5 && !info[5].IsNull() && !info[5].IsUndefined()) {
+    auto ex = i32_arg(info, 5, "excludeGroups", a.b);
+    a.params.exclude_groups = ex.Data();
+    a.exclude = ex;
+  } else {
+    a.exclude = env.Null();
+  }
+  a.prior = f32_arg(info, 6, "prior", a.b * snap.dv);
+  a.neighbors = i32_arg(info, 7, "neighbors", a.b * k);
+  a.weights = f32_arg(info, 8, "weights", a.b * k);
+  a.sims = f32_arg(info, 9, "similarities", a.b * k);
+  return a;
+}
+
+}  // namespace
+
+Napi::Function DatastoreWrap::Init(Napi::Env env) {
+  return DefineClass(env, "Datastore",
+                     {
+                         InstanceMethod<&DatastoreWrap::Add>("add"),
+                         InstanceMethod<&DatastoreWrap::AddSync>("addSync"),
+                         InstanceMethod<&DatastoreWrap::Search>("search"),
+                         InstanceMethod<&DatastoreWrap::SearchSync>("searchSync"),
+                         InstanceAccessor<&DatastoreWrap::Size>("size"),
+                         InstanceAccessor<&DatastoreWrap::MemoryBytes>("memoryBytes"),
+                         InstanceAccessor<&DatastoreWrap::Dim>("dim"),
+                         InstanceAccessor<&DatastoreWrap::ValueDim>("valueDim"),
+                         InstanceAccessor<&DatastoreWrap::Bf16>("bf16"),
+                         InstanceAccessor<&DatastoreWrap::SegmentCount>("_segmentCount"),
+                     });
+}
+
+DatastoreWrap::DatastoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DatastoreWrap>(info) {
+  const int d = static_cast<int>(int_arg(info, 0, "d", 1, kMaxDim));
+  const int dv = static_cast<int>(int_arg(info, 1, "dv", 1, kMaxDim));
+  if (info.Length() < 3 || !info[2].IsBoolean()) throw type_error(info.Env(), "RAPM_TYPE", "Expected boolean for bf16");
+  store_ = std::make_shared<Datastore>(d, dv, info[2].As<Napi::Boolean>().Value());
+}
+
+Napi::Value DatastoreWrap::AddSync(const Napi::CallbackInfo& info) {
+  AddArgs a = read_add(info, *store_);
+  Status st = store_->add(a.keys.Data(), a.values.Data(), a.groups.Data(), a.m, *Addon::of(info.Env()).get_pool());
+  if (!st.ok()) throw status_error(info.Env(), st, "keys/values");
+  return info.Env().Undefined();
+}
+
+Napi::Value DatastoreWrap::Add(const Napi::CallbackInfo& info) {
+  AddArgs a = read_add(info, *store_);
+  auto store = store_;
+  auto pool = Addon::of(info.Env()).get_pool();
+  const float* keys = a.keys.Data();
+  const float* values = a.values.Data();
+  const int32_t* groups = a.groups.Data();
+  const int64_t m = a.m;
+  auto* w = new PromiseWorker(
+      info.Env(), [=] { return store->add(keys, values, groups, m, *pool); }, "keys/values");
+  w->Pin(a.keys);
+  w->Pin(a.values);
+  w->Pin(a.groups);
+  w->Pin(info.This());
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value DatastoreWrap::SearchSync(const Napi::CallbackInfo& info) {
+  Addon& addon = Addon::of(info.Env());
+  Snapshot snap = store_->snapshot();
+  SearchArgs a = read_search(info, snap);
+  Status st = search(snap, *addon.kernels.load(), *addon.get_pool(), a.queries.Data(), a.b, a.params,
+                     SearchOutputs{a.prior.Data(), a.neighbors.Data(), a.weights.Data(), a.sims.Data()});
+  if (!st.ok()) throw status_error(info.Env(), st, "queries");
+  return info.Env().Undefined();
+}
+
+Napi::Value DatastoreWrap::Search(const Napi::CallbackInfo& info) {
+  Addon& addon = Addon::of(info.Env());
+  auto snap = std::make_shared<Snapshot>(store_->snapshot());
+  SearchArgs a = read_search(info, *snap);
+  const Kernels* kern = addon.kernels.load();
+  auto pool = addon.get_pool();
+  const float* q = a.queries.Data();
+  const int64_t b = a.b;
+  const SearchParams params = a.params;
+  const SearchOutputs out{a.prior.Data(), a.neighbors.Data(), a.weights.Data(), a.sims.Data()};
+  auto* w = new PromiseWorker(
+      info.Env(), [=] { return search(*snap, *kern, *pool, q, b, params, out); }, "queries");
+  w->Pin(a.queries);
+  w->Pin(a.exclude);
+  w->Pin(a.prior);
+  w->Pin(a.neighbors);
+  w->Pin(a.weights);
+  w->Pin(a.sims);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value DatastoreWrap::Size(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(store_->size()));
+}
+Napi::Value DatastoreWrap::MemoryBytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(store_->memory_bytes()));
+}
+Napi::Value DatastoreWrap::Dim(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), store_->d()); }
+Napi::Value DatastoreWrap::ValueDim(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), store_->dv());
+}
+Napi::Value DatastoreWrap::Bf16(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), store_->bf16());
+}
+Napi::Value DatastoreWrap::SegmentCount(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(store_->snapshot().segments.size()));
+}
+
+}  // namespace rapm

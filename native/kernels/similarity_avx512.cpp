@@ -1,0 +1,156 @@
+// AVX-512 (F/BW/VL/DQ) kernels. Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq
+// by file suffix; everything but the table getter stays in the anonymous namespace.
+#include <immintrin.h>
+
+#include "kernels.h"
+
+namespace rapm {
+namespace {
+
+constexpr int kMr = 12;  // 12 queries x 32 keys = 24 zmm accumulators
+
+void pack_queries(const ScanArgs& a) {
+  const int panels = (a.nq + kMr - 1) / kMr;
+  for (int qp = 0; qp < panels; ++qp) {
+    float* dst = a.qpack + static_cast<size_t>(qp) * a.d * kMr;
+    for (int i = 0; i < kMr; ++i) {
+      const int q = qp * kMr + i;
+      const float* src = a.queries + static_cast<size_t>(q) * a.d;
+      if (q < a.nq) {
+        for (int p = 0; p < a.d; ++p) dst[p * kMr + i] = src[p];
+      } else {
+        for (int p = 0; p < a.d; ++p) dst[p * kMr + i] = 0.0f;
+      }
+    }
+  }
+}
+
+template <bool kBf16>
+inline void load_keys(const ScanArgs& a, size_t off, __m512* k0, __m512* k1) {
+  if (kBf16) {
+    const __m512i raw = _mm512_loadu_si512(a.keys_bf16 + off);
+    *k0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(raw)), 16));
+    *k1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(raw, 1)), 16));
+  } else {
+    *k0 = _mm512_loadu_ps(a.keys_f32 + off);
+    *k1 = _mm512_loadu_ps(a.keys_f32 + off + 16);
+  }
+}
+
+// One micro-tile: MR queries (packed, dimension-major) against key panels [p0, p1).
+template <int MR, bool kBf16>
+void tile(const ScanArgs& a, const float* q, int q0, int64_t p0, int64_t p1) {
+  const int d = a.d;
+  for (int64_t P = p0; P < p1; ++P) {
+    __m512 acc0[MR], acc1[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      acc0[i] = _mm512_setzero_ps();
+      acc1[i] = _mm512_setzero_ps();
+    }
+    const size_t off = static_cast<size_t>(P) * d * kPanel;
+    for (int p = 0; p < d; ++p) {
+      __m512 k0, k1;
+      load_keys<kBf16>(a, off + static_cast<size_t>(p) * kPanel, &k0, &k1);
+      const float* qp = q + p * kMr;
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const __m512 qv = _mm512_set1_ps(qp[i]);
+        acc0[i] = _mm512_fmadd_ps(qv, k0, acc0[i]);
+        acc1[i] = _mm512_fmadd_ps(qv, k1, acc1[i]);
+      }
+    }
+    const int64_t row0 = P * kPanel;
+    const int64_t valid = a.n_rows - row0;
+    const uint32_t lanes = valid >= kPanel ? 0xFFFFFFFFu : ((1u << valid) - 1u);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const __m512 t = _mm512_set1_ps(a.thr[q0 + i]);
+      uint32_t m = static_cast<uint32_t>(_mm512_cmp_ps_mask(acc0[i], t, _CMP_GE_OQ)) |
+                   (static_cast<uint32_t>(_mm512_cmp_ps_mask(acc1[i], t, _CMP_GE_OQ)) << 16);
+      m &= lanes;
+      if (m) {
+        alignas(64) float s[kPanel];
+        _mm512_store_ps(s, acc0[i]);
+        _mm512_store_ps(s + 16, acc1[i]);
+        a.push(a.push_ctx, q0 + i, s, m, row0);
+      }
+    }
+  }
+}
+
+template <bool kBf16>
+void tile_dispatch(int mr, const ScanArgs& a, const float* q, int q0, int64_t p0, int64_t p1) {
+  switch (mr) {
+    case 1: return tile<1, kBf16>(a, q, q0, p0, p1);
+    case 2: return tile<2, kBf16>(a, q, q0, p0, p1);
+    case 3: return tile<3, kBf16>(a, q, q0, p0, p1);
+    case 4: return tile<4, kBf16>(a, q, q0, p0, p1);
+    case 5: return tile<5, kBf16>(a, q, q0, p0, p1);
+    case 6: return tile<6, kBf16>(a, q, q0, p0, p1);
+    case 7: return tile<7, kBf16>(a, q, q0, p0, p1);
+    case 8: return tile<8, kBf16>(a, q, q0, p0, p1);
+    case 9: return tile<9, kBf16>(a, q, q0, p0, p1);
+    case 10: return tile<10, kBf16>(a, q, q0, p0, p1);
+    case 11: return tile<11, kBf16>(a, q, q0, p0, p1);
+    default: return tile<12, kBf16>(a, q, q0, p0, p1);
+  }
+}
+
+template <bool kBf16>
+void scan_impl(const ScanArgs& a) {
+  pack_queries(a);
+  const int qpanels = (a.nq + kMr - 1) / kMr;
+  for (int64_t kb = a.panel_begin; kb < a.panel_end; kb += a.block_panels) {
+    const int64_t kb_end = kb + a.block_panels < a.panel_end ? kb + a.block_panels : a.panel_end;
+    for (int qp = 0; qp < qpanels; ++qp) {
+      const int mr = a.nq - qp * kMr < kMr ? a.nq - qp * kMr : kMr;
+      tile_dispatch<kBf16>(mr, a, a.qpack + static_cast<size_t>(qp) * a.d * kMr, qp * kMr, kb, kb_end);
+    }
+  }
+}
+
+void scan(const ScanArgs& a) {
+  if (a.keys_bf16 != nullptr) {
+    scan_impl<true>(a);
+  } else {
+    scan_impl<false>(a);
+  }
+}
+
+double fma_probe(int64_t iters, float* sink) {
+  constexpr int kChains = 16;
+  __m512 x[kChains];
+  for (int j = 0; j < kChains; ++j) x[j] = _mm512_set1_ps(1.0f + j * 1e-3f);
+  const __m512 m = _mm512_set1_ps(0.9999999f), c = _mm512_set1_ps(1e-7f);
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kChains; ++j) x[j] = _mm512_fmadd_ps(x[j], m, c);
+  }
+  __m512 s = x[0];
+  for (int j = 1; j < kChains; ++j) s = _mm512_add_ps(s, x[j]);
+  *sink = _mm512_reduce_add_ps(s);
+  return static_cast<double>(iters) * kChains * 16 * 2;
+}
+
+float read_sum(const float* p, size_t n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    s0 = _mm512_add_ps(s0, _mm512_loadu_ps(p + i));
+    s1 = _mm512_add_ps(s1, _mm512_loadu_ps(p + i + 16));
+    s2 = _mm512_add_ps(s2, _mm512_loadu_ps(p + i + 32));
+    s3 = _mm512_add_ps(s3, _mm512_loadu_ps(p + i + 48));
+  }
+  float t = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+  for (; i < n; ++i) t += p[i];
+  return t;
+}
+
+const Kernels kTable = {SimdLevel::kAvx512, "avx512", kMr, scan, fma_probe, read_sum};
+
+}  // namespace
+
+const Kernels* kernels_avx512() { return &kTable; }
+
+}  // namespace rapm

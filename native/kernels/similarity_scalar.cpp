@@ -1,0 +1,111 @@
+// Portable baseline kernels: no intrinsics, fixed accumulation order (p ascending).
+#include <cstring>
+
+#include "kernels.h"
+
+namespace rapm {
+namespace {
+
+constexpr int kMr = 4;
+
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// Pack queries into panels of kMr rows, dimension-major: qpack[(panel*d + p)*kMr + i].
+void pack_queries(const ScanArgs& a) {
+  const int panels = (a.nq + kMr - 1) / kMr;
+  for (int qp = 0; qp < panels; ++qp) {
+    float* dst = a.qpack + static_cast<size_t>(qp) * a.d * kMr;
+    for (int p = 0; p < a.d; ++p) {
+      for (int i = 0; i < kMr; ++i) {
+        const int q = qp * kMr + i;
+        dst[p * kMr + i] = q < a.nq ? a.queries[static_cast<size_t>(q) * a.d + p] : 0.0f;
+      }
+    }
+  }
+}
+
+template <bool kBf16>
+void scan_impl(const ScanArgs& a) {
+  pack_queries(a);
+  const int d = a.d;
+  const int qpanels = (a.nq + kMr - 1) / kMr;
+  float acc[kMr][kPanel];
+  float key[kPanel];
+  for (int64_t kb = a.panel_begin; kb < a.panel_end; kb += a.block_panels) {
+    const int64_t kb_end = kb + a.block_panels < a.panel_end ? kb + a.block_panels : a.panel_end;
+    for (int qp = 0; qp < qpanels; ++qp) {
+      const float* q = a.qpack + static_cast<size_t>(qp) * d * kMr;
+      const int mr = a.nq - qp * kMr < kMr ? a.nq - qp * kMr : kMr;
+      for (int64_t P = kb; P < kb_end; ++P) {
+        for (int i = 0; i < kMr; ++i)
+          for (int l = 0; l < kPanel; ++l) acc[i][l] = 0.0f;
+        const size_t off = static_cast<size_t>(P) * d * kPanel;
+        for (int p = 0; p < d; ++p) {
+          if (kBf16) {
+            for (int l = 0; l < kPanel; ++l) key[l] = bf16_to_f32(a.keys_bf16[off + p * kPanel + l]);
+          } else {
+            for (int l = 0; l < kPanel; ++l) key[l] = a.keys_f32[off + p * kPanel + l];
+          }
+          for (int i = 0; i < kMr; ++i) {
+            const float qv = q[p * kMr + i];
+            for (int l = 0; l < kPanel; ++l) acc[i][l] += qv * key[l];
+          }
+        }
+        const int64_t row0 = P * kPanel;
+        const int64_t valid = a.n_rows - row0;
+        const uint32_t lanes = valid >= kPanel ? 0xFFFFFFFFu : ((1u << valid) - 1u);
+        for (int i = 0; i < mr; ++i) {
+          const int qi = qp * kMr + i;
+          const float t = a.thr[qi];
+          uint32_t m = 0;
+          for (int l = 0; l < kPanel; ++l) m |= static_cast<uint32_t>(acc[i][l] >= t) << l;
+          m &= lanes;
+          if (m) a.push(a.push_ctx, qi, acc[i], m, row0);
+        }
+      }
+    }
+  }
+}
+
+void scan(const ScanArgs& a) {
+  if (a.keys_bf16 != nullptr) {
+    scan_impl<true>(a);
+  } else {
+    scan_impl<false>(a);
+  }
+}
+
+double fma_probe(int64_t iters, float* sink) {
+  float x[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+  const float m = 0.9999999f, c = 1e-7f;
+  for (int64_t it = 0; it < iters; ++it)
+    for (int j = 0; j < 8; ++j) x[j] = x[j] * m + c;
+  float s = 0;
+  for (float v : x) s += v;
+  *sink = s;
+  return static_cast<double>(iters) * 8 * 2;
+}
+
+float read_sum(const float* p, size_t n) {
+  float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; ++j) s[j] += p[i + j];
+  for (; i < n; ++i) s[0] += p[i];
+  float t = 0;
+  for (float v : s) t += v;
+  return t;
+}
+
+const Kernels kTable = {SimdLevel::kScalar, "scalar", kMr, scan, fma_probe, read_sum};
+
+}  // namespace
+
+const Kernels* kernels_scalar() { return &kTable; }
+
+}  // namespace rapm

@@ -1,0 +1,323 @@
+import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
+import { loadBinding, type NativeDatastore } from '../native/binding.js';
+import { checkIndexList, checkInteger, checkMatrix, is } from '../validate.js';
+import { AGGREGATE_CODE, resolveSearchOptions, type ResolvedSearchOptions, type SearchOptions } from './search-options.js';
+
+export type KeyPrecision = 'f32' | 'bf16';
+
+export interface DatastoreOptions {
+  /** Width of the key vectors passed to add() and search(). Default 1024 (HuBERT-large). */
+  keyDim?: number;
+  /** Width of the value vectors passed to add(). Default 1024. */
+  valueDim?: number;
+  /** Key columns to keep (Config B: ENGLISH_WINNERS). Default: all keyDim columns (Config A). */
+  keyIndices?: ArrayLike<number>;
+  /** Value columns to keep (SPANISH_WINNERS for the R-APM target). Default: all valueDim columns. */
+  valueIndices?: ArrayLike<number>;
+  /** Key storage: 'f32' (default) or 'bf16' (half the memory and bandwidth, ~3 significant digits). */
+  precision?: KeyPrecision;
+}
+
+export interface SearchResult {
+  /** Number of queries. */
+  b: number;
+  k: number;
+  /** Blended values, [b, dv]. */
+  prior: Float32Array;
+  /** Datastore rows of the neighbours, best first, [b, k]. */
+  neighbors: Int32Array;
+  /** Aggregation weights (sum to 1 per query), [b, k]. */
+  weights: Float32Array;
+  /** Cosine similarities of the neighbours, [b, k]. */
+  similarities: Float32Array;
+}
+
+interface PreparedAdd {
+  m: number;
+  k: Float32Array; // [m, d]
+  v: Float32Array; // [m, dv]
+}
+
+interface Prepared {
+  queries: Float32Array; // [b, d]
+  b: number;
+  opts: ResolvedSearchOptions;
+  exclude: Int32Array | null; // [b]
+  out: SearchResult;
+}
+
+const allIndices = (n: number): Int32Array => Int32Array.from({ length: n }, (_, i) => i);
+
+/** Columns `idx` of a [rows, width] matrix; the input itself when idx is the identity. */
+function selectColumns(m: Float32Array, width: number, idx: Int32Array, identity: boolean): Float32Array {
+  if (identity) return m;
+  const rows = m.length / width;
+  const w = idx.length;
+  const out = new Float32Array(rows * w);
+  for (let r = 0; r < rows; r++) {
+    const src = r * width;
+    const dst = r * w;
+    for (let j = 0; j < w; j++) out[dst + j] = m[src + idx[j]!]!;
+  }
+  return out;
+}
+
+/** Re-raise a native error as the same kind with its code, and the caller's stack (sharp). */
+function nativeError(e: unknown, callerStack: string | undefined): Error {
+  if (!(e instanceof Error)) return new RapmError('RAPM_NATIVE', String(e));
+  const code = (e as { code?: string }).code ?? 'RAPM_NATIVE';
+  const Ctor = e instanceof TypeError ? RapmTypeError : e instanceof RangeError ? RapmRangeError : null;
+  const err = Ctor ? new Ctor(code as never, e.message) : new RapmError(code as never, e.message);
+  const row = (e as { row?: number }).row;
+  if (row !== undefined) Object.assign(err, { row });
+  if (callerStack) err.stack = `${err.name}: ${err.message}\n${callerStack.split('\n').slice(2).join('\n')}`;
+  return err;
+}
+
+/**
+ * A datastore of aligned (EN key, ES value) pairs with exact top-K search, run by the
+ * native SIMD engine. Keys are L2-normalised once, at add(); rows can be appended at
+ * any time, also while searches run (a search sees the rows present when it started).
+ */
+export class Datastore {
+  readonly keyDim: number;
+  readonly valueDim: number;
+  readonly keyIndices: Int32Array;
+  readonly valueIndices: Int32Array;
+  readonly precision: KeyPrecision;
+  readonly #native: NativeDatastore;
+  readonly #keyIdentity: boolean;
+  readonly #valueIdentity: boolean;
+  readonly #ids: string[] = [];
+  readonly #rowGroup: number[] = [];
+  readonly #groupOf = new Map<string, number>();
+  readonly #groupSize: number[] = [];
+  #pending: Promise<void> = Promise.resolve();
+
+  constructor(options: DatastoreOptions = {}) {
+    if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
+    this.keyDim = options.keyDim === undefined ? 1024 : checkInteger('keyDim', options.keyDim, 1, 1 << 20);
+    this.valueDim = options.valueDim === undefined ? 1024 : checkInteger('valueDim', options.valueDim, 1, 1 << 20);
+    this.keyIndices = options.keyIndices === undefined ? allIndices(this.keyDim) : checkIndexList('keyIndices', options.keyIndices, this.keyDim);
+    this.valueIndices =
+      options.valueIndices === undefined ? allIndices(this.valueDim) : checkIndexList('valueIndices', options.valueIndices, this.valueDim);
+    this.precision = options.precision ?? 'f32';
+    if (this.precision !== 'f32' && this.precision !== 'bf16') throw invalidParam('precision', "'f32' or 'bf16'", options.precision);
+    this.#keyIdentity = this.keyIndices.length === this.keyDim && this.keyIndices.every((v, i) => v === i);
+    this.#valueIdentity = this.valueIndices.length === this.valueDim && this.valueIndices.every((v, i) => v === i);
+    const { Datastore: Native } = loadBinding();
+    this.#native = new Native(this.keyIndices.length, this.valueIndices.length, this.precision === 'bf16');
+  }
+
+  /** Stored key width d (after index selection). */
+  get d(): number {
+    return this.keyIndices.length;
+  }
+  /** Stored value width dv (after index selection). */
+  get dv(): number {
+    return this.valueIndices.length;
+  }
+  /** Rows stored. */
+  get size(): number {
+    return this.#native.size;
+  }
+  /** Bytes of native storage (keys, values, groups). */
+  get memoryBytes(): number {
+    return this.#native.memoryBytes;
+  }
+  /** Utterance id of a row (or its row number as a string when added without ids). */
+  idOf(row: number): string {
+    const id = this.#ids[row];
+    if (id === undefined) throw invalidParam('row', `integer between 0 and ${this.size - 1}`, row);
+    return id;
+  }
+  /** Rows sharing an utterance id with `id` (0 when absent). */
+  countOf(id: string): number {
+    const g = this.#groupOf.get(id);
+    return g === undefined ? 0 : this.#groupSize[g]!;
+  }
+
+  #prepareAdd(keys: Float32Array, values: Float32Array, ids: readonly string[] | undefined): PreparedAdd {
+    const m = checkMatrix('keys', keys, this.keyDim);
+    checkMatrix('values', values, this.valueDim, m);
+    if (ids !== undefined) {
+      if (!Array.isArray(ids) || ids.length !== m) {
+        throw Array.isArray(ids)
+          ? new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected ${m} ids (one per key row) but received ${ids.length}`)
+          : invalidParam('ids', 'array of strings', ids);
+      }
+      ids.forEach((id, i) => {
+        if (!is.string(id)) throw invalidParam(`ids[${i}]`, 'non-empty string', id);
+      });
+    }
+    return {
+      m,
+      k: selectColumns(keys, this.keyDim, this.keyIndices, this.#keyIdentity),
+      v: selectColumns(values, this.valueDim, this.valueIndices, this.#valueIdentity),
+    };
+  }
+
+  /** Assign exclusion groups to new rows and commit the JS-side row metadata. */
+  #commitIds(m: number, ids: readonly string[] | undefined, dryRun: boolean): Int32Array {
+    const groups = new Int32Array(m);
+    const fresh = new Map<string, number>();
+    let next = this.#groupSize.length;
+    for (let i = 0; i < m; i++) {
+      const id = ids ? ids[i]! : String(this.#ids.length + i);
+      let g = this.#groupOf.get(id) ?? fresh.get(id);
+      if (g === undefined) {
+        g = next++;
+        fresh.set(id, g);
+      }
+      groups[i] = g;
+    }
+    if (!dryRun) {
+      for (const [id, g] of fresh) this.#groupOf.set(id, g);
+      for (let i = 0; i < m; i++) {
+        const g = groups[i]!;
+        this.#groupSize[g] = (this.#groupSize[g] ?? 0) + 1;
+        this.#ids.push(ids ? ids[i]! : String(this.#ids.length));
+        this.#rowGroup.push(g);
+      }
+    }
+    return groups;
+  }
+
+  /**
+   * Append rows: keys [m, keyDim], values [m, valueDim], optional utterance ids (rows
+   * with the same id are excluded together by leave-one-out). Runs off the JS thread;
+   * appends are applied in call order. Don't modify the arrays until the promise settles.
+   */
+  add(keys: Float32Array, values: Float32Array, ids?: readonly string[]): Promise<void> {
+    const stack = new Error().stack;
+    let p: PreparedAdd;
+    try {
+      p = this.#prepareAdd(keys, values, ids);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    const run = async (): Promise<void> => {
+      const groups = this.#commitIds(p.m, ids, true);
+      try {
+        await this.#native.add(p.k, p.v, groups, p.m);
+      } catch (e) {
+        throw nativeError(e, stack);
+      }
+      this.#commitIds(p.m, ids, false);
+    };
+    const result = this.#pending.then(run);
+    this.#pending = result.catch(() => undefined);
+    return result;
+  }
+
+  /** add(), on the calling thread. For small inputs and tests. */
+  addSync(keys: Float32Array, values: Float32Array, ids?: readonly string[]): void {
+    const p = this.#prepareAdd(keys, values, ids);
+    const groups = this.#commitIds(p.m, ids, true);
+    try {
+      this.#native.addSync(p.k, p.v, groups, p.m);
+    } catch (e) {
+      throw nativeError(e, new Error().stack);
+    }
+    this.#commitIds(p.m, ids, false);
+  }
+
+  #prepareSearch(queries: Float32Array, options: SearchOptions | undefined): Prepared {
+    const opts = resolveSearchOptions(options);
+    const b = checkMatrix('queries', queries, this.keyDim);
+    const n = this.size;
+    if (n === 0) throw new RapmError('RAPM_STATE', 'The datastore is empty: add() rows before searching');
+    let exclude: Int32Array | null = null;
+    if (options?.excludeRows !== undefined) {
+      const rows = options.excludeRows;
+      if (!(Array.isArray(rows) || ArrayBuffer.isView(rows))) throw invalidParam('excludeRows', 'array of row numbers', rows);
+      if (rows.length !== b) {
+        throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected excludeRows of length ${b} (one per query) but received ${rows.length}`);
+      }
+      exclude = new Int32Array(b);
+      for (let i = 0; i < b; i++) {
+        const r = rows[i]!;
+        if (!Number.isInteger(r) || r < -1 || r >= n) {
+          throw new RapmRangeError('RAPM_INVALID_ARG', `Expected excludeRows[${i}] between -1 and ${n - 1} but received ${describe(r)}`);
+        }
+        exclude[i] = r < 0 ? -1 : this.#rowGroup[r]!;
+      }
+    } else if (options?.excludeIds !== undefined) {
+      const ids = options.excludeIds;
+      if (!Array.isArray(ids)) throw invalidParam('excludeIds', 'array of ids', ids);
+      if (ids.length !== b) {
+        throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected excludeIds of length ${b} (one per query) but received ${ids.length}`);
+      }
+      exclude = new Int32Array(b);
+      for (let i = 0; i < b; i++) {
+        const id = ids[i];
+        exclude[i] = id === null || id === undefined ? -1 : (this.#groupOf.get(id) ?? -1);
+      }
+    }
+    // K must fit in what each query can still see.
+    let maxExcluded = 0;
+    let worst = -1;
+    if (exclude) {
+      for (let i = 0; i < b; i++) {
+        const g = exclude[i]!;
+        const s = g >= 0 ? this.#groupSize[g]! : 0;
+        if (s > maxExcluded) {
+          maxExcluded = s;
+          worst = i;
+        }
+      }
+    }
+    if (opts.k > n - maxExcluded) {
+      throw new RapmRangeError(
+        'RAPM_K_TOO_LARGE',
+        maxExcluded > 0
+          ? `Expected k <= ${n - maxExcluded} but received k = ${opts.k}: the datastore holds ${n} rows and query ${worst} excludes ${maxExcluded}`
+          : `Expected k <= ${n} (rows in the datastore) but received k = ${opts.k}`,
+      );
+    }
+    const k = opts.k;
+    return {
+      queries: selectColumns(queries, this.keyDim, this.keyIndices, this.#keyIdentity),
+      b,
+      opts,
+      exclude,
+      out: {
+        b,
+        k,
+        prior: new Float32Array(b * this.dv),
+        neighbors: new Int32Array(b * k),
+        weights: new Float32Array(b * k),
+        similarities: new Float32Array(b * k),
+      },
+    };
+  }
+
+  /**
+   * Exact top-K search: cosine similarity of each query [b, keyDim] to every key, the K
+   * best (ties to the lower row), weights by `aggregate`, and prior = sum of weight x value.
+   * Runs off the JS thread.
+   */
+  async search(queries: Float32Array, options?: SearchOptions): Promise<SearchResult> {
+    const stack = new Error().stack;
+    const p = this.#prepareSearch(queries, options);
+    const { out } = p;
+    try {
+      await this.#native.search(p.queries, p.b, out.k, p.opts.tau, AGGREGATE_CODE[p.opts.aggregate], p.exclude, out.prior, out.neighbors, out.weights, out.similarities);
+    } catch (e) {
+      throw nativeError(e, stack);
+    }
+    return out;
+  }
+
+  /** search(), on the calling thread. For small inputs and tests. */
+  searchSync(queries: Float32Array, options?: SearchOptions): SearchResult {
+    const p = this.#prepareSearch(queries, options);
+    const { out } = p;
+    try {
+      this.#native.searchSync(p.queries, p.b, out.k, p.opts.tau, AGGREGATE_CODE[p.opts.aggregate], p.exclude, out.prior, out.neighbors, out.weights, out.similarities);
+    } catch (e) {
+      throw nativeError(e, new Error().stack);
+    }
+    return out;
+  }
+}

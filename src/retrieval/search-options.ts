@@ -1,0 +1,44 @@
+import { RapmRangeError, invalidParam } from '../errors.js';
+import { checkInteger, checkPositive, is } from '../validate.js';
+import type { Aggregate } from './reference.js';
+
+export type { Aggregate } from './reference.js';
+export const AGGREGATES: readonly Aggregate[] = ['softmax', 'mean', 'top1'];
+export const AGGREGATE_CODE: Record<Aggregate, number> = { softmax: 0, mean: 1, top1: 2 };
+
+export interface SearchOptions {
+  /** Neighbours per query (1 <= k <= rows left after exclusion). Default 70. */
+  k?: number;
+  /** Softmax temperature, > 0. Default 0.04. */
+  tau?: number;
+  /** 'softmax' (default): softmax(sim / tau); 'mean': uniform over the K; 'top1': the best only. */
+  aggregate?: Aggregate;
+  /**
+   * Leave-one-out by row: for query i, skip row excludeRows[i] and every row with the
+   * same utterance id (-1: skip nothing). Length b.
+   */
+  excludeRows?: ArrayLike<number>;
+  /** Leave-one-out by utterance id: for query i, skip every row whose id is excludeIds[i]. Length b. */
+  excludeIds?: ReadonlyArray<string | null | undefined>;
+}
+
+export interface ResolvedSearchOptions {
+  k: number;
+  tau: number;
+  aggregate: Aggregate;
+}
+
+export const SEARCH_DEFAULTS: ResolvedSearchOptions = { k: 70, tau: 0.04, aggregate: 'softmax' };
+
+export function resolveSearchOptions(options: SearchOptions | undefined): ResolvedSearchOptions {
+  if (options !== undefined && !is.object(options)) throw invalidParam('options', 'object', options);
+  const o = options ?? {};
+  const k = o.k === undefined ? SEARCH_DEFAULTS.k : checkInteger('k', o.k, 1);
+  const tau = o.tau === undefined ? SEARCH_DEFAULTS.tau : checkPositive('tau', o.tau);
+  const aggregate = o.aggregate ?? SEARCH_DEFAULTS.aggregate;
+  if (!is.inArray(aggregate, AGGREGATES)) throw invalidParam('aggregate', `one of ${AGGREGATES.join(', ')}`, aggregate);
+  if (o.excludeRows !== undefined && o.excludeIds !== undefined) {
+    throw new RapmRangeError('RAPM_INVALID_ARG', 'Expected at most one of excludeRows and excludeIds');
+  }
+  return { k, tau, aggregate };
+}

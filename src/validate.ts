@@ -1,0 +1,93 @@
+import { RapmRangeError, RapmTypeError, describe, invalidParam } from './errors.js';
+
+/** Small type guards in the style of sharp's lib/is.js. */
+export const is = {
+  defined: <T>(v: T | undefined | null): v is T => v !== undefined && v !== null,
+  object: (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v),
+  number: (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v),
+  integer: (v: unknown): v is number => Number.isInteger(v),
+  inRange: (v: number, lo: number, hi: number): boolean => v >= lo && v <= hi,
+  string: (v: unknown): v is string => typeof v === 'string' && v.length > 0,
+  bool: (v: unknown): v is boolean => typeof v === 'boolean',
+  float32: (v: unknown): v is Float32Array => v instanceof Float32Array,
+  int32: (v: unknown): v is Int32Array => v instanceof Int32Array,
+  inArray: <T>(v: unknown, list: readonly T[]): v is T => list.includes(v as T),
+};
+
+/** An integer in [lo, hi]; throws TypeError / RangeError naming `name`. */
+export function checkInteger(name: string, v: unknown, lo: number, hi = Number.MAX_SAFE_INTEGER): number {
+  if (!is.integer(v) || !is.inRange(v as number, lo, hi)) {
+    const range = hi === Number.MAX_SAFE_INTEGER ? `>= ${lo}` : `between ${lo} and ${hi}`;
+    throw invalidParam(name, `integer ${range}`, v);
+  }
+  return v as number;
+}
+
+/** A finite number, strictly above `lo` when `exclusive`. */
+export function checkPositive(name: string, v: unknown): number {
+  if (typeof v !== 'number') throw invalidParam(name, 'finite number > 0', v);
+  if (!Number.isFinite(v) || v <= 0) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected finite number > 0 for ${name} but received ${describe(v)}`);
+  return v;
+}
+
+/**
+ * A Float32Array holding a row-major matrix with `cols` columns. Returns its row count.
+ * `rows` (if given) must match.
+ */
+export function checkMatrix(name: string, v: unknown, cols: number, rows?: number): number {
+  if (!(v instanceof Float32Array)) {
+    throw new RapmTypeError('RAPM_TYPE', `Expected Float32Array for ${name} but received ${describe(v)}`);
+  }
+  if (rows !== undefined) {
+    if (v.length !== rows * cols) {
+      throw new RapmRangeError(
+        'RAPM_SHAPE_MISMATCH',
+        `Expected ${name} of length ${rows * cols} ([${rows}, ${cols}]) but received length ${v.length}`,
+      );
+    }
+    return rows;
+  }
+  if (v.length === 0 || v.length % cols !== 0) {
+    throw new RapmRangeError(
+      'RAPM_SHAPE_MISMATCH',
+      `Expected ${name} to hold whole rows of ${cols} values but received length ${v.length}` +
+        (v.length === 0 ? ' (empty)' : ` (${(v.length / cols).toFixed(2)} rows)`),
+    );
+  }
+  return v.length / cols;
+}
+
+/** Throw naming the first non-finite value of a [rows, cols] matrix by row and column. */
+export function checkFinite(name: string, m: Float32Array, cols: number): void {
+  for (let i = 0; i < m.length; i++) {
+    const x = m[i]!;
+    if (x - x !== 0) {
+      const row = Math.floor(i / cols);
+      throw new RapmRangeError(
+        'RAPM_NON_FINITE',
+        `Expected finite values in ${name} but row ${row}, column ${i % cols} is ${String(x)}`,
+      );
+    }
+  }
+}
+
+/** A list of distinct integer indices, each in [0, limit). */
+export function checkIndexList(name: string, v: unknown, limit: number): Int32Array {
+  if (!(Array.isArray(v) || v instanceof Int32Array || v instanceof Uint32Array)) {
+    throw invalidParam(name, 'array of integer indices', v);
+  }
+  const arr = Array.from(v as ArrayLike<number>);
+  if (arr.length === 0) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a non-empty index list for ${name}`);
+  const seen = new Set<number>();
+  arr.forEach((x, i) => {
+    if (!Number.isInteger(x) || x < 0 || x >= limit) {
+      throw new RapmRangeError(
+        'RAPM_INVALID_ARG',
+        `Expected ${name}[${i}] to be an integer between 0 and ${limit - 1} but received ${describe(x)}`,
+      );
+    }
+    if (seen.has(x)) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected distinct indices in ${name} but ${x} repeats (at position ${i})`);
+    seen.add(x);
+  });
+  return Int32Array.from(arr);
+}
