@@ -77,7 +77,9 @@ export function invalidParam(name: string, expected: string, actual: unknown): R
     (expected.includes('number') && typeof actual !== 'number') ||
     (expected.includes('integer') && typeof actual !== 'number') ||
     (expected.includes('string') && typeof actual !== 'string') ||
-    (expected.includes('boolean') && typeof actual !== 'boolean');
+    (expected.includes('boolean') && typeof actual !== 'boolean') ||
+    (expected.startsWith('array') && !Array.isArray(actual) && !ArrayBuffer.isView(actual)) ||
+    (expected === 'object' && (typeof actual !== 'object' || Array.isArray(actual)));
   return wrongKind ? new RapmTypeError('RAPM_TYPE', msg) : new RapmRangeError('RAPM_INVALID_ARG', msg);
 }
 

@@ -1,0 +1,268 @@
+import { Worker } from 'node:worker_threads';
+import { describe, expect, it } from 'vitest';
+import { setConcurrency, concurrency } from '../../src/native/simd.js';
+import { Datastore } from '../../src/retrieval/datastore.js';
+import { l2normalizeRows, referenceSearch } from '../../src/retrieval/reference.js';
+import { expectSameSearch } from '../helpers/compare.js';
+import { randn } from '../helpers/random.js';
+
+const d = 24, dv = 6;
+function filled(n = 200, seed = 1, ids?: string[]) {
+  const ds = new Datastore({ keyDim: d, valueDim: dv });
+  const keys = randn(n * d, seed), values = randn(n * dv, seed + 1);
+  ds.addSync(keys, values, ids);
+  return { ds, keys, values };
+}
+
+/** Run fn, return what it threw (fails the test if nothing was thrown). */
+function thrown(fn: () => unknown): Error & { code?: string; row?: number } {
+  try {
+    fn();
+  } catch (e) {
+    return e as Error & { code?: string };
+  }
+  throw new Error('expected a throw');
+}
+
+describe('Datastore: construction and add', () => {
+  it('selects key and value columns (Config B style) before storing', () => {
+    const keyIndices = [0, 5, 7, 11], valueIndices = [1, 2];
+    const ds = new Datastore({ keyDim: d, valueDim: dv, keyIndices, valueIndices });
+    expect([ds.d, ds.dv]).toEqual([4, 2]);
+    const n = 50, keys = randn(n * d, 3), values = randn(n * dv, 4), q = randn(5 * d, 5);
+    ds.addSync(keys, values);
+    const pick = (m: Float32Array, w: number, idx: number[]) => Float32Array.from({ length: (m.length / w) * idx.length }, (_, i) => m[Math.floor(i / idx.length) * w + idx[i % idx.length]!]!);
+    const ref = referenceSearch({ keys: l2normalizeRows(pick(keys, d, keyIndices), 4), values: pick(values, dv, valueIndices), n, d: 4, dv: 2, queries: pick(q, d, keyIndices), k: 7, tau: 0.04, aggregate: 'softmax' });
+    expectSameSearch(ds.searchSync(q, { k: 7 }), ref, 1e-5);
+  });
+
+  it('rejects bad options with coded errors', () => {
+    expect(thrown(() => new Datastore({ keyDim: 0 })).code).toBe('RAPM_INVALID_ARG');
+    expect(thrown(() => new Datastore({ keyDim: 1.5 })).code).toBe('RAPM_INVALID_ARG');
+    expect(thrown(() => new Datastore({ keyDim: 4, keyIndices: [0, 4] })).message).toMatch(/keyIndices\[1\].*between 0 and 3/);
+    expect(thrown(() => new Datastore({ keyDim: 4, keyIndices: [1, 1] })).message).toMatch(/distinct/);
+    expect(thrown(() => new Datastore({ precision: 'f16' as never })).message).toMatch(/precision/);
+  });
+
+  it('wrong kinds are TypeErrors, wrong lengths RangeErrors, each with a code and a stack into this file', () => {
+    const ds = new Datastore({ keyDim: d, valueDim: dv });
+    const e1 = thrown(() => ds.addSync([1, 2, 3] as never, new Float32Array(dv)));
+    expect(e1).toBeInstanceOf(TypeError);
+    expect(e1.code).toBe('RAPM_TYPE');
+    expect(e1.stack).toContain('datastore.test.ts');
+    const e2 = thrown(() => ds.addSync(new Float32Array(d * 2 + 1), new Float32Array(dv * 2)));
+    expect(e2).toBeInstanceOf(RangeError);
+    expect(e2.code).toBe('RAPM_SHAPE_MISMATCH');
+    expect(e2.message).toMatch(/whole rows of 24/);
+    const e3 = thrown(() => ds.addSync(new Float32Array(d * 2), new Float32Array(dv * 3)));
+    expect(e3.code).toBe('RAPM_SHAPE_MISMATCH');
+    expect(e3.message).toMatch(/values of length 12/);
+    const e4 = thrown(() => ds.addSync(new Float32Array(d), new Float32Array(dv), ['a', 'b']));
+    expect(e4.message).toMatch(/Expected 1 ids/);
+    expect(thrown(() => ds.addSync(new Float32Array(0), new Float32Array(0))).message).toMatch(/empty/);
+  });
+
+  it('NaN, Infinity and zero-norm rows are refused naming the row, and nothing is added', () => {
+    const ds = new Datastore({ keyDim: d, valueDim: dv });
+    const keys = randn(10 * d, 1), values = randn(10 * dv, 2);
+    keys[7 * d + 3] = Number.NaN;
+    const e = thrown(() => ds.addSync(keys, values));
+    expect(e).toBeInstanceOf(RangeError);
+    expect(e.code).toBe('RAPM_NON_FINITE');
+    expect(e.row).toBe(7);
+    expect(e.message).toMatch(/keys row 7/);
+    expect(e.stack).toContain('datastore.test.ts');
+    expect(ds.size).toBe(0);
+    keys[7 * d + 3] = 0;
+    keys.fill(0, 4 * d, 5 * d);
+    const z = thrown(() => ds.addSync(keys, values));
+    expect([z.code, z.row]).toEqual(['RAPM_ZERO_NORM', 4]);
+    keys[4 * d] = 1;
+    values[9 * dv] = Number.POSITIVE_INFINITY;
+    const v = thrown(() => ds.addSync(keys, values));
+    expect([v.code, v.row]).toEqual(['RAPM_NON_FINITE', 9]);
+    expect(v.message).toMatch(/values row 9/);
+    expect(ds.size).toBe(0);
+    values[9 * dv] = 0;
+    ds.addSync(keys, values);
+    expect(ds.size).toBe(10);
+  });
+
+  it('async add rejects the same way and leaves earlier rows intact', async () => {
+    const { ds } = filled(40);
+    const keys = randn(5 * d, 9);
+    keys[2 * d] = Number.NaN;
+    await expect(ds.add(keys, randn(5 * dv, 3))).rejects.toMatchObject({ code: 'RAPM_NON_FINITE', row: 2 });
+    expect(ds.size).toBe(40);
+    await ds.add(randn(5 * d, 4), randn(5 * dv, 5));
+    expect(ds.size).toBe(45);
+  });
+});
+
+describe('Datastore: search options and bad input', () => {
+  const { ds } = filled(200);
+  const q = randn(3 * d, 77);
+
+  it('k, tau and aggregate are validated with coded errors naming the values', () => {
+    expect(thrown(() => ds.searchSync(q, { k: 0 })).message).toMatch(/k but received number 0/);
+    expect(thrown(() => ds.searchSync(q, { k: 2.5 })).code).toBe('RAPM_INVALID_ARG');
+    const big = thrown(() => ds.searchSync(q, { k: 201 }));
+    expect([big.name, big.code]).toEqual(['RangeError', 'RAPM_K_TOO_LARGE']);
+    expect(big.message).toMatch(/k <= 200.*k = 201/);
+    for (const tau of [0, -1, Number.NaN, Number.POSITIVE_INFINITY]) {
+      const e = thrown(() => ds.searchSync(q, { tau }));
+      expect(e).toBeInstanceOf(RangeError);
+      expect(e.message).toMatch(/tau/);
+    }
+    expect(thrown(() => ds.searchSync(q, { tau: '1' as never })).code).toBe('RAPM_TYPE');
+    expect(thrown(() => ds.searchSync(q, { aggregate: 'max' as never })).message).toMatch(/one of softmax, mean, top1/);
+    expect(thrown(() => ds.searchSync(q, { excludeRows: [0, 1, 2], excludeIds: ['a', 'b', 'c'] })).message).toMatch(/at most one/);
+  });
+
+  it('queries: wrong kind, length, NaN and zero norm', () => {
+    expect(thrown(() => ds.searchSync(new Float64Array(d) as never)).code).toBe('RAPM_TYPE');
+    expect(thrown(() => ds.searchSync(new Float32Array(d + 1))).code).toBe('RAPM_SHAPE_MISMATCH');
+    const bad = randn(4 * d, 1);
+    bad[2 * d + 5] = Number.NaN;
+    const e = thrown(() => ds.searchSync(bad));
+    expect([e.code, e.row]).toEqual(['RAPM_NON_FINITE', 2]);
+    expect(e.message).toMatch(/queries row 2/);
+    const z = new Float32Array(2 * d);
+    z[0] = 1;
+    expect(thrown(() => ds.searchSync(z)).row).toBe(1);
+  });
+
+  it('async search rejects with the code and a stack into this file', async () => {
+    const bad = randn(2 * d, 1);
+    bad[d] = Number.NEGATIVE_INFINITY;
+    const err = await ds.search(bad).then(() => null, (e: Error & { code?: string }) => e);
+    expect(err?.code).toBe('RAPM_NON_FINITE');
+    expect(err?.stack).toContain('datastore.test.ts');
+  });
+
+  it('an empty datastore refuses to search', () => {
+    const empty = new Datastore({ keyDim: d, valueDim: dv });
+    expect(thrown(() => empty.searchSync(q)).code).toBe('RAPM_STATE');
+  });
+
+  it('excludeRows and excludeIds are validated', () => {
+    expect(thrown(() => ds.searchSync(q, { excludeRows: [1, 2] })).message).toMatch(/length 3/);
+    expect(thrown(() => ds.searchSync(q, { excludeRows: [1, 2, 200] })).message).toMatch(/excludeRows\[2\] between -1 and 199/);
+    expect(thrown(() => ds.searchSync(q, { excludeIds: 'a' as never })).code).toBe('RAPM_TYPE');
+  });
+});
+
+describe('Datastore: leave-one-out', () => {
+  it('excluded rows are never returned, on any query', () => {
+    const n = 150;
+    const { ds, keys } = filled(n, 5);
+    // Query with the stored keys themselves: without exclusion each finds itself first.
+    const plain = ds.searchSync(keys, { k: 5 });
+    for (let i = 0; i < n; i++) expect(plain.neighbors[i * 5]).toBe(i);
+    const loo = ds.searchSync(keys, { k: 5, excludeRows: Int32Array.from({ length: n }, (_, i) => i) });
+    for (let i = 0; i < n; i++) expect(Array.from(loo.neighbors.subarray(i * 5, i * 5 + 5))).not.toContain(i);
+  });
+
+  it('excludes every copy of a duplicated utterance, by row or by id', () => {
+    // Rows 0..59 are utterances u0..u19, each three times (sampling with replacement).
+    const n = 60, base = randn(20 * d, 8), keys = new Float32Array(n * d);
+    const ids: string[] = [];
+    for (let r = 0; r < n; r++) {
+      keys.set(base.subarray((r % 20) * d, (r % 20) * d + d), r * d);
+      ids.push(`u${r % 20}`);
+    }
+    const ds = new Datastore({ keyDim: d, valueDim: dv });
+    ds.addSync(keys, randn(n * dv, 9), ids);
+    expect(ds.countOf('u3')).toBe(3);
+    const q = base; // one query per utterance
+    const byRow = ds.searchSync(q, { k: 10, excludeRows: Int32Array.from({ length: 20 }, (_, i) => i) });
+    const byId = ds.searchSync(q, { k: 10, excludeIds: ids.slice(0, 20) });
+    for (let u = 0; u < 20; u++) {
+      const got = Array.from(byRow.neighbors.subarray(u * 10, u * 10 + 10)).map((r) => ds.idOf(r));
+      expect(got).not.toContain(`u${u}`);
+    }
+    expect(Array.from(byId.neighbors)).toEqual(Array.from(byRow.neighbors));
+    // K must fit in what is left after exclusion: 60 - 3.
+    const e = thrown(() => ds.searchSync(q, { k: 58, excludeIds: ids.slice(0, 20) }));
+    expect(e.code).toBe('RAPM_K_TOO_LARGE');
+    expect(e.message).toMatch(/k <= 57/);
+    expect(ds.searchSync(q, { k: 57, excludeIds: ids.slice(0, 20) }).neighbors.length).toBe(20 * 57);
+  });
+
+  it('an unknown id or -1 excludes nothing', () => {
+    const { ds, keys } = filled(30, 2);
+    const q = keys.subarray(0, 2 * d);
+    const none = ds.searchSync(q, { k: 3 });
+    expect(Array.from(ds.searchSync(q, { k: 3, excludeIds: ['nope', null] }).neighbors)).toEqual(Array.from(none.neighbors));
+    expect(Array.from(ds.searchSync(q, { k: 3, excludeRows: [-1, -1] }).neighbors)).toEqual(Array.from(none.neighbors));
+  });
+});
+
+describe('Datastore: async, threads, concurrency', () => {
+  it('search() equals searchSync() for every thread count', async () => {
+    const { ds } = filled(1000, 3);
+    const q = randn(100 * d, 4);
+    const before = concurrency();
+    try {
+      const want = ds.searchSync(q, { k: 25 });
+      for (const t of [1, 2, 3, 7]) {
+        setConcurrency(t);
+        expectSameSearch(await ds.search(q, { k: 25 }), want, 0);
+        expectSameSearch(ds.searchSync(q.subarray(0, d), { k: 25 }), { ...want, b: 1, prior: want.prior.subarray(0, dv), neighbors: want.neighbors.subarray(0, 25), weights: want.weights.subarray(0, 25), similarities: want.similarities.subarray(0, 25) }, 0);
+      }
+    } finally {
+      setConcurrency(before);
+    }
+  });
+
+  it('appends while searches run: no crash, every search sees a consistent prefix', async () => {
+    const n0 = 300;
+    const { ds } = filled(n0, 6);
+    const q = randn(8 * d, 7);
+    const extra = randn(2000 * d, 8), extraV = randn(2000 * dv, 9);
+    const searches: Promise<unknown>[] = [];
+    const adds: Promise<void>[] = [];
+    for (let i = 0; i < 20; i++) {
+      adds.push(ds.add(extra.subarray(i * 100 * d, (i + 1) * 100 * d), extraV.subarray(i * 100 * dv, (i + 1) * 100 * dv)));
+      searches.push(ds.search(q, { k: 50 }).then((r) => {
+        for (const id of r.neighbors) expect(id).toBeGreaterThanOrEqual(0);
+        return r;
+      }));
+    }
+    await Promise.all([...adds, ...searches]);
+    expect(ds.size).toBe(n0 + 2000);
+    // After all appends, the result equals a fresh datastore built in one go.
+    const fresh = new Datastore({ keyDim: d, valueDim: dv });
+    fresh.addSync(randn(n0 * d, 6), randn(n0 * dv, 7));
+    fresh.addSync(extra, extraV);
+    expectSameSearch(await ds.search(q, { k: 50 }), fresh.searchSync(q, { k: 50 }), 0);
+  });
+
+  it('loads and searches inside a worker thread, next to the main thread', async () => {
+    const code = `
+      const { parentPort } = require('node:worker_threads');
+      const addon = require(process.env.RAPM_ADDON);
+      const ds = new addon.Datastore(4, 1, false);
+      ds.addSync(new Float32Array([1,0,0,0, 0,1,0,0, 0,0,1,0]), new Float32Array([10, 20, 30]), new Int32Array([0,1,2]), 3);
+      const prior = new Float32Array(1), nb = new Int32Array(1), w = new Float32Array(1), s = new Float32Array(1);
+      ds.search(new Float32Array([0,0.1,1,0]), 1, 1, 0.04, 0, null, prior, nb, w, s).then(() => {
+        parentPort.postMessage({ nb: nb[0], prior: prior[0], level: addon.simdLevel() });
+      });`;
+    const { packageRoot } = await import('../../src/native/binding.js');
+    const path = await import('node:path');
+    const addonPath = process.env.RAPM_NATIVE ?? path.join(packageRoot, 'build', 'Release', 'rapm.node');
+    const result = await new Promise<{ nb: number; prior: number; level: string }>((resolve, reject) => {
+      const w = new Worker(code, { eval: true, env: { ...process.env, RAPM_ADDON: addonPath } });
+      w.once('message', (m) => {
+        void w.terminate();
+        resolve(m);
+      });
+      w.once('error', reject);
+    });
+    expect(result.nb).toBe(2);
+    expect(result.prior).toBe(30);
+    // The main thread's instance still works after the worker's is torn down.
+    const { ds } = filled(20, 1);
+    expect(ds.searchSync(randn(d, 2), { k: 3 }).neighbors.length).toBe(3);
+  });
+});
