@@ -83,8 +83,12 @@ void scan(const ScanArgs& a) {
 double fma_probe(int64_t iters, float* sink) {
   float x[8] = {1, 1, 1, 1, 1, 1, 1, 1};
   const float m = 0.9999999f, c = 1e-7f;
-  for (int64_t it = 0; it < iters; ++it)
+  for (int64_t it = 0; it < iters; ++it) {
     for (int j = 0; j < 8; ++j) x[j] = x[j] * m + c;
+#if defined(__GNUC__)
+    __asm__ __volatile__("" : : "r"(x) : "memory");  // keep every round: no folding of the chains
+#endif
+  }
   float s = 0;
   for (float v : x) s += v;
   *sink = s;
