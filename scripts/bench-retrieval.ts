@@ -1,0 +1,180 @@
+/**
+ * npm run bench:retrieval [-- --workloads W1,W2,W3 --large --threads 2 --out results/bench-retrieval.json]
+ *
+ * Measures rapm's exact search against its peers in one run, on random data with a
+ * fixed seed (tau = 0.04), and against the machine's lower bound measured in the same
+ * run: bound = max(2*B*N*d / FP32 FMA peak, key bytes read / read bandwidth).
+ *
+ * Peers: faiss-node IndexFlatIP on pre-normalised keys (+ the JS softmax aggregation it
+ * needs; its API takes plain number arrays, and that conversion is timed, because a user
+ * pays it), and the plain TypeScript implementation (src/retrieval/reference.ts). Slow
+ * peers run on a prefix of the queries and are scaled to the full batch (marked "~").
+ */
+import { createRequire } from 'node:module';
+import { parseArgs } from 'node:util';
+import { writeFileAtomic } from '../src/io/atomic.js';
+import { loadBinding } from '../src/native/binding.js';
+import { setConcurrency, simdLevel } from '../src/native/simd.js';
+import { Datastore } from '../src/retrieval/datastore.js';
+import { aggregateWeights, l2normalizeRows, referenceSearch } from '../src/retrieval/reference.js';
+
+const { values: args } = parseArgs({
+  options: {
+    workloads: { type: 'string', default: 'W1,W2,W3' },
+    large: { type: 'boolean', default: false },
+    threads: { type: 'string', default: '2' },
+    peers: { type: 'string', default: 'faiss,ts' },
+    out: { type: 'string', default: 'results/bench-retrieval.json' },
+    'max-seconds': { type: 'string', default: '4' },
+  },
+});
+const threads = Number(args.threads);
+// faiss (OpenMP) and OpenBLAS read their thread counts when first loaded.
+process.env.OMP_NUM_THREADS = String(threads);
+process.env.OPENBLAS_NUM_THREADS = String(threads);
+setConcurrency(threads);
+
+interface Workload { name: string; n: number; b: number; d: number; dv: number; k: number }
+const ALL: Workload[] = [
+  { name: 'W1', n: 2316, b: 578, d: 1024, dv: 101, k: 70 },
+  { name: 'W1', n: 2316, b: 578, d: 103, dv: 101, k: 70 },
+  { name: 'W2', n: 200_000, b: 1024, d: 103, dv: 101, k: 90 },
+  { name: 'W2', n: 200_000, b: 1024, d: 1024, dv: 101, k: 90 },
+  { name: 'W3', n: 200_000, b: 1, d: 103, dv: 101, k: 90 },
+  { name: 'W3', n: 200_000, b: 1, d: 1024, dv: 101, k: 90 },
+  { name: 'W4', n: 2_000_000, b: 256, d: 103, dv: 101, k: 90 },
+];
+const wanted = new Set(args.workloads!.split(',').map((s) => s.trim().toUpperCase()));
+if (args.large) wanted.add('W4');
+const workloads = ALL.filter((w) => wanted.has(w.name));
+const peers = new Set(args.peers!.split(','));
+const TAU = 0.04;
+const maxSeconds = Number(args['max-seconds']);
+
+function uniform(n: number, seed: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+/** min and median of repeated runs (ms): at least 3 runs, more while under the time budget. */
+async function time(fn: () => unknown | Promise<unknown>, budget = maxSeconds): Promise<{ min: number; median: number; runs: number }> {
+  await fn(); // warm-up
+  const t: number[] = [];
+  const start = performance.now();
+  while (t.length < 3 || (t.length < 50 && performance.now() - start < budget * 1000)) {
+    const t0 = performance.now();
+    await fn();
+    t.push(performance.now() - t0);
+  }
+  t.sort((a, b) => a - b);
+  return { min: t[0]!, median: t[Math.floor(t.length / 2)]!, runs: t.length };
+}
+
+const native = loadBinding();
+console.log(`rapm bench:retrieval — ${simdLevel()} kernels, ${threads} threads, tau=${TAU}`);
+const peakGflops = native._fmaPeak(0.5);
+const bandwidthGBs = native._readBandwidth(64 << 20, 5); // 256 MiB per thread
+console.log(`lower-bound inputs (measured now): FP32 FMA peak ${peakGflops.toFixed(1)} GFLOP/s, read bandwidth ${bandwidthGBs.toFixed(1)} GB/s\n`);
+
+type Faiss = { IndexFlatIP: new (d: number) => { add(x: number[]): void; search(x: number[], k: number): { distances: number[]; labels: number[] } } };
+let faiss: Faiss | null = null;
+if (peers.has('faiss')) {
+  try {
+    faiss = createRequire(import.meta.url)('faiss-node') as Faiss;
+  } catch (e) {
+    console.log(`faiss-node unavailable (${(e as Error).message.split('\n')[0]}): run scripts/build-faiss-node.sh\n`);
+  }
+}
+
+interface Row { workload: string; n: number; b: number; d: number; k: number; engine: string; minMs: number; medianMs: number; runs: number; extrapolatedFromB?: number; gflops: number; boundMs: number; xBound: number }
+const rows: Row[] = [];
+
+for (const w of workloads) {
+  const { n, b, d, dv, k } = w;
+  const label = `${w.name} N=${n} B=${b} d=${d} K=${k}`;
+  const keys = uniform(n * d, 1 + d);
+  const values = uniform(n * dv, 2);
+  const queries = uniform(b * d, 3 + d);
+  const flops = 2 * b * n * d;
+  const boundFor = (bytesPerKey: number) => Math.max(flops / (peakGflops * 1e9), (n * d * bytesPerKey) / (bandwidthGBs * 1e9)) * 1000;
+  const record = (engine: string, t: { min: number; median: number; runs: number }, bytesPerKey: number, scale = 1, fromB?: number) => {
+    const row: Row = {
+      workload: w.name, n, b, d, k, engine, minMs: t.min * scale, medianMs: t.median * scale, runs: t.runs,
+      gflops: flops / (t.min * scale * 1e6), boundMs: boundFor(bytesPerKey), xBound: (t.min * scale) / boundFor(bytesPerKey),
+    };
+    if (fromB !== undefined) row.extrapolatedFromB = fromB;
+    rows.push(row);
+    console.log(`  ${engine.padEnd(22)} min ${fmt(row.minMs)} ms  median ${fmt(row.medianMs)} ms  ${row.gflops.toFixed(1).padStart(6)} GFLOP/s  ${row.xBound.toFixed(2)}x bound${fromB ? `  (~ from B=${fromB})` : ''}`);
+  };
+  console.log(`${label}: bound ${fmt(boundFor(4))} ms (f32 keys), ${fmt(boundFor(2))} ms (bf16 keys)`);
+
+  for (const precision of ['f32', 'bf16'] as const) {
+    const ds = new Datastore({ keyDim: d, valueDim: dv, precision });
+    await ds.add(keys, values);
+    record(`rapm ${precision}`, await time(() => ds.search(queries, { k, tau: TAU })), precision === 'f32' ? 4 : 2);
+  }
+
+  if (faiss) {
+    const index = new faiss.IndexFlatIP(d);
+    const normed = l2normalizeRows(keys, d);
+    for (let r = 0; r < n; r += 20_000) index.add(Array.from(normed.subarray(r * d, Math.min(n, r + 20_000) * d)));
+    const bq = Math.min(b, w.n >= 200_000 && d >= 1024 ? 256 : b);
+    const q = l2normalizeRows(queries.subarray(0, bq * d), d);
+    const run = () => {
+      const res = index.search(Array.from(q), k);
+      const prior = new Float32Array(bq * dv);
+      const wts = new Float32Array(k);
+      for (let i = 0; i < bq; i++) {
+        aggregateWeights(res.distances.slice(i * k, i * k + k), TAU, 'softmax', wts);
+        for (let j = 0; j < k; j++) {
+          const row = res.labels[i * k + j]!;
+          for (let c = 0; c < dv; c++) prior[i * dv + c] += wts[j]! * values[row * dv + c]!;
+        }
+      }
+      return prior;
+    };
+    record('faiss-node FlatIP+JS', await time(run), 4, b / bq, bq < b ? bq : undefined);
+  }
+
+  if (peers.has('ts')) {
+    const normed = l2normalizeRows(keys, d);
+    const bq = Math.max(1, Math.min(b, Math.floor(2e9 / (2 * n * d)))); // ~2 GFLOP of JS per run
+    const q = queries.subarray(0, bq * d);
+    const t = await time(() => referenceSearch({ keys: normed, values, n, d, dv, queries: q, k, tau: TAU, aggregate: 'softmax' }), 1);
+    record('plain TypeScript', t, 4, b / bq, bq < b ? bq : undefined);
+  }
+  console.log('');
+}
+
+function fmt(ms: number): string {
+  return ms < 10 ? ms.toFixed(2) : ms < 1000 ? ms.toFixed(1) : ms.toFixed(0);
+}
+
+// Summary: rapm f32 against the bound and each peer.
+console.log('| workload | d | rapm f32 min / median ms | GFLOP/s | x bound | bf16 x f32-bound | vs faiss-node | vs plain TS |');
+console.log('|---|---|---|---|---|---|---|---|');
+const keyOf = (r: Row) => `${r.workload}/${r.d}`;
+for (const key of [...new Set(rows.map(keyOf))]) {
+  const group = rows.filter((r) => keyOf(r) === key);
+  const mine = group.find((r) => r.engine === 'rapm f32')!;
+  const bf = group.find((r) => r.engine === 'rapm bf16');
+  const peer = (name: string) => {
+    const p = group.find((r) => r.engine.startsWith(name));
+    return p ? `${(p.minMs / mine.minMs).toFixed(1)}x${p.extrapolatedFromB ? ' ~' : ''}` : 'n/a';
+  };
+  const bfVsF32Bound = bf ? (bf.minMs / mine.boundMs).toFixed(2) : 'n/a';
+  console.log(`| ${mine.workload} | ${mine.d} | ${fmt(mine.minMs)} / ${fmt(mine.medianMs)} | ${mine.gflops.toFixed(1)} | ${mine.xBound.toFixed(2)} | ${bfVsF32Bound} | ${peer('faiss')} | ${peer('plain')} |`);
+}
+
+await writeFileAtomic(
+  args.out!,
+  JSON.stringify({ date: new Date().toISOString(), simdLevel: simdLevel(), threads, tau: TAU, peakGflops, bandwidthGBs, node: process.version, rows }, null, 2) + '\n',
+);
+console.log(`\nwrote ${args.out}`);
