@@ -33,7 +33,7 @@ AddArgs read_add(const Napi::CallbackInfo& info, const Datastore& ds) {
 
 // Arguments of search/searchSync:
 // (queries [b,d], b, k, tau, aggregate, excludeGroups [b] | null, prior [b,dv], neighbors [b,k],
-//  weights [b,k], similarities [b,k]).
+//  weights [b,k], similarities [b,k], rowBegin?, rowEnd?).
 struct SearchArgs {
   int64_t b;
   SearchParams params;
@@ -47,9 +47,14 @@ SearchArgs read_search(const Napi::CallbackInfo& info, const Snapshot& snap) {
   SearchArgs a;
   a.b = int_arg(info, 1, "b", 0, kMaxRows);
   a.params.k = static_cast<int>(int_arg(info, 2, "k", 1, kMaxRows));
-  if (a.params.k > snap.n) {
+  if (info.Length() > 11 && !info[10].IsUndefined()) {
+    a.params.row_begin = int_arg(info, 10, "rowBegin", 0, snap.n);
+    a.params.row_end = int_arg(info, 11, "rowEnd", 0, snap.n);
+  }
+  const int64_t searched = (a.params.row_end < 0 ? snap.n : a.params.row_end) - a.params.row_begin;
+  if (a.params.k > searched) {
     throw range_error(env, "RAPM_K_TOO_LARGE",
-                      "k = " + std::to_string(a.params.k) + " but the datastore holds " + std::to_string(snap.n) + " rows");
+                      "k = " + std::to_string(a.params.k) + " but only " + std::to_string(searched) + " rows are searched");
   }
   const double tau = number_arg(info, 3, "tau");
   if (!(tau > 0) || !std::isfinite(tau)) {

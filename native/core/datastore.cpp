@@ -214,6 +214,7 @@ struct PushCtx {
   float* thr;
   const int32_t* groups;   // segment-local
   int64_t base;            // segment base row
+  int64_t first;           // first segment-local row in the searched range
   const int32_t* exclude;  // per task query, or null
 };
 
@@ -225,7 +226,7 @@ void push_candidates(void* ctx, int qi, const float* sims, uint32_t mask, int64_
     const int l = __builtin_ctz(mask);
     mask &= mask - 1;
     const int64_t r = row0 + l;
-    if (ex >= 0 && c->groups[r] == ex) continue;
+    if (r < c->first || (ex >= 0 && c->groups[r] == ex)) continue;
     h.push(sims[l], static_cast<int32_t>(c->base + r));
   }
   c->thr[qi] = h.threshold();
@@ -243,9 +244,14 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
               const SearchParams& params, const SearchOutputs& out) {
   const int d = snap.d, dv = snap.dv, k = params.k;
   if (b <= 0) return Status::Ok();
-  if (k < 1 || k > snap.n) {
+  const int64_t rb = params.row_begin, re = params.row_end < 0 ? snap.n : params.row_end;
+  if (rb < 0 || rb >= re || re > snap.n) {
+    return Status::Error(StatusCode::kInvalidArg, "row range [" + std::to_string(rb) + ", " + std::to_string(re) +
+                                                      ") is empty or outside [0, " + std::to_string(snap.n) + ")");
+  }
+  if (k < 1 || k > re - rb) {
     return Status::Error(StatusCode::kKTooLarge,
-                         "k = " + std::to_string(k) + " but the datastore holds " + std::to_string(snap.n) + " rows");
+                         "k = " + std::to_string(k) + " but only " + std::to_string(re - rb) + " rows are searched");
   }
   std::vector<float> qn;
   try {
@@ -290,13 +296,19 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
     }
     const int64_t packed_rows = (nq + kern.mr - 1) / kern.mr * kern.mr;
     std::vector<float> qpack(static_cast<size_t>(packed_rows) * d);
-    PushCtx ctx{heaps.data(), thr.data(), nullptr, 0, params.exclude_groups ? params.exclude_groups + q0 : nullptr};
+    PushCtx ctx{heaps.data(), thr.data(), nullptr, 0, 0, params.exclude_groups ? params.exclude_groups + q0 : nullptr};
     for (const auto& seg : snap.segments) {
-      const int64_t p0 = seg->npanels * kt / ktasks, p1 = seg->npanels * (kt + 1) / ktasks;
+      // The searched rows of this segment, segment-local: [lr0, lr1).
+      const int64_t lr0 = std::max<int64_t>(rb - seg->base, 0), lr1 = std::min<int64_t>(re - seg->base, seg->n);
+      if (lr0 >= lr1) continue;
+      const int64_t first_panel = lr0 / kPanel, panels = (lr1 + kPanel - 1) / kPanel - first_panel;
+      const int64_t p0 = first_panel + panels * kt / ktasks, p1 = first_panel + panels * (kt + 1) / ktasks;
       if (p0 >= p1) continue;
       ctx.groups = seg->groups.data();
       ctx.base = seg->base;
-      ScanArgs a{qn.data() + q0 * d, nq, d, seg->keys_f32.get(), seg->keys_bf16.get(), p0, p1, seg->n,
+      ctx.first = lr0;
+      // Lanes at or past lr1 are masked by the kernel; rows before lr0 by push_candidates.
+      ScanArgs a{qn.data() + q0 * d, nq, d, seg->keys_f32.get(), seg->keys_bf16.get(), p0, p1, lr1,
                  block_panels, qpack.data(), thr.data(), push_candidates, &ctx};
       kern.scan(a);
     }

@@ -46,6 +46,8 @@ struct SearchParams {
   float tau = 0.04f;
   Aggregate aggregate = Aggregate::kSoftmax;
   const int32_t* exclude_groups = nullptr;  // [b] or null; -1 = exclude nothing
+  int64_t row_begin = 0;                    // only rows in [row_begin, row_end) are searched
+  int64_t row_end = -1;                     // -1: to the end
 };
 
 struct SearchOutputs {

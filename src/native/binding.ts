@@ -19,6 +19,8 @@ export interface NativeDatastore {
     neighbors: Int32Array, // [b, k]
     weights: Float32Array, // [b, k]
     similarities: Float32Array, // [b, k]
+    rowBegin?: number, // search only rows [rowBegin, rowEnd)
+    rowEnd?: number,
   ): Promise<void>;
   searchSync(
     queries: Float32Array,
@@ -31,6 +33,8 @@ export interface NativeDatastore {
     neighbors: Int32Array,
     weights: Float32Array,
     similarities: Float32Array,
+    rowBegin?: number,
+    rowEnd?: number,
   ): void;
   readonly size: number;
   readonly memoryBytes: number;

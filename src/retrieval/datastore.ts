@@ -43,6 +43,7 @@ interface Prepared {
   b: number;
   opts: ResolvedSearchOptions;
   exclude: Int32Array | null; // [b]
+  range: [number, number];
   out: SearchResult;
 }
 
@@ -254,7 +255,18 @@ export class Datastore {
         exclude[i] = id === null || id === undefined ? -1 : (this.#groupOf.get(id) ?? -1);
       }
     }
-    // K must fit in what each query can still see.
+    let range: [number, number] = [0, n];
+    if (options?.rowRange !== undefined) {
+      const rr = options.rowRange;
+      if (!Array.isArray(rr) || rr.length !== 2) throw invalidParam('rowRange', 'array [start, end)', rr);
+      const [s0, s1] = rr as [number, number];
+      if (!Number.isInteger(s0) || !Number.isInteger(s1) || s0 < 0 || s1 > n || s0 >= s1) {
+        throw new RapmRangeError('RAPM_INVALID_ARG', `Expected rowRange [start, end) with 0 <= start < end <= ${n} but received [${String(s0)}, ${String(s1)}]`);
+      }
+      range = [s0, s1];
+    }
+    const searched = range[1] - range[0];
+    // K must fit in what each query can still see (conservatively, when a range is set).
     let maxExcluded = 0;
     let worst = -1;
     if (exclude) {
@@ -267,12 +279,13 @@ export class Datastore {
         }
       }
     }
-    if (opts.k > n - maxExcluded) {
+    if (opts.k > searched - maxExcluded) {
+      const where = searched === n ? `the datastore holds ${n} rows` : `rowRange holds ${searched} rows`;
       throw new RapmRangeError(
         'RAPM_K_TOO_LARGE',
         maxExcluded > 0
-          ? `Expected k <= ${n - maxExcluded} but received k = ${opts.k}: the datastore holds ${n} rows and query ${worst} excludes ${maxExcluded}`
-          : `Expected k <= ${n} (rows in the datastore) but received k = ${opts.k}`,
+          ? `Expected k <= ${searched - maxExcluded} but received k = ${opts.k}: ${where} and query ${worst} excludes ${maxExcluded}`
+          : `Expected k <= ${searched} (${searched === n ? 'rows in the datastore' : 'rows in rowRange'}) but received k = ${opts.k}`,
       );
     }
     const k = opts.k;
@@ -281,6 +294,7 @@ export class Datastore {
       b,
       opts,
       exclude,
+      range,
       out: {
         b,
         k,
@@ -302,7 +316,7 @@ export class Datastore {
     const p = this.#prepareSearch(queries, options);
     const { out } = p;
     try {
-      await this.#native.search(p.queries, p.b, out.k, p.opts.tau, AGGREGATE_CODE[p.opts.aggregate], p.exclude, out.prior, out.neighbors, out.weights, out.similarities);
+      await this.#native.search(p.queries, p.b, out.k, p.opts.tau, AGGREGATE_CODE[p.opts.aggregate], p.exclude, out.prior, out.neighbors, out.weights, out.similarities, p.range[0], p.range[1]);
     } catch (e) {
       throw nativeError(e, stack);
     }
@@ -314,7 +328,7 @@ export class Datastore {
     const p = this.#prepareSearch(queries, options);
     const { out } = p;
     try {
-      this.#native.searchSync(p.queries, p.b, out.k, p.opts.tau, AGGREGATE_CODE[p.opts.aggregate], p.exclude, out.prior, out.neighbors, out.weights, out.similarities);
+      this.#native.searchSync(p.queries, p.b, out.k, p.opts.tau, AGGREGATE_CODE[p.opts.aggregate], p.exclude, out.prior, out.neighbors, out.weights, out.similarities, p.range[0], p.range[1]);
     } catch (e) {
       throw nativeError(e, new Error().stack);
     }

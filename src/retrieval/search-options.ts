@@ -20,6 +20,11 @@ export interface SearchOptions {
   excludeRows?: ArrayLike<number>;
   /** Leave-one-out by utterance id: for query i, skip every row whose id is excludeIds[i]. Length b. */
   excludeIds?: ReadonlyArray<string | null | undefined>;
+  /**
+   * Search only rows [start, end) of the datastore (for example the chunk just appended,
+   * to update earlier top-K lists incrementally). Default: all rows.
+   */
+  rowRange?: readonly [number, number];
 }
 
 export interface ResolvedSearchOptions {

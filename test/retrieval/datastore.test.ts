@@ -266,3 +266,27 @@ describe('Datastore: async, threads, concurrency', () => {
     expect(ds.searchSync(randn(d, 2), { k: 3 }).neighbors.length).toBe(3);
   });
 });
+
+describe('Datastore: rowRange', () => {
+  it('searches only [start, end), equal to a datastore holding just those rows', () => {
+    const n = 400, { ds, keys, values } = filled(n, 31);
+    const q = randn(11 * d, 32);
+    for (const [s0, s1] of [[0, 400], [0, 40], [33, 97], [250, 400], [399, 400]] as const) {
+      const k = Math.min(15, s1 - s0);
+      const part = new Datastore({ keyDim: d, valueDim: dv });
+      part.addSync(keys.subarray(s0 * d, s1 * d), values.subarray(s0 * dv, s1 * dv));
+      const want = part.searchSync(q, { k });
+      const got = ds.searchSync(q, { k, rowRange: [s0, s1] });
+      expect(Array.from(got.neighbors)).toEqual(Array.from(want.neighbors).map((r) => r + s0));
+      expect(Array.from(got.prior)).toEqual(Array.from(want.prior));
+    }
+  });
+
+  it('rejects empty or out-of-bounds ranges and k above the range size', () => {
+    const { ds } = filled(100, 3);
+    const q = randn(d, 4);
+    expect(thrown(() => ds.searchSync(q, { k: 1, rowRange: [5, 5] })).message).toMatch(/0 <= start < end <= 100/);
+    expect(thrown(() => ds.searchSync(q, { k: 1, rowRange: [90, 101] })).code).toBe('RAPM_INVALID_ARG');
+    expect(thrown(() => ds.searchSync(q, { k: 11, rowRange: [90, 100] })).message).toMatch(/k <= 10 \(rows in rowRange\)/);
+  });
+});
