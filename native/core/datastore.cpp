@@ -229,7 +229,7 @@ void push_candidates(void* ctx, int qi, const float* sims, uint32_t mask, int64_
     if (r < c->first || (ex >= 0 && c->groups[r] == ex)) continue;
     h.push(sims[l], static_cast<int32_t>(c->base + r));
   }
-  c->thr[qi] = h.threshold();
+  c->thr[qi] = h.thr;
 }
 
 const Segment* segment_of(const Snapshot& snap, int64_t row) {
@@ -274,11 +274,10 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
   const int key_bytes = snap.bf16 ? 2 : 4;
   const int64_t block_panels = std::max<int64_t>(1, (384 * 1024) / (static_cast<int64_t>(d) * kPanel * key_bytes));
 
-  std::vector<float> vals;
-  std::vector<int32_t> ids;
+  const int cap = topk_capacity(k);
+  std::vector<TopKEntry> entries;
   try {
-    vals.resize(static_cast<size_t>(ktasks) * b * k);
-    ids.resize(static_cast<size_t>(ktasks) * b * k);
+    entries.resize(static_cast<size_t>(ktasks) * b * cap);
   } catch (const std::bad_alloc&) {
     return Status::Error(StatusCode::kOutOfMemory, "out of memory for top-k buffers");
   }
@@ -291,8 +290,8 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
     std::vector<TopK> heaps(static_cast<size_t>(nq));
     std::vector<float> thr(static_cast<size_t>(nq), -std::numeric_limits<float>::infinity());
     for (int i = 0; i < nq; ++i) {
-      const size_t o = (static_cast<size_t>(kt) * b + q0 + i) * k;
-      heaps[i] = TopK{vals.data() + o, ids.data() + o, 0, k};
+      const size_t o = (static_cast<size_t>(kt) * b + q0 + i) * cap;
+      heaps[i] = TopK{entries.data() + o, 0, k, cap, -std::numeric_limits<float>::infinity()};
     }
     const int64_t packed_rows = (nq + kern.mr - 1) / kern.mr * kern.mr;
     std::vector<float> qpack(static_cast<size_t>(packed_rows) * d);
@@ -312,21 +311,23 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
                  block_panels, qpack.data(), thr.data(), push_candidates, &ctx};
       kern.scan(a);
     }
-    for (int i = 0; i < nq; ++i) heap_sizes[static_cast<size_t>(kt) * b + q0 + i] = heaps[i].size;
+    for (int i = 0; i < nq; ++i) {
+      heaps[i].select();
+      heap_sizes[static_cast<size_t>(kt) * b + q0 + i] = heaps[i].size;
+    }
   });
 
   // Merge key chunks, sort, aggregate.
   const int64_t ftasks = std::min<int64_t>(b, 64);
   std::vector<int64_t> short_q(static_cast<size_t>(ftasks), -1);
   pool.parallel_for(ftasks, [&](int64_t t) {
-    std::vector<float> mv(static_cast<size_t>(k));
-    std::vector<int32_t> mi(static_cast<size_t>(k));
+    std::vector<TopKEntry> merged(static_cast<size_t>(cap));
     for (int64_t q = b * t / ftasks; q < b * (t + 1) / ftasks; ++q) {
-      TopK h{mv.data(), mi.data(), 0, k};
+      TopK h{merged.data(), 0, k, cap, -std::numeric_limits<float>::infinity()};
       for (int64_t kt = 0; kt < ktasks; ++kt) {
-        const size_t o = (static_cast<size_t>(kt) * b + q) * k;
+        const TopKEntry* e = entries.data() + (static_cast<size_t>(kt) * b + q) * cap;
         const int sz = heap_sizes[static_cast<size_t>(kt) * b + q];
-        for (int i = 0; i < sz; ++i) h.push(vals[o + i], ids[o + i]);
+        for (int i = 0; i < sz; ++i) h.push(e[i].v, e[i].id);
       }
       if (h.size < k) {
         if (short_q[t] < 0) short_q[t] = q;
@@ -336,8 +337,10 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
       float* w = out.weights + q * k;
       float* s = out.similarities + q * k;
       int32_t* nb = out.neighbors + q * k;
-      std::copy(mv.begin(), mv.end(), s);
-      std::copy(mi.begin(), mi.end(), nb);
+      for (int i = 0; i < k; ++i) {
+        s[i] = merged[i].v;
+        nb[i] = merged[i].id;
+      }
       aggregate_weights(s, k, params.tau, params.aggregate, w);
       float* pr = out.prior + q * dv;
       std::fill(pr, pr + dv, 0.0f);

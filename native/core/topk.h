@@ -1,22 +1,35 @@
-// Exact top-K per query: a flat min-heap of (similarity, row) whose top is the worst
-// kept candidate. "Better" means a higher similarity, or an equal one with a lower row.
+// Exact top-K per query, as a reservoir: candidates at or above the admission
+// threshold are appended (cheap, predictable), and when the buffer fills, the best k
+// are selected (nth_element) and the k-th becomes the new threshold. "Better" means a
+// higher similarity, or an equal one with a lower row; ties at the threshold are
+// admitted and settled by the selection, so the result equals a full sort.
 #pragma once
 #include <cstdint>
 
 namespace rapm {
 
+struct TopKEntry {
+  float v;
+  int32_t id;
+};
+
 struct TopK {
-  float* vals;     // [k]
-  int32_t* ids;    // [k]
+  TopKEntry* buf;  // [cap]
   int size;
   int k;
+  int cap;    // > k
+  float thr;  // admission threshold: -inf until the first selection
 
-  // Worst kept similarity, or -inf while fewer than k are kept: the scan threshold.
-  float threshold() const;
-  // Offers a candidate; returns true if it was kept.
+  // Offers a candidate; returns true if it was buffered.
   bool push(float v, int32_t id);
-  // Sorts the kept entries best first, in place. The heap is unusable afterwards.
+  // Keeps the best k (no order); updates thr.
+  void select();
+  // select(), then sorts the kept entries best first; size becomes min(size, k).
   void sort_desc();
 };
+
+// Buffer length per query for a given k: the reservoir trades a lagging threshold
+// (more candidates admitted) for O(1) admission.
+int topk_capacity(int k);
 
 }  // namespace rapm
