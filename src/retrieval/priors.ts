@@ -1,0 +1,160 @@
+import { RapmRangeError } from '../errors.js';
+import { checkMatrix } from '../validate.js';
+import type { Datastore, SearchResult } from './datastore.js';
+import { aggregateWeights } from './reference.js';
+import type { Aggregate } from './search-options.js';
+
+export interface PriorOptions {
+  k: number;
+  tau: number;
+  aggregate: Aggregate;
+  /** Leave-one-out: exclude each query's own utterance (all its copies). Default true. */
+  leaveOneOut?: boolean;
+}
+
+/**
+ * Retrieval priors for a fixed set of queries that are themselves rows of a growing
+ * datastore (the training pairs), kept up to date chunk by chunk: when rows are
+ * appended, old queries are searched against the new rows only and their top-K lists
+ * merged; new queries get a full search. The total cost over a progressive run is one
+ * pass over all (query, key) pairs instead of one per step.
+ *
+ * With leave-one-out (the default) a query never finds its own utterance, so training
+ * priors look like test-time priors. Without it (the reference's "leaky" behaviour) each
+ * training prior contains its own target.
+ */
+export class IncrementalPriors {
+  readonly k: number;
+  readonly tau: number;
+  readonly aggregate: Aggregate;
+  readonly leaveOneOut: boolean;
+  readonly dv: number;
+  #n = 0; // queries tracked
+  #covered = 0; // datastore rows already searched for the tracked queries
+  #ids: string[] = [];
+  #queries: Float32Array[] = []; // blocks of [m, keyDim]
+  #sims = new Float32Array(0); // [n, k]
+  #rows = new Int32Array(0); // [n, k]
+
+  constructor(readonly ds: Datastore, options: PriorOptions) {
+    this.k = options.k;
+    this.tau = options.tau;
+    this.aggregate = options.aggregate;
+    this.leaveOneOut = options.leaveOneOut ?? true;
+    this.dv = ds.dv;
+  }
+
+  get size(): number {
+    return this.#n;
+  }
+
+  /**
+   * Bring every tracked query up to date with the datastore's current rows, then add
+   * new queries (each with its utterance id; they must already be in the datastore
+   * when leave-one-out is on, so that their own rows are excluded).
+   */
+  async update(newQueries?: { en: Float32Array; ids: readonly string[] }, onProgress?: (done: number, total: number) => void): Promise<void> {
+    const ds = this.ds;
+    const n = ds.size;
+    const k = this.k;
+    const total = (this.#covered < n ? this.#n : 0) + (newQueries?.ids.length ?? 0);
+    let done = 0;
+    const blockRows = 8192;
+    if (this.#covered < n && this.#n > 0) {
+      // Old queries x new rows only, then merge.
+      let q0 = 0;
+      for (const block of this.#queries) {
+        const m = block.length / ds.keyDim;
+        for (let s = 0; s < m; s += blockRows) {
+          const e = Math.min(m, s + blockRows);
+          const r = await ds.search(block.subarray(s * ds.keyDim, e * ds.keyDim), {
+            k: Math.min(k, n - this.#covered),
+            tau: this.tau,
+            aggregate: this.aggregate,
+            rowRange: [this.#covered, n],
+            ...(this.leaveOneOut ? { excludeIds: this.#ids.slice(q0 + s, q0 + e) } : {}),
+          });
+          this.#merge(q0 + s, r);
+          done += e - s;
+          onProgress?.(done, total);
+        }
+        q0 += m;
+      }
+    }
+    this.#covered = n;
+    if (newQueries) {
+      const m = checkMatrix('newQueries.en', newQueries.en, ds.keyDim, newQueries.ids.length);
+      const sims = new Float32Array((this.#n + m) * k);
+      sims.set(this.#sims);
+      const rows = new Int32Array((this.#n + m) * k);
+      rows.set(this.#rows);
+      for (let s = 0; s < m; s += blockRows) {
+        const e = Math.min(m, s + blockRows);
+        const r = await ds.search(newQueries.en.subarray(s * ds.keyDim, e * ds.keyDim), {
+          k,
+          tau: this.tau,
+          aggregate: this.aggregate,
+          ...(this.leaveOneOut ? { excludeIds: newQueries.ids.slice(s, e) } : {}),
+        });
+        sims.set(r.similarities, (this.#n + s) * k);
+        rows.set(r.neighbors, (this.#n + s) * k);
+        done += e - s;
+        onProgress?.(done, total);
+      }
+      this.#sims = sims;
+      this.#rows = rows;
+      this.#queries.push(newQueries.en);
+      this.#ids.push(...newQueries.ids);
+      this.#n += m;
+    }
+  }
+
+  /** Merge a search over new rows (k' <= k per query) into the kept lists of queries q0.. */
+  #merge(q0: number, r: SearchResult): void {
+    const k = this.k, kn = r.k;
+    const vs = new Float32Array(k), rs = new Int32Array(k);
+    for (let i = 0; i < r.b; i++) {
+      const o = (q0 + i) * k;
+      let a = 0, b = 0;
+      for (let j = 0; j < k; j++) {
+        const av = a < k ? this.#sims[o + a]! : Number.NEGATIVE_INFINITY;
+        const bv = b < kn ? r.similarities[i * kn + b]! : Number.NEGATIVE_INFINITY;
+        const ar = a < k ? this.#rows[o + a]! : 0x7fffffff;
+        const br = b < kn ? r.neighbors[i * kn + b]! : 0x7fffffff;
+        // Better = higher similarity, then lower row: the native engine's order.
+        if (av > bv || (av === bv && ar < br)) {
+          vs[j] = av;
+          rs[j] = ar;
+          a++;
+        } else {
+          vs[j] = bv;
+          rs[j] = br;
+          b++;
+        }
+      }
+      this.#sims.set(vs, o);
+      this.#rows.set(rs, o);
+    }
+  }
+
+  /** Priors [n, dv], neighbours and weights of every tracked query, from `values` [datastore rows, dv]. */
+  priors(values: Float32Array): { prior: Float32Array; neighbors: Int32Array; weights: Float32Array } {
+    const { k, dv } = this;
+    if (values.length < this.#covered * dv) {
+      throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected values for at least ${this.#covered} rows (${this.#covered * dv} floats) but received ${values.length}`);
+    }
+    const prior = new Float32Array(this.#n * dv);
+    const weights = new Float32Array(this.#n * k);
+    for (let i = 0; i < this.#n; i++) {
+      const w = weights.subarray(i * k, i * k + k);
+      aggregateWeights(this.#sims.subarray(i * k, i * k + k), this.tau, this.aggregate, w);
+      for (let j = 0; j < k; j++) {
+        const wj = w[j]!;
+        if (wj === 0) continue;
+        const row = this.#rows[i * k + j]!;
+        for (let c = 0; c < dv; c++) prior[i * dv + c] = prior[i * dv + c]! + wj * values[row * dv + c]!;
+      }
+    }
+    return { prior, neighbors: this.#rows.slice(), weights };
+  }
+}
