@@ -12,7 +12,8 @@
  */
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
-import { writeFileAtomic } from '../src/io/atomic.js';
+import path from 'node:path';
+import { ensureDir, writeFileAtomicSync } from '../src/data/atomic.js';
 import { loadBinding } from '../src/native/binding.js';
 import { setConcurrency, simdLevel } from '../src/native/simd.js';
 import { Datastore } from '../src/retrieval/datastore.js';
@@ -173,7 +174,8 @@ for (const key of [...new Set(rows.map(keyOf))]) {
   console.log(`| ${mine.workload} | ${mine.d} | ${fmt(mine.minMs)} / ${fmt(mine.medianMs)} | ${mine.gflops.toFixed(1)} | ${mine.xBound.toFixed(2)} | ${bfVsF32Bound} | ${peer('faiss')} | ${peer('plain')} |`);
 }
 
-await writeFileAtomic(
+ensureDir(path.dirname(args.out!));
+writeFileAtomicSync(
   args.out!,
   JSON.stringify({ date: new Date().toISOString(), simdLevel: simdLevel(), threads, tau: TAU, peakGflops, bandwidthGBs, node: process.version, rows }, null, 2) + '\n',
 );

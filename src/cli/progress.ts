@@ -1,0 +1,48 @@
+/**
+ * Progress for long steps: a redrawn bar with ETA on a TTY, plain log lines (at most
+ * one per 10% or 5 s) otherwise, nothing with `quiet`. Writes to stderr so that stdout
+ * stays clean for --json.
+ */
+export interface Progress {
+  update(done: number, total: number, note?: string): void;
+  done(note?: string): void;
+}
+
+export function progress(label: string, options: { quiet?: boolean; stream?: NodeJS.WriteStream } = {}): Progress {
+  const stream = options.stream ?? process.stderr;
+  const start = Date.now();
+  let lastLog = 0;
+  let lastPct = -1;
+  if (options.quiet) return { update() {}, done() {} };
+  const tty = Boolean(stream.isTTY);
+  return {
+    update(done, total, note) {
+      const frac = total > 0 ? Math.min(1, done / total) : 0;
+      const el = (Date.now() - start) / 1000;
+      const eta = frac > 0 ? (el / frac) * (1 - frac) : Number.NaN;
+      const tail = `${(frac * 100).toFixed(0).padStart(3)}% ${done}/${total} ${fmtSec(el)} elapsed${Number.isFinite(eta) ? `, ETA ${fmtSec(eta)}` : ''}${note ? `  ${note}` : ''}`;
+      if (tty) {
+        const width = 24;
+        const fill = Math.round(frac * width);
+        stream.write(`\r${label} [${'#'.repeat(fill)}${'-'.repeat(width - fill)}] ${tail}\x1b[K`);
+      } else {
+        const pct = Math.floor(frac * 10);
+        if (pct > lastPct || Date.now() - lastLog > 5000) {
+          lastPct = pct;
+          lastLog = Date.now();
+          stream.write(`${label}: ${tail}\n`);
+        }
+      }
+    },
+    done(note) {
+      const el = (Date.now() - start) / 1000;
+      stream.write(`${tty ? '\r' : ''}${label}: done in ${fmtSec(el)}${note ? `  ${note}` : ''}${tty ? '\x1b[K' : ''}\n`);
+    },
+  };
+}
+
+export function fmtSec(s: number): string {
+  if (s < 60) return `${s.toFixed(1)}s`;
+  const m = Math.floor(s / 60);
+  return `${m}m${Math.round(s - m * 60).toString().padStart(2, '0')}s`;
+}

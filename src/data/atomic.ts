@@ -1,0 +1,104 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { RapmError, isRapmError } from '../errors.js';
+
+/** `<file>.tmp-<pid>-<random>`: the temporary name a file is written under before its rename. */
+export function tempPathFor(file: string): string {
+  return `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Wrap a Node fs error as RAPM_IO naming the file and the operation; rapm errors pass through. */
+export function ioError(op: string, file: string, e: unknown): Error {
+  if (isRapmError(e)) return e;
+  const err = e as NodeJS.ErrnoException;
+  const why = err && err.code ? `${err.code}: ${err.message}` : String(e);
+  return new RapmError('RAPM_IO', `Cannot ${op} ${file} (${why})`, { cause: e });
+}
+
+/**
+ * Write a file atomically: `write(fd)` fills a temporary file beside `file`, which is then
+ * renamed over `file`. On any failure the temporary file is removed and `file` keeps its old
+ * contents (or stays absent). Readers never see a half-written file.
+ */
+export function atomicWriteSync(file: string, write: (fd: number) => void): void {
+  const tmp = tempPathFor(file);
+  let fd = -1;
+  try {
+    fd = fs.openSync(tmp, 'wx');
+    write(fd);
+    fs.fsyncSync(fd); // the bytes are on disk before the name points at them
+    fs.closeSync(fd);
+    fd = -1;
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    if (fd >= 0) {
+      try {
+        fs.closeSync(fd);
+      } catch {
+        /* already failing */
+      }
+    }
+    try {
+      fs.unlinkSync(tmp);
+    } catch {
+      /* not created */
+    }
+    throw ioError('write', file, e);
+  }
+}
+
+/** Async form of atomicWriteSync. */
+export async function atomicWrite(file: string, write: (fh: fs.promises.FileHandle) => Promise<void>): Promise<void> {
+  const tmp = tempPathFor(file);
+  let fh: fs.promises.FileHandle | undefined;
+  try {
+    fh = await fs.promises.open(tmp, 'wx');
+    await write(fh);
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    await fs.promises.rename(tmp, file);
+  } catch (e) {
+    if (fh) await fh.close().catch(() => undefined);
+    await fs.promises.unlink(tmp).catch(() => undefined);
+    throw ioError('write', file, e);
+  }
+}
+
+/** Write a whole text or byte payload atomically. */
+export function writeFileAtomicSync(file: string, data: string | Uint8Array): void {
+  atomicWriteSync(file, (fd) => {
+    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    writeAllSync(fd, buf, 0);
+  });
+}
+
+/** Write every byte of `buf` at `position` (loops over short writes). */
+export function writeAllSync(fd: number, buf: Uint8Array, position: number): void {
+  let off = 0;
+  while (off < buf.length) {
+    const n = fs.writeSync(fd, buf, off, Math.min(buf.length - off, 1 << 30), position + off);
+    if (n <= 0) throw new Error('short write');
+    off += n;
+  }
+}
+
+/** Make `dir` and its parents; RAPM_IO on failure. */
+export function ensureDir(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    throw ioError('create directory', dir, e);
+  }
+}
+
+/** Byte view of a typed array without copying. */
+export function bytesOf(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** `dir/name`, for messages and joins in one place. */
+export function join(dir: string, name: string): string {
+  return path.join(dir, name);
+}

@@ -1,0 +1,384 @@
+/**
+ * Packed chunks: the fast on-disk form of large datasets.
+ *
+ *   <chunks>/<chunk>/en.npy        [n, 1024] float32 (float64 is read and converted)
+ *                   /es.npy        [n, 1024]
+ *                   /ids.txt       n lines, one utterance id each
+ *                   /speakers.txt  optional, n lines
+ *                   /split.txt     optional, n lines of 'train' | 'test' (the source's own split)
+ *                   /meta.json     {"format": "rapm-chunk", "version": 1, "n": n, "dim": 1024, ...}
+ *
+ * Chunk folders are processed in code-point order of their names. Loading checks every chunk's
+ * headers and text files first (reporting all problems together), then allocates the
+ * [N, 1024] arrays once and reads each chunk's rows straight into them: peak memory is the
+ * dataset itself, not twice it, and the bytes move at disk or page-cache speed.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { RapmError, RapmRangeError, describe } from '../errors.js';
+import { checkInteger } from '../validate.js';
+import { ensureDir, ioError, tempPathFor, writeFileAtomicSync } from './atomic.js';
+import { compareIds, formatProblems, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
+import { FEATURE_DIM } from './indices.js';
+import { readNpyHeaderSync, readNpyInto, writeNpy } from './npy.js';
+
+export const CHUNK_FORMAT = 'rapm-chunk';
+export const CHUNK_VERSION = 1;
+
+export interface ChunkMeta {
+  format: typeof CHUNK_FORMAT;
+  version: number;
+  n: number;
+  dim: number;
+  dtype: 'float32';
+  /** Anything else the writer recorded (the generator puts its options and seed here). */
+  [key: string]: unknown;
+}
+
+/** One chunk in memory. */
+export interface Chunk {
+  name: string;
+  /** Position of the chunk in name order (0-based, counting skipped chunks). */
+  index: number;
+  ids: string[];
+  speakers: string[] | null;
+  split: ('train' | 'test')[] | null;
+  en: Float32Array; // [n, dim]
+  es: Float32Array; // [n, dim]
+  n: number;
+  meta: ChunkMeta;
+}
+
+export interface LoadChunksOptions {
+  /** 'fail' (default): one RAPM_DATA error listing every problem. 'skip': drop bad chunks / duplicate rows and report them. */
+  onProblem?: ProblemPolicy;
+  /** Feature dimension (default 1024). */
+  dim?: number;
+  /** Called with (rows loaded, rows total) as chunks stream in. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+interface ChunkPlan {
+  name: string;
+  index: number;
+  dir: string;
+  n: number;
+  ids: string[];
+  speakers: string[] | null;
+  split: ('train' | 'test')[] | null;
+  meta: ChunkMeta;
+  /** Rows kept (null: all). Rows are dropped only for duplicate ids under 'skip'. */
+  keep: Uint8Array | null;
+  kept: number;
+}
+
+function readLines(file: string): string[] {
+  const text = fs.readFileSync(file, 'utf8');
+  const lines = text.split(/\r?\n/);
+  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+  return lines;
+}
+
+/** List the chunk folders of `dir` in name order. */
+export function listChunks(dir: string): string[] {
+  let entries: fs.Dirent[];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch (e) {
+    throw ioError('read chunks folder', dir, e);
+  }
+  return entries
+    .filter((e) => e.isDirectory() && !e.name.includes('.tmp-') && !e.name.startsWith('.'))
+    .map((e) => e.name)
+    .sort(compareIds);
+}
+
+/** Check one chunk's files without reading its matrices. Problems are appended; returns null if unusable. */
+function planChunk(dir: string, name: string, index: number, dim: number, problems: DataProblem[]): ChunkPlan | null {
+  const cdir = path.join(dir, name);
+  const before = problems.length;
+  const problem = (kind: DataProblem['kind'], detail: string): void => {
+    problems.push({ kind, id: name, detail: `chunk ${name}: ${detail}` });
+  };
+  let meta: ChunkMeta | null = null;
+  const metaFile = path.join(cdir, 'meta.json');
+  if (!fs.existsSync(metaFile)) problem('missing-file', 'meta.json is missing');
+  else {
+    try {
+      const m = JSON.parse(fs.readFileSync(metaFile, 'utf8')) as Partial<ChunkMeta>;
+      if (m.format !== CHUNK_FORMAT) problem('unreadable', `meta.json has format ${describe(m.format)}, expected '${CHUNK_FORMAT}'`);
+      else if (typeof m.version !== 'number' || m.version > CHUNK_VERSION) problem('unreadable', `meta.json has version ${describe(m.version)}; this rapm reads version ${CHUNK_VERSION}`);
+      else meta = m as ChunkMeta;
+    } catch (e) {
+      problem('unreadable', `meta.json does not parse (${(e as Error).message})`);
+    }
+  }
+  let ids: string[] | null = null;
+  const idsFile = path.join(cdir, 'ids.txt');
+  if (!fs.existsSync(idsFile)) problem('missing-file', 'ids.txt is missing');
+  else {
+    ids = readLines(idsFile);
+    const empty = ids.findIndex((s) => s.trim() === '');
+    if (empty >= 0) problem('unreadable', `ids.txt line ${empty + 1} is empty`);
+  }
+  const rows: number[] = [];
+  for (const f of ['en.npy', 'es.npy']) {
+    const file = path.join(cdir, f);
+    if (!fs.existsSync(file)) {
+      problem('missing-file', `${f} is missing`);
+      continue;
+    }
+    try {
+      const h = readNpyHeaderSync(file, { accept: ['float32', 'float64'] });
+      if (h.shape.length !== 2 || h.shape[1] !== dim) problem('wrong-shape', `${f} has shape (${h.shape.join(', ')}), expected (n, ${dim})`);
+      else rows.push(h.shape[0]!);
+    } catch (e) {
+      problem('unreadable', (e as Error).message);
+    }
+  }
+  if (rows.length === 2 && rows[0] !== rows[1]) problem('wrong-shape', `en.npy has ${rows[0]} rows but es.npy has ${rows[1]}`);
+  const n = rows[0] ?? -1;
+  if (ids && n >= 0 && ids.length !== n) problem('wrong-shape', `ids.txt has ${ids.length} lines but en.npy has ${n} rows`);
+  if (meta && n >= 0 && (meta.n !== n || meta.dim !== dim)) problem('wrong-shape', `meta.json says n=${describe(meta.n)}, dim=${describe(meta.dim)} but en.npy is (${n}, ${dim})`);
+  let speakers: string[] | null = null;
+  const spkFile = path.join(cdir, 'speakers.txt');
+  if (fs.existsSync(spkFile)) {
+    speakers = readLines(spkFile);
+    if (n >= 0 && speakers.length !== n) problem('wrong-shape', `speakers.txt has ${speakers.length} lines but en.npy has ${n} rows`);
+  }
+  let split: ('train' | 'test')[] | null = null;
+  const splitFile = path.join(cdir, 'split.txt');
+  if (fs.existsSync(splitFile)) {
+    const lines = readLines(splitFile);
+    const bad = lines.findIndex((s) => s !== 'train' && s !== 'test');
+    if (bad >= 0) problem('unreadable', `split.txt line ${bad + 1} is '${lines[bad]}', expected 'train' or 'test'`);
+    else if (n >= 0 && lines.length !== n) problem('wrong-shape', `split.txt has ${lines.length} lines but en.npy has ${n} rows`);
+    else split = lines as ('train' | 'test')[];
+  }
+  if (problems.length > before || !meta || !ids || n < 0) return null;
+  return { name, index, dir: cdir, n, ids, speakers, split, meta, keep: null, kept: n };
+}
+
+/** Plan a whole chunks folder: per-chunk checks, then duplicate ids and speaker consistency across chunks. */
+function planAll(dir: string, dim: number, policy: ProblemPolicy): { plans: ChunkPlan[]; problems: DataProblem[]; withSpeakers: boolean; withSplit: boolean } {
+  const problems: DataProblem[] = [];
+  const names = listChunks(dir);
+  const plans: ChunkPlan[] = [];
+  names.forEach((name, index) => {
+    const p = planChunk(dir, name, index, dim, problems);
+    if (p) plans.push(p);
+  });
+  if (names.length === 0) problems.push({ kind: 'missing-file', detail: `no chunk folders (each with en.npy, es.npy, ids.txt, meta.json)` });
+  const seen = new Map<string, string>();
+  for (const p of plans) {
+    for (let r = 0; r < p.n; r++) {
+      const id = p.ids[r]!;
+      const first = seen.get(id);
+      if (first !== undefined) {
+        problems.push({ kind: 'duplicate-id', id, detail: `${id} in chunk ${p.name} (row ${r}) already appears in chunk ${first}` });
+        if (!p.keep) p.keep = new Uint8Array(p.n).fill(1);
+        p.keep[r] = 0;
+        p.kept--;
+      } else seen.set(id, `${p.name} (row ${r})`);
+    }
+  }
+  const withSpeakers = plans.length > 0 && plans.every((p) => p.speakers !== null);
+  const someSpeakers = plans.some((p) => p.speakers !== null);
+  if (someSpeakers && !withSpeakers) {
+    const missing = plans.filter((p) => p.speakers === null).map((p) => p.name);
+    problems.push({ kind: 'missing-file', detail: `speakers.txt is missing in chunk${missing.length > 1 ? 's' : ''} ${missing.slice(0, 10).join(', ')} but present in others (speakers are dropped)` });
+  }
+  const withSplit = plans.length > 0 && plans.every((p) => p.split !== null);
+  if (problems.length > 0 && policy === 'fail') {
+    throw new RapmError('RAPM_DATA', formatProblems(`chunks folder ${dir}`, problems, "Fix the chunks, or load with onProblem: 'skip' (CLI: --on-problem skip) to drop bad chunks and duplicate rows."));
+  }
+  return { plans, problems, withSpeakers, withSplit };
+}
+
+function policyOf(options: LoadChunksOptions): ProblemPolicy {
+  const policy = options.onProblem ?? 'fail';
+  if (policy !== 'fail' && policy !== 'skip') throw new RapmRangeError('RAPM_INVALID_ARG', `Expected 'fail' or 'skip' for onProblem but received ${describe(policy)}`);
+  return policy;
+}
+
+/** Read the rows of one planned chunk into `en`/`es` (which hold exactly `plan.kept` rows). */
+async function readPlanned(plan: ChunkPlan, dim: number, en: Float32Array, es: Float32Array, onBytes?: (done: number, total: number) => void): Promise<void> {
+  if (!plan.keep) {
+    await readNpyInto(path.join(plan.dir, 'en.npy'), en, { expectShape: [plan.n, dim], onProgress: onBytes });
+    await readNpyInto(path.join(plan.dir, 'es.npy'), es, { expectShape: [plan.n, dim] });
+    return;
+  }
+  // Duplicate rows to drop (skip policy only): read the chunk whole, then compact.
+  for (const [f, target] of [['en.npy', en], ['es.npy', es]] as const) {
+    const all = new Float32Array(plan.n * dim);
+    await readNpyInto(path.join(plan.dir, f), all, { expectShape: [plan.n, dim] });
+    let k = 0;
+    for (let r = 0; r < plan.n; r++) if (plan.keep[r]) target.set(all.subarray(r * dim, (r + 1) * dim), dim * k++);
+  }
+}
+
+function keptList<T>(list: T[], keep: Uint8Array | null): T[] {
+  return keep ? list.filter((_, r) => keep[r] === 1) : list;
+}
+
+/**
+ * Iterate over the chunks of `dir` one at a time (name order), holding only one chunk in
+ * memory. All chunk headers are checked before the first chunk is yielded.
+ */
+export async function* iterateChunks(dir: string, options: LoadChunksOptions = {}): AsyncGenerator<Chunk> {
+  const policy = policyOf(options);
+  const dim = options.dim ?? FEATURE_DIM;
+  const { plans, withSpeakers } = planAll(dir, dim, policy);
+  const total = plans.reduce((a, p) => a + p.kept, 0);
+  let done = 0;
+  for (const p of plans) {
+    const en = new Float32Array(p.kept * dim);
+    const es = new Float32Array(p.kept * dim);
+    await readPlanned(p, dim, en, es);
+    done += p.kept;
+    options.onProgress?.(done, total);
+    yield {
+      name: p.name,
+      index: p.index,
+      ids: keptList(p.ids, p.keep),
+      speakers: withSpeakers ? keptList(p.speakers!, p.keep) : null,
+      split: p.split ? keptList(p.split, p.keep) : null,
+      en,
+      es,
+      n: p.kept,
+      meta: p.meta,
+    };
+  }
+}
+
+/**
+ * Load a chunks folder into one Dataset. The [N, dim] arrays are allocated once and each
+ * chunk streams straight into its rows. `official` is set when every chunk has split.txt.
+ */
+export async function loadChunks(dir: string, options: LoadChunksOptions = {}): Promise<LoadedDataset> {
+  const policy = policyOf(options);
+  const dim = options.dim ?? FEATURE_DIM;
+  const { plans, problems, withSpeakers, withSplit } = planAll(dir, dim, policy);
+  const total = plans.reduce((a, p) => a + p.kept, 0);
+  if (total === 0) throw new RapmError('RAPM_DATA', problems.length ? formatProblems(`chunks folder ${dir} has no usable rows`, problems) : `chunks folder ${dir} holds no rows`);
+  const en = new Float32Array(total * dim);
+  const es = new Float32Array(total * dim);
+  const ids: string[] = [];
+  const speakers: string[] | null = withSpeakers ? [] : null;
+  const train: string[] = [];
+  const test: string[] = [];
+  let row = 0;
+  options.onProgress?.(0, total);
+  for (const p of plans) {
+    const base = row;
+    const onBytes = options.onProgress && !p.keep
+      ? (b: number, tb: number): void => options.onProgress!(base + Math.floor((p.kept * b) / tb), total)
+      : undefined;
+    await readPlanned(p, dim, en.subarray(row * dim, (row + p.kept) * dim), es.subarray(row * dim, (row + p.kept) * dim), onBytes);
+    const pid = keptList(p.ids, p.keep);
+    for (const id of pid) ids.push(id);
+    if (speakers) for (const s of keptList(p.speakers!, p.keep)) speakers.push(s);
+    if (withSplit) keptList(p.split!, p.keep).forEach((s, r) => (s === 'train' ? train : test).push(pid[r]!));
+    row += p.kept;
+    options.onProgress?.(row, total);
+  }
+  return { ids, speakers, en, es, n: total, official: withSplit ? { train, test } : null, source: dir, problems };
+}
+
+/** What writeChunk stores. */
+export interface ChunkData {
+  ids: readonly string[];
+  speakers?: readonly string[] | null;
+  split?: readonly ('train' | 'test')[] | null;
+  en: Float32Array; // [n, dim]
+  es: Float32Array; // [n, dim]
+  /** Extra fields for meta.json. */
+  meta?: Record<string, unknown>;
+}
+
+const NAME_RE = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;
+
+/**
+ * Write one chunk folder `dir/name` atomically: the files go into a temporary folder that is
+ * renamed into place last, so a reader never sees a half-written chunk.
+ */
+export async function writeChunk(dir: string, name: string, data: ChunkData, options: { dim?: number; overwrite?: boolean } = {}): Promise<void> {
+  const dim = options.dim ?? FEATURE_DIM;
+  if (typeof name !== 'string' || !NAME_RE.test(name) || name.includes('.tmp-')) {
+    throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a chunk name of letters, digits, '_', '-' and '.' but received ${describe(name)}`);
+  }
+  const n = data.ids.length;
+  const check = (what: string, len: number, expected: number): void => {
+    if (len !== expected) throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `chunk ${name}: ${what} has length ${len}, expected ${expected}`);
+  };
+  check('en', data.en.length, n * dim);
+  check('es', data.es.length, n * dim);
+  if (data.speakers) check('speakers', data.speakers.length, n);
+  if (data.split) check('split', data.split.length, n);
+  ensureDir(dir);
+  const final = path.join(dir, name);
+  const tmp = tempPathFor(final);
+  try {
+    fs.mkdirSync(tmp);
+    await writeNpy(path.join(tmp, 'en.npy'), data.en, [n, dim]);
+    await writeNpy(path.join(tmp, 'es.npy'), data.es, [n, dim]);
+    fs.writeFileSync(path.join(tmp, 'ids.txt'), data.ids.join('\n') + (n ? '\n' : ''));
+    if (data.speakers) fs.writeFileSync(path.join(tmp, 'speakers.txt'), data.speakers.join('\n') + (n ? '\n' : ''));
+    if (data.split) fs.writeFileSync(path.join(tmp, 'split.txt'), data.split.join('\n') + (n ? '\n' : ''));
+    const meta: ChunkMeta = { ...(data.meta ?? {}), format: CHUNK_FORMAT, version: CHUNK_VERSION, n, dim, dtype: 'float32' };
+    fs.writeFileSync(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+    if (fs.existsSync(final)) {
+      if (!options.overwrite) throw new RapmError('RAPM_IO', `Cannot write chunk ${final}: it already exists (pass overwrite: true to replace it)`);
+      const trash = tempPathFor(final);
+      fs.renameSync(final, trash);
+      fs.renameSync(tmp, final);
+      fs.rmSync(trash, { recursive: true, force: true });
+    } else {
+      fs.renameSync(tmp, final);
+    }
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw ioError('write chunk', final, e);
+  }
+}
+
+/** Name of chunk `i` (zero-padded so name order is numeric order). */
+export function chunkName(i: number): string {
+  return `chunk-${String(i).padStart(5, '0')}`;
+}
+
+/** Pack a Dataset as chunks of `chunkSize` rows into `dir` (official split kept as split.txt). */
+export async function writeChunks(
+  ds: Dataset,
+  dir: string,
+  options: { chunkSize?: number; meta?: Record<string, unknown>; onProgress?: (done: number, total: number) => void; overwrite?: boolean } = {},
+): Promise<number> {
+  const chunkSize = checkInteger('chunkSize', options.chunkSize ?? 50_000, 1);
+  const dim = ds.en.length / ds.n;
+  let split: ('train' | 'test')[] | null = null;
+  if (ds.official) {
+    const test = new Set(ds.official.test);
+    const train = new Set(ds.official.train);
+    if (ds.ids.every((id) => test.has(id) || train.has(id))) split = ds.ids.map((id) => (test.has(id) ? 'test' : 'train'));
+  }
+  let count = 0;
+  for (let start = 0; start < ds.n; start += chunkSize) {
+    const end = Math.min(ds.n, start + chunkSize);
+    await writeChunk(
+      dir,
+      chunkName(count++),
+      {
+        ids: ds.ids.slice(start, end),
+        speakers: ds.speakers ? ds.speakers.slice(start, end) : null,
+        split: split ? split.slice(start, end) : null,
+        en: ds.en.subarray(start * dim, end * dim),
+        es: ds.es.subarray(start * dim, end * dim),
+        meta: options.meta,
+      },
+      { dim, overwrite: options.overwrite },
+    );
+    options.onProgress?.(end, ds.n);
+  }
+  writeFileAtomicSync(path.join(dir, 'chunks.json'), JSON.stringify({ format: 'rapm-chunks', version: CHUNK_VERSION, n: ds.n, dim, chunks: count }, null, 2) + '\n');
+  return count;
+}

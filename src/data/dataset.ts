@@ -1,0 +1,320 @@
+/**
+ * The Dataset type, the DRAL feature-folder loader and the data-problem report shared by
+ * the loaders.
+ *
+ * DRAL layout: one folder of `EN_<uttid>_features.npy` and `ES_<uttid>_features.npy`, each a
+ * (1024,) vector, plus optional filelists `train_filelist_en.txt` / `test_filelist_en.txt`
+ * of lines `EN_<uttid>.wav` (the official split).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { RapmError, RapmRangeError, describe } from '../errors.js';
+import { ioError } from './atomic.js';
+import { FEATURE_DIM } from './indices.js';
+import { readNpySync } from './npy.js';
+
+/** Aligned (EN, ES) pairs in memory. Row i of `en` and `es` belong to `ids[i]`. */
+export interface Dataset {
+  ids: string[];
+  /** Speaker of each row, or null when unknown. */
+  speakers: string[] | null;
+  en: Float32Array; // [n, 1024]
+  es: Float32Array; // [n, 1024]
+  n: number;
+  /** The source's own train/test split by id (DRAL filelists, generated data), if any. */
+  official?: { train: string[]; test: string[] } | null;
+}
+
+/** What a loader found wrong. `fail` throws all of them in one message; `skip` drops the pairs and lists them here. */
+export interface DataProblem {
+  kind: 'missing-partner' | 'duplicate-id' | 'wrong-shape' | 'unreadable' | 'missing-file' | 'filelist-entry' | 'speaker-pattern';
+  /** Utterance id or chunk name concerned, when there is one. */
+  id?: string;
+  detail: string;
+}
+
+export type ProblemPolicy = 'fail' | 'skip';
+
+/** A loaded dataset plus where it came from and what was skipped. */
+export interface LoadedDataset extends Dataset {
+  source: string;
+  problems: DataProblem[];
+}
+
+/** Speaker = the part of the utterance id before the first underscore (`s012_0000345` -> `s012`). */
+export const DEFAULT_SPEAKER_PATTERN = /^([^_]+)_/;
+
+export interface LoadDralOptions {
+  /**
+   * How to get the speaker from an utterance id: a RegExp (or its source string) whose first
+   * capture group (or whole match) is the speaker; null for no speakers. Default
+   * DEFAULT_SPEAKER_PATTERN. An id the pattern does not match is a problem.
+   */
+  speakerPattern?: RegExp | string | null;
+  /** 'fail' (default): throw one RAPM_DATA error listing every problem. 'skip': drop affected pairs and report them. */
+  onProblem?: ProblemPolicy;
+  /** Feature dimension each file must have (default 1024). */
+  dim?: number;
+  /** Filelist names inside the folder (default train_filelist_en.txt / test_filelist_en.txt); false: ignore filelists. */
+  filelists?: { train: string; test: string } | false;
+  /** Called with (pairs read, pairs total) while reading. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+const FEATURE_RE = /^(EN|ES)_(.+)_features\.npy$/;
+const FILELIST_RE = /^EN_(.+)\.wav$/;
+const MAX_LISTED = 20;
+
+const KIND_TITLES: Record<DataProblem['kind'], string> = {
+  'missing-partner': 'missing partner',
+  'duplicate-id': 'duplicate id',
+  'wrong-shape': 'wrong shape',
+  unreadable: 'unreadable file',
+  'missing-file': 'missing file',
+  'filelist-entry': 'bad filelist entry (no files, or not EN_<uttid>.wav)',
+  'speaker-pattern': 'no speaker in id',
+};
+
+/** One message listing every problem, grouped by kind (at most 20 shown per kind). */
+export function formatProblems(source: string, problems: readonly DataProblem[], hint?: string): string {
+  const lines = [`${source}: ${problems.length} data problem${problems.length === 1 ? '' : 's'}`];
+  for (const kind of Object.keys(KIND_TITLES) as DataProblem['kind'][]) {
+    const of = problems.filter((p) => p.kind === kind);
+    if (of.length === 0) continue;
+    lines.push(`  ${KIND_TITLES[kind]} (${of.length}):`);
+    for (const p of of.slice(0, MAX_LISTED)) lines.push(`    - ${p.detail}`);
+    if (of.length > MAX_LISTED) lines.push(`    - ... and ${of.length - MAX_LISTED} more`);
+  }
+  if (hint) lines.push(hint);
+  return lines.join('\n');
+}
+
+/** Compile a speaker pattern option. */
+export function speakerMatcher(pattern: RegExp | string | null | undefined): ((id: string) => string | null) | null {
+  if (pattern === null) return null;
+  let re: RegExp;
+  if (pattern === undefined) re = DEFAULT_SPEAKER_PATTERN;
+  else if (pattern instanceof RegExp) re = pattern;
+  else if (typeof pattern === 'string') {
+    try {
+      re = new RegExp(pattern);
+    } catch (e) {
+      throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a valid regular expression for speakerPattern but received ${describe(pattern)} (${(e as Error).message})`);
+    }
+  } else throw new RapmRangeError('RAPM_INVALID_ARG', `Expected RegExp, string or null for speakerPattern but received ${describe(pattern)}`);
+  const flags = re.flags.replace(/[gy]/g, '');
+  const plain = new RegExp(re.source, flags);
+  return (id: string) => {
+    const m = plain.exec(id);
+    if (!m) return null;
+    const s = m[1] ?? m[0];
+    return s.length > 0 ? s : null;
+  };
+}
+
+/** Code-point order (locale independent, so every machine loads rows in the same order). */
+export function compareIds(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+interface Filelist {
+  file: string;
+  ids: string[];
+}
+
+function readFilelist(file: string, problems: DataProblem[]): Filelist {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw ioError('read filelist', file, e);
+  }
+  const ids: string[] = [];
+  const seen = new Map<string, number>();
+  text.split(/\r?\n/).forEach((raw, lineNo) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const base = line.split(/[\\/]/).pop()!;
+    const m = FILELIST_RE.exec(base);
+    if (!m) {
+      problems.push({ kind: 'filelist-entry', detail: `${path.basename(file)} line ${lineNo + 1}: '${line}' is not of the form EN_<uttid>.wav` });
+      return;
+    }
+    const id = m[1]!;
+    const prev = seen.get(id);
+    if (prev !== undefined) {
+      problems.push({ kind: 'duplicate-id', id, detail: `${id} is listed twice in ${path.basename(file)} (lines ${prev} and ${lineNo + 1})` });
+      return;
+    }
+    seen.set(id, lineNo + 1);
+    ids.push(id);
+  });
+  return { file, ids };
+}
+
+/**
+ * Load a DRAL feature folder. Every problem (missing partners, duplicate ids, wrong shapes,
+ * unreadable files, filelist entries without files, ids without a speaker) is collected first
+ * and reported together: thrown as one RAPM_DATA error (`onProblem: 'fail'`, the default) or
+ * returned in `problems` with the affected pairs dropped (`'skip'`).
+ * Rows are in code-point order of the utterance id.
+ */
+export async function loadDral(dir: string, options: LoadDralOptions = {}): Promise<LoadedDataset> {
+  const policy = options.onProblem ?? 'fail';
+  if (policy !== 'fail' && policy !== 'skip') throw new RapmRangeError('RAPM_INVALID_ARG', `Expected 'fail' or 'skip' for onProblem but received ${describe(policy)}`);
+  const dim = options.dim ?? FEATURE_DIM;
+  const speakerOf = speakerMatcher(options.speakerPattern);
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (e) {
+    throw ioError('read DRAL folder', dir, e);
+  }
+  const problems: DataProblem[] = [];
+  const en = new Map<string, string>();
+  const es = new Map<string, string>();
+  for (const name of names) {
+    const m = FEATURE_RE.exec(name);
+    if (!m) continue;
+    (m[1] === 'EN' ? en : es).set(m[2]!, name);
+  }
+  const ids: string[] = [];
+  for (const id of en.keys()) {
+    if (es.has(id)) ids.push(id);
+    else problems.push({ kind: 'missing-partner', id, detail: `EN_${id}_features.npy has no ES_${id}_features.npy` });
+  }
+  for (const id of es.keys()) {
+    if (!en.has(id)) problems.push({ kind: 'missing-partner', id, detail: `ES_${id}_features.npy has no EN_${id}_features.npy` });
+  }
+  ids.sort(compareIds);
+
+  // Filelists: the official split.
+  let official: { train: string[]; test: string[] } | null = null;
+  if (options.filelists !== false) {
+    const names2 = options.filelists ?? { train: 'train_filelist_en.txt', test: 'test_filelist_en.txt' };
+    const trainFile = path.join(dir, names2.train);
+    const testFile = path.join(dir, names2.test);
+    const haveTrain = fs.existsSync(trainFile);
+    const haveTest = fs.existsSync(testFile);
+    if (haveTrain || haveTest) {
+      if (!haveTrain || !haveTest) {
+        problems.push({ kind: 'missing-file', detail: `${haveTrain ? names2.test : names2.train} is missing (${haveTrain ? names2.train : names2.test} exists)` });
+      }
+      const tr = haveTrain ? readFilelist(trainFile, problems) : { file: trainFile, ids: [] };
+      const te = haveTest ? readFilelist(testFile, problems) : { file: testFile, ids: [] };
+      const trainSet = new Set(tr.ids);
+      const both = new Set(te.ids.filter((id) => trainSet.has(id)));
+      for (const id of both) {
+        problems.push({ kind: 'duplicate-id', id, detail: `${id} is listed in both ${names2.train} and ${names2.test}` });
+      }
+      const paired = new Set(ids);
+      const check = (list: Filelist, listName: string): string[] =>
+        list.ids.filter((id) => {
+          if (both.has(id)) return false;
+          if (paired.has(id)) return true;
+          const which = en.has(id) ? `ES_${id}_features.npy` : es.has(id) ? `EN_${id}_features.npy` : `EN_${id}_features.npy and ES_${id}_features.npy`;
+          problems.push({ kind: 'filelist-entry', id, detail: `${listName}: EN_${id}.wav has no ${which}` });
+          return false;
+        });
+      official = { train: check(tr, names2.train), test: check(te, names2.test) };
+    }
+  }
+
+  // Speakers.
+  const speakers: string[] | null = speakerOf ? [] : null;
+  const bad = new Set<string>();
+  if (speakerOf) {
+    for (const id of ids) {
+      const s = speakerOf(id);
+      if (s === null) {
+        problems.push({ kind: 'speaker-pattern', id, detail: `id '${id}' does not match the speaker pattern ${String(options.speakerPattern ?? DEFAULT_SPEAKER_PATTERN)}` });
+        bad.add(id);
+      }
+    }
+  }
+
+  // Read every feature file (shape problems are collected, not thrown one at a time).
+  const enData = new Float32Array(ids.length * dim);
+  const esData = new Float32Array(ids.length * dim);
+  const expectShape = [dim];
+  const ok = new Uint8Array(ids.length);
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    let good = !bad.has(id);
+    for (const [lang, target] of [['EN', enData], ['ES', esData]] as const) {
+      const name = `${lang}_${id}_features.npy`;
+      try {
+        const arr = readNpySync(path.join(dir, name), { accept: ['float32', 'float64'] });
+        if (arr.shape.length !== 1 || arr.shape[0] !== dim) {
+          problems.push({ kind: 'wrong-shape', id, detail: `${name} has shape (${arr.shape.join(', ')}${arr.shape.length === 1 ? ',' : ''}), expected (${expectShape[0]},)` });
+          good = false;
+        } else if (good) {
+          target.set(arr.data as Float32Array, i * dim);
+        }
+      } catch (e) {
+        problems.push({ kind: 'unreadable', id, detail: (e as Error).message });
+        good = false;
+      }
+    }
+    ok[i] = good ? 1 : 0;
+    if ((i & 1023) === 1023) {
+      options.onProgress?.(i + 1, ids.length);
+      await yieldToLoop();
+    }
+  }
+  options.onProgress?.(ids.length, ids.length);
+
+  if (problems.length > 0 && policy === 'fail') {
+    throw new RapmError('RAPM_DATA', formatProblems(`DRAL folder ${dir}`, problems, "Fix the files, or load with onProblem: 'skip' (CLI: --on-problem skip) to drop the affected pairs."));
+  }
+
+  // Compact away dropped rows (skip policy).
+  let keep = 0;
+  const keptIds: string[] = [];
+  for (let i = 0; i < ids.length; i++) {
+    if (!ok[i]) continue;
+    if (keep !== i) {
+      enData.copyWithin(keep * dim, i * dim, (i + 1) * dim);
+      esData.copyWithin(keep * dim, i * dim, (i + 1) * dim);
+    }
+    keptIds.push(ids[i]!);
+    keep++;
+  }
+  if (keptIds.length === 0) {
+    throw new RapmError('RAPM_DATA', problems.length ? formatProblems(`DRAL folder ${dir} has no usable pairs`, problems) : `DRAL folder ${dir} holds no EN_<uttid>_features.npy / ES_<uttid>_features.npy pairs`);
+  }
+  const keptSet = new Set(keptIds);
+  if (official) official = { train: official.train.filter((id) => keptSet.has(id)), test: official.test.filter((id) => keptSet.has(id)) };
+  return {
+    ids: keptIds,
+    speakers: speakers ? keptIds.map((id) => speakerOf!(id)!) : null,
+    en: keep === ids.length ? enData : enData.slice(0, keep * dim),
+    es: keep === ids.length ? esData : esData.slice(0, keep * dim),
+    n: keptIds.length,
+    official,
+    source: dir,
+    problems,
+  };
+}
+
+/** A new Dataset holding rows `rows` (in that order) of `ds`; `official` is dropped. */
+export function subsetDataset(ds: Dataset, rows: ArrayLike<number>): Dataset {
+  const d = ds.en.length / ds.n;
+  const m = rows.length;
+  const en = new Float32Array(m * d);
+  const es = new Float32Array(m * d);
+  const ids: string[] = new Array(m);
+  const speakers: string[] | null = ds.speakers ? new Array(m) : null;
+  for (let i = 0; i < m; i++) {
+    const r = rows[i]!;
+    if (!Number.isInteger(r) || r < 0 || r >= ds.n) {
+      throw new RapmRangeError('RAPM_INVALID_ARG', `Expected rows[${i}] to be an integer between 0 and ${ds.n - 1} but received ${describe(r)}`);
+    }
+    en.set(ds.en.subarray(r * d, (r + 1) * d), i * d);
+    es.set(ds.es.subarray(r * d, (r + 1) * d), i * d);
+    ids[i] = ds.ids[r]!;
+    if (speakers) speakers[i] = ds.speakers![r]!;
+  }
+  return { ids, speakers, en, es, n: m };
+}
