@@ -1,0 +1,219 @@
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { Rng } from '../data/rng.js';
+import { RapmRangeError } from '../errors.js';
+import { rowCosines, mean } from '../eval/cosine.js';
+import { checkFinite, checkInteger, checkMatrix, checkPositive } from '../validate.js';
+import { initParams, paramLayout, type MlpSpec, type ParamLayout } from './layout.js';
+
+/**
+ * The arithmetic a trainer needs, one minibatch per call (the native addon implements it;
+ * tests may substitute a reference). Matrices are row-major Float32Array.
+ */
+export interface MlpBackend {
+  /** Forward, loss = mean(1 - cos), backward, AdamW update of params/m/v in place; returns the loss. */
+  trainStep(
+    layout: ParamLayout,
+    params: Float32Array,
+    adamM: Float32Array,
+    adamV: Float32Array,
+    step: number, // 1-based AdamW step
+    lr: number,
+    weightDecay: number,
+    x: Float32Array, // [bs, inputDim]
+    residual: Float32Array | null, // [bs, outDim] (fusion: the prior)
+    target: Float32Array, // [bs, outDim]
+    dropout: number,
+    dropoutSeed: number,
+  ): number;
+  /** Inference: out = residual + net(x) (fusion) or net(x). */
+  forward(layout: ParamLayout, params: Float32Array, x: Float32Array, residual: Float32Array | null, out: Float32Array): void;
+}
+
+/** Training or evaluation rows: EN vectors, their priors (fusion) and targets. */
+export interface MlpData {
+  en: Float32Array; // [n, enDim]
+  prior: Float32Array | null; // [n, outDim]; required for fusion
+  target: Float32Array; // [n, outDim]
+}
+
+export interface TrainOptions {
+  /** Default 100. */
+  epochs?: number;
+  /** Default 32. */
+  batchSize?: number;
+  /** Default 1e-3. */
+  lr?: number;
+  /** AdamW decoupled weight decay, default 1e-4. */
+  weightDecay?: number;
+  /** Stop after this many epochs without a better validation cosine; default 10. */
+  patience?: number;
+  /** An improvement smaller than this does not reset patience; default 0. */
+  minDelta?: number;
+  /** Seeds initialisation, shuffling and dropout masks; default 0. */
+  seed?: number;
+  /** Called after every epoch. */
+  onEpoch?: (e: EpochStats) => void;
+  /** Called after every minibatch with (samples done this epoch, samples per epoch). */
+  onStep?: (done: number, total: number) => void;
+  /** Abort between minibatches. */
+  signal?: AbortSignal;
+}
+
+export interface EpochStats {
+  epoch: number;
+  trainLoss: number;
+  /** Mean training cosine over the epoch's minibatches (1 - loss, with dropout active). */
+  trainCosine: number;
+  valCosine: number;
+  seconds: number;
+  samplesPerSecond: number;
+  best: boolean;
+}
+
+export interface TrainResult {
+  layout: ParamLayout;
+  /** Parameters of the best validation epoch. */
+  params: Float32Array;
+  bestEpoch: number;
+  bestValCosine: number;
+  /** Validation cosine of the untrained net (fusion: exactly the prior's score). */
+  initialValCosine: number;
+  history: EpochStats[];
+  stoppedEarly: boolean;
+  seconds: number;
+  seed: number;
+}
+
+export const TRAIN_DEFAULTS = { epochs: 100, batchSize: 32, lr: 1e-3, weightDecay: 1e-4, patience: 10, minDelta: 0, seed: 0 };
+
+function checkData(name: string, d: MlpData, layout: ParamLayout): number {
+  const { enDim, outDim, kind } = layout.spec;
+  const n = checkMatrix(`${name}.en`, d.en, enDim);
+  checkMatrix(`${name}.target`, d.target, outDim, n);
+  checkFinite(`${name}.en`, d.en, enDim);
+  checkFinite(`${name}.target`, d.target, outDim);
+  if (kind === 'fusion') {
+    if (!d.prior) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected ${name}.prior: the fusion net needs the retrieval prior of every row`);
+    checkMatrix(`${name}.prior`, d.prior, outDim, n);
+    checkFinite(`${name}.prior`, d.prior, outDim);
+  }
+  return n;
+}
+
+/** Gather rows `idx` into the network input: concat[en, prior] for fusion, en for the baseline. */
+export function gatherInput(layout: ParamLayout, d: MlpData, idx: ArrayLike<number>, x: Float32Array, residual: Float32Array | null, target: Float32Array | null): void {
+  const { enDim, outDim, kind } = layout.spec;
+  const w = layout.inputDim;
+  for (let i = 0; i < idx.length; i++) {
+    const r = idx[i]!;
+    x.set(d.en.subarray(r * enDim, (r + 1) * enDim), i * w);
+    if (kind === 'fusion') {
+      const p = d.prior!.subarray(r * outDim, (r + 1) * outDim);
+      x.set(p, i * w + enDim);
+      residual!.set(p, i * outDim);
+    }
+    target?.set(d.target.subarray(r * outDim, (r + 1) * outDim), i * outDim);
+  }
+}
+
+/** pred [n, outDim] for all rows of `d`, in blocks. */
+export function predict(backend: MlpBackend, layout: ParamLayout, params: Float32Array, d: MlpData, block = 4096): Float32Array {
+  const { outDim, kind } = layout.spec;
+  const n = d.en.length / layout.spec.enDim;
+  const out = new Float32Array(n * outDim);
+  const x = new Float32Array(Math.min(block, n) * layout.inputDim);
+  const res = kind === 'fusion' ? new Float32Array(Math.min(block, n) * outDim) : null;
+  for (let s = 0; s < n; s += block) {
+    const e = Math.min(n, s + block);
+    const idx = Int32Array.from({ length: e - s }, (_, i) => s + i);
+    const xb = x.subarray(0, (e - s) * layout.inputDim);
+    const rb = res ? res.subarray(0, (e - s) * outDim) : null;
+    gatherInput(layout, d, idx, xb, rb, null);
+    backend.forward(layout, params, xb, rb, out.subarray(s * outDim, e * outDim));
+  }
+  return out;
+}
+
+/** Per-row cosine of the net's prediction against the targets. */
+export function scoreRows(backend: MlpBackend, layout: ParamLayout, params: Float32Array, d: MlpData): Float64Array {
+  return rowCosines(predict(backend, layout, params, d), d.target, layout.spec.outDim);
+}
+
+/**
+ * Train a layout.ts network with AdamW on loss 1 - cos, seeded shuffling, early stopping
+ * on validation cosine with patience, and restore of the best epoch. The event loop gets
+ * a turn after every minibatch. Same seed, same machine and SIMD level: same weights.
+ */
+export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions = {}): Promise<TrainResult> {
+  const o = { ...TRAIN_DEFAULTS, ...options };
+  checkInteger('epochs', o.epochs, 1, 100_000);
+  checkInteger('batchSize', o.batchSize, 1, 1 << 16);
+  checkPositive('lr', o.lr);
+  if (!(o.weightDecay >= 0 && Number.isFinite(o.weightDecay))) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected weightDecay >= 0 but received ${o.weightDecay}`);
+  checkInteger('patience', o.patience, 1, 100_000);
+  checkInteger('seed', o.seed, 0, 2 ** 32 - 1);
+  const layout = paramLayout(spec);
+  const n = checkData('train', train, layout);
+  checkData('val', val, layout);
+  const started = performance.now();
+
+  const params = initParams(layout, o.seed);
+  const m = new Float32Array(layout.size);
+  const v = new Float32Array(layout.size);
+  let best = params.slice();
+  const initialValCosine = mean(scoreRows(backend, layout, params, val));
+  let bestVal = initialValCosine;
+  let bestEpoch = 0;
+  let sinceBest = 0;
+  let step = 0;
+  const history: EpochStats[] = [];
+  const bs = o.batchSize;
+  const { outDim, kind } = spec;
+  const x = new Float32Array(bs * layout.inputDim);
+  const res = kind === 'fusion' ? new Float32Array(bs * outDim) : null;
+  const tgt = new Float32Array(bs * outDim);
+  const shuffle = new Rng(o.seed, 11);
+  let stoppedEarly = false;
+
+  for (let epoch = 1; epoch <= o.epochs; epoch++) {
+    const t0 = performance.now();
+    const order = shuffle.permutation(n);
+    let lossSum = 0;
+    let batches = 0;
+    for (let s = 0; s < n; s += bs) {
+      if (o.signal?.aborted) throw o.signal.reason ?? new Error('aborted');
+      const e = Math.min(n, s + bs);
+      const rows = order.subarray(s, e);
+      const b = e - s;
+      const xb = x.subarray(0, b * layout.inputDim);
+      const rb = res ? res.subarray(0, b * outDim) : null;
+      const tb = tgt.subarray(0, b * outDim);
+      gatherInput(layout, train, rows, xb, rb, tb);
+      step++;
+      lossSum += backend.trainStep(layout, params, m, v, step, o.lr, o.weightDecay, xb, rb, tb, spec.dropout, o.seed);
+      batches++;
+      o.onStep?.(e, n);
+      await yieldToLoop(); // never block the event loop for more than one minibatch
+    }
+    const valCos = mean(scoreRows(backend, layout, params, val));
+    const seconds = (performance.now() - t0) / 1000;
+    const improved = valCos > bestVal + o.minDelta;
+    if (improved) {
+      bestVal = valCos;
+      bestEpoch = epoch;
+      best = params.slice();
+      sinceBest = 0;
+    } else {
+      sinceBest++;
+    }
+    const trainLoss = lossSum / batches;
+    const stats: EpochStats = { epoch, trainLoss, trainCosine: 1 - trainLoss, valCosine: valCos, seconds, samplesPerSecond: n / seconds, best: improved };
+    history.push(stats);
+    o.onEpoch?.(stats);
+    if (sinceBest >= o.patience) {
+      stoppedEarly = epoch < o.epochs;
+      break;
+    }
+  }
+  return { layout, params: best, bestEpoch, bestValCosine: bestVal, initialValCosine, history, stoppedEarly, seconds: (performance.now() - started) / 1000, seed: o.seed };
+}
