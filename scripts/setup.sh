@@ -12,10 +12,11 @@ RUN=1
 step() { printf '\n== %s\n' "$*"; }
 
 # 1. System packages: a C++17 toolchain and cmake for the addon; Debian's faiss and
-#    OpenBLAS for the faiss-node benchmark peer (optional for the library itself).
+#    OpenBLAS for the faiss-node benchmark peer (optional for the library itself); the ONNX
+#    python package, whose checker the tests run on every exported model.
 step "system packages"
 need=()
-for p in cmake g++ make libfaiss-dev libopenblas-dev; do
+for p in cmake g++ make libfaiss-dev libopenblas-dev python3-onnx; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
