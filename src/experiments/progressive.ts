@@ -2,15 +2,13 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ensureDir, writeFileAtomicSync } from '../data/atomic.js';
-import { iterateChunks } from '../data/chunks.js';
+import { iterateChunks, type Chunk } from '../data/chunks.js';
+import { loadDataset } from '../data/load.js';
 import { createDatasetHasher } from '../data/hash.js';
 import { FEATURE_DIM, keyIndices, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
-import { Rng } from '../data/rng.js';
 import { RapmError } from '../errors.js';
-import { pairedBootstrap, type PairedBootstrapResult } from '../eval/bootstrap.js';
-import { mean, rowCosines } from '../eval/cosine.js';
-import { fusionSpec } from '../fusion/layout.js';
-import { scoreRows, trainMlp, type MlpBackend, type MlpData } from '../fusion/train.js';
+import type { MlpBackend, MlpData } from '../fusion/train.js';
+import { buildTestSets, fitAndScore, type TestSet, type TestSetScore } from './evaluate.js';
 import { Datastore } from '../retrieval/datastore.js';
 import { IncrementalPriors } from '../retrieval/priors.js';
 import type { Aggregate } from '../retrieval/search-options.js';
@@ -22,6 +20,8 @@ import { writeProgressiveReport } from './progressive-report.js';
 export interface ProgressiveOptions {
   /** Folder of chunk folders, processed in name order. */
   chunks: string;
+  /** A dataset (DRAL folder or chunks) to start from instead of the first chunk; its test rows join the test sets. */
+  initial?: string;
   /** Results folder (state.json, results.json/.csv, plots, report.md). */
   out: string;
   config?: KeyConfig;
@@ -79,13 +79,7 @@ export const PROGRESSIVE_DEFAULTS = {
   resamples: 2000,
 };
 
-export interface TestSetScore {
-  name: 'seen' | 'unseen';
-  n: number;
-  plain: number;
-  fusion: number;
-  gain: PairedBootstrapResult;
-}
+export type { TestSetScore } from './evaluate.js';
 
 export interface StepResult {
   step: number;
@@ -128,14 +122,28 @@ const STATE = 'state.json';
 
 /** The options that decide the numbers (and so must match on --resume). */
 function optionsKey(o: Required<Omit<ProgressiveOptions, 'backend' | 'log' | 'progress' | 'resume' | 'overwrite' | 'all' | 'maxSteps' | 'out'>>, dataHash: string): string {
-  return createHash('sha256').update(JSON.stringify({ ...o, chunks: undefined, dataHash })).digest('hex').slice(0, 16);
+  // Paths are not part of the key (the data hash is): a moved folder still resumes.
+  return createHash('sha256').update(JSON.stringify({ ...o, chunks: undefined, initial: undefined, dataHash })).digest('hex').slice(0, 16);
 }
 
-interface TestSet {
-  name: 'seen' | 'unseen';
-  en: Float32Array; // [n, 1024]
-  target: Float32Array; // [n, 101]
-  n: number;
+/** The initial dataset (when given) as a first chunk, then the chunks in name order. */
+async function* sources(chunks: string, initial: string | undefined, onProgress?: (d: number, t: number) => void): AsyncGenerator<Chunk> {
+  if (initial) {
+    const d = await loadDataset(initial);
+    const testIds = new Set(d.official?.test ?? []);
+    yield {
+      name: `initial:${path.basename(path.resolve(initial))}`,
+      index: -1,
+      ids: d.ids,
+      speakers: d.speakers,
+      split: d.official ? d.ids.map((id) => (testIds.has(id) ? 'test' : 'train')) : null,
+      en: d.en,
+      es: d.es,
+      n: d.n,
+      meta: { format: 'rapm-chunk', version: 1, n: d.n, dim: FEATURE_DIM, dtype: 'float32' },
+    };
+  }
+  yield* iterateChunks(chunks, { onProgress });
 }
 
 /**
@@ -161,7 +169,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const seenTrainSpeakers = new Set<string>();
   const testRows: { en: Float32Array; es: Float32Array; speaker: string | null }[] = [];
   const trainChunks: string[] = [];
-  for await (const c of iterateChunks(o.chunks, { onProgress: (d, t) => o.progress?.('scanning chunks', d, t) })) {
+  for await (const c of sources(o.chunks, o.initial, (d, t) => o.progress?.('scanning chunks', d, t))) {
     hasher.update(c);
     layoutHash.update(`${c.name}\n${c.split ? c.split.join(',') : 'all-train'}\n`);
     let train = 0;
@@ -178,22 +186,20 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const dataHash = `${hasher.digest()}+layout:${layoutHash.digest('hex').slice(0, 16)}`;
   if (trainChunks.length === 0) throw new RapmError('RAPM_DATA', `No training rows in ${o.chunks}: every chunk is a test set`);
   if (testRows.length < 2) throw new RapmError('RAPM_DATA', `No test set in ${o.chunks}: mark held-out rows 'test' in a chunk's split.txt (the initial chunk's official split, for example)`);
-  const tests: TestSet[] = [];
-  for (const name of ['seen', 'unseen'] as const) {
-    const rows = testRows.filter((t) => (t.speaker !== null && !seenTrainSpeakers.has(t.speaker) ? 'unseen' : 'seen') === name);
-    if (rows.length < 2) continue;
-    const en = new Float32Array(rows.length * FEATURE_DIM);
-    const es = new Float32Array(rows.length * FEATURE_DIM);
-    rows.forEach((t, i) => {
-      en.set(t.en, i * FEATURE_DIM);
-      es.set(t.es, i * FEATURE_DIM);
-    });
-    tests.push({ name, en, target: selectColumns(es, FEATURE_DIM, valIdx), n: rows.length });
-  }
+  const testEn = new Float32Array(testRows.length * FEATURE_DIM);
+  const testEs = new Float32Array(testRows.length * FEATURE_DIM);
+  testRows.forEach((t, i) => {
+    testEn.set(t.en, i * FEATURE_DIM);
+    testEs.set(t.es, i * FEATURE_DIM);
+  });
+  const tests: TestSet[] = buildTestSets(
+    { ids: testRows.map((_, i) => `test${i}`), speakers: testRows.map((t) => t.speaker ?? ''), en: testEn, es: testEs, n: testRows.length },
+    new Set([...seenTrainSpeakers, '']),
+  );
   const decider = tests.find((t) => t.name === o.decideOn) ?? tests[0]!;
 
   const key = optionsKey(
-    { chunks: o.chunks, config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, seed: o.seed, threshold: o.threshold, decideOn: o.decideOn, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples },
+    { chunks: o.chunks, initial: o.initial ?? '', config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, seed: o.seed, threshold: o.threshold, decideOn: o.decideOn, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples },
     dataHash,
   );
   const statePath = path.join(out, STATE);
@@ -210,7 +216,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
     }
   }
   ensureDir(out);
-  const config = { chunks: path.resolve(o.chunks), config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, threshold: o.threshold, decideOn: decider.name, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples, tests: tests.map((t) => ({ name: t.name, n: t.n })) };
+  const config = { chunks: path.resolve(o.chunks), initial: o.initial ? path.resolve(o.initial) : null, config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, threshold: o.threshold, decideOn: decider.name, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples, tests: tests.map((t) => ({ name: t.name, n: t.n })) };
   if (!state) state = { version: 1, optionsKey: key, record: startRecord('progressive', o.seed, config, { hash: dataHash, source: path.resolve(o.chunks) }), steps: [], complete: false };
 
   const ds = new Datastore({ keyIndices: keyIdx, valueIndices: valIdx });
@@ -218,12 +224,11 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const en = new GrowableRows(FEATURE_DIM);
   const values = new GrowableRows(dv);
   const ids: string[] = [];
-  const spec = fusionSpec({ hidden: o.hidden, dropout: o.dropout });
   let stepIndex = 0;
   const resultOf = (status: 'running' | 'complete'): ProgressiveResult => finalResult(state!, status, o.threshold, decider.name, { k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout });
   let stop = state.complete;
 
-  for await (const c of iterateChunks(o.chunks)) {
+  for await (const c of sources(o.chunks, o.initial)) {
     if (stop) break;
     const trainIdx: number[] = [];
     for (let r = 0; r < c.n; r++) if (c.split?.[r] !== 'test') trainIdx.push(r);
@@ -253,45 +258,10 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
     }
     const tPriors = performance.now();
     const n = ids.length;
-    const trainPrior = priors.priors(values.view()).prior;
-    const { fit, val } = splitFitVal(n, o.valFraction, o.seed + stepIndex);
-    const all: MlpData = { en: en.view(), prior: trainPrior, target: values.view() };
-    const fitData = subsetMlp(all, fit, dv);
-    const valData = subsetMlp(all, val, dv);
-    let lastLine = 0;
-    const trained = await trainMlp(o.backend, spec, fitData, valData, {
-      epochs: o.epochs,
-      patience: o.patience,
-      batchSize: o.batchSize,
-      lr: o.lr,
-      weightDecay: o.weightDecay,
-      seed: (o.seed * 1000 + stepIndex) >>> 0,
-      onStep: (d, t) => {
-        const now = performance.now();
-        if (now - lastLine > 250 || d === t) {
-          lastLine = now;
-          o.progress?.(`step ${stepIndex}: fusion epoch ${trained_epochs + 1}`, d, t);
-        }
-      },
-      onEpoch: (e) => {
-        trained_epochs = e.epoch;
-        log(`step ${stepIndex}: epoch ${e.epoch} train cos ${e.trainCosine.toFixed(4)} val cos ${e.valCosine.toFixed(4)}${e.best ? ' *' : ''} (${Math.round(e.samplesPerSecond)} samples/s)`);
-      },
-    });
-    const tTrain = performance.now();
-
-    const scores: TestSetScore[] = [];
-    for (const t of tests) {
-      const r = await ds.search(t.en, { k: o.k, tau: o.tau, aggregate: o.aggregate });
-      const plainRows = rowCosines(r.prior, t.target, dv);
-      const fusionRows = scoreRows(o.backend, trained.layout, trained.params, { en: t.en, prior: r.prior, target: t.target });
-      const gain = pairedBootstrap(plainRows, fusionRows, { resamples: o.resamples, seed: (o.seed * 7919 + stepIndex) >>> 0 });
-      scores.push({ name: t.name, n: t.n, plain: gain.meanA, fusion: gain.meanB, gain });
-    }
-    const trainFusion = mean(scoreRows(o.backend, trained.layout, trained.params, fitData));
-    const trainPlain = mean(rowCosines(fitData.prior!, fitData.target, dv));
-    const valPlain = mean(rowCosines(valData.prior!, valData.target, dv));
+    const train: MlpData = { en: en.view(), prior: priors.priors(values.view()).prior, target: values.view() };
+    const point = await fitAndScore(ds, train, tests, { ...o, backend: o.backend, log, progress: o.progress }, (o.seed * 1000 + stepIndex) >>> 0, `step ${stepIndex}`);
     const tEval = performance.now();
+    const scores: TestSetScore[] = point.tests.map(({ plainRows: _p, fusionRows: _f, ...t }) => t);
     const dec = scores.find((s) => s.name === decider.name)!;
     const useful = dec.gain.diff > o.threshold && dec.gain.lo > 0;
     const step: StepResult = {
@@ -299,14 +269,14 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
       chunk: c.name,
       pairs: n,
       tests: scores,
-      trainPlain,
-      trainFusion,
-      valFusion: trained.bestValCosine,
-      valPlain,
-      epochs: trained.history.length,
-      bestEpoch: trained.bestEpoch,
-      seconds: { add: (tAdd - t0) / 1000, priors: (tPriors - tAdd) / 1000, train: (tTrain - tPriors) / 1000, eval: (tEval - tTrain) / 1000, total: (tEval - t0) / 1000 },
-      samplesPerSecond: trained.history.reduce((a, e) => a + e.samplesPerSecond, 0) / Math.max(1, trained.history.length),
+      trainPlain: point.trainPlain,
+      trainFusion: point.trainFusion,
+      valFusion: point.valFusion,
+      valPlain: point.valPlain,
+      epochs: point.epochs,
+      bestEpoch: point.bestEpoch,
+      seconds: { add: (tAdd - t0) / 1000, priors: (tPriors - tAdd) / 1000, train: point.trainSeconds, eval: (tEval - tPriors) / 1000 - point.trainSeconds, total: (tEval - t0) / 1000 },
+      samplesPerSecond: point.samplesPerSecond,
       useful,
     };
     state.steps.push(step);
@@ -324,9 +294,6 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   writeProgressiveReport(out, result);
   return result;
 }
-
-// Epoch counter for the progress label (set by onEpoch, read by onStep).
-let trained_epochs = 0;
 
 function fmtSigned(x: number): string {
   return `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
@@ -367,22 +334,4 @@ function pickRows(m: Float32Array, d: number, rows: readonly number[]): Float32A
   const out = new Float32Array(rows.length * d);
   rows.forEach((r, i) => out.set(m.subarray(r * d, (r + 1) * d), i * d));
   return out;
-}
-
-/** Seeded split of n training rows into fit and validation (for early stopping). */
-export function splitFitVal(n: number, valFraction: number, seed: number): { fit: Int32Array; val: Int32Array } {
-  const perm = new Rng(seed, 23).permutation(n);
-  const nv = Math.max(1, Math.min(n - 1, Math.round(n * valFraction)));
-  const val = perm.slice(0, nv).sort();
-  const fit = perm.slice(nv).sort();
-  return { fit, val };
-}
-
-export function subsetMlp(d: MlpData, rows: Int32Array, dv: number): MlpData {
-  const enDim = d.en.length / (d.target.length / dv);
-  return {
-    en: pickRows(d.en, enDim, Array.from(rows)),
-    prior: d.prior ? pickRows(d.prior, dv, Array.from(rows)) : null,
-    target: pickRows(d.target, dv, Array.from(rows)),
-  };
 }
