@@ -11,6 +11,7 @@
 #include "addon.h"
 #include "core/cpu.h"
 #include "datastore_wrap.h"
+#include "mlp_wrap.h"
 #include "napi_util.h"
 
 namespace rapm {
@@ -47,6 +48,7 @@ Napi::Value SetSimdLevel(const Napi::CallbackInfo& info) {
     throw range_error(env, "RAPM_INVALID_ARG", "SIMD level '" + name + "' is not supported here (supported: " + have + ")");
   }
   Addon::of(env).kernels.store(k);
+  Addon::of(env).mlp_kernels.store(mlp_kernels_for(k->level));
   return Napi::String::New(env, k->name);
 }
 
@@ -111,6 +113,8 @@ Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* addon = new Addon();
   addon->kernels.store(default_kernels());
+  addon->mlp_kernels.store(mlp_kernels_for(addon->kernels.load()->level));
+  addon->mlp_cache = std::make_unique<MlpCache>();
   addon->pool = std::make_shared<ThreadPool>(default_threads());
   env.SetInstanceData<Addon>(addon);  // deleted at environment teardown (worker exit included)
 
@@ -124,6 +128,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setConcurrency", Napi::Function::New(env, SetConcurrency, "setConcurrency"));
   exports.Set("_fmaPeak", Napi::Function::New(env, FmaPeak, "_fmaPeak"));
   exports.Set("_readBandwidth", Napi::Function::New(env, ReadBandwidth, "_readBandwidth"));
+  MlpWrapInit(env, exports);
   return exports;
 }
 

@@ -6,13 +6,17 @@
 #include <memory>
 #include <mutex>
 
+#include "core/mlp.h"
 #include "core/thread_pool.h"
 #include "kernels/kernels.h"
+#include "kernels/mlp_kernels.h"
 
 namespace rapm {
 
 struct Addon {
   std::atomic<const Kernels*> kernels{nullptr};
+  std::atomic<const MlpKernels*> mlp_kernels{nullptr};  // same level as `kernels`
+  std::unique_ptr<MlpCache> mlp_cache;                  // training/inference workspaces
   std::mutex pool_mu;
   std::shared_ptr<ThreadPool> pool;  // replaced whole by setConcurrency; in-flight work keeps its own
   Napi::FunctionReference datastore_ctor;

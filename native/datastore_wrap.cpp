@@ -93,6 +93,8 @@ Napi::Function DatastoreWrap::Init(Napi::Env env) {
                          InstanceAccessor<&DatastoreWrap::ValueDim>("valueDim"),
                          InstanceAccessor<&DatastoreWrap::Bf16>("bf16"),
                          InstanceAccessor<&DatastoreWrap::SegmentCount>("_segmentCount"),
+                         InstanceMethod<&DatastoreWrap::ExportRows>("exportRows"),
+                         InstanceMethod<&DatastoreWrap::ImportRows>("importRows"),
                      });
 }
 
@@ -177,6 +179,62 @@ Napi::Value DatastoreWrap::Bf16(const Napi::CallbackInfo& info) {
 }
 Napi::Value DatastoreWrap::SegmentCount(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(store_->snapshot().segments.size()));
+}
+
+// Keys in stored form: Float32Array for an f32 store, Uint16Array (bf16 bits) for a bf16 one.
+// `nullable`: null/undefined is accepted and means "skip".
+namespace {
+struct StoredKeys {
+  float* f32 = nullptr;
+  uint16_t* bf16 = nullptr;
+  Napi::Value pin;
+};
+StoredKeys stored_keys_arg(const Napi::CallbackInfo& info, size_t i, const char* name, const Datastore& ds, int64_t len,
+                           bool nullable) {
+  StoredKeys k;
+  if (nullable && (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined())) return k;
+  if (ds.bf16()) {
+    auto a = typed_arg<uint16_t>(info, i, name, napi_uint16_array, "Uint16Array (bf16 bits)", len);
+    k.bf16 = a.Data();
+    k.pin = a;
+  } else {
+    auto a = f32_arg(info, i, name, len);
+    k.f32 = a.Data();
+    k.pin = a;
+  }
+  return k;
+}
+}  // namespace
+
+// exportRows(rowBegin, rowEnd, keysOut | null, valuesOut | null, groupsOut | null): rows
+// [rowBegin, rowEnd) in stored form, row-major. Sync (a memory copy of the block).
+Napi::Value DatastoreWrap::ExportRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t n = store_->size();
+  const int64_t rb = int_arg(info, 0, "rowBegin", 0, n);
+  const int64_t re = int_arg(info, 1, "rowEnd", rb, n);
+  const int64_t m = re - rb;
+  StoredKeys keys = stored_keys_arg(info, 2, "keysOut", *store_, m * store_->d(), true);
+  float* values = nullptr;
+  int32_t* groups = nullptr;
+  if (info.Length() > 3 && !info[3].IsNull() && !info[3].IsUndefined()) values = f32_arg(info, 3, "valuesOut", m * store_->dv()).Data();
+  if (info.Length() > 4 && !info[4].IsNull() && !info[4].IsUndefined()) groups = i32_arg(info, 4, "groupsOut", m).Data();
+  Status st = store_->export_rows(rb, re, keys.f32, keys.bf16, values, groups, *Addon::of(env).get_pool());
+  if (!st.ok()) throw status_error(env, st, "rows");
+  return env.Undefined();
+}
+
+// importRows(keys [m,d] stored form, values [m,dv], groups [m], m): appends rows that are
+// already normalised (see Datastore::import_rows). Sync.
+Napi::Value DatastoreWrap::ImportRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int64_t m = int_arg(info, 3, "m", 0, kMaxRows - store_->size());
+  StoredKeys keys = stored_keys_arg(info, 0, "keys", *store_, m * store_->d(), false);
+  auto values = f32_arg(info, 1, "values", m * store_->dv());
+  auto groups = i32_arg(info, 2, "groups", m);
+  Status st = store_->import_rows(keys.f32, keys.bf16, values.Data(), groups.Data(), m, *Addon::of(env).get_pool());
+  if (!st.ok()) throw status_error(env, st, "keys/values");
+  return env.Undefined();
 }
 
 }  // namespace rapm

@@ -24,6 +24,8 @@ class DatastoreWrap : public Napi::ObjectWrap<DatastoreWrap> {
   Napi::Value ValueDim(const Napi::CallbackInfo& info);
   Napi::Value Bf16(const Napi::CallbackInfo& info);
   Napi::Value SegmentCount(const Napi::CallbackInfo& info);
+  Napi::Value ExportRows(const Napi::CallbackInfo& info);
+  Napi::Value ImportRows(const Napi::CallbackInfo& info);
 
   std::shared_ptr<Datastore> store_;
 };

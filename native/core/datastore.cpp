@@ -361,4 +361,170 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
   return Status::Ok();
 }
 
+// ---------------------------------------------------------------- bulk export / import
+// (persistence: src/retrieval/persist.ts streams a datastore to a file in row blocks)
+
+namespace {
+
+inline float bf16_to_f32(uint16_t b) {
+  const uint32_t u = static_cast<uint32_t>(b) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+constexpr int64_t kBulkRows = 256;  // rows per parallel task (a multiple of kPanel)
+
+}  // namespace
+
+Status Datastore::export_rows(int64_t row_begin, int64_t row_end, float* keys_f32, uint16_t* keys_bf16, float* values,
+                              int32_t* groups, ThreadPool& pool) const {
+  const Snapshot snap = snapshot();
+  if (row_begin < 0 || row_begin > row_end || row_end > snap.n) {
+    return Status::Error(StatusCode::kInvalidArg, "row range [" + std::to_string(row_begin) + ", " +
+                                                      std::to_string(row_end) + ") is outside [0, " +
+                                                      std::to_string(snap.n) + "]");
+  }
+  if ((keys_f32 != nullptr && bf16_) || (keys_bf16 != nullptr && !bf16_)) {
+    return Status::Error(StatusCode::kInvalidArg, bf16_ ? "keys of a bf16 datastore export as bf16 bits (Uint16Array)"
+                                                        : "keys of an f32 datastore export as f32 (Float32Array)");
+  }
+  if (row_begin == row_end) return Status::Ok();
+  const int d = d_, dv = dv_;
+  const int64_t tasks = (row_end - row_begin + kBulkRows - 1) / kBulkRows;
+  pool.parallel_for(tasks, [&](int64_t t) {
+    const int64_t r1 = std::min(row_end, row_begin + (t + 1) * kBulkRows);
+    int64_t r = row_begin + t * kBulkRows;
+    while (r < r1) {
+      const Segment* seg = segment_of(snap, r);
+      const int64_t end = std::min(r1, seg->base + seg->n);
+      for (; r < end; ++r) {
+        const int64_t lr = r - seg->base, o = r - row_begin;
+        if (keys_f32 != nullptr) {
+          const float* src = seg->keys_f32.get();
+          float* dst = keys_f32 + o * d;
+          for (int p = 0; p < d; ++p) dst[p] = src[panel_offset(lr, p, d)];
+        }
+        if (keys_bf16 != nullptr) {
+          const uint16_t* src = seg->keys_bf16.get();
+          uint16_t* dst = keys_bf16 + o * d;
+          for (int p = 0; p < d; ++p) dst[p] = src[panel_offset(lr, p, d)];
+        }
+        if (values != nullptr) std::memcpy(values + o * dv, seg->values.data() + lr * dv, sizeof(float) * dv);
+        if (groups != nullptr) groups[o] = seg->groups[static_cast<size_t>(lr)];
+      }
+    }
+  });
+  return Status::Ok();
+}
+
+Status Datastore::import_rows(const float* keys_f32, const uint16_t* keys_bf16, const float* values,
+                              const int32_t* groups, int64_t m, ThreadPool& pool) {
+  if (m <= 0) return Status::Ok();
+  if (bf16_ ? keys_bf16 == nullptr || keys_f32 != nullptr : keys_f32 == nullptr || keys_bf16 != nullptr) {
+    return Status::Error(StatusCode::kInvalidArg, bf16_ ? "a bf16 datastore imports keys as bf16 bits (Uint16Array)"
+                                                        : "an f32 datastore imports keys as f32 (Float32Array)");
+  }
+  std::lock_guard<std::mutex> add_lock(add_mu_);
+  const int d = d_, dv = dv_;
+
+  // Validate first: on error nothing changes. Each task records its first bad row.
+  enum Why : int { kNone = 0, kKeyNonFinite, kKeyNorm, kValueNonFinite, kGroupNegative };
+  const int64_t tasks = (m + kBulkRows - 1) / kBulkRows;
+  std::vector<int64_t> bad(static_cast<size_t>(tasks), -1);
+  std::vector<int> why(static_cast<size_t>(tasks), kNone);
+  std::vector<double> norm2(static_cast<size_t>(tasks), 0.0);
+  pool.parallel_for(tasks, [&](int64_t t) {
+    const int64_t r1 = std::min(m, (t + 1) * kBulkRows);
+    for (int64_t r = t * kBulkRows; r < r1; ++r) {
+      double s = 0;
+      for (int j = 0; j < d; ++j) {
+        const float x = keys_bf16 != nullptr ? bf16_to_f32(keys_bf16[r * d + j]) : keys_f32[r * d + j];
+        if (!std::isfinite(x)) {
+          bad[t] = r;
+          why[t] = kKeyNonFinite;
+          return;
+        }
+        s += static_cast<double>(x) * x;
+      }
+      if (!(std::fabs(s - 1.0) <= 2e-2)) {
+        bad[t] = r;
+        why[t] = kKeyNorm;
+        norm2[t] = s;
+        return;
+      }
+      for (int j = 0; j < dv; ++j) {
+        if (!std::isfinite(values[r * dv + j])) {
+          bad[t] = r;
+          why[t] = kValueNonFinite;
+          return;
+        }
+      }
+      if (groups[r] < 0) {
+        bad[t] = r;
+        why[t] = kGroupNegative;
+        return;
+      }
+    }
+  });
+  for (int64_t t = 0; t < tasks; ++t) {
+    if (bad[t] < 0) continue;
+    switch (why[t]) {
+      case kKeyNonFinite:
+        return Status::Error(StatusCode::kNonFinite, "row contains NaN or Infinity", bad[t], "keys");
+      case kKeyNorm:
+        return Status::Error(StatusCode::kInvalidArg,
+                             "row is not unit-norm (|x|^2 = " + std::to_string(norm2[t]) +
+                                 "): importRows takes keys as stored, already normalised",
+                             bad[t], "keys");
+      case kValueNonFinite:
+        return Status::Error(StatusCode::kNonFinite, "row contains NaN or Infinity", bad[t], "values");
+      default:
+        return Status::Error(StatusCode::kInvalidArg, "group is negative", bad[t], "groups");
+    }
+  }
+
+  int64_t n_old;
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    n_old = n_;
+  }
+  auto seg = std::make_shared<Segment>();
+  seg->base = n_old;
+  seg->n = m;
+  seg->npanels = (m + kPanel - 1) / kPanel;
+  const size_t key_elems = static_cast<size_t>(seg->npanels) * d * kPanel;
+  try {
+    if (bf16_) {
+      seg->keys_bf16 = aligned_zeroed<uint16_t>(key_elems);
+      if (!seg->keys_bf16) throw std::bad_alloc();
+    } else {
+      seg->keys_f32 = aligned_zeroed<float>(key_elems);
+      if (!seg->keys_f32) throw std::bad_alloc();
+    }
+    seg->values.assign(values, values + m * dv);
+    seg->groups.assign(groups, groups + m);
+  } catch (const std::bad_alloc&) {
+    return Status::Error(StatusCode::kOutOfMemory, "out of memory allocating " + std::to_string(m) + " rows");
+  }
+  Segment* dst = seg.get();
+  pool.parallel_for(tasks, [&](int64_t t) {
+    const int64_t r1 = std::min(m, (t + 1) * kBulkRows);
+    for (int64_t r = t * kBulkRows; r < r1; ++r) {
+      for (int p = 0; p < d; ++p) {
+        const size_t o = panel_offset(r, p, d);
+        if (keys_bf16 != nullptr) {
+          dst->keys_bf16.get()[o] = keys_bf16[r * d + p];
+        } else {
+          dst->keys_f32.get()[o] = keys_f32[r * d + p];
+        }
+      }
+    }
+  });
+  std::lock_guard<std::mutex> lock(state_mu_);
+  segments_.push_back(std::move(seg));
+  n_ = n_old + m;
+  return Status::Ok();
+}
+
 }  // namespace rapm

@@ -72,6 +72,23 @@ class Datastore {
   // On error nothing is added; the status names the offending row of this batch.
   Status add(const float* keys, const float* values, const int32_t* groups, int64_t m, ThreadPool& pool);
 
+  // Copies rows [row_begin, row_end) out in stored form, row-major: keys [m, d] as f32
+  // (keys_f32, f32 store) or as bf16 bit patterns (keys_bf16, bf16 store), values [m, dv],
+  // groups [m]. Any output may be null (skipped); the key output of the other precision
+  // must be null. Works on a snapshot, so it may run while rows are being appended.
+  Status export_rows(int64_t row_begin, int64_t row_end, float* keys_f32, uint16_t* keys_bf16, float* values,
+                     int32_t* groups, ThreadPool& pool) const;
+
+  // Appends m rows already in stored form, as export_rows wrote them (keys normalised, f32
+  // or bf16 bits matching the store): copied as they are, never re-normalised, so a
+  // save/load round trip is bit-exact and bf16 keys are not rounded twice. Checks that
+  // values and keys are finite, that each key row has unit norm (|x|^2 within 2e-2 of 1)
+  // and that groups are >= 0; on error nothing is added. The rows become one new segment
+  // that is not merged with earlier ones, so a bulk load in blocks never holds two copies
+  // of the rows (later add() calls merge as usual).
+  Status import_rows(const float* keys_f32, const uint16_t* keys_bf16, const float* values, const int32_t* groups,
+                     int64_t m, ThreadPool& pool);
+
  private:
   int d_, dv_;
   bool bf16_;

@@ -42,6 +42,10 @@ export interface NativeDatastore {
   readonly valueDim: number;
   readonly bf16: boolean;
   readonly _segmentCount: number;
+  /** Rows [rowBegin, rowEnd) in stored form, row-major: keys f32 (Float32Array) or bf16 bits (Uint16Array); null skips. */
+  exportRows(rowBegin: number, rowEnd: number, keysOut: Float32Array | Uint16Array | null, valuesOut: Float32Array | null, groupsOut: Int32Array | null): void;
+  /** Append rows already in stored form (normalised keys, as exportRows wrote them), without re-normalising. */
+  importRows(keys: Float32Array | Uint16Array, values: Float32Array, groups: Int32Array, m: number): void;
 }
 
 export interface NativeBinding {
@@ -53,6 +57,44 @@ export interface NativeBinding {
   setConcurrency(threads: number): number;
   _fmaPeak(seconds: number): number;
   _readBandwidth(floatsPerThread: number, reps: number): number;
+  /** Arena length of an encoded MLP spec (src/fusion/native-mlp.ts encodeMlpSpec). */
+  mlpParamCount(spec: Int32Array): number;
+  mlpForward(
+    spec: Int32Array,
+    params: Float32Array,
+    x: Float32Array, // [n, inputDim]
+    residual: Float32Array | null, // [n, outDim]
+    out: Float32Array, // [n, outDim]
+  ): void;
+  mlpTrainStep(
+    spec: Int32Array,
+    params: Float32Array,
+    adamM: Float32Array,
+    adamV: Float32Array,
+    step: number,
+    lr: number,
+    weightDecay: number,
+    x: Float32Array, // [bs, inputDim]
+    residual: Float32Array | null, // [bs, outDim]
+    target: Float32Array, // [bs, outDim]
+    dropoutP: number,
+    dropoutSeed: number,
+  ): number;
+  _mlpGradient(
+    spec: Int32Array,
+    params: Float32Array,
+    x: Float32Array, // [bs, inputDim]
+    residual: Float32Array | null, // [bs, outDim]
+    target: Float32Array, // [bs, outDim]
+    dropoutP: number,
+    dropoutSeed: number,
+    step: number,
+    grad: Float32Array, // [size]
+  ): number;
+  /** [size, inputDim, then per layer: in, out, w, b, gamma, beta] */
+  _mlpLayout(spec: Int32Array): Float64Array;
+  _mlpDropoutBits(seed: number, step: number, layer: number, row: number, col: number): number;
+  _mlpMemoryBytes(): number;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

@@ -1,0 +1,173 @@
+#include "mlp_wrap.h"
+
+#include <cmath>
+#include <string>
+
+#include "addon.h"
+#include "core/mlp.h"
+#include "napi_util.h"
+
+namespace rapm {
+namespace {
+
+MlpShape spec_arg(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Int32Array a = i32_arg(info, i, "spec", -1);
+  MlpShape s;
+  const Status st = mlp_decode_spec(a.Data(), a.ElementLength(), &s);
+  if (!st.ok()) throw status_error(info.Env(), st, "spec");
+  return s;
+}
+
+// Rows of a [rows, cols] Float32Array argument whose row count is not known yet.
+int64_t rows_of(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t cols) {
+  Napi::Float32Array a = f32_arg(info, i, name, -1);
+  const int64_t len = static_cast<int64_t>(a.ElementLength());
+  if (len % cols != 0) {
+    throw range_error(info.Env(), "RAPM_SHAPE_MISMATCH",
+                      std::string("Expected ") + name + " to hold whole rows of " + std::to_string(cols) +
+                          " values but received length " + std::to_string(len));
+  }
+  return len / cols;
+}
+
+// A Float32Array of `len` elements, or null/undefined when `allowed_null` (returns nullptr).
+float* opt_f32(const Napi::CallbackInfo& info, size_t i, const char* name, int64_t len, bool want) {
+  const bool absent = info.Length() <= i || info[i].IsNull() || info[i].IsUndefined();
+  if (!want) {
+    if (!absent) throw type_error(info.Env(), "RAPM_TYPE", std::string("Expected null for ") + name + " (baseline network has no residual)");
+    return nullptr;
+  }
+  if (absent) throw type_error(info.Env(), "RAPM_TYPE", std::string("Expected Float32Array for ") + name + " (fusion network)");
+  return f32_arg(info, i, name, len).Data();
+}
+
+double real_arg(const Napi::CallbackInfo& info, size_t i, const char* name, double lo, double hi, bool lo_open) {
+  const double v = number_arg(info, i, name);
+  if (!std::isfinite(v) || v > hi || (lo_open ? v <= lo : v < lo)) {
+    throw range_error(info.Env(), "RAPM_INVALID_ARG",
+                      std::string("Expected finite number in ") + (lo_open ? "(" : "[") + std::to_string(lo) + ", " +
+                          std::to_string(hi) + "] for " + name + " but received " + std::to_string(v));
+  }
+  return v;
+}
+
+Napi::Value MlpParamCount(const Napi::CallbackInfo& info) {
+  const MlpShape s = spec_arg(info, 0);
+  return Napi::Number::New(info.Env(), static_cast<double>(s.size));
+}
+
+// _mlpLayout(spec) -> Float64Array [size, inputDim, then per layer: in, out, w, b, gamma, beta]
+Napi::Value MlpLayout(const Napi::CallbackInfo& info) {
+  const MlpShape s = spec_arg(info, 0);
+  Napi::Float64Array a = Napi::Float64Array::New(info.Env(), 2 + 6 * s.layers.size());
+  a[0] = static_cast<double>(s.size);
+  a[1] = s.input_dim;
+  for (size_t l = 0; l < s.layers.size(); ++l) {
+    const MlpLayer& ly = s.layers[l];
+    double* o = a.Data() + 2 + 6 * l;
+    o[0] = ly.in;
+    o[1] = ly.out;
+    o[2] = static_cast<double>(ly.w);
+    o[3] = static_cast<double>(ly.b);
+    o[4] = static_cast<double>(ly.gamma);
+    o[5] = static_cast<double>(ly.beta);
+  }
+  return a;
+}
+
+// mlpForward(spec, params, x [n, inputDim], residual [n, outDim] | null, out [n, outDim])
+Napi::Value MlpForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const MlpShape s = spec_arg(info, 0);
+  float* params = f32_arg(info, 1, "params", s.size).Data();
+  const int64_t n = rows_of(info, 2, "x", s.input_dim);
+  const float* x = info[2].As<Napi::Float32Array>().Data();
+  const float* res = opt_f32(info, 3, "residual", n * s.out_dim, s.kind == 0);
+  float* out = f32_arg(info, 4, "out", n * s.out_dim).Data();
+  Addon& addon = Addon::of(env);
+  auto pool = addon.get_pool();
+  const Status st = addon.mlp_cache->forward(s, *addon.mlp_kernels.load(), *pool, params, x, res, n, out);
+  if (!st.ok()) throw status_error(env, st, "mlpForward");
+  return env.Undefined();
+}
+
+// mlpTrainStep(spec, params, adamM, adamV, step, lr, weightDecay, x [bs, inputDim],
+//              residual [bs, outDim] | null, target [bs, outDim], dropoutP, dropoutSeed) -> loss
+Napi::Value MlpTrainStep(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const MlpShape s = spec_arg(info, 0);
+  float* params = f32_arg(info, 1, "params", s.size).Data();
+  float* am = f32_arg(info, 2, "adamM", s.size).Data();
+  float* av = f32_arg(info, 3, "adamV", s.size).Data();
+  MlpTrainArgs args;
+  args.step = int_arg(info, 4, "step", 1, 2147483647);
+  args.lr = real_arg(info, 5, "lr", 0.0, 1.0, true);
+  args.weight_decay = real_arg(info, 6, "weightDecay", 0.0, 1.0, false);
+  const int64_t bs = rows_of(info, 7, "x", s.input_dim);
+  if (bs < 1 || bs > kMlpMaxBatch) {
+    throw range_error(env, "RAPM_SHAPE_MISMATCH", "Expected between 1 and " + std::to_string(kMlpMaxBatch) + " rows in x but received " + std::to_string(bs));
+  }
+  const float* x = info[7].As<Napi::Float32Array>().Data();
+  const float* res = opt_f32(info, 8, "residual", bs * s.out_dim, s.kind == 0);
+  const float* target = f32_arg(info, 9, "target", bs * s.out_dim).Data();
+  args.dropout = real_arg(info, 10, "dropoutP", 0.0, 0.99, false);
+  args.seed = static_cast<uint32_t>(int_arg(info, 11, "dropoutSeed", 0, 4294967295LL));
+  if (params == am || params == av || am == av) throw range_error(env, "RAPM_INVALID_ARG", "params, adamM and adamV must be distinct arrays");
+  Addon& addon = Addon::of(env);
+  auto pool = addon.get_pool();
+  double loss = 0;
+  const Status st = addon.mlp_cache->train_step(s, *addon.mlp_kernels.load(), *pool, params, am, av, nullptr,
+                                                MlpBatch{x, res, target, static_cast<int>(bs)}, args, &loss);
+  if (!st.ok()) throw status_error(env, st, "mlpTrainStep");
+  return Napi::Number::New(env, loss);
+}
+
+// _mlpGradient(spec, params, x, residual | null, target, dropoutP, dropoutSeed, step, grad [size]) -> loss
+Napi::Value MlpGradient(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const MlpShape s = spec_arg(info, 0);
+  float* params = f32_arg(info, 1, "params", s.size).Data();
+  const int64_t bs = rows_of(info, 2, "x", s.input_dim);
+  if (bs < 1 || bs > kMlpMaxBatch) {
+    throw range_error(env, "RAPM_SHAPE_MISMATCH", "Expected between 1 and " + std::to_string(kMlpMaxBatch) + " rows in x but received " + std::to_string(bs));
+  }
+  const float* x = info[2].As<Napi::Float32Array>().Data();
+  const float* res = opt_f32(info, 3, "residual", bs * s.out_dim, s.kind == 0);
+  const float* target = f32_arg(info, 4, "target", bs * s.out_dim).Data();
+  MlpTrainArgs args;
+  args.dropout = real_arg(info, 5, "dropoutP", 0.0, 0.99, false);
+  args.seed = static_cast<uint32_t>(int_arg(info, 6, "dropoutSeed", 0, 4294967295LL));
+  args.step = int_arg(info, 7, "step", 1, 2147483647);
+  float* grad = f32_arg(info, 8, "grad", s.size).Data();
+  Addon& addon = Addon::of(env);
+  auto pool = addon.get_pool();
+  double loss = 0;
+  const Status st = addon.mlp_cache->train_step(s, *addon.mlp_kernels.load(), *pool, params, nullptr, nullptr, grad,
+                                                MlpBatch{x, res, target, static_cast<int>(bs)}, args, &loss);
+  if (!st.ok()) throw status_error(env, st, "_mlpGradient");
+  return Napi::Number::New(env, loss);
+}
+
+// _mlpDropoutBits(seed, step, layer, row, col) -> uint32
+Napi::Value MlpDropoutBits(const Napi::CallbackInfo& info) {
+  const auto u = [&](size_t i, const char* n) { return static_cast<uint32_t>(int_arg(info, i, n, 0, 4294967295LL)); };
+  return Napi::Number::New(info.Env(), mlp_dropout_bits(u(0, "seed"), u(1, "step"), u(2, "layer"), u(3, "row"), u(4, "col")));
+}
+
+Napi::Value MlpMemoryBytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(Addon::of(info.Env()).mlp_cache->memory_bytes()));
+}
+
+}  // namespace
+
+void MlpWrapInit(Napi::Env env, Napi::Object exports) {
+  exports.Set("mlpParamCount", Napi::Function::New(env, MlpParamCount, "mlpParamCount"));
+  exports.Set("mlpForward", Napi::Function::New(env, MlpForward, "mlpForward"));
+  exports.Set("mlpTrainStep", Napi::Function::New(env, MlpTrainStep, "mlpTrainStep"));
+  exports.Set("_mlpGradient", Napi::Function::New(env, MlpGradient, "_mlpGradient"));
+  exports.Set("_mlpLayout", Napi::Function::New(env, MlpLayout, "_mlpLayout"));
+  exports.Set("_mlpDropoutBits", Napi::Function::New(env, MlpDropoutBits, "_mlpDropoutBits"));
+  exports.Set("_mlpMemoryBytes", Napi::Function::New(env, MlpMemoryBytes, "_mlpMemoryBytes"));
+}
+
+}  // namespace rapm

@@ -1,0 +1,198 @@
+import { RapmError, RapmRangeError, RapmTypeError, describe } from '../errors.js';
+import { loadBinding } from '../native/binding.js';
+import { checkInteger, checkMatrix } from '../validate.js';
+import type { ParamLayout } from './layout.js';
+import type { MlpBackend } from './train.js';
+
+/**
+ * Typed wrapper over the native MLP entry points (native/mlp_wrap.cpp): one synchronous
+ * crossing per minibatch. Arguments are validated here (kinds, lengths, ranges); the native
+ * side re-checks kinds and lengths and scans x/residual/target for NaN or Infinity (it
+ * reports the first bad row as a RangeError with code RAPM_NON_FINITE and `.row`).
+ *
+ * Spec encoding (Int32Array), shared with native/core/mlp.h:
+ *   [kind (0 fusion, 1 baseline), activation (0 gelu, 1 relu), layerNorm (0/1),
+ *    inputDim, nLayers, out_0, ..., out_{nLayers-1}]
+ * with out_{nLayers-1} = outDim; the native side derives the arena offsets exactly as
+ * paramLayout() does (checked once per layout against layout.size).
+ *
+ * Dropout masks come from a counter-based hash of (dropoutSeed, step, layer, row, unit), so a
+ * step is bit-reproducible for a given SIMD level, whatever the thread count.
+ */
+
+const specs = new WeakMap<ParamLayout, Int32Array>();
+
+export function encodeMlpSpec(layout: ParamLayout): Int32Array {
+  let spec = specs.get(layout);
+  if (spec) return spec;
+  const s = layout.spec;
+  spec = Int32Array.from([
+    s.kind === 'fusion' ? 0 : 1,
+    s.activation === 'gelu' ? 0 : 1,
+    s.layerNorm ? 1 : 0,
+    layout.inputDim,
+    layout.layers.length,
+    ...layout.layers.map((l) => l.out),
+  ]);
+  const native = loadBinding().mlpParamCount(spec);
+  if (native !== layout.size) {
+    throw new RapmError('RAPM_NATIVE', `The native MLP arena has ${native} parameters but layout.ts says ${layout.size}; rebuild the addon`);
+  }
+  specs.set(layout, spec);
+  return spec;
+}
+
+/** Re-raise a native error as the same kind with its code, and the caller's stack (sharp). */
+function nativeError(e: unknown, callerStack: string | undefined): Error {
+  if (!(e instanceof Error)) return new RapmError('RAPM_NATIVE', String(e));
+  const code = (e as { code?: string }).code ?? 'RAPM_NATIVE';
+  const Ctor = e instanceof TypeError ? RapmTypeError : e instanceof RangeError ? RapmRangeError : null;
+  const err = Ctor ? new Ctor(code as never, e.message) : new RapmError(code as never, e.message);
+  const row = (e as { row?: number }).row;
+  if (row !== undefined) Object.assign(err, { row });
+  if (callerStack) err.stack = `${err.name}: ${err.message}\n${callerStack.split('\n').slice(2).join('\n')}`;
+  return err;
+}
+
+function checkArena(name: string, v: unknown, size: number): Float32Array {
+  if (!(v instanceof Float32Array)) throw new RapmTypeError('RAPM_TYPE', `Expected Float32Array for ${name} but received ${describe(v)}`);
+  if (v.length !== size) {
+    throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected ${name} of length ${size} (the parameter arena) but received length ${v.length}`);
+  }
+  return v;
+}
+
+function checkReal(name: string, v: unknown, lo: number, hi: number, loOpen: boolean): number {
+  if (typeof v !== 'number') throw new RapmTypeError('RAPM_TYPE', `Expected number for ${name} but received ${describe(v)}`);
+  if (!Number.isFinite(v) || v > hi || (loOpen ? v <= lo : v < lo)) {
+    throw new RapmRangeError('RAPM_INVALID_ARG', `Expected finite number in ${loOpen ? '(' : '['}${lo}, ${hi}] for ${name} but received ${describe(v)}`);
+  }
+  return v;
+}
+
+/** Rows of x and the matching residual/target checks; returns the row count. */
+function checkBatch(layout: ParamLayout, x: unknown, residual: unknown, target: unknown | undefined, minRows: number): number {
+  const rows = checkMatrix('x', x, layout.inputDim);
+  if (rows < minRows) throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected at least ${minRows} row(s) in x but received ${rows}`);
+  if (layout.spec.kind === 'fusion') {
+    if (residual === null || residual === undefined) {
+      throw new RapmTypeError('RAPM_TYPE', `Expected Float32Array for residual (the fusion net adds the prior) but received ${describe(residual)}`);
+    }
+    checkMatrix('residual', residual, layout.spec.outDim, rows);
+  } else if (residual !== null && residual !== undefined) {
+    throw new RapmTypeError('RAPM_TYPE', `Expected null for residual (the baseline net has no prior) but received ${describe(residual)}`);
+  }
+  if (target !== undefined) checkMatrix('target', target, layout.spec.outDim, rows);
+  return rows;
+}
+
+export interface MlpStepOptions {
+  /** 1-based AdamW step (bias correction; also keys the dropout stream). */
+  step: number;
+  /** Learning rate in (0, 1]. */
+  lr: number;
+  /** Decoupled weight decay in [0, 1]. */
+  weightDecay: number;
+  /** Dropout probability after each hidden activation, in [0, 0.99]; default 0. */
+  dropout?: number;
+  /** Dropout seed, an integer in [0, 2^32); default 0. */
+  dropoutSeed?: number;
+}
+
+function checkStep(o: MlpStepOptions) {
+  return {
+    step: checkInteger('step', o.step, 1, 2 ** 31 - 1),
+    lr: checkReal('lr', o.lr, 0, 1, true),
+    weightDecay: checkReal('weightDecay', o.weightDecay, 0, 1, false),
+    dropout: checkReal('dropout', o.dropout ?? 0, 0, 0.99, false),
+    dropoutSeed: checkInteger('dropoutSeed', o.dropoutSeed ?? 0, 0, 2 ** 32 - 1),
+  };
+}
+
+/**
+ * One minibatch: forward, loss = mean(1 - cos(pred, target)), backward, AdamW (beta 0.9/0.999,
+ * eps 1e-8, decoupled decay) on params/adamM/adamV in place. Returns the loss before the update.
+ */
+export function nativeTrainStep(
+  layout: ParamLayout,
+  params: Float32Array,
+  adamM: Float32Array,
+  adamV: Float32Array,
+  x: Float32Array, // [bs, inputDim]
+  residual: Float32Array | null, // [bs, outDim]
+  target: Float32Array, // [bs, outDim]
+  options: MlpStepOptions,
+): number {
+  const spec = encodeMlpSpec(layout);
+  checkArena('params', params, layout.size);
+  checkArena('adamM', adamM, layout.size);
+  checkArena('adamV', adamV, layout.size);
+  const o = checkStep(options);
+  checkBatch(layout, x, residual, target, 1);
+  try {
+    return loadBinding().mlpTrainStep(spec, params, adamM, adamV, o.step, o.lr, o.weightDecay, x, residual, target, o.dropout, o.dropoutSeed);
+  } catch (e) {
+    throw nativeError(e, new Error().stack);
+  }
+}
+
+/** Inference (no dropout): out [n, outDim] = residual + net(x) (fusion) or net(x); rows split over the pool. */
+export function nativeForward(
+  layout: ParamLayout,
+  params: Float32Array,
+  x: Float32Array, // [n, inputDim]
+  residual: Float32Array | null, // [n, outDim]
+  out?: Float32Array, // [n, outDim]
+): Float32Array {
+  const spec = encodeMlpSpec(layout);
+  checkArena('params', params, layout.size);
+  const n = checkBatch(layout, x, residual, undefined, 1);
+  const dst = out ?? new Float32Array(n * layout.spec.outDim);
+  checkMatrix('out', dst, layout.spec.outDim, n);
+  try {
+    loadBinding().mlpForward(spec, params, x, residual, dst);
+  } catch (e) {
+    throw nativeError(e, new Error().stack);
+  }
+  return dst;
+}
+
+export interface MlpGradientResult {
+  loss: number;
+  /** [layout.size] dLoss/dparams, in arena order. */
+  grad: Float32Array;
+}
+
+/** The full gradient of one minibatch without any update (checks and diagnostics). */
+export function nativeGradient(
+  layout: ParamLayout,
+  params: Float32Array,
+  x: Float32Array, // [bs, inputDim]
+  residual: Float32Array | null, // [bs, outDim]
+  target: Float32Array, // [bs, outDim]
+  options: { dropout?: number; dropoutSeed?: number; step?: number } = {},
+): MlpGradientResult {
+  const spec = encodeMlpSpec(layout);
+  checkArena('params', params, layout.size);
+  const o = checkStep({ step: options.step ?? 1, lr: 1, weightDecay: 0, dropout: options.dropout, dropoutSeed: options.dropoutSeed });
+  checkBatch(layout, x, residual, target, 1);
+  const grad = new Float32Array(layout.size);
+  try {
+    const loss = loadBinding()._mlpGradient(spec, params, x, residual, target, o.dropout, o.dropoutSeed, o.step, grad);
+    return { loss, grad };
+  } catch (e) {
+    throw nativeError(e, new Error().stack);
+  }
+}
+
+/** The native engine as the trainer's backend (src/fusion/train.ts). */
+export const nativeMlpBackend: MlpBackend = {
+  trainStep(layout, params, adamM, adamV, step, lr, weightDecay, x, residual, target, dropout, dropoutSeed) {
+    // The trainer's seed may be any integer: the dropout stream takes its low 32 bits.
+    const seed = Number.isInteger(dropoutSeed) ? dropoutSeed >>> 0 : dropoutSeed;
+    return nativeTrainStep(layout, params, adamM, adamV, x, residual, target, { step, lr, weightDecay, dropout, dropoutSeed: seed });
+  },
+  forward(layout, params, x, residual, out) {
+    nativeForward(layout, params, x, residual, out);
+  },
+};
