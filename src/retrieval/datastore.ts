@@ -2,6 +2,7 @@ import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from
 import { loadBinding, type NativeDatastore } from '../native/binding.js';
 import { checkIndexList, checkInteger, checkMatrix, is } from '../validate.js';
 import { AGGREGATE_CODE, resolveSearchOptions, type ResolvedSearchOptions, type SearchOptions } from './search-options.js';
+import { loadDatastore, saveDatastore, type SaveDatastoreOptions, type SaveDatastoreResult } from './persist.js';
 
 export type KeyPrecision = 'f32' | 'bf16';
 
@@ -333,5 +334,43 @@ export class Datastore {
       throw nativeError(e, new Error().stack);
     }
     return out;
+  }
+
+  // ------------------------------------------------ persistence: thin delegations to persist.ts
+
+  /** Write this datastore to `file`, atomically (see saveDatastore). */
+  save(file: string, options?: SaveDatastoreOptions): Promise<SaveDatastoreResult> {
+    return saveDatastore(this, file, options);
+  }
+
+  /** Read a datastore written by save() (see loadDatastore). */
+  static load(file: string): Promise<Datastore> {
+    return loadDatastore(file);
+  }
+
+  /** @internal For persist.ts: the ids of the committed rows (a copy; its length is the row count to save). */
+  _ids(): string[] {
+    return this.#ids.slice();
+  }
+
+  /** @internal For persist.ts: rows [begin, end) in stored form (NativeDatastore.exportRows). */
+  _exportRows(begin: number, end: number, keys: Float32Array | Uint16Array | null, values: Float32Array | null, groups: Int32Array | null): void {
+    try {
+      this.#native.exportRows(begin, end, keys, values, groups);
+    } catch (e) {
+      throw nativeError(e, new Error().stack);
+    }
+  }
+
+  /** @internal For persist.ts: append rows in stored form (NativeDatastore.importRows) with their ids; returns the groups assigned. */
+  _importRows(keys: Float32Array | Uint16Array, values: Float32Array, ids: readonly string[] | undefined, m: number): Int32Array {
+    const groups = this.#commitIds(m, ids, true);
+    try {
+      this.#native.importRows(keys, values, groups, m);
+    } catch (e) {
+      throw nativeError(e, new Error().stack);
+    }
+    this.#commitIds(m, ids, false);
+    return groups;
   }
 }
