@@ -2,6 +2,9 @@ import yargs, { type Argv } from 'yargs';
 import { isRapmError } from '../errors.js';
 import { demoCommand } from './commands/demo.js';
 import { generateCommand } from './commands/generate.js';
+import { experimentCommands } from './commands/experiments.js';
+import { progressiveCommand } from './commands/progressive.js';
+import { serveCommand } from './commands/serve.js';
 
 /**
  * The rapm command line, built but not run: tests parse argv in-process with it.
@@ -11,6 +14,9 @@ export function buildCli(argv: readonly string[]): Argv {
   return yargs([...argv])
     .scriptName('rapm')
     .usage('$0 <command> [options]')
+    .command(progressiveCommand as never)
+    .command(experimentCommands as never)
+    .command(serveCommand as never)
     .command(demoCommand as never)
     .command(generateCommand as never)
     .demandCommand(1, 'Name a command (see --help)')

@@ -58,6 +58,8 @@ export interface TestSetScore {
   /** Per-row cosines, kept in memory for pooling across seeds (not written to results). */
   plainRows?: Float64Array;
   fusionRows?: Float64Array;
+  /** The retrieval priors of the test rows [n, dv] (in memory only). */
+  prior?: Float32Array;
 }
 
 export interface PointResult {
@@ -163,7 +165,7 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
     const plainRows = rowCosines(r.prior, t.target, dv);
     const fusionRows = trained ? scoreRows(o.backend, trained.layout, trained.params, { en: t.en, prior: r.prior, target: t.target }) : plainRows;
     const gain = pairedBootstrap(plainRows, fusionRows, { resamples: o.resamples, seed: (stepSeed * 7919) >>> 0 });
-    scores.push({ name: t.name, n: t.n, plain: gain.meanA, fusion: gain.meanB, gain, plainRows, fusionRows });
+    scores.push({ name: t.name, n: t.n, plain: gain.meanA, fusion: gain.meanB, gain, plainRows, fusionRows, prior: r.prior });
   }
   const trainPlain = mean(rowCosines(fitData.prior!, fitData.target, dv));
   const valPlain = mean(rowCosines(valData.prior!, valData.target, dv));

@@ -261,7 +261,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
     const train: MlpData = { en: en.view(), prior: priors.priors(values.view()).prior, target: values.view() };
     const point = await fitAndScore(ds, train, tests, { ...o, backend: o.backend, log, progress: o.progress }, (o.seed * 1000 + stepIndex) >>> 0, `step ${stepIndex}`);
     const tEval = performance.now();
-    const scores: TestSetScore[] = point.tests.map(({ plainRows: _p, fusionRows: _f, ...t }) => t);
+    const scores: TestSetScore[] = point.tests.map(({ plainRows: _p, fusionRows: _f, prior: _r, ...t }) => t);
     const dec = scores.find((s) => s.name === decider.name)!;
     const useful = dec.gain.diff > o.threshold && dec.gain.lo > 0;
     const step: StepResult = {

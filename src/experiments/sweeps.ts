@@ -1,0 +1,330 @@
+import path from 'node:path';
+import { ensureDir, writeFileAtomicSync } from '../data/atomic.js';
+import type { Dataset } from '../data/dataset.js';
+import { hashDataset } from '../data/hash.js';
+import { FEATURE_DIM, SPANISH_WINNERS, keyIndices, valueIndices, type KeyConfig } from '../data/indices.js';
+import { officialSplit } from '../data/split.js';
+import { subsetDataset } from '../data/dataset.js';
+import { RapmError } from '../errors.js';
+import { pairedBootstrap } from '../eval/bootstrap.js';
+import { mean, rowCosines } from '../eval/cosine.js';
+import { writePng } from '../report/png.js';
+import { toCsv } from '../report/csv.js';
+import { fmtInterval, fmtNum, mdTable, reportDoc } from '../report/markdown.js';
+import { lineChart, type ChartSeries } from '../report/svg.js';
+import { Datastore } from '../retrieval/datastore.js';
+import type { Aggregate } from '../retrieval/search-options.js';
+import { scoreRows } from '../fusion/train.js';
+import { buildTestSets, evaluatePoint, poolOf, sampleSubset, sampleWithReplacement, type PointOptions, type PointResult, type Pool, type TestSet } from './evaluate.js';
+import { finishRecord, startRecord, type RunRecord } from './run-record.js';
+
+/**
+ * The seed report's experiments (§6.1-6.3, §4.3) and the published Table 2/3 grid, each
+ * writing results.json + results.csv + SVG (+ PNG when available) + report.md into its
+ * output folder, with seed, configuration, data hash, code version, SIMD level and timings.
+ */
+
+export interface ExperimentData {
+  /** Training pairs (the official train split). */
+  pool: Pool;
+  tests: TestSet[];
+  hash: string;
+  source: string;
+}
+
+/** Train/test from a dataset's official split; test rows are split into seen/unseen speakers. */
+export function experimentData(ds: Dataset, source: string): ExperimentData {
+  const split = officialSplit(ds);
+  const train = subsetDataset(ds, split.train);
+  const test = subsetDataset(ds, split.test);
+  const speakers = new Set(train.speakers ?? []);
+  return { pool: poolOf(train), tests: buildTestSets(test, speakers), hash: hashDataset(ds), source };
+}
+
+export interface ExperimentOutput {
+  record: RunRecord;
+  rows: Record<string, unknown>[];
+  summary: string;
+}
+
+async function writeExperiment(out: string, name: string, record: RunRecord, rows: Record<string, unknown>[], charts: Record<string, string>, sections: { heading: string; body: string }[], summary: string): Promise<ExperimentOutput> {
+  ensureDir(out);
+  const done = finishRecord(record);
+  for (const [file, svg] of Object.entries(charts)) {
+    writeFileAtomicSync(path.join(out, file), svg);
+    await writePng(path.join(out, file.replace(/\.svg$/, '.png')), svg);
+  }
+  writeFileAtomicSync(path.join(out, 'results.csv'), toCsv(rows));
+  const figures = Object.keys(charts).map((f) => `![${f}](${f})`).join('\n\n');
+  writeFileAtomicSync(
+    path.join(out, 'report.md'),
+    reportDoc({
+      title: `rapm ${name}`,
+      intro: summary,
+      sections: [
+        ...sections,
+        ...(figures ? [{ heading: 'Plots', body: figures }] : []),
+        { heading: 'Reproduce', body: `Seed ${done.seed}, data ${done.dataHash} (${done.dataSource}), rapm ${done.version} (${done.commit ?? 'no git'}), ${done.simdLevel} kernels, ${done.threads} threads, ${done.seconds?.toFixed(1)} s.\n\n` + '```json\n' + JSON.stringify(done.config, null, 2) + '\n```' },
+      ],
+    }),
+  );
+  // results.json last: its presence means the folder is complete.
+  writeFileAtomicSync(path.join(out, 'results.json'), JSON.stringify({ status: 'complete', record: done, summary, rows }, null, 1) + '\n');
+  return { record: done, rows, summary };
+}
+
+const sign = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
+type Common = Omit<PointOptions, 'seed'> & { seed: number; out: string };
+
+function configOf(o: Common, extra: Record<string, unknown>): Record<string, unknown> {
+  const { backend: _b, progress: _p, log: _l, out: _o, ...rest } = o;
+  return { ...rest, ...extra };
+}
+
+function pointRows(size: number, p: PointResult, extra: Record<string, unknown>): Record<string, unknown>[] {
+  return p.tests.map((t) => ({ ...extra, pairs: size, test_set: t.name, test_pairs: t.n, plain: t.plain, fusion: t.fusion, gain: t.gain.diff, gain_lo: t.gain.lo, gain_hi: t.gain.hi, train_fusion_loo: p.trainFusion, train_plain_loo: p.trainPlain, val_fusion: p.valFusion, epochs: p.epochs, best_epoch: p.bestEpoch, train_seconds: p.trainSeconds }));
+}
+
+/** Seed 6.1: plain vs fusion and the gain per data size, sampling with replacement, several seeds. */
+export async function runSubsample(data: ExperimentData, o: Common & { sizes: number[]; seeds: number }): Promise<ExperimentOutput> {
+  const record = startRecord('subsample', o.seed, configOf(o, { sizes: o.sizes, seeds: o.seeds }), { hash: data.hash, source: data.source });
+  const rows: Record<string, unknown>[] = [];
+  const pooled: { size: number; name: string; n: number; plain: number; fusion: number; diff: number; lo: number; hi: number }[] = [];
+  for (const size of o.sizes) {
+    const perSeed: PointResult[] = [];
+    for (let s = 0; s < o.seeds; s++) {
+      const seed = o.seed * 100 + s;
+      const sample = sampleWithReplacement(data.pool, size, seed);
+      const t0 = performance.now();
+      const p = await evaluatePoint(sample, data.tests, { ...o, seed }, seed * 1009 + size, `size ${size} seed ${s + 1}/${o.seeds}`);
+      perSeed.push(p);
+      rows.push(...pointRows(size, p, { seed, seconds: (performance.now() - t0) / 1000 }));
+      o.log?.(`size ${size} seed ${seed}: ${p.tests.map((t) => `${t.name} gain ${sign(t.gain.diff)} [${sign(t.gain.lo)}, ${sign(t.gain.hi)}]`).join('; ')}`);
+    }
+    // Pool the seeds per test row (mean over seeds), then one paired bootstrap over rows.
+    for (const t of data.tests) {
+      const plain = new Float64Array(t.n), fusion = new Float64Array(t.n);
+      for (const p of perSeed) {
+        const r = p.tests.find((x) => x.name === t.name)!;
+        for (let i = 0; i < t.n; i++) {
+          plain[i] = plain[i]! + r.plainRows![i]! / perSeed.length;
+          fusion[i] = fusion[i]! + r.fusionRows![i]! / perSeed.length;
+        }
+      }
+      const g = pairedBootstrap(plain, fusion, { resamples: o.resamples, seed: o.seed + size });
+      pooled.push({ size, name: t.name, n: t.n, plain: g.meanA, fusion: g.meanB, diff: g.diff, lo: g.lo, hi: g.hi });
+    }
+  }
+  const names = [...new Set(pooled.map((p) => p.name))];
+  const gainChart = lineChart({
+    title: 'Fusion gain vs data size (sampling with replacement)',
+    xLabel: 'training pairs',
+    yLabel: `gain in mean cosine (95% CI, ${o.seeds} seeds pooled)`,
+    xLog: true,
+    yZeroLine: true,
+    hLines: [{ y: 0.001, label: '+0.001' }],
+    series: names.map((n) => ({ name: `${n} speakers`, points: pooled.filter((p) => p.name === n).map((p) => ({ x: p.size, y: p.diff, lo: p.lo, hi: p.hi })) })),
+  });
+  const scoreChart = lineChart({
+    title: 'Plain retrieval and retrieval + fusion vs data size',
+    xLabel: 'training pairs',
+    yLabel: 'mean cosine',
+    xLog: true,
+    series: names.flatMap((n): ChartSeries[] => [
+      { name: `plain, ${n}`, dashed: true, points: pooled.filter((p) => p.name === n).map((p) => ({ x: p.size, y: p.plain })) },
+      { name: `fusion, ${n}`, points: pooled.filter((p) => p.name === n).map((p) => ({ x: p.size, y: p.fusion })) },
+    ]),
+  });
+  const table = mdTable(['pairs', 'test set', 'n', 'plain', 'fusion', 'gain [95% CI]'], pooled.map((p) => [p.size, p.name, p.n, fmtNum(p.plain), fmtNum(p.fusion), fmtInterval(p.diff, p.lo, p.hi)]));
+  const last = pooled.filter((p) => p.name === names[0]).at(-1)!;
+  const summary = `Fusion gain at ${last.size} pairs (${names[0]} speakers): ${fmtInterval(last.diff, last.lo, last.hi)} on ${last.n} test pairs, ${o.seeds} seeds pooled.`;
+  return writeExperiment(o.out, 'subsample (seed report 6.1)', record, rows, { 'gain.svg': gainChart, 'scores.svg': scoreChart }, [{ heading: 'Gain per size', body: `${table}\n\nSamples are drawn with replacement; leave-one-out priors exclude every copy of a query's utterance.` }], summary);
+}
+
+/** Seed 6.2: inject ES[:, w_j] += s * EN[:, j] (j < 101) and check whether fusion learns it. */
+export function injectBias(en: Float32Array, values: Float32Array, n: number, s: number): Float32Array {
+  const dv = SPANISH_WINNERS.length;
+  const out = values.slice();
+  for (let r = 0; r < n; r++) for (let j = 0; j < dv; j++) out[r * dv + j] = out[r * dv + j]! + s * en[r * FEATURE_DIM + j]!;
+  return out;
+}
+
+/**
+ * Ablation: the drop in fusion test cosine when EN[:, a:b] of the fusion input is replaced
+ * by its mean over the test rows (the prior is left as it is). A net that learned a mapping
+ * from those columns loses accuracy without them.
+ */
+function ablationDrop(p: PointResult, t: TestSet, backend: PointOptions['backend'], a: number, b: number): number {
+  const s = p.tests.find((x) => x.name === t.name);
+  if (!p.layout || !p.params || !s?.prior) return Number.NaN;
+  const en = t.en.slice();
+  for (let j = a; j < b; j++) {
+    let m = 0;
+    for (let r = 0; r < t.n; r++) m += en[r * FEATURE_DIM + j]!;
+    m /= t.n;
+    for (let r = 0; r < t.n; r++) en[r * FEATURE_DIM + j] = m;
+  }
+  const ablated = mean(scoreRows(backend, p.layout, p.params, { en, prior: s.prior, target: t.target }));
+  return s.fusion - ablated;
+}
+
+/** Mean |W| of the fusion net's first layer on input columns [a, b), relative to all EN columns. */
+function firstLayerShare(p: PointResult, a: number, b: number): number {
+  if (!p.layout || !p.params) return Number.NaN;
+  const L = p.layout.layers[0]!;
+  const col = (j: number) => {
+    let s = 0;
+    for (let o = 0; o < L.out; o++) s += Math.abs(p.params![L.w + o * L.in + j]!);
+    return s;
+  };
+  let inRange = 0, all = 0;
+  for (let j = 0; j < FEATURE_DIM; j++) {
+    const c = col(j);
+    all += c;
+    if (j >= a && j < b) inRange += c;
+  }
+  return inRange / (b - a) / (all / FEATURE_DIM);
+}
+
+export async function runBias(data: ExperimentData, o: Common & { strengths: number[]; sizes: number[] }): Promise<ExperimentOutput> {
+  const record = startRecord('bias', o.seed, configOf(o, { strengths: o.strengths, sizes: o.sizes }), { hash: data.hash, source: data.source });
+  const rows: Record<string, unknown>[] = [];
+  for (const size of o.sizes) {
+    const base = size >= data.pool.n ? data.pool : sampleSubset(data.pool, size, o.seed);
+    for (const s of o.strengths) {
+      const pool: Pool = { ...base, values: injectBias(base.en, base.values, base.n, s) };
+      const tests = data.tests.map((t) => ({ ...t, target: injectBias(t.en, t.target, t.n, s) }));
+      const p = await evaluatePoint(pool, tests, o, o.seed * 31 + size, `size ${size} strength ${s}`);
+      const share = firstLayerShare(p, 0, SPANISH_WINNERS.length);
+      for (const t of tests) {
+        const drop = ablationDrop(p, t, o.backend, 0, SPANISH_WINNERS.length);
+        rows.push(...pointRows(base.n, { ...p, tests: p.tests.filter((x) => x.name === t.name) }, { strength: s, first_layer_share_en0_100: share, ablation_drop_en0_100: drop }));
+      }
+      o.log?.(`size ${base.n} s=${s}: ${p.tests.map((t) => `${t.name} gain ${sign(t.gain.diff)}`).join('; ')}; first-layer weight on EN[0:101] ${share.toFixed(2)}x the EN average`);
+    }
+  }
+  const seen = rows.filter((r) => r.test_set === (data.tests[0]!.name));
+  const chart = lineChart({
+    title: 'Fusion gain vs injected bias strength',
+    xLabel: 'bias strength s (ES += s * EN[:, :101])',
+    yLabel: 'gain in mean cosine (95% CI)',
+    yZeroLine: true,
+    series: o.sizes.map((size) => ({ name: `${size} pairs`, points: seen.filter((r) => r.pairs === Math.min(size, data.pool.n)).map((r) => ({ x: r.strength as number, y: r.gain as number, lo: r.gain_lo as number, hi: r.gain_hi as number })) })),
+  });
+  const table = mdTable(['pairs', 'strength', 'test set', 'plain', 'fusion', 'gain [95% CI]', 'EN[0:101] weight share', 'ablation drop'], rows.map((r) => [r.pairs as number, r.strength as number, r.test_set as string, fmtNum(r.plain as number), fmtNum(r.fusion as number), fmtInterval(r.gain as number, r.gain_lo as number, r.gain_hi as number), (r.first_layer_share_en0_100 as number).toFixed(2), fmtNum(r.ablation_drop_en0_100 as number, 4, { sign: true })]));
+  const strongest = seen.at(-1)!;
+  const summary = `At s = ${strongest.strength} and ${strongest.pairs} pairs fusion gains ${fmtInterval(strongest.gain as number, strongest.gain_lo as number, strongest.gain_hi as number)}; replacing EN[0:101] by its mean costs the fusion net ${fmtNum(strongest.ablation_drop_en0_100 as number, 4, { sign: true })} cosine, and its first layer weighs those columns ${(strongest.first_layer_share_en0_100 as number).toFixed(2)}x the average EN column (1.00 = no preference).`;
+  return writeExperiment(o.out, 'bias injection (seed report 6.2)', record, rows, { 'gain.svg': chart }, [{ heading: 'Gain and what the net learned', body: `${table}\n\nWeight share: mean |W| of the first Linear layer over input columns EN[0:101] divided by the mean over all 1024 EN columns. Ablation drop: fusion test cosine minus the same with EN[0:101] replaced by its test mean. A net that learned the injected mapping leans on those columns and loses accuracy without them; compare each strength with s = 0.` }], summary);
+}
+
+/** Seed 6.3: train (leave-one-out), validation and test scores vs size, and the gap. */
+export async function runGap(data: ExperimentData, o: Common & { sizes: number[] }): Promise<ExperimentOutput> {
+  const record = startRecord('gap', o.seed, configOf(o, { sizes: o.sizes }), { hash: data.hash, source: data.source });
+  const rows: Record<string, unknown>[] = [];
+  for (const size of o.sizes) {
+    const pool = size >= data.pool.n ? data.pool : sampleSubset(data.pool, size, o.seed);
+    const p = await evaluatePoint(pool, data.tests, o, o.seed * 17 + size, `size ${pool.n}`);
+    for (const t of p.tests) rows.push({ pairs: pool.n, test_set: t.name, train_loo: p.trainFusion, val: p.valFusion, test: t.fusion, gap: p.trainFusion - t.fusion, plain_test: t.plain, epochs: p.epochs });
+    o.log?.(`size ${pool.n}: train ${p.trainFusion.toFixed(4)} val ${p.valFusion.toFixed(4)} ${p.tests.map((t) => `${t.name} test ${t.fusion.toFixed(4)}`).join(' ')}`);
+  }
+  const names = [...new Set(rows.map((r) => r.test_set as string))];
+  const chart = lineChart({
+    title: 'Generalisation gap vs data size',
+    xLabel: 'training pairs',
+    yLabel: 'train (leave-one-out) - test cosine',
+    xLog: true,
+    yZeroLine: true,
+    series: names.map((n) => ({ name: `${n} speakers`, points: rows.filter((r) => r.test_set === n).map((r) => ({ x: r.pairs as number, y: r.gap as number })) })),
+  });
+  const scores = lineChart({
+    title: 'Train, validation and test cosine vs data size',
+    xLabel: 'training pairs',
+    yLabel: 'mean cosine (fusion)',
+    xLog: true,
+    series: [
+      { name: 'train (leave-one-out)', points: rows.filter((r) => r.test_set === names[0]).map((r) => ({ x: r.pairs as number, y: r.train_loo as number })) },
+      { name: 'validation', points: rows.filter((r) => r.test_set === names[0]).map((r) => ({ x: r.pairs as number, y: r.val as number })) },
+      ...names.map((n) => ({ name: `test, ${n}`, points: rows.filter((r) => r.test_set === n).map((r) => ({ x: r.pairs as number, y: r.test as number })) })),
+    ],
+  });
+  const table = mdTable(['pairs', 'test set', 'train (LOO)', 'val', 'test', 'gap'], rows.map((r) => [r.pairs as number, r.test_set as string, fmtNum(r.train_loo as number), fmtNum(r.val as number), fmtNum(r.test as number), fmtNum(r.gap as number, 4, { sign: true })]));
+  const first = rows[0]!, last = rows.filter((r) => r.test_set === first.test_set).at(-1)!;
+  const summary = `The ${first.test_set}-speaker gap goes from ${fmtNum(first.gap as number, 4, { sign: true })} at ${first.pairs} pairs to ${fmtNum(last.gap as number, 4, { sign: true })} at ${last.pairs}.`;
+  return writeExperiment(o.out, 'generalisation gap (seed report 6.3)', record, rows, { 'gap.svg': chart, 'scores.svg': scores }, [{ heading: 'Scores', body: `${table}\n\nTrain scores use leave-one-out priors, so they are comparable with test scores.` }], summary);
+}
+
+/** Published Table 2/3: plain retrieval over K x tau, aggregation, Config A vs B. */
+export async function runGrid(data: ExperimentData, o: { out: string; seed: number; ks: number[]; taus: number[]; resamples: number; log?: (l: string) => void }): Promise<ExperimentOutput> {
+  const record = startRecord('grid', o.seed, { ks: o.ks, taus: o.taus }, { hash: data.hash, source: data.source });
+  const rows: Record<string, unknown>[] = [];
+  const dv = valueIndices().length;
+  for (const config of ['A', 'B'] as KeyConfig[]) {
+    const ds = new Datastore({ keyIndices: keyIndices(config), valueDim: dv });
+    await ds.add(data.pool.en, data.pool.values, data.pool.ids);
+    for (const t of data.tests) {
+      const run = async (k: number, tau: number, aggregate: Aggregate) => {
+        const r = await ds.search(t.en, { k: Math.min(k, ds.size), tau, aggregate });
+        rows.push({ config, test_set: t.name, aggregate, k, tau: aggregate === 'softmax' ? tau : null, cosine: mean(rowCosines(r.prior, t.target, dv)) });
+      };
+      for (const k of o.ks) for (const tau of o.taus) await run(k, tau, 'softmax');
+      for (const k of o.ks) await run(k, 1, 'mean');
+      await run(1, 1, 'top1');
+    }
+    o.log?.(`config ${config} done`);
+  }
+  const best = (config: string, name: string) => rows.filter((r) => r.config === config && r.test_set === name).reduce((a, b) => ((b.cosine as number) > (a.cosine as number) ? b : a));
+  const names = data.tests.map((t) => t.name);
+  const charts: Record<string, string> = {};
+  for (const config of ['A', 'B']) {
+    charts[`k-tau-${config}.svg`] = lineChart({
+      title: `Config ${config}: plain retrieval vs K (${names[0]} speakers)`,
+      xLabel: 'K',
+      yLabel: 'mean cosine',
+      xLog: true,
+      series: [
+        ...o.taus.map((tau) => ({ name: `softmax tau=${tau}`, points: rows.filter((r) => r.config === config && r.test_set === names[0] && r.aggregate === 'softmax' && r.tau === tau).map((r) => ({ x: r.k as number, y: r.cosine as number })) })),
+        { name: 'uniform top-K mean', dashed: true, points: rows.filter((r) => r.config === config && r.test_set === names[0] && r.aggregate === 'mean').map((r) => ({ x: r.k as number, y: r.cosine as number })) },
+      ],
+    });
+  }
+  const bestRows = ['A', 'B'].flatMap((c) => names.map((n) => best(c, n)));
+  const table = mdTable(['config', 'test set', 'best aggregation', 'K', 'tau', 'cosine'], bestRows.map((r) => [r.config as string, r.test_set as string, r.aggregate as string, r.k as number, (r.tau as number | null) ?? '—', fmtNum(r.cosine as number)]));
+  const top1 = rows.filter((r) => r.aggregate === 'top1' && r.test_set === names[0]);
+  const summary = `Best on ${names[0]} speakers: Config A ${fmtNum(best('A', names[0]!).cosine as number)} (${best('A', names[0]!).aggregate}, K=${best('A', names[0]!).k}), Config B ${fmtNum(best('B', names[0]!).cosine as number)}; hard top-1: ${top1.map((r) => `${r.config} ${fmtNum(r.cosine as number)}`).join(', ')}.`;
+  return writeExperiment(o.out, 'retrieval grid (published Tables 2/3)', record, rows, charts, [{ heading: 'Best settings', body: table }], summary);
+}
+
+/** Seed 4.3: the best dropout per data size (by validation cosine). */
+export async function runDropout(data: ExperimentData, o: Common & { sizes: number[]; dropouts: number[] }): Promise<ExperimentOutput> {
+  const record = startRecord('dropout', o.seed, configOf(o, { sizes: o.sizes, dropouts: o.dropouts }), { hash: data.hash, source: data.source });
+  const rows: Record<string, unknown>[] = [];
+  for (const size of o.sizes) {
+    const pool = size >= data.pool.n ? data.pool : sampleSubset(data.pool, size, o.seed);
+    for (const p of o.dropouts) {
+      const r = await evaluatePoint(pool, data.tests, { ...o, dropout: p }, o.seed * 13 + size, `size ${pool.n} dropout ${p}`);
+      rows.push(...pointRows(pool.n, r, { dropout: p }));
+      o.log?.(`size ${pool.n} dropout ${p}: val ${r.valFusion.toFixed(4)} ${r.tests.map((t) => `${t.name} gain ${sign(t.gain.diff)}`).join(' ')}`);
+    }
+  }
+  const name = data.tests[0]!.name;
+  const sizes = [...new Set(rows.map((r) => r.pairs as number))];
+  const bestBySize = sizes.map((n) => rows.filter((r) => r.pairs === n && r.test_set === name).reduce((a, b) => ((b.val_fusion as number) > (a.val_fusion as number) ? b : a)));
+  const chart = lineChart({
+    title: 'Fusion validation cosine vs dropout',
+    xLabel: 'dropout p',
+    yLabel: 'validation cosine',
+    series: sizes.map((n) => ({ name: `${n} pairs`, points: rows.filter((r) => r.pairs === n && r.test_set === name).map((r) => ({ x: r.dropout as number, y: r.val_fusion as number })) })),
+  });
+  const table = mdTable(['pairs', 'best dropout (val)', 'val cosine', `test gain (${name})`], bestBySize.map((r) => [r.pairs as number, r.dropout as number, fmtNum(r.val_fusion as number), fmtInterval(r.gain as number, r.gain_lo as number, r.gain_hi as number)]));
+  const summary = `Best dropout by validation cosine: ${bestBySize.map((r) => `${r.dropout} at ${r.pairs} pairs`).join(', ')} (seed report prediction: 0.1 at 2K, 0.2-0.3 at 200K).`;
+  return writeExperiment(o.out, 'dropout (seed report 4.3)', record, rows, { 'dropout.svg': chart }, [{ heading: 'Best dropout per size', body: table }], summary);
+}
+
+/** Sizes capped at the pool; duplicates dropped, ascending. */
+export function clampSizes(sizes: number[], poolSize: number): number[] {
+  const out = [...new Set(sizes.map((s) => Math.min(s, poolSize)))].sort((a, b) => a - b);
+  if (out.some((s) => !Number.isInteger(s) || s < 2)) throw new RapmError('RAPM_INVALID_ARG', `Expected sizes >= 2 but received ${sizes.join(',')}`);
+  return out;
+}
+
+
