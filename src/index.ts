@@ -13,7 +13,6 @@ export * from './data/index.js';
 export { IncrementalPriors } from './retrieval/priors.js';
 export type { PriorOptions } from './retrieval/priors.js';
 export { saveDatastore, loadDatastore, readDatastoreHeader } from './retrieval/persist.js';
-export { AnnIndex, annSearchWithValues } from './retrieval/ann.js';
 export { Predictor } from './serve/predictor.js';
 export type { FusionModel } from './serve/predictor.js';
 export { createServer } from './serve/http-server.js';
