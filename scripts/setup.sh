@@ -50,6 +50,7 @@ step "faiss-node against the system faiss"
 bash scripts/build-faiss-node.sh || echo "faiss-node could not be built: approximate search and its benchmark peer are unavailable"
 
 if [ "$RUN" = 1 ]; then
-  step "main job on the embedded default data"
-  node dist/cli/bin.js demo
+  # Generates the default data into data/chunks on first use (about 200K pairs, 1.6 GB).
+  step "main job: progressive validation on the embedded default data"
+  node dist/progressive.js --chunks data/chunks --out results/progressive --overwrite
 fi

@@ -5,6 +5,7 @@ import { generateCommand } from './commands/generate.js';
 import { experimentCommands } from './commands/experiments.js';
 import { progressiveCommand } from './commands/progressive.js';
 import { serveCommand } from './commands/serve.js';
+import { trainCommand } from './commands/train.js';
 
 /**
  * The rapm command line, built but not run: tests parse argv in-process with it.
@@ -16,6 +17,7 @@ export function buildCli(argv: readonly string[]): Argv {
     .usage('$0 <command> [options]')
     .command(progressiveCommand as never)
     .command(experimentCommands as never)
+    .command(trainCommand as never)
     .command(serveCommand as never)
     .command(demoCommand as never)
     .command(generateCommand as never)

@@ -85,6 +85,12 @@ export interface GeneratorModel {
   esNoise: number;
   /** Gamma shape of the speakers' shares of utterances (smaller: more unequal). */
   speakerShape: number;
+  /** Rank of the speaker "cue" factors g_s (a faint EN trace of the speaker that drives ES timbre). */
+  speakerCueRank: number;
+  /** EN amplitude of the speaker cue (all dims; small, so it hardly moves EN cosine neighbours). */
+  enSpeakerCue: number;
+  /** ES amplitude of the cue-driven timbre (all dims; linear in g_s, so learnable from EN). */
+  esSpeakerCue: number;
 }
 
 /**
@@ -124,6 +130,9 @@ export const DEFAULT_MODEL: Readonly<GeneratorModel> = Object.freeze({
   esContent: 1.0203,
   esNoise: 0.4687,
   speakerShape: 2,
+  speakerCueRank: 8,
+  enSpeakerCue: 0,
+  esSpeakerCue: 0,
 });
 
 /** The seed of the default dataset. */
@@ -209,7 +218,7 @@ function checkNonNegative(name: string, v: unknown): number {
   return v;
 }
 
-const INTEGER_KNOBS = new Set<keyof GeneratorModel>(['worldSeed', 'speakerRank', 'intentDim', 'contentDim', 'systematicDim']);
+const INTEGER_KNOBS = new Set<keyof GeneratorModel>(['worldSeed', 'speakerRank', 'intentDim', 'contentDim', 'systematicDim', 'speakerCueRank']);
 
 /** DEFAULT_MODEL with `over` applied and every knob checked. */
 export function resolveModel(over: Partial<GeneratorModel> = {}): GeneratorModel {
@@ -267,6 +276,8 @@ interface World {
   nEs: Float32Array; // [dn, D] scaled by esContent
   p: Float32Array; // [L + r, Ls] / sqrt(L + r)
   b: Float32Array; // [Ls, D] scaled by systematic
+  vEn: Float32Array; // [rc, D] speaker cue basis, scaled by enSpeakerCue
+  vEs: Float32Array; // [rc, D] scaled by esSpeakerCue
 }
 
 function mask(idx: readonly number[]): Uint8Array {
@@ -327,7 +338,11 @@ function buildWorld(m: GeneratorModel): World {
   const p = new Float32Array((L + r) * ls);
   rng.fillNormal(p, 1 / Math.sqrt(L + r));
   const b = basis(rng, ls, () => m.systematic);
-  const w: World = { m, enBase, esBase, uEn, uEs, aEn, aEs, nEn, nEs, p, b };
+  // Drawn last (and from their own stream) so that the rest of the world does not depend on them.
+  const cueRng = new Rng(m.worldSeed, 2);
+  const vEn = basis(cueRng, m.speakerCueRank, () => m.enSpeakerCue);
+  const vEs = basis(cueRng, m.speakerCueRank, () => m.esSpeakerCue);
+  const w: World = { m, enBase, esBase, uEn, uEs, aEn, aEs, nEn, nEs, p, b, vEn, vEs };
   if (worldCache.size > 8) worldCache.clear();
   worldCache.set(key, w);
   return w;
@@ -373,6 +388,9 @@ function buildSample(r: Resolved): Sample {
   const enSpk = new Float32Array(S * D);
   const esSpk = new Float32Array(S * D);
   const keep = Math.sqrt(1 - m.esTimbreIdiosyncratic * m.esTimbreIdiosyncratic);
+  const rc = m.speakerCueRank;
+  const cue = new Float32Array(S * rc);
+  new Rng(r.seed, 2).fillNormal(cue);
   for (let s = 0; s < S; s++) {
     rng.fillNormal(idio);
     const en = enSpk.subarray(s * D, (s + 1) * D);
@@ -387,6 +405,15 @@ function buildSample(r: Resolved): Sample {
       for (let j = 0; j < D; j++) {
         en[j] = en[j]! + c * ue[j]!;
         es[j] = es[j]! + cs * us[j]!;
+      }
+    }
+    for (let l = 0; l < rc; l++) {
+      const g = cue[s * rc + l]!;
+      const ve = world.vEn.subarray(l * D, (l + 1) * D);
+      const vs = world.vEs.subarray(l * D, (l + 1) * D);
+      for (let j = 0; j < D; j++) {
+        en[j] = en[j]! + g * ve[j]!;
+        es[j] = es[j]! + g * vs[j]!;
       }
     }
   }

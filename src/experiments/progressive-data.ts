@@ -3,7 +3,7 @@ import path from 'node:path';
 import { writeChunk, listChunks } from '../data/chunks.js';
 import type { Dataset } from '../data/dataset.js';
 import { subsetDataset } from '../data/dataset.js';
-import { DEFAULT_SEED, DEFAULT_SPEAKERS, generateDataset } from '../data/generate.js';
+import { DEFAULT_SEED, DEFAULT_SPEAKERS, GENERATOR_VERSION, generateDataset, resolveModel } from '../data/generate.js';
 import { Rng } from '../data/rng.js';
 import { RapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
@@ -44,7 +44,8 @@ export async function generateProgressiveData(options: ProgressiveDataOptions): 
   checkInteger('chunks', o.chunks, 0, 10_000);
   checkInteger('chunkPairs', o.chunkPairs, 1);
   const out = path.resolve(o.out);
-  const wanted = { ...o, out: undefined, onProgress: undefined };
+  // The generator's version and model are part of what the folder must match.
+  const wanted = { ...o, out: undefined, onProgress: undefined, generatorVersion: GENERATOR_VERSION, model: resolveModel() };
   const markerFile = path.join(out, MARKER);
   if (fs.existsSync(markerFile)) {
     try {

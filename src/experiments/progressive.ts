@@ -7,6 +7,7 @@ import { loadDataset } from '../data/load.js';
 import { createDatasetHasher } from '../data/hash.js';
 import { FEATURE_DIM, keyIndices, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
 import { RapmError } from '../errors.js';
+import { checkInteger, checkPositive } from '../validate.js';
 import type { MlpBackend, MlpData } from '../fusion/train.js';
 import { buildTestSets, fitAndScore, type TestSet, type TestSetScore } from './evaluate.js';
 import { Datastore } from '../retrieval/datastore.js';
@@ -161,7 +162,15 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const keyIdx = keyIndices(o.config);
   const valIdx = valueIndices();
   const dv = valIdx.length;
-  if (o.resamples < 1000) throw new RapmError('RAPM_INVALID_ARG', `Expected resamples >= 1000 but received ${o.resamples}`);
+  // Fail on bad options before any data is read.
+  checkInteger('k', o.k, 1);
+  checkPositive('tau', o.tau);
+  checkInteger('seed', o.seed, 0, 2 ** 31);
+  checkInteger('resamples', o.resamples, 1000, 1_000_000);
+  if (!Number.isFinite(o.threshold)) throw new RapmError('RAPM_INVALID_ARG', `Expected a finite threshold but received ${o.threshold}`);
+  if (!(o.valFraction > 0 && o.valFraction < 0.5)) throw new RapmError('RAPM_INVALID_ARG', `Expected valFraction in (0, 0.5) but received ${o.valFraction}`);
+  if (!(o.dropout >= 0 && o.dropout < 1)) throw new RapmError('RAPM_INVALID_ARG', `Expected dropout in [0, 1) but received ${o.dropout}`);
+  if (o.maxSteps !== undefined) checkInteger('maxSteps', o.maxSteps, 1);
 
   // Pass 1: the fixed test sets (rows marked 'test'), the speakers of the training rows, the data hash.
   const hasher = createDatasetHasher();

@@ -3,12 +3,11 @@ import path from 'node:path';
 import type { Argv, CommandModule, Options } from 'yargs';
 import { loadDataset } from '../../data/load.js';
 import { RapmRangeError } from '../../errors.js';
-import { generateProgressiveData } from '../../experiments/progressive-data.js';
 import { clampSizes, experimentData, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentOutput } from '../../experiments/sweeps.js';
 import { nativeMlpBackend } from '../../fusion/native-mlp.js';
 import { fusionOptions, parseHidden, retrievalOptions, runOptions } from '../options.js';
 import { progress, type Progress } from '../progress.js';
-import { DEFAULT_CHUNKS } from './progressive.js';
+import { DEFAULT_CHUNKS, ensureDefaultChunks } from './progressive.js';
 
 const dataOption = {
   data: { type: 'string', default: DEFAULT_CHUNKS, describe: 'Dataset with an official train/test split (DRAL folder or chunks); the default is generated if missing' },
@@ -37,9 +36,7 @@ function bars(quiet: boolean) {
 }
 
 async function load(a: Args, bar: ReturnType<typeof bars>) {
-  if (path.resolve(a.data) === path.resolve(DEFAULT_CHUNKS) && !fs.existsSync(a.data)) {
-    await generateProgressiveData({ out: a.data, onProgress: (d, t) => bar('generating default data', d, t) });
-  }
+  if (path.resolve(a.data) === path.resolve(DEFAULT_CHUNKS)) await ensureDefaultChunks(a.quiet || a.json, bar);
   const ds = await loadDataset(a.data, { onProgress: (d, t) => bar('loading', d, t) });
   return experimentData(ds, path.resolve(a.data));
 }

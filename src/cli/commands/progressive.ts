@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { PROGRESSIVE_DEFAULTS, runProgressive } from '../../experiments/progressive.js';
@@ -9,6 +8,14 @@ import { fusionOptions, parseHidden, retrievalOptions, runOptions } from '../opt
 import { progress, type Progress } from '../progress.js';
 
 export const DEFAULT_CHUNKS = 'data/chunks';
+
+export async function ensureDefaultChunks(quiet: boolean, bar: (label: string, done: number, total: number) => void): Promise<void> {
+  const r = await generateProgressiveData({
+    out: DEFAULT_CHUNKS,
+    onProgress: (d, t) => bar('generating the default data (about 200K pairs, 1.6 GB; once)', d, t),
+  });
+  if (r.generated && !quiet) process.stderr.write(`default data written to ${DEFAULT_CHUNKS}\n`);
+}
 
 export const progressiveOptions = {
   chunks: { type: 'string', default: DEFAULT_CHUNKS, describe: `Folder of chunk folders (name order). The default folder is generated if missing` },
@@ -44,9 +51,9 @@ export const progressiveCommand: CommandModule<object, Args> = {
         bars.delete(label);
       }
     };
-    if (path.resolve(a.chunks) === path.resolve(DEFAULT_CHUNKS) && !fs.existsSync(path.join(a.chunks, 'progressive-data.json')) && !fs.existsSync(a.chunks)) {
-      if (!quiet) process.stderr.write(`generating the default progressive data into ${a.chunks} (about 200K pairs, 1.6 GB; once)\n`);
-      await generateProgressiveData({ out: a.chunks, onProgress: (d, t) => bar('generating', d, t) });
+    if (path.resolve(a.chunks) === path.resolve(DEFAULT_CHUNKS)) {
+      // The embedded default: generated on first use (and after a generator change); a no-op otherwise.
+      await ensureDefaultChunks(quiet, bar);
     }
     const result = await runProgressive({
       chunks: a.chunks,

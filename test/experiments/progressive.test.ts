@@ -1,0 +1,114 @@
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateProgressiveData } from '../../src/experiments/progressive-data.js';
+import { runProgressive, type ProgressiveOptions, type ProgressiveResult } from '../../src/experiments/progressive.js';
+import { nativeMlpBackend } from '../../src/fusion/native-mlp.js';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-prog-'));
+const chunks = path.join(tmp, 'chunks');
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+// Small but real: 400 initial pairs, 3 chunks of 1,500, seen and unseen test sets.
+beforeAll(async () => {
+  await generateProgressiveData({ out: chunks, initialTrain: 400, seenTest: 120, unseenTest: 80, chunks: 3, chunkPairs: 1500 });
+}, 120_000);
+
+const base = (out: string, extra: Partial<ProgressiveOptions> = {}): ProgressiveOptions => ({
+  chunks,
+  out: path.join(tmp, out),
+  k: 20,
+  epochs: 4,
+  patience: 2,
+  resamples: 1000,
+  backend: nativeMlpBackend,
+  ...extra,
+});
+
+/** The numbers of a run, without timings. */
+const numbers = (r: ProgressiveResult) =>
+  r.steps.map((s) => ({ step: s.step, pairs: s.pairs, useful: s.useful, epochs: s.epochs, tests: s.tests.map((t) => [t.name, t.n, t.plain, t.fusion, t.gain.diff, t.gain.lo, t.gain.hi]), train: s.trainFusion }));
+
+describe('progressive loop', () => {
+  let full: ProgressiveResult;
+  it('runs every chunk with --all, with seen and unseen test sets, and writes a complete report', async () => {
+    full = await runProgressive(base('all', { all: true }));
+    expect(full.status).toBe('complete');
+    expect(full.steps.map((s) => s.pairs)).toEqual([400, 1900, 3400, 4900]);
+    expect(full.steps[0]!.tests.map((t) => [t.name, t.n])).toEqual([['seen', 120], ['unseen', 80]]);
+    for (const f of ['results.json', 'results.csv', 'gain.svg', 'scores.svg', 'gap.svg', 'report.md', 'state.json']) expect(fs.existsSync(path.join(tmp, 'all', f))).toBe(true);
+    const saved = JSON.parse(fs.readFileSync(path.join(tmp, 'all', 'results.json'), 'utf8'));
+    expect(saved.status).toBe('complete');
+    expect(saved.record.dataHash).toMatch(/^sha256:/);
+    expect(saved.record.seed).toBe(1);
+    expect(fs.readFileSync(path.join(tmp, 'all', 'report.md'), 'utf8')).toContain(full.decision);
+  }, 120_000);
+
+  it('stops at the first step whose gain clears the threshold with an interval above zero', async () => {
+    // A threshold of -1 is cleared at step 1 whenever the interval is above zero.
+    const first = full.steps.find((s) => s.tests[0]!.gain.lo > 0);
+    if (first) {
+      const r = await runProgressive(base('stop-low', { threshold: -1 }));
+      expect(r.steps.length).toBe(first.step);
+      expect(r.firstUseful).toBe(first.step);
+      expect(r.decision).toMatch(new RegExp(`^At ${first.pairs} pairs fusion becomes useful: gain [+-]`));
+    }
+    // A threshold no gain can clear runs every chunk and says so.
+    const never = await runProgressive(base('stop-high', { threshold: 1 }));
+    expect(never.steps.length).toBe(4);
+    expect(never.firstUseful).toBeNull();
+    expect(never.decision).toMatch(/^Fusion did not become useful up to 4900 pairs/);
+    expect(never.recommendation?.use_fusion).toBe(false);
+    // The rule reads gain > threshold AND lo > 0 on the deciding set, step by step.
+    for (const s of full.steps) {
+      const g = s.tests.find((t) => t.name === 'seen')!.gain;
+      expect(s.useful).toBe(g.diff > 0.001 && g.lo > 0);
+    }
+  }, 120_000);
+
+  it('refuses to overwrite a run without --resume or --overwrite, and bad options before reading data', async () => {
+    await expect(runProgressive(base('all'))).rejects.toMatchObject({ code: 'RAPM_STATE' });
+    await expect(runProgressive(base('x', { tau: 0 }))).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG' });
+    await expect(runProgressive(base('all', { resume: true, k: 21 }))).rejects.toThrow(/other options/);
+  });
+
+  it('after kill -9, --resume ends with the same results as an uninterrupted run', async () => {
+    const out = path.join(tmp, 'killed');
+    const args = ['--import', 'tsx', path.join(root, 'src/progressive.ts'), '--chunks', chunks, '--out', out, '--all', '--k', '20', '--epochs', '4', '--patience', '2', '--resamples', '1000', '--quiet'];
+    const child = spawn(process.execPath, args, { cwd: root, stdio: 'ignore' });
+    const state = path.join(out, 'state.json');
+    // Kill it as soon as one step is on disk.
+    await new Promise<void>((resolve, reject) => {
+      const t0 = Date.now();
+      const poll = setInterval(() => {
+        try {
+          const s = JSON.parse(fs.readFileSync(state, 'utf8'));
+          if (s.steps.length >= 1) {
+            clearInterval(poll);
+            child.kill('SIGKILL');
+            resolve();
+          }
+        } catch {
+          // not written yet
+        }
+        if (Date.now() - t0 > 90_000) {
+          clearInterval(poll);
+          reject(new Error('no step finished in 90 s'));
+        }
+      }, 10);
+    });
+    await new Promise((r) => child.once('exit', r));
+    const killed = JSON.parse(fs.readFileSync(state, 'utf8'));
+    if (!killed.complete) {
+      // A half-done run never looks complete: results.json is absent or says "running".
+      const results = path.join(out, 'results.json');
+      if (fs.existsSync(results)) expect(JSON.parse(fs.readFileSync(results, 'utf8')).status).toBe('running');
+    }
+    const resumed = await runProgressive(base('killed', { all: true, resume: true }));
+    expect(resumed.status).toBe('complete');
+    expect(numbers(resumed)).toEqual(numbers(full));
+  }, 180_000);
+});
