@@ -81,7 +81,8 @@ export const trainCommand: CommandModule<object, Args> = {
       metrics = {
         val_cosine: p.valFusion,
         val_plain: p.valPlain,
-        train_loo_cosine: p.trainFusion,
+        train_cosine: p.trainFusion,
+        train_priors: common.leaveOneOut ? 'leave-one-out' : 'leaky (each prior includes its own target)',
         epochs: p.epochs,
         best_epoch: p.bestEpoch,
         tests: p.tests.map((t) => ({ name: t.name, n: t.n, plain: t.plain, fusion: t.fusion, gain: t.gain.diff, gain_lo: t.gain.lo, gain_hi: t.gain.hi })),
