@@ -1,10 +1,12 @@
 /**
  * Measure (and optionally re-fit) the generator's calibration against the published R-APM
  * figures. Usage:
- *   npx tsx scripts/calibrate-generator.ts [--seeds 1,2,3] [--model '{"esNoise":0.6}']
- * Prints generated vs published for every figure, per seed and averaged.
+ *   npx tsx scripts/calibrate-generator.ts [--seeds 1,2,3] [--model '{"esNoise":0.6}'] [--no-mlp]
+ * Prints generated vs published for every figure (retrieval, and the baseline MLP trained with
+ * the native backend unless --no-mlp), per seed and averaged.
  */
-import { calibrationTable, measureCalibration } from '../src/data/calibration.js';
+import { PUBLISHED, calibrationTable, measureBaselineMlp, measureCalibration } from '../src/data/calibration.js';
+import { nativeMlpBackend } from '../src/fusion/native-mlp.js';
 import { DEFAULT_SEED, type GeneratorModel } from '../src/data/generate.js';
 
 function arg(name: string): string | undefined {
@@ -14,12 +16,19 @@ function arg(name: string): string | undefined {
 
 const seeds = (arg('seeds') ?? String(DEFAULT_SEED)).split(',').map(Number);
 const model = arg('model') ? (JSON.parse(arg('model')!) as Partial<GeneratorModel>) : undefined;
-const tables = seeds.map((seed) => {
+const withMlp = !process.argv.includes('--no-mlp');
+const tables: ReturnType<typeof calibrationTable>[] = [];
+for (const seed of seeds) {
   const t0 = performance.now();
-  const f = measureCalibration(seed, model);
+  const rows = calibrationTable(measureCalibration(seed, model));
+  if (withMlp) {
+    const m = await measureBaselineMlp(nativeMlpBackend, seed, model);
+    rows.push({ figure: 'seen, baseline MLP', generated: m.seen, published: PUBLISHED.seen.mlp });
+    rows.push({ figure: 'unseen, baseline MLP', generated: m.unseen, published: PUBLISHED.unseen.mlp });
+  }
   console.error(`seed ${seed}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  return calibrationTable(f);
-});
+  tables.push(rows);
+}
 const first = tables[0]!;
 const header = ['figure', ...seeds.map((s) => `seed ${s}`), seeds.length > 1 ? 'mean' : null, 'published', 'diff'].filter(Boolean);
 console.log(`| ${header.join(' | ')} |`);

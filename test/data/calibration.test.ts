@@ -1,12 +1,14 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CALIBRATION_K, CALIBRATION_TAU, PUBLISHED, calibrationTable, type CalibrationFigures, meanRowCosine, measureCalibration, retrievalScores } from '../../src/data/calibration.js';
+import { CALIBRATION_K, CALIBRATION_TAU, PUBLISHED, calibrationTable, type CalibrationFigures, meanRowCosine, measureBaselineMlp, measureCalibration, retrievalScores } from '../../src/data/calibration.js';
 import { DEFAULT_SEED, generateDataset } from '../../src/data/generate.js';
 import { ENGLISH_WINNERS, FEATURE_DIM, SPANISH_WINNERS, selectColumns } from '../../src/data/indices.js';
 import { officialSplit } from '../../src/data/split.js';
+import { nativeMlpBackend } from '../../src/fusion/native-mlp.js';
 import { referenceSearch, l2normalizeRows } from '../../src/retrieval/reference.js';
 
 // The generator's calibration: plain retrieval on the generated 2.9K-pair set (2,316 train /
-// 578 test) reproduces the published R-APM figures. About 5 s (four exact searches).
+// 578 test) reproduces the published R-APM figures. About 5 s (four exact searches), plus
+// ~5 s for the baseline MLP (two trainings with the native backend).
 describe('generator calibration against the published figures', () => {
   let f: CalibrationFigures;
   beforeAll(() => {
@@ -34,7 +36,16 @@ describe('generator calibration against the published figures', () => {
     expect(f.seen.byK[70]! - f.unseen.configA).toBeGreaterThan(0.02);
   });
 
-  it.todo('unseen speakers: a plain MLP (1024-500-250-125-101) beats both configs, near 0.857 (needs the trainer)');
+  it('baseline MLP (1024-500-250-125-101, real trainer): seen within +-0.01 of 0.873, unseen within +-0.02 of 0.857 and above both configs', async () => {
+    const mlp = await measureBaselineMlp(nativeMlpBackend, DEFAULT_SEED);
+    console.log(`baseline MLP seen ${mlp.seen.toFixed(4)} (published ${PUBLISHED.seen.mlp}), unseen ${mlp.unseen.toFixed(4)} (published ${PUBLISHED.unseen.mlp}); best epochs ${mlp.bestEpoch.seen}/${mlp.bestEpoch.unseen}, ${mlp.seconds.toFixed(1)} s`);
+    expect(Math.abs(mlp.seen - PUBLISHED.seen.mlp)).toBeLessThanOrEqual(0.01);
+    expect(Math.abs(mlp.unseen - PUBLISHED.unseen.mlp)).toBeLessThanOrEqual(0.02);
+    expect(mlp.unseen).toBeGreaterThan(f.unseen.configA);
+    expect(mlp.unseen).toBeGreaterThan(f.unseen.configB);
+    // Unseen speakers cost the MLP less than they cost retrieval (published: 0.016 vs 0.043).
+    expect(mlp.seen - mlp.unseen).toBeLessThan(f.seen.byK[70]! - f.unseen.configA);
+  }, 60_000);
 
   it('the (K, tau) re-aggregation from one K=90 search equals a direct reference search', () => {
     const ds = generateDataset({ pairs: 600, testPairs: 60, seed: 3 });

@@ -1,0 +1,240 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  AnnIndex,
+  annSearchWithValues,
+  annSearchWithValuesSync,
+  faissAvailable,
+  patchHnswEfSearch,
+  patchIvfNprobe,
+  priorFromNeighbors,
+  readHnswLayout,
+  readIvfLayout,
+  recallAtK,
+} from '../../src/retrieval/ann.js';
+import { Datastore, type SearchResult } from '../../src/retrieval/datastore.js';
+import { maxRelErr } from '../helpers/compare.js';
+import { randn } from '../helpers/random.js';
+
+const n = 5000, d = 16, dv = 4, b = 40, k = 20, centres = 40;
+
+/** Clustered keys: centre + noise (ANN on uniform noise would say nothing). */
+function clustered(rows: number, seed: number): Float32Array {
+  const c = randn(centres * d, 7);
+  const noise = randn(rows * d, seed);
+  const out = new Float32Array(rows * d);
+  for (let r = 0; r < rows; r++) {
+    const j = (r * 7919 + seed) % centres;
+    for (let t = 0; t < d; t++) out[r * d + t] = c[j * d + t]! + 0.35 * noise[r * d + t]!;
+  }
+  return out;
+}
+
+function thrown(fn: () => unknown): Error & { code?: string } {
+  try {
+    fn();
+  } catch (e) {
+    return e as Error & { code?: string };
+  }
+  throw new Error('expected a throw');
+}
+
+/** Same neighbours as exact, except where both lists hold equal similarities (ties). */
+function expectSameUpToTies(got: { neighbors: Int32Array; similarities: Float32Array }, want: SearchResult): void {
+  expect(maxRelErr(got.similarities, want.similarities)).toBeLessThan(1e-5);
+  for (let i = 0; i < want.neighbors.length; i++) {
+    if (got.neighbors[i] !== want.neighbors[i]) expect(Math.abs(got.similarities[i]! - want.similarities[i]!)).toBeLessThan(1e-6);
+  }
+  expect(recallAtK(got.neighbors, want.neighbors, want.k)).toBeGreaterThan(0.995);
+}
+
+describe.skipIf(!faissAvailable())('AnnIndex (faiss-node)', () => {
+  const keys = clustered(n, 1);
+  const values = randn(n * dv, 2);
+  const queries = clustered(b, 3);
+  let exact: SearchResult;
+  let ivf: AnnIndex; // IVF32,Flat, trained and filled, nprobe 1
+
+  beforeAll(async () => {
+    const ds = new Datastore({ keyDim: d, valueDim: dv });
+    ds.addSync(keys, values);
+    exact = ds.searchSync(queries, { k });
+    ivf = AnnIndex.create({ d, factory: 'IVF32,Flat' });
+    ivf.train(keys);
+    await ivf.add(keys);
+  });
+
+  it('Flat equals exact rapm search (ids up to ties, prior and weights)', async () => {
+    const flat = AnnIndex.create({ d, factory: 'Flat' });
+    expect([flat.kind, flat.isTrained, flat.needsTraining]).toEqual(['flat', true, false]);
+    flat.train(keys); // no-op
+    flat.addSync(keys);
+    expect(flat.ntotal).toBe(n);
+    const got = await annSearchWithValues(flat, values, queries, { k });
+    expectSameUpToTies(got, exact);
+    expect(got.missing).toBe(0);
+    expect(maxRelErr(got.prior, exact.prior)).toBeLessThan(1e-4);
+    expect(maxRelErr(got.weights, exact.weights)).toBeLessThan(1e-4);
+  });
+
+  it('IVF with nprobe = nlist equals exact search', () => {
+    const full = AnnIndex.fromBuffer(ivf.toBuffer(), { factory: 'IVF32,Flat' });
+    expect([full.kind, full.nlist, full.nprobe, full.ntotal]).toEqual(['ivf', 32, 1, n]);
+    full.setSearchParams({ nprobe: 32 });
+    expect(full.nprobe).toBe(32);
+    const got = annSearchWithValuesSync(full, values, queries, { k });
+    expectSameUpToTies(got, exact);
+    expect(maxRelErr(got.prior, exact.prior)).toBeLessThan(1e-4);
+  });
+
+  it('save() / load() round-trip through a file (no faiss-node buffer leak) with nprobe kept', () => {
+    const file = path.join(os.tmpdir(), `rapm-ann-test-${process.pid}.faissindex`);
+    try {
+      const ix = AnnIndex.fromBuffer(ivf.toBuffer());
+      ix.setSearchParams({ nprobe: 4 });
+      ix.save(file);
+      expect(ix.serializedBytes()).toBe(fs.statSync(file).size);
+      const back = AnnIndex.load(file);
+      expect([back.kind, back.nlist, back.nprobe, back.ntotal, back.d]).toEqual(['ivf', 32, 4, n, d]);
+      expect(Array.from(back.search(queries, k).neighbors)).toEqual(Array.from(ix.search(queries, k).neighbors));
+      expect(thrown(() => AnnIndex.load(file + '.missing')).code).toBe('RAPM_IO');
+    } finally {
+      fs.rmSync(file, { force: true });
+    }
+  });
+
+  it('recall@k is in [0, 1] and non-decreasing in nprobe', () => {
+    const ix = AnnIndex.fromBuffer(ivf.toBuffer());
+    let prev = -1;
+    const seen: number[] = [];
+    for (const nprobe of [1, 2, 4, 8, 16, 32]) {
+      ix.setSearchParams({ nprobe });
+      const r = recallAtK(ix.search(queries, k).neighbors, exact.neighbors, k);
+      expect(r).toBeGreaterThanOrEqual(0);
+      expect(r).toBeLessThanOrEqual(1);
+      expect(r).toBeGreaterThanOrEqual(prev);
+      prev = r;
+      seen.push(r);
+    }
+    expect(seen[0]).toBeLessThan(1); // nprobe 1 is really approximate on this data
+    expect(seen[seen.length - 1]).toBe(1);
+  });
+
+  it('the nprobe set at create() is written at the expected byte and survives train/add', async () => {
+    const ix = AnnIndex.create({ d, factory: 'IVF32,Flat', nprobe: 8 });
+    expect(readIvfLayout(ix.toBuffer(), { d, ntotal: 0, nlist: 32 }).nprobe).toBe(8);
+    ix.train(keys);
+    await ix.add(keys.subarray(0, 1000 * d));
+    const lay = readIvfLayout(ix.toBuffer(), { d, ntotal: 1000, nlist: 32 });
+    expect([lay.nprobe, lay.quantizerFourcc, lay.fourcc]).toEqual([8, 'IxFI', 'IwFl']);
+  });
+
+  it('reports -1 labels for missing results instead of hiding them', () => {
+    // 32 lists of ~156 rows, nprobe 1, k = 400: every query gets fewer than k.
+    const r = annSearchWithValuesSync(ivf, values, queries.subarray(0, 4 * d), { k: 400 });
+    expect(r.missing).toBeGreaterThan(0);
+    for (let q = 0; q < 4; q++) {
+      const f = r.found[q]!;
+      expect(f).toBeLessThan(400);
+      expect(f).toBeGreaterThan(0);
+      expect(r.neighbors[q * 400 + f]).toBe(-1);
+      expect(r.similarities[q * 400 + f]).toBe(-Infinity);
+      expect(r.weights[q * 400 + f]).toBe(0);
+      let s = 0;
+      for (let i = 0; i < f; i++) s += r.weights[q * 400 + i]!;
+      expect(s).toBeCloseTo(1, 5);
+      expect(Number.isFinite(r.prior[q * dv]!)).toBe(true);
+    }
+  });
+
+  it('priorFromNeighbors aggregates neighbours found by another engine (Milvus, Qdrant) like Datastore.search', () => {
+    const got = priorFromNeighbors(exact.neighbors, exact.similarities, values, dv, { k });
+    expect(maxRelErr(got.prior, exact.prior)).toBeLessThan(1e-5);
+    expect(got.missing).toBe(0);
+    const nb = Int32Array.from([3, 1, -1, -1, -1, -1]), sims = Float32Array.from([0.9, 0.8, -Infinity, -Infinity, -Infinity, -Infinity]);
+    const r = priorFromNeighbors(nb, sims, values, dv, { k: 3, aggregate: 'mean' });
+    expect(Array.from(r.found)).toEqual([2, 0]);
+    expect(r.missing).toBe(4);
+    expect(r.prior[0]).toBeCloseTo((values[3 * dv]! + values[1 * dv]!) / 2, 6);
+    expect(Number.isNaN(r.prior[dv]!)).toBe(true);
+    expect(thrown(() => priorFromNeighbors(Int32Array.from([-1, 2]), Float32Array.from([0, 0.5]), values, dv, { k: 2 })).code).toBe('RAPM_INVALID_ARG');
+    expect(thrown(() => priorFromNeighbors(Int32Array.from([n, 2]), Float32Array.from([0.6, 0.5]), values, dv, { k: 2 })).code).toBe('RAPM_INVALID_ARG');
+  });
+
+  it('HNSW: efSearch is located by walking the graph section, patched and read back', async () => {
+    const ix = AnnIndex.create({ d, factory: 'HNSW16,Flat' });
+    expect([ix.kind, ix.efSearch]).toEqual(['hnsw', 16]);
+    await ix.add(keys.subarray(0, 2000 * d));
+    const buf = ix.toBuffer();
+    const lay = readHnswLayout(buf, { d, ntotal: 2000, efSearch: 16 });
+    expect([lay.efConstruction, lay.upperBeam, lay.storageFourcc]).toEqual([40, 1, 'IxFI']);
+    expect(readHnswLayout(patchHnswEfSearch(buf, 77)).efSearch).toBe(77);
+    ix.setSearchParams({ efSearch: 64 });
+    expect(readHnswLayout(ix.toBuffer()).efSearch).toBe(64);
+    expect(ix.ntotal).toBe(2000);
+    const ix2 = AnnIndex.create({ d, factory: 'HNSW16,Flat', efSearch: 48 });
+    expect(readHnswLayout(ix2.toBuffer()).efSearch).toBe(48);
+  });
+
+  it('the byte patch refuses layouts it does not recognise (RAPM_FORMAT), never writing blindly', () => {
+    const buf = ivf.toBuffer();
+    const shifted = Buffer.concat([buf.subarray(0, 30), Buffer.alloc(1), buf.subarray(30)]);
+    expect(thrown(() => patchIvfNprobe(shifted, 4)).code).toBe('RAPM_FORMAT');
+    const wrongNprobe = Buffer.from(buf);
+    wrongNprobe.writeBigUInt64LE(123n, 45);
+    expect(thrown(() => patchIvfNprobe(wrongNprobe, 4, { nprobe: 1 })).code).toBe('RAPM_FORMAT');
+    expect(thrown(() => patchIvfNprobe(buf, 4, { nlist: 64 })).code).toBe('RAPM_FORMAT');
+    expect(thrown(() => patchIvfNprobe(buf, 4, { d: 17 })).code).toBe('RAPM_FORMAT');
+    const flat = AnnIndex.create({ d, factory: 'Flat' });
+    expect(thrown(() => patchIvfNprobe(flat.toBuffer(), 4)).code).toBe('RAPM_FORMAT');
+    const hnsw = AnnIndex.create({ d, factory: 'HNSW8,Flat' });
+    hnsw.addSync(keys.subarray(0, 300 * d));
+    const hb = hnsw.toBuffer();
+    expect(thrown(() => patchHnswEfSearch(hb.subarray(0, hb.length - 100000 > 0 ? hb.length - 100000 : 200), 32)).code).toBe('RAPM_FORMAT');
+    const badLevels = Buffer.from(hb);
+    badLevels.writeBigUInt64LE(299n, 37 + 8 + 8 * Number(hb.readBigUInt64LE(37)) + 8 + 4 * Number(hb.readBigUInt64LE(37 + 8 + 8 * Number(hb.readBigUInt64LE(37)))));
+    expect(thrown(() => patchHnswEfSearch(badLevels, 32)).code).toBe('RAPM_FORMAT');
+    // The original bytes are never modified: patches return copies.
+    expect(readIvfLayout(buf).nprobe).toBe(1);
+  });
+
+  it('coded errors: bad factory, untrained index, k > ntotal, wrong lengths, NaN, misplaced params', async () => {
+    const bad = thrown(() => AnnIndex.create({ d, factory: 'IVF4,Flatx' }));
+    expect([bad.code, bad.name]).toEqual(['RAPM_INVALID_ARG', 'RangeError']);
+    expect(bad.message).toContain('IVF4,Flatx');
+    expect(thrown(() => AnnIndex.create({ d, factory: '' })).code).toBe('RAPM_INVALID_ARG');
+    expect(thrown(() => AnnIndex.create({ d, factory: 5 as unknown as string })).code).toBe('RAPM_TYPE');
+    expect(thrown(() => AnnIndex.create({ d: 0, factory: 'Flat' })).code).toBe('RAPM_INVALID_ARG');
+
+    const untrained = AnnIndex.create({ d, factory: 'IVF8,Flat' });
+    expect(untrained.isTrained).toBe(false);
+    expect(thrown(() => untrained.addSync(keys)).code).toBe('RAPM_STATE');
+    await expect(untrained.add(keys)).rejects.toMatchObject({ code: 'RAPM_STATE' });
+    expect(thrown(() => untrained.search(queries, 5)).code).toBe('RAPM_STATE');
+    expect(thrown(() => untrained.train(keys.subarray(0, 4 * d))).code).toBe('RAPM_INVALID_ARG'); // fewer rows than lists
+    expect(thrown(() => ivf.train(keys)).code).toBe('RAPM_STATE'); // already trained
+
+    const small = AnnIndex.create({ d, factory: 'Flat' });
+    expect(thrown(() => small.search(queries, 1)).code).toBe('RAPM_STATE'); // empty
+    small.addSync(keys.subarray(0, 10 * d));
+    expect(thrown(() => small.search(queries, 11)).code).toBe('RAPM_K_TOO_LARGE');
+    expect(thrown(() => small.search(queries.subarray(0, d + 3), 5)).code).toBe('RAPM_SHAPE_MISMATCH');
+    expect(thrown(() => small.addSync(new Float32Array(d + 1))).code).toBe('RAPM_SHAPE_MISMATCH');
+    expect(thrown(() => small.search([1, 2] as unknown as Float32Array, 1)).code).toBe('RAPM_TYPE');
+    const nan = queries.slice(0, 2 * d);
+    nan[d + 3] = NaN;
+    const e = thrown(() => small.search(nan, 2));
+    expect(e.code).toBe('RAPM_NON_FINITE');
+    expect(e.message).toContain('row 1, column 3');
+    expect(thrown(() => small.addSync(new Float32Array(d))).code).toBe('RAPM_ZERO_NORM');
+    expect(small.ntotal).toBe(10);
+    expect(thrown(() => annSearchWithValuesSync(small, new Float32Array(7), queries, { k: 2 })).code).toBe('RAPM_SHAPE_MISMATCH');
+
+    expect(thrown(() => small.setSearchParams({ nprobe: 4 })).code).toBe('RAPM_INVALID_ARG');
+    expect(thrown(() => AnnIndex.create({ d, factory: 'IVF8,Flat', efSearch: 4 })).code).toBe('RAPM_INVALID_ARG');
+    expect(thrown(() => AnnIndex.create({ d, factory: 'IVF8,Flat', nprobe: 9 })).code).toBe('RAPM_INVALID_ARG');
+    expect(thrown(() => recallAtK(new Int32Array(4), new Int32Array(6), 2)).code).toBe('RAPM_SHAPE_MISMATCH');
+  });
+});
