@@ -29,3 +29,4 @@ export { runProgressive } from './experiments/progressive.js';
 export type { ProgressiveOptions, ProgressiveResult, StepResult } from './experiments/progressive.js';
 export { generateProgressiveData } from './experiments/progressive-data.js';
 export { runSubsample, runBias, runGap, runGrid, runDropout, experimentData } from './experiments/sweeps.js';
+export { AnnIndex, annSearchWithValues, priorFromNeighbors } from './retrieval/ann.js';
