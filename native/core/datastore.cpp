@@ -327,7 +327,7 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
       for (int64_t kt = 0; kt < ktasks; ++kt) {
         const TopKEntry* e = entries.data() + (static_cast<size_t>(kt) * b + q) * cap;
         const int sz = heap_sizes[static_cast<size_t>(kt) * b + q];
-        for (int i = 0; i < sz; ++i) h.push(e[i].v, e[i].id);
+        for (int i = 0; i < sz; ++i) h.push(topk_value(e[i]), topk_id(e[i]));
       }
       if (h.size < k) {
         if (short_q[t] < 0) short_q[t] = q;
@@ -338,8 +338,8 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
       float* s = out.similarities + q * k;
       int32_t* nb = out.neighbors + q * k;
       for (int i = 0; i < k; ++i) {
-        s[i] = merged[i].v;
-        nb[i] = merged[i].id;
+        s[i] = topk_value(merged[i]);
+        nb[i] = topk_id(merged[i]);
       }
       aggregate_weights(s, k, params.tau, params.aggregate, w);
       float* pr = out.prior + q * dv;

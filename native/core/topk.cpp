@@ -1,36 +1,48 @@
 #include "topk.h"
 
 #include <algorithm>
+#include <cstring>
+#include <functional>
 
 namespace rapm {
-namespace {
 
-// A function object, not a function pointer: std::nth_element/sort inline it.
-struct Better {
-  bool operator()(const TopKEntry& a, const TopKEntry& b) const { return a.v > b.v || (a.v == b.v && a.id < b.id); }
-};
+// Order-preserving float -> uint32 (finite inputs): flip all bits of negatives, the sign of positives.
+TopKEntry topk_pack(float v, int32_t id) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<uint64_t>(u) << 32) | static_cast<uint32_t>(~static_cast<uint32_t>(id));
+}
 
-}  // namespace
+float topk_value(TopKEntry e) {
+  uint32_t u = static_cast<uint32_t>(e >> 32);
+  u = (u & 0x80000000u) ? (u & 0x7FFFFFFFu) : ~u;
+  float v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+int32_t topk_id(TopKEntry e) { return static_cast<int32_t>(~static_cast<uint32_t>(e)); }
 
 int topk_capacity(int k) { return 2 * k + 32; }
 
 bool TopK::push(float v, int32_t id) {
   if (v < thr) return false;
-  buf[size++] = TopKEntry{v, id};
+  buf[size++] = topk_pack(v, id);
   if (size == cap) select();
   return true;
 }
 
 void TopK::select() {
   if (size <= k) return;
-  std::nth_element(buf, buf + (k - 1), buf + size, Better());
+  std::nth_element(buf, buf + (k - 1), buf + size, std::greater<TopKEntry>());
   size = k;
-  thr = buf[k - 1].v;
+  thr = topk_value(buf[k - 1]);
 }
 
 void TopK::sort_desc() {
   select();
-  std::sort(buf, buf + size, Better());
+  std::sort(buf, buf + size, std::greater<TopKEntry>());
 }
 
 }  // namespace rapm

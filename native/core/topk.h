@@ -3,15 +3,20 @@
 // are selected (nth_element) and the k-th becomes the new threshold. "Better" means a
 // higher similarity, or an equal one with a lower row; ties at the threshold are
 // admitted and settled by the selection, so the result equals a full sort.
+//
+// Each candidate is one uint64: the similarity mapped to an order-preserving unsigned
+// integer in the high half, the complemented row in the low half. "Better" is then a
+// plain integer '>', which selection and sorting compare much faster than (float, id).
 #pragma once
 #include <cstdint>
 
 namespace rapm {
 
-struct TopKEntry {
-  float v;
-  int32_t id;
-};
+using TopKEntry = uint64_t;
+
+TopKEntry topk_pack(float v, int32_t id);
+float topk_value(TopKEntry e);
+int32_t topk_id(TopKEntry e);
 
 struct TopK {
   TopKEntry* buf;  // [cap]
