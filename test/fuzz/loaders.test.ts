@@ -20,8 +20,11 @@ import { Datastore } from '../../src/retrieval/datastore.js';
 import type { SearchOptions } from '../../src/retrieval/search-options.js';
 import { loadDatastore, saveDatastore } from '../../src/retrieval/persist.js';
 import { rng } from '../helpers/random.js';
+import { fusionSpec, initParams, paramLayout } from '../../src/fusion/layout.js';
+import { exportOnnx } from '../../src/fusion/onnx-export.js';
+import { FusionSession } from '../../src/fusion/onnx-session.js';
 
-const BUDGET_MS = 1200; // per target; 4 targets, ~5 s in all
+const BUDGET_MS = 1200; // per target; 5 targets, ~6 s in all
 const SEED = 20240611;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-fuzz-'));
@@ -132,7 +135,24 @@ const FILE_TARGETS: FileTarget[] = [
     await readNpy(file);
   }),
   fileTarget('loadDatastore', datastoreSeeds, async (file) => (await loadDatastore(file)).searchSync, resealDatastore),
+  // ONNX models: the exporter's and another toolchain's; a model that loads must also run.
+  fileTarget('FusionSession', onnxSeeds, async (file) => {
+    const s = await FusionSession.create(file, { device: 'cpu' });
+    try {
+      await s.run(new Float32Array(2 * 1024).fill(0.01), new Float32Array(2 * 101).fill(0.1));
+    } finally {
+      await s.release();
+    }
+  }),
 ];
+
+async function onnxSeeds(): Promise<Uint8Array[]> {
+  const spec = fusionSpec({ hidden: [8] });
+  const layout = paramLayout(spec);
+  const file = path.join(tmp, 'seed-fusion.onnx');
+  await exportOnnx(layout, initParams(layout, 1), file);
+  return [fs.readFileSync(file), fs.readFileSync(path.join(here, '../fixtures/onnx/tiny-fusion.onnx'))];
+}
 
 describe('fuzz: loaders refuse bad bytes with coded errors', () => {
   for (const target of FILE_TARGETS) {
