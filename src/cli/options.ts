@@ -4,7 +4,9 @@
  */
 import type { Options } from 'yargs';
 import { RapmRangeError } from '../errors.js';
+import type { PointOptions } from '../experiments/evaluate.js';
 import { PROGRESSIVE_DEFAULTS } from '../experiments/progressive.js';
+import { nativeMlpBackend } from '../fusion/native-mlp.js';
 
 export const retrievalOptions = {
   config: { choices: ['A', 'B'], default: PROGRESSIVE_DEFAULTS.config, describe: 'Keys: A = all 1024 EN dims, B = the 103 english_winners' },
@@ -40,4 +42,29 @@ export function parseHidden(text: string): number[] {
     throw new RapmRangeError('RAPM_INVALID_ARG', `Expected --hidden as comma-separated positive integers (e.g. 256,128) but received '${text}'`);
   }
   return dims;
+}
+
+/** The parsed retrieval, fusion and run options as the experiments take them. */
+export function pointOptions(a: Record<string, unknown>, progress: PointOptions['progress']): PointOptions {
+  const quiet = Boolean(a.quiet) || Boolean(a.json);
+  return {
+    config: a.config as 'A' | 'B',
+    k: a.k as number,
+    tau: a.tau as number,
+    aggregate: a.aggregate as PointOptions['aggregate'],
+    hidden: parseHidden(a.hidden as string),
+    dropout: a.dropout as number,
+    seed: a.seed as number,
+    leaveOneOut: !(a['leaky-priors'] as boolean),
+    epochs: a.epochs as number,
+    patience: a.patience as number,
+    batchSize: a['batch-size'] as number,
+    lr: a.lr as number,
+    weightDecay: a['weight-decay'] as number,
+    valFraction: a['val-fraction'] as number,
+    resamples: a.resamples as number,
+    backend: nativeMlpBackend,
+    log: quiet ? undefined : (l: string) => process.stderr.write(`${l}\n`),
+    progress,
+  };
 }

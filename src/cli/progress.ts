@@ -46,3 +46,21 @@ export function fmtSec(s: number): string {
   const m = Math.floor(s / 60);
   return `${m}m${Math.round(s - m * 60).toString().padStart(2, '0')}s`;
 }
+
+/**
+ * Named progress bars, opened on first update and closed when done: the `progress`
+ * callback the experiments take, `(label, done, total)`.
+ */
+export function progressBars(quiet: boolean): (label: string, done: number, total: number) => void {
+  const open = new Map<string, Progress>();
+  return (label, done, total) => {
+    if (quiet) return;
+    let p = open.get(label);
+    if (!p) open.set(label, (p = progress(label)));
+    p.update(done, total);
+    if (done >= total) {
+      p.done();
+      open.delete(label);
+    }
+  };
+}

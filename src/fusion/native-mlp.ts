@@ -1,5 +1,5 @@
 import { RapmError, RapmRangeError, RapmTypeError, describe } from '../errors.js';
-import { loadBinding } from '../native/binding.js';
+import { loadBinding, nativeError } from '../native/binding.js';
 import { checkInteger, checkMatrix } from '../validate.js';
 import type { ParamLayout } from './layout.js';
 import type { MlpBackend } from './train.js';
@@ -40,18 +40,6 @@ export function encodeMlpSpec(layout: ParamLayout): Int32Array {
   }
   specs.set(layout, spec);
   return spec;
-}
-
-/** Re-raise a native error as the same kind with its code, and the caller's stack (sharp). */
-function nativeError(e: unknown, callerStack: string | undefined): Error {
-  if (!(e instanceof Error)) return new RapmError('RAPM_NATIVE', String(e));
-  const code = (e as { code?: string }).code ?? 'RAPM_NATIVE';
-  const Ctor = e instanceof TypeError ? RapmTypeError : e instanceof RangeError ? RapmRangeError : null;
-  const err = Ctor ? new Ctor(code as never, e.message) : new RapmError(code as never, e.message);
-  const row = (e as { row?: number }).row;
-  if (row !== undefined) Object.assign(err, { row });
-  if (callerStack) err.stack = `${err.name}: ${err.message}\n${callerStack.split('\n').slice(2).join('\n')}`;
-  return err;
 }
 
 function checkArena(name: string, v: unknown, size: number): Float32Array {

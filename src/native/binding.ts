@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { RapmError } from '../errors.js';
+import { RapmError, RapmRangeError, RapmTypeError } from '../errors.js';
 
 /** The native Datastore class as the addon exports it (positional arguments only). */
 export interface NativeDatastore {
@@ -140,4 +140,16 @@ export function loadBinding(): NativeBinding {
       '  - or point RAPM_NATIVE at a rapm.node built for this platform',
     ].join('\n'),
   );
+}
+
+/** Re-raise a native error as the same kind with its code (and row), and the caller's stack (sharp). */
+export function nativeError(e: unknown, callerStack: string | undefined): Error {
+  if (!(e instanceof Error)) return new RapmError('RAPM_NATIVE', String(e));
+  const code = (e as { code?: string }).code ?? 'RAPM_NATIVE';
+  const Ctor = e instanceof TypeError ? RapmTypeError : e instanceof RangeError ? RapmRangeError : null;
+  const err = Ctor ? new Ctor(code as never, e.message) : new RapmError(code as never, e.message);
+  const row = (e as { row?: number }).row;
+  if (row !== undefined) Object.assign(err, { row });
+  if (callerStack) err.stack = `${err.name}: ${err.message}\n${callerStack.split('\n').slice(2).join('\n')}`;
+  return err;
 }

@@ -1,5 +1,5 @@
 import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
-import { loadBinding, type NativeDatastore } from '../native/binding.js';
+import { loadBinding, type NativeDatastore, nativeError } from '../native/binding.js';
 import { checkIndexList, checkInteger, checkMatrix, is } from '../validate.js';
 import { AGGREGATE_CODE, resolveSearchOptions, type ResolvedSearchOptions, type SearchOptions } from './search-options.js';
 import { loadDatastore, saveDatastore, type SaveDatastoreOptions, type SaveDatastoreResult } from './persist.js';
@@ -62,18 +62,6 @@ function selectColumns(m: Float32Array, width: number, idx: Int32Array, identity
     for (let j = 0; j < w; j++) out[dst + j] = m[src + idx[j]!]!;
   }
   return out;
-}
-
-/** Re-raise a native error as the same kind with its code, and the caller's stack (sharp). */
-function nativeError(e: unknown, callerStack: string | undefined): Error {
-  if (!(e instanceof Error)) return new RapmError('RAPM_NATIVE', String(e));
-  const code = (e as { code?: string }).code ?? 'RAPM_NATIVE';
-  const Ctor = e instanceof TypeError ? RapmTypeError : e instanceof RangeError ? RapmRangeError : null;
-  const err = Ctor ? new Ctor(code as never, e.message) : new RapmError(code as never, e.message);
-  const row = (e as { row?: number }).row;
-  if (row !== undefined) Object.assign(err, { row });
-  if (callerStack) err.stack = `${err.name}: ${err.message}\n${callerStack.split('\n').slice(2).join('\n')}`;
-  return err;
 }
 
 /**

@@ -4,9 +4,8 @@ import type { Argv, CommandModule, Options } from 'yargs';
 import { loadDataset } from '../../data/load.js';
 import { RapmRangeError } from '../../errors.js';
 import { clampSizes, experimentData, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentOutput } from '../../experiments/sweeps.js';
-import { nativeMlpBackend } from '../../fusion/native-mlp.js';
-import { fusionOptions, parseHidden, retrievalOptions, runOptions } from '../options.js';
-import { progress, type Progress } from '../progress.js';
+import { fusionOptions, pointOptions, retrievalOptions, runOptions } from '../options.js';
+import { progressBars } from '../progress.js';
 import { DEFAULT_CHUNKS, ensureDefaultChunks } from './progressive.js';
 
 const dataOption = {
@@ -21,49 +20,16 @@ function numbers(name: string, text: string): number[] {
 
 type Args = Record<string, unknown> & { data: string; out: string; json: boolean; quiet: boolean };
 
-function bars(quiet: boolean) {
-  const open = new Map<string, Progress>();
-  return (label: string, done: number, total: number) => {
-    if (quiet) return;
-    let p = open.get(label);
-    if (!p) open.set(label, (p = progress(label)));
-    p.update(done, total);
-    if (done >= total) {
-      p.done();
-      open.delete(label);
-    }
-  };
-}
+type Bars = ReturnType<typeof progressBars>;
 
-async function load(a: Args, bar: ReturnType<typeof bars>) {
+async function load(a: Args, bar: Bars) {
   if (path.resolve(a.data) === path.resolve(DEFAULT_CHUNKS)) await ensureDefaultChunks(a.quiet || a.json, bar);
   const ds = await loadDataset(a.data, { onProgress: (d, t) => bar('loading', d, t) });
   return experimentData(ds, path.resolve(a.data));
 }
 
-function common(a: Args, bar: ReturnType<typeof bars>) {
-  const quiet = a.quiet || a.json;
-  return {
-    out: a.out,
-    config: a.config as 'A' | 'B',
-    k: a.k as number,
-    tau: a.tau as number,
-    aggregate: a.aggregate as 'softmax',
-    hidden: parseHidden(a.hidden as string),
-    dropout: a.dropout as number,
-    seed: a.seed as number,
-    leaveOneOut: !(a['leaky-priors'] as boolean),
-    epochs: a.epochs as number,
-    patience: a.patience as number,
-    batchSize: a['batch-size'] as number,
-    lr: a.lr as number,
-    weightDecay: a['weight-decay'] as number,
-    valFraction: a['val-fraction'] as number,
-    resamples: a.resamples as number,
-    backend: nativeMlpBackend,
-    log: quiet ? undefined : (l: string) => process.stderr.write(`${l}\n`),
-    progress: bar,
-  };
+function common(a: Args, bar: Bars) {
+  return { ...pointOptions(a, bar), out: a.out };
 }
 
 function finish(a: Args, r: ExperimentOutput) {
@@ -71,12 +37,12 @@ function finish(a: Args, r: ExperimentOutput) {
   else console.log(`${r.summary}\nReport: ${path.join(a.out, 'report.md')}`);
 }
 
-function experiment(name: string, describe: string, extra: Record<string, Options>, run: (a: Args, bar: ReturnType<typeof bars>) => Promise<ExperimentOutput>): CommandModule<object, Args> {
+function experiment(name: string, describe: string, extra: Record<string, Options>, run: (a: Args, bar: Bars) => Promise<ExperimentOutput>): CommandModule<object, Args> {
   return {
     command: name,
     describe,
     builder: (y: Argv) => y.options({ ...dataOption, out: { type: 'string', default: `results/${name}`, describe: 'Results folder' }, ...extra, ...retrievalOptions, ...fusionOptions, ...runOptions }) as never,
-    handler: async (a) => finish(a, await run(a, bars(a.quiet || a.json))),
+    handler: async (a) => finish(a, await run(a, progressBars(a.quiet || a.json))),
   };
 }
 

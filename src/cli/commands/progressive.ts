@@ -3,9 +3,8 @@ import type { Argv, CommandModule } from 'yargs';
 import { PROGRESSIVE_DEFAULTS, runProgressive } from '../../experiments/progressive.js';
 import { generateProgressiveData } from '../../experiments/progressive-data.js';
 import { PROGRESSIVE_FILES } from '../../experiments/progressive-report.js';
-import { nativeMlpBackend } from '../../fusion/native-mlp.js';
-import { fusionOptions, parseHidden, retrievalOptions, runOptions } from '../options.js';
-import { progress, type Progress } from '../progress.js';
+import { fusionOptions, pointOptions, retrievalOptions, runOptions } from '../options.js';
+import { progressBars } from '../progress.js';
 
 export const DEFAULT_CHUNKS = 'data/chunks';
 
@@ -37,52 +36,22 @@ export const progressiveCommand: CommandModule<object, Args> = {
   builder: (y: Argv) => y.options({ ...progressiveOptions, ...retrievalOptions, ...fusionOptions, ...runOptions }) as never,
   handler: async (a) => {
     const quiet = a.quiet || a.json;
-    const bars = new Map<string, Progress>();
-    const bar = (label: string, done: number, total: number) => {
-      if (quiet) return;
-      let p = bars.get(label);
-      if (!p) {
-        p = progress(label);
-        bars.set(label, p);
-      }
-      p.update(done, total);
-      if (done >= total) {
-        p.done();
-        bars.delete(label);
-      }
-    };
+    const bar = progressBars(quiet);
     if (path.resolve(a.chunks) === path.resolve(DEFAULT_CHUNKS)) {
       // The embedded default: generated on first use (and after a generator change); a no-op otherwise.
       await ensureDefaultChunks(quiet, bar);
     }
     const result = await runProgressive({
+      ...pointOptions(a, bar),
       chunks: a.chunks,
       initial: a.initial as string | undefined,
       out: a.out,
-      config: a.config as 'A' | 'B',
-      k: a.k as number,
-      tau: a.tau as number,
-      aggregate: a.aggregate as 'softmax',
-      hidden: parseHidden(a.hidden as string),
-      dropout: a.dropout as number,
-      seed: a.seed as number,
       threshold: a.threshold as number,
       all: a.all as boolean,
       resume: a.resume as boolean,
       overwrite: a.overwrite as boolean,
-      decideOn: a['decide-on'] as 'seen',
-      leaveOneOut: !(a['leaky-priors'] as boolean),
-      epochs: a.epochs as number,
-      patience: a.patience as number,
-      batchSize: a['batch-size'] as number,
-      lr: a.lr as number,
-      weightDecay: a['weight-decay'] as number,
-      valFraction: a['val-fraction'] as number,
-      resamples: a.resamples as number,
+      decideOn: a['decide-on'] as 'seen' | 'unseen',
       maxSteps: a['max-steps'] as number | undefined,
-      backend: nativeMlpBackend,
-      log: quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
-      progress: bar,
     });
     if (a.json) {
       console.log(JSON.stringify(result));

@@ -14,8 +14,8 @@ import { exportOnnx, type OnnxMeta } from '../../fusion/onnx-export.js';
 import { scoreRows, trainMlp } from '../../fusion/train.js';
 import { simdLevel } from '../../native/simd.js';
 import { Datastore } from '../../retrieval/datastore.js';
-import { fusionOptions, parseHidden, retrievalOptions, runOptions } from '../options.js';
-import { progress, type Progress } from '../progress.js';
+import { fusionOptions, pointOptions, retrievalOptions, runOptions } from '../options.js';
+import { progressBars } from '../progress.js';
 
 type Args = Record<string, unknown> & { data: string; out: string; model: 'fusion' | 'baseline'; json: boolean; quiet: boolean };
 
@@ -38,41 +38,12 @@ export const trainCommand: CommandModule<object, Args> = {
     }) as never,
   handler: async (a) => {
     const quiet = a.quiet || a.json;
-    const open = new Map<string, Progress>();
-    const bar = (label: string, d: number, t: number) => {
-      if (quiet) return;
-      let p = open.get(label);
-      if (!p) open.set(label, (p = progress(label)));
-      p.update(d, t);
-      if (d >= t) {
-        p.done();
-        open.delete(label);
-      }
-    };
+    const bar = progressBars(quiet);
     const log = quiet ? undefined : (l: string) => process.stderr.write(`${l}\n`);
     if (a.data === 'data/default' && !fs.existsSync(a.data)) await ensureDefaultData(a.data);
     const data = experimentData(await loadDataset(a.data), path.resolve(a.data));
     const seed = a.seed as number;
-    const common = {
-      config: a.config as 'A' | 'B',
-      k: a.k as number,
-      tau: a.tau as number,
-      aggregate: a.aggregate as 'softmax',
-      hidden: parseHidden(a.hidden as string),
-      dropout: a.dropout as number,
-      seed,
-      leaveOneOut: !(a['leaky-priors'] as boolean),
-      epochs: a.epochs as number,
-      patience: a.patience as number,
-      batchSize: a['batch-size'] as number,
-      lr: a.lr as number,
-      weightDecay: a['weight-decay'] as number,
-      valFraction: a['val-fraction'] as number,
-      resamples: a.resamples as number,
-      backend: nativeMlpBackend,
-      log,
-      progress: bar,
-    };
+    const common = pointOptions(a, bar);
     let layout, params, metrics: Record<string, unknown>;
     if (a.model === 'fusion') {
       const p = await evaluatePoint(data.pool, data.tests, common, seed, 'fusion');
