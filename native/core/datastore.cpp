@@ -59,6 +59,30 @@ void copy_segment_rows(const Segment& src, Segment& dst, int64_t dst_row0, int d
   std::copy(src.groups.begin(), src.groups.end(), dst.groups.begin() + dst_row0);
 }
 
+// A zeroed segment of n rows starting at global row `base` (panel-padded keys, values, groups).
+Status allocate_segment(int64_t base, int64_t n, int d, int dv, bool bf16, std::shared_ptr<Segment>* out) {
+  try {
+    auto seg = std::make_shared<Segment>();
+    seg->base = base;
+    seg->n = n;
+    seg->npanels = (n + kPanel - 1) / kPanel;
+    const size_t key_elems = static_cast<size_t>(seg->npanels) * d * kPanel;
+    if (bf16) {
+      seg->keys_bf16 = aligned_zeroed<uint16_t>(key_elems);
+      if (!seg->keys_bf16) throw std::bad_alloc();
+    } else {
+      seg->keys_f32 = aligned_zeroed<float>(key_elems);
+      if (!seg->keys_f32) throw std::bad_alloc();
+    }
+    seg->values.resize(static_cast<size_t>(n) * dv);
+    seg->groups.resize(static_cast<size_t>(n));
+    *out = std::move(seg);
+    return Status::Ok();
+  } catch (const std::bad_alloc&) {
+    return Status::Error(StatusCode::kOutOfMemory, "out of memory allocating " + std::to_string(n) + " rows");
+  }
+}
+
 }  // namespace
 
 Status normalize_rows(const float* in, float* out, int64_t m, int d, ThreadPool& pool) {
@@ -154,24 +178,9 @@ Status Datastore::add(const float* keys, const float* values, const int32_t* gro
     merged_rows += segs[keep - 1]->n;
     --keep;
   }
-  auto seg = std::make_shared<Segment>();
-  seg->base = n_old + m - merged_rows;
-  seg->n = merged_rows;
-  seg->npanels = (merged_rows + kPanel - 1) / kPanel;
-  const size_t key_elems = static_cast<size_t>(seg->npanels) * d_ * kPanel;
-  try {
-    if (bf16_) {
-      seg->keys_bf16 = aligned_zeroed<uint16_t>(key_elems);
-      if (!seg->keys_bf16) throw std::bad_alloc();
-    } else {
-      seg->keys_f32 = aligned_zeroed<float>(key_elems);
-      if (!seg->keys_f32) throw std::bad_alloc();
-    }
-    seg->values.resize(static_cast<size_t>(merged_rows) * dv_);
-    seg->groups.resize(static_cast<size_t>(merged_rows));
-  } catch (const std::bad_alloc&) {
-    return Status::Error(StatusCode::kOutOfMemory, "out of memory allocating " + std::to_string(merged_rows) + " rows");
-  }
+  std::shared_ptr<Segment> seg;
+  st = allocate_segment(n_old + m - merged_rows, merged_rows, d_, dv_, bf16_, &seg);
+  if (!st.ok()) return st;
   int64_t at = 0;
   for (size_t s = keep; s < segs.size(); ++s) {
     copy_segment_rows(*segs[s], *seg, at, d_, dv_);
@@ -489,24 +498,11 @@ Status Datastore::import_rows(const float* keys_f32, const uint16_t* keys_bf16, 
     std::lock_guard<std::mutex> lock(state_mu_);
     n_old = n_;
   }
-  auto seg = std::make_shared<Segment>();
-  seg->base = n_old;
-  seg->n = m;
-  seg->npanels = (m + kPanel - 1) / kPanel;
-  const size_t key_elems = static_cast<size_t>(seg->npanels) * d * kPanel;
-  try {
-    if (bf16_) {
-      seg->keys_bf16 = aligned_zeroed<uint16_t>(key_elems);
-      if (!seg->keys_bf16) throw std::bad_alloc();
-    } else {
-      seg->keys_f32 = aligned_zeroed<float>(key_elems);
-      if (!seg->keys_f32) throw std::bad_alloc();
-    }
-    seg->values.assign(values, values + m * dv);
-    seg->groups.assign(groups, groups + m);
-  } catch (const std::bad_alloc&) {
-    return Status::Error(StatusCode::kOutOfMemory, "out of memory allocating " + std::to_string(m) + " rows");
-  }
+  std::shared_ptr<Segment> seg;
+  Status alloc = allocate_segment(n_old, m, d, dv, bf16_, &seg);
+  if (!alloc.ok()) return alloc;
+  std::copy(values, values + m * dv, seg->values.begin());
+  std::copy(groups, groups + m, seg->groups.begin());
   Segment* dst = seg.get();
   pool.parallel_for(tasks, [&](int64_t t) {
     const int64_t r1 = std::min(m, (t + 1) * kBulkRows);

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { writeFileAtomicSync } from '../data/atomic.js';
 import { toCsv } from '../report/csv.js';
+import { writePng } from '../report/png.js';
 import { fmtInterval, fmtNum, mdTable, reportDoc } from '../report/markdown.js';
 import { lineChart, type ChartSeries } from '../report/svg.js';
 import type { ProgressiveResult } from './progressive.js';
@@ -11,7 +12,7 @@ export const PROGRESSIVE_FILES = { results: 'results.json', csv: 'results.csv', 
  * Write results.json, results.csv, the three plots and report.md. results.json is written
  * last, and says "status": "running" until the run is complete.
  */
-export function writeProgressiveReport(out: string, r: ProgressiveResult): void {
+export async function writeProgressiveReport(out: string, r: ProgressiveResult): Promise<void> {
   const f = (name: string) => path.join(out, name);
   const rows = r.steps.flatMap((s) =>
     s.tests.map((t) => ({
@@ -47,9 +48,7 @@ export function writeProgressiveReport(out: string, r: ProgressiveResult): void 
       }),
     }));
   const threshold = Number((r.record.config as { threshold?: number }).threshold ?? 0.001);
-  writeFileAtomicSync(
-    f(PROGRESSIVE_FILES.gain),
-    lineChart({
+  const gainSvg = lineChart({
       title: 'Fusion gain over plain retrieval vs datastore size',
       xLabel: 'training pairs in the datastore',
       yLabel: 'gain in mean cosine (95% CI)',
@@ -57,8 +56,10 @@ export function writeProgressiveReport(out: string, r: ProgressiveResult): void 
       yZeroLine: true,
       hLines: [{ y: threshold, label: `+${threshold} threshold` }],
       series: seriesOf((t) => ({ y: t.gain.diff, lo: t.gain.lo, hi: t.gain.hi }), (n) => `${n} speakers`),
-    }),
-  );
+    });
+  writeFileAtomicSync(f(PROGRESSIVE_FILES.gain), gainSvg);
+  // PNG beside the SVG where the renderer is installed (optional dependency); skipped while running.
+  if (r.status === 'complete') await writePng(f(PROGRESSIVE_FILES.gain.replace(/\.svg$/, '.png')), gainSvg);
   writeFileAtomicSync(
     f(PROGRESSIVE_FILES.scores),
     lineChart({

@@ -294,13 +294,13 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
     if (o.maxSteps !== undefined && stepIndex >= o.maxSteps) stop = true;
     if (useful && !o.all) stop = true;
     writeState(statePath, state);
-    writeProgressiveReport(out, resultOf('running'));
+    await writeProgressiveReport(out, resultOf('running'));
   }
   state.complete = true;
   state.record = finishRecord(state.record);
   writeState(statePath, state);
   const result = resultOf('complete');
-  writeProgressiveReport(out, result);
+  await writeProgressiveReport(out, result);
   return result;
 }
 
