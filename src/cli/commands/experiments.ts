@@ -1,6 +1,6 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Argv, CommandModule, Options } from 'yargs';
+import { ensureDefaultData } from '../../data/generate.js';
 import { loadDataset } from '../../data/load.js';
 import { RapmRangeError } from '../../errors.js';
 import { clampSizes, experimentData, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentOutput } from '../../experiments/sweeps.js';
@@ -72,10 +72,7 @@ export const experimentCommands: CommandModule<object, Args>[] = [
     taus: { type: 'string', default: '0.01,0.03,0.04,0.07,0.1', describe: 'Softmax temperatures' },
   }, async (a, bar) => {
     const a2 = { ...a, data: a.data === DEFAULT_CHUNKS ? 'data/default' : a.data };
-    if (a2.data === 'data/default' && !fs.existsSync(a2.data)) {
-      const { ensureDefaultData } = await import('../../data/generate.js');
-      await ensureDefaultData(a2.data);
-    }
+    if (a2.data === 'data/default') await ensureDefaultData(a2.data);
     const data = experimentData(await loadDataset(a2.data), path.resolve(a2.data));
     return runGrid(data, { out: a.out, seed: a.seed as number, ks: numbers('ks', a.ks as string), taus: numbers('taus', a.taus as string), resamples: a.resamples as number, log: a.quiet ? undefined : (l) => process.stderr.write(`${l}\n`) });
   }),

@@ -1,4 +1,3 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { ENGLISH_WINNERS, SPANISH_WINNERS, keyIndices } from '../../data/indices.js';
@@ -40,7 +39,8 @@ export const trainCommand: CommandModule<object, Args> = {
     const quiet = a.quiet || a.json;
     const bar = progressBars(quiet);
     const log = quiet ? undefined : (l: string) => process.stderr.write(`${l}\n`);
-    if (a.data === 'data/default' && !fs.existsSync(a.data)) await ensureDefaultData(a.data);
+    // The embedded default is (re)generated when missing or made by another generator version.
+    if (a.data === 'data/default') await ensureDefaultData(a.data);
     const data = experimentData(await loadDataset(a.data), path.resolve(a.data));
     const seed = a.seed as number;
     const common = pointOptions(a, bar);
