@@ -113,3 +113,34 @@ for (const t of [1, 2]) {
 setConcurrency(initialThreads);
 const refSteps = opt('ref-steps', 2);
 console.log(`\nplain-TS float64 reference (same run, ${refSteps} steps, extrapolated): fusion ${fmt(referenceRate(nets[0]![1], refSteps)).trim()} samples/s, baseline ${fmt(referenceRate(nets[1]![1], refSteps)).trim()} samples/s`);
+
+// ONNX Runtime (onnxruntime-node, CPU) on the same fusion net, exported by rapm: the serving path.
+{
+  const { exportOnnx } = await import('../src/fusion/onnx-export.js');
+  const { FusionSession } = await import('../src/fusion/onnx-session.js');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const fs = await import('node:fs');
+  const layout = nets[0]![1];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-bench-ort-'));
+  const file = path.join(dir, 'fusion.onnx');
+  await exportOnnx(layout, initParams(layout, 1), file);
+  console.log(`\nONNX Runtime inference rows/s (fusion, CPU)`);
+  console.log(`${'threads'.padEnd(8)}${'rows'.padStart(6)}${'ORT'.padStart(13)}`);
+  for (const threads of [1, 2]) {
+    const session = await FusionSession.create(file, { device: 'cpu', threads });
+    for (const rows of [1, 1024]) {
+      const en = randn(rows * 1024, 5), prior = randn(rows * 101, 6);
+      await session.run(en, prior); // warm-up
+      let n = 0;
+      const t0 = performance.now();
+      while (performance.now() - t0 < (seconds * 1000) / 3) {
+        await session.run(en, prior);
+        n += rows;
+      }
+      console.log(`${String(threads).padEnd(8)}${String(rows).padStart(6)}${fmt(n / ((performance.now() - t0) / 1000))}`);
+    }
+    await session.release();
+  }
+  fs.rmSync(dir, { recursive: true, force: true });
+}
