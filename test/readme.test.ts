@@ -4,7 +4,6 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { ensureDefaultData } from '../src/data/generate.js';
 
 const root = path.resolve(import.meta.dirname, '..');
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'rapm-readme-'));
@@ -16,10 +15,9 @@ describe('README', () => {
     const block = /## Quick start[\s\S]*?```ts\n([\s\S]*?)```/.exec(readme)?.[1];
     expect(block, 'README has a ts example under Quick start').toBeTruthy();
     const data = path.join(tmp, 'default');
-    await ensureDefaultData(data);
     const code = block!
       .replace("from 'rapm'", `from ${JSON.stringify(pathToFileURL(path.join(root, 'src/index.ts')).href)}`)
-      .replace("'data/default'", JSON.stringify(data));
+      .replaceAll("'data/default'", JSON.stringify(data));
     const file = path.join(root, 'test', `.readme-example-${process.pid}.ts`);
     writeFileSync(file, code);
     const log = vi.spyOn(console, 'log').mockImplementation(() => {});
