@@ -1,4 +1,4 @@
-import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
+import { RapmError, RapmRangeError, describe, invalidParam } from '../errors.js';
 import { loadBinding, type NativeDatastore, nativeError } from '../native/binding.js';
 import { checkIndexList, checkInteger, checkMatrix, is } from '../validate.js';
 import { AGGREGATE_CODE, resolveSearchOptions, type ResolvedSearchOptions, type SearchOptions } from './search-options.js';

@@ -21,7 +21,6 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const ds = generateDataset({ pairs: 1400, testPairs: 200, seed: 3 });
 const split = officialSplit(ds);
 const train = subsetDataset(ds, split.train);
-const test = subsetDataset(ds, split.test);
 const v = valueIndices();
 const data = (d: typeof train, prior: Float32Array | null): MlpData => ({ en: d.en, prior, target: selectColumns(d.es, 1024, v) });
 const fitRows = 1000;

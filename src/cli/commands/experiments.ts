@@ -73,7 +73,7 @@ export const experimentCommands: CommandModule<object, Args>[] = [
   }, async (a, bar) => {
     const a2 = { ...a, data: a.data === DEFAULT_CHUNKS ? 'data/default' : a.data };
     if (a2.data === 'data/default') await ensureDefaultData(a2.data);
-    const data = experimentData(await loadDataset(a2.data), path.resolve(a2.data));
+    const data = experimentData(await loadDataset(a2.data, { onProgress: (d, t) => bar('loading', d, t) }), path.resolve(a2.data));
     return runGrid(data, { out: a.out, seed: a.seed as number, ks: numbers('ks', a.ks as string), taus: numbers('taus', a.taus as string), resamples: a.resamples as number, log: a.quiet ? undefined : (l) => process.stderr.write(`${l}\n`) });
   }),
   experiment('dropout', 'Seed 4.3: the best fusion dropout per data size', {
