@@ -28,7 +28,7 @@ import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { ensureDir, writeFileAtomicSync } from '../src/data/atomic.js';
+import { ensureDir, writeFileAtomicSync } from '../src/io/atomic.js';
 import { generateDataset } from '../src/data/generate.js';
 import { ENGLISH_WINNERS, SPANISH_WINNERS } from '../src/data/indices.js';
 import { setConcurrency } from '../src/native/simd.js';

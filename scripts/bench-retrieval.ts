@@ -13,7 +13,7 @@
 import { createRequire } from 'node:module';
 import { parseArgs } from 'node:util';
 import path from 'node:path';
-import { ensureDir, writeFileAtomicSync } from '../src/data/atomic.js';
+import { ensureDir, writeFileAtomicSync } from '../src/io/atomic.js';
 import { loadBinding } from '../src/native/binding.js';
 import { setConcurrency, simdLevel } from '../src/native/simd.js';
 import { Datastore } from '../src/retrieval/datastore.js';

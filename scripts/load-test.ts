@@ -20,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ensureDir, writeFileAtomicSync } from '../src/data/atomic.js';
+import { ensureDir, writeFileAtomicSync } from '../src/io/atomic.js';
 import { FEATURE_DIM, keyIndices, valueIndices, type KeyConfig } from '../src/data/indices.js';
 import { simdLevel, concurrency } from '../src/native/simd.js';
 import { Datastore, type KeyPrecision } from '../src/retrieval/datastore.js';

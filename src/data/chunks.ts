@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RapmError, RapmRangeError, describe } from '../errors.js';
 import { checkInteger } from '../validate.js';
-import { ensureDir, ioError, tempPathFor, writeFileAtomicSync } from './atomic.js';
+import { ensureDir, ioError, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { compareIds, formatProblems, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';
 import { readNpyHeaderSync, readNpyInto, writeNpy } from './npy.js';

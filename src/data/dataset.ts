@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { RapmError, RapmRangeError, describe } from '../errors.js';
-import { ioError } from './atomic.js';
+import { ioError } from '../io/atomic.js';
 import { FEATURE_DIM } from './indices.js';
 import { readNpySync } from './npy.js';
 

@@ -32,7 +32,7 @@ import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { RapmError, RapmRangeError, describe } from '../errors.js';
 import { checkInteger } from '../validate.js';
-import { ensureDir, ioError, tempPathFor } from './atomic.js';
+import { ensureDir, ioError, tempPathFor } from '../io/atomic.js';
 import { chunkName, writeChunk } from './chunks.js';
 import type { Dataset } from './dataset.js';
 import { createDatasetHasher } from './hash.js';

@@ -8,7 +8,7 @@
  */
 import { createHash, type Hash } from 'node:crypto';
 import { RapmRangeError } from '../errors.js';
-import { bytesOf } from './atomic.js';
+import { bytesOf } from '../io/atomic.js';
 import { iterateChunks, type LoadChunksOptions } from './chunks.js';
 import type { Dataset } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';

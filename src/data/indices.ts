@@ -49,7 +49,7 @@ export function valueIndices(): readonly number[] {
 }
 
 /** Gather columns `idx` of a row-major [n, d] matrix into a new [n, idx.length] matrix. */
-export function selectColumns(m: Float32Array /* [n, d] */, d: number, idx: readonly number[]): Float32Array /* [n, idx.length] */ {
+export function selectColumns(m: Float32Array /* [n, d] */, d: number, idx: ArrayLike<number>): Float32Array /* [n, idx.length] */ {
   const n = m.length / d;
   const w = idx.length;
   const out = new Float32Array(n * w);
@@ -58,5 +58,12 @@ export function selectColumns(m: Float32Array /* [n, d] */, d: number, idx: read
     const dst = r * w;
     for (let j = 0; j < w; j++) out[dst + j] = m[src + idx[j]!]!;
   }
+  return out;
+}
+
+/** Gather rows `rows` of a row-major [n, d] matrix into a new [rows.length, d] matrix. */
+export function pickRows(m: Float32Array /* [n, d] */, d: number, rows: ArrayLike<number>): Float32Array /* [rows.length, d] */ {
+  const out = new Float32Array(rows.length * d);
+  for (let i = 0; i < rows.length; i++) out.set(m.subarray(rows[i]! * d, (rows[i]! + 1) * d), i * d);
   return out;
 }

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { ioError } from './atomic.js';
+import { ioError } from '../io/atomic.js';
 import { listChunks, loadChunks, type LoadChunksOptions } from './chunks.js';
 import { loadDral, type LoadDralOptions, type LoadedDataset } from './dataset.js';
 

@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { RapmError, RapmRangeError, RapmTypeError, describe } from '../errors.js';
-import { atomicWrite, atomicWriteSync, bytesOf, ioError, writeAllSync } from './atomic.js';
+import { atomicWrite, atomicWriteSync, bytesOf, ioError, writeAllSync } from '../io/atomic.js';
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 /** Largest piece moved per read/write call (keeps every call far below the 2 GiB I/O limit). */

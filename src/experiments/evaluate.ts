@@ -1,5 +1,5 @@
 import type { Dataset } from '../data/dataset.js';
-import { FEATURE_DIM, keyIndices, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
+import { FEATURE_DIM, keyIndices, pickRows, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
 import { Rng } from '../data/rng.js';
 import { RapmError } from '../errors.js';
 import { pairedBootstrap, type PairedBootstrapResult } from '../eval/bootstrap.js';
@@ -105,12 +105,6 @@ export function buildTestSets(test: Dataset, trainSpeakers: ReadonlySet<string>)
 
 export function poolOf(ds: Dataset): Pool {
   return { en: ds.en, values: selectColumns(ds.es, FEATURE_DIM, valueIndices()), ids: ds.ids, n: ds.n };
-}
-
-function pickRows(m: Float32Array, d: number, rows: ArrayLike<number>): Float32Array {
-  const out = new Float32Array(rows.length * d);
-  for (let i = 0; i < rows.length; i++) out.set(m.subarray(rows[i]! * d, (rows[i]! + 1) * d), i * d);
-  return out;
 }
 
 /** Seeded split of n training rows into fit and validation (for early stopping). */

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { writeFileAtomicSync } from '../data/atomic.js';
+import { writeFileAtomicSync } from '../io/atomic.js';
 import { toCsv } from '../report/csv.js';
 import { writePng } from '../report/png.js';
 import { fmtInterval, fmtNum, mdTable, reportDoc } from '../report/markdown.js';

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ensureDir, writeFileAtomicSync } from '../data/atomic.js';
+import { ensureDir, writeFileAtomicSync } from '../io/atomic.js';
 import { iterateChunks, type Chunk } from '../data/chunks.js';
 import { loadDataset } from '../data/load.js';
 import { createDatasetHasher } from '../data/hash.js';
-import { FEATURE_DIM, keyIndices, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
+import { FEATURE_DIM, pickRows, keyIndices, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
 import { RapmError } from '../errors.js';
 import { checkInteger, checkPositive } from '../validate.js';
 import type { MlpBackend, MlpData } from '../fusion/train.js';
@@ -339,8 +339,3 @@ function writeState(file: string, s: State): void {
   writeFileAtomicSync(file, JSON.stringify(s, null, 1) + '\n');
 }
 
-function pickRows(m: Float32Array, d: number, rows: readonly number[]): Float32Array {
-  const out = new Float32Array(rows.length * d);
-  rows.forEach((r, i) => out.set(m.subarray(r * d, (r + 1) * d), i * d));
-  return out;
-}

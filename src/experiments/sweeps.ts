@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { ensureDir, writeFileAtomicSync } from '../data/atomic.js';
+import { ensureDir, writeFileAtomicSync } from '../io/atomic.js';
 import type { Dataset } from '../data/dataset.js';
 import { hashDataset } from '../data/hash.js';
 import { FEATURE_DIM, SPANISH_WINNERS, keyIndices, valueIndices, type KeyConfig } from '../data/indices.js';

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { RapmRangeError, RapmTypeError, describe } from '../errors.js';
-import { atomicWrite, ensureDir } from '../data/atomic.js';
+import { atomicWrite, ensureDir } from '../io/atomic.js';
 import { paramLayout, LAYER_NORM_EPS, type MlpSpec, type ParamLayout } from './layout.js';
 import {
   AttributeType,

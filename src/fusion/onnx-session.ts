@@ -3,7 +3,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import type * as Ort from 'onnxruntime-node';
 import { RapmError, RapmRangeError, RapmTypeError, describe } from '../errors.js';
-import { ioError } from '../data/atomic.js';
+import { ioError } from '../io/atomic.js';
 import { checkFinite, checkInteger, checkMatrix } from '../validate.js';
 import type { MlpSpec } from './layout.js';
 import { META_JSON_KEYS, META_SPEC, ONNX_INPUTS, ONNX_OUTPUTS } from './onnx-export.js';

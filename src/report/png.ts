@@ -1,5 +1,5 @@
 import { RapmError, RapmRangeError, RapmTypeError, describe } from '../errors.js';
-import { writeFileAtomicSync } from '../data/atomic.js';
+import { writeFileAtomicSync } from '../io/atomic.js';
 
 /**
  * Optional PNG rendering of the SVG charts through @resvg/resvg-js (prebuilt per-platform

@@ -1,5 +1,6 @@
 import { RapmError, RapmRangeError, describe, invalidParam } from '../errors.js';
 import { loadBinding, type NativeDatastore, nativeError } from '../native/binding.js';
+import { selectColumns } from '../data/indices.js';
 import { checkIndexList, checkInteger, checkMatrix, is } from '../validate.js';
 import { AGGREGATE_CODE, resolveSearchOptions, type ResolvedSearchOptions, type SearchOptions } from './search-options.js';
 import { loadDatastore, saveDatastore, type SaveDatastoreOptions, type SaveDatastoreResult } from './persist.js';
@@ -49,20 +50,6 @@ interface Prepared {
 }
 
 const allIndices = (n: number): Int32Array => Int32Array.from({ length: n }, (_, i) => i);
-
-/** Columns `idx` of a [rows, width] matrix; the input itself when idx is the identity. */
-function selectColumns(m: Float32Array, width: number, idx: Int32Array, identity: boolean): Float32Array {
-  if (identity) return m;
-  const rows = m.length / width;
-  const w = idx.length;
-  const out = new Float32Array(rows * w);
-  for (let r = 0; r < rows; r++) {
-    const src = r * width;
-    const dst = r * w;
-    for (let j = 0; j < w; j++) out[dst + j] = m[src + idx[j]!]!;
-  }
-  return out;
-}
 
 /**
  * A datastore of aligned (EN key, ES value) pairs with exact top-K search, run by the
@@ -142,8 +129,8 @@ export class Datastore {
     }
     return {
       m,
-      k: selectColumns(keys, this.keyDim, this.keyIndices, this.#keyIdentity),
-      v: selectColumns(values, this.valueDim, this.valueIndices, this.#valueIdentity),
+      k: this.#keyIdentity ? keys : selectColumns(keys, this.keyDim, this.keyIndices),
+      v: this.#valueIdentity ? values : selectColumns(values, this.valueDim, this.valueIndices),
     };
   }
 
@@ -279,7 +266,7 @@ export class Datastore {
     }
     const k = opts.k;
     return {
-      queries: selectColumns(queries, this.keyDim, this.keyIndices, this.#keyIdentity),
+      queries: this.#keyIdentity ? queries : selectColumns(queries, this.keyDim, this.keyIndices),
       b,
       opts,
       exclude,

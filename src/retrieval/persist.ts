@@ -30,7 +30,7 @@ import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import { RapmError, describe, isRapmError } from '../errors.js';
-import { atomicWrite, ioError } from '../data/atomic.js';
+import { atomicWrite, ioError } from '../io/atomic.js';
 import { Datastore, type KeyPrecision } from './datastore.js';
 
 export const DATASTORE_MAGIC = Uint8Array.from([0x89, 0x52, 0x41, 0x50, 0x4d, 0x44, 0x53, 0x0a]);

@@ -3,6 +3,7 @@
  * as a DRAL feature folder or as packed chunks. A thin layer over `generate()`.
  */
 import type { Argv, CommandModule } from 'yargs';
+import { progressBars } from '../progress.js';
 import { RapmRangeError } from '../../errors.js';
 import { DEFAULT_DATASET, DEFAULT_SEED, DEFAULT_SPEAKERS, DEFAULT_TEST_FRACTION, generate, type GenerateFormat, type GeneratorModel } from '../../data/generate.js';
 
@@ -21,21 +22,6 @@ export interface GenerateArgs {
   overwrite: boolean;
   json: boolean;
   quiet: boolean;
-}
-
-function progressPrinter(quiet: boolean): ((done: number, total: number) => void) | undefined {
-  if (quiet) return undefined;
-  const tty = process.stderr.isTTY === true;
-  let last = 0;
-  return (done, total) => {
-    const now = Date.now();
-    if (done < total && now - last < (tty ? 200 : 5000)) return;
-    last = now;
-    const pct = ((100 * done) / total).toFixed(0).padStart(3);
-    const line = `generate: ${pct}% ${done.toLocaleString('en-US')} / ${total.toLocaleString('en-US')} pairs`;
-    if (tty) process.stderr.write(`\r${line}${done === total ? '\n' : ''}`);
-    else process.stderr.write(`${line}\n`);
-  };
 }
 
 function parseModel(text: string | undefined): Partial<GeneratorModel> | undefined {
@@ -69,6 +55,7 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
       .option('json', { type: 'boolean', default: false, describe: 'Print the result as JSON' })
       .option('quiet', { type: 'boolean', default: false, describe: 'No progress output' }) as unknown as Argv<GenerateArgs>,
   handler: async (argv) => {
+    const bar = progressBars(argv.quiet || argv.json);
     const res = await generate({
       out: argv.out,
       pairs: argv.pairs,
@@ -82,7 +69,7 @@ export const generateCommand: CommandModule<object, GenerateArgs> = {
       biasStrength: argv.biasStrength,
       model: parseModel(argv.model),
       overwrite: argv.overwrite,
-      onProgress: progressPrinter(argv.quiet || argv.json),
+      onProgress: (done: number, total: number) => bar('generate', done, total),
     });
     if (argv.json) {
       process.stdout.write(JSON.stringify(res, null, 2) + '\n');
