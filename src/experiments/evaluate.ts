@@ -44,6 +44,8 @@ export interface PointOptions {
   resamples: number;
   /** Confidence level of the bootstrap intervals. Default 0.95. */
   level?: number;
+  /** Key precision of the datastore the priors come from. Default 'f32'. */
+  precision?: 'f32' | 'bf16';
   backend: MlpBackend;
   /** Skip fusion: score plain retrieval only. */
   plainOnly?: boolean;
@@ -184,7 +186,7 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
 /** One evaluation point from scratch: datastore of `pool`, leave-one-out priors, fusion, scores. */
 export async function evaluatePoint(pool: Pool, tests: readonly TestSet[], o: PointOptions, stepSeed: number, label: string): Promise<PointResult> {
   // Values are already the target dims: the datastore stores them as given.
-  const ds = new Datastore({ keyIndices: keyIndices(o.config), valueDim: pool.values.length / pool.n });
+  const ds = new Datastore({ keyIndices: keyIndices(o.config), valueDim: pool.values.length / pool.n, precision: o.precision });
   await ds.add(pool.en, pool.values, pool.ids);
   const priors = new IncrementalPriors(ds, { k: o.k, tau: o.tau, aggregate: o.aggregate, leaveOneOut: o.leaveOneOut });
   await priors.update({ en: pool.en, ids: pool.ids }, (d, t) => o.progress?.(`${label}: priors`, d, t));

@@ -60,7 +60,7 @@ export async function trainBaselineModel(data: ExperimentData, o: PointOptions):
     onEpoch: (e) => o.log?.(`epoch ${e.epoch} train cos ${e.trainCosine.toFixed(4)} val cos ${e.valCosine.toFixed(4)}${e.best ? ' *' : ''}`),
   });
   // Compare against plain retrieval on the same test rows.
-  const ds = new Datastore({ keyIndices: keyIndices(o.config), valueDim: dv });
+  const ds = new Datastore({ keyIndices: keyIndices(o.config), valueDim: dv, precision: o.precision });
   await ds.add(data.pool.en, data.pool.values, data.pool.ids);
   const tests = [];
   for (const t of data.tests) {
@@ -71,4 +71,14 @@ export async function trainBaselineModel(data: ExperimentData, o: PointOptions):
   }
   const metrics = { val_cosine: r.bestValCosine, epochs: r.history.length, best_epoch: r.bestEpoch, level: o.level ?? 0.95, tests, train_cosine: mean(scoreRows(o.backend, r.layout, r.params, subsetMlp(all, fit, 1024, dv))) };
   return { kind: 'baseline', layout: r.layout, params: r.params, metrics };
+}
+
+/**
+ * The datastore the priors of `trainFusionModel` came from, rebuilt: the same pool rows in the
+ * same order, the same key columns and precision (so a bundle serves what was trained).
+ */
+export async function trainingDatastore(data: ExperimentData, o: Pick<PointOptions, 'config' | 'precision'>): Promise<Datastore> {
+  const ds = new Datastore({ keyIndices: keyIndices(o.config), valueDim: data.pool.values.length / data.pool.n, precision: o.precision });
+  await ds.add(data.pool.en, data.pool.values, data.pool.ids);
+  return ds;
 }
