@@ -144,11 +144,13 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
       lr: o.lr,
       weightDecay: o.weightDecay,
       seed: stepSeed >>> 0,
+      // One bar for the whole training (all epochs), so elapsed and ETA run from its start; the
+      // ETA is an upper bound (early stopping may end it sooner, and then the bar is closed below).
       onStep: (d, t) => {
         const now = performance.now();
         if (now - last > 250 || d === t) {
           last = now;
-          o.progress?.(`${label}: fusion epoch ${epoch + 1}`, d, t);
+          o.progress?.(`${label}: fusion training (<= ${o.epochs} epochs)`, epoch * t + d, o.epochs * t);
         }
       },
       onEpoch: (e) => {
@@ -156,6 +158,8 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
         o.log?.(`${label}: epoch ${e.epoch} train cos ${e.trainCosine.toFixed(4)} val cos ${e.valCosine.toFixed(4)}${e.best ? ' *' : ''} (${Math.round(e.samplesPerSecond)} samples/s)`);
       },
     });
+    const steps = fitData.target.length / dv;
+    o.progress?.(`${label}: fusion training (<= ${o.epochs} epochs)`, o.epochs * steps, o.epochs * steps);
   }
   const scores: TestSetScore[] = [];
   for (const t of tests) {
