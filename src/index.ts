@@ -10,6 +10,9 @@ export { simdLevel, simdLevels, setSimdLevel, concurrency, setConcurrency } from
 export type { SimdLevel } from './native/simd.js';
 export { rowCosines, meanCosine } from './eval/cosine.js';
 export * from './data/index.js';
+export { Rng } from './rng.js';
+export { measureCalibration, calibrationTable, retrievalScores, meanRowCosine, PUBLISHED, CALIBRATION_K, CALIBRATION_TAU } from './experiments/calibration.js';
+export type { CalibrationFigures, RetrievalSetting } from './experiments/calibration.js';
 export { IncrementalPriors } from './retrieval/priors.js';
 export type { PriorOptions } from './retrieval/priors.js';
 export { saveDatastore, loadDatastore, readDatastoreHeader } from './retrieval/persist.js';

@@ -1,4 +1,4 @@
-import { checkInteger } from '../validate.js';
+import { checkInteger } from './validate.js';
 
 /**
  * Seeded pseudo-random numbers: xoshiro128** (Blackman & Vigna) on 32-bit integer

@@ -1,6 +1,6 @@
 import type { Dataset } from '../data/dataset.js';
 import { FEATURE_DIM, keyIndices, pickRows, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
-import { Rng } from '../data/rng.js';
+import { Rng } from '../rng.js';
 import { RapmError } from '../errors.js';
 import { pairedBootstrap, type PairedBootstrapResult } from '../eval/bootstrap.js';
 import { mean, rowCosines } from '../eval/cosine.js';
