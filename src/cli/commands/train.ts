@@ -45,10 +45,12 @@ export const trainCommand: CommandModule = defineCommand({
     const data = experimentData(await loadDataset(a.data, { onProgress: (d, t) => bar('loading', d, t) }), path.resolve(a.data));
     const common = { ...pointOptions(a, bar), precision: a.precision };
     const { layout, params, metrics, kind } = a.trainModel === 'fusion' ? await trainFusionModel(data, common) : await trainBaselineModel(data, common);
-    const keyIdx = [...keyIndices(a.config)];
+    // Every point setting as resolved (threads aside: it does not change the numbers), plus the bundle's own.
+    const resolved = Object.fromEntries(POINT_SETTINGS.filter((k) => k !== 'threads').map((k) => [k, a[k]]));
     const settings = {
+      ...resolved,
       config: a.config,
-      keyIndices: keyIdx,
+      keyIndices: [...keyIndices(a.config)],
       valueIndices: [...SPANISH_WINNERS],
       k: a.k,
       tau: a.tau,
@@ -56,17 +58,7 @@ export const trainCommand: CommandModule = defineCommand({
       precision: a.precision,
       model: kind,
       hidden: kind === 'fusion' ? a.hidden : BASELINE_HIDDEN,
-      dropout: a.dropout,
       leaveOneOut: !a.leakyPriors,
-      epochs: a.epochs,
-      patience: a.patience,
-      batchSize: a.batchSize,
-      lr: a.lr,
-      weightDecay: a.weightDecay,
-      valFraction: a.valFraction,
-      seed: a.seed,
-      resamples: a.resamples,
-      level: a.level,
     };
     const meta: OnnxMeta = {
       'rapm.en_dim': 1024,
