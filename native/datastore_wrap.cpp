@@ -1,6 +1,7 @@
 #include "datastore_wrap.h"
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <string>
 
@@ -56,11 +57,16 @@ SearchArgs read_search(const Napi::CallbackInfo& info, const Snapshot& snap) {
     throw range_error(env, "RAPM_K_TOO_LARGE",
                       "k = " + std::to_string(a.params.k) + " but only " + std::to_string(searched) + " rows are searched");
   }
+  // tau is used as a float32: it must be a normal float32 (TAU_MIN..TAU_MAX in
+  // search-options.ts), or the weights are NaN (0 or flushed subnormal) or uniform by accident.
   const double tau = number_arg(info, 3, "tau");
-  if (!(tau > 0) || !std::isfinite(tau)) {
-    throw range_error(env, "RAPM_INVALID_ARG", "Expected finite tau > 0 but received " + std::to_string(tau));
+  const float tau32 = static_cast<float>(tau);
+  if (!(tau32 >= std::numeric_limits<float>::min()) || !std::isfinite(tau32)) {
+    char got[32];
+    std::snprintf(got, sizeof got, "%.8g", tau);
+    throw range_error(env, "RAPM_INVALID_ARG", std::string("Expected tau that is a normal float32 (>= 1.1754944e-38, finite) but received ") + got);
   }
-  a.params.tau = static_cast<float>(tau);
+  a.params.tau = tau32;
   a.params.aggregate = static_cast<Aggregate>(int_arg(info, 4, "aggregate", 0, 2));
   a.queries = f32_arg(info, 0, "queries", a.b * snap.d);
   const int64_t k = a.params.k;
