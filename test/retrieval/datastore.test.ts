@@ -120,7 +120,7 @@ describe('Datastore: search options and bad input', () => {
 
   it('tau must be a normal float32 (1e-46 rounds to 0 and gave NaN weights), k an int32', async () => {
     for (const tau of [1e-46, 1e-40, TAU_MIN / 2, 1e39]) {
-      for (const e of [thrown(() => ds.searchSync(q, { tau })), await ds.search(q, { tau }).then(() => new Error('resolved'), (x: Error & { code?: string }) => x)]) {
+      for (const e of [thrown(() => ds.searchSync(q, { tau })), await ds.search(q, { tau }).then(() => new Error('resolved') as Error & { code?: string }, (x: Error & { code?: string }) => x)]) {
         expect(e.code).toBe('RAPM_INVALID_ARG');
         expect(e.message).toMatch(/tau between 1\.1754944e-38 and 3\.4028235e\+38 \(a normal float32/);
       }
