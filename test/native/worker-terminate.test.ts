@@ -18,7 +18,8 @@ import { packageRoot } from '../../src/native/binding.js';
 
 const addonPath = process.env.RAPM_NATIVE ?? path.join(packageRoot, 'build', 'Release', 'rapm.node');
 
-// The child: ROUNDS workers, each terminated after a random delay (fixed seed).
+// The child: ROUNDS workers, each terminated after a random delay (fixed seed). Odd rounds
+// run add() in a loop, even rounds search(), so a few rounds cover both kinds.
 const child = String.raw`
 const { Worker } = require('node:worker_threads');
 const ROUNDS = Number(process.env.ROUNDS), DEADLINE = Date.now() + Number(process.env.BUDGET_MS);
@@ -34,10 +35,9 @@ const workerCode = ${'`'}
   ds.addSync(rnd(n * d), rnd(n * dv), Int32Array.from({ length: n }, (_, i) => i), n);
   const q = rnd(b * d), extraK = rnd(2000 * d), extraV = rnd(2000 * dv), groups = new Int32Array(2000);
   const out = () => [new Float32Array(b * dv), new Int32Array(b * k), new Float32Array(b * k), new Float32Array(b * k)];
-  let i = 0;
   Atomics.store(flag, 1, 1); // ready
   const loop = () => {
-    if (i++ % 3 === 2) {
+    if (workerData.adds) {
       Atomics.store(flag, 0, 2); // add in flight
       ds.add(extraK, extraV, groups, 2000).then(() => { Atomics.store(flag, 0, 0); setImmediate(loop); });
     } else {
@@ -51,7 +51,7 @@ const stats = { terminations: 0, searchInFlight: 0, addInFlight: 0, idle: 0 };
 (async () => {
   for (let r = 0; r < ROUNDS && Date.now() < DEADLINE; r++) {
     const flag = new Int32Array(new SharedArrayBuffer(8));
-    const w = new Worker(workerCode, { eval: true, workerData: { flag: flag.buffer, bf16: r % 2 === 1 }, env: process.env });
+    const w = new Worker(workerCode, { eval: true, workerData: { flag: flag.buffer, bf16: r % 4 >= 2, adds: r % 2 === 1 }, env: process.env });
     const errors = [];
     w.on('error', (e) => errors.push(e));
     while (Atomics.load(flag, 1) === 0 && errors.length === 0) await new Promise((res) => setTimeout(res, 1));
@@ -69,18 +69,18 @@ const stats = { terminations: 0, searchInFlight: 0, addInFlight: 0, idle: 0 };
 `;
 
 describe('native: terminating worker threads', () => {
-  it('never kills the process, with search() and add() in flight or not', () => {
+  it('never kills the process, with search() and add() in flight or not', { timeout: 100_000 }, () => {
     const res = spawnSync(process.execPath, ['-e', child], {
-      env: { ...process.env, RAPM_ADDON: addonPath, RAPM_THREADS: '2', ROUNDS: '30', BUDGET_MS: '15000' },
+      env: { ...process.env, RAPM_ADDON: addonPath, RAPM_THREADS: '2', ROUNDS: '20', BUDGET_MS: '20000' },
       encoding: 'utf8',
-      timeout: 50_000,
+      timeout: 80_000, // the child stops starting workers after BUDGET_MS
     });
     const tail = `${res.stdout}\n${res.stderr}`.slice(-2000);
     expect(res.signal, tail).toBeNull();
     expect(res.status, tail).toBe(0);
     const stats = JSON.parse(res.stdout.trim().split('\n').pop()!) as Record<string, number>;
     console.log(`worker terminations: ${JSON.stringify(stats)}`);
-    expect(stats.terminations).toBeGreaterThanOrEqual(10);
+    expect(stats.terminations).toBeGreaterThanOrEqual(6); // 20 normally, fewer under ASan
     // The point of the test: terminations that hit operations still in flight, of both kinds.
     expect(stats.searchInFlight).toBeGreaterThan(0);
     expect(stats.addInFlight).toBeGreaterThan(0);
