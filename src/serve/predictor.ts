@@ -9,11 +9,27 @@
  * that search started (the native store hands each search an immutable snapshot of its
  * segments), so every result is the result of a search over some prefix of the rows, never
  * a torn mix.
+ *
+ * Micro-batching (options.batching; off by default in the library, on in `rapm serve`):
+ * concurrent predict() and explain() calls join one native search (src/serve/micro-batcher.ts)
+ * and get results bit-identical to unbatched calls. The fusion model then runs per call on
+ * that call's rows.
+ *
+ * Finite outputs only: a row whose squared L2 norm overflows float32 (values beyond about
+ * 1.8e19; no feature vector is that large) is refused with RAPM_NON_FINITE before anything
+ * runs, and a fusion output with NaN or Infinity is refused with RAPM_NON_FINITE naming the
+ * row, never returned.
  */
-import { RapmError, RapmTypeError, describe, invalidParam } from '../errors.js';
+import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
 import { checkFinite, checkMatrix, is } from '../validate.js';
 import { Datastore, type SearchResult } from '../retrieval/datastore.js';
 import { resolveSearchOptions, type Aggregate } from '../retrieval/search-options.js';
+import { MicroBatcher, type BatchingOptions } from './micro-batcher.js';
+
+export type { BatchingOptions } from './micro-batcher.js';
+
+/** float32's largest finite value: a squared norm above it overflows in a float32 pipeline. */
+const F32_MAX = 3.4028234663852886e38;
 
 /**
  * The fusion network as the predictor calls it: `pred = prior + F([en, prior])`. FusionSession
@@ -32,6 +48,11 @@ export interface PredictorOptions {
   aggregate?: Aggregate;
   /** Fusion model applied to the retrieval prior; absent or null: pred = prior. */
   fusion?: FusionModel | null;
+  /**
+   * Dynamic micro-batching of concurrent calls: true for the defaults, or limits
+   * ({ maxBatchRows, maxWaitUs, maxQueueRows, maxConcurrent }). Default false.
+   */
+  batching?: boolean | BatchingOptions;
 }
 
 export interface PredictResult {
@@ -72,6 +93,8 @@ export interface PredictorInfo {
   tau: number;
   aggregate: Aggregate;
   fusion: boolean;
+  /** Micro-batching limits, or null when off. */
+  batching: Required<BatchingOptions> | null;
 }
 
 export class Predictor {
@@ -80,6 +103,8 @@ export class Predictor {
   readonly tau: number;
   readonly aggregate: Aggregate;
   readonly fusion: FusionModel | null;
+  /** The micro-batcher (null when batching is off): queue depth and batch events for metrics. */
+  readonly batcher: MicroBatcher | null;
 
   constructor(datastore: Datastore, options: PredictorOptions = {}) {
     if (!(datastore instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(datastore)}`);
@@ -94,6 +119,12 @@ export class Predictor {
     this.tau = tau;
     this.aggregate = aggregate;
     this.fusion = fusion;
+    const batching = options.batching ?? false;
+    if (typeof batching !== 'boolean' && !is.object(batching as unknown)) throw invalidParam('batching', 'boolean or object', batching);
+    this.batcher =
+      batching === false
+        ? null
+        : new MicroBatcher(datastore.keyDim, (x) => this.#nativeSearch(x), batching === true ? undefined : batching);
   }
 
   /** Input width: the key width of the datastore (1024 for HuBERT-large features). */
@@ -106,14 +137,29 @@ export class Predictor {
 
   get info(): PredictorInfo {
     const ds = this.datastore;
-    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null };
+    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null, batching: this.batcher?.options ?? null };
   }
 
-  /** Validates `en` ([b, keyDim], finite) and runs the search. */
-  async #search(en: Float32Array): Promise<SearchResult> {
-    checkMatrix('en', en, this.keyDim);
-    checkFinite('en', en, this.keyDim);
+  #nativeSearch(en: Float32Array): Promise<SearchResult> {
     return this.datastore.search(en, { k: this.k, tau: this.tau, aggregate: this.aggregate });
+  }
+
+  /** Validates `en` ([b, keyDim], finite, each row's squared norm finite in float32) and runs the search (batched when on). */
+  async #search(en: Float32Array): Promise<SearchResult> {
+    const d = this.keyDim;
+    const b = checkMatrix('en', en, d);
+    checkFinite('en', en, d);
+    for (let r = 0; r < b; r++) {
+      let s = 0;
+      for (let j = r * d, e = j + d; j < e; j++) s += en[j]! * en[j]!;
+      if (s > F32_MAX) {
+        throw new RapmRangeError(
+          'RAPM_NON_FINITE',
+          `Expected rows of en whose squared L2 norm fits float32 (values up to about 1.8e19) but row ${r} has squared norm ${s.toPrecision(3)}, which overflows to Infinity`,
+        );
+      }
+    }
+    return this.batcher ? this.batcher.submit(en, b) : this.#nativeSearch(en);
   }
 
   /** Spanish prosody vectors for English ones: en [b, keyDim] -> pred [b, dv] (and the retrieval behind it). */
@@ -134,6 +180,15 @@ export class Predictor {
         throw new RapmError('RAPM_ONNX', `The fusion model returned pred ${describe(out?.pred)} but ${b * dv} values ([${b}, ${dv}]) were expected`);
       }
       pred = out.pred;
+      for (let i = 0; i < pred.length; i++) {
+        const x = pred[i]!;
+        if (x - x !== 0) {
+          throw new RapmRangeError(
+            'RAPM_NON_FINITE',
+            `The fusion model returned ${String(x)} for row ${Math.floor(i / dv)}, column ${i % dv} of pred: this input cannot be predicted by this model`,
+          );
+        }
+      }
     }
     return { b, dv, k: r.k, pred, prior: r.prior, neighbors: r.neighbors, weights: r.weights, similarities: r.similarities };
   }
