@@ -150,8 +150,13 @@ export function createServer(options: ServerOptions): RapmServer {
     },
     close(closeOptions: CloseOptions = {}) {
       if (closed) return closed;
-      const graceMs = checkDurationMs('graceMs', closeOptions.graceMs ?? SERVER_DEFAULTS.graceMs);
-      idleDrainMs = checkDurationMs('idleDrainMs', closeOptions.idleDrainMs ?? SERVER_DEFAULTS.idleDrainMs);
+      let graceMs: number;
+      try {
+        graceMs = checkDurationMs('graceMs', closeOptions.graceMs ?? SERVER_DEFAULTS.graceMs);
+        idleDrainMs = checkDurationMs('idleDrainMs', closeOptions.idleDrainMs ?? SERVER_DEFAULTS.idleDrainMs);
+      } catch (e) {
+        return Promise.reject(e);
+      }
       closing = true;
       void handler.drain();
       closed = new Promise<void>((resolve) => {
