@@ -38,7 +38,7 @@ import os from 'node:os';
 import pino from 'pino';
 import { RapmError, isRapmError } from '../errors.js';
 import { simdLevel } from '../native/simd.js';
-import { checkInteger } from '../validate.js';
+import { checkSetting } from '../settings.js';
 import { createMetrics, type HandlerMetrics } from './metrics.js';
 import { Predictor, type PredictResult } from './predictor.js';
 
@@ -64,7 +64,8 @@ export interface HandlerOptions {
   log?: (line: string) => void;
 }
 
-export const HANDLER_DEFAULTS = { maxBatch: 1024, retryAfterSeconds: 1, minBufferedBytes: 256 * 2 ** 20 } as const;
+/** maxBatch and retryAfterSeconds defaults are the settings schema's (src/settings.ts); minBufferedBytes is the floor of maxBufferedBytes' default. */
+export const HANDLER_DEFAULTS = { maxBatch: checkSetting('maxBatch', undefined), retryAfterSeconds: checkSetting('retryAfterSeconds', undefined), minBufferedBytes: 256 * 2 ** 20 } as const;
 
 export interface RapmHandler {
   (req: http.IncomingMessage, res: http.ServerResponse): void;
@@ -148,14 +149,14 @@ export function createHandler(options: HandlerOptions): RapmHandler {
   if (options === null || typeof options !== 'object') throw new RapmError('RAPM_TYPE', 'Expected an options object');
   const { predictor } = options;
   if (!(predictor instanceof Predictor)) throw new RapmError('RAPM_TYPE', 'Expected a Predictor for options.predictor');
-  const maxBatch = checkInteger('maxBatch', options.maxBatch ?? HANDLER_DEFAULTS.maxBatch, 1, 1 << 20);
+  const maxBatch = checkSetting('maxBatch', options.maxBatch);
   const keyDim = predictor.keyDim;
-  const maxBodyBytes = checkInteger('maxBodyBytes', options.maxBodyBytes ?? Math.max(1 << 20, maxBatch * keyDim * 32), 1, 2 ** 40);
-  const maxBufferedBytes = checkInteger('maxBufferedBytes', options.maxBufferedBytes ?? Math.max(HANDLER_DEFAULTS.minBufferedBytes, 2 * maxBodyBytes), 1, 2 ** 46);
+  const maxBodyBytes = checkSetting('maxBodyBytes', options.maxBodyBytes) ?? Math.max(1 << 20, maxBatch * keyDim * 32);
+  const maxBufferedBytes = checkSetting('maxBufferedBytes', options.maxBufferedBytes) ?? Math.max(HANDLER_DEFAULTS.minBufferedBytes, 2 * maxBodyBytes);
   if (maxBufferedBytes < maxBodyBytes) {
     throw new RapmError('RAPM_INVALID_ARG', `Expected maxBufferedBytes (${maxBufferedBytes}) >= maxBodyBytes (${maxBodyBytes}): one largest body must fit`);
   }
-  const retryAfter = String(checkInteger('retryAfterSeconds', options.retryAfterSeconds ?? HANDLER_DEFAULTS.retryAfterSeconds, 0, 86_400));
+  const retryAfter = String(checkSetting('retryAfterSeconds', options.retryAfterSeconds));
   const basePath = (options.basePath ?? '').replace(/\/+$/, '');
   if (basePath !== '' && !basePath.startsWith('/')) throw new RapmError('RAPM_INVALID_ARG', `Expected basePath to start with '/' but received '${basePath}'`);
   const log = options.log ?? (() => undefined);

@@ -24,6 +24,7 @@ import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { RapmError } from '../errors.js';
+import { checkSetting } from '../settings.js';
 import { checkInteger } from '../validate.js';
 import { createHandler, type HandlerOptions, type RapmHandler } from './handler.js';
 
@@ -45,7 +46,14 @@ export interface CloseOptions {
   idleDrainMs?: number;
 }
 
-export const SERVER_DEFAULTS = { headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, idleTimeoutMs: 5_000, graceMs: 10_000, idleDrainMs: 100 } as const;
+/** Timeout and grace defaults: the settings schema's (src/settings.ts), except idleDrainMs (library only). */
+export const SERVER_DEFAULTS = {
+  headersTimeoutMs: checkSetting('headersTimeoutMs', undefined),
+  requestTimeoutMs: checkSetting('requestTimeoutMs', undefined),
+  idleTimeoutMs: checkSetting('idleTimeoutMs', undefined),
+  graceMs: checkSetting('graceMs', undefined),
+  idleDrainMs: 100,
+} as const;
 /** Largest timeout or grace period accepted, ms (24 days: setTimeout's limit is 2^31 - 1). */
 export const MAX_DURATION_MS = 2 ** 31 - 1;
 
@@ -61,11 +69,6 @@ export interface RapmServer {
   readonly inFlight: number;
 }
 
-/** A TCP port: an integer in [0, 65535] (0: any free port). */
-export function checkPort(name: string, v: unknown): number {
-  if (typeof v === 'string' && /^\d+$/.test(v.trim())) v = Number(v);
-  return checkInteger(name, v, 0, 65_535);
-}
 
 /** A duration in ms: an integer in [min, MAX_DURATION_MS]. */
 export function checkDurationMs(name: string, v: unknown, min = 0): number {
@@ -73,9 +76,9 @@ export function checkDurationMs(name: string, v: unknown, min = 0): number {
 }
 
 export function createServer(options: ServerOptions): RapmServer {
-  const headersTimeout = checkDurationMs('headersTimeoutMs', options.headersTimeoutMs ?? SERVER_DEFAULTS.headersTimeoutMs, 1);
-  const requestTimeout = checkDurationMs('requestTimeoutMs', options.requestTimeoutMs ?? SERVER_DEFAULTS.requestTimeoutMs, 1);
-  const idleTimeout = checkDurationMs('idleTimeoutMs', options.idleTimeoutMs ?? SERVER_DEFAULTS.idleTimeoutMs, 1);
+  const headersTimeout = checkSetting('headersTimeoutMs', options.headersTimeoutMs);
+  const requestTimeout = checkSetting('requestTimeoutMs', options.requestTimeoutMs);
+  const idleTimeout = checkSetting('idleTimeoutMs', options.idleTimeoutMs);
   if (headersTimeout > requestTimeout) {
     throw new RapmError('RAPM_INVALID_ARG', `Expected headersTimeoutMs (${headersTimeout}) <= requestTimeoutMs (${requestTimeout})`);
   }
@@ -135,7 +138,7 @@ export function createServer(options: ServerOptions): RapmServer {
       return handler.inFlight;
     },
     listen(port = 0, host = '127.0.0.1') {
-      const p = checkPort('port', port);
+      const p = checkSetting('port', port);
       if (typeof host !== 'string' || host.length === 0) throw new RapmError('RAPM_INVALID_ARG', `Expected a host name or address for host but received ${String(host)}`);
       return new Promise((resolve, reject) => {
         const onError = (e: Error) => reject(new RapmError('RAPM_IO', `Cannot listen on ${host}:${p} (${(e as NodeJS.ErrnoException).code ?? e.message})`, { cause: e }));
@@ -152,7 +155,7 @@ export function createServer(options: ServerOptions): RapmServer {
       if (closed) return closed;
       let graceMs: number;
       try {
-        graceMs = checkDurationMs('graceMs', closeOptions.graceMs ?? SERVER_DEFAULTS.graceMs);
+        graceMs = checkSetting('graceMs', closeOptions.graceMs);
         idleDrainMs = checkDurationMs('idleDrainMs', closeOptions.idleDrainMs ?? SERVER_DEFAULTS.idleDrainMs);
       } catch (e) {
         return Promise.reject(e);

@@ -28,7 +28,8 @@
  * again on its own, so one caller's error never becomes another's.
  */
 import { RapmError } from '../errors.js';
-import { checkInteger, is } from '../validate.js';
+import { checkSetting, defaultsOf } from '../settings.js';
+import { is } from '../validate.js';
 
 export interface BatchingOptions {
   /** Most query rows per batch. Default 64. */
@@ -41,24 +42,19 @@ export interface BatchingOptions {
   maxConcurrent?: number;
 }
 
-export const BATCHING_DEFAULTS: Required<BatchingOptions> = { maxBatchRows: 64, maxWaitUs: 500, maxQueueRows: 4096, maxConcurrent: 1 };
-/** Ranges of the batching settings (inclusive). */
-export const BATCHING_LIMITS = {
-  maxBatchRows: [1, 65_536],
-  maxWaitUs: [0, 1_000_000],
-  maxQueueRows: [1, 1 << 24],
-  maxConcurrent: [1, 1024],
-} as const;
+/** Defaults and ranges come from the settings schema (src/settings.ts), shared with `rapm serve`'s flags. */
+const D = defaultsOf(['maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'maxConcurrentBatches']);
+export const BATCHING_DEFAULTS: Required<BatchingOptions> = { maxBatchRows: D.maxBatchRows, maxWaitUs: D.maxWaitUs, maxQueueRows: D.maxQueueRows, maxConcurrent: D.maxConcurrentBatches };
 
 export function resolveBatching(options: BatchingOptions | undefined): Required<BatchingOptions> {
   if (options !== undefined && !is.object(options)) throw new RapmError('RAPM_TYPE', 'Expected an object for batching');
   const o = options ?? {};
-  const pick = (name: keyof BatchingOptions) => {
-    const v = o[name];
-    const [lo, hi] = BATCHING_LIMITS[name];
-    return v === undefined ? BATCHING_DEFAULTS[name] : checkInteger(`batching.${name}`, v, lo, hi);
+  return {
+    maxBatchRows: checkSetting('maxBatchRows', o.maxBatchRows),
+    maxWaitUs: checkSetting('maxWaitUs', o.maxWaitUs),
+    maxQueueRows: checkSetting('maxQueueRows', o.maxQueueRows),
+    maxConcurrent: checkSetting('maxConcurrentBatches', o.maxConcurrent),
   };
-  return { maxBatchRows: pick('maxBatchRows'), maxWaitUs: pick('maxWaitUs'), maxQueueRows: pick('maxQueueRows'), maxConcurrent: pick('maxConcurrent') };
 }
 
 /** A row-batched result: per-row blocks of fixed widths. */
