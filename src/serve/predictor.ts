@@ -24,7 +24,8 @@ import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from
 import { checkFinite, checkMatrix, is } from '../validate.js';
 import { Datastore, type SearchResult } from '../retrieval/datastore.js';
 import { resolveSearchOptions, type Aggregate } from '../retrieval/search-options.js';
-import { MicroBatcher, type BatchingOptions } from './micro-batcher.js';
+import { priorFromNeighbors } from '../retrieval/ann.js';
+import { MicroBatcher, type BatchingOptions, type RowBlocks } from './micro-batcher.js';
 
 export type { BatchingOptions } from './micro-batcher.js';
 
@@ -37,6 +38,22 @@ const F32_MAX = 3.4028234663852886e38;
  */
 export interface FusionModel {
   run(en: Float32Array /* [n, keyDim] */, prior: Float32Array /* [n, dv] */): Promise<{ pred: Float32Array; delta: Float32Array }>;
+}
+
+/**
+ * Where neighbours come from instead of the datastore's exact search: an approximate index or
+ * an external engine (pgvector, ...). The same shape as `NeighborSource` in
+ * src/retrieval/neighbor-source.ts (structural typing: any such source fits). Rows index the
+ * Predictor's datastore, which still supplies values (for rapm's aggregation, priorFromNeighbors)
+ * and ids (explain).
+ */
+export interface PredictorNeighborSource {
+  readonly name: string;
+  /** Width of the queries it takes (before key selection): the datastore's keyDim. */
+  readonly keyDim: number;
+  readonly size: number;
+  /** Top-k neighbours: rows [b, k] (-1 empty, after the found ones), similarities [b, k], best first. */
+  search(queries: Float32Array /* [b, keyDim] */, k: number): Promise<{ rows: Int32Array; similarities: Float32Array }>;
 }
 
 export interface PredictorOptions {
@@ -53,6 +70,11 @@ export interface PredictorOptions {
    * ({ maxBatchRows, maxWaitUs, maxQueueRows, maxConcurrent }). Default false.
    */
   batching?: boolean | BatchingOptions;
+  /**
+   * Neighbours from another source (approximate index, external engine) instead of the exact
+   * native search; aggregation stays rapm's (priorFromNeighbors). Default: exact search.
+   */
+  source?: PredictorNeighborSource | null;
 }
 
 export interface PredictResult {
@@ -95,6 +117,8 @@ export interface PredictorInfo {
   fusion: boolean;
   /** Micro-batching limits, or null when off. */
   batching: Required<BatchingOptions> | null;
+  /** Where neighbours come from: 'exact' (the native search) or the source's name. */
+  neighborSource: string;
 }
 
 export class Predictor {
@@ -105,6 +129,8 @@ export class Predictor {
   readonly fusion: FusionModel | null;
   /** The micro-batcher (null when batching is off): queue depth and batch events for metrics. */
   readonly batcher: MicroBatcher | null;
+  /** The neighbour source, or null for the exact native search. */
+  readonly source: PredictorNeighborSource | null;
 
   constructor(datastore: Datastore, options: PredictorOptions = {}) {
     if (!(datastore instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(datastore)}`);
@@ -119,6 +145,19 @@ export class Predictor {
     this.tau = tau;
     this.aggregate = aggregate;
     this.fusion = fusion;
+    const source = options.source ?? null;
+    if (source !== null) {
+      if (typeof source !== 'object' || typeof (source as { search?: unknown }).search !== 'function') {
+        throw new RapmTypeError('RAPM_TYPE', `Expected an object with a search(queries, k) method for source but received ${describe(source)}`);
+      }
+      if (source.keyDim !== datastore.keyDim) {
+        throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `The neighbour source '${source.name}' takes queries of ${source.keyDim} values but the datastore's keyDim is ${datastore.keyDim}`);
+      }
+      if (source.size > datastore.size) {
+        throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `The neighbour source '${source.name}' holds ${source.size} rows but the datastore only ${datastore.size}: its rows must index the datastore`);
+      }
+    }
+    this.source = source;
     const batching = options.batching ?? false;
     if (typeof batching !== 'boolean' && !is.object(batching as unknown)) throw invalidParam('batching', 'boolean or object', batching);
     this.batcher =
@@ -137,15 +176,47 @@ export class Predictor {
 
   get info(): PredictorInfo {
     const ds = this.datastore;
-    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null, batching: this.batcher?.options ?? null };
+    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null, batching: this.batcher?.options ?? null, neighborSource: this.source?.name ?? 'exact' };
   }
 
   #nativeSearch(en: Float32Array): Promise<SearchResult> {
-    return this.datastore.search(en, { k: this.k, tau: this.tau, aggregate: this.aggregate });
+    return this.source ? this.#sourceSearch(en, this.source) : this.datastore.search(en, { k: this.k, tau: this.tau, aggregate: this.aggregate });
+  }
+
+  /** Neighbours from `source`, values gathered from the datastore (each distinct row once), rapm's aggregation. */
+  async #sourceSearch(en: Float32Array, source: PredictorNeighborSource): Promise<RowBlocks> {
+    const { k, dv } = this;
+    const b = en.length / this.keyDim;
+    const found = await source.search(en, k);
+    const rows = found?.rows, sims = found?.similarities;
+    if (!(rows instanceof Int32Array) || !(sims instanceof Float32Array) || rows.length !== b * k || sims.length !== b * k) {
+      throw new RapmError('RAPM_SHAPE_MISMATCH', `The neighbour source '${source.name}' returned rows ${describe(rows)} and similarities ${describe(sims)}; [${b}, ${k}] each were expected`);
+    }
+    const n = this.datastore.size;
+    const slot = new Map<number, number>();
+    const local = new Int32Array(b * k);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      if (r < 0) {
+        local[i] = -1;
+        continue;
+      }
+      if (r >= n) throw new RapmError('RAPM_INVALID_ARG', `The neighbour source '${source.name}' returned row ${r} but the datastore holds ${n} rows`);
+      let j = slot.get(r);
+      if (j === undefined) slot.set(r, (j = slot.size));
+      local[i] = j;
+    }
+    const values = new Float32Array(Math.max(1, slot.size) * dv);
+    for (const [r, j] of slot) this.datastore._exportRows(r, r + 1, null, values.subarray(j * dv, (j + 1) * dv), null);
+    const agg = priorFromNeighbors(local, sims, values, dv, { k, tau: this.tau, aggregate: this.aggregate });
+    for (let q = 0; q < b; q++) {
+      if (agg.found[q] === 0) throw new RapmRangeError('RAPM_K_TOO_LARGE', `The neighbour source '${source.name}' found no neighbours for row ${q}`);
+    }
+    return { b, k, prior: agg.prior, neighbors: rows.slice(), weights: agg.weights, similarities: sims.slice() };
   }
 
   /** Validates `en` ([b, keyDim], finite, each row's squared norm finite in float32) and runs the search (batched when on). */
-  async #search(en: Float32Array): Promise<SearchResult> {
+  async #search(en: Float32Array): Promise<RowBlocks> {
     const d = this.keyDim;
     const b = checkMatrix('en', en, d);
     checkFinite('en', en, d);
@@ -202,6 +273,7 @@ export class Predictor {
       for (let j = 0; j < r.k; j++) {
         const i = q * r.k + j;
         const row = r.neighbors[i]!;
+        if (row < 0) continue; // a neighbour source found fewer than k
         list.push({ id: this.datastore.idOf(row), row, weight: r.weights[i]!, similarity: r.similarities[i]! });
       }
       out.push(list);
