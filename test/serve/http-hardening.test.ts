@@ -2,7 +2,13 @@
  * The HTTP-service defects of issue 10 (item 6), one test each: every one failed on the
  * service before this change (checked by running this file against main's http-server.ts).
  */
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fusionSpec, initParams, paramLayout } from '../../src/fusion/layout.js';
+import { exportOnnx } from '../../src/fusion/onnx-export.js';
+import { FusionSession } from '../../src/fusion/onnx-session.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Datastore } from '../../src/retrieval/datastore.js';
 import { createServer, type RapmServer, type ServerOptions } from '../../src/serve/http-server.js';
@@ -201,6 +207,28 @@ describe('HTTP service hardening (issue 10)', () => {
     await expect(srv.close({ graceMs: -5 })).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG' });
     for (const bad of [{ requestTimeoutMs: 0 }, { headersTimeoutMs: -1 }, { idleTimeoutMs: 2 ** 31 }, { headersTimeoutMs: 5000, requestTimeoutMs: 1000 }]) {
       expect(() => createServer({ predictor: new Predictor(ds, { k: 5 }), ...bad })).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG' }));
+    }
+  });
+
+  it('finite or refused (issue 10 item 4): a huge but finite input gets 400 RAPM_NON_FINITE, never a 200 with null predictions', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-huge-'));
+    const layout = paramLayout(fusionSpec({ enDim: keyDim, outDim: 4, hidden: [8] }));
+    const file = path.join(dir, 'f.onnx');
+    await exportOnnx(layout, initParams(layout, 2), file);
+    const session = await FusionSession.create(file, { enDim: keyDim, outDim: 4, threads: 1 });
+    try {
+      const { port } = await start({ fusion: session });
+      const row = Array.from(randn(keyDim, 40));
+      const ok = await fetch(`http://127.0.0.1:${port}/predict`, { method: 'POST', body: JSON.stringify({ en: row }) });
+      expect(ok.status).toBe(200);
+      expect(((await ok.json()) as { pred: (number | null)[] }).pred.every((x) => typeof x === 'number' && Number.isFinite(x))).toBe(true);
+      row[3] = 3e38;
+      const huge = await fetch(`http://127.0.0.1:${port}/predict`, { method: 'POST', body: JSON.stringify({ en: row }) });
+      const j = (await huge.json()) as { code?: string; pred?: unknown };
+      expect([huge.status, j.code]).toEqual([400, 'RAPM_NON_FINITE']);
+    } finally {
+      await session.release();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
