@@ -275,6 +275,22 @@ export function createHandler(options: HandlerOptions): RapmHandler {
     return { en, b, single: false, binary: true };
   }
 
+  /** Wait until the request body has been read and dropped (bodies up to maxBodyBytes). */
+  function discardBody(req: http.IncomingMessage): Promise<void> {
+    const declared = req.headers['content-length'] === undefined ? -1 : Number(req.headers['content-length']);
+    if (req.complete || declared > maxBodyBytes) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      let seen = 0;
+      req.on('data', (c: Buffer) => {
+        seen += c.length;
+        if (seen > maxBodyBytes) resolve(); // stop waiting: the reply closes the connection
+      });
+      req.once('end', () => resolve());
+      req.once('close', () => (req.complete ? resolve() : reject(new ClientAbort('the client left during shutdown'))));
+      req.resume();
+    });
+  }
+
   async function readInput(req: http.IncomingMessage, ctx: Ctx): Promise<ParsedInput> {
     const type = (req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
     const json = type === 'application/json' || type === 'text/plain'; // text/plain: fetch()'s default for a string body
@@ -333,7 +349,12 @@ export function createHandler(options: HandlerOptions): RapmHandler {
   }
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse, ctx: Ctx): Promise<void> {
-    if (draining) throw new HttpError(503, 'RAPM_UNAVAILABLE', 'The server is shutting down');
+    if (draining) {
+      // Read (and drop) the body first, so the connection can still carry the replies of
+      // pipelined requests behind this one; an oversized body closes the connection instead.
+      await discardBody(req);
+      throw new HttpError(503, 'RAPM_UNAVAILABLE', 'The server is shutting down');
+    }
     const path = (req.url ?? '/').split('?')[0]!;
     if (basePath && path !== basePath && !path.startsWith(basePath + '/')) throw new HttpError(404, 'RAPM_NOT_FOUND', `No endpoint ${path} (rapm serves under ${basePath})`);
     const route = path.slice(basePath.length) || '/';

@@ -198,6 +198,25 @@ describe('HTTP service hardening (issue 10)', () => {
     expect(c.state.error).toBe('');
   });
 
+  it('close(): pipelined requests that arrive after close() behind one in flight get 503, and all are answered', async () => {
+    const g = gated();
+    const { srv, port } = await start({ fusion: g.fusion });
+    const c = connect(port);
+    await c.ready;
+    c.socket.write(binaryRequest(1, 24));
+    expect(await until(() => srv.inFlight === 1)).toBe(true);
+    const closing = srv.close({ graceMs: 3000 });
+    c.socket.write(Buffer.concat([25, 26].map((s) => binaryRequest(1, s))));
+    expect(await until(() => srv.inFlight === 3), 'the late requests reached the handler').toBe(true);
+    await sleep(30);
+    expect(c.statuses()).toEqual([]); // replies go out in request order: all wait for the first
+    g.release();
+    await closing;
+    expect(await until(() => c.state.closed)).toBe(true);
+    expect(c.statuses().sort()).toEqual([200, 503, 503]);
+    expect(c.state.error).toBe('');
+  });
+
   it('ports and durations are validated with coded errors', async () => {
     const srv = createServer({ predictor: new Predictor(ds, { k: 5 }) });
     servers.push(srv);
