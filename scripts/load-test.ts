@@ -24,6 +24,10 @@
  * in-thread FusionSession for the fusion runs) bit for bit. Every server must exit 0 on
  * SIGTERM. Prints a table and writes the results JSON atomically. Exit code 1 if any run had
  * errors or mismatches.
+ *
+ * --serve-extra '{"ann": "IVF4096,Flat", "nprobe": 32, "annIndex": "..."}' adds serve options to
+ * every server (e.g. a neighbour source); the direct library calls then use the same source
+ * (openNeighborSource from src/retrieval/sources.ts, once that module is merged).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -40,7 +44,7 @@ import { FusionSession } from '../src/fusion/onnx-session.js';
 import { simdLevel, concurrency } from '../src/native/simd.js';
 import { Datastore, type KeyPrecision } from '../src/retrieval/datastore.js';
 import { saveDatastore } from '../src/retrieval/persist.js';
-import { Predictor, type FusionModel } from '../src/serve/predictor.js';
+import { Predictor, type FusionModel, type PredictorNeighborSource } from '../src/serve/predictor.js';
 import type { ServeArgs } from '../src/cli/commands/serve.js';
 
 const self = fileURLToPath(import.meta.url);
@@ -61,6 +65,7 @@ const { values: args } = parseArgs({
     'fusion-concurrency': { type: 'string', default: '8' },
     'sample-every': { type: 'string', default: '16' },
     out: { type: 'string', default: 'results/load-test.json' },
+    'serve-extra': { type: 'string', default: '{}' },
   },
 });
 const K = Number(args.k), TAU = Number(args.tau);
@@ -270,6 +275,17 @@ async function buildDatastore(config: KeyConfig, precision: KeyPrecision, pairs:
   return { ds, info: { pairs, config, d: ds.d, dv: ds.dv, precision, memoryBytes: ds.memoryBytes, fileBytes: saved.bytes, buildSeconds } };
 }
 
+const extra = JSON.parse(args['serve-extra']!) as Partial<ServeArgs> & Record<string, unknown>;
+
+/** The neighbour source the servers use (--serve-extra), for the direct library calls; null: exact search. */
+async function sourceFor(ds: Datastore): Promise<PredictorNeighborSource | null> {
+  if (!['ann', 'annIndex', 'pgUrl'].some((key) => extra[key] !== undefined)) return null;
+  const mod = (await import(String(new URL('../src/retrieval/sources.js', import.meta.url)))) as {
+    openNeighborSource(ds: Datastore, args: Record<string, unknown>): Promise<PredictorNeighborSource>;
+  };
+  return mod.openNeighborSource(ds, extra);
+}
+
 async function main(): Promise<void> {
   const pairs = Number(args.pairs);
   const configs = args.configs!.split(',').map((c) => c.trim().toUpperCase()) as KeyConfig[];
@@ -286,14 +302,14 @@ async function main(): Promise<void> {
   const singles = fill(new Float32Array(256 * FEATURE_DIM));
   const results: RunResult[] = [];
   const datastores: Record<string, unknown>[] = [];
-  const base = { port: 0, host: '127.0.0.1', k: K, tau: TAU, aggregate: 'softmax' as const, maxBatch: 1024, graceMs: 10_000, device: 'cpu' as const };
+  const base = { port: 0, host: '127.0.0.1', k: K, tau: TAU, aggregate: 'softmax' as const, maxBatch: 1024, graceMs: 10_000, device: 'cpu' as const, ...extra };
   try {
     for (const [ci, config] of configs.entries()) {
       const file = path.join(tmpDir, `load-${config}.rds`);
       const { ds, info } = await buildDatastore(config, precision, pairs, file);
       datastores.push(info);
       console.log(`datastore: ${pairs} pairs, Config ${config} (d ${ds.d}, dv ${ds.dv}), ${precision}, ${(ds.memoryBytes / 2 ** 20).toFixed(1)} MiB, built in ${(info.buildSeconds as number).toFixed(1)} s`);
-      const direct = new Predictor(ds, { k: K, tau: TAU });
+      const direct = new Predictor(ds, { k: K, tau: TAU, source: await sourceFor(ds) });
       for (const batching of [false, true]) {
         const name = `Config ${config} b=1 binary, batching ${batching ? 'on' : 'off'}`;
         console.log(`running: ${name} (${amount} requests or ${seconds} s, concurrency ${conc})`);
@@ -311,7 +327,7 @@ async function main(): Promise<void> {
         const model = path.join(tmpDir, 'fusion.onnx');
         await exportOnnx(layout, params, model);
         const session = await FusionSession.create(model, { enDim: FEATURE_DIM, outDim: ds.dv });
-        const withFusion = new Predictor(ds, { k: K, tau: TAU, fusion: session as FusionModel });
+        const withFusion = new Predictor(ds, { k: K, tau: TAU, fusion: session as FusionModel, source: await sourceFor(ds) });
         const batchQueries = filler(4242)(new Float32Array(16 * fusionB * FEATURE_DIM));
         try {
           for (const workers of [0, 1]) {

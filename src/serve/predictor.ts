@@ -118,7 +118,7 @@ export interface PredictorInfo {
   /** Micro-batching limits, or null when off. */
   batching: Required<BatchingOptions> | null;
   /** Where neighbours come from: 'exact' (the native search) or the source's name. */
-  neighborSource: string;
+  source: string;
 }
 
 export class Predictor {
@@ -176,7 +176,7 @@ export class Predictor {
 
   get info(): PredictorInfo {
     const ds = this.datastore;
-    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null, batching: this.batcher?.options ?? null, neighborSource: this.source?.name ?? 'exact' };
+    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null, batching: this.batcher?.options ?? null, source: this.source?.name ?? 'exact' };
   }
 
   #nativeSearch(en: Float32Array): Promise<SearchResult> {

@@ -48,7 +48,7 @@ describe('Predictor over a neighbour source', () => {
     expect(bits(r.neighbors).equals(bits(exact.neighbors)) && bits(r.similarities).equals(bits(exact.similarities))).toBe(true);
     const agg = priorFromNeighbors(exact.neighbors, exact.similarities, values, dv, { k, tau });
     expect(bits(r.prior).equals(bits(agg.prior)) && bits(r.weights).equals(bits(agg.weights))).toBe(true);
-    expect(p.info.neighborSource).toBe('test-exact');
+    expect(p.info.source).toBe('test-exact');
     const ex = await p.explain(en.subarray(0, keyDim));
     expect(ex[0]!.map((n) => n.id)).toEqual(Array.from(exact.neighbors.subarray(0, k)).map((row) => `u${row}`));
   });
