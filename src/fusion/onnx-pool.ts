@@ -19,6 +19,7 @@ import type { FusionRunResult, FusionSessionOptions, OnnxProvider } from './onnx
 import type { WorkerError, WorkerInit, WorkerReply, WorkerTask } from './onnx-worker.js';
 
 export interface FusionPoolOptions extends FusionSessionOptions {
+  // threads (intra-op threads per worker session): default max(1, cores / (workers + 1)).
   /** Worker threads, each with its own session. Default 1. */
   workers?: number;
   /** Runs waiting for a worker before run() rejects with RAPM_BUSY. Default 1,024. */
@@ -76,8 +77,10 @@ export class FusionPool {
     const maxQueue = checkInteger('maxQueue', options.maxQueue ?? FUSION_POOL_DEFAULTS.maxQueue, 0, 1 << 20);
     const { onWarning, workers: _w, maxQueue: _q, ...sessionOptions } = options;
     if (onWarning !== undefined && typeof onWarning !== 'function') throw new RapmTypeError('RAPM_TYPE', `Expected a function for onWarning but received ${describe(onWarning)}`);
-    // Cores shared between the workers unless threads is given.
-    if (sessionOptions.threads === undefined) sessionOptions.threads = Math.max(1, Math.floor(os.availableParallelism() / workers));
+    // Unless threads is given, the cores are shared between the workers and the rest of the
+    // process: a worker's run overlaps the native search and the event loop (in-thread, ORT's
+    // run blocks them instead), so each session gets cores / (workers + 1), at least 1.
+    if (sessionOptions.threads === undefined) sessionOptions.threads = Math.max(1, Math.floor(os.availableParallelism() / (workers + 1)));
     const init: WorkerInit = { model, options: sessionOptions };
     const { filename, execArgv } = workerSpec();
     const pool = new Piscina({ filename, execArgv, workerData: init, minThreads: workers, maxThreads: workers, maxQueue, concurrentTasksPerWorker: 1, idleTimeout: 2 ** 31 - 1 });
