@@ -15,7 +15,7 @@ import os from 'node:os';
 import { Piscina } from 'piscina';
 import { RapmError, RapmRangeError, RapmTypeError, describe, type RapmErrorCode } from '../errors.js';
 import { checkFinite, checkInteger, checkMatrix } from '../validate.js';
-import type { FusionRunResult, FusionSessionOptions, OnnxProvider } from './onnx-session.js';
+import { parseMetadataProps, type FusionRunResult, type FusionSessionOptions, type OnnxProvider } from './onnx-session.js';
 import type { WorkerError, WorkerInit, WorkerReply, WorkerTask } from './onnx-worker.js';
 
 export interface FusionPoolOptions extends FusionSessionOptions {
@@ -48,6 +48,8 @@ export class FusionPool {
   readonly provider: OnnxProvider;
   readonly fallbackReason: string | null;
   readonly metadataProps: Readonly<Record<string, string>>;
+  /** metadata_props parsed, as FusionSession.metadata (model/datastore checks read it). */
+  readonly metadata: Readonly<Record<string, unknown>>;
   readonly enDim: number;
   readonly outDim: number;
   readonly batch: number | null;
@@ -60,6 +62,7 @@ export class FusionPool {
     this.provider = init.provider;
     this.fallbackReason = init.fallbackReason;
     this.metadataProps = Object.freeze({ ...init.metadataProps });
+    this.metadata = Object.freeze(parseMetadataProps(init.metadataProps));
     this.enDim = init.enDim;
     this.outDim = init.outDim;
     this.batch = init.batch;

@@ -32,6 +32,8 @@ describe('FusionPool (ONNX Runtime in worker threads)', () => {
     const pool = await FusionPool.create(file, { enDim, outDim, threads: 1, workers: 2 });
     try {
       expect([pool.provider, pool.fallbackReason, pool.workers]).toEqual(['cpu', null, 2]);
+      expect(pool.metadata).toEqual(session.metadata);
+      expect(pool.metadataProps).toEqual(session.metadataProps);
       const en = randn(9 * enDim, 7), prior = randn(9 * outDim, 8);
       const want = await session.run(en, prior);
       const runs = await Promise.all([0, 1, 2, 3].map(() => pool.run(en, prior)));
