@@ -1,48 +1,71 @@
 /**
- * npx tsx scripts/load-test.ts [--pairs 200000 --config B --precision f32 --concurrency 8
- *                               --single 2000 --batched 150 --json 300 --time-cap 60 --out results/load-test.json]
+ * npm run bench:load -- [--pairs 200000 --configs B,A --precision f32 --concurrency 32
+ *                        --requests 30000 --seconds 20 --fusion-requests 3000 --fusion-b 64
+ *                        --fusion-concurrency 8 --sample-every 16 --out results/load-test.json]
  *
- * A bounded load run of `rapm serve` on 127.0.0.1 only. Builds a datastore of random pairs
- * (Config B: 103 key dims of 1024, or A: all 1024; values: the 101 spanish winners), saves
- * it, starts the service in a child process (the serve command's runServe, port 0), then
- * for each phase sends a fixed number of requests with N concurrent keep-alive clients,
- * stopping early at the time cap: b=1 binary, b=64 binary, b=1 JSON. Reports throughput
- * and p50/p99 latency, counts errors (must be 0), and checks every 10th response equals a
- * direct library call (Predictor.predict on the datastore before it was saved) bit for bit.
- * Ends with SIGTERM (graceful shutdown; the child must exit 0). Prints a table and writes
- * the results JSON atomically. Also reports ds.memoryBytes per million pairs for
- * Config A/B x f32/bf16 (measured on 10,000 rows and scaled).
+ * A bounded load run of `rapm serve` on 127.0.0.1 only, driven by autocannon (a standard
+ * HTTP load generator), with the service in a child process (the serve command's runServe).
+ *
+ * For each key config (B: the 103 English winners, A: all 1024 dims; values: the 101 Spanish
+ * winners) it builds a datastore of random pairs, saves it, and runs the same single-row
+ * binary load (POST /predict, one float32 row, concurrency --concurrency, keep-alive, no
+ * pipelining) against two services side by side: micro-batching off (--no-batching) and on
+ * (the serve defaults). Each run is bounded by --requests and by --seconds, whichever ends
+ * first. Then, on the first config, a fusion model (the default 1125-256-128-101 net, random
+ * weights) serves --fusion-b-row requests with ONNX Runtime on the event-loop thread
+ * (--fusion-workers 0) and in a worker thread (--fusion-workers 1).
+ *
+ * Each run reports throughput, p50/p99 latency (autocannon), errors (connection errors,
+ * timeouts, non-2xx: must be 0), the server's event-loop delay during the run
+ * (perf_hooks.monitorEventLoopDelay through prom-client's nodejs_eventloop_lag_* gauges,
+ * reset by a scrape just before the run), the mean micro-batch size (rapm_batch_rows), and a
+ * check: one request in --sample-every asks for a JSON reply (Accept: application/json) and
+ * its pred and prior must equal a direct library call (Predictor.predict, unbatched, with an
+ * in-thread FusionSession for the fusion runs) bit for bit. Every server must exit 0 on
+ * SIGTERM. Prints a table and writes the results JSON atomically. Exit code 1 if any run had
+ * errors or mismatches.
+ *
+ * --serve-extra '{"ann": "IVF4096,Flat", "nprobe": 32, "annIndex": "..."}' adds serve options to
+ * every server (e.g. a neighbour source); the direct library calls then use the same source
+ * (openNeighborSource from src/retrieval/sources.ts, once that module is merged).
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
 import { ensureDir, writeFileAtomicSync } from '../src/io/atomic.js';
 import { FEATURE_DIM, keyIndices, valueIndices, type KeyConfig } from '../src/data/indices.js';
+import { fusionSpec, initParams, paramLayout } from '../src/fusion/layout.js';
+import { exportOnnx } from '../src/fusion/onnx-export.js';
+import { FusionSession } from '../src/fusion/onnx-session.js';
 import { simdLevel, concurrency } from '../src/native/simd.js';
 import { Datastore, type KeyPrecision } from '../src/retrieval/datastore.js';
-import { loadDatastore, saveDatastore } from '../src/retrieval/persist.js';
-import { Predictor } from '../src/serve/predictor.js';
+import { saveDatastore } from '../src/retrieval/persist.js';
+import { Predictor, type FusionModel, type PredictorNeighborSource } from '../src/serve/predictor.js';
+import type { ServeArgs } from '../src/cli/commands/serve.js';
 
 const self = fileURLToPath(import.meta.url);
 const { values: args } = parseArgs({
   options: {
     role: { type: 'string', default: 'client' },
-    datastore: { type: 'string' },
+    'serve-args': { type: 'string' },
     pairs: { type: 'string', default: '200000' },
-    config: { type: 'string', default: 'B' },
+    configs: { type: 'string', default: 'B,A' },
     precision: { type: 'string', default: 'f32' },
     k: { type: 'string', default: '70' },
     tau: { type: 'string', default: '0.04' },
-    concurrency: { type: 'string', default: '8' },
-    single: { type: 'string', default: '2000' },
-    batched: { type: 'string', default: '150' },
-    json: { type: 'string', default: '300' },
-    'time-cap': { type: 'string', default: '60' },
+    concurrency: { type: 'string', default: '32' },
+    requests: { type: 'string', default: '30000' },
+    seconds: { type: 'string', default: '20' },
+    'fusion-requests': { type: 'string', default: '3000' },
+    'fusion-b': { type: 'string', default: '64' },
+    'fusion-concurrency': { type: 'string', default: '8' },
+    'sample-every': { type: 'string', default: '16' },
     out: { type: 'string', default: 'results/load-test.json' },
+    'serve-extra': { type: 'string', default: '{}' },
   },
 });
 const K = Number(args.k), TAU = Number(args.tau);
@@ -65,80 +88,181 @@ function filler(seed: number): (a: Float32Array) => Float32Array {
 
 if (args.role === 'server') {
   const { runServe } = await import('../src/cli/commands/serve.js');
-  await runServe(
-    { datastore: args.datastore!, port: 0, host: '127.0.0.1', k: K, tau: TAU, aggregate: 'softmax', maxBatch: 1024, graceMs: 10_000, device: 'cpu' },
-    { onListening: (url) => process.stdout.write(`LISTENING ${url}\n`) },
-  );
+  const serveArgs = JSON.parse(args['serve-args']!) as ServeArgs;
+  await runServe(serveArgs, { onListening: (url) => process.stdout.write(`LISTENING ${url}\n`), log: () => undefined });
   process.exit(0);
 }
 
 // ---------------------------------------------------------------- client role
 
-interface Phase {
+interface RunResult {
   name: string;
-  b: number;
-  binary: boolean;
-  requests: number;
-}
-interface PhaseResult {
-  name: string;
-  b: number;
-  format: 'binary' | 'json';
+  config: string;
+  batching: boolean;
+  fusion: 'off' | 'event-loop thread' | 'worker thread';
+  rowsPerRequest: number;
   concurrency: number;
-  planned: number;
-  sent: number;
+  plannedRequests: number;
+  capSeconds: number;
+  requests: number;
   seconds: number;
   requestsPerSecond: number;
-  queriesPerSecond: number;
+  rowsPerSecond: number;
   p50Ms: number;
   p99Ms: number;
   meanMs: number;
   maxMs: number;
   errors: number;
+  timeouts: number;
+  non2xx: number;
+  eventLoopDelayP99Ms: number;
+  eventLoopDelayMaxMs: number;
+  eventLoopDelayMeanMs: number;
+  meanBatchRows: number | null;
+  batches: number;
   checked: number;
   mismatches: number;
+  serverExitCode: number | null;
 }
 
-const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 const bits = (a: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
-function request(agent: http.Agent, url: string, body: Buffer, binary: boolean): Promise<{ status: number; body: Buffer }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(
-      `${url}/predict`,
-      { method: 'POST', agent, headers: { 'Content-Type': binary ? 'application/octet-stream' : 'application/json', 'Content-Length': body.length } },
-      (res) => {
-        const parts: Buffer[] = [];
-        res.on('data', (c: Buffer) => parts.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
-        res.on('error', reject);
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
+async function startServer(serveArgs: ServeArgs): Promise<{ url: string; stop: () => Promise<number | null> }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', self, '--role', 'server', '--serve-args', JSON.stringify(serveArgs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const url = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    child.stdout.on('data', (d: Buffer) => {
+      text += d.toString();
+      const m = /LISTENING (\S+)/.exec(text);
+      if (m) resolve(m[1]!);
+    });
+    void exit.then((c) => reject(new Error(`server exited early (${c})`)));
   });
+  if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(url)) {
+    child.kill('SIGKILL');
+    throw new Error(`refusing to load-test a non-loopback address ${url}`);
+  }
+  return {
+    url,
+    stop: async () => {
+      child.kill('SIGTERM');
+      return exit;
+    },
+  };
 }
 
-async function main(): Promise<void> {
-  const pairs = Number(args.pairs);
-  const config = args.config as KeyConfig;
-  const precision = args.precision as KeyPrecision;
-  const conc = Number(args.concurrency);
-  const capMs = Number(args['time-cap']) * 1000;
-  const fill = filler(12345);
-
-  // Memory per million pairs, from memoryBytes on 10,000 rows.
-  const memoryPerMillion: Record<string, number> = {};
-  for (const c of ['A', 'B'] as const) {
-    for (const p of ['f32', 'bf16'] as const) {
-      const ds = new Datastore({ keyIndices: keyIndices(c), valueIndices: valueIndices(), precision: p });
-      ds.addSync(fill(new Float32Array(10_000 * FEATURE_DIM)), fill(new Float32Array(10_000 * FEATURE_DIM)));
-      memoryPerMillion[`config${c}-${p}`] = (ds.memoryBytes / 10_000) * 1e6;
-    }
+async function scrape(url: string): Promise<Record<string, number>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const out: Record<string, number> = {};
+  for (const line of text.split('\n')) {
+    const m = /^([a-z0-9_]+) ([-\d.e+]+|NaN)$/.exec(line);
+    if (m) out[m[1]!] = Number(m[2]);
   }
+  return out;
+}
 
-  // The datastore.
-  let t = performance.now();
+interface LoadPlan {
+  name: string;
+  config: string;
+  batching: boolean;
+  fusion: RunResult['fusion'];
+  rows: number;
+  connections: number;
+  amount: number;
+  seconds: number;
+  queries: Float32Array; // [Q * rows, 1024]
+  predictor: Predictor; // the direct library call
+  serveArgs: ServeArgs;
+}
+
+async function run(plan: LoadPlan): Promise<RunResult> {
+  const server = await startServer(plan.serveArgs);
+  const { url } = server;
+  const Q = plan.queries.length / (plan.rows * FEATURE_DIM);
+  const bodies = Array.from({ length: Q }, (_, q) => Buffer.from(plan.queries.buffer, q * plan.rows * FEATURE_DIM * 4, plan.rows * FEATURE_DIM * 4));
+  const every = Number(args['sample-every']);
+  const samples: { q: number; body: string }[] = [];
+  let nextClient = 0;
+  const binary = { 'Content-Type': 'application/octet-stream' };
+  type Ctx = { q?: number; step?: number; client?: number };
+  const pick = (req: Record<string, unknown>, ctx: Ctx) => {
+    if (ctx.client === undefined) {
+      ctx.client = nextClient++;
+      ctx.step = 0;
+    }
+    ctx.q = (ctx.client * 7 + ctx.step!++) % Q;
+    return { ...req, body: bodies[ctx.q] };
+  };
+  const plain = { method: 'POST' as const, path: '/predict', headers: binary, setupRequest: pick };
+  const sampled = {
+    method: 'POST' as const,
+    path: '/predict',
+    headers: { ...binary, Accept: 'application/json' },
+    setupRequest: pick,
+    onResponse: (status: number, body: string, ctx: Ctx) => {
+      if (status === 200) samples.push({ q: ctx.q!, body });
+    },
+  };
+  // Each connection's first request, then one in `every`, asks for JSON and is checked.
+  const requests = [sampled, ...Array.from({ length: every - 1 }, () => plain)];
+  const common = { url, connections: plan.connections, pipelining: 1, timeout: 30, requests: requests as unknown as autocannon.Request[] };
+  // Warm-up (not measured): a few requests per connection.
+  await autocannon({ ...common, amount: plan.connections * 4 });
+  samples.length = 0;
+  await scrape(url); // resets the event-loop delay gauges and batch histograms are read as deltas
+  const before = await scrape(url);
+  const instance = autocannon({ ...common, amount: plan.amount });
+  const cap = setTimeout(() => (instance as unknown as { stop(): void }).stop(), plan.seconds * 1000);
+  const r = await instance;
+  clearTimeout(cap);
+  const after = await scrape(url);
+  const exitCode = await server.stop();
+
+  let mismatches = 0;
+  for (const s of samples) {
+    const en = plan.queries.subarray(s.q * plan.rows * FEATURE_DIM, (s.q + 1) * plan.rows * FEATURE_DIM);
+    const want = await plan.predictor.predict(en);
+    const j = JSON.parse(s.body) as { pred: number[][]; prior: number[][] };
+    if (!bits(Float32Array.from(j.pred.flat())).equals(bits(want.pred)) || !bits(Float32Array.from(j.prior.flat())).equals(bits(want.prior))) mismatches++;
+  }
+  const batches = (after.rapm_batch_rows_count ?? 0) - (before.rapm_batch_rows_count ?? 0);
+  const batchRows = (after.rapm_batch_rows_sum ?? 0) - (before.rapm_batch_rows_sum ?? 0);
+  const done = r['2xx'] + r.non2xx;
+  return {
+    name: plan.name,
+    config: plan.config,
+    batching: plan.batching,
+    fusion: plan.fusion,
+    rowsPerRequest: plan.rows,
+    concurrency: plan.connections,
+    plannedRequests: plan.amount,
+    capSeconds: plan.seconds,
+    requests: done,
+    seconds: r.duration,
+    requestsPerSecond: done / r.duration,
+    rowsPerSecond: (done * plan.rows) / r.duration,
+    p50Ms: r.latency.p50,
+    p99Ms: r.latency.p99,
+    meanMs: r.latency.average,
+    maxMs: r.latency.max,
+    errors: r.errors,
+    timeouts: r.timeouts,
+    non2xx: r.non2xx,
+    eventLoopDelayP99Ms: (after.nodejs_eventloop_lag_p99_seconds ?? NaN) * 1000,
+    eventLoopDelayMaxMs: (after.nodejs_eventloop_lag_max_seconds ?? NaN) * 1000,
+    eventLoopDelayMeanMs: (after.nodejs_eventloop_lag_mean_seconds ?? NaN) * 1000,
+    meanBatchRows: batches > 0 ? batchRows / batches : null,
+    batches,
+    checked: samples.length,
+    mismatches,
+    serverExitCode: exitCode,
+  };
+}
+
+async function buildDatastore(config: KeyConfig, precision: KeyPrecision, pairs: number, file: string): Promise<{ ds: Datastore; info: Record<string, unknown> }> {
+  const fill = filler(12345);
+  const t = performance.now();
   const ds = new Datastore({ keyIndices: keyIndices(config), valueIndices: valueIndices(), precision });
   const block = 10_000;
   const en = new Float32Array(block * FEATURE_DIM), es = new Float32Array(block * FEATURE_DIM);
@@ -147,135 +271,133 @@ async function main(): Promise<void> {
     await ds.add(fill(en.subarray(0, m * FEATURE_DIM)), fill(es.subarray(0, m * FEATURE_DIM)), Array.from({ length: m }, (_, i) => `pair-${r0 + i}`));
   }
   const buildSeconds = (performance.now() - t) / 1000;
-  const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-load-'));
-  const file = path.join(tmpDir, `load-${config}-${precision}.rds`);
-  t = performance.now();
   const saved = await saveDatastore(ds, file);
-  const saveSeconds = (performance.now() - t) / 1000;
-  t = performance.now();
-  const reloadedBytes = (await loadDatastore(file)).memoryBytes; // the copy is dropped at once
-  const loadSeconds = (performance.now() - t) / 1000;
-  console.log(`datastore: ${pairs} pairs, Config ${config} (d ${ds.d}, dv ${ds.dv}), ${precision}, ${(ds.memoryBytes / 2 ** 20).toFixed(1)} MiB native; ` +
-    `built ${buildSeconds.toFixed(1)} s, saved ${(saved.bytes / 2 ** 20).toFixed(1)} MiB in ${saveSeconds.toFixed(2)} s, loaded in ${loadSeconds.toFixed(2)} s`);
+  return { ds, info: { pairs, config, d: ds.d, dv: ds.dv, precision, memoryBytes: ds.memoryBytes, fileBytes: saved.bytes, buildSeconds } };
+}
 
-  // The service, in a child process.
-  const child = spawn(process.execPath, ['--import', 'tsx', self, '--role', 'server', '--datastore', file, '--k', String(K), '--tau', String(TAU)], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const childExit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const url = await new Promise<string>((resolve, reject) => {
-    let text = '';
-    child.stdout.on('data', (d: Buffer) => {
-      text += d.toString();
-      const m = /LISTENING (\S+)/.exec(text);
-      if (m) resolve(m[1]!);
-    });
-    void childExit.then((c) => reject(new Error(`server exited early (${c})`)));
-  });
-  if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(url)) throw new Error(`refusing to load-test a non-loopback address ${url}`);
+const extra = JSON.parse(args['serve-extra']!) as Partial<ServeArgs> & Record<string, unknown>;
 
-  const predictor = new Predictor(ds, { k: K, tau: TAU });
-  const queries = fill(new Float32Array(512 * FEATURE_DIM));
-  const phases: Phase[] = [
-    { name: 'b=1 binary', b: 1, binary: true, requests: Number(args.single) },
-    { name: 'b=64 binary', b: 64, binary: true, requests: Number(args.batched) },
-    { name: 'b=1 json', b: 1, binary: false, requests: Number(args.json) },
-  ];
-  const results: PhaseResult[] = [];
-  for (const phase of phases.filter((p) => p.requests > 0)) {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: conc });
-    const bodyOf = (i: number): { en: Float32Array; body: Buffer } => {
-      const q0 = (i * phase.b) % (512 - phase.b + 1);
-      const e = queries.slice(q0 * FEATURE_DIM, (q0 + phase.b) * FEATURE_DIM);
-      return { en: e, body: phase.binary ? Buffer.from(e.buffer) : Buffer.from(JSON.stringify({ en: Array.from(e) })) };
-    };
-    // Warm-up (not timed): one request per client.
-    await Promise.all(Array.from({ length: conc }, (_, i) => request(agent, url, bodyOf(i).body, phase.binary)));
-    const latencies: number[] = [];
-    const samples: { en: Float32Array; body: Buffer }[] = [];
-    let next = 0, errors = 0;
-    const t0 = performance.now();
-    await Promise.all(
-      Array.from({ length: conc }, async () => {
-        while (next < phase.requests && performance.now() - t0 < capMs) {
-          const i = next++;
-          const { en: e, body } = bodyOf(i);
-          const s = performance.now();
-          try {
-            const res = await request(agent, url, body, phase.binary);
-            latencies.push(performance.now() - s);
-            if (res.status !== 200) errors++;
-            else if (i % 10 === 0) samples.push({ en: e, body: res.body });
-          } catch {
-            errors++;
-          }
-        }
-      }),
-    );
-    const seconds = (performance.now() - t0) / 1000;
-    agent.destroy();
-    // Bit-for-bit check against direct library calls (after the timed part).
-    let mismatches = 0;
-    for (const s of samples) {
-      const want = await predictor.predict(s.en);
-      let pred: Float32Array, prior: Float32Array;
-      if (phase.binary) {
-        const all = new Float32Array(s.body.buffer.slice(s.body.byteOffset, s.body.byteOffset + s.body.length));
-        pred = all.subarray(0, want.pred.length);
-        prior = all.subarray(want.pred.length);
-      } else {
-        const j = JSON.parse(s.body.toString()) as { pred: number[]; prior: number[] };
-        pred = Float32Array.from(j.pred);
-        prior = Float32Array.from(j.prior);
+/** The neighbour source the servers use (--serve-extra), for the direct library calls; null: exact search. */
+async function sourceFor(ds: Datastore): Promise<PredictorNeighborSource | null> {
+  if (!['ann', 'annIndex', 'pgUrl'].some((key) => extra[key] !== undefined)) return null;
+  const mod = (await import(String(new URL('../src/retrieval/sources.js', import.meta.url)))) as {
+    openNeighborSource(ds: Datastore, args: Record<string, unknown>): Promise<PredictorNeighborSource>;
+  };
+  return mod.openNeighborSource(ds, extra);
+}
+
+async function main(): Promise<void> {
+  const pairs = Number(args.pairs);
+  const configs = args.configs!.split(',').map((c) => c.trim().toUpperCase()) as KeyConfig[];
+  if (configs.some((c) => c !== 'A' && c !== 'B')) throw new Error(`--configs takes A and/or B, got ${args.configs}`);
+  const precision = args.precision as KeyPrecision;
+  const conc = Number(args.concurrency);
+  const amount = Number(args.requests);
+  const seconds = Number(args.seconds);
+  const fusionB = Number(args['fusion-b']);
+  const fusionAmount = Number(args['fusion-requests']);
+  const fusionConc = Number(args['fusion-concurrency']);
+  const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-load-'));
+  const fill = filler(777);
+  const singles = fill(new Float32Array(256 * FEATURE_DIM));
+  const results: RunResult[] = [];
+  const datastores: Record<string, unknown>[] = [];
+  const base = { port: 0, host: '127.0.0.1', k: K, tau: TAU, aggregate: 'softmax' as const, maxBatch: 1024, graceMs: 10_000, device: 'cpu' as const, ...extra };
+  try {
+    for (const [ci, config] of configs.entries()) {
+      const file = path.join(tmpDir, `load-${config}.rds`);
+      const { ds, info } = await buildDatastore(config, precision, pairs, file);
+      datastores.push(info);
+      console.log(`datastore: ${pairs} pairs, Config ${config} (d ${ds.d}, dv ${ds.dv}), ${precision}, ${(ds.memoryBytes / 2 ** 20).toFixed(1)} MiB, built in ${(info.buildSeconds as number).toFixed(1)} s`);
+      const direct = new Predictor(ds, { k: K, tau: TAU, source: await sourceFor(ds) });
+      for (const batching of [false, true]) {
+        const name = `Config ${config} b=1 binary, batching ${batching ? 'on' : 'off'}`;
+        console.log(`running: ${name} (${amount} requests or ${seconds} s, concurrency ${conc})`);
+        results.push(
+          await run({ name, config, batching, fusion: 'off', rows: 1, connections: conc, amount, seconds, queries: singles, predictor: direct, serveArgs: { ...base, datastore: file, batching } }),
+        );
       }
-      if (!bits(pred).equals(bits(want.pred)) || !bits(prior).equals(bits(want.prior))) mismatches++;
+      if (ci === 0 && fusionAmount > 0) {
+        // The fusion model: the default net with random weights (a non-zero last layer, so pred != prior).
+        const layout = paramLayout(fusionSpec({ enDim: FEATURE_DIM, outDim: ds.dv }));
+        const params = initParams(layout, 9);
+        const last = layout.layers[layout.layers.length - 1]!;
+        const w = filler(99)(new Float32Array(last.in * last.out));
+        for (let i = 0; i < w.length; i++) params[last.w + i] = w[i]! * 0.05;
+        const model = path.join(tmpDir, 'fusion.onnx');
+        await exportOnnx(layout, params, model);
+        const session = await FusionSession.create(model, { enDim: FEATURE_DIM, outDim: ds.dv });
+        const withFusion = new Predictor(ds, { k: K, tau: TAU, fusion: session as FusionModel, source: await sourceFor(ds) });
+        const batchQueries = filler(4242)(new Float32Array(16 * fusionB * FEATURE_DIM));
+        try {
+          for (const workers of [0, 1]) {
+            const name = `Config ${config} b=${fusionB} binary + fusion, ORT on ${workers ? 'a worker thread' : 'the event loop'}`;
+            console.log(`running: ${name} (${fusionAmount} requests or ${seconds} s, concurrency ${fusionConc})`);
+            results.push(
+              await run({
+                name,
+                config,
+                batching: true,
+                fusion: workers ? 'worker thread' : 'event-loop thread',
+                rows: fusionB,
+                connections: fusionConc,
+                amount: fusionAmount,
+                seconds,
+                queries: batchQueries,
+                predictor: withFusion,
+                serveArgs: { ...base, datastore: file, model, fusionWorkers: workers, batching: true },
+              }),
+            );
+          }
+        } finally {
+          await session.release();
+        }
+      }
     }
-    const sorted = [...latencies].sort((a, b) => a - b);
-    results.push({
-      name: phase.name,
-      b: phase.b,
-      format: phase.binary ? 'binary' : 'json',
-      concurrency: conc,
-      planned: phase.requests,
-      sent: Math.min(next, phase.requests),
-      seconds,
-      requestsPerSecond: latencies.length / seconds,
-      queriesPerSecond: (latencies.length * phase.b) / seconds,
-      p50Ms: pct(sorted, 50),
-      p99Ms: pct(sorted, 99),
-      meanMs: sorted.reduce((a, b) => a + b, 0) / Math.max(1, sorted.length),
-      maxMs: sorted.at(-1) ?? NaN,
-      errors,
-      checked: samples.length,
-      mismatches,
-    });
+  } finally {
+    fs.rmSync(tmpDir, { recursive: true, force: true });
   }
 
-  child.kill('SIGTERM');
-  const exitCode = await childExit;
-  fs.rmSync(tmpDir, { recursive: true, force: true });
-
-  const row = (cells: (string | number)[]) => cells.map((c, i) => String(c).padStart(i === 0 ? 12 : 10)).join(' ');
-  console.log(row(['phase', 'requests', 'seconds', 'req/s', 'queries/s', 'p50 ms', 'p99 ms', 'errors', 'checked', 'mismatch']));
+  const row = (cells: (string | number)[]) => cells.map((c, i) => String(c).padStart(i === 0 ? 64 : 9)).join(' ');
+  console.log(row(['run', 'requests', 'seconds', 'req/s', 'rows/s', 'p50 ms', 'p99 ms', 'errors', 'loop p99', 'loop max', 'batch', 'checked', 'mismatch']));
   for (const r of results) {
-    console.log(row([r.name, r.sent, r.seconds.toFixed(2), r.requestsPerSecond.toFixed(1), r.queriesPerSecond.toFixed(0), r.p50Ms.toFixed(2), r.p99Ms.toFixed(2), r.errors, r.checked, r.mismatches]));
+    console.log(
+      row([
+        r.name,
+        r.requests,
+        r.seconds.toFixed(1),
+        r.requestsPerSecond.toFixed(0),
+        r.rowsPerSecond.toFixed(0),
+        r.p50Ms,
+        r.p99Ms,
+        r.errors + r.timeouts + r.non2xx,
+        r.eventLoopDelayP99Ms.toFixed(1),
+        r.eventLoopDelayMaxMs.toFixed(1),
+        r.meanBatchRows === null ? '-' : r.meanBatchRows.toFixed(1),
+        r.checked,
+        r.mismatches,
+      ]),
+    );
   }
-  console.log('memory per million pairs (ds.memoryBytes):', Object.entries(memoryPerMillion).map(([k, v]) => `${k} ${(v / 2 ** 20).toFixed(0)} MiB`).join(', '));
-  console.log(`server exit code after SIGTERM: ${exitCode}`);
+  for (const config of configs) {
+    const off = results.find((r) => r.config === config && r.fusion === 'off' && !r.batching);
+    const on = results.find((r) => r.config === config && r.fusion === 'off' && r.batching);
+    if (off && on) console.log(`Config ${config}: batching on / off throughput ${(on.requestsPerSecond / off.requestsPerSecond).toFixed(2)}x, p99 ${on.p99Ms} vs ${off.p99Ms} ms`);
+  }
+  const f0 = results.find((r) => r.fusion === 'event-loop thread'), f1 = results.find((r) => r.fusion === 'worker thread');
+  if (f0 && f1) console.log(`fusion: event-loop delay p99 ${f0.eventLoopDelayP99Ms.toFixed(1)} ms (ORT on the event loop) vs ${f1.eventLoopDelayP99Ms.toFixed(1)} ms (worker thread)`);
 
   const out = {
     date: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, totalMemoryBytes: os.totalmem(), simd: simdLevel(), threads: concurrency(), node: process.version },
-    datastore: { pairs, config, d: ds.d, dv: ds.dv, precision, memoryBytes: ds.memoryBytes, reloadedMemoryBytes: reloadedBytes, fileBytes: saved.bytes, buildSeconds, saveSeconds, loadSeconds },
-    settings: { k: K, tau: TAU, concurrency: conc, timeCapSeconds: capMs / 1000, host: '127.0.0.1', checkEvery: 10 },
-    phases: results,
-    memoryPerMillionPairs: memoryPerMillion,
-    serverExitCode: exitCode,
+    datastores,
+    settings: { k: K, tau: TAU, concurrency: conc, requests: amount, capSeconds: seconds, sampleEvery: Number(args['sample-every']), host: '127.0.0.1', client: 'autocannon 8, keep-alive, pipelining 1' },
+    runs: results,
   };
   ensureDir(path.dirname(path.resolve(args.out!)));
   writeFileAtomicSync(args.out!, JSON.stringify(out, null, 2) + '\n');
   console.log(`wrote ${args.out}`);
-  const bad = results.some((r) => r.errors > 0 || r.mismatches > 0) || exitCode !== 0;
+  const bad = results.some((r) => r.errors + r.timeouts + r.non2xx > 0 || r.mismatches > 0 || r.checked === 0 || r.serverExitCode !== 0);
   process.exitCode = bad ? 1 : 0;
 }
 

@@ -12,7 +12,8 @@ export type RapmErrorCode =
   | 'RAPM_FORMAT' // a file exists but its contents are not what they should be
   | 'RAPM_DATA' // a dataset is inconsistent (missing partners, duplicates, ...)
   | 'RAPM_ONNX' // ONNX Runtime refused a model or a run
-  | 'RAPM_STATE'; // an operation that is not valid in the object's current state
+  | 'RAPM_STATE' // an operation that is not valid in the object's current state
+  | 'RAPM_BUSY'; // a bounded queue is full: retry later (HTTP 503 with Retry-After)
 
 /**
  * The one error class of rapm. `code` is stable and meant for programs;

@@ -29,7 +29,7 @@ import type { Datastore } from '../retrieval/datastore.js';
 import { loadDatastore, readDatastoreHeader, saveDatastore } from '../retrieval/persist.js';
 import type { Aggregate } from '../retrieval/search-options.js';
 import { checkSetting } from '../settings.js';
-import { Predictor } from './predictor.js';
+import { Predictor, type FusionModel, type PredictorOptions } from './predictor.js';
 
 export const BUNDLE_FILES = { model: 'model.onnx', datastore: 'datastore.rapm', manifest: 'rapm.json' } as const;
 export const BUNDLE_FORMAT = 'rapm-bundle';
@@ -250,6 +250,12 @@ export interface BundleOverrides {
   threads?: number;
   /** Receives one line per override and per warning. */
   log?: (line: string) => void;
+  /** Micro-batching of concurrent calls (PredictorOptions.batching). Default off. */
+  batching?: PredictorOptions['batching'];
+  /** Run the fusion model in this many worker threads (FusionPool); 0 or absent: on the calling thread. */
+  fusionWorkers?: number;
+  /** Neighbours from another source (ANN index, external engine) opened over the bundle's datastore; absent: exact search. */
+  source?: (ds: Datastore) => Promise<PredictorOptions['source']>;
 }
 
 /** Key indices recorded in a model's metadata: 'all' -> 0..keyDim-1. */
@@ -265,7 +271,7 @@ const describeKeys = (idx: ArrayLike<number>, keyDim: number): string => (idx.le
  * Refuse a model and a datastore that do not belong together: input/output widths, key
  * columns, value columns (when both record them). `names` label the two in the message.
  */
-export async function checkModelMatchesDatastore(model: FusionSession, ds: Datastore, names: { model: string; datastore: string }, datastoreMeta?: Record<string, unknown> | null): Promise<void> {
+export async function checkModelMatchesDatastore(model: Pick<FusionSession, 'enDim' | 'outDim' | 'metadata'>, ds: Datastore, names: { model: string; datastore: string }, datastoreMeta?: Record<string, unknown> | null): Promise<void> {
   const refuse = (why: string): never => {
     throw new RapmError('RAPM_DATA', `Model ${names.model} does not fit datastore ${names.datastore}: ${why}. Serve a model with the datastore its priors came from (a bundle from rapm train --out keeps them together)`);
   };
@@ -314,15 +320,21 @@ export async function loadBundle(dir: string, overrides: BundleOverrides = {}): 
   }
   const trained = { k: s.k, tau: s.tau, aggregate: s.aggregate };
   const { k, tau, aggregate, overrides: changed } = applyOverrides(trained, overrides, ds.size, overrides.log);
-  let fusion: FusionSession | null = null;
+  let fusion: (FusionModel & Pick<FusionSession, 'enDim' | 'outDim' | 'metadata' | 'release'>) | null = null;
   if (modelFile) {
     const bytes = await fs.promises.readFile(modelFile).catch((e: NodeJS.ErrnoException) => {
       throw new RapmError('RAPM_IO', `Cannot read bundle ${dir}: ${BUNDLE_FILES.model} (${e.code ?? e.message})`);
     });
     const sha = createHash('sha256').update(bytes).digest('hex');
     if (sha !== m.model!.sha256) throw new RapmError('RAPM_DATA', `Bundle ${dir}: ${BUNDLE_FILES.model} is not the model rapm.json records (sha256 ${sha.slice(0, 12)}…, expected ${m.model!.sha256.slice(0, 12)}…)`);
-    const { FusionSession } = await import('../fusion/onnx-session.js');
-    fusion = await FusionSession.create(bytes, { enDim: ds.keyDim, outDim: ds.dv, device: overrides.device ?? 'cpu', threads: overrides.threads, onWarning: overrides.log });
+    const fusionOptions = { enDim: ds.keyDim, outDim: ds.dv, device: overrides.device ?? 'cpu', threads: overrides.threads, onWarning: overrides.log };
+    if ((overrides.fusionWorkers ?? 0) > 0) {
+      const { FusionPool } = await import('../fusion/onnx-pool.js');
+      fusion = await FusionPool.create(bytes, { ...fusionOptions, workers: overrides.fusionWorkers });
+    } else {
+      const { FusionSession } = await import('../fusion/onnx-session.js');
+      fusion = await FusionSession.create(bytes, fusionOptions);
+    }
     try {
       await checkModelMatchesDatastore(fusion, ds, { model: path.join(dir, BUNDLE_FILES.model), datastore: path.join(dir, BUNDLE_FILES.datastore) }, header.meta);
     } catch (e) {
@@ -331,5 +343,11 @@ export async function loadBundle(dir: string, overrides: BundleOverrides = {}): 
     }
   }
   const bundle: BundleInfo = { dir: root, kind: m.kind, created: m.created, dataHash: m.data.hash, trained: { config: s.config, k: s.k, tau: s.tau, aggregate: s.aggregate, precision: s.precision }, overrides: changed };
-  return new Predictor(ds, { k, tau, aggregate, fusion, bundle });
+  try {
+    const source = overrides.source ? await overrides.source(ds) : null;
+    return new Predictor(ds, { k, tau, aggregate, fusion, bundle, batching: overrides.batching, source });
+  } catch (e) {
+    await fusion?.release().catch(() => undefined);
+    throw e;
+  }
 }

@@ -9,12 +9,29 @@
  * that search started (the native store hands each search an immutable snapshot of its
  * segments), so every result is the result of a search over some prefix of the rows, never
  * a torn mix.
+ *
+ * Micro-batching (options.batching; off by default in the library, on in `rapm serve`):
+ * concurrent predict() and explain() calls join one native search (src/serve/micro-batcher.ts)
+ * and get results bit-identical to unbatched calls. The fusion model then runs per call on
+ * that call's rows.
+ *
+ * Finite outputs only: a row whose squared L2 norm overflows float32 (values beyond about
+ * 1.8e19; no feature vector is that large) is refused with RAPM_NON_FINITE before anything
+ * runs, and a fusion output with NaN or Infinity is refused with RAPM_NON_FINITE naming the
+ * row, never returned.
  */
-import { RapmError, RapmTypeError, describe, invalidParam } from '../errors.js';
+import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
 import { checkFinite, checkMatrix, is } from '../validate.js';
 import { Datastore, type SearchResult } from '../retrieval/datastore.js';
 import { resolveSearchOptions, type Aggregate } from '../retrieval/search-options.js';
 import type { BundleInfo, BundleOverrides } from './bundle.js';
+import { priorFromNeighbors } from '../retrieval/ann.js';
+import { MicroBatcher, type BatchingOptions, type RowBlocks } from './micro-batcher.js';
+
+export type { BatchingOptions } from './micro-batcher.js';
+
+/** float32's largest finite value: a squared norm above it overflows in a float32 pipeline. */
+const F32_MAX = 3.4028234663852886e38;
 
 /**
  * The fusion network as the predictor calls it: `pred = prior + F([en, prior])`. FusionSession
@@ -22,6 +39,22 @@ import type { BundleInfo, BundleOverrides } from './bundle.js';
  */
 export interface FusionModel {
   run(en: Float32Array /* [n, keyDim] */, prior: Float32Array /* [n, dv] */): Promise<{ pred: Float32Array; delta: Float32Array }>;
+}
+
+/**
+ * Where neighbours come from instead of the datastore's exact search: an approximate index or
+ * an external engine (pgvector, ...). The same shape as `NeighborSource` in
+ * src/retrieval/neighbor-source.ts (structural typing: any such source fits). Rows index the
+ * Predictor's datastore, which still supplies values (for rapm's aggregation, priorFromNeighbors)
+ * and ids (explain).
+ */
+export interface PredictorNeighborSource {
+  readonly name: string;
+  /** Width of the queries it takes (before key selection): the datastore's keyDim. */
+  readonly keyDim: number;
+  readonly size: number;
+  /** Top-k neighbours: rows [b, k] (-1 empty, after the found ones), similarities [b, k], best first. */
+  search(queries: Float32Array /* [b, keyDim] */, k: number): Promise<{ rows: Int32Array; similarities: Float32Array }>;
 }
 
 export interface PredictorOptions {
@@ -35,6 +68,16 @@ export interface PredictorOptions {
   fusion?: FusionModel | null;
   /** The bundle this predictor was loaded from (reported by info; set by Predictor.fromBundle). */
   bundle?: BundleInfo | null;
+  /**
+   * Dynamic micro-batching of concurrent calls: true for the defaults, or limits
+   * ({ maxBatchRows, maxWaitUs, maxQueueRows, maxConcurrent }). Default false.
+   */
+  batching?: boolean | BatchingOptions;
+  /**
+   * Neighbours from another source (approximate index, external engine) instead of the exact
+   * native search; aggregation stays rapm's (priorFromNeighbors). Default: exact search.
+   */
+  source?: PredictorNeighborSource | null;
 }
 
 export interface PredictResult {
@@ -79,6 +122,10 @@ export interface PredictorInfo {
   provider: string | null;
   /** The bundle served (trained settings, overrides, data hash), or null. */
   bundle: BundleInfo | null;
+  /** Micro-batching limits, or null when off. */
+  batching: Required<BatchingOptions> | null;
+  /** Where neighbours come from: 'exact' (the native search) or the source's name. */
+  source: string;
 }
 
 export class Predictor {
@@ -88,6 +135,10 @@ export class Predictor {
   readonly aggregate: Aggregate;
   readonly fusion: FusionModel | null;
   readonly bundle: BundleInfo | null;
+  /** The micro-batcher (null when batching is off): queue depth and batch events for metrics. */
+  readonly batcher: MicroBatcher | null;
+  /** The neighbour source, or null for the exact native search. */
+  readonly source: PredictorNeighborSource | null;
 
   constructor(datastore: Datastore, options: PredictorOptions = {}) {
     if (!(datastore instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(datastore)}`);
@@ -103,6 +154,25 @@ export class Predictor {
     this.aggregate = aggregate;
     this.fusion = fusion;
     this.bundle = options.bundle ?? null;
+    const source = options.source ?? null;
+    if (source !== null) {
+      if (typeof source !== 'object' || typeof (source as { search?: unknown }).search !== 'function') {
+        throw new RapmTypeError('RAPM_TYPE', `Expected an object with a search(queries, k) method for source but received ${describe(source)}`);
+      }
+      if (source.keyDim !== datastore.keyDim) {
+        throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `The neighbour source '${source.name}' takes queries of ${source.keyDim} values but the datastore's keyDim is ${datastore.keyDim}`);
+      }
+      if (source.size > datastore.size) {
+        throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `The neighbour source '${source.name}' holds ${source.size} rows but the datastore only ${datastore.size}: its rows must index the datastore`);
+      }
+    }
+    this.source = source;
+    const batching = options.batching ?? false;
+    if (typeof batching !== 'boolean' && !is.object(batching as unknown)) throw invalidParam('batching', 'boolean or object', batching);
+    this.batcher =
+      batching === false
+        ? null
+        : new MicroBatcher(datastore.keyDim, (x) => this.#nativeSearch(x), batching === true ? undefined : batching);
   }
 
   /** Input width: the key width of the datastore (1024 for HuBERT-large features). */
@@ -116,14 +186,61 @@ export class Predictor {
   get info(): PredictorInfo {
     const ds = this.datastore;
     const provider = this.fusion === null ? null : ((this.fusion as { provider?: unknown }).provider ?? 'custom');
-    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null, provider: provider === null ? null : String(provider), bundle: this.bundle };
+    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null, provider: provider === null ? null : String(provider), bundle: this.bundle, batching: this.batcher?.options ?? null, source: this.source?.name ?? 'exact' };
   }
 
-  /** Validates `en` ([b, keyDim], finite) and runs the search. */
-  async #search(en: Float32Array): Promise<SearchResult> {
-    checkMatrix('en', en, this.keyDim);
-    checkFinite('en', en, this.keyDim);
-    return this.datastore.search(en, { k: this.k, tau: this.tau, aggregate: this.aggregate });
+  #nativeSearch(en: Float32Array): Promise<SearchResult> {
+    return this.source ? this.#sourceSearch(en, this.source) : this.datastore.search(en, { k: this.k, tau: this.tau, aggregate: this.aggregate });
+  }
+
+  /** Neighbours from `source`, values gathered from the datastore (each distinct row once), rapm's aggregation. */
+  async #sourceSearch(en: Float32Array, source: PredictorNeighborSource): Promise<RowBlocks> {
+    const { k, dv } = this;
+    const b = en.length / this.keyDim;
+    const found = await source.search(en, k);
+    const rows = found?.rows, sims = found?.similarities;
+    if (!(rows instanceof Int32Array) || !(sims instanceof Float32Array) || rows.length !== b * k || sims.length !== b * k) {
+      throw new RapmError('RAPM_SHAPE_MISMATCH', `The neighbour source '${source.name}' returned rows ${describe(rows)} and similarities ${describe(sims)}; [${b}, ${k}] each were expected`);
+    }
+    const n = this.datastore.size;
+    const slot = new Map<number, number>();
+    const local = new Int32Array(b * k);
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!;
+      if (r < 0) {
+        local[i] = -1;
+        continue;
+      }
+      if (r >= n) throw new RapmError('RAPM_INVALID_ARG', `The neighbour source '${source.name}' returned row ${r} but the datastore holds ${n} rows`);
+      let j = slot.get(r);
+      if (j === undefined) slot.set(r, (j = slot.size));
+      local[i] = j;
+    }
+    const values = new Float32Array(Math.max(1, slot.size) * dv);
+    for (const [r, j] of slot) this.datastore._exportRows(r, r + 1, null, values.subarray(j * dv, (j + 1) * dv), null);
+    const agg = priorFromNeighbors(local, sims, values, dv, { k, tau: this.tau, aggregate: this.aggregate });
+    for (let q = 0; q < b; q++) {
+      if (agg.found[q] === 0) throw new RapmRangeError('RAPM_K_TOO_LARGE', `The neighbour source '${source.name}' found no neighbours for row ${q}`);
+    }
+    return { b, k, prior: agg.prior, neighbors: rows.slice(), weights: agg.weights, similarities: sims.slice() };
+  }
+
+  /** Validates `en` ([b, keyDim], finite, each row's squared norm finite in float32) and runs the search (batched when on). */
+  async #search(en: Float32Array): Promise<RowBlocks> {
+    const d = this.keyDim;
+    const b = checkMatrix('en', en, d);
+    checkFinite('en', en, d);
+    for (let r = 0; r < b; r++) {
+      let s = 0;
+      for (let j = r * d, e = j + d; j < e; j++) s += en[j]! * en[j]!;
+      if (s > F32_MAX) {
+        throw new RapmRangeError(
+          'RAPM_NON_FINITE',
+          `Expected rows of en whose squared L2 norm fits float32 (values up to about 1.8e19) but row ${r} has squared norm ${s.toPrecision(3)}, which overflows to Infinity`,
+        );
+      }
+    }
+    return this.batcher ? this.batcher.submit(en, b) : this.#nativeSearch(en);
   }
 
   /** Spanish prosody vectors for English ones: en [b, keyDim] -> pred [b, dv] (and the retrieval behind it). */
@@ -144,6 +261,15 @@ export class Predictor {
         throw new RapmError('RAPM_ONNX', `The fusion model returned pred ${describe(out?.pred)} but ${b * dv} values ([${b}, ${dv}]) were expected`);
       }
       pred = out.pred;
+      for (let i = 0; i < pred.length; i++) {
+        const x = pred[i]!;
+        if (x - x !== 0) {
+          throw new RapmRangeError(
+            'RAPM_NON_FINITE',
+            `The fusion model returned ${String(x)} for row ${Math.floor(i / dv)}, column ${i % dv} of pred: this input cannot be predicted by this model`,
+          );
+        }
+      }
     }
     return { b, dv, k: r.k, pred, prior: r.prior, neighbors: r.neighbors, weights: r.weights, similarities: r.similarities };
   }
@@ -157,6 +283,7 @@ export class Predictor {
       for (let j = 0; j < r.k; j++) {
         const i = q * r.k + j;
         const row = r.neighbors[i]!;
+        if (row < 0) continue; // a neighbour source found fewer than k
         list.push({ id: this.datastore.idOf(row), row, weight: r.weights[i]!, similarity: r.similarities[i]! });
       }
       out.push(list);

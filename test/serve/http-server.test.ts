@@ -8,6 +8,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runServe, serveCommand, type ServeArgs } from '../../src/cli/commands/serve.js';
 import { Datastore } from '../../src/retrieval/datastore.js';
 import { saveDatastore } from '../../src/retrieval/persist.js';
+import { fusionSpec, initParams, paramLayout } from '../../src/fusion/layout.js';
+import { exportOnnx } from '../../src/fusion/onnx-export.js';
+import { FusionSession } from '../../src/fusion/onnx-session.js';
 import { createServer, type RapmServer } from '../../src/serve/http-server.js';
 import { Predictor, type FusionModel } from '../../src/serve/predictor.js';
 import { randn } from '../helpers/random.js';
@@ -199,6 +202,43 @@ describe('rapm serve', () => {
     } finally {
       out.mockRestore();
       err.mockRestore();
+    }
+  });
+
+  it('serves a fusion model from a worker thread with micro-batching, or in-thread without it; /health shows which', async () => {
+    const file = path.join(tmp, 'ds3.rds');
+    await saveDatastore(ds, file);
+    const model = path.join(tmp, 'f.onnx');
+    const layout = paramLayout(fusionSpec({ enDim: keyDim, outDim: dv, hidden: [8] }));
+    const params = initParams(layout, 4);
+    const last = layout.layers[layout.layers.length - 1]!;
+    for (let i = 0; i < last.in * last.out; i++) params[last.w + i] = Math.sin(i) * 0.1;
+    await exportOnnx(layout, params, model);
+    const session = await FusionSession.create(model, { enDim: keyDim, outDim: dv, threads: 1 });
+    const en = randn(3 * keyDim, 31);
+    const want = await new Predictor(ds, { k: 5, tau: 0.1, fusion: session }).predict(en);
+    await session.release();
+    expect(bits(want.pred).equals(bits(want.prior))).toBe(false);
+    for (const variant of [{ fusionWorkers: 1, batching: true, maxBatchRows: 8 }, { fusionWorkers: 0, batching: false }]) {
+      const ac = new AbortController();
+      let url = '';
+      const lines: string[] = [];
+      const args: ServeArgs = { datastore: file, model, port: 0, host: '127.0.0.1', k: 5, tau: 0.1, aggregate: 'softmax', maxBatch: 8, graceMs: 1000, device: 'cpu', ...variant };
+      const running = runServe(args, { signal: ac.signal, handleSignals: false, onListening: (u) => (url = u), log: (l) => lines.push(l) });
+      while (!url) await new Promise((r) => setTimeout(r, 5));
+      const h = (await (await fetch(url + '/health')).json()) as { fusion: boolean; batching: { maxBatchRows: number } | null };
+      expect(h.fusion).toBe(true);
+      expect(h.batching?.maxBatchRows ?? null).toBe(variant.batching ? 8 : null);
+      const replies = await Promise.all(
+        [0, 1, 2].map(async (q) => {
+          const r = await fetch(url + '/predict', { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' }, body: new Uint8Array(en.slice(q * keyDim, (q + 1) * keyDim).buffer) });
+          return new Float32Array(await r.arrayBuffer()).subarray(0, dv);
+        }),
+      );
+      replies.forEach((pred, q) => expect(bits(pred).equals(bits(want.pred.subarray(q * dv, (q + 1) * dv))), `row ${q}`).toBe(true));
+      expect(lines.join('\n')).toContain(variant.fusionWorkers ? 'fusion on (cpu, 1 worker thread(s))' : 'fusion on (cpu, event-loop thread)');
+      ac.abort();
+      await running;
     }
   });
 });

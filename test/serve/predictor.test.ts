@@ -1,4 +1,10 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { fusionSpec, initParams, paramLayout } from '../../src/fusion/layout.js';
+import { exportOnnx } from '../../src/fusion/onnx-export.js';
+import { FusionSession } from '../../src/fusion/onnx-session.js';
 import { Datastore } from '../../src/retrieval/datastore.js';
 import { Predictor, type FusionModel } from '../../src/serve/predictor.js';
 import { randn } from '../helpers/random.js';
@@ -136,5 +142,41 @@ describe('Predictor', () => {
     expect(ds.size).toBe(n0 + adds * m);
     expect(seen.size, 'searches saw several prefixes').toBeGreaterThan(1);
     expect(results.length).toBeGreaterThanOrEqual(8);
+  });
+
+  it('finite or refused (issue 10 item 4): huge inputs and a fusion output with NaN get RAPM_NON_FINITE', async () => {
+    const ds = store(60);
+    // A real exported fusion model: 3e38 overflows its first Linear, and the old Predictor returned pred full of NaN.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-pred-'));
+    try {
+      const layout = paramLayout(fusionSpec({ enDim: keyDim, outDim: dv, hidden: [8] }));
+      const file = path.join(dir, 'f.onnx');
+      await exportOnnx(layout, initParams(layout, 3), file);
+      const session = await FusionSession.create(file, { enDim: keyDim, outDim: dv, threads: 1 });
+      try {
+        const p = new Predictor(ds, { k: 5, fusion: session });
+        const ok = await p.predict(randn(keyDim, 9));
+        expect(ok.pred.every(Number.isFinite)).toBe(true);
+        const huge = randn(2 * keyDim, 9);
+        huge[keyDim + 3] = 3e38; // finite in float32, row 1
+        const e = await rejection(p.predict(huge));
+        expect(e.code).toBe('RAPM_NON_FINITE');
+        expect(e.message).toContain('row 1');
+        // Without fusion too: the contract does not depend on the model.
+        expect((await rejection(new Predictor(ds, { k: 5 }).explain(huge))).code).toBe('RAPM_NON_FINITE');
+        // Values large but with a float32 squared norm still pass.
+        const big = randn(keyDim, 10).map((x) => x * 1e17);
+        expect((await p.predict(big)).pred.every(Number.isFinite)).toBe(true);
+      } finally {
+        await session.release();
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    const nanModel: FusionModel = { run: async (_en, prior) => ({ pred: prior.map((x, i) => (i === dv + 2 ? NaN : x)), delta: new Float32Array(prior.length) }) };
+    const e = await rejection(new Predictor(ds, { k: 5, fusion: nanModel }).predict(randn(2 * keyDim, 11)));
+    expect([e.code, e.message]).toEqual(['RAPM_NON_FINITE', expect.stringContaining('row 1, column 2')]);
+    const infModel: FusionModel = { run: async (_en, prior) => ({ pred: prior.map(() => -Infinity), delta: new Float32Array(prior.length) }) };
+    expect((await rejection(new Predictor(ds, { k: 5, fusion: infModel, batching: true }).predict(randn(keyDim, 12)))).code).toBe('RAPM_NON_FINITE');
   });
 });

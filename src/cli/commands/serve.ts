@@ -16,7 +16,7 @@ import { checkSetting } from '../../settings.js';
 import { CliUsageError, defineCommand } from '../options.js';
 import { applyThreads } from '../run.js';
 import { simdLevel } from '../../native/simd.js';
-import { Predictor, type FusionModel } from '../../serve/predictor.js';
+import { Predictor, type FusionModel, type PredictorOptions } from '../../serve/predictor.js';
 import { createServer } from '../../serve/http-server.js';
 
 export interface ServeArgs {
@@ -35,24 +35,54 @@ export interface ServeArgs {
   maxBatch: number;
   maxBodyBytes?: number;
   graceMs: number;
+  /** Micro-batching (default on) and its limits. */
+  batching?: boolean;
+  maxBatchRows?: number;
+  maxWaitUs?: number;
+  maxQueueRows?: number;
+  maxConcurrentBatches?: number;
+  /** Body bytes held across all connections (503 beyond). */
+  maxBufferedBytes?: number;
+  retryAfterSeconds?: number;
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  /** GET /metrics (default on). */
+  metrics?: boolean;
+  /** pino access log on stderr (default off). */
+  accessLog?: boolean;
+  /** Fusion worker threads (default 1; 0: on the event-loop thread). */
+  fusionWorkers?: number;
+}
+
+/** The micro-batching option of `args` for PredictorOptions.batching. */
+function batchingOf(args: ServeArgs): PredictorOptions['batching'] {
+  return args.batching === false ? false : { maxBatchRows: args.maxBatchRows, maxWaitUs: args.maxWaitUs, maxQueueRows: args.maxQueueRows, maxConcurrent: args.maxConcurrentBatches };
 }
 
 /** The predictor of `args`: a bundle, or a datastore (+ model) checked against each other. */
 async function openPredictor(args: ServeArgs, log: (line: string) => void): Promise<Predictor> {
   if (args.bundle !== undefined) {
     if (args.datastore !== undefined || args.model !== undefined) throw new RapmError('RAPM_INVALID_ARG', 'Give a bundle (--bundle) or a datastore and model (--datastore, --model), not both');
-    const p = await Predictor.fromBundle(args.bundle, { k: args.k, tau: args.tau, aggregate: args.aggregate, device: args.device, log });
+    const p = await Predictor.fromBundle(args.bundle, { k: args.k, tau: args.tau, aggregate: args.aggregate, device: args.device, log, batching: batchingOf(args), fusionWorkers: args.fusionWorkers ?? 1 });
     log(`bundle ${args.bundle} (${p.bundle!.kind}, trained k ${p.bundle!.trained.k}, tau ${p.bundle!.trained.tau}, ${p.bundle!.trained.aggregate}, Config ${p.bundle!.trained.config}, data ${p.bundle!.dataHash})`);
     return p;
   }
   if (args.datastore === undefined) throw new RapmError('RAPM_INVALID_ARG', 'Give --bundle DIR (from rapm train --out or rapm index) or --datastore FILE');
   const header = await readDatastoreHeader(args.datastore);
   const ds = await loadDatastore(args.datastore);
-  let fusion: FusionSession | null = null;
+  let fusion: (FusionModel & Pick<FusionSession, 'enDim' | 'outDim' | 'metadata' | 'release'>) | null = null;
   let trained = { k: SEARCH_DEFAULTS.k, tau: SEARCH_DEFAULTS.tau, aggregate: SEARCH_DEFAULTS.aggregate };
   if (args.model) {
-    const { FusionSession } = await import('../../fusion/onnx-session.js');
-    fusion = await FusionSession.create(args.model, { enDim: ds.keyDim, outDim: ds.dv, device: args.device, onWarning: log });
+    const fusionOptions = { enDim: ds.keyDim, outDim: ds.dv, device: args.device, onWarning: log };
+    const workers = args.fusionWorkers ?? 1;
+    if (workers > 0) {
+      const { FusionPool } = await import('../../fusion/onnx-pool.js');
+      fusion = await FusionPool.create(args.model, { ...fusionOptions, workers });
+    } else {
+      const { FusionSession } = await import('../../fusion/onnx-session.js');
+      fusion = await FusionSession.create(args.model, fusionOptions);
+    }
     try {
       await checkModelMatchesDatastore(fusion, ds, { model: args.model, datastore: args.datastore }, header.meta);
     } catch (e) {
@@ -68,7 +98,7 @@ async function openPredictor(args: ServeArgs, log: (line: string) => void): Prom
     };
   }
   const s = applyOverrides(trained, { k: args.k, tau: args.tau, aggregate: args.aggregate }, ds.size, log);
-  return new Predictor(ds, { k: s.k, tau: s.tau, aggregate: s.aggregate, fusion });
+  return new Predictor(ds, { k: s.k, tau: s.tau, aggregate: s.aggregate, fusion, batching: batchingOf(args) });
 }
 
 export interface RunServeOptions {
@@ -88,10 +118,28 @@ export async function runServe(args: ServeArgs, options: RunServeOptions = {}): 
   const predictor = await openPredictor(args, log);
   const fusion = predictor.fusion as (FusionModel & { release?: () => Promise<void> }) | null;
   try {
-    const srv = createServer({ predictor, maxBatch: args.maxBatch, maxBodyBytes: args.maxBodyBytes, log });
+    const srv = createServer({
+      predictor,
+      maxBatch: args.maxBatch,
+      maxBodyBytes: args.maxBodyBytes,
+      maxBufferedBytes: args.maxBufferedBytes,
+      retryAfterSeconds: args.retryAfterSeconds,
+      headersTimeoutMs: args.headersTimeoutMs,
+      requestTimeoutMs: args.requestTimeoutMs,
+      idleTimeoutMs: args.idleTimeoutMs,
+      metrics: args.metrics,
+      accessLog: args.accessLog,
+      log,
+    });
     const { url } = await srv.listen(args.port, args.host);
     const info = predictor.info;
-    log(`${info.rows} rows (d ${info.d}, dv ${info.dv}, ${info.precision}), k ${info.k}, tau ${info.tau}, ${info.aggregate}, fusion ${info.fusion ? `on (${info.provider})` : 'off'}, simd ${simdLevel()}`);
+    const b = predictor.batcher?.options;
+    const workers = args.fusionWorkers ?? 1;
+    log(
+      `${info.rows} rows (d ${info.d}, dv ${info.dv}, ${info.precision}), k ${info.k}, tau ${info.tau}, ${info.aggregate}, ` +
+        `fusion ${info.fusion ? `on (${info.provider}, ${workers > 0 ? `${workers} worker thread(s)` : 'event-loop thread'})` : 'off'}, ` +
+        `batching ${b ? `on (max ${b.maxBatchRows} rows, wait ${b.maxWaitUs} us, queue ${b.maxQueueRows} rows)` : 'off'}, neighbours ${info.source}, simd ${simdLevel()}`,
+    );
     (options.onListening ?? ((u: string) => process.stdout.write(`listening on ${u}\n`)))(url);
     await new Promise<void>((resolve) => {
       const handle = options.handleSignals !== false;
@@ -132,7 +180,11 @@ export async function runServe(args: ServeArgs, options: RunServeOptions = {}): 
 export const serveCommand: CommandModule = defineCommand({
   command: 'serve',
   describe: 'Serve predictions over HTTP from a bundle or a saved datastore (POST /predict, POST /explain, GET /health)',
-  settings: ['bundle', 'datastore', 'model', 'device', 'port', 'host', 'k', 'tau', 'aggregate', 'maxBatch', 'maxBodyBytes', 'graceMs', 'threads'],
+  settings: [
+    'bundle', 'datastore', 'model', 'device', 'port', 'host', 'k', 'tau', 'aggregate', 'maxBatch', 'maxBodyBytes', 'graceMs', 'threads',
+    'batching', 'maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'maxConcurrentBatches', 'maxBufferedBytes', 'retryAfterSeconds',
+    'headersTimeoutMs', 'requestTimeoutMs', 'idleTimeoutMs', 'metrics', 'accessLog', 'fusionWorkers',
+  ],
   overrides: {
     k: { help: 'Neighbours per query; default: as trained (bundle or model), else 90. An explicit value is an override, logged' },
     tau: { help: 'Softmax temperature; default: as trained, else 0.04. An explicit value is an override, logged' },
@@ -141,6 +193,13 @@ export const serveCommand: CommandModule = defineCommand({
   check: (a) => {
     if (a.bundle === undefined && a.datastore === undefined) throw new CliUsageError('Give --bundle DIR (from rapm train --out or rapm index) or --datastore FILE');
     if (a.bundle !== undefined && (a.datastore !== undefined || a.model !== undefined)) throw new CliUsageError('--bundle already holds the datastore and model: drop --datastore / --model');
+    if (a.headersTimeoutMs > a.requestTimeoutMs) {
+      throw new CliUsageError(`--headers-timeout-ms (${a.headersTimeoutMs}) must be at most --request-timeout-ms (${a.requestTimeoutMs})`);
+    }
+    const body = a.maxBodyBytes ?? 0;
+    if (a.maxBufferedBytes !== undefined && a.maxBufferedBytes < body) {
+      throw new CliUsageError(`--max-buffered-bytes (${a.maxBufferedBytes}) must be at least --max-body-bytes (${body}): one largest body must fit`);
+    }
   },
   handler: async (a, given) => {
     applyThreads(a.threads);

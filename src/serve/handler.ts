@@ -1,0 +1,487 @@
+/**
+ * The rapm request handler: `(req, res) => void` over a Predictor, mountable in any
+ * node:http server, in fastify (reply.hijack()) or in express (app.use). createServer
+ * (http-server.ts) wraps it in a node:http server with timeouts and graceful shutdown.
+ *
+ * Endpoints (paths after `basePath`)
+ *   POST /predict   body JSON `{ "en": number[] | number[][] }` (one row or a batch of rows of
+ *                   keyDim numbers; Content-Type application/json, text/plain or none), or
+ *                   `application/octet-stream`: little-endian float32 rows of keyDim values
+ *                   (b = bytes / (4 keyDim)).
+ *                   JSON reply: `{ b, dv, k, pred, prior, neighbors, weights }`; pred and prior are
+ *                   number[] for a one-row `en: number[]` and number[][] otherwise (neighbors and
+ *                   weights likewise per row). Numbers are float32 values, printed exactly.
+ *                   Binary request: binary reply (unless `Accept: application/json`), Content-Type
+ *                   application/octet-stream, headers `X-Rapm-Shape: <b>,<dv>` and
+ *                   `X-Rapm-Layout: pred,prior`; body = pred [b, dv] then prior [b, dv], float32 LE.
+ *   POST /explain   same bodies; JSON reply `{ b, k, neighbors: [[{ id, row, weight, similarity }]] }`.
+ *   GET  /health    predictor.info's fields and `{ status, simd, uptimeSeconds, inFlight, maxBatch,
+ *                   maxBodyBytes, maxBufferedBytes, bufferedBytes, queueRows }`.
+ *   GET  /metrics   Prometheus text format (metrics.ts), unless `metrics: false`.
+ *
+ * Errors are JSON `{ error, code }`: 400 bad input (RAPM_BAD_JSON, RAPM_INVALID_ARG, RAPM_TYPE,
+ * RAPM_SHAPE_MISMATCH, RAPM_NON_FINITE: also a row whose squared norm overflows float32 or a
+ * fusion output that is not finite, RAPM_ZERO_NORM), 404 RAPM_NOT_FOUND, 405 RAPM_METHOD,
+ * 413 RAPM_BODY_TOO_LARGE / RAPM_BATCH_TOO_LARGE, 415 RAPM_MEDIA_TYPE, 503 with
+ * `Retry-After` for RAPM_BUSY (batch queue full, or the bodies buffered across all requests
+ * would pass maxBufferedBytes) and RAPM_UNAVAILABLE (draining / shutting down), 503
+ * RAPM_K_TOO_LARGE / RAPM_STATE (datastore too small), 500 otherwise (logged with its stack).
+ * A client that goes away first is counted as `aborted` and logged as one line, not an error.
+ *
+ * In-flight accounting: a request counts from the moment it reaches the handler until its
+ * response is written or its connection closes, whichever comes first, exactly once (also
+ * for pipelined requests queued on a connection that closes).
+ */
+import type http from 'node:http';
+import type net from 'node:net';
+import os from 'node:os';
+import pino from 'pino';
+import { RapmError, isRapmError } from '../errors.js';
+import { simdLevel } from '../native/simd.js';
+import { checkSetting } from '../settings.js';
+import { createMetrics, type HandlerMetrics } from './metrics.js';
+import { Predictor, type PredictResult } from './predictor.js';
+
+if (os.endianness() !== 'LE') throw new RapmError('RAPM_STATE', 'the rapm HTTP service reads float32 bodies as little-endian and needs a little-endian host');
+
+export interface HandlerOptions {
+  predictor: Predictor;
+  /** Largest batch (rows) per request. Default 1024. */
+  maxBatch?: number;
+  /** Largest request body in bytes. Default: maxBatch rows as JSON at 32 bytes a number (32 MiB for 1024 x 1024), at least 1 MiB. */
+  maxBodyBytes?: number;
+  /** Most request-body bytes held at once across all requests; beyond it, 503 RAPM_BUSY with Retry-After. Default max(256 MiB, 2 x maxBodyBytes). */
+  maxBufferedBytes?: number;
+  /** Seconds in the Retry-After header of 503 replies. Default 1. */
+  retryAfterSeconds?: number;
+  /** Path prefix the endpoints live under (e.g. '/rapm'); requests outside it get 404. Default ''. */
+  basePath?: string;
+  /** Serve GET /metrics (Prometheus). Default true. */
+  metrics?: boolean;
+  /** Structured access log (pino, one JSON line per request): true for stderr, or a pino destination. Default off. */
+  accessLog?: boolean | pino.DestinationStream;
+  /** Receives one line per server-side failure (5xx, with its stack) and per client abort. Default: none. */
+  log?: (line: string) => void;
+}
+
+/** maxBatch and retryAfterSeconds defaults are the settings schema's (src/settings.ts); minBufferedBytes is the floor of maxBufferedBytes' default. */
+export const HANDLER_DEFAULTS = { maxBatch: checkSetting('maxBatch', undefined), retryAfterSeconds: checkSetting('retryAfterSeconds', undefined), minBufferedBytes: 256 * 2 ** 20 } as const;
+
+export interface RapmHandler {
+  (req: http.IncomingMessage, res: http.ServerResponse): void;
+  /** Requests being handled now. */
+  readonly inFlight: number;
+  /** Body bytes held now across all requests. */
+  readonly bufferedBytes: number;
+  readonly maxBatch: number;
+  readonly maxBodyBytes: number;
+  readonly maxBufferedBytes: number;
+  /** The Prometheus registry behind GET /metrics (null with `metrics: false`). */
+  readonly registry: HandlerMetrics['registry'] | null;
+  /** True after drain(): new requests get 503 RAPM_UNAVAILABLE, responses carry Connection: close. */
+  readonly draining: boolean;
+  /** Refuse new requests (503 + Retry-After); requests already received are answered. Resolves when none is in flight. */
+  drain(): Promise<void>;
+  /** @internal (createServer) Called with each request's socket when it is done. */
+  onDone?: (socket: net.Socket) => void;
+  /** Stop the metrics observers. */
+  close(): void;
+}
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** The client went away before its reply (not a server error). */
+class ClientAbort extends Error {}
+
+const STATUS_OF: Record<string, number> = {
+  RAPM_INVALID_ARG: 400,
+  RAPM_TYPE: 400,
+  RAPM_SHAPE_MISMATCH: 400,
+  RAPM_NON_FINITE: 400,
+  RAPM_ZERO_NORM: 400,
+  RAPM_K_TOO_LARGE: 503,
+  RAPM_STATE: 503,
+  RAPM_BUSY: 503,
+};
+
+interface ParsedInput {
+  en: Float32Array; // [b, keyDim]
+  b: number;
+  /** `en` was one flat row (JSON number[]): reply with flat arrays. */
+  single: boolean;
+  binary: boolean;
+}
+
+/** Per-request bookkeeping. */
+interface Ctx {
+  route: string;
+  started: number;
+  reserved: number;
+  done: boolean;
+  finisher?: () => void;
+}
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string | number> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Rows of a [b, w] matrix as number[][] (or number[] when single). */
+function rowsOf(a: Float32Array | Int32Array, w: number, single: boolean): number[] | number[][] {
+  if (single) return Array.from(a.subarray(0, w));
+  const out: number[][] = [];
+  for (let i = 0; i < a.length; i += w) out.push(Array.from(a.subarray(i, i + w)));
+  return out;
+}
+
+const KNOWN_ROUTES = new Set(['/predict', '/explain', '/health', '/metrics']);
+
+export function createHandler(options: HandlerOptions): RapmHandler {
+  if (options === null || typeof options !== 'object') throw new RapmError('RAPM_TYPE', 'Expected an options object');
+  const { predictor } = options;
+  if (!(predictor instanceof Predictor)) throw new RapmError('RAPM_TYPE', 'Expected a Predictor for options.predictor');
+  const maxBatch = checkSetting('maxBatch', options.maxBatch);
+  const keyDim = predictor.keyDim;
+  const maxBodyBytes = checkSetting('maxBodyBytes', options.maxBodyBytes) ?? Math.max(1 << 20, maxBatch * keyDim * 32);
+  const maxBufferedBytes = checkSetting('maxBufferedBytes', options.maxBufferedBytes) ?? Math.max(HANDLER_DEFAULTS.minBufferedBytes, 2 * maxBodyBytes);
+  if (maxBufferedBytes < maxBodyBytes) {
+    throw new RapmError('RAPM_INVALID_ARG', `Expected maxBufferedBytes (${maxBufferedBytes}) >= maxBodyBytes (${maxBodyBytes}): one largest body must fit`);
+  }
+  const retryAfter = String(checkSetting('retryAfterSeconds', options.retryAfterSeconds));
+  const basePath = (options.basePath ?? '').replace(/\/+$/, '');
+  if (basePath !== '' && !basePath.startsWith('/')) throw new RapmError('RAPM_INVALID_ARG', `Expected basePath to start with '/' but received '${basePath}'`);
+  const log = options.log ?? (() => undefined);
+  const access =
+    options.accessLog === undefined || options.accessLog === false
+      ? null
+      : pino({ base: undefined, messageKey: 'msg' }, options.accessLog === true ? pino.destination(2) : options.accessLog);
+  const started = Date.now();
+  let inFlight = 0;
+  let buffered = 0;
+  let draining = false;
+  let drainWaiters: (() => void)[] = [];
+  const metrics = options.metrics === false ? null : createMetrics(predictor.batcher, { inFlight: () => inFlight, buffered: () => buffered });
+  /** Per socket: the finishers of its requests still counted (the socket's 'close' runs them all). */
+  const perSocket = new WeakMap<net.Socket, Set<() => void>>();
+
+  function overBudget(): HttpError {
+    return new HttpError(503, 'RAPM_BUSY', `The server holds ${buffered} bytes of request bodies (maxBufferedBytes = ${maxBufferedBytes}); retry later`);
+  }
+
+  /** The request body, at most maxBodyBytes, in a fresh ArrayBuffer (offset 0: float32-aligned). */
+  function readBody(req: http.IncomingMessage, ctx: Ctx): Promise<Uint8Array> {
+    return new Promise((resolve, reject) => {
+      const declared = req.headers['content-length'] === undefined ? -1 : Number(req.headers['content-length']);
+      const tooLarge = () => new HttpError(413, 'RAPM_BODY_TOO_LARGE', `Request body larger than maxBodyBytes = ${maxBodyBytes}`);
+      if (declared > maxBodyBytes) {
+        reject(tooLarge());
+        return;
+      }
+      const reserve = (n: number): boolean => {
+        if (buffered + n > maxBufferedBytes) return false;
+        buffered += n;
+        ctx.reserved += n;
+        return true;
+      };
+      const first = declared >= 0 ? declared : 64 * 1024;
+      if (!reserve(first)) {
+        reject(overBudget());
+        return;
+      }
+      let buf = new Uint8Array(first);
+      let len = 0;
+      let failed = false;
+      const fail = (e: unknown) => {
+        if (failed) return;
+        failed = true;
+        reject(e);
+      };
+      req.on('data', (chunk: Buffer) => {
+        if (failed) return;
+        if (len + chunk.length > maxBodyBytes) return fail(tooLarge());
+        if (len + chunk.length > buf.length) {
+          const size = Math.min(maxBodyBytes, Math.max(buf.length * 2, len + chunk.length));
+          if (!reserve(size)) return fail(overBudget());
+          const grown = new Uint8Array(size);
+          grown.set(buf.subarray(0, len));
+          buffered -= buf.length; // the old buffer is dropped
+          ctx.reserved -= buf.length;
+          buf = grown;
+        }
+        buf.set(chunk, len);
+        len += chunk.length;
+      });
+      req.on('end', () => {
+        if (!failed) {
+          failed = true;
+          resolve(len === buf.length ? buf : buf.subarray(0, len));
+        }
+      });
+      req.on('error', () => fail(new ClientAbort('request stream error')));
+      req.on('close', () => {
+        if (!req.complete) fail(new ClientAbort('the client closed the connection before sending the whole body'));
+      });
+    });
+  }
+
+  function parseJson(body: Uint8Array): ParsedInput {
+    let v: unknown;
+    try {
+      v = JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+    } catch (e) {
+      throw new HttpError(400, 'RAPM_BAD_JSON', `Request body is not valid JSON (${(e as Error).message})`);
+    }
+    const en = (v as { en?: unknown } | null)?.en;
+    if (typeof v !== 'object' || v === null || Array.isArray(v) || !Array.isArray(en)) {
+      throw new HttpError(400, 'RAPM_INVALID_ARG', 'Expected a JSON object { "en": number[] | number[][] }');
+    }
+    if (en.length === 0) throw new HttpError(400, 'RAPM_SHAPE_MISMATCH', 'Expected at least one row in en but received an empty array');
+    const single = !Array.isArray(en[0]);
+    const rows = (single ? [en] : en) as unknown[];
+    if (rows.length > maxBatch) throw new HttpError(413, 'RAPM_BATCH_TOO_LARGE', `Expected at most maxBatch = ${maxBatch} rows but received ${rows.length}`);
+    const out = new Float32Array(rows.length * keyDim);
+    rows.forEach((row, r) => {
+      if (!Array.isArray(row)) throw new HttpError(400, 'RAPM_TYPE', `Expected en[${r}] to be an array of ${keyDim} numbers`);
+      if (row.length !== keyDim) {
+        throw new HttpError(400, 'RAPM_SHAPE_MISMATCH', `Expected ${keyDim} numbers in ${single ? 'en' : `en[${r}]`} but received ${row.length}`);
+      }
+      for (let j = 0; j < keyDim; j++) {
+        const x = row[j];
+        if (typeof x !== 'number') throw new HttpError(400, 'RAPM_TYPE', `Expected a number at ${single ? 'en' : `en[${r}]`}[${j}] but received ${x === null ? 'null' : typeof x}`);
+        out[r * keyDim + j] = x;
+      }
+    });
+    return { en: out, b: rows.length, single, binary: false };
+  }
+
+  function parseBinary(body: Uint8Array): ParsedInput {
+    const rowBytes = 4 * keyDim;
+    if (body.length === 0) throw new HttpError(400, 'RAPM_SHAPE_MISMATCH', 'Expected at least one row of float32 values but the body is empty');
+    if (body.length % rowBytes !== 0) {
+      throw new HttpError(400, 'RAPM_SHAPE_MISMATCH', `Expected whole rows of ${keyDim} float32 values (${rowBytes} bytes each) but received ${body.length} bytes`);
+    }
+    const b = body.length / rowBytes;
+    if (b > maxBatch) throw new HttpError(413, 'RAPM_BATCH_TOO_LARGE', `Expected at most maxBatch = ${maxBatch} rows but received ${b}`);
+    const en = body.byteOffset % 4 === 0 ? new Float32Array(body.buffer, body.byteOffset, b * keyDim) : new Float32Array(body.slice().buffer);
+    return { en, b, single: false, binary: true };
+  }
+
+  /** Wait until the request body has been read and dropped (bodies up to maxBodyBytes). */
+  function discardBody(req: http.IncomingMessage): Promise<void> {
+    const declared = req.headers['content-length'] === undefined ? -1 : Number(req.headers['content-length']);
+    if (req.complete || declared > maxBodyBytes) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      let seen = 0;
+      req.on('data', (c: Buffer) => {
+        seen += c.length;
+        if (seen > maxBodyBytes) resolve(); // stop waiting: the reply closes the connection
+      });
+      req.once('end', () => resolve());
+      req.once('close', () => (req.complete ? resolve() : reject(new ClientAbort('the client left during shutdown'))));
+      req.resume();
+    });
+  }
+
+  async function readInput(req: http.IncomingMessage, ctx: Ctx): Promise<ParsedInput> {
+    const type = (req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
+    const json = type === 'application/json' || type === 'text/plain'; // text/plain: fetch()'s default for a string body
+    if (!json && type !== 'application/octet-stream') {
+      throw new HttpError(415, 'RAPM_MEDIA_TYPE', `Expected Content-Type application/json or application/octet-stream but received ${type}`);
+    }
+    const body = await readBody(req, ctx);
+    return json ? parseJson(body) : parseBinary(body);
+  }
+
+  /**
+   * Connection: close on replies while draining (the server closes the socket after them),
+   * but only on the last request of its connection: Node drops the pipelined requests queued
+   * behind a reply that closes the connection.
+   */
+  function closeHeader(req: http.IncomingMessage, res: http.ServerResponse): void {
+    if (draining && !res.headersSent && (perSocket.get(req.socket)?.size ?? 0) <= 1) res.setHeader('Connection', 'close');
+  }
+
+  function sendPredict(req: http.IncomingMessage, res: http.ServerResponse, input: ParsedInput, r: PredictResult): void {
+    closeHeader(req, res);
+    const wantsJson = input.binary && (req.headers.accept ?? '').includes('application/json');
+    if (input.binary && !wantsJson) {
+      const bytes = r.b * r.dv * 4;
+      const body = Buffer.allocUnsafe(2 * bytes);
+      body.set(new Uint8Array(r.pred.buffer, r.pred.byteOffset, bytes), 0);
+      body.set(new Uint8Array(r.prior.buffer, r.prior.byteOffset, bytes), bytes);
+      res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': body.length, 'X-Rapm-Shape': `${r.b},${r.dv}`, 'X-Rapm-Layout': 'pred,prior' });
+      res.end(body);
+      return;
+    }
+    sendJson(res, 200, {
+      b: r.b,
+      dv: r.dv,
+      k: r.k,
+      pred: rowsOf(r.pred, r.dv, input.single),
+      prior: rowsOf(r.prior, r.dv, input.single),
+      neighbors: rowsOf(r.neighbors, r.k, input.single),
+      weights: rowsOf(r.weights, r.k, input.single),
+    });
+  }
+
+  function health(): Record<string, unknown> {
+    return {
+      status: draining ? 'shutting-down' : 'ok',
+      ...predictor.info,
+      simd: simdLevel(),
+      uptimeSeconds: (Date.now() - started) / 1000,
+      inFlight,
+      maxBatch,
+      maxBodyBytes,
+      maxBufferedBytes,
+      bufferedBytes: buffered,
+      queueRows: predictor.batcher?.queuedRows ?? 0,
+    };
+  }
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse, ctx: Ctx): Promise<void> {
+    if (draining) {
+      // Read (and drop) the body first, so the connection can still carry the replies of
+      // pipelined requests behind this one; an oversized body closes the connection instead.
+      await discardBody(req);
+      throw new HttpError(503, 'RAPM_UNAVAILABLE', 'The server is shutting down');
+    }
+    const path = (req.url ?? '/').split('?')[0]!;
+    if (basePath && path !== basePath && !path.startsWith(basePath + '/')) throw new HttpError(404, 'RAPM_NOT_FOUND', `No endpoint ${path} (rapm serves under ${basePath})`);
+    const route = path.slice(basePath.length) || '/';
+    ctx.route = KNOWN_ROUTES.has(route) ? route : 'other';
+    if (route === '/health' || (route === '/metrics' && metrics)) {
+      if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'RAPM_METHOD', `Expected GET for ${route} but received ${req.method}`);
+      req.resume();
+      closeHeader(req, res);
+      if (route === '/health') {
+        sendJson(res, 200, health());
+      } else {
+        const text = await metrics!.registry.metrics();
+        if (res.destroyed) throw new ClientAbort('gone');
+        res.writeHead(200, { 'Content-Type': metrics!.registry.contentType, 'Content-Length': Buffer.byteLength(text) });
+        res.end(text);
+      }
+      return;
+    }
+    if (route !== '/predict' && route !== '/explain') {
+      throw new HttpError(404, 'RAPM_NOT_FOUND', `No endpoint ${route} (POST /predict, POST /explain, GET /health${metrics ? ', GET /metrics' : ''})`);
+    }
+    if (req.method !== 'POST') throw new HttpError(405, 'RAPM_METHOD', `Expected POST for ${route} but received ${req.method}`);
+    const input = await readInput(req, ctx);
+    if (route === '/predict') {
+      const r = await predictor.predict(input.en);
+      if (res.destroyed) throw new ClientAbort('gone');
+      sendPredict(req, res, input, r);
+    } else {
+      const neighbors = await predictor.explain(input.en);
+      if (res.destroyed) throw new ClientAbort('gone');
+      closeHeader(req, res);
+      sendJson(res, 200, { b: input.b, k: predictor.k, neighbors: input.single ? neighbors[0] : neighbors });
+    }
+  }
+
+  function fail(req: http.IncomingMessage, res: http.ServerResponse, ctx: Ctx, e: unknown): void {
+    if (e instanceof ClientAbort || (res.destroyed && !res.writableFinished)) {
+      log(`${req.method} ${req.url} aborted by the client after ${(performance.now() - ctx.started).toFixed(1)} ms`);
+      finish(req, res, ctx, 'aborted');
+      return;
+    }
+    let status: number, code: string, message: string;
+    if (e instanceof HttpError) {
+      ({ status, code, message } = e);
+    } else if (isRapmError(e)) {
+      status = STATUS_OF[e.code] ?? 500;
+      code = e.code;
+      message = e.message;
+    } else {
+      status = 500;
+      code = 'RAPM_INTERNAL';
+      message = 'Internal error';
+    }
+    if (status >= 500 && status !== 503) log(`${req.method} ${req.url} -> ${status} ${code}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const headers: Record<string, string> = {};
+    if (status === 503) headers['Retry-After'] = retryAfter;
+    // The body may not have been read: close the connection rather than parse what follows.
+    if (!req.complete) headers.Connection = 'close';
+    else closeHeader(req, res);
+    if (!req.complete) req.resume();
+    sendJson(res, status, { error: message, code }, headers);
+  }
+
+  /** Count the request out, exactly once: response written, or connection gone. */
+  function finish(req: http.IncomingMessage, res: http.ServerResponse, ctx: Ctx, status: string): void {
+    if (ctx.done) return;
+    ctx.done = true;
+    inFlight--;
+    buffered -= ctx.reserved;
+    ctx.reserved = 0;
+    const seconds = (performance.now() - ctx.started) / 1000;
+    metrics?.requests.inc({ route: ctx.route, method: req.method ?? '', status });
+    metrics?.duration.observe({ route: ctx.route }, seconds);
+    access?.info({ method: req.method, url: req.url, status, ms: Math.round(seconds * 1e4) / 10, remote: req.socket?.remoteAddress, bytesOut: res.getHeader('content-length') });
+    const socket = req.socket;
+    if (socket) {
+      perSocket.get(socket)?.delete(ctx.finisher!);
+      handler.onDone?.(socket);
+    }
+    if (inFlight === 0 && drainWaiters.length > 0) {
+      const w = drainWaiters;
+      drainWaiters = [];
+      for (const f of w) f();
+    }
+  }
+
+  const handler = ((req: http.IncomingMessage, res: http.ServerResponse) => {
+    inFlight++;
+    const ctx: Ctx = { route: 'other', started: performance.now(), reserved: 0, done: false };
+    const onEnd = () => finish(req, res, ctx, res.writableFinished ? String(res.statusCode) : 'aborted');
+    ctx.finisher = onEnd;
+    res.once('finish', onEnd);
+    res.once('close', onEnd);
+    const socket = req.socket;
+    if (socket) {
+      let set = perSocket.get(socket);
+      if (!set) {
+        const s = new Set<() => void>();
+        perSocket.set(socket, s);
+        set = s;
+        socket.once('close', () => {
+          for (const f of [...s]) f();
+        });
+      }
+      set.add(onEnd);
+    }
+    handle(req, res, ctx).catch((e: unknown) => fail(req, res, ctx, e));
+  }) as RapmHandler;
+
+  Object.defineProperties(handler, {
+    inFlight: { get: () => inFlight },
+    bufferedBytes: { get: () => buffered },
+    maxBatch: { value: maxBatch },
+    maxBodyBytes: { value: maxBodyBytes },
+    maxBufferedBytes: { value: maxBufferedBytes },
+    registry: { value: metrics?.registry ?? null },
+    draining: { get: () => draining },
+  });
+  handler.drain = () => {
+    draining = true;
+    if (inFlight === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => drainWaiters.push(resolve));
+  };
+  handler.close = () => metrics?.close();
+  return handler;
+}
