@@ -58,6 +58,7 @@ describe('non-regular files', () => {
       const ch = await import(${u('src/data/chunks.ts')});
       const ps = await import(${u('src/retrieval/persist.ts')});
       const ox = await import(${u('src/fusion/onnx-session.ts')});
+      const an = await import(${u('src/retrieval/ann.ts')});
       const out = {};
       const tryIt = async (name, f) => { try { await f(); out[name] = 'no error'; } catch (e) { out[name] = (e.code ?? '?') + ' ' + e.message; } };
       const fifo = ${JSON.stringify(fifo)};
@@ -73,13 +74,14 @@ describe('non-regular files', () => {
       await tryIt('loadChunks', () => ch.loadChunks(${JSON.stringify(chunks)}));
       await tryIt('loadDatastore', () => ps.loadDatastore(fifo));
       await tryIt('FusionSession', () => ox.FusionSession.create(fifo));
+      await tryIt('AnnIndex', async () => an.AnnIndex.load(fifo));
       console.log(JSON.stringify(out));
     `;
     const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', timeout: 50_000 });
     expect(r.error, 'the loaders finished (a FIFO read that blocks would time out here)').toBeUndefined();
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
-    for (const k of ['readNpy', 'readNpySync', 'readNpyHeader', 'readNpyHeaderSync', 'readNpyRows', 'readNpyInto', 'loadDatastore', 'FusionSession']) {
+    for (const k of ['readNpy', 'readNpySync', 'readNpyHeader', 'readNpyHeaderSync', 'readNpyRows', 'readNpyInto', 'loadDatastore', 'FusionSession', 'AnnIndex']) {
       expect(out[k], k).toMatch(/^RAPM_IO .*x\.npy: it is a FIFO \(named pipe\), not a regular file/);
     }
     expect(out.readNpyDevice).toMatch(/^RAPM_IO .*\/dev\/zero: it is a character device/);
