@@ -2,7 +2,7 @@
  * `packDral` (CLI `rapm pack`): turn one or more DRAL feature folders into chunk folders for
  * the progressive loop. Inputs are read one at a time in the order given, their rows
  * concatenated and cut into chunks of `chunkSize` rows: `chunk-00000`, `chunk-00001`, ...
- * Each chunk is written atomically (temporary folder renamed into place); the output folder
+ * With `shuffle` the rows are put in a seeded random order first. Each chunk is written atomically (temporary folder renamed into place); the output folder
  * is refused when it already holds chunks unless `overwrite`, in which case the old chunks are
  * removed only after the new ones are all written. A filelist's test rows stay test rows
  * (split.txt), so they are scored and never trained on.
@@ -16,10 +16,18 @@ import { CHUNK_VERSION, chunkName, listChunks, writeChunk } from './chunks.js';
 import type { DataProblem, ProblemPolicy } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';
 import { loadDataSource, type DataLocation } from './load.js';
+import { Rng } from './rng.js';
 
 export interface PackOptions {
   /** Rows per chunk. Default 50,000. */
   chunkSize?: number;
+  /**
+   * Shuffle the rows (seeded by `seed`) before cutting them into chunks, so that every chunk spans
+   * all speakers (DRAL folders list their files by id, and ids usually start with the speaker).
+   */
+  shuffle?: boolean;
+  /** Seed of `shuffle`. Default 1. */
+  seed?: number;
   /** Replace chunks already in `out`. */
   overwrite?: boolean;
   onProblem?: ProblemPolicy;
@@ -76,26 +84,34 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
   };
   try {
     fs.mkdirSync(stage);
+    // Read every input (all problems of an input are reported together), checking ids across inputs.
+    const loaded = [];
     for (let i = 0; i < inputs.length; i++) {
       const input = inputs[i]!;
       const label = `packing ${i + 1}/${inputs.length}: ${typeof input === 'string' ? input : (input.data ?? input.features)}`;
       const d = await loadDataSource(input, { onProblem: options.onProblem, poolFrames: options.poolFrames, speakerPattern: options.speakerPattern, onProgress: (dn, t) => options.onProgress?.(label, dn, t) });
       if (d.problems.length) result.skipped.push({ input: d.source, problems: d.problems });
-      const test = new Set(d.official?.test ?? []);
-      for (let r = 0; r < d.n; r++) {
-        const id = d.ids[r]!;
+      for (const id of d.ids) {
         const first = seen.get(id);
         if (first !== undefined) throw new RapmError('RAPM_DATA', `Utterance id ${id} is in both ${first} and ${d.source}: each pair must be packed once`);
         seen.set(id, d.source);
-        buf.ids.push(id);
-        buf.speakers.push(d.speakers?.[r] ?? null);
-        const isTest = test.has(id);
-        buf.split.push(isTest ? 'test' : 'train');
-        if (isTest) result.testRows++;
-        buf.en.set(d.en.subarray(r * dim, (r + 1) * dim), buf.n * dim);
-        buf.es.set(d.es.subarray(r * dim, (r + 1) * dim), buf.n * dim);
-        if (++buf.n === chunkSize) await flush();
       }
+      loaded.push({ d, test: new Set(d.official?.test ?? []) });
+    }
+    // (input, row) of every output row, in input order or shuffled.
+    const where: [number, number][] = loaded.flatMap(({ d }, i) => Array.from({ length: d.n }, (_, r): [number, number] => [i, r]));
+    const order = options.shuffle ? Array.from(new Rng(checkInteger('seed', options.seed ?? 1, 0, 2 ** 31), 0x9ac).permutation(where.length), (k) => where[k]!) : where;
+    for (const [i, r] of order) {
+      const { d, test } = loaded[i]!;
+      const id = d.ids[r]!;
+      buf.ids.push(id);
+      buf.speakers.push(d.speakers?.[r] ?? null);
+      const isTest = test.has(id);
+      buf.split.push(isTest ? 'test' : 'train');
+      if (isTest) result.testRows++;
+      buf.en.set(d.en.subarray(r * dim, (r + 1) * dim), buf.n * dim);
+      buf.es.set(d.es.subarray(r * dim, (r + 1) * dim), buf.n * dim);
+      if (++buf.n === chunkSize) await flush();
     }
     await flush();
     writeFileAtomicSync(path.join(stage, 'chunks.json'), JSON.stringify({ format: 'rapm-chunks', version: CHUNK_VERSION, n: result.rows, dim, chunks: result.chunks, packedFrom: inputs }, null, 2) + '\n');

@@ -32,6 +32,8 @@ export interface SourceOptions {
   chunks?: string;
   /** The first step's data (DRAL folder, chunks, one chunk, or a folder with features/). */
   initial?: string | DataLocation;
+  /** Folder of the initial set's filelists, when they are not beside its feature files (CLI --filelists). */
+  filelists?: string;
   /** Test-only datasets; each row is seen or unseen by whether its speaker is among the training speakers. */
   tests?: readonly string[];
   /** Test-only datasets scored as the seen-speaker set. */
@@ -116,8 +118,11 @@ export async function openSources(o: SourceOptions): Promise<ProgressiveSources>
     });
   };
 
+  if (o.filelists !== undefined && o.initial === undefined) throw new RapmError('RAPM_INVALID_ARG', '--filelists names the filelists of --initial: give --initial too');
   if (o.initial !== undefined) {
-    const d = await loadDataSource(o.initial, loadOpts);
+    const loc: DataLocation = typeof o.initial === 'string' ? { data: o.initial } : { ...o.initial };
+    if (o.filelists !== undefined) loc.filelists = o.filelists;
+    const d = await loadDataSource(loc, loadOpts);
     report(`initial set ${d.source}`, d.problems);
     let split: ('train' | 'test')[] | null = null;
     if (o.split !== undefined || d.official) {

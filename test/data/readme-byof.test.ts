@@ -10,13 +10,14 @@ import { loadChunks } from '../../src/data/chunks.js';
 import { loadDral } from '../../src/data/dataset.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
+const tsx = import.meta.resolve('tsx'); // an absolute URL: the commands run in a temp folder
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-readme-byof-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 /** Small sizes for the test: the README's numbers are for users. */
 const SMALLER: [RegExp, string][] = [
-  [/--pairs 6000\b/, '--pairs 600'],
-  [/--chunk-size 1000\b/, '--chunk-size 100'],
+  [/--pairs 6000\b/, '--pairs 1200'],
+  [/--chunk-size 1000\b/, '--chunk-size 200'],
 ];
 
 function shellBlock(): string[] {
@@ -41,7 +42,7 @@ describe('README: Bring your own features', () => {
       for (const [re, to] of SMALLER) cmd = cmd.replace(re, to);
       const argv = words(cmd);
       expect(argv.slice(0, 2), `each line runs the CLI: ${line}`).toEqual(['node', 'dist/cli/bin.js']);
-      const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src/cli/bin.ts'), ...argv.slice(2), '--quiet'], { cwd: tmp, encoding: 'utf8', timeout: 240_000 });
+      const r = spawnSync(process.execPath, ['--import', tsx, path.join(root, 'src/cli/bin.ts'), ...argv.slice(2), '--quiet'], { cwd: tmp, encoding: 'utf8', timeout: 240_000 });
       results.push({ line, status: r.status, stderr: r.stderr, stdout: r.stdout });
       const refused = /#.*refused/.test(line);
       if (refused) {
@@ -61,13 +62,16 @@ describe('README: Bring your own features', () => {
   }, 600_000);
 
   it('the README numbers for the generated folder and its chunks are what the commands give', async () => {
-    // Runs after the first test: its folders are 600 pairs; the README's 6,000 scale by 10.
+    // Runs after the first test: its folders are 1,200 pairs; the README's 6,000 scale by 5.
     const dral = await loadDral(path.join(tmp, 'my-dral'));
-    expect(dral.n).toBe(600);
-    expect(dral.official!.test.length).toBe(120); // README: 1,198 test pairs at 6,000
+    expect(dral.n).toBe(1200);
+    expect(dral.official!.test.length).toBe(240); // README: 1,198 test pairs at 6,000
     expect(new Set(dral.speakers).size).toBeGreaterThan(60); // README: 70 speakers at 6,000
     const chunks = await loadChunks(path.join(tmp, 'my-chunks'));
-    expect(chunks.ids).toEqual(dral.ids);
+    expect([...chunks.ids].sort()).toEqual(dral.ids); // --shuffle: the same pairs, in another order
+    expect(chunks.ids).not.toEqual(dral.ids);
+    const row = chunks.ids.indexOf(dral.ids[7]!);
+    expect(chunks.en.subarray(row * 1024, (row + 1) * 1024)).toEqual(dral.en.subarray(7 * 1024, 8 * 1024));
     expect(chunks.official!.test.sort()).toEqual([...dral.official!.test].sort());
   });
 });

@@ -1,9 +1,6 @@
-import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { ENGLISH_WINNERS, SPANISH_WINNERS } from '../../data/indices.js';
 import { ensureDefaultData } from '../../data/generate.js';
-import { loadDataset } from '../../data/load.js';
-import { experimentData } from '../../experiments/sweeps.js';
 import { trainBaselineModel, trainFusionModel } from '../../experiments/train-model.js';
 import { exportOnnx, type OnnxMeta } from '../../fusion/onnx-export.js';
 import { simdLevel } from '../../native/simd.js';
@@ -11,6 +8,7 @@ import { SETTINGS } from '../../settings.js';
 import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting } from '../run.js';
+import { DATA_SETTINGS, checkDataArgs, loadExperimentData, usesDefaultData } from '../data-args.js';
 
 /**
  * `rapm train`: train the fusion net (on leave-one-out priors) or the official baseline MLP
@@ -20,12 +18,13 @@ import { applyThreads, refuseExisting } from '../run.js';
 export const trainCommand: CommandModule = defineCommand({
   command: 'train',
   describe: 'Train the fusion net (or the baseline MLP), score it, and export it to ONNX',
-  settings: ['data', 'trainModel', 'out', 'overwrite', ...POINT_SETTINGS, 'json', 'quiet'],
+  settings: ['data', ...DATA_SETTINGS, 'trainModel', 'out', 'overwrite', ...POINT_SETTINGS, 'json', 'quiet'],
   overrides: {
     data: { help: 'Dataset with an official split (DRAL folder or chunks); the default is generated if missing' },
     out: { default: 'models/fusion.onnx', help: 'ONNX file to write (a .json sidecar is written beside it)' },
   },
   check: (a, given) => {
+    checkDataArgs(given);
     if (a.trainModel === 'baseline') {
       // The baseline is the official 1024-500-250-125-101 ReLU MLP; fusion-only settings are refused, not ignored.
       for (const k of ['hidden', 'leakyPriors'] as const) {
@@ -39,8 +38,8 @@ export const trainCommand: CommandModule = defineCommand({
     const quiet = a.quiet || a.json;
     const bar = progressBars(quiet);
     // The embedded default is (re)generated when missing or made by another generator version.
-    if (a.data === 'data/default') await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
-    const data = experimentData(await loadDataset(a.data, { onProgress: (d, t) => bar('loading', d, t) }), path.resolve(a.data));
+    if (usesDefaultData(a, 'data/default')) await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
+    const data = await loadExperimentData(a, (d, t) => bar('loading', d, t));
     const seed = a.seed;
     const common = pointOptions(a, bar);
     const { layout, params, metrics } = a.trainModel === 'fusion' ? await trainFusionModel(data, common) : await trainBaselineModel(data, common);
