@@ -118,6 +118,10 @@ describe('chunk folders', () => {
     const names: string[] = [];
     for await (const c of iterateChunks(dir)) names.push(c.name);
     expect(names).toEqual(['a', 'b']);
+    // The progressive loop trains on the linked chunk too (it used to drop that step in silence).
+    numpyChunk(path.join(tmp, 'linked-test'), range(100, 110));
+    const scan = await scanSources(await openSources({ chunks: dir, tests: [path.join(tmp, 'linked-test')] }));
+    expect(scan.trainChunks).toEqual(['a', 'b']);
     fs.symlinkSync(path.join(real, 'gone'), path.join(dir, 'c'));
     expect(() => listChunks(dir)).toThrow(/Chunk folder .*linked\/c is a symbolic link to .*gone, which cannot be opened \(ENOENT\)/);
     await expect(loadChunks(dir)).rejects.toMatchObject({ code: 'RAPM_IO' });
