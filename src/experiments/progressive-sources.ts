@@ -51,8 +51,10 @@ export interface SourceOptions {
   onProblem?: ProblemPolicy;
   poolFrames?: 'mean' | null;
   speakerPattern?: RegExp | string | null;
-  /** Warnings (overlaps allowed, problems skipped). */
+  /** Progress lines. */
   log?: (line: string) => void;
+  /** Warnings (overlaps allowed, problems skipped); default `log`. The CLI prints them even with --quiet. */
+  warn?: (line: string) => void;
 }
 
 /** One id found in more than one source. */
@@ -96,7 +98,7 @@ function baseName(loc: string | DataLocation): string {
  * chunks' ids (not their matrices), and run the leakage check. Fails before any training.
  */
 export async function openSources(o: SourceOptions): Promise<ProgressiveSources> {
-  const log = o.log ?? (() => {});
+  const log = o.warn ?? o.log ?? (() => {});
   if (o.initial === undefined && o.chunks === undefined) {
     throw new RapmError('RAPM_INVALID_ARG', 'No training data: pass --chunks DIR and/or --initial DIR');
   }
@@ -160,7 +162,7 @@ export async function openSources(o: SourceOptions): Promise<ProgressiveSources>
     const examples = overlaps.slice(0, MAX_EXAMPLES).map((v) => `  - ${v.id}: ${v.first} and ${v.second}`);
     const text = `${overlaps.length} utterance id(s) appear in more than one place among the initial set, the chunks and the test sets (a test pair that is also training data, or a pair counted twice):\n${examples.join('\n')}${overlaps.length > MAX_EXAMPLES ? `\n  - ... and ${overlaps.length - MAX_EXAMPLES} more` : ''}`;
     if (!o.allowOverlap) throw new RapmError('RAPM_DATA', `${text}\nRemove the duplicates, or pass --allow-overlap to only report them.`);
-    log(`warning: ${text}\n(--allow-overlap: continuing with the data as given)`);
+    log(`${text}\n(--allow-overlap: continuing with the data as given)`);
   }
 
   const describe = [o.initial !== undefined ? `initial ${typeof o.initial === 'string' ? o.initial : (o.initial.data ?? o.initial.features)}` : null, o.chunks !== undefined ? `chunks ${o.chunks}` : null, ...sources.filter((s) => s.testGroup !== undefined).map((s) => s.label)].filter(Boolean).join(', ');

@@ -94,3 +94,23 @@ describe('data flags', () => {
     for (let i = 0; i < a.length; i++) expect(a[i]).toBeCloseTo(b[i]!, 5);
   });
 });
+
+describe('progressive data flags', () => {
+  it('--allow-overlap runs and warns even with --quiet; without it the overlap is refused before any training', async () => {
+    const chunks = path.join(tmp, 'overlap-chunks');
+    const packed = await run(['pack', path.join(tmp, 'release', 'features'), '--filelists', lists, '--out', chunks, '--chunk-size', '150', '--quiet']);
+    expect(packed.code, packed.stderr).toBe(0);
+    expect(packed.stdout).toMatch(/Packed 300 pairs \(60 of them test pairs from the filelists\) into 2 chunk folder\(s\)/);
+    const again = await run(['pack', path.join(tmp, 'release', 'features'), '--out', chunks, '--quiet']);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/already holds 2 chunk folder\(s\); pass --overwrite/);
+    const base = ['progressive', '--initial', path.join(tmp, 'release'), '--filelists', lists, '--chunks', chunks, '--max-steps', '1', '--epochs', '2', '--resamples', '1000', '--quiet'];
+    const refused = await run([...base, '--out', path.join(tmp, 'prog-a')]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/300 utterance id\(s\) appear in more than one place[\s\S]*\[RAPM_DATA\]/);
+    expect(fs.existsSync(path.join(tmp, 'prog-a', 'state.json'))).toBe(false);
+    const allowed = await run([...base, '--out', path.join(tmp, 'prog-b'), '--allow-overlap']);
+    expect(allowed.code, allowed.stderr).toBe(0);
+    expect(allowed.stderr).toMatch(/rapm: warning: 300 utterance id\(s\) appear in more than one place[\s\S]*--allow-overlap: continuing/);
+  });
+});

@@ -4,7 +4,7 @@ import { runProgressive } from '../../experiments/progressive.js';
 import { generateProgressiveData } from '../../experiments/progressive-data.js';
 import { PROGRESSIVE_FILES } from '../../experiments/progressive-report.js';
 import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions } from '../options.js';
-import { applyThreads, refuseExisting } from '../run.js';
+import { applyThreads, refuseExisting, warn } from '../run.js';
 import { progressBars } from '../progress.js';
 
 export const DEFAULT_CHUNKS = 'data/chunks';
@@ -62,6 +62,7 @@ export const progressiveCommand: CommandModule = defineCommand({
       onProblem: a.onProblem,
       poolFrames: a.poolFrames ?? null,
       speakerPattern: a.speakerPattern,
+      warn,
     });
     if (a.json) {
       console.log(JSON.stringify(result));
