@@ -1,9 +1,9 @@
 import { RapmRangeError, invalidParam } from '../errors.js';
 import { is } from '../validate.js';
 import { checkSetting, defaultsOf } from '../settings.js';
-import type { Aggregate } from './reference.js';
+import type { Aggregate } from './aggregate.js';
 
-export type { Aggregate } from './reference.js';
+export type { Aggregate } from './aggregate.js';
 export const AGGREGATES: readonly Aggregate[] = ['softmax', 'mean', 'top1'];
 export const AGGREGATE_CODE: Record<Aggregate, number> = { softmax: 0, mean: 1, top1: 2 };
 
