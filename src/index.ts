@@ -40,5 +40,7 @@ export { pairedBootstrap, bootstrapMean } from './eval/bootstrap.js';
 export { runProgressive } from './experiments/progressive.js';
 export type { ProgressiveOptions, ProgressiveResult, StepResult } from './experiments/progressive.js';
 export { generateProgressiveData } from './experiments/progressive-data.js';
+export { openSources, scanSources } from './experiments/progressive-sources.js';
+export type { SourceOptions, ProgressiveSources, Overlap } from './experiments/progressive-sources.js';
 export { runSubsample, runBias, runGap, runGrid, runDropout, experimentData } from './experiments/sweeps.js';
 export { AnnIndex, annSearchWithValues, priorFromNeighbors } from './retrieval/ann.js';

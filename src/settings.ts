@@ -216,6 +216,27 @@ const jsonObject = (raw: unknown, fail: (e: string) => never): Record<string, un
   return fail('a JSON object (e.g. \'{"esNoise": 0.7}\')');
 };
 
+/** One or more paths: a repeated CLI flag (yargs gives an array) or a library array. */
+const paths = {
+  range: 'a folder (repeat the flag for more)',
+  parse: (raw: unknown, fail: (e: string) => never): string[] => {
+    const v = Array.isArray(raw) ? raw : [raw];
+    return v.map((x) => text(x, () => fail('a folder (repeat the flag for more)')));
+  },
+};
+
+const regex = (raw: unknown, fail: (e: string) => never): string => {
+  const t = text(raw, fail);
+  try {
+    new RegExp(t);
+  } catch {
+    fail('a valid regular expression');
+  }
+  return t;
+};
+
+const SPLITS = ['speaker', 'random'] as const;
+
 function optional<T>(p: (raw: unknown, fail: (e: string) => never) => T): (raw: unknown, fail: (e: string) => never) => T | undefined {
   return (raw, fail) => (raw === undefined ? undefined : p(raw, fail));
 }
@@ -303,7 +324,20 @@ export const SETTINGS = {
   // --- data
   data: defineSetting({ key: 'data', flag: 'data', group: 'data', kind: 'path', default: 'data/default' as string, help: 'Dataset with an official split (DRAL folder or chunks)', parse: text }),
   chunks: defineSetting({ key: 'chunks', flag: 'chunks', group: 'data', kind: 'path', default: 'data/chunks' as string, help: 'Folder of chunk folders (name order). The default folder is generated if missing', parse: text }),
-  initial: defineSetting({ key: 'initial', flag: 'initial', group: 'data', kind: 'path', default: undefined as string | undefined, help: 'Start from this dataset (DRAL folder or chunks) instead of the first chunk', parse: optionalText }),
+  initial: defineSetting({ key: 'initial', flag: 'initial', group: 'data', kind: 'path', default: undefined as string | undefined, help: 'The first step: a dataset in any layout (DRAL folder, a folder with features/, chunks, one chunk); its filelist test pairs join the test sets', parse: optionalText }),
+  // Bring your own features (README "Bring your own features"; src/data/load.ts, src/experiments/progressive-sources.ts).
+  features: defineSetting({ key: 'features', flag: 'features', group: 'data', kind: 'path', default: undefined as string | undefined, help: 'Folder of EN_/ES_<uttid>_features.npy files (the DRAL release layout), instead of --data', parse: optionalText }),
+  filelists: defineSetting({ key: 'filelists', flag: 'filelists', group: 'data', kind: 'path', default: undefined as string | undefined, help: 'Folder holding train_filelist_en.txt / test_filelist_en.txt when they are not beside the feature files', parse: optionalText }),
+  split: defineSetting({ key: 'split', flag: 'split', group: 'data', kind: 'choice', default: undefined as 'speaker' | 'random' | undefined, help: 'Train/test split made here (seeded by --seed, --test-fraction of the pairs): speaker-disjoint or random. Needed when there are no filelists; replaces them when given', range: 'one of speaker, random', choices: SPLITS, parse: optional(choice(SPLITS).parse) }),
+  onProblem: defineSetting({ key: 'onProblem', flag: 'on-problem', group: 'data', kind: 'choice', default: 'fail' as 'fail' | 'skip', help: 'Bad files (missing partners, duplicates, wrong shapes, NaN, unreadable): fail listing all of them, or skip the affected pairs and report how many', ...choice(['fail', 'skip'] as const) }),
+  poolFrames: defineSetting({ key: 'poolFrames', flag: 'pool-frames', group: 'data', kind: 'choice', default: undefined as 'mean' | undefined, help: 'Frame-level feature files (T x 1024): average the frames into one vector per utterance (refused otherwise)', range: 'mean', choices: ['mean'] as const, parse: optional(choice(['mean'] as const).parse) }),
+  speakerPattern: defineSetting({ key: 'speakerPattern', flag: 'speaker-pattern', group: 'data', kind: 'string', default: undefined as string | undefined, help: 'Regular expression whose first group is the speaker in an utterance id (default: the part before the first underscore)', range: 'a regular expression', parse: optional(regex) }),
+  tests: defineSetting({ key: 'tests', flag: 'test', group: 'data', kind: 'list', default: [] as string[], help: 'A test-only dataset (any layout), scored and never trained on; seen or unseen by speaker. Repeat for more', ...paths }),
+  testSeen: defineSetting({ key: 'testSeen', flag: 'test-seen', group: 'data', kind: 'list', default: [] as string[], help: 'A test-only dataset scored as the seen-speaker set. Repeat for more', ...paths }),
+  testUnseen: defineSetting({ key: 'testUnseen', flag: 'test-unseen', group: 'data', kind: 'list', default: [] as string[], help: 'A test-only dataset scored as the unseen-speaker set. Repeat for more', ...paths }),
+  allowOverlap: defineSetting({ key: 'allowOverlap', flag: 'allow-overlap', group: 'data', kind: 'boolean', default: false, help: 'Only report utterance ids shared between the initial set, the chunks and the test sets (refused otherwise)', parse: bool }),
+  shuffle: defineSetting({ key: 'shuffle', flag: 'shuffle', group: 'data', kind: 'boolean', default: false, help: 'Put the pairs in a seeded random order (--seed) before cutting chunks, so every chunk spans all speakers', parse: bool }),
+  inputs: defineSetting({ key: 'inputs', flag: 'inputs', group: 'data', kind: 'list', default: [] as string[], help: 'DRAL folders to pack, in order (any layout: flat, features/ + filelists, chunks)', ...paths }),
 
   // --- data generation (rapm generate)
   pairs: defineSetting({ key: 'pairs', flag: 'pairs', group: 'data', kind: 'integer', default: 2894, help: 'Number of pairs', ...integer(2, 2_000_000) }),

@@ -4,6 +4,7 @@ import { codeVersion } from '../experiments/run-record.js';
 import { demoCommand } from './commands/demo.js';
 import { generateCommand } from './commands/generate.js';
 import { indexCommand } from './commands/index-cmd.js';
+import { packCommand } from './commands/pack.js';
 import { experimentCommands } from './commands/experiments.js';
 import { progressiveCommand } from './commands/progressive.js';
 import { serveCommand } from './commands/serve.js';
@@ -12,7 +13,7 @@ import { closestFlag, CliUsageError, COMMAND_FLAGS } from './options.js';
 
 export { CliUsageError } from './options.js';
 
-const COMMANDS: CommandModule[] = [progressiveCommand, ...experimentCommands, trainCommand, indexCommand, serveCommand, demoCommand, generateCommand];
+const COMMANDS: CommandModule[] = [progressiveCommand, ...experimentCommands, trainCommand, indexCommand, serveCommand, demoCommand, generateCommand, packCommand];
 
 /** "Unknown argument(s): a, b" from yargs, with a "did you mean --x?" per misspelt option of the command. */
 function withSuggestions(msg: string, argv: readonly string[]): string {

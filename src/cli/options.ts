@@ -99,7 +99,7 @@ export function resolveArgs<K extends SettingKey>(argv: Record<string, unknown>,
 /** A yargs command module from a spec: schema options, strict parsing, validation first. */
 export function defineCommand<const K extends SettingKey>(spec: CommandSpec<K>): CommandModule {
   const name = spec.command.split(' ')[0]!;
-  const positionals = [...spec.command.matchAll(/<([^>]+)>/g)].map((m) => m[1]!);
+  const positionals = [...spec.command.matchAll(/<([^>]+)>/g)].map((m) => m[1]!.replace(/\.\.$/, '')); // 'pack <inputs..>': variadic
   COMMAND_FLAGS.set(name, spec.settings.map((k) => SETTINGS[k].flag));
   COMMAND_SETTINGS.set(name, spec.settings);
   return {

@@ -6,19 +6,24 @@
  *                   /ids.txt       n lines, one utterance id each
  *                   /speakers.txt  optional, n lines
  *                   /split.txt     optional, n lines of 'train' | 'test' (the source's own split)
- *                   /meta.json     {"format": "rapm-chunk", "version": 1, "n": n, "dim": 1024, ...}
+ *                   /meta.json     optional: {"format": "rapm-chunk", "version": 1, "n": n, "dim": 1024, ...}
  *
- * Chunk folders are processed in code-point order of their names. Loading checks every chunk's
+ * A chunk folder written by numpy alone (en.npy, es.npy, ids.txt, no meta.json) is read as is.
+ * Chunk folders are processed in code-point order of their names; symbolic links to chunk
+ * folders are followed (a dangling link is an error, never skipped). A folder whose name starts
+ * with `test` is a test set: without split.txt all its rows are test rows, and a split.txt
+ * that marks any of its rows 'train' is refused, so a test folder never becomes training data. Loading checks every chunk's
  * headers and text files first (reporting all problems together), then allocates the
  * [N, 1024] arrays once and reads each chunk's rows straight into them: peak memory is the
  * dataset itself, not twice it, and the bytes move at disk or page-cache speed.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { RapmError, RapmRangeError, describe } from '../errors.js';
+import { RapmError, RapmRangeError, describe, isRapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { ensureDir, ioError, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
-import { compareIds, formatProblems, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
+import { readTextFileSync } from '../io/files.js';
+import { SKIP_HINT, compareIds, firstNonFinite, formatProblems, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';
 import { readNpyHeaderSync, readNpyInto, writeNpy } from './npy.js';
 
@@ -50,6 +55,8 @@ export interface Chunk {
 }
 
 export interface LoadChunksOptions {
+  /** Read only these chunk folders of `dir` (names, in the order given) instead of all of them. */
+  only?: readonly string[];
   /** 'fail' (default): one RAPM_DATA error listing every problem. 'skip': drop bad chunks / duplicate rows and report them. */
   onProblem?: ProblemPolicy;
   /** Feature dimension (default 1024). */
@@ -73,7 +80,7 @@ interface ChunkPlan {
 }
 
 function readLines(file: string): string[] {
-  const text = fs.readFileSync(file, 'utf8');
+  const text = readTextFileSync(file, path.basename(file));
   const lines = text.split(/\r?\n/);
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   return lines;
@@ -87,10 +94,39 @@ export function listChunks(dir: string): string[] {
   } catch (e) {
     throw ioError('read chunks folder', dir, e);
   }
-  return entries
-    .filter((e) => e.isDirectory() && !e.name.includes('.tmp-') && !e.name.startsWith('.'))
-    .map((e) => e.name)
-    .sort(compareIds);
+  const out: string[] = [];
+  for (const e of entries) {
+    if (e.name.includes('.tmp-') || e.name.startsWith('.')) continue;
+    if (e.isDirectory()) out.push(e.name);
+    else if (e.isSymbolicLink()) {
+      // Followed: a link to a chunk folder is a chunk. A dangling link is refused, never skipped.
+      const link = path.join(dir, e.name);
+      let st: fs.Stats;
+      try {
+        st = fs.statSync(link);
+      } catch (err) {
+        let target = '?';
+        try {
+          target = fs.readlinkSync(link);
+        } catch {
+          /* keep '?' */
+        }
+        throw new RapmError('RAPM_IO', `Chunk folder ${link} is a symbolic link to ${target}, which cannot be opened (${(err as NodeJS.ErrnoException).code ?? String(err)}): fix or remove the link`);
+      }
+      if (st.isDirectory()) out.push(e.name);
+    }
+  }
+  return out.sort(compareIds);
+}
+
+/** A folder whose name starts with 'test' holds test rows only (see the file comment). */
+export function isTestFolderName(name: string): boolean {
+  return /^test/i.test(name);
+}
+
+/** True when `dir` looks like one chunk folder (en.npy, es.npy and ids.txt; meta.json optional). */
+export function isChunkFolder(dir: string): boolean {
+  return ['en.npy', 'es.npy', 'ids.txt'].every((f) => fs.existsSync(path.join(dir, f)));
 }
 
 /** Check one chunk's files without reading its matrices. Problems are appended; returns null if unusable. */
@@ -101,16 +137,17 @@ function planChunk(dir: string, name: string, index: number, dim: number, proble
     problems.push({ kind, id: name, detail: `chunk ${name}: ${detail}` });
   };
   let meta: ChunkMeta | null = null;
+  let metaGiven = false;
   const metaFile = path.join(cdir, 'meta.json');
-  if (!fs.existsSync(metaFile)) problem('missing-file', 'meta.json is missing');
-  else {
+  if (fs.existsSync(metaFile)) {
+    metaGiven = true;
     try {
-      const m = JSON.parse(fs.readFileSync(metaFile, 'utf8')) as Partial<ChunkMeta>;
+      const m = JSON.parse(readTextFileSync(metaFile, 'meta.json')) as Partial<ChunkMeta>;
       if (m.format !== CHUNK_FORMAT) problem('unreadable', `meta.json has format ${describe(m.format)}, expected '${CHUNK_FORMAT}'`);
       else if (typeof m.version !== 'number' || m.version > CHUNK_VERSION) problem('unreadable', `meta.json has version ${describe(m.version)}; this rapm reads version ${CHUNK_VERSION}`);
       else meta = m as ChunkMeta;
     } catch (e) {
-      problem('unreadable', `meta.json does not parse (${(e as Error).message})`);
+      problem('unreadable', isRapmError(e) ? (e as Error).message : `meta.json does not parse (${(e as Error).message})`);
     }
   }
   let ids: string[] | null = null;
@@ -139,7 +176,8 @@ function planChunk(dir: string, name: string, index: number, dim: number, proble
   if (rows.length === 2 && rows[0] !== rows[1]) problem('wrong-shape', `en.npy has ${rows[0]} rows but es.npy has ${rows[1]}`);
   const n = rows[0] ?? -1;
   if (ids && n >= 0 && ids.length !== n) problem('wrong-shape', `ids.txt has ${ids.length} lines but en.npy has ${n} rows`);
-  if (meta && n >= 0 && (meta.n !== n || meta.dim !== dim)) problem('wrong-shape', `meta.json says n=${describe(meta.n)}, dim=${describe(meta.dim)} but en.npy is (${n}, ${dim})`);
+  if (!metaGiven && n >= 0) meta = { format: CHUNK_FORMAT, version: CHUNK_VERSION, n, dim, dtype: 'float32' };
+  if (metaGiven && meta && n >= 0 && (meta.n !== n || meta.dim !== dim)) problem('wrong-shape', `meta.json says n=${describe(meta.n)}, dim=${describe(meta.dim)} but en.npy is (${n}, ${dim})`);
   let speakers: string[] | null = null;
   const spkFile = path.join(cdir, 'speakers.txt');
   if (fs.existsSync(spkFile)) {
@@ -155,20 +193,27 @@ function planChunk(dir: string, name: string, index: number, dim: number, proble
     else if (n >= 0 && lines.length !== n) problem('wrong-shape', `split.txt has ${lines.length} lines but en.npy has ${n} rows`);
     else split = lines as ('train' | 'test')[];
   }
+  if (isTestFolderName(name)) {
+    if (split === null && n >= 0) split = new Array<'test'>(n).fill('test');
+    else if (split !== null) {
+      const trainRows = split.filter((s) => s === 'train').length;
+      if (trainRows > 0) problem('unreadable', `is named like a test set (its name starts with 'test') but its split.txt marks ${trainRows} row(s) 'train': rename the folder, or mark every row 'test' (a test folder never gives training data)`);
+    }
+  }
   if (problems.length > before || !meta || !ids || n < 0) return null;
   return { name, index, dir: cdir, n, ids, speakers, split, meta, keep: null, kept: n };
 }
 
 /** Plan a whole chunks folder: per-chunk checks, then duplicate ids and speaker consistency across chunks. */
-function planAll(dir: string, dim: number, policy: ProblemPolicy): { plans: ChunkPlan[]; problems: DataProblem[]; withSpeakers: boolean; withSplit: boolean } {
+function planAll(dir: string, dim: number, policy: ProblemPolicy, only?: readonly string[]): { plans: ChunkPlan[]; problems: DataProblem[]; withSpeakers: boolean; withSplit: boolean } {
   const problems: DataProblem[] = [];
-  const names = listChunks(dir);
+  const names = only ? [...only] : listChunks(dir);
   const plans: ChunkPlan[] = [];
   names.forEach((name, index) => {
     const p = planChunk(dir, name, index, dim, problems);
     if (p) plans.push(p);
   });
-  if (names.length === 0) problems.push({ kind: 'missing-file', detail: `no chunk folders (each with en.npy, es.npy, ids.txt, meta.json)` });
+  if (names.length === 0) problems.push({ kind: 'missing-file', detail: `no chunk folders (each with en.npy, es.npy and ids.txt)` });
   const seen = new Map<string, string>();
   for (const p of plans) {
     for (let r = 0; r < p.n; r++) {
@@ -190,7 +235,7 @@ function planAll(dir: string, dim: number, policy: ProblemPolicy): { plans: Chun
   }
   const withSplit = plans.length > 0 && plans.every((p) => p.split !== null);
   if (problems.length > 0 && policy === 'fail') {
-    throw new RapmError('RAPM_DATA', formatProblems(`chunks folder ${dir}`, problems, "Fix the chunks, or load with onProblem: 'skip' (CLI: --on-problem skip) to drop bad chunks and duplicate rows."));
+    throw new RapmError('RAPM_DATA', formatProblems(`chunks folder ${dir}`, problems, SKIP_HINT.replace('the affected pairs', 'bad chunks and duplicate rows')));
   }
   return { plans, problems, withSpeakers, withSplit };
 }
@@ -203,6 +248,25 @@ function policyOf(options: LoadChunksOptions): ProblemPolicy {
 
 /** Read the rows of one planned chunk into `en`/`es` (which hold exactly `plan.kept` rows). */
 async function readPlanned(plan: ChunkPlan, dim: number, en: Float32Array, es: Float32Array, onBytes?: (done: number, total: number) => void): Promise<void> {
+  await readPlannedRows(plan, dim, en, es, onBytes);
+  // A NaN is reported here, with its chunk, file and row, not later as a datastore row number.
+  for (const [f, data] of [['en.npy', en], ['es.npy', es]] as const) {
+    const bad = firstNonFinite(data, dim);
+    if (bad !== null) {
+      const rowInFile = plan.keep ? keptRowToFileRow(plan.keep, Number(/^row (\d+)/.exec(bad)![1])) : Number(/^row (\d+)/.exec(bad)![1]);
+      const id = plan.ids[rowInFile];
+      throw new RapmError('RAPM_DATA', `chunk ${plan.name}: ${path.join(plan.dir, f)} ${bad.replace(/^row \d+/, `row ${rowInFile}`)} (id ${id}): NaN or infinite values cannot be searched; fix or drop that row`);
+    }
+  }
+}
+
+function keptRowToFileRow(keep: Uint8Array, kept: number): number {
+  let k = -1;
+  for (let r = 0; r < keep.length; r++) if (keep[r] && ++k === kept) return r;
+  return -1;
+}
+
+async function readPlannedRows(plan: ChunkPlan, dim: number, en: Float32Array, es: Float32Array, onBytes?: (done: number, total: number) => void): Promise<void> {
   if (!plan.keep) {
     await readNpyInto(path.join(plan.dir, 'en.npy'), en, { expectShape: [plan.n, dim], onProgress: onBytes });
     await readNpyInto(path.join(plan.dir, 'es.npy'), es, { expectShape: [plan.n, dim] });
@@ -228,7 +292,7 @@ function keptList<T>(list: T[], keep: Uint8Array | null): T[] {
 export async function* iterateChunks(dir: string, options: LoadChunksOptions = {}): AsyncGenerator<Chunk> {
   const policy = policyOf(options);
   const dim = options.dim ?? FEATURE_DIM;
-  const { plans, withSpeakers } = planAll(dir, dim, policy);
+  const { plans, withSpeakers } = planAll(dir, dim, policy, options.only);
   const total = plans.reduce((a, p) => a + p.kept, 0);
   let done = 0;
   for (const p of plans) {
@@ -258,7 +322,7 @@ export async function* iterateChunks(dir: string, options: LoadChunksOptions = {
 export async function loadChunks(dir: string, options: LoadChunksOptions = {}): Promise<LoadedDataset> {
   const policy = policyOf(options);
   const dim = options.dim ?? FEATURE_DIM;
-  const { plans, problems, withSpeakers, withSplit } = planAll(dir, dim, policy);
+  const { plans, problems, withSpeakers, withSplit } = planAll(dir, dim, policy, options.only);
   const total = plans.reduce((a, p) => a + p.kept, 0);
   if (total === 0) throw new RapmError('RAPM_DATA', problems.length ? formatProblems(`chunks folder ${dir} has no usable rows`, problems) : `chunks folder ${dir} holds no rows`);
   const en = new Float32Array(total * dim);
@@ -381,4 +445,10 @@ export async function writeChunks(
   }
   writeFileAtomicSync(path.join(dir, 'chunks.json'), JSON.stringify({ format: 'rapm-chunks', version: CHUNK_VERSION, n: ds.n, dim, chunks: count }, null, 2) + '\n');
   return count;
+}
+
+/** The ids and splits of the chunks of `dir` (headers and text files only, no matrices), checked like loadChunks. */
+export function chunkIndex(dir: string, options: LoadChunksOptions = {}): { name: string; ids: string[]; split: ('train' | 'test')[] | null }[] {
+  const { plans } = planAll(dir, options.dim ?? FEATURE_DIM, policyOf(options), options.only);
+  return plans.map((p) => ({ name: p.name, ids: keptList(p.ids, p.keep), split: p.split ? keptList(p.split, p.keep) : null }));
 }

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { RapmError, RapmRangeError, describe } from '../errors.js';
 import { ioError } from '../io/atomic.js';
+import { readTextFileSync } from '../io/files.js';
 import { FEATURE_DIM } from './indices.js';
 import { readNpySync } from './npy.js';
 
@@ -28,7 +29,7 @@ export interface Dataset {
 
 /** What a loader found wrong. `fail` throws all of them in one message; `skip` drops the pairs and lists them here. */
 export interface DataProblem {
-  kind: 'missing-partner' | 'duplicate-id' | 'wrong-shape' | 'unreadable' | 'missing-file' | 'filelist-entry' | 'speaker-pattern';
+  kind: 'missing-partner' | 'duplicate-id' | 'wrong-shape' | 'unreadable' | 'missing-file' | 'filelist-entry' | 'speaker-pattern' | 'non-finite';
   /** Utterance id or chunk name concerned, when there is one. */
   id?: string;
   detail: string;
@@ -56,8 +57,20 @@ export interface LoadDralOptions {
   onProblem?: ProblemPolicy;
   /** Feature dimension each file must have (default 1024). */
   dim?: number;
-  /** Filelist names inside the folder (default train_filelist_en.txt / test_filelist_en.txt); false: ignore filelists. */
+  /** Filelist names (default train_filelist_en.txt / test_filelist_en.txt); false: ignore filelists. */
   filelists?: { train: string; test: string } | false;
+  /**
+   * Folder holding the filelists, when they are not beside the feature files (the R-APM
+   * reference layout keeps them apart). Default: the feature folder. A folder given here
+   * must hold at least one of the two filelists.
+   */
+  filelistDir?: string;
+  /**
+   * Frame-level feature files (shape (T, 1024)) are refused unless this is 'mean', which
+   * averages the T frames into the per-utterance vector rapm works on. A (1, 1024) file is
+   * always read as one vector.
+   */
+  poolFrames?: 'mean' | null;
   /** Called with (pairs read, pairs total) while reading. */
   onProgress?: (done: number, total: number) => void;
 }
@@ -74,7 +87,23 @@ const KIND_TITLES: Record<DataProblem['kind'], string> = {
   'missing-file': 'missing file',
   'filelist-entry': 'bad filelist entry (no files, or not EN_<uttid>.wav)',
   'speaker-pattern': 'no speaker in id',
+  'non-finite': 'NaN or infinite values',
 };
+
+/** The hint printed under a data-problem report: what to do, as CLI flags (the library option in brackets). */
+export const SKIP_HINT = "Fix the files, or pass --on-problem skip to drop the affected pairs and report them (library: onProblem: 'skip').";
+
+/**
+ * The first non-finite value of `data`, as 'row r, column c is NaN' (rows of `dim`), or null.
+ * Used by every loader so a NaN is reported with its file and row, not later as a datastore row number.
+ */
+export function firstNonFinite(data: Float32Array, dim: number): string | null {
+  for (let i = 0; i < data.length; i++) {
+    const x = data[i]!;
+    if (x - x !== 0) return `row ${Math.floor(i / dim)}, column ${i % dim} is ${String(x)}`;
+  }
+  return null;
+}
 
 /** One message listing every problem, grouped by kind (at most 20 shown per kind). */
 export function formatProblems(source: string, problems: readonly DataProblem[], hint?: string): string {
@@ -124,12 +153,7 @@ interface Filelist {
 }
 
 function readFilelist(file: string, problems: DataProblem[]): Filelist {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw ioError('read filelist', file, e);
-  }
+  const text = readTextFileSync(file, 'filelist');
   const ids: string[] = [];
   const seen = new Map<string, number>();
   text.split(/\r?\n/).forEach((raw, lineNo) => {
@@ -164,6 +188,8 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
   const policy = options.onProblem ?? 'fail';
   if (policy !== 'fail' && policy !== 'skip') throw new RapmRangeError('RAPM_INVALID_ARG', `Expected 'fail' or 'skip' for onProblem but received ${describe(policy)}`);
   const dim = options.dim ?? FEATURE_DIM;
+  const pool = options.poolFrames ?? null;
+  if (pool !== null && pool !== 'mean') throw new RapmRangeError('RAPM_INVALID_ARG', `Expected 'mean' or null for poolFrames but received ${describe(pool)}`);
   const speakerOf = speakerMatcher(options.speakerPattern);
   let names: string[];
   try {
@@ -193,10 +219,14 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
   let official: { train: string[]; test: string[] } | null = null;
   if (options.filelists !== false) {
     const names2 = options.filelists ?? { train: 'train_filelist_en.txt', test: 'test_filelist_en.txt' };
-    const trainFile = path.join(dir, names2.train);
-    const testFile = path.join(dir, names2.test);
+    const listDir = options.filelistDir ?? dir;
+    const trainFile = path.join(listDir, names2.train);
+    const testFile = path.join(listDir, names2.test);
     const haveTrain = fs.existsSync(trainFile);
     const haveTest = fs.existsSync(testFile);
+    if (options.filelistDir !== undefined && !haveTrain && !haveTest) {
+      throw new RapmError('RAPM_IO', `Filelist folder ${listDir} holds neither ${names2.train} nor ${names2.test} (--filelists)`);
+    }
     if (haveTrain || haveTest) {
       if (!haveTrain || !haveTest) {
         problems.push({ kind: 'missing-file', detail: `${haveTrain ? names2.test : names2.train} is missing (${haveTrain ? names2.train : names2.test} exists)` });
@@ -246,11 +276,25 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
       const name = `${lang}_${id}_features.npy`;
       try {
         const arr = readNpySync(path.join(dir, name), { accept: ['float32', 'float64'] });
-        if (arr.shape.length !== 1 || arr.shape[0] !== dim) {
-          problems.push({ kind: 'wrong-shape', id, detail: `${name} has shape (${arr.shape.join(', ')}${arr.shape.length === 1 ? ',' : ''}), expected (${expectShape[0]},)` });
-          good = false;
-        } else if (good) {
-          target.set(arr.data as Float32Array, i * dim);
+        const shape = `(${arr.shape.join(', ')}${arr.shape.length === 1 ? ',' : ''})`;
+        let vec: Float32Array | null = null;
+        if (arr.shape.length === 1 && arr.shape[0] === dim) vec = arr.data as Float32Array;
+        else if (arr.shape.length === 2 && arr.shape[1] === dim && arr.shape[0] === 1) vec = arr.data as Float32Array;
+        else if (arr.shape.length === 2 && arr.shape[1] === dim && arr.shape[0]! > 1) {
+          if (pool === 'mean') vec = meanFrames(arr.data as Float32Array, arr.shape[0]!, dim);
+          else {
+            problems.push({ kind: 'wrong-shape', id, detail: `${name} has shape ${shape}: frame-level features (T x ${dim}). rapm works on one ${dim}-d vector per utterance, the mean over frames: pool them first, or pass --pool-frames mean (library: poolFrames: 'mean')` });
+          }
+        } else {
+          problems.push({ kind: 'wrong-shape', id, detail: `${name} has shape ${shape}, expected (${expectShape[0]},)` });
+        }
+        if (vec === null) good = false;
+        else {
+          const bad2 = firstNonFinite(vec, dim);
+          if (bad2 !== null) {
+            problems.push({ kind: 'non-finite', id, detail: `${path.join(dir, name)}: ${bad2.replace(/^row 0, /, '')}` });
+            good = false;
+          } else if (good) target.set(vec, i * dim);
         }
       } catch (e) {
         problems.push({ kind: 'unreadable', id, detail: (e as Error).message });
@@ -266,7 +310,7 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
   options.onProgress?.(ids.length, ids.length);
 
   if (problems.length > 0 && policy === 'fail') {
-    throw new RapmError('RAPM_DATA', formatProblems(`DRAL folder ${dir}`, problems, "Fix the files, or load with onProblem: 'skip' (CLI: --on-problem skip) to drop the affected pairs."));
+    throw new RapmError('RAPM_DATA', formatProblems(`DRAL folder ${dir}`, problems, SKIP_HINT));
   }
 
   // Compact away dropped rows (skip policy).
@@ -296,6 +340,15 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
     source: dir,
     problems,
   };
+}
+
+/** Mean of `t` frames of `dim` values (accumulated in float64). */
+function meanFrames(data: Float32Array, t: number, dim: number): Float32Array {
+  const acc = new Float64Array(dim);
+  for (let r = 0; r < t; r++) for (let j = 0; j < dim; j++) acc[j]! += data[r * dim + j]!;
+  const out = new Float32Array(dim);
+  for (let j = 0; j < dim; j++) out[j] = acc[j]! / t;
+  return out;
 }
 
 /** A new Dataset holding rows `rows` (in that order) of `ds`; `official` is dropped. */

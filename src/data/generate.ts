@@ -39,6 +39,7 @@ import { createDatasetHasher } from './hash.js';
 import { ENGLISH_WINNERS, FEATURE_DIM, SPANISH_WINNERS } from './indices.js';
 import { buildNpyHeader } from './npy.js';
 import { Rng } from '../rng.js';
+import { readTextFileSync } from '../io/files.js';
 
 /** Every knob of the generator. Amplitudes are per-dimension standard deviations (the offsets are RMS). */
 export interface GeneratorModel {
@@ -685,7 +686,7 @@ export function readManifest(dir: string): GeneratedManifest | null {
   const file = path.join(dir, MANIFEST_NAME);
   if (!fs.existsSync(file)) return null;
   try {
-    const m = JSON.parse(fs.readFileSync(file, 'utf8')) as GeneratedManifest;
+    const m = JSON.parse(readTextFileSync(file, 'manifest')) as GeneratedManifest;
     return m && m.format === 'rapm-generated' ? m : null;
   } catch {
     return null;

@@ -14,12 +14,14 @@ export {
 export type { NpyArray, NpyData, NpyDtype, NpyHeader, ReadNpyOptions, WriteNpyOptions } from './npy.js';
 export { loadDral, subsetDataset, formatProblems, speakerMatcher, DEFAULT_SPEAKER_PATTERN } from './dataset.js';
 export type { Dataset, DataProblem, LoadDralOptions, LoadedDataset, ProblemPolicy } from './dataset.js';
-export { loadChunks, iterateChunks, listChunks, writeChunk, writeChunks, chunkName, CHUNK_FORMAT, CHUNK_VERSION } from './chunks.js';
+export { loadChunks, iterateChunks, listChunks, chunkIndex, isChunkFolder, isTestFolderName, writeChunk, writeChunks, chunkName, CHUNK_FORMAT, CHUNK_VERSION } from './chunks.js';
 export type { Chunk, ChunkData, ChunkMeta, LoadChunksOptions } from './chunks.js';
-export { loadDataset } from './load.js';
-export type { LoadDatasetOptions } from './load.js';
-export { officialSplit, randomSplit, speakerDisjointSplit, splitSpeakers } from './split.js';
-export type { Split, SpeakerDisjointOptions } from './split.js';
+export { loadDataset, loadDataSource, resolveDataLayout } from './load.js';
+export type { LoadDatasetOptions, DataLocation, DataLayout } from './load.js';
+export { packDral } from './pack.js';
+export type { PackOptions, PackResult } from './pack.js';
+export { chooseSplit, officialSplit, randomSplit, speakerDisjointSplit, splitSpeakers } from './split.js';
+export type { Split, SplitPolicy, SpeakerDisjointOptions } from './split.js';
 export {
   generate,
   generateDataset,

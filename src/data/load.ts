@@ -1,17 +1,105 @@
+/**
+ * Find the layout of a data folder and load it in place (no conversion). The rules, in order
+ * (src/data/README.md and the README's "Bring your own features" describe them for users):
+ *
+ * 1. `features` given (CLI `--features DIR`): a DRAL feature folder; its filelists are in
+ *    `filelists` (`--filelists DIR`) when given, else beside the feature files.
+ * 2. `dir` is one chunk folder (holds en.npy, es.npy, ids.txt): that chunk alone.
+ * 3. `dir` has chunk sub-folders: a chunks folder.
+ * 4. `dir` holds EN_<id>_features.npy files: a DRAL folder (filelists beside them, or in
+ *    `filelists`).
+ * 5. `dir` has a `features/` sub-folder: the R-APM reference / DRAL release layout. The
+ *    feature files are in `dir/features`; the filelists are looked for in `filelists` when
+ *    given, else in `dir`, `dir/filelists` and `dir/features`, the first that holds one.
+ */
 import fs from 'node:fs';
 import path from 'node:path';
+import { RapmError } from '../errors.js';
 import { ioError } from '../io/atomic.js';
-import { listChunks, loadChunks, type LoadChunksOptions } from './chunks.js';
+import { isChunkFolder, listChunks, loadChunks, type LoadChunksOptions } from './chunks.js';
 import { loadDral, type LoadDralOptions, type LoadedDataset } from './dataset.js';
 
 export type LoadDatasetOptions = LoadDralOptions & LoadChunksOptions;
 
+/** Where a dataset is: `data` (any layout), or `features` (+ `filelists`) for a DRAL release. */
+export interface DataLocation {
+  data?: string;
+  features?: string;
+  filelists?: string;
+}
+
+/** A resolved layout: what loadDataSource will read. */
+export type DataLayout =
+  | { kind: 'dral'; features: string; filelists: string | null }
+  | { kind: 'chunks'; dir: string }
+  | { kind: 'chunk'; dir: string; name: string };
+
+const FILELISTS = ['train_filelist_en.txt', 'test_filelist_en.txt'];
+const FEATURE_FILE = /^(EN|ES)_.+_features\.npy$/;
+
+function hasFilelist(dir: string): boolean {
+  return FILELISTS.some((f) => fs.existsSync(path.join(dir, f)));
+}
+
+function isDir(dir: string): boolean {
+  try {
+    return fs.statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+function hasFeatureFiles(dir: string): boolean {
+  try {
+    return fs.readdirSync(dir).some((n) => FEATURE_FILE.test(n));
+  } catch {
+    return false;
+  }
+}
+
+/** Work out the layout of a data location (rules in the file comment). Reads only folder listings. */
+export function resolveDataLayout(loc: DataLocation | string): DataLayout {
+  const l: DataLocation = typeof loc === 'string' ? { data: loc } : loc;
+  if (l.filelists !== undefined && !isDir(l.filelists)) throw ioError('open filelist folder (--filelists)', l.filelists, Object.assign(new Error('no such folder'), { code: 'ENOENT' }));
+  if (l.features !== undefined) {
+    if (l.data !== undefined) throw new RapmError('RAPM_INVALID_ARG', 'Give either --data DIR or --features DIR (with --filelists DIR), not both');
+    if (!isDir(l.features)) throw ioError('open feature folder (--features)', l.features, Object.assign(new Error('no such folder'), { code: 'ENOENT' }));
+    return { kind: 'dral', features: l.features, filelists: l.filelists ?? null };
+  }
+  const dir = l.data;
+  if (dir === undefined) throw new RapmError('RAPM_INVALID_ARG', 'No data given: pass --data DIR, or --features DIR (with --filelists DIR)');
+  if (!isDir(dir)) throw ioError('open dataset folder', dir, Object.assign(new Error(fs.existsSync(dir) ? 'not a folder' : 'no such folder'), { code: fs.existsSync(dir) ? 'ENOTDIR' : 'ENOENT' }));
+  if (isChunkFolder(dir)) {
+    if (l.filelists !== undefined) throw new RapmError('RAPM_INVALID_ARG', `--filelists applies to DRAL feature folders, but ${dir} is a chunk folder`);
+    const abs = path.resolve(dir);
+    return { kind: 'chunk', dir: path.dirname(abs), name: path.basename(abs) };
+  }
+  if (hasFeatureFiles(dir)) return { kind: 'dral', features: dir, filelists: l.filelists ?? null };
+  if (listChunks(dir).some((name) => isChunkFolder(path.join(dir, name)))) {
+    if (l.filelists !== undefined) throw new RapmError('RAPM_INVALID_ARG', `--filelists applies to DRAL feature folders, but ${dir} is a chunks folder`);
+    return { kind: 'chunks', dir };
+  }
+  const features = path.join(dir, 'features');
+  if (isDir(features)) {
+    const lists = l.filelists ?? [dir, path.join(dir, 'filelists'), features].find((d) => isDir(d) && hasFilelist(d)) ?? null;
+    return { kind: 'dral', features, filelists: lists };
+  }
+  // Nothing recognisable: loadDral reports the empty folder with the names it looks for.
+  return { kind: 'dral', features: dir, filelists: l.filelists ?? null };
+}
+
+/** Load a data location in whichever layout it has (see resolveDataLayout). */
+export async function loadDataSource(loc: DataLocation | string, options: LoadDatasetOptions = {}): Promise<LoadedDataset> {
+  const layout = resolveDataLayout(loc);
+  if (layout.kind === 'chunks') return loadChunks(layout.dir, options);
+  if (layout.kind === 'chunk') return { ...(await loadChunks(layout.dir, { ...options, only: [layout.name] })), source: path.join(layout.dir, layout.name) };
+  return loadDral(layout.features, layout.filelists ? { ...options, filelistDir: layout.filelists } : options);
+}
+
 /**
- * Load a folder in whichever layout it has: packed chunks (sub-folders holding meta.json)
- * or a DRAL feature folder.
+ * Load a folder in whichever layout it has: packed chunks, one chunk folder, a DRAL feature
+ * folder, or a folder with a `features/` sub-folder (see resolveDataLayout).
  */
 export async function loadDataset(dir: string, options: LoadDatasetOptions = {}): Promise<LoadedDataset> {
-  if (!fs.existsSync(dir)) throw ioError('open dataset folder', dir, Object.assign(new Error('no such folder'), { code: 'ENOENT' }));
-  const isChunks = listChunks(dir).some((name) => fs.existsSync(path.join(dir, name, 'meta.json')));
-  return isChunks ? loadChunks(dir, options) : loadDral(dir, options);
+  return loadDataSource({ data: dir }, options);
 }

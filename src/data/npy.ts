@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { RapmError, RapmRangeError, RapmTypeError, describe } from '../errors.js';
 import { atomicWrite, atomicWriteSync, bytesOf, ioError, writeAllSync } from '../io/atomic.js';
+import { openRegular, openRegularSync } from '../io/files.js';
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 /** Largest piece moved per read/write call (keeps every call far below the 2 GiB I/O limit). */
@@ -301,12 +302,7 @@ function readElemsSync(fd: number, h: NpyHeader, first: number, out: NpyData, fi
 }
 
 function withFdSync<T>(file: string, fn: (fd: number, size: number) => T): T {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'r');
-  } catch (e) {
-    throw ioError('open', file, e);
-  }
+  const fd = openRegularSync(file, '.npy file');
   try {
     return fn(fd, fs.fstatSync(fd).size);
   } catch (e) {
@@ -399,12 +395,7 @@ async function readElems(
 }
 
 async function withFd<T>(file: string, fn: (fh: fs.promises.FileHandle, size: number) => Promise<T>): Promise<T> {
-  let fh: fs.promises.FileHandle;
-  try {
-    fh = await fs.promises.open(file, 'r');
-  } catch (e) {
-    throw ioError('open', file, e);
-  }
+  const fh = await openRegular(file, '.npy file');
   try {
     return await fn(fh, (await fh.stat()).size);
   } catch (e) {

@@ -38,7 +38,7 @@ function fromFlags(isTest: Uint8Array): Split {
 /** The split the data came with (DRAL filelists or generated split.txt), by id. */
 export function officialSplit(ds: Dataset): Split {
   if (!ds.official) {
-    throw new RapmError('RAPM_DATA', 'This dataset has no official split (no train_filelist_en.txt / test_filelist_en.txt, or chunks without split.txt); use randomSplit or speakerDisjointSplit');
+    throw new RapmError('RAPM_DATA', 'This dataset has no official split (no train_filelist_en.txt / test_filelist_en.txt, or chunks without split.txt): pass --split speaker (speaker-disjoint) or --split random, seeded by --seed, or give the filelists with --filelists DIR (library: speakerDisjointSplit / randomSplit)');
   }
   const row = new Map<string, number>();
   ds.ids.forEach((id, i) => row.set(id, i));
@@ -130,4 +130,20 @@ export function splitSpeakers(ds: Dataset, split: Split): { trainSpeakers: strin
   const te = new Set<string>();
   for (const r of split.test) te.add(ds.speakers[r]!);
   return { trainSpeakers: [...tr].sort(compareIds), testSpeakers: [...te].sort(compareIds), unseen: [...te].filter((s) => !tr.has(s)).sort(compareIds) };
+}
+
+/** How to split a dataset: its own filelists / split.txt, or a seeded split made here. */
+export type SplitPolicy = 'official' | 'speaker' | 'random';
+
+/**
+ * The train/test split of `ds` under `policy` (CLI `--split`): `undefined` takes the official
+ * split and, when there is none, fails with an error naming `--split`; 'speaker' / 'random'
+ * always make a seeded split (speaker-disjoint or random, `testFraction` of the rows), even when
+ * filelists exist, so an explicit choice is never ignored.
+ */
+export function chooseSplit(ds: Dataset, policy: SplitPolicy | undefined, seed: number, testFraction = 0.2): Split {
+  if (policy === undefined || policy === 'official') return officialSplit(ds);
+  if (policy === 'speaker') return speakerDisjointSplit(ds, seed, { testFraction });
+  if (policy === 'random') return randomSplit(ds, seed, testFraction);
+  throw new RapmRangeError('RAPM_INVALID_ARG', `Expected 'official', 'speaker' or 'random' for --split but received ${describe(policy)}`);
 }

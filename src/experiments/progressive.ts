@@ -2,15 +2,13 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ensureDir, writeFileAtomicSync } from '../io/atomic.js';
-import { iterateChunks, type Chunk } from '../data/chunks.js';
-import { loadDataset } from '../data/load.js';
-import { createDatasetHasher } from '../data/hash.js';
+import { openSources, scanSources, type SourceOptions } from './progressive-sources.js';
 import { FEATURE_DIM, pickRows, keyIndices, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
 import { RapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { checkSetting, defaultsOf } from '../settings.js';
 import type { MlpBackend, MlpData } from '../fusion/train.js';
-import { buildTestSets, fitAndScore, type TestSet, type TestSetScore } from './evaluate.js';
+import { fitAndScore, type TestSetScore } from './evaluate.js';
 import { Datastore } from '../retrieval/datastore.js';
 import { IncrementalPriors } from '../retrieval/priors.js';
 import type { Aggregate } from '../retrieval/search-options.js';
@@ -19,7 +17,8 @@ import { recommend, type Recommendation } from './recommend.js';
 import { finishRecord, startRecord, type RunRecord } from './run-record.js';
 import { writeProgressiveReport } from './progressive-report.js';
 
-export interface ProgressiveOptions {
+/** Test folders, the initial set's split, the leakage check and bad-file handling: see progressive-sources.ts. */
+export interface ProgressiveOptions extends Omit<SourceOptions, 'chunks' | 'initial' | 'seed' | 'log'> {
   /** Folder of chunk folders, processed in name order. */
   chunks: string;
   /** A dataset (DRAL folder or chunks) to start from instead of the first chunk; its test rows join the test sets. */
@@ -109,29 +108,9 @@ interface State {
 const STATE = 'state.json';
 
 /** The options that decide the numbers (and so must match on --resume). */
-function optionsKey(o: Required<Omit<ProgressiveOptions, 'backend' | 'log' | 'progress' | 'resume' | 'overwrite' | 'all' | 'maxSteps' | 'out'>>, dataHash: string): string {
+function optionsKey(o: Required<Omit<ProgressiveOptions, 'backend' | 'log' | 'progress' | 'resume' | 'overwrite' | 'all' | 'maxSteps' | 'out' | Exclude<keyof SourceOptions, 'chunks' | 'initial' | 'seed' | 'log'>>>, dataHash: string): string {
   // Paths are not part of the key (the data hash is): a moved folder still resumes.
   return createHash('sha256').update(JSON.stringify({ ...o, chunks: undefined, initial: undefined, dataHash })).digest('hex').slice(0, 16);
-}
-
-/** The initial dataset (when given) as a first chunk, then the chunks in name order. */
-async function* sources(chunks: string, initial: string | undefined, onProgress?: (d: number, t: number) => void): AsyncGenerator<Chunk> {
-  if (initial) {
-    const d = await loadDataset(initial);
-    const testIds = new Set(d.official?.test ?? []);
-    yield {
-      name: `initial:${path.basename(path.resolve(initial))}`,
-      index: -1,
-      ids: d.ids,
-      speakers: d.speakers,
-      split: d.official ? d.ids.map((id) => (testIds.has(id) ? 'test' : 'train')) : null,
-      en: d.en,
-      es: d.es,
-      n: d.n,
-      meta: { format: 'rapm-chunk', version: 1, n: d.n, dim: FEATURE_DIM, dtype: 'float32' },
-    };
-  }
-  yield* iterateChunks(chunks, { onProgress });
 }
 
 /**
@@ -153,39 +132,9 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   for (const key of ['config', 'k', 'tau', 'aggregate', 'hidden', 'dropout', 'seed', 'threshold', 'decideOn', 'epochs', 'patience', 'batchSize', 'lr', 'weightDecay', 'valFraction', 'resamples'] as const) checkSetting(key, o[key]);
   if (o.maxSteps !== undefined) checkInteger('maxSteps', o.maxSteps, 1);
 
-  // Pass 1: the fixed test sets (rows marked 'test'), the speakers of the training rows, the data hash.
-  const hasher = createDatasetHasher();
-  const layoutHash = createHash('sha256'); // chunk names and splits: which rows are test rows
-  const seenTrainSpeakers = new Set<string>();
-  const testRows: { en: Float32Array; es: Float32Array; speaker: string | null }[] = [];
-  const trainChunks: string[] = [];
-  for await (const c of sources(o.chunks, o.initial, (d, t) => o.progress?.('scanning chunks', d, t))) {
-    hasher.update(c);
-    layoutHash.update(`${c.name}\n${c.split ? c.split.join(',') : 'all-train'}\n`);
-    let train = 0;
-    for (let r = 0; r < c.n; r++) {
-      if (c.split?.[r] === 'test') {
-        testRows.push({ en: c.en.slice(r * FEATURE_DIM, (r + 1) * FEATURE_DIM), es: c.es.slice(r * FEATURE_DIM, (r + 1) * FEATURE_DIM), speaker: c.speakers?.[r] ?? null });
-      } else {
-        train++;
-        if (c.speakers) seenTrainSpeakers.add(c.speakers[r]!);
-      }
-    }
-    if (train > 0) trainChunks.push(c.name);
-  }
-  const dataHash = `${hasher.digest()}+layout:${layoutHash.digest('hex').slice(0, 16)}`;
-  if (trainChunks.length === 0) throw new RapmError('RAPM_DATA', `No training rows in ${o.chunks}: every chunk is a test set`);
-  if (testRows.length < 2) throw new RapmError('RAPM_DATA', `No test set in ${o.chunks}: mark held-out rows 'test' in a chunk's split.txt (the initial chunk's official split, for example)`);
-  const testEn = new Float32Array(testRows.length * FEATURE_DIM);
-  const testEs = new Float32Array(testRows.length * FEATURE_DIM);
-  testRows.forEach((t, i) => {
-    testEn.set(t.en, i * FEATURE_DIM);
-    testEs.set(t.es, i * FEATURE_DIM);
-  });
-  const tests: TestSet[] = buildTestSets(
-    { ids: testRows.map((_, i) => `test${i}`), speakers: testRows.map((t) => t.speaker ?? ''), en: testEn, es: testEs, n: testRows.length },
-    new Set([...seenTrainSpeakers, '']),
-  );
+  // Pass 1 (progressive-sources.ts): the leakage check, the fixed test sets, the data hash.
+  const src = await openSources({ ...o, seed: o.seed, log });
+  const { tests, dataHash } = await scanSources(src, (d, t) => o.progress?.('scanning chunks', d, t));
   const decider = tests.find((t) => t.name === o.decideOn);
   if (!decider) {
     throw new RapmError('RAPM_DATA', `decideOn (--decide-on) is '${o.decideOn}' but the data has no ${o.decideOn}-speaker test set (test sets: ${tests.map((t) => `${t.name} ${t.n} pairs`).join(', ')}); pass --decide-on ${tests[0]!.name}`);
@@ -221,7 +170,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const resultOf = (status: 'running' | 'complete'): ProgressiveResult => finalResult(state!, status, o.threshold, decider.name, { k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout });
   let stop = state.complete;
 
-  for await (const c of sources(o.chunks, o.initial)) {
+  for await (const c of src.iterate()) {
     if (stop) break;
     const trainIdx: number[] = [];
     for (let r = 0; r < c.n; r++) if (c.split?.[r] !== 'test') trainIdx.push(r);

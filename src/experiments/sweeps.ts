@@ -3,7 +3,7 @@ import { ensureDir, writeFileAtomicSync } from '../io/atomic.js';
 import type { Dataset } from '../data/dataset.js';
 import { hashDataset } from '../data/hash.js';
 import { FEATURE_DIM, SPANISH_WINNERS, keyIndices, valueIndices, type KeyConfig } from '../data/indices.js';
-import { officialSplit } from '../data/split.js';
+import { officialSplit, type Split } from '../data/split.js';
 import { subsetDataset } from '../data/dataset.js';
 import { RapmError } from '../errors.js';
 import { pairedBootstrap } from '../eval/bootstrap.js';
@@ -32,9 +32,8 @@ export interface ExperimentData {
   source: string;
 }
 
-/** Train/test from a dataset's official split; test rows are split into seen/unseen speakers. */
-export function experimentData(ds: Dataset, source: string): ExperimentData {
-  const split = officialSplit(ds);
+/** Train/test from a dataset's official split (or `split`, e.g. chooseSplit for --split); test rows are split into seen/unseen speakers. */
+export function experimentData(ds: Dataset, source: string, split: Split = officialSplit(ds)): ExperimentData {
   const train = subsetDataset(ds, split.train);
   const test = subsetDataset(ds, split.test);
   const speakers = new Set(train.speakers ?? []);

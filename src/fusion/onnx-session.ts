@@ -8,6 +8,7 @@ import { checkFinite, checkInteger, checkMatrix } from '../validate.js';
 import type { MlpSpec } from './layout.js';
 import { META_JSON_KEYS, META_SPEC, ONNX_INPUTS, ONNX_OUTPUTS } from './onnx-export.js';
 import { decodeModelOrThrow } from './onnx-proto.js';
+import { assertRegularFile } from '../io/files.js';
 
 /**
  * Inference on an exported model (or any ONNX file with the same interface:
@@ -190,6 +191,7 @@ export class FusionSession {
    * execution provider is unavailable for device 'cuda').
    */
   static async create(model: string | Uint8Array, options: FusionSessionOptions = {}): Promise<FusionSession> {
+    if (typeof model === 'string') assertRegularFile(model, 'ONNX model');
     if (options === null || typeof options !== 'object') throw new RapmTypeError('RAPM_TYPE', `Expected an object for options but received ${describe(options)}`);
     const device = options.device ?? 'cpu';
     if (device !== 'cpu' && device !== 'cuda' && device !== 'auto') {

@@ -28,6 +28,7 @@ import { checkInteger, checkMatrix, is } from '../validate.js';
 import { aggregateWeights } from './aggregate.js';
 import type { SearchResult } from './datastore.js';
 import { resolveSearchOptions, type SearchOptions } from './search-options.js';
+import { assertRegularFile } from '../io/files.js';
 
 // ------------------------------------------------------------------ faiss-node binding
 
@@ -523,6 +524,7 @@ export class AnnIndex {
 
   /** Read an index written by save() (or faiss write_index with the inner-product metric). */
   static load(file: string, options: { factory?: string; trainSize?: number; seed?: number } = {}): AnnIndex {
+    if (typeof file === 'string') assertRegularFile(file, 'ANN index');
     let head: IndexHeader;
     let extra: { kind: AnnKind; nlist: number; nprobe: number; efSearch: number };
     let fd: number;

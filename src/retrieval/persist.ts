@@ -32,6 +32,7 @@ import os from 'node:os';
 import { RapmError, describe, isRapmError } from '../errors.js';
 import { atomicWrite, ioError } from '../io/atomic.js';
 import { Datastore, type KeyPrecision } from './datastore.js';
+import { assertRegularFile } from '../io/files.js';
 
 export const DATASTORE_MAGIC = Uint8Array.from([0x89, 0x52, 0x41, 0x50, 0x4d, 0x44, 0x53, 0x0a]);
 export const DATASTORE_END = Uint8Array.from([0x52, 0x41, 0x50, 0x4d, 0x45, 0x4e, 0x44, 0x0a]); // RAPMEND\n
@@ -359,6 +360,7 @@ export async function readDatastoreHeader(file: string): Promise<DatastoreFileHe
  * what is wrong (RAPM_IO when the file cannot be opened or read).
  */
 export async function loadDatastore(file: string): Promise<Datastore> {
+  if (typeof file === 'string' && file.length > 0) assertRegularFile(file, 'datastore');
   const { fh, header: h, digests } = await openDatastoreFile(file);
   try {
     const ds = new Datastore({ keyDim: h.keyDim, valueDim: h.valueDim, keyIndices: h.keyIndices, valueIndices: h.valueIndices, precision: h.precision });

@@ -33,6 +33,7 @@ const BASE: Record<string, string[]> = {
   serve: ['--datastore', path.join(missing, 'ds.rapm'), '--port', '0'],
   demo: ['--data', missing],
   generate: [path.join(missing, 'gen')],
+  pack: [path.join(missing, 'dral'), '--out', path.join(missing, 'chunks')],
 };
 
 function outside(b: Bounds): (number | string)[] {

@@ -97,13 +97,15 @@ describe('loadDral', () => {
     expect(msg).toContain('s2_d is listed in both train_filelist_en.txt and test_filelist_en.txt');
     expect(msg).toMatch(/wrong shape \(2\)/);
     expect(msg).toContain('EN_s2_e_features.npy has shape (1023,), expected (1024,)');
-    expect(msg).toContain('ES_s2_f_features.npy has shape (2, 1024), expected (1024,)');
+    expect(msg).toContain('ES_s2_f_features.npy has shape (2, 1024): frame-level features (T x 1024)');
+    expect(msg).toContain('pass --pool-frames mean');
     expect(msg).toMatch(/unreadable file \(1\)[\s\S]*EN_s1_c_features\.npy: not a \.npy file/);
     expect(msg).toMatch(/bad filelist entry \(no files, or not EN_<uttid>.wav\) \(3\)/);
     expect(msg).toContain('train_filelist_en.txt: EN_s1_ghost.wav has no EN_s1_ghost_features.npy and ES_s1_ghost_features.npy');
     expect(msg).toContain('test_filelist_en.txt: EN_s2_nofile.wav has no EN_s2_nofile_features.npy and ES_s2_nofile_features.npy');
     expect(msg).toContain('train_filelist_en.txt: EN_s1_a.wav has no ES_s1_a_features.npy');
     expect(msg).toMatch(/onProblem: 'skip'/);
+    expect(msg).toContain('--on-problem skip');
 
     // skip: the same problems are returned and the bad pairs dropped.
     const ds = await loadDral(dir, { onProblem: 'skip' });

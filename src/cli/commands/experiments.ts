@@ -1,18 +1,18 @@
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { ensureDefaultData } from '../../data/generate.js';
-import { loadDataset } from '../../data/load.js';
-import { clampSizes, experimentData, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentData, type ExperimentOutput } from '../../experiments/sweeps.js';
+import { clampSizes, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentData, type ExperimentOutput } from '../../experiments/sweeps.js';
 import { SETTINGS, type SettingKey, type SettingValues } from '../../settings.js';
 import { defineCommand, POINT_SETTINGS, pointOptions, type Overrides, type PointSettings } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting, warn } from '../run.js';
+import { DATA_SETTINGS, checkDataArgs, loadExperimentData, usesDefaultData, type DataArgs } from '../data-args.js';
 import { DEFAULT_CHUNKS, ensureDefaultChunks } from './progressive.js';
 
 type Bars = ReturnType<typeof progressBars>;
-type RunArgs = { data: string; out: string; json: boolean; quiet: boolean; overwrite: boolean; threads: number | undefined };
+type RunArgs = { data: string; out: string; json: boolean; quiet: boolean; overwrite: boolean; threads: number | undefined } & Omit<DataArgs, 'seed'>;
 
-const RUN = ['data', 'out', 'json', 'quiet', 'overwrite', 'threads'] as const;
+const RUN = ['data', ...DATA_SETTINGS, 'out', 'json', 'quiet', 'overwrite', 'threads'] as const;
 
 function runOverrides(name: string): Overrides<(typeof RUN)[number]> {
   return {
@@ -27,10 +27,10 @@ function prepare(a: RunArgs): void {
   applyThreads(a.threads);
 }
 
-async function load(a: RunArgs, bar: Bars, defaultChunks = true): Promise<ExperimentData> {
-  if (defaultChunks && path.resolve(a.data) === path.resolve(DEFAULT_CHUNKS)) await ensureDefaultChunks(a.quiet || a.json, bar);
-  const ds = await loadDataset(a.data, { onProgress: (d, t) => bar('loading', d, t) });
-  return experimentData(ds, path.resolve(a.data));
+async function load(a: RunArgs & { seed?: number }, bar: Bars, defaultChunks = true): Promise<ExperimentData> {
+  const args = { ...a, seed: a.seed ?? SETTINGS.seed.default };
+  if (defaultChunks && usesDefaultData(args, DEFAULT_CHUNKS)) await ensureDefaultChunks(a.quiet || a.json, bar);
+  return loadExperimentData(args, (d, t) => bar('loading', d, t));
 }
 
 function finish(a: RunArgs, r: ExperimentOutput): void {
@@ -51,6 +51,7 @@ function pointExperiment<const E extends SettingKey>(
     describe,
     settings: [...RUN, ...extra, ...POINT_SETTINGS],
     overrides: { ...runOverrides(name), ...overrides } as Overrides<(typeof RUN)[number] | E | (typeof POINT_SETTINGS)[number]>,
+    check: (_a, given) => checkDataArgs(given),
     handler: async (a) => {
       prepare(a);
       const bar = progressBars(a.quiet || a.json);
@@ -77,10 +78,11 @@ export const experimentCommands: CommandModule[] = [
     describe: 'Published Tables 2/3: plain retrieval over K x tau, aggregation, Config A vs B',
     settings: [...RUN, 'onlyConfig', 'ks', 'taus'],
     overrides: { ...runOverrides('grid'), data: { default: 'data/default', help: 'Dataset with an official train/test split (DRAL folder or chunks); the default is generated if missing' } },
+    check: (_a, given) => checkDataArgs(given),
     handler: async (a) => {
       prepare(a);
       const bar = progressBars(a.quiet || a.json);
-      if (a.data === 'data/default') await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
+      if (usesDefaultData({ ...a, seed: SETTINGS.seed.default }, 'data/default')) await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
       const data = await load(a, bar, false);
       const quiet = a.quiet || a.json;
       // The grid has no random choice; the record carries the schema's default seed.
@@ -93,6 +95,7 @@ export const experimentCommands: CommandModule[] = [
     // Every point setting but --dropout, which --dropouts replaces.
     settings: [...RUN, 'sizes', 'dropouts', ...POINT_SETTINGS.filter((k): k is Exclude<typeof k, 'dropout'> => k !== 'dropout')],
     overrides: { ...runOverrides('dropout'), sizes: { default: [2316, 20000] } },
+    check: (_a, given) => checkDataArgs(given),
     handler: async (a) => {
       prepare(a);
       const bar = progressBars(a.quiet || a.json);

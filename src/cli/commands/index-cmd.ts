@@ -4,32 +4,34 @@
  * `rapm serve --bundle models/<name>` then serves the prior with the k, tau and aggregation
  * recorded here.
  */
-import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { ensureDefaultData } from '../../data/generate.js';
 import { keyIndices, SPANISH_WINNERS } from '../../data/indices.js';
-import { loadDataset } from '../../data/load.js';
-import { experimentData } from '../../experiments/sweeps.js';
 import { trainingDatastore } from '../../experiments/train-model.js';
 import { BUNDLE_FILES, writeBundle } from '../../serve/bundle.js';
 import { defineCommand } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting } from '../run.js';
+import { DATA_SETTINGS, checkDataArgs, loadExperimentData, usesDefaultData } from '../data-args.js';
 
 export const indexCommand: CommandModule = defineCommand({
   command: 'index',
   describe: 'Build a retrieval-only bundle (datastore.rapm + rapm.json) from a dataset, for serving without fusion',
-  settings: ['data', 'out', 'overwrite', 'config', 'k', 'tau', 'aggregate', 'precision', 'threads', 'json', 'quiet'],
+  settings: ['data', ...DATA_SETTINGS, 'seed', 'out', 'overwrite', 'config', 'k', 'tau', 'aggregate', 'precision', 'threads', 'json', 'quiet'],
   overrides: {
+    seed: { help: 'Seed of --split' },
     data: { help: 'Dataset with an official split (DRAL folder or chunks): its train rows become the datastore; the default is generated if missing' },
     out: { default: 'models/retrieval', help: 'Bundle folder to write (datastore.rapm, rapm.json); serve it with rapm serve --bundle' },
   },
-  check: (a) => refuseExisting(a.out, a.overwrite, '--out'),
+  check: (a, given) => {
+    checkDataArgs(given);
+    refuseExisting(a.out, a.overwrite, '--out');
+  },
   handler: async (a) => {
     applyThreads(a.threads);
     const bar = progressBars(a.quiet || a.json);
-    if (a.data === 'data/default') await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
-    const data = experimentData(await loadDataset(a.data, { onProgress: (d, t) => bar('loading', d, t) }), path.resolve(a.data));
+    if (usesDefaultData(a, 'data/default')) await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
+    const data = await loadExperimentData(a, (d, t) => bar('loading', d, t));
     const ds = await trainingDatastore(data, { config: a.config, precision: a.precision });
     const settings = { config: a.config, keyIndices: [...keyIndices(a.config)], valueIndices: [...SPANISH_WINNERS], k: a.k, tau: a.tau, aggregate: a.aggregate, precision: a.precision };
     const written = await writeBundle(a.out, ds, { overwrite: a.overwrite, settings, data: { hash: data.hash, source: data.source } });

@@ -4,7 +4,7 @@ import { runProgressive } from '../../experiments/progressive.js';
 import { generateProgressiveData } from '../../experiments/progressive-data.js';
 import { PROGRESSIVE_FILES } from '../../experiments/progressive-report.js';
 import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions } from '../options.js';
-import { applyThreads, refuseExisting } from '../run.js';
+import { applyThreads, refuseExisting, warn } from '../run.js';
 import { progressBars } from '../progress.js';
 
 export const DEFAULT_CHUNKS = 'data/chunks';
@@ -20,12 +20,16 @@ export async function ensureDefaultChunks(quiet: boolean, bar: (label: string, d
 export const progressiveCommand: CommandModule = defineCommand({
   command: 'progressive',
   describe: 'Grow the datastore chunk by chunk and find the size at which fusion pays off',
-  settings: ['chunks', 'initial', 'out', 'threshold', 'decideOn', 'all', 'resume', 'overwrite', 'maxSteps', ...POINT_SETTINGS, 'json', 'quiet'],
+  settings: ['chunks', 'initial', 'filelists', 'tests', 'testSeen', 'testUnseen', 'split', 'testFraction', 'allowOverlap', 'onProblem', 'poolFrames', 'speakerPattern', 'out', 'threshold', 'decideOn', 'all', 'resume', 'overwrite', 'maxSteps', ...POINT_SETTINGS, 'json', 'quiet'],
   overrides: {
     out: { default: 'results/progressive', help: 'Results folder: report.md, results.json/.csv, gain.svg, scores.svg, gap.svg, state.json' },
     overwrite: { help: 'Replace a run already in --out' },
+    filelists: { help: 'Folder holding the filelists of --initial, when they are not beside its feature files' },
+    split: { help: 'Split the initial set here (seeded by --seed, --test-fraction of its pairs): speaker-disjoint or random. For an initial set without filelists; replaces them when given' },
   },
   check: (a) => {
+    if (a.filelists !== undefined && a.initial === undefined) throw new CliUsageError('--filelists names the filelists of --initial: give --initial too');
+    if (a.split !== undefined && a.initial === undefined) throw new CliUsageError('--split splits the initial set: give --initial too');
     if (a.resume && a.overwrite) throw new CliUsageError('--resume and --overwrite exclude each other: continue the run in --out, or replace it');
     if (!a.resume) refuseExisting(path.join(a.out, 'state.json'), a.overwrite, '--out');
   },
@@ -48,6 +52,17 @@ export const progressiveCommand: CommandModule = defineCommand({
       overwrite: a.overwrite,
       decideOn: a.decideOn,
       maxSteps: a.maxSteps,
+      filelists: a.filelists,
+      tests: a.tests,
+      testSeen: a.testSeen,
+      testUnseen: a.testUnseen,
+      split: a.split,
+      testFraction: a.testFraction,
+      allowOverlap: a.allowOverlap,
+      onProblem: a.onProblem,
+      poolFrames: a.poolFrames ?? null,
+      speakerPattern: a.speakerPattern,
+      warn,
     });
     if (a.json) {
       console.log(JSON.stringify(result));

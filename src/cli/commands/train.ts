@@ -1,9 +1,6 @@
-import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { ENGLISH_WINNERS, SPANISH_WINNERS, keyIndices } from '../../data/indices.js';
 import { ensureDefaultData } from '../../data/generate.js';
-import { loadDataset } from '../../data/load.js';
-import { experimentData } from '../../experiments/sweeps.js';
 import { BASELINE_HIDDEN, trainBaselineModel, trainFusionModel, trainingDatastore } from '../../experiments/train-model.js';
 import type { OnnxMeta } from '../../fusion/onnx-export.js';
 import { BUNDLE_FILES, writeBundle } from '../../serve/bundle.js';
@@ -12,6 +9,7 @@ import { SETTINGS } from '../../settings.js';
 import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting } from '../run.js';
+import { DATA_SETTINGS, checkDataArgs, loadExperimentData, usesDefaultData } from '../data-args.js';
 
 /**
  * `rapm train --out models/<name>`: train the fusion net (on leave-one-out priors) or the
@@ -22,12 +20,13 @@ import { applyThreads, refuseExisting } from '../run.js';
 export const trainCommand: CommandModule = defineCommand({
   command: 'train',
   describe: 'Train the fusion net (or the baseline MLP), score it, and write a model bundle (model.onnx, datastore.rapm, rapm.json)',
-  settings: ['data', 'trainModel', 'out', 'overwrite', ...POINT_SETTINGS, 'precision', 'json', 'quiet'],
+  settings: ['data', ...DATA_SETTINGS, 'trainModel', 'out', 'overwrite', ...POINT_SETTINGS, 'precision', 'json', 'quiet'],
   overrides: {
     data: { help: 'Dataset with an official split (DRAL folder or chunks); the default is generated if missing' },
     out: { default: 'models/fusion', help: 'Bundle folder to write (model.onnx, datastore.rapm, rapm.json); serve it with rapm serve --bundle' },
   },
   check: (a, given) => {
+    checkDataArgs(given);
     if (a.trainModel === 'baseline') {
       // The baseline is the official 1024-500-250-125-101 ReLU MLP; fusion-only settings are refused, not ignored.
       for (const k of ['hidden', 'leakyPriors'] as const) {
@@ -41,8 +40,8 @@ export const trainCommand: CommandModule = defineCommand({
     const quiet = a.quiet || a.json;
     const bar = progressBars(quiet);
     // The embedded default is (re)generated when missing or made by another generator version.
-    if (a.data === 'data/default') await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
-    const data = experimentData(await loadDataset(a.data, { onProgress: (d, t) => bar('loading', d, t) }), path.resolve(a.data));
+    if (usesDefaultData(a, 'data/default')) await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
+    const data = await loadExperimentData(a, (d, t) => bar('loading', d, t));
     const common = { ...pointOptions(a, bar), precision: a.precision };
     const { layout, params, metrics, kind } = a.trainModel === 'fusion' ? await trainFusionModel(data, common) : await trainBaselineModel(data, common);
     // Every point setting as resolved (threads aside: it does not change the numbers), plus the bundle's own.

@@ -1,0 +1,48 @@
+/**
+ * The data flags of the commands that read one dataset (train and the experiments): where the
+ * data is (`--data`, or `--features` + `--filelists`), how it is split when it has no
+ * filelists (`--split`, `--test-fraction`, seeded by `--seed`), and what to do with bad files
+ * (`--on-problem`), frame-level arrays (`--pool-frames`) and speakers (`--speaker-pattern`).
+ * The rules are in the README's "Bring your own features".
+ */
+import path from 'node:path';
+import { loadDataSource, type DataLocation } from '../data/load.js';
+import type { LoadedDataset } from '../data/dataset.js';
+import { chooseSplit } from '../data/split.js';
+import { experimentData, type ExperimentData } from '../experiments/sweeps.js';
+import type { SettingValues } from '../settings.js';
+import { CliUsageError } from './options.js';
+import { warn } from './run.js';
+
+/** The settings a one-dataset command lists besides `data` and `seed`. */
+export const DATA_SETTINGS = ['features', 'filelists', 'split', 'testFraction', 'onProblem', 'poolFrames', 'speakerPattern'] as const;
+export type DataArgs = SettingValues<(typeof DATA_SETTINGS)[number]> & { data: string; seed: number };
+
+/** Cross-flag checks (before any data is read): --data and --features name the same thing. */
+export function checkDataArgs(given: ReadonlySet<string>): void {
+  if (given.has('data') && given.has('features')) throw new CliUsageError('Give either --data DIR or --features DIR (with --filelists DIR), not both');
+}
+
+/** True when the command reads the default data folder (not --features, not another --data). */
+export function usesDefaultData(a: DataArgs, dir: string): boolean {
+  return a.features === undefined && path.resolve(a.data) === path.resolve(dir);
+}
+
+/** Where the data is, as loadDataSource takes it. */
+export function dataLocation(a: Pick<DataArgs, 'data' | 'features' | 'filelists'>): DataLocation {
+  return a.features !== undefined ? { features: a.features, filelists: a.filelists } : { data: a.data, filelists: a.filelists };
+}
+
+/** Report what --on-problem skip dropped (a warning: --quiet keeps it). */
+export function reportSkipped(d: LoadedDataset): void {
+  if (d.problems.length === 0) return;
+  const shown = d.problems.slice(0, 3).map((p) => p.detail).join('; ');
+  warn(`${d.source}: --on-problem skip dropped the pairs of ${d.problems.length} problem(s) (${shown}${d.problems.length > 3 ? '; ...' : ''}); ${d.n} pairs kept`);
+}
+
+/** Load the dataset of a one-dataset command and split it (filelists, or --split). */
+export async function loadExperimentData(a: DataArgs, onProgress?: (done: number, total: number) => void): Promise<ExperimentData> {
+  const ds = await loadDataSource(dataLocation(a), { onProblem: a.onProblem, poolFrames: a.poolFrames ?? null, speakerPattern: a.speakerPattern, onProgress });
+  reportSkipped(ds);
+  return experimentData(ds, path.resolve(ds.source), chooseSplit(ds, a.split, a.seed, a.testFraction));
+}

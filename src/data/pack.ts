@@ -1,0 +1,128 @@
+/**
+ * `packDral` (CLI `rapm pack`): turn one or more DRAL feature folders into chunk folders for
+ * the progressive loop. Inputs are read one at a time in the order given, their rows
+ * concatenated and cut into chunks of `chunkSize` rows: `chunk-00000`, `chunk-00001`, ...
+ * With `shuffle` the rows are put in a seeded random order first. Each chunk is written atomically (temporary folder renamed into place); the output folder
+ * is refused when it already holds chunks unless `overwrite`, in which case the old chunks are
+ * removed only after the new ones are all written. A filelist's test rows stay test rows
+ * (split.txt), so they are scored and never trained on.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { RapmError } from '../errors.js';
+import { checkInteger } from '../validate.js';
+import { ensureDir, ioError, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
+import { CHUNK_VERSION, chunkName, listChunks, writeChunk } from './chunks.js';
+import type { DataProblem, ProblemPolicy } from './dataset.js';
+import { FEATURE_DIM } from './indices.js';
+import { loadDataSource, type DataLocation } from './load.js';
+import { Rng } from './rng.js';
+
+export interface PackOptions {
+  /** Rows per chunk. Default 50,000. */
+  chunkSize?: number;
+  /**
+   * Shuffle the rows (seeded by `seed`) before cutting them into chunks, so that every chunk spans
+   * all speakers (DRAL folders list their files by id, and ids usually start with the speaker).
+   */
+  shuffle?: boolean;
+  /** Seed of `shuffle`. Default 1. */
+  seed?: number;
+  /** Replace chunks already in `out`. */
+  overwrite?: boolean;
+  onProblem?: ProblemPolicy;
+  poolFrames?: 'mean' | null;
+  speakerPattern?: RegExp | string | null;
+  /** Called with (what, done, total) while each input is read. */
+  onProgress?: (label: string, done: number, total: number) => void;
+}
+
+export interface PackResult {
+  out: string;
+  chunks: number;
+  rows: number;
+  testRows: number;
+  /** Problems skipped under `onProblem: 'skip'`, by input. */
+  skipped: { input: string; problems: DataProblem[] }[];
+}
+
+/** Pack DRAL folders (any layout loadDataSource reads) into chunk folders under `out`. */
+export async function packDral(inputs: readonly (string | DataLocation)[], out: string, options: PackOptions = {}): Promise<PackResult> {
+  const chunkSize = checkInteger('chunkSize (--chunk-size)', options.chunkSize ?? 50_000, 1, 10_000_000);
+  if (inputs.length === 0) throw new RapmError('RAPM_INVALID_ARG', 'Name at least one DRAL folder to pack');
+  const outAbs = path.resolve(out);
+  for (const input of inputs) {
+    const p = path.resolve(typeof input === 'string' ? input : (input.data ?? input.features ?? ''));
+    if (outAbs === p || outAbs.startsWith(p + path.sep)) throw new RapmError('RAPM_INVALID_ARG', `The output folder ${out} must not be inside the input ${p}`);
+  }
+  let existing: string[] = [];
+  if (fs.existsSync(out)) {
+    existing = listChunks(out);
+    const other = fs.readdirSync(out).filter((n) => !existing.includes(n) && n !== 'chunks.json');
+    if (existing.length > 0 && !options.overwrite) throw new RapmError('RAPM_IO', `Cannot pack into ${out}: it already holds ${existing.length} chunk folder(s); pass --overwrite to replace them`);
+    if (other.length > 0) throw new RapmError('RAPM_IO', `Cannot pack into ${out}: it holds other files (${other.slice(0, 3).join(', ')}); use an empty or new folder`);
+  }
+  ensureDir(out);
+  // New chunks go into a staging folder beside `out`, so a failure leaves the old chunks intact.
+  const stage = tempPathFor(outAbs);
+  const result: PackResult = { out, chunks: 0, rows: 0, testRows: 0, skipped: [] };
+  const dim = FEATURE_DIM;
+  const seen = new Map<string, string>();
+  let buf = { ids: [] as string[], speakers: [] as (string | null)[], split: [] as ('train' | 'test')[], en: new Float32Array(chunkSize * dim), es: new Float32Array(chunkSize * dim), n: 0 };
+  const flush = async (): Promise<void> => {
+    if (buf.n === 0) return;
+    const withSpeakers = buf.speakers.every((s) => s !== null);
+    await writeChunk(stage, chunkName(result.chunks++), {
+      ids: buf.ids,
+      speakers: withSpeakers ? (buf.speakers as string[]) : null,
+      split: buf.split.includes('test') ? buf.split : null,
+      en: buf.en.subarray(0, buf.n * dim),
+      es: buf.es.subarray(0, buf.n * dim),
+    });
+    result.rows += buf.n;
+    buf = { ids: [], speakers: [], split: [], en: new Float32Array(chunkSize * dim), es: new Float32Array(chunkSize * dim), n: 0 };
+  };
+  try {
+    fs.mkdirSync(stage);
+    // Read every input (all problems of an input are reported together), checking ids across inputs.
+    const loaded = [];
+    for (let i = 0; i < inputs.length; i++) {
+      const input = inputs[i]!;
+      const label = `packing ${i + 1}/${inputs.length}: ${typeof input === 'string' ? input : (input.data ?? input.features)}`;
+      const d = await loadDataSource(input, { onProblem: options.onProblem, poolFrames: options.poolFrames, speakerPattern: options.speakerPattern, onProgress: (dn, t) => options.onProgress?.(label, dn, t) });
+      if (d.problems.length) result.skipped.push({ input: d.source, problems: d.problems });
+      for (const id of d.ids) {
+        const first = seen.get(id);
+        if (first !== undefined) throw new RapmError('RAPM_DATA', `Utterance id ${id} is in both ${first} and ${d.source}: each pair must be packed once`);
+        seen.set(id, d.source);
+      }
+      loaded.push({ d, test: new Set(d.official?.test ?? []) });
+    }
+    // (input, row) of every output row, in input order or shuffled.
+    const where: [number, number][] = loaded.flatMap(({ d }, i) => Array.from({ length: d.n }, (_, r): [number, number] => [i, r]));
+    const order = options.shuffle ? Array.from(new Rng(checkInteger('seed', options.seed ?? 1, 0, 2 ** 31), 0x9ac).permutation(where.length), (k) => where[k]!) : where;
+    for (const [i, r] of order) {
+      const { d, test } = loaded[i]!;
+      const id = d.ids[r]!;
+      buf.ids.push(id);
+      buf.speakers.push(d.speakers?.[r] ?? null);
+      const isTest = test.has(id);
+      buf.split.push(isTest ? 'test' : 'train');
+      if (isTest) result.testRows++;
+      buf.en.set(d.en.subarray(r * dim, (r + 1) * dim), buf.n * dim);
+      buf.es.set(d.es.subarray(r * dim, (r + 1) * dim), buf.n * dim);
+      if (++buf.n === chunkSize) await flush();
+    }
+    await flush();
+    writeFileAtomicSync(path.join(stage, 'chunks.json'), JSON.stringify({ format: 'rapm-chunks', version: CHUNK_VERSION, n: result.rows, dim, chunks: result.chunks, packedFrom: inputs }, null, 2) + '\n');
+    // Swap in: old chunks out, new ones in (each a rename on the same file system).
+    for (const name of existing) fs.rmSync(path.join(out, name), { recursive: true, force: true });
+    fs.rmSync(path.join(out, 'chunks.json'), { force: true });
+    for (const name of fs.readdirSync(stage)) fs.renameSync(path.join(stage, name), path.join(out, name));
+    fs.rmSync(stage, { recursive: true, force: true });
+  } catch (e) {
+    fs.rmSync(stage, { recursive: true, force: true });
+    throw ioError('pack into', out, e);
+  }
+  return result;
+}

@@ -1,0 +1,98 @@
+/**
+ * Every loader reads regular files only. A FIFO, socket or device would block forever (a FIFO
+ * with no writer) or stream without end (/dev/zero); a directory gives a confusing EISDIR
+ * later. `assertRegularFile` is the one check every loader calls before it opens a file;
+ * `openRegularSync` / `openRegular` also close the race between that check and the open: they
+ * open with O_NONBLOCK (which never blocks on a FIFO and changes nothing for regular files) and
+ * check the opened descriptor.
+ */
+import fs from 'node:fs';
+import { RapmError } from '../errors.js';
+import { ioError } from './atomic.js';
+
+/** What kind of file a Stats is, in words. */
+export function fileKind(st: fs.Stats): string {
+  if (st.isFile()) return 'regular file';
+  if (st.isDirectory()) return 'directory';
+  if (st.isFIFO()) return 'FIFO (named pipe)';
+  if (st.isSocket()) return 'socket';
+  if (st.isCharacterDevice()) return 'character device';
+  if (st.isBlockDevice()) return 'block device';
+  return 'special file';
+}
+
+function notRegular(file: string, what: string, st: fs.Stats): RapmError {
+  return new RapmError('RAPM_IO', `Cannot read ${what} ${file}: it is a ${fileKind(st)}, not a regular file`);
+}
+
+/**
+ * Throw RAPM_IO unless `file` is a regular file (symbolic links are followed). `what` names
+ * the file in the message ("datastore", "ONNX model", ...).
+ */
+export function assertRegularFile(file: string, what = 'file'): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    throw ioError(`read ${what}`, file, e);
+  }
+  if (!st.isFile()) throw notRegular(file, what, st);
+}
+
+const O_NONBLOCK = fs.constants.O_NONBLOCK ?? 0;
+
+/** Open `file` read-only, refusing anything but a regular file without ever blocking on it. */
+export function openRegularSync(file: string, what = 'file'): number {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | O_NONBLOCK);
+  } catch (e) {
+    throw ioError(`open ${what}`, file, e);
+  }
+  let st: fs.Stats;
+  try {
+    st = fs.fstatSync(fd);
+  } catch (e) {
+    fs.closeSync(fd);
+    throw ioError(`stat ${what}`, file, e);
+  }
+  if (!st.isFile()) {
+    fs.closeSync(fd);
+    throw notRegular(file, what, st);
+  }
+  return fd;
+}
+
+/** Async form of openRegularSync. */
+export async function openRegular(file: string, what = 'file'): Promise<fs.promises.FileHandle> {
+  let fh: fs.promises.FileHandle;
+  try {
+    fh = await fs.promises.open(file, fs.constants.O_RDONLY | O_NONBLOCK);
+  } catch (e) {
+    throw ioError(`open ${what}`, file, e);
+  }
+  let st: fs.Stats;
+  try {
+    st = await fh.stat();
+  } catch (e) {
+    await fh.close().catch(() => undefined);
+    throw ioError(`stat ${what}`, file, e);
+  }
+  if (!st.isFile()) {
+    await fh.close().catch(() => undefined);
+    throw notRegular(file, what, st);
+  }
+  return fh;
+}
+
+/** Read a whole text file that must be a regular file (filelists, ids.txt, meta.json). */
+export function readTextFileSync(file: string, what = 'file'): string {
+  const fd = openRegularSync(file, what);
+  try {
+    return fs.readFileSync(fd, 'utf8');
+  } catch (e) {
+    throw ioError(`read ${what}`, file, e);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
