@@ -110,9 +110,21 @@ Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), best);
 }
 
+// process.emitWarning(msg, 'RapmSimdWarning'): once per load, visible, and silenced by --no-warnings.
+void emit_warning(Napi::Env env, const std::string& msg) {
+  Napi::Object process = env.Global().Get("process").As<Napi::Object>();
+  Napi::Value emit = process.Get("emitWarning");
+  if (emit.IsFunction()) emit.As<Napi::Function>().Call(process, {Napi::String::New(env, msg), Napi::String::New(env, "RapmSimdWarning")});
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // RAPM_SIMD: a misspelt level is an error naming the valid ones; a known level this CPU
+  // cannot run falls back to the best one with a warning.
+  const KernelChoice choice = choose_kernels(std::getenv("RAPM_SIMD"));
+  if (choice.how == KernelChoice::kUnknown) throw range_error(env, "RAPM_INVALID_ARG", choice.message);
+  if (choice.how == KernelChoice::kFallback) emit_warning(env, choice.message);
   auto* addon = new Addon();
-  addon->kernels.store(default_kernels());
+  addon->kernels.store(choice.kernels);
   addon->mlp_kernels.store(mlp_kernels_for(addon->kernels.load()->level));
   addon->mlp_cache = std::make_unique<MlpCache>();
   addon->pool = std::make_shared<ThreadPool>(default_threads());
