@@ -110,19 +110,23 @@ Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), best);
 }
 
-// process.emitWarning(msg, 'RapmSimdWarning'): once per load, visible, and silenced by --no-warnings.
-void emit_warning(Napi::Env env, const std::string& msg) {
+// process.emitWarning(msg, {type: 'RapmSimdWarning', code: 'RAPM_SIMD'}): once per load,
+// visible, and silenced by --no-warnings.
+void emit_simd_warning(Napi::Env env, const std::string& msg) {
   Napi::Object process = env.Global().Get("process").As<Napi::Object>();
   Napi::Value emit = process.Get("emitWarning");
-  if (emit.IsFunction()) emit.As<Napi::Function>().Call(process, {Napi::String::New(env, msg), Napi::String::New(env, "RapmSimdWarning")});
+  if (!emit.IsFunction()) return;
+  Napi::Object opts = Napi::Object::New(env);
+  opts.Set("type", "RapmSimdWarning");
+  opts.Set("code", "RAPM_SIMD");
+  emit.As<Napi::Function>().Call(process, {Napi::String::New(env, msg), opts});
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  // RAPM_SIMD: a misspelt level is an error naming the valid ones; a known level this CPU
-  // cannot run falls back to the best one with a warning.
+  // RAPM_SIMD: a supported level is used as named; a misspelt value, or a known level this
+  // CPU cannot run, falls back to the best level with a warning naming the valid ones.
   const KernelChoice choice = choose_kernels(std::getenv("RAPM_SIMD"));
-  if (choice.how == KernelChoice::kUnknown) throw range_error(env, "RAPM_INVALID_ARG", choice.message);
-  if (choice.how == KernelChoice::kFallback) emit_warning(env, choice.message);
+  if (!choice.message.empty()) emit_simd_warning(env, choice.message);
   auto* addon = new Addon();
   addon->kernels.store(choice.kernels);
   addon->mlp_kernels.store(mlp_kernels_for(addon->kernels.load()->level));

@@ -159,8 +159,8 @@ KernelChoice choose_kernels(const char* rapm_simd) {
     }
   }
   return {best, KernelChoice::kUnknown,
-          "RAPM_SIMD='" + want + "' is not a SIMD level; valid levels: " + join(known_level_names()) +
-              " (supported here: " + join(supported) + "); unset RAPM_SIMD to use the best one"};
+          "RAPM_SIMD=\"" + want + "\" is not a SIMD level; using " + best->name + " (valid levels: " +
+              join(known_level_names()) + "; supported here: " + join(supported) + ")"};
 }
 
 const Kernels* default_kernels() { return choose_kernels(std::getenv("RAPM_SIMD")).kernels; }

@@ -22,12 +22,12 @@ struct KernelChoice {
   enum How : int {
     kBest = 0,      // no override: the best supported level
     kOverride = 1,  // RAPM_SIMD named a supported level
-    kFallback = 2,  // RAPM_SIMD named a known level this CPU/build cannot run: best level, message says so
-    kUnknown = 3,   // RAPM_SIMD is not a level name at all: an error; `kernels` is still the best level
+    kFallback = 2,  // RAPM_SIMD named a known level this CPU/build cannot run: the best level
+    kUnknown = 3,   // RAPM_SIMD is not a level name at all (a typo): the best level
   };
   const Kernels* kernels;  // never null
   How how;
-  std::string message;     // set for kFallback (a warning) and kUnknown (the error), names the valid levels
+  std::string message;     // the warning for kFallback and kUnknown: names the level used and the valid ones
 };
 KernelChoice choose_kernels(const char* rapm_simd);
 // choose_kernels(getenv("RAPM_SIMD")).kernels

@@ -880,8 +880,9 @@ void test_dispatch(const std::vector<const Kernels*>& all) {
     check(c.how == KernelChoice::kOverride && c.kernels == k, "RAPM_SIMD=%s: that level", k->name);
   }
   const KernelChoice bad = choose_kernels("avx512x");
-  check(bad.how == KernelChoice::kUnknown && bad.message.find("avx512x") != std::string::npos &&
-            bad.message.find("scalar, neon, avx2, avx512") != std::string::npos,
+  check(bad.how == KernelChoice::kUnknown && bad.kernels == all.front() &&
+            bad.message.find("RAPM_SIMD=\"avx512x\" is not a SIMD level; using " + std::string(all.front()->name)) == 0 &&
+            bad.message.find("valid levels: scalar, neon, avx2, avx512") != std::string::npos,
         "misspelt RAPM_SIMD: got '%s'", bad.message.c_str());
   // A known level this CPU or build cannot run: an explicit fallback to the best level.
 #if defined(__aarch64__) || defined(_M_ARM64)

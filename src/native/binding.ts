@@ -126,8 +126,6 @@ export function loadBinding(): NativeBinding {
       cached = require(p) as NativeBinding;
       return cached;
     } catch (e) {
-      // A misspelt RAPM_SIMD is a setting to fix, not a broken build: report it as it is.
-      if ((e as { code?: string }).code === 'RAPM_INVALID_ARG') throw new RapmRangeError('RAPM_INVALID_ARG', (e as Error).message);
       failures.push(`${p}: ${(e as Error).message.split('\n')[0]}`);
     }
   }
