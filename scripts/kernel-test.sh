@@ -11,7 +11,7 @@
 #
 # Builds go to build-kernel-test/<host|host-asan|aarch64> (incremental). Exit status: the
 # program's (0 all passed, 1 a check failed), 3 when the aarch64 toolchain or qemu is missing
-# (scripts/setup.sh installs them), 4 when the build fails.
+# (scripts/setup.sh installs them), 4 when the build fails, 124 when the run exceeds 300 s.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 arch=host
@@ -68,6 +68,7 @@ fi
 echo "kernel-test: built $out/rapm_kernel_test ($arch$([[ $asan == 1 ]] && echo ', ASan + UBSan')) in $((SECONDS - start))s"
 start=$SECONDS
 status=0
-"${run[@]}" "$out/rapm_kernel_test" "$@" || status=$?
+# Bounded: a hung run (or qemu) is killed after 300 s and reported as exit status 124.
+timeout 300 "${run[@]}" "$out/rapm_kernel_test" "$@" || status=$?
 echo "kernel-test: ran in $((SECONDS - start))s${run:+ under $(basename "${run[0]}")}, exit status $status"
 exit "$status"

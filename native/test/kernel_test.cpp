@@ -643,16 +643,18 @@ void test_hidden_and_loss(const MlpKernels& mk, int d, uint64_t seed) {
     const float sentinel = -777.0f;
     std::vector<float> xhat(sz, sentinel), u(sz, sentinel), a(sz, sentinel), rstd(mp, sentinel);
     HiddenFwdArgs fa{z.data(), n, mp, vr.m0, mp, vr.ln ? gamma.data() : nullptr, beta.data(), vr.act,
-                     vr.mask ? mask.data() : nullptr, vr.ln ? xhat.data() : nullptr, vr.ln ? rstd.data() : nullptr, u.data(), a.data()};
+                     vr.mask ? mask.data() : nullptr, vr.ln ? xhat.data() : nullptr, vr.ln ? rstd.data() : nullptr,
+                     u.data(), a.data()};
     mk.hidden_fwd(&fa);
     std::vector<double> wx(sz, sentinel), wu(sz, sentinel), wa(sz, sentinel), wr(mp, sentinel);
     std::vector<double> tx(sz, 0), tu(sz, 0), ta(sz, 0), tr(mp, 0);
     for (int c = vr.m0; c < mp; ++c) {
       double mean = 0, var = 0, rs = 1, zmax = 0;
       if (vr.ln) {
-        for (int f = 0; f < n; ++f) mean += z[static_cast<size_t>(f) * mp + c], zmax = std::max(zmax, std::fabs(static_cast<double>(z[static_cast<size_t>(f) * mp + c])));
+        auto zat = [&](int f) { return static_cast<double>(z[static_cast<size_t>(f) * mp + c]); };
+        for (int f = 0; f < n; ++f) mean += zat(f), zmax = std::max(zmax, std::fabs(zat(f)));
         mean /= n;
-        for (int f = 0; f < n; ++f) var += (z[static_cast<size_t>(f) * mp + c] - mean) * (z[static_cast<size_t>(f) * mp + c] - mean);
+        for (int f = 0; f < n; ++f) var += (zat(f) - mean) * (zat(f) - mean);
         var /= n;
         rs = 1.0 / std::sqrt(var + 1e-5);
         wr[c] = rs;
