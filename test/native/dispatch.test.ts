@@ -39,7 +39,8 @@ function loadWith(rapmSimd: string | undefined): Child {
   return { status: r.status, stderr: r.stderr, warnings, result: line ? JSON.parse(line) : { message: `no JSON: ${r.stdout} ${r.stderr}` } };
 }
 
-describe('RAPM_SIMD', () => {
+// Each test spawns a few node + tsx processes: generous timeouts for a loaded machine.
+describe('RAPM_SIMD', { timeout: 180_000 }, () => {
   it('unset or empty: the best supported level, no warning', () => {
     for (const v of [undefined, '']) {
       const c = loadWith(v);
