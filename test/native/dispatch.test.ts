@@ -16,30 +16,33 @@ interface Child {
   status: number | null;
   stderr: string;
   warnings: string[]; // 'name code message' of every process warning
-  result: { level?: string; levels?: string[]; code?: string; name?: string; message?: string };
+  result: { level?: string; levels?: string[]; message?: string };
 }
 
-function loadWith(rapmSimd: string | undefined): Child {
+const addonPath = process.env.RAPM_NATIVE || path.join(root, 'build', 'Release', 'rapm.node');
+
+// Loads the addon in a fresh process with RAPM_SIMD set (or unset), directly (fast), or through
+// the library's loader (src/native/simd.ts, via tsx) when `viaLibrary`.
+function loadWith(rapmSimd: string | undefined, viaLibrary = false): Child {
   const env = { ...process.env };
   delete env.RAPM_SIMD;
   if (rapmSimd !== undefined) env.RAPM_SIMD = rapmSimd;
-  const code = `
-    process.on('warning', (w) => console.log('WARNING ' + w.name + ' ' + w.code + ' ' + w.message));
-    import { simdLevel, simdLevels } from './src/native/simd.ts';
-    try {
-      console.log(JSON.stringify({ level: simdLevel(), levels: simdLevels() }));
-    } catch (e) {
-      console.log(JSON.stringify({ code: e.code, name: e.name, message: e.message }));
-    }
-    setImmediate(() => {});`;
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
+  const report = `process.on('warning', (w) => console.log('WARNING ' + w.name + ' ' + w.code + ' ' + w.message));`;
+  const args = viaLibrary
+    ? ['--import', 'tsx', '--input-type=module', '-e', `${report}
+       import { simdLevel, simdLevels } from './src/native/simd.ts';
+       console.log(JSON.stringify({ level: simdLevel(), levels: simdLevels() }));`]
+    : ['-e', `${report}
+       const b = require(${JSON.stringify(addonPath)});
+       console.log(JSON.stringify({ level: b.simdLevel(), levels: b.simdLevels() }));`];
+  const r = spawnSync(process.execPath, args, { cwd: root, env, encoding: 'utf8', timeout: 120_000 });
   const lines = r.stdout.trim().split('\n');
   const line = lines.find((l) => l.startsWith('{')) ?? '';
   const warnings = lines.filter((l) => l.startsWith('WARNING ')).map((l) => l.slice('WARNING '.length));
   return { status: r.status, stderr: r.stderr, warnings, result: line ? JSON.parse(line) : { message: `no JSON: ${r.stdout} ${r.stderr}` } };
 }
 
-// Each test spawns a few node + tsx processes: generous timeouts for a loaded machine.
+// Each test spawns node processes: generous timeouts for a loaded machine (and ASan).
 describe('RAPM_SIMD', { timeout: 180_000 }, () => {
   it('unset or empty: the best supported level, no warning', () => {
     for (const v of [undefined, '']) {
@@ -59,8 +62,8 @@ describe('RAPM_SIMD', { timeout: 180_000 }, () => {
   });
 
   it('a misspelt value falls back to the best level with a RAPM_SIMD warning naming the valid levels', () => {
-    for (const typo of ['avx512x', 'AVX2', 'neon ']) {
-      const c = loadWith(typo);
+    for (const [typo, viaLibrary] of [['avx512x', true], ['AVX2', false], ['neon ', false]] as const) {
+      const c = loadWith(typo, viaLibrary);
       expect(c.status).toBe(0);
       expect(c.result.level, JSON.stringify(c.result)).toBe(best);
       expect(c.warnings).toEqual([
