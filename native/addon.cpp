@@ -110,9 +110,25 @@ Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), best);
 }
 
+// process.emitWarning(msg, {type: 'RapmSimdWarning', code: 'RAPM_SIMD'}): once per load,
+// visible, and silenced by --no-warnings.
+void emit_simd_warning(Napi::Env env, const std::string& msg) {
+  Napi::Object process = env.Global().Get("process").As<Napi::Object>();
+  Napi::Value emit = process.Get("emitWarning");
+  if (!emit.IsFunction()) return;
+  Napi::Object opts = Napi::Object::New(env);
+  opts.Set("type", "RapmSimdWarning");
+  opts.Set("code", "RAPM_SIMD");
+  emit.As<Napi::Function>().Call(process, {Napi::String::New(env, msg), opts});
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  // RAPM_SIMD: a supported level is used as named; a misspelt value, or a known level this
+  // CPU cannot run, falls back to the best level with a warning naming the valid ones.
+  const KernelChoice choice = choose_kernels(std::getenv("RAPM_SIMD"));
+  if (!choice.message.empty()) emit_simd_warning(env, choice.message);
   auto* addon = new Addon();
-  addon->kernels.store(default_kernels());
+  addon->kernels.store(choice.kernels);
   addon->mlp_kernels.store(mlp_kernels_for(addon->kernels.load()->level));
   addon->mlp_cache = std::make_unique<MlpCache>();
   addon->pool = std::make_shared<ThreadPool>(default_threads());

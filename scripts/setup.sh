@@ -13,10 +13,11 @@ step() { printf '\n== %s\n' "$*"; }
 
 # 1. System packages: a C++17 toolchain and cmake for the addon; Debian's faiss and
 #    OpenBLAS for the faiss-node benchmark peer (optional for the library itself); the ONNX
-#    python package, whose checker the tests run on every exported model.
+#    python package, whose checker the tests run on every exported model; the aarch64 cross
+#    compiler and qemu-user, which run the NEON kernels in the tests (scripts/test-neon-qemu.sh).
 step "system packages"
 need=()
-for p in cmake g++ make libfaiss-dev libopenblas-dev python3-onnx; do
+for p in cmake g++ make libfaiss-dev libopenblas-dev python3-onnx g++-aarch64-linux-gnu qemu-user-static; do
   dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
