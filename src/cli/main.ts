@@ -5,13 +5,14 @@ import { demoCommand } from './commands/demo.js';
 import { generateCommand } from './commands/generate.js';
 import { experimentCommands } from './commands/experiments.js';
 import { progressiveCommand } from './commands/progressive.js';
+import { pgLoadCommand } from './commands/pg-load.js';
 import { serveCommand } from './commands/serve.js';
 import { trainCommand } from './commands/train.js';
 import { closestFlag, CliUsageError, COMMAND_FLAGS } from './options.js';
 
 export { CliUsageError } from './options.js';
 
-const COMMANDS: CommandModule[] = [progressiveCommand, ...experimentCommands, trainCommand, serveCommand, demoCommand, generateCommand];
+const COMMANDS: CommandModule[] = [progressiveCommand, ...experimentCommands, trainCommand, serveCommand, pgLoadCommand, demoCommand, generateCommand];
 
 /** "Unknown argument(s): a, b" from yargs, with a "did you mean --x?" per misspelt option of the command. */
 function withSuggestions(msg: string, argv: readonly string[]): string {

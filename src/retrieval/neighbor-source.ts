@@ -55,6 +55,12 @@ export class ExactSource implements NeighborSource {
   }
 }
 
+/** The datastore's key columns, or null when it keeps all keyDim of them in order. */
+export function keySelection(ds: Datastore): Int32Array | null {
+  const identity = ds.keyIndices.length === ds.keyDim && ds.keyIndices.every((c, i) => c === i);
+  return identity ? null : ds.keyIndices;
+}
+
 /** A Datastore's stored keys [size, d] (after key selection, L2-normalised) as float32. */
 export function datastoreKeys(ds: Datastore, begin = 0, end = ds.size): Float32Array {
   const m = end - begin;
@@ -136,8 +142,17 @@ export class AnnSource implements NeighborSource {
       }
     }
     for (let r = 0; r < n; r += block) await index.add(datastoreKeys(ds, r, Math.min(n, r + block)));
-    const identity = ds.keyIndices.length === ds.keyDim && ds.keyIndices.every((c, i) => c === i);
-    return new AnnSource(index, ds.keyDim, identity ? null : ds.keyIndices);
+    return AnnSource.over(ds, index);
+  }
+
+  /** A source over an index already holding `ds`'s rows in order (e.g. AnnIndex.load of a saved one). */
+  static over(ds: Datastore, index: AnnIndex): AnnSource {
+    if (!(ds instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(ds)}`);
+    if (!(index instanceof AnnIndex)) throw invalidParam('index', 'AnnIndex', index);
+    if (index.d !== ds.d || index.ntotal !== ds.size) {
+      throw new RapmError('RAPM_DATA', `The approximate index holds ${index.ntotal} rows of width ${index.d} but the datastore ${ds.size} rows of width ${ds.d}: it was built over another datastore`);
+    }
+    return new AnnSource(index, ds.keyDim, keySelection(ds));
   }
 
   get size(): number {

@@ -22,7 +22,7 @@ import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from
 import { selectColumns } from '../data/indices.js';
 import { checkInteger, checkMatrix, is } from '../validate.js';
 import { Datastore } from './datastore.js';
-import { datastoreKeys, type NeighborSource } from './neighbor-source.js';
+import { datastoreKeys, keySelection, type NeighborSource } from './neighbor-source.js';
 
 export type PgSearchMode = 'exact' | 'index';
 export type PgIndexKind = 'none' | 'hnsw' | 'ivfflat';
@@ -320,8 +320,7 @@ export class PgVectorSource implements NeighborSource {
   /** Open a source over the table loaded from `ds` (same key selection; row count checked). */
   static async forDatastore(ds: Datastore, options: Omit<PgVectorSourceOptions, 'keyDim' | 'keyIndices' | 'expectRows'>): Promise<PgVectorSource> {
     if (!(ds instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(ds)}`);
-    const identity = ds.keyIndices.length === ds.keyDim && ds.keyIndices.every((c, i) => c === i);
-    return PgVectorSource.open({ ...options, keyDim: ds.keyDim, keyIndices: identity ? null : ds.keyIndices, expectRows: ds.size });
+    return PgVectorSource.open({ ...options, keyDim: ds.keyDim, keyIndices: keySelection(ds), expectRows: ds.size });
   }
 
   async search(queries: Float32Array, k: number): Promise<{ rows: Int32Array; similarities: Float32Array }> {

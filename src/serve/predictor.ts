@@ -10,10 +10,11 @@
  * segments), so every result is the result of a search over some prefix of the rows, never
  * a torn mix.
  */
-import { RapmError, RapmTypeError, describe, invalidParam } from '../errors.js';
+import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
 import { checkFinite, checkMatrix, is } from '../validate.js';
 import { Datastore, type SearchResult } from '../retrieval/datastore.js';
 import { resolveSearchOptions, type Aggregate } from '../retrieval/search-options.js';
+import { datastoreValues, isNeighborSource, predictFromSource, type NeighborSource } from '../retrieval/neighbor-source.js';
 
 /**
  * The fusion network as the predictor calls it: `pred = prior + F([en, prior])`. FusionSession
@@ -32,6 +33,12 @@ export interface PredictorOptions {
   aggregate?: Aggregate;
   /** Fusion model applied to the retrieval prior; absent or null: pred = prior. */
   fusion?: FusionModel | null;
+  /**
+   * Where neighbours come from instead of the datastore's exact search: an AnnSource (faiss)
+   * or a PgVectorSource (PostgreSQL + pgvector) over this datastore's rows. Values and ids
+   * stay in the datastore (a snapshot of its values is taken here). Absent or null: exact.
+   */
+  source?: NeighborSource | null;
 }
 
 export interface PredictResult {
@@ -72,6 +79,8 @@ export interface PredictorInfo {
   tau: number;
   aggregate: Aggregate;
   fusion: boolean;
+  /** Neighbour source: 'exact' (the datastore), 'ann', 'pgvector', ... */
+  source: string;
 }
 
 export class Predictor {
@@ -80,6 +89,9 @@ export class Predictor {
   readonly tau: number;
   readonly aggregate: Aggregate;
   readonly fusion: FusionModel | null;
+  /** The neighbour source when not the datastore's exact search. */
+  readonly source: NeighborSource | null;
+  readonly #values: Float32Array | null;
 
   constructor(datastore: Datastore, options: PredictorOptions = {}) {
     if (!(datastore instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(datastore)}`);
@@ -94,6 +106,15 @@ export class Predictor {
     this.tau = tau;
     this.aggregate = aggregate;
     this.fusion = fusion;
+    const source = options.source ?? null;
+    if (source !== null) {
+      if (!isNeighborSource(source)) throw new RapmTypeError('RAPM_TYPE', `Expected a NeighborSource (name, keyDim, size, search()) for source but received ${describe(source)}`);
+      if (source.keyDim !== datastore.keyDim || source.size !== datastore.size) {
+        throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected a ${source.name} source over the datastore's ${datastore.size} rows of width ${datastore.keyDim} but it has ${source.size} rows of width ${source.keyDim}`);
+      }
+    }
+    this.source = source;
+    this.#values = source ? datastoreValues(datastore) : null;
   }
 
   /** Input width: the key width of the datastore (1024 for HuBERT-large features). */
@@ -106,13 +127,14 @@ export class Predictor {
 
   get info(): PredictorInfo {
     const ds = this.datastore;
-    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null };
+    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null, source: this.source?.name ?? 'exact' };
   }
 
   /** Validates `en` ([b, keyDim], finite) and runs the search. */
   async #search(en: Float32Array): Promise<SearchResult> {
     checkMatrix('en', en, this.keyDim);
     checkFinite('en', en, this.keyDim);
+    if (this.source) return this.#sourceSearch(en);
     return this.datastore.search(en, { k: this.k, tau: this.tau, aggregate: this.aggregate });
   }
 
@@ -147,10 +169,17 @@ export class Predictor {
       for (let j = 0; j < r.k; j++) {
         const i = q * r.k + j;
         const row = r.neighbors[i]!;
+        if (row < 0) break; // an approximate source found fewer than k
         list.push({ id: this.datastore.idOf(row), row, weight: r.weights[i]!, similarity: r.similarities[i]! });
       }
       out.push(list);
     }
     return out;
+  }
+
+  /** Search through `source`, aggregated by rapm over the datastore's values. */
+  async #sourceSearch(en: Float32Array): Promise<SearchResult> {
+    const r = await predictFromSource(this.source!, this.#values!, en, { k: this.k, tau: this.tau, aggregate: this.aggregate });
+    return { b: r.b, k: r.k, prior: r.prior, neighbors: r.neighbors, weights: r.weights, similarities: r.similarities };
   }
 }

@@ -12,6 +12,9 @@ import { applyThreads } from '../run.js';
 import { simdLevel } from '../../native/simd.js';
 import { Predictor, type FusionModel } from '../../serve/predictor.js';
 import { createServer } from '../../serve/http-server.js';
+import { closeSource, openNeighborSource } from '../../retrieval/sources.js';
+import { SETTINGS } from '../../settings.js';
+import { CliUsageError } from '../options.js';
 
 export interface ServeArgs {
   datastore: string;
@@ -25,6 +28,14 @@ export interface ServeArgs {
   maxBatch: number;
   maxBodyBytes?: number;
   graceMs: number;
+  /** Neighbour source (src/retrieval/sources.ts): --ann / --ann-index / --nprobe / --ef-search, or --pg-url / --pg-table / --pg-mode. */
+  ann?: string;
+  annIndex?: string;
+  nprobe?: number;
+  efSearch?: number;
+  pgUrl?: string;
+  pgTable?: string;
+  pgMode?: 'exact' | 'index';
 }
 
 export interface RunServeOptions {
@@ -47,11 +58,15 @@ export async function runServe(args: ServeArgs, options: RunServeOptions = {}): 
     const { FusionSession } = await import('../../fusion/onnx-session.js');
     fusion = await FusionSession.create(args.model, { enDim: ds.keyDim, outDim: ds.dv, device: args.device, onWarning: log });
   }
+  const source = await openNeighborSource(ds, { ...args, log }).catch(async (e: unknown) => {
+    await fusion?.release().catch(() => undefined);
+    throw e;
+  });
   try {
-    const predictor = new Predictor(ds, { k: args.k, tau: args.tau, aggregate: args.aggregate, fusion });
+    const predictor = new Predictor(ds, { k: args.k, tau: args.tau, aggregate: args.aggregate, fusion, source });
     const srv = createServer({ predictor, maxBatch: args.maxBatch, maxBodyBytes: args.maxBodyBytes, log });
     const { url } = await srv.listen(args.port, args.host);
-    log(`${ds.size} rows (d ${ds.d}, dv ${ds.dv}, ${ds.precision}), k ${args.k}, tau ${args.tau}, fusion ${fusion ? 'on' : 'off'}, simd ${simdLevel()}`);
+    log(`${ds.size} rows (d ${ds.d}, dv ${ds.dv}, ${ds.precision}), k ${args.k}, tau ${args.tau}, fusion ${fusion ? 'on' : 'off'}, neighbours ${source?.name ?? 'exact'}, simd ${simdLevel()}`);
     (options.onListening ?? ((u: string) => process.stdout.write(`listening on ${u}\n`)))(url);
     await new Promise<void>((resolve) => {
       const handle = options.handleSignals !== false;
@@ -85,6 +100,7 @@ export async function runServe(args: ServeArgs, options: RunServeOptions = {}): 
     });
     log('stopped');
   } finally {
+    await closeSource(source).catch(() => undefined);
     await fusion?.release().catch(() => undefined);
   }
 }
@@ -92,8 +108,16 @@ export async function runServe(args: ServeArgs, options: RunServeOptions = {}): 
 export const serveCommand: CommandModule = defineCommand({
   command: 'serve',
   describe: 'Serve predictions over HTTP from a saved datastore (POST /predict, POST /explain, GET /health)',
-  settings: ['datastore', 'model', 'device', 'port', 'host', 'k', 'tau', 'aggregate', 'maxBatch', 'maxBodyBytes', 'graceMs', 'threads'],
+  settings: ['datastore', 'model', 'device', 'port', 'host', 'k', 'tau', 'aggregate', 'maxBatch', 'maxBodyBytes', 'graceMs', 'threads', 'ann', 'annIndex', 'nprobe', 'efSearch', 'pgUrl', 'pgTable', 'pgMode'],
   overrides: { datastore: { demand: true } },
+  check: (_a, given) => {
+    if (given.has('ann') && given.has('pgUrl')) throw new CliUsageError('--ann and --pg-url exclude each other: neighbours come from one source');
+    for (const k of ['annIndex'] as const) if (given.has(k) && !given.has('ann')) throw new CliUsageError(`--${SETTINGS[k].flag} needs --ann`);
+    for (const k of ['pgTable', 'pgMode'] as const) if (given.has(k) && !given.has('pgUrl')) throw new CliUsageError(`--${SETTINGS[k].flag} needs --pg-url`);
+    for (const k of ['nprobe', 'efSearch'] as const) {
+      if (given.has(k) && !given.has('ann') && !given.has('pgUrl')) throw new CliUsageError(`--${SETTINGS[k].flag} needs --ann (faiss) or --pg-url with --pg-mode index`);
+    }
+  },
   handler: async (a) => {
     applyThreads(a.threads);
     await runServe({ ...a, datastore: a.datastore! });
