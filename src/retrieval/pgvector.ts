@@ -188,7 +188,7 @@ export async function loadDatastoreIntoPg(ds: Datastore, options: PgLoadOptions)
     inTx = true;
     if (options.replace === true) await client.query(`DROP TABLE IF EXISTS ${quoted}`);
     else if ((await client.query('SELECT to_regclass($1) IS NOT NULL AS e', [quoted])).rows[0].e) {
-      throw new RapmError('RAPM_STATE', `Table ${options.table} already exists: choose another table or pass replace (--replace) to drop it first`);
+      throw new RapmError('RAPM_STATE', `Table ${options.table} already exists: choose another table, or pass replace: true (rapm pg-load --overwrite) to drop it first`);
     }
     await client.query(`CREATE TABLE ${quoted} (row integer PRIMARY KEY, id text NOT NULL, key vector(${d}) NOT NULL)`);
     for (let r0 = 0; r0 < n; r0 += batch) {
@@ -308,7 +308,7 @@ export class PgVectorSource implements NeighborSource {
         throw new RapmError('RAPM_DATA', `Table ${options.table} must hold rows 0..${n - 1} (Datastore row numbers) but holds ${stats.rows[0].lo}..${stats.rows[0].hi}`);
       }
       if (expectRows !== undefined && n !== expectRows) {
-        throw new RapmError('RAPM_DATA', `Table ${options.table} holds ${n} rows but the datastore holds ${expectRows}: reload it (rapm pg-load --replace)`);
+        throw new RapmError('RAPM_DATA', `Table ${options.table} holds ${n} rows but the datastore holds ${expectRows}: reload it (rapm pg-load --overwrite)`);
       }
       return new PgVectorSource(pool, owned, options.table, quoted, keyDim, keyIndices, d, n, mode, settings);
     } catch (e) {

@@ -8,7 +8,7 @@ import { RapmRangeError } from '../errors.js';
 import { AnnIndex } from './ann.js';
 import type { Datastore } from './datastore.js';
 import { AnnSource, type NeighborSource } from './neighbor-source.js';
-import { PgVectorSource, type PgSearchMode } from './pgvector.js';
+import { PgVectorSource, checkPgUrl, quoteTable, type PgSearchMode } from './pgvector.js';
 
 export interface SourceSettings {
   /** faiss factory string ('IVF4096,Flat', 'HNSW32,Flat', ...): approximate search. */
@@ -33,6 +33,8 @@ export async function openNeighborSource(ds: Datastore, settings: SourceSettings
     throw new RapmRangeError('RAPM_INVALID_ARG', 'Expected at most one of ann (--ann) and pgUrl (--pg-url)');
   }
   if (settings.pgUrl !== undefined) {
+    checkPgUrl(settings.pgUrl, 'pgUrl (--pg-url)');
+    quoteTable(settings.pgTable ?? 'rapm_keys', 'pgTable (--pg-table)');
     const mode = settings.pgMode ?? 'exact';
     const src = await PgVectorSource.forDatastore(ds, { url: settings.pgUrl, table: settings.pgTable ?? 'rapm_keys', mode, efSearch: settings.efSearch, probes: settings.nprobe });
     log(`neighbours from PostgreSQL table ${src.table} (${src.size} rows, vector(${src.d}), mode ${mode})`);

@@ -3,13 +3,19 @@
  * (Postgres compiled to WASM) with its pgvector extension, served on 127.0.0.1 (ephemeral
  * port) by @electric-sql/pglite-socket, reached through the `pg` client like any server.
  */
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
 import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RapmError } from '../../src/errors.js';
-import { recallAtK } from '../../src/retrieval/ann.js';
+import { runServe, type ServeArgs } from '../../src/cli/commands/serve.js';
+import { faissAvailable, recallAtK } from '../../src/retrieval/ann.js';
+import { saveDatastore } from '../../src/retrieval/persist.js';
+import { run } from '../helpers/cli.js';
 import { Datastore, type SearchResult } from '../../src/retrieval/datastore.js';
 import { ExactSource, datastoreValues, predictFromSource } from '../../src/retrieval/neighbor-source.js';
 import { PgVectorSource, checkPgUrl, loadDatastoreIntoPg, quoteTable } from '../../src/retrieval/pgvector.js';
@@ -40,10 +46,25 @@ async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
   throw new Error('expected a rejection');
 }
 
+// One server for the file (PGlite's WASM start-up takes seconds).
+let db: PGlite;
+let server: PGLiteSocketServer;
+let url: string;
+
+beforeAll(async () => {
+  db = await PGlite.create({ extensions: { vector } });
+  // PGlite is one session: the socket server multiplexes connections onto it query by query.
+  server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: 8 });
+  await server.start();
+  url = `postgres://postgres@${server.getServerConn()}/postgres`;
+});
+
+afterAll(async () => {
+  await server?.stop();
+  await db?.close();
+});
+
 describe('PgVectorSource (PostgreSQL + pgvector over the wire: PGlite + pglite-socket)', () => {
-  let db: PGlite;
-  let server: PGLiteSocketServer;
-  let url: string;
   const ds = new Datastore({ keyDim, valueDim: dv, keyIndices });
   const values = randn(n * dv, 2);
   const queries = clustered(b, 3);
@@ -53,18 +74,8 @@ describe('PgVectorSource (PostgreSQL + pgvector over the wire: PGlite + pglite-s
     const ids = Array.from({ length: n }, (_, r) => `utt-${Math.floor(r / 3)}`);
     ds.addSync(clustered(n, 1), values, ids);
     exact = ds.searchSync(queries, { k });
-    db = await PGlite.create({ extensions: { vector } });
-    // PGlite is one session: the socket server multiplexes connections onto it query by query.
-    server = new PGLiteSocketServer({ db, host: '127.0.0.1', port: 0, maxConnections: 8 });
-    await server.start();
-    url = `postgres://postgres@${server.getServerConn()}/postgres`;
     const load = await loadDatastoreIntoPg(ds, { url, table: 'rapm_exact', batch: 700 });
     expect([load.rows, load.d, load.index]).toEqual([n, d, 'none']);
-  });
-
-  afterAll(async () => {
-    await server?.stop();
-    await db?.close();
   });
 
   it('exact mode returns the same neighbours, similarities and prior as rapm exact search', async () => {
@@ -171,5 +182,83 @@ describe('PgVectorSource (PostgreSQL + pgvector over the wire: PGlite + pglite-s
     } finally {
       await src.close();
     }
+  });
+});
+
+describe('rapm pg-load and rapm serve --pg-url / --ann (CLI over the same wire server)', () => {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-pg-'));
+  const file = path.join(tmp, 'ds.rds');
+  const ds = new Datastore({ keyDim, valueDim: dv, keyIndices });
+  const n2 = 600;
+
+  beforeAll(async () => {
+    ds.addSync(clustered(n2, 11), randn(n2 * dv, 12), Array.from({ length: n2 }, (_, r) => `u${r >> 1}`));
+    await saveDatastore(ds, file);
+  });
+
+  afterAll(() => {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('pg-load loads the table; again without --overwrite it refuses; bad URL / table are named by flag', async () => {
+    const r = await run(['pg-load', '--datastore', file, '--pg-url', url, '--pg-table', 'cli_keys', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ table: 'cli_keys', rows: n2, d, index: 'none' });
+    expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM cli_keys')).rows[0]!.n).toBe(n2);
+    const again = await run(['pg-load', '--datastore', file, '--pg-url', url, '--pg-table', 'cli_keys']);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/already exists.*--replace|already exists/);
+    const over = await run(['pg-load', '--datastore', file, '--pg-url', url, '--pg-table', 'cli_keys', '--overwrite', '--pg-index', 'hnsw', '--quiet']);
+    expect(over.code, over.stderr).toBe(0);
+    const badUrl = await run(['pg-load', '--datastore', path.join(tmp, 'missing.rds'), '--pg-url', 'http://x', '--pg-table', 't']);
+    expect([badUrl.code !== 0, badUrl.stderr.includes('--pg-url')]).toEqual([true, true]);
+    const badTable = await run(['pg-load', '--datastore', path.join(tmp, 'missing.rds'), '--pg-url', url, '--pg-table', 'x; drop']);
+    expect([badTable.code !== 0, badTable.stderr.includes('--pg-table')]).toEqual([true, true]);
+  });
+
+  async function serveOnce(extra: Partial<ServeArgs>, en: Float32Array): Promise<{ health: Record<string, unknown>; explain: { neighbors: { id: string; row: number; similarity: number }[] }; lines: string[] }> {
+    const ac = new AbortController();
+    let base = '';
+    const lines: string[] = [];
+    const args: ServeArgs = { datastore: file, port: 0, host: '127.0.0.1', k: 10, tau: 0.04, aggregate: 'softmax', maxBatch: 8, graceMs: 1000, device: 'cpu', ...extra };
+    const running = runServe(args, { signal: ac.signal, handleSignals: false, onListening: (u) => (base = u), log: (l) => lines.push(l) });
+    try {
+      while (!base) await Promise.race([new Promise((r) => setTimeout(r, 5)), running]);
+      const health = (await (await fetch(base + '/health')).json()) as Record<string, unknown>;
+      const explain = (await (await fetch(base + '/explain', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ en: Array.from(en) }) })).json()) as {
+        neighbors: { id: string; row: number; similarity: number }[];
+      };
+      return { health, explain, lines };
+    } finally {
+      ac.abort();
+      await running;
+    }
+  }
+
+  it('serve --pg-url answers /explain with the ids and rows of exact serve', async () => {
+    const en = clustered(1, 99);
+    const exact = await serveOnce({}, en);
+    const viaPg = await serveOnce({ pgUrl: url, pgTable: 'cli_keys' }, en);
+    expect(viaPg.health).toMatchObject({ source: 'pgvector', rows: n2 });
+    expect(exact.health).toMatchObject({ source: 'exact' });
+    expect(viaPg.explain.neighbors.map((x) => x.row)).toEqual(exact.explain.neighbors.map((x) => x.row));
+    expect(viaPg.explain.neighbors.map((x) => x.id)).toEqual(exact.explain.neighbors.map((x) => x.id));
+    expect(viaPg.lines.some((l) => l.includes('PostgreSQL table cli_keys'))).toBe(true);
+    // A table from another datastore is refused before serving.
+    await expect(serveOnce({ pgUrl: url, pgTable: 'no_such' }, en)).rejects.toMatchObject({ code: 'RAPM_DATA' });
+  });
+
+  it.skipIf(!faissAvailable())('serve --ann builds (and with --ann-index saves, then reloads) a faiss index; IVF with nprobe = nlist equals exact', async () => {
+    const en = clustered(1, 98);
+    const exact = await serveOnce({}, en);
+    const indexFile = path.join(tmp, 'ivf.faiss');
+    const built = await serveOnce({ ann: 'IVF8,Flat', nprobe: 8, annIndex: indexFile }, en);
+    expect(fs.existsSync(indexFile)).toBe(true);
+    expect(built.health).toMatchObject({ source: 'ann' });
+    expect(built.explain.neighbors.map((x) => x.row)).toEqual(exact.explain.neighbors.map((x) => x.row));
+    const loaded = await serveOnce({ ann: 'IVF8,Flat', nprobe: 8, annIndex: indexFile }, en);
+    expect(loaded.lines.some((l) => l.includes(`loaded from ${indexFile}`))).toBe(true);
+    expect(loaded.explain.neighbors.map((x) => x.row)).toEqual(exact.explain.neighbors.map((x) => x.row));
+    await expect(serveOnce({ ann: 'HNSW8,Flat', nprobe: 4 }, en)).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG' });
   });
 });

@@ -5,7 +5,7 @@
  */
 import type { CommandModule } from 'yargs';
 import { loadDatastore } from '../../retrieval/persist.js';
-import { loadDatastoreIntoPg } from '../../retrieval/pgvector.js';
+import { checkPgUrl, loadDatastoreIntoPg, quoteTable } from '../../retrieval/pgvector.js';
 import { defineCommand } from '../options.js';
 
 export const pgLoadCommand: CommandModule = defineCommand({
@@ -19,6 +19,9 @@ export const pgLoadCommand: CommandModule = defineCommand({
     batchSize: { default: 1000, help: 'Rows per INSERT statement' },
   },
   handler: async (a) => {
+    // Before reading data: a bad URL or table name is named by its flag.
+    checkPgUrl(a.pgUrl, '--pg-url');
+    quoteTable(a.pgTable, '--pg-table');
     const ds = await loadDatastore(a.datastore!);
     const log = a.quiet ? () => {} : (line: string) => process.stderr.write(`rapm pg-load: ${line}\n`);
     log(`${ds.size} rows (d ${ds.d}) from ${a.datastore} into ${a.pgTable}`);
