@@ -335,11 +335,11 @@ async function main(): Promise<void> {
   const configs: { name: string; factory: string; params: { label: string; set?: { nprobe?: number; efSearch?: number } }[] }[] = [];
   if (wanted.has('flat')) configs.push({ name: 'faiss Flat (exact)', factory: 'Flat', params: [{ label: '-' }] });
   const nprobes = args.nprobes!.split(',').map(Number).filter((p) => p <= NLIST);
-  const ivfParams = nprobes.map((p) => ({ label: `nprobe=${p}${p === 1 ? ' (faiss-node default)' : ''}`, set: { nprobe: p } }));
+  const ivfParams = nprobes.map((p) => ({ label: `nprobe=${p}${p === 1 ? ' (faiss default)' : ''}`, set: { nprobe: p } }));
   if (wanted.has('ivf')) configs.push({ name: `IVF${NLIST},Flat`, factory: `IVF${NLIST},Flat`, params: ivfParams });
   if (wanted.has('ivfsq8')) configs.push({ name: `IVF${NLIST},SQ8`, factory: `IVF${NLIST},SQ8`, params: ivfParams });
   const efs = args.efs!.split(',').map(Number);
-  const hnswParams = efs.map((e) => ({ label: `efSearch=${e}${e === 16 ? ' (faiss-node default)' : ''} (ef=${Math.max(e, K)})`, set: { efSearch: e } }));
+  const hnswParams = efs.map((e) => ({ label: `efSearch=${e}${e === 16 ? ' (faiss default)' : ''} (ef=${Math.max(e, K)})`, set: { efSearch: e } }));
   if (wanted.has('hnsw')) configs.push({ name: 'HNSW32,Flat', factory: 'HNSW32,Flat', params: hnswParams });
   if (wanted.has('hnswsq8')) configs.push({ name: 'HNSW32,SQ8', factory: 'HNSW32,SQ8', params: hnswParams });
 

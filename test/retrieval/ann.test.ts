@@ -14,6 +14,8 @@ import {
   recallAtK,
 } from '../../src/retrieval/ann.js';
 import { Datastore, type SearchResult } from '../../src/retrieval/datastore.js';
+import { AnnSource, datastoreValues, predictFromSource } from '../../src/retrieval/neighbor-source.js';
+import { Predictor } from '../../src/serve/predictor.js';
 import { maxRelErr } from '../helpers/compare.js';
 import { randn } from '../helpers/random.js';
 
@@ -247,5 +249,50 @@ describe.skipIf(!faissAvailable())('AnnIndex (faiss-node)', () => {
     expect(thrown(() => AnnIndex.create({ d, factory: 'IVF8,Flat', efSearch: 4 })).code).toBe('RAPM_INVALID_ARG');
     expect(thrown(() => AnnIndex.create({ d, factory: 'IVF8,Flat', nprobe: 9 })).code).toBe('RAPM_INVALID_ARG');
     expect(thrown(() => recallAtK(new Int32Array(4), new Int32Array(6), 2)).code).toBe('RAPM_SHAPE_MISMATCH');
+  });
+});
+
+describe.skipIf(!faissAvailable())('AnnSource and Predictor with a neighbour source', () => {
+  it('AnnSource over a key-selected datastore: IVF at nprobe = nlist equals exact; Predictor serves through it', async () => {
+    const keyDim = 24, rows = 2000, sel = Array.from({ length: d }, (_, i) => 23 - i);
+    const ds = new Datastore({ keyDim, valueDim: dv, keyIndices: sel });
+    const wide = randn(rows * keyDim, 21);
+    ds.addSync(wide, randn(rows * dv, 22), Array.from({ length: rows }, (_, r) => `utt${r}`));
+    const src = await AnnSource.fromDatastore(ds, { factory: 'IVF16,Flat', nprobe: 16, block: 300 });
+    expect([src.name, src.size, src.keyDim, src.index.nprobe]).toEqual(['ann', rows, keyDim, 16]);
+    const q = randn(8 * keyDim, 23);
+    const want = ds.searchSync(q, { k: 10 });
+    const got = await predictFromSource(src, datastoreValues(ds), q, { k: 10 });
+    expectSameUpToTies({ neighbors: got.neighbors, similarities: got.similarities }, want);
+    const exactP = new Predictor(ds, { k: 10 });
+    const annP = new Predictor(ds, { k: 10, source: src });
+    expect([annP.info.source, exactP.info.source]).toEqual(['ann', 'exact']);
+    const [a, e] = [await annP.explain(q), await exactP.explain(q)];
+    expect(a.map((l) => l.map((x) => x.id))).toEqual(e.map((l) => l.map((x) => x.id)));
+    expect(maxRelErr((await annP.predict(q)).pred, (await exactP.predict(q)).pred)).toBeLessThan(1e-4);
+    // A source over other rows is refused.
+    const small = new Datastore({ keyDim, valueDim: dv, keyIndices: sel });
+    small.addSync(wide.subarray(0, 100 * keyDim), randn(100 * dv, 24));
+    expect(() => new Predictor(small, { source: src })).toThrow(expect.objectContaining({ code: 'RAPM_SHAPE_MISMATCH' }));
+    expect(() => AnnSource.over(small, src.index)).toThrow(expect.objectContaining({ code: 'RAPM_DATA' }));
+    expect(() => new Predictor(ds, { source: {} as never })).toThrow(expect.objectContaining({ code: 'RAPM_TYPE' }));
+  });
+
+  it('explain() lists only the neighbours an approximate source found; a query with none is an error, not NaN', async () => {
+    const ds = new Datastore({ keyDim: d, valueDim: dv });
+    ds.addSync(clustered(n, 1), randn(n * dv, 2));
+    const src = await AnnSource.fromDatastore(ds, { factory: 'IVF32,Flat' }); // nprobe 1: ~156 rows per probe
+    const p = new Predictor(ds, { k: 400, source: src });
+    const q = clustered(2, 3);
+    const lists = await p.explain(q);
+    for (const l of lists) {
+      expect(l.length).toBeGreaterThan(0);
+      expect(l.length).toBeLessThan(400);
+      expect(l.every((x) => x.row >= 0 && x.id === ds.idOf(x.row))).toBe(true);
+    }
+    const pr = await p.predict(q);
+    expect(pr.pred.every((x) => Number.isFinite(x))).toBe(true);
+    const empty = { name: 'empty', keyDim: d, size: n, search: async (x: Float32Array, k: number) => ({ rows: new Int32Array((x.length / d) * k).fill(-1), similarities: new Float32Array((x.length / d) * k).fill(-Infinity) }) };
+    await expect(new Predictor(ds, { k: 5, source: empty }).predict(q)).rejects.toMatchObject({ code: 'RAPM_DATA' });
   });
 });
