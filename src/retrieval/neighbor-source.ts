@@ -15,7 +15,7 @@
 import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
 import { selectColumns } from '../data/indices.js';
 import { checkInteger, checkMatrix, is } from '../validate.js';
-import { AnnIndex, priorFromNeighbors, type AnnIndexOptions } from './ann.js';
+import { AnnIndex, priorFromNeighbors, type AnnIndexOptions, type AnnValuesSearchResult } from './ann.js';
 import { Datastore } from './datastore.js';
 import { resolveSearchOptions, type SearchOptions } from './search-options.js';
 
@@ -167,20 +167,8 @@ export class AnnSource implements NeighborSource {
   }
 }
 
-export interface SourcePrediction {
-  b: number;
-  k: number;
-  /** Blended values, [b, dv]. */
-  prior: Float32Array;
-  /** Rows of the neighbours (Datastore rows), best first, [b, k]; -1 where the source found fewer. */
-  neighbors: Int32Array;
-  /** Aggregation weights over the neighbours found, [b, k] (0 in empty slots). */
-  weights: Float32Array;
-  similarities: Float32Array;
-  /** Neighbours found per query, [b]. */
-  found: Int32Array;
-  missing: number;
-}
+/** Datastore.search()'s shape plus `found` [b] and `missing`: rows are -1 (weight 0) where the source found fewer than k. */
+export type SourcePrediction = AnnValuesSearchResult;
 
 /**
  * rapm's retrieval prior over any NeighborSource: top-k from `source`, weights by `aggregate`

@@ -12,11 +12,12 @@ import { applyThreads } from '../run.js';
 import { simdLevel } from '../../native/simd.js';
 import { Predictor, type FusionModel } from '../../serve/predictor.js';
 import { createServer } from '../../serve/http-server.js';
-import { closeSource, openNeighborSource } from '../../retrieval/sources.js';
+import { closeSource, openNeighborSource, type SourceSettings } from '../../retrieval/sources.js';
 import { SETTINGS } from '../../settings.js';
 import { CliUsageError } from '../options.js';
 
-export interface ServeArgs {
+/** The serve settings; the neighbour source ones (--ann, --pg-url, ...) are SourceSettings (src/retrieval/sources.ts). */
+export interface ServeArgs extends Omit<SourceSettings, 'log'> {
   datastore: string;
   model?: string;
   device: 'cpu' | 'cuda' | 'auto';
@@ -28,14 +29,6 @@ export interface ServeArgs {
   maxBatch: number;
   maxBodyBytes?: number;
   graceMs: number;
-  /** Neighbour source (src/retrieval/sources.ts): --ann / --ann-index / --nprobe / --ef-search, or --pg-url / --pg-table / --pg-mode. */
-  ann?: string;
-  annIndex?: string;
-  nprobe?: number;
-  efSearch?: number;
-  pgUrl?: string;
-  pgTable?: string;
-  pgMode?: 'exact' | 'index';
 }
 
 export interface RunServeOptions {
