@@ -188,7 +188,10 @@ describe.skipIf(!faissAvailable())('AnnIndex (faiss-node)', () => {
     expect(thrown(() => ivf.setSearchParams({ nprobe: 33 })).code).toBe('RAPM_INVALID_ARG');
   });
 
-  it('toBuffer() / fromBuffer() free their native copies (faiss-node 0.5.1 leaked one per call)', async () => {
+  // Under `npm run test:asan` (libasan preloaded) freed memory sits in ASan's quarantine, so RSS
+  // cannot show whether it was freed; the plain `npm test` run measures it.
+  const underAsan = /libasan/.test(process.env.LD_PRELOAD ?? '');
+  it.skipIf(underAsan)('toBuffer() / fromBuffer() free their native copies (faiss-node 0.5.1 leaked one per call)', async () => {
     // 40K x 64 floats = 10 MB per copy; 0.5.1 kept one copy per toBuffer() and one per fromBuffer() (>= 120 MB here).
     const big = AnnIndex.create({ d: 64, factory: 'Flat' });
     const rows = new Float32Array(40_000 * 64);
