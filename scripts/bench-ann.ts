@@ -12,15 +12,16 @@
  * ES vectors are the targets. --data clusters is a simpler model (2,000 Gaussian clusters with
  * a 12-dim latent shared by key and value); at 2M it is easy for IVF (recall 1.0 at nprobe 8).
  *
- * For every index and search setting: build time (train + add, including the Float32Array ->
- * number[] conversion faiss-node needs), memory (serialised size), search time for the batch
+ * For every index and search setting: build time (train + add, including L2 normalisation),
+ * memory (serialised size), search time for the batch
  * (best of --runs) and for single queries (median of 32), speed-up vs exact, recall@K against
  * the exact top-K, and the end-to-end effect on R-APM: mean cosine(ANN prior, exact prior) and
  * the change in mean cosine(prior, target). Also exact search time vs N (rowRange prefixes of
  * the same datastore, b = 1 and b = --b) and datastore memory per million pairs (d = 103 /
  * 1024, f32 / bf16). IVF nlist defaults to 4 sqrt(n) rounded to a power of two (4096 at 2M).
  *
- * IVF nprobe and HNSW efSearch are set with AnnIndex.setSearchParams (serialisation patch).
+ * IVF nprobe and HNSW efSearch are set with AnnIndex.setSearchParams (faiss ParameterSpace, exposed
+ * by scripts/faiss-node/rapm-faiss-node.patch; O(1), no index copy).
  * HNSW is not in the default list: at 2M its build takes minutes on 2 cores.
  */
 import path from 'node:path';
@@ -334,11 +335,11 @@ async function main(): Promise<void> {
   const configs: { name: string; factory: string; params: { label: string; set?: { nprobe?: number; efSearch?: number } }[] }[] = [];
   if (wanted.has('flat')) configs.push({ name: 'faiss Flat (exact)', factory: 'Flat', params: [{ label: '-' }] });
   const nprobes = args.nprobes!.split(',').map(Number).filter((p) => p <= NLIST);
-  const ivfParams = nprobes.map((p) => ({ label: `nprobe=${p}${p === 1 ? ' (faiss-node default)' : ''}`, set: { nprobe: p } }));
+  const ivfParams = nprobes.map((p) => ({ label: `nprobe=${p}${p === 1 ? ' (faiss default)' : ''}`, set: { nprobe: p } }));
   if (wanted.has('ivf')) configs.push({ name: `IVF${NLIST},Flat`, factory: `IVF${NLIST},Flat`, params: ivfParams });
   if (wanted.has('ivfsq8')) configs.push({ name: `IVF${NLIST},SQ8`, factory: `IVF${NLIST},SQ8`, params: ivfParams });
   const efs = args.efs!.split(',').map(Number);
-  const hnswParams = efs.map((e) => ({ label: `efSearch=${e}${e === 16 ? ' (faiss-node default)' : ''} (ef=${Math.max(e, K)})`, set: { efSearch: e } }));
+  const hnswParams = efs.map((e) => ({ label: `efSearch=${e}${e === 16 ? ' (faiss default)' : ''} (ef=${Math.max(e, K)})`, set: { efSearch: e } }));
   if (wanted.has('hnsw')) configs.push({ name: 'HNSW32,Flat', factory: 'HNSW32,Flat', params: hnswParams });
   if (wanted.has('hnswsq8')) configs.push({ name: 'HNSW32,SQ8', factory: 'HNSW32,SQ8', params: hnswParams });
 
@@ -400,6 +401,13 @@ async function main(): Promise<void> {
   log(`| rapm exact f32 | - | ${exactBuildS.toFixed(1)} | ${(ds.memoryBytes / 2 ** 20).toFixed(0)} | ${fmt(exactMs)} | 1.0 | ${fmt(exactB1Ms, 2)} | 1.0 | 1.0000 | 1.00000 | 0 |`);
   for (const r of rows) {
     log(`| ${r.index} | ${r.param} | ${r.buildS.toFixed(1)} | ${(r.memoryBytes / 2 ** 20).toFixed(0)} | ${fmt(r.searchMs)} | ${fmt(r.speedup)} | ${fmt(r.b1Ms, 2)} | ${fmt(r.b1Speedup)} | ${r.recall.toFixed(4)} | ${r.priorCos.toFixed(5)} | ${r.targetCosDelta >= 0 ? '+' : ''}${r.targetCosDelta.toFixed(5)} |`);
+  }
+  // The pick: per index, the fastest single-query setting that reaches recall@K >= 0.95.
+  log('');
+  log(`fastest setting with recall@${K} >= 0.95, per index (same run, same queries):`);
+  for (const name of [...new Set(rows.map((r) => r.index))]) {
+    const ok = rows.filter((r) => r.index === name && r.recall >= 0.95).sort((a, c) => a.b1Ms - c.b1Ms)[0];
+    log(ok ? `  ${name}: ${ok.param}, recall ${ok.recall.toFixed(4)}, b=1 x${fmt(ok.b1Speedup)} / b=${B} x${fmt(ok.speedup)} vs exact, build ${ok.buildS.toFixed(1)} s, ${(ok.memoryBytes / 2 ** 20).toFixed(0)} MiB` : `  ${name}: no setting reached 0.95`);
   }
   log('');
   log(`| N | exact b=1 ms | exact b=${B} ms |`);

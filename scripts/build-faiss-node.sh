@@ -7,7 +7,11 @@
 #   2. copy faiss-node's src/ into build-faiss-node/ (gitignored via build-*/) together
 #      with scripts/faiss-node/CMakeLists.txt (find_package(faiss) instead of
 #      add_subdirectory(deps/faiss)) and scripts/faiss-node/faiss_compat.h (forced
-#      include adding faiss::idx_t, missing in faiss 1.7.3),
+#      include adding faiss::idx_t, missing in faiss 1.7.3), and apply
+#      scripts/faiss-node/rapm-faiss-node.patch: fixes the toBuffer()/fromBuffer() leak (a
+#      heap VectorIOWriter/Reader holding the whole index, never freed) and adds, on Index,
+#      setSearchParam/getSearchParam (faiss::ParameterSpace: nprobe, efSearch, ...) and
+#      addFloat32/trainFloat32/searchFloat32 (Float32Array in, typed arrays out),
 #   3. build with the local cmake-js (Node-API build: no header download),
 #   4. install the result as node_modules/faiss-node/build/Release/faiss-node.node,
 #      which is where require('bindings')('faiss-node') in faiss-node/lib/index.js looks.
@@ -31,7 +35,7 @@ BUILD_DIR="build-faiss-node"
 SRC_COPY="$BUILD_DIR/pkg"
 TARGET_DIR="$PKG_DIR/build/Release"
 TARGET="$TARGET_DIR/faiss-node.node"
-APT_PACKAGES=(libfaiss-dev libopenblas-dev cmake g++ make)
+APT_PACKAGES=(libfaiss-dev libopenblas-dev cmake g++ make patch)
 
 die() { echo "build-faiss-node: FAILED: $*" >&2; exit 1; }
 trap 'rc=$?; [ $rc -ne 0 ] && echo "build-faiss-node: FAILED (exit $rc) at line $LINENO; see output above" >&2' ERR
@@ -44,6 +48,16 @@ smoke_test() {
     ix.add([1, 0, 0, 1]);
     const r = ix.search([0.2, 0.9], 1);
     if (r.labels[0] !== 1) throw new Error("unexpected search result " + JSON.stringify(r));
+    // The rapm patch (an unpatched build fails here and is rebuilt).
+    const iv = f.Index.fromFactory(2, "IVF1,Flat", f.MetricType.METRIC_INNER_PRODUCT);
+    iv.trainFloat32(new Float32Array([1, 0, 0, 1]));
+    iv.addFloat32(new Float32Array([1, 0, 0, 1]));
+    iv.setSearchParam("nprobe", 1);
+    if (iv.getSearchParam("nlist") !== 1) throw new Error("nlist not reported");
+    if (iv.getSearchParam("nprobe") !== 1) throw new Error("nprobe did not set");
+    const t = iv.searchFloat32(new Float32Array([0.2, 0.9]), 1);
+    if (!(t.labels instanceof Int32Array) || t.labels[0] !== 1) throw new Error("unexpected searchFloat32 result");
+    if (f.Index.fromBuffer(iv.toBuffer()).ntotal() !== 2) throw new Error("toBuffer/fromBuffer round trip failed");
   ' "$ROOT/$PKG_DIR" >/dev/null 2>&1
 }
 
@@ -84,6 +98,9 @@ rm -rf "$SRC_COPY"
 mkdir -p "$SRC_COPY"
 cp -r "$PKG_DIR/src" "$SRC_COPY/src"
 cp scripts/faiss-node/CMakeLists.txt scripts/faiss-node/faiss_compat.h "$SRC_COPY/"
+command -v patch >/dev/null || die "patch(1) not found (apt-get install patch)"
+patch -d "$SRC_COPY" -p1 --forward --quiet < scripts/faiss-node/rapm-faiss-node.patch \
+  || die "scripts/faiss-node/rapm-faiss-node.patch does not apply to $PKG_DIR/src (faiss-node not 0.5.1?)"
 # Minimal package.json: "binary.napi_versions" makes cmake-js do a Node-API build
 # (node-api-headers + node-addon-api from node_modules; no Node header download).
 # node-addon-api is resolved from $ROOT/node_modules (8.x), not faiss-node's nested 6.x.

@@ -44,3 +44,8 @@ export { openSources, scanSources } from './experiments/progressive-sources.js';
 export type { SourceOptions, ProgressiveSources, Overlap } from './experiments/progressive-sources.js';
 export { runSubsample, runBias, runGap, runGrid, runDropout, experimentData } from './experiments/sweeps.js';
 export { AnnIndex, annSearchWithValues, priorFromNeighbors } from './retrieval/ann.js';
+export { ExactSource, AnnSource, predictFromSource, datastoreValues } from './retrieval/neighbor-source.js';
+export type { NeighborSource, SourcePrediction } from './retrieval/neighbor-source.js';
+export { PgVectorSource, loadDatastoreIntoPg } from './retrieval/pgvector.js';
+export type { PgVectorSourceOptions, PgLoadOptions, PgLoadResult } from './retrieval/pgvector.js';
+export { openNeighborSource, closeSource } from './retrieval/sources.js';

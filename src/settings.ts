@@ -382,6 +382,16 @@ export const SETTINGS = {
   metrics: defineSetting({ key: 'metrics', flag: 'metrics', group: 'serve', kind: 'boolean', default: true, help: 'Serve GET /metrics (Prometheus text format)', parse: bool }),
   accessLog: defineSetting({ key: 'accessLog', flag: 'access-log', group: 'serve', kind: 'boolean', default: false, help: 'One JSON line per request on stderr (pino)', parse: bool }),
   fusionWorkers: defineSetting({ key: 'fusionWorkers', flag: 'fusion-workers', group: 'serve', kind: 'integer', default: 1, help: 'Worker threads running the fusion model (piscina), off the event loop; 0 runs it on the event-loop thread', ...integer(0, 256) }),
+
+  // --- neighbour sources (approximate search, external engines)
+  ann: defineSetting({ key: 'ann', flag: 'ann', group: 'serve', kind: 'string', default: undefined as string | undefined, help: "Approximate search: a faiss index factory such as 'IVF4096,Flat' or 'HNSW32,Flat' (default: exact search)", parse: optionalText }),
+  annIndex: defineSetting({ key: 'annIndex', flag: 'ann-index', group: 'serve', kind: 'path', default: undefined as string | undefined, help: 'With --ann: load the faiss index from this file if it exists (built over the same datastore), else build it and save it there', parse: optionalText }),
+  nprobe: defineSetting({ key: 'nprobe', flag: 'nprobe', group: 'serve', kind: 'integer', default: undefined as number | undefined, help: 'IVF lists searched per query (faiss IVF, or pgvector ivfflat.probes); more: higher recall, slower', range: 'an integer in [1, 65536]', bounds: integer(1, 65536).bounds, parse: optional(integer(1, 65536).parse) }),
+  efSearch: defineSetting({ key: 'efSearch', flag: 'ef-search', group: 'serve', kind: 'integer', default: undefined as number | undefined, help: 'HNSW search beam (faiss HNSW, or pgvector hnsw.ef_search); more: higher recall, slower', range: 'an integer in [1, 1000]', bounds: integer(1, 1000).bounds, parse: optional(integer(1, 1000).parse) }),
+  pgUrl: defineSetting({ key: 'pgUrl', flag: 'pg-url', group: 'serve', kind: 'string', default: undefined as string | undefined, help: 'PostgreSQL + pgvector holding the keys (postgres://user@host:5432/db); values and ids stay in --datastore', parse: optionalText }),
+  pgTable: defineSetting({ key: 'pgTable', flag: 'pg-table', group: 'serve', kind: 'string', default: 'rapm_keys' as string, help: 'Table of keys in --pg-url (table or schema.table)', parse: text }),
+  pgMode: defineSetting({ key: 'pgMode', flag: 'pg-mode', group: 'serve', kind: 'choice', default: 'exact' as 'exact' | 'index', help: "exact: full scan, equal to rapm's exact search; index: the table's HNSW/IVFFlat index answers (approximate)", ...choice(['exact', 'index'] as const) }),
+  pgIndex: defineSetting({ key: 'pgIndex', flag: 'pg-index', group: 'serve', kind: 'choice', default: 'none' as 'none' | 'hnsw' | 'ivfflat', help: 'Vector index built after loading (vector_cosine_ops)', ...choice(['none', 'hnsw', 'ivfflat'] as const) }),
 } as const;
 
 export type SettingKey = keyof typeof SETTINGS;

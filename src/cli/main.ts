@@ -7,13 +7,14 @@ import { indexCommand } from './commands/index-cmd.js';
 import { packCommand } from './commands/pack.js';
 import { experimentCommands } from './commands/experiments.js';
 import { progressiveCommand } from './commands/progressive.js';
+import { pgLoadCommand } from './commands/pg-load.js';
 import { serveCommand } from './commands/serve.js';
 import { trainCommand } from './commands/train.js';
 import { closestFlag, CliUsageError, COMMAND_FLAGS } from './options.js';
 
 export { CliUsageError } from './options.js';
 
-const COMMANDS: CommandModule[] = [progressiveCommand, ...experimentCommands, trainCommand, indexCommand, serveCommand, demoCommand, generateCommand, packCommand];
+const COMMANDS: CommandModule[] = [progressiveCommand, ...experimentCommands, trainCommand, indexCommand, serveCommand, pgLoadCommand, demoCommand, generateCommand, packCommand];
 
 /** "Unknown argument(s): a, b" from yargs, with a "did you mean --x?" per misspelt option of the command. */
 function withSuggestions(msg: string, argv: readonly string[]): string {

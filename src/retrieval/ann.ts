@@ -1,18 +1,17 @@
 /**
  * Approximate nearest-neighbour search for datastores of millions of pairs, on top of the
  * optional faiss-node addon (built offline against the system faiss by
- * scripts/build-faiss-node.sh).
+ * scripts/build-faiss-node.sh, which applies scripts/faiss-node/rapm-faiss-node.patch).
  *
  * Cosine similarity throughout: keys and queries are L2-normalised here and the faiss index
  * uses the inner-product metric. Rows get the implicit faiss labels 0, 1, 2, ... in add()
  * order, which are the row numbers of the `values` matrix given to annSearchWithValues().
  *
- * faiss-node 0.5.1 exposes no setter for IVF's `nprobe` nor HNSW's `efSearch`. This module sets
- * them by patching the index's serialised form (faiss 1.7.x write_index layout) and reading it
- * back; every field around the patched one is checked first, so a layout that differs from what
- * is expected raises RAPM_FORMAT instead of writing garbage. Setting them in create() patches
- * the empty index (cheap); setSearchParams() on a filled index round-trips the whole index
- * (transient memory ~3x the index, a few seconds per GB).
+ * Search parameters (IVF's `nprobe`, HNSW's `efSearch`) are set through faiss's own
+ * faiss::ParameterSpace::set_index_parameter, which the patch exposes as
+ * Index.setSearchParam(name, value) (and reads back with getSearchParam). The patch also fixes
+ * faiss-node 0.5.1's toBuffer()/fromBuffer(), which leaked a full native copy of the index per
+ * call, and adds Float32Array add/train/search (no per-element JS arrays).
  *
  * faiss-node is synchronous: search() and the add() blocks run on the JS thread. faiss's
  * OpenMP pool reads OMP_NUM_THREADS when the addon is first loaded (the first create()).
@@ -45,25 +44,35 @@ interface FaissIndex {
   search(x: number[], k: number): FaissSearchResult;
   toBuffer(): Buffer;
   write(fname: string): void;
+  // rapm patch (scripts/faiss-node/rapm-faiss-node.patch)
+  setSearchParam(name: string, value: number): void;
+  getSearchParam(name: 'nprobe' | 'nlist' | 'efSearch'): number;
+  addFloat32(x: Float32Array): void;
+  trainFloat32(x: Float32Array): void;
+  searchFloat32(x: Float32Array, k: number): { distances: Float32Array; labels: Int32Array };
 }
 interface FaissModule {
   Index: {
     fromFactory(d: number, descriptor: string, metric: number): FaissIndex;
     fromBuffer(buf: Buffer): FaissIndex;
     read(fname: string): FaissIndex;
+    prototype: Partial<FaissIndex>;
   };
   MetricType: { METRIC_INNER_PRODUCT: number };
 }
 
 let faissModule: FaissModule | null = null;
 
-/** The faiss-node module, loaded on first use; RAPM_NATIVE_LOAD when it is not installed or built. */
+/** The faiss-node module, loaded on first use; RAPM_NATIVE_LOAD when it is not installed, built or patched. */
 export function loadFaiss(): FaissModule {
   if (faissModule) return faissModule;
   try {
     const mod = createRequire(import.meta.url)('faiss-node') as FaissModule;
     if (typeof mod?.Index?.fromFactory !== 'function' || typeof mod.Index.fromBuffer !== 'function') {
       throw new Error('faiss-node does not export Index.fromFactory / Index.fromBuffer');
+    }
+    if (typeof mod.Index.prototype?.setSearchParam !== 'function' || typeof mod.Index.prototype.searchFloat32 !== 'function') {
+      throw new Error('faiss-node was built without the rapm patch (no Index.setSearchParam / searchFloat32); rebuild with: bash scripts/build-faiss-node.sh --force');
     }
     faissModule = mod;
     return mod;
@@ -91,21 +100,14 @@ function faissError(what: string, e: unknown): RapmError {
   return new RapmError('RAPM_NATIVE', `faiss ${what} failed: ${msg}`, { cause: e });
 }
 
-// ------------------------------------------------------------------ serialised-index layout
+// ------------------------------------------------------------------ serialised-index header
 //
-// faiss 1.7.x write_index: fourcc (4 bytes), then write_index_header:
-//   d int32 @4, ntotal int64 @8, dummy int64 (1 << 20) @16, dummy int64 (1 << 20) @24,
-//   is_trained uint8 @32, metric_type int32 @33 (+ metric_arg float32 only when metric > 1).
-// IVF indexes (fourcc 'Iw..' / legacy 'Iv..') continue with write_ivf_header:
-//   nlist uint64 @37, nprobe uint64 @45, then the quantizer index (its own fourcc @53).
-// HNSW indexes (fourcc 'IHN.') continue with write_HNSW:
-//   vector<double> assign_probas, vector<int32> cum_nneighbor_per_level, vector<int32> levels,
-//   vector<uint64> offsets, vector<int32> neighbors (each: uint64 length + payload), then
-//   int32 entry_point, max_level, efConstruction, efSearch, upper_beam; then the storage index.
+// faiss write_index starts every index with: fourcc (4 bytes), d int32 @4, ntotal int64 @8,
+// two int64 (1 << 20) fillers @16 and @24, is_trained uint8 @32, metric_type int32 @33.
+// faiss-node exposes no metric getter, so load() / fromBuffer() read this header (read-only)
+// to refuse an L2 index before handing the bytes to faiss.
 
 const HEADER_END = 37;
-const IVF_NLIST_AT = 37;
-const IVF_NPROBE_AT = 45;
 const DUMMY = 1n << 20n;
 
 export type AnnKind = 'flat' | 'ivf' | 'hnsw' | 'other';
@@ -119,59 +121,13 @@ export interface IndexHeader {
 }
 
 function formatError(msg: string): RapmError {
-  return new RapmError('RAPM_FORMAT', `Unexpected faiss serialisation (expected the faiss 1.7.x write_index layout): ${msg}`);
+  return new RapmError('RAPM_FORMAT', `Not a faiss inner-product index: ${msg}`);
 }
 
-/** Random access to a serialised index: a Buffer, or a file read with pread (no full copy). */
-export interface IndexBytes {
-  readonly length: number;
-  /** `len` bytes at `at` (fewer at the end). */
-  slice(at: number, len: number): Buffer;
-}
-
-function bufferBytes(buf: Buffer): IndexBytes {
-  return { length: buf.length, slice: (at, len) => buf.subarray(at, Math.min(buf.length, at + len)) };
-}
-
-function fileBytes(fd: number): IndexBytes {
-  const length = fs.fstatSync(fd).size;
-  return {
-    length,
-    slice: (at, len) => {
-      const out = Buffer.alloc(Math.max(0, Math.min(len, length - at)));
-      if (out.length > 0) fs.readSync(fd, out, 0, out.length, at);
-      return out;
-    },
-  };
-}
-
-function asBytes(src: Buffer | IndexBytes): IndexBytes {
-  if (Buffer.isBuffer(src)) return bufferBytes(src);
-  if (src === null || typeof src !== 'object' || typeof (src as IndexBytes).slice !== 'function') throw invalidParam('buf', 'Buffer', src);
-  return src;
-}
-
-function u64(buf: IndexBytes, at: number, what: string): number {
-  if (at + 8 > buf.length) throw formatError(`${what} at byte ${at} lies beyond the end (${buf.length} bytes)`);
-  const v = buf.slice(at, 8).readBigUInt64LE(0);
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw formatError(`${what} at byte ${at} is ${v}, not a plausible size`);
-  return Number(v);
-}
-
-function i32(buf: IndexBytes, at: number, what: string): number {
-  if (at + 4 > buf.length) throw formatError(`${what} at byte ${at} lies beyond the end (${buf.length} bytes)`);
-  return buf.slice(at, 4).readInt32LE(0);
-}
-
-function fourccAt(buf: IndexBytes, at: number): string {
-  return at + 4 <= buf.length ? buf.slice(at, 4).toString('latin1') : '';
-}
-
-/** Parse and check the common index header; `expect` fields must match when given. */
-export function readIndexHeader(src: Buffer | IndexBytes, expect: { d?: number; ntotal?: number } = {}): IndexHeader {
-  const bytes = asBytes(src);
-  if (bytes.length < HEADER_END) throw formatError(`only ${bytes.length} bytes, shorter than the ${HEADER_END}-byte index header`);
-  const buf = bytes.slice(0, HEADER_END);
+/** Parse and check the common index header (the first 37 bytes); `expect` fields must match when given. */
+export function readIndexHeader(buf: Buffer, expect: { d?: number; ntotal?: number } = {}): IndexHeader {
+  if (!Buffer.isBuffer(buf)) throw invalidParam('buf', 'Buffer', buf);
+  if (buf.length < HEADER_END) throw formatError(`only ${buf.length} bytes, shorter than the ${HEADER_END}-byte index header`);
   const fourcc = buf.toString('latin1', 0, 4);
   if (!/^I[\x21-\x7e]{3}$/.test(fourcc)) throw formatError(`fourcc ${JSON.stringify(fourcc)} does not look like a faiss index marker`);
   const d = buf.readInt32LE(4);
@@ -186,105 +142,30 @@ export function readIndexHeader(src: Buffer | IndexBytes, expect: { d?: number; 
   return { fourcc, d, ntotal, isTrained: trained === 1, metric };
 }
 
-export interface IvfLayout extends IndexHeader {
-  nlist: number;
-  nprobe: number;
-  quantizerFourcc: string;
-}
-
-/** Locate and check IVF's nlist / nprobe fields; `expect.nprobe` guards against a shifted layout. */
-export function readIvfLayout(src: Buffer | IndexBytes, expect: { d?: number; ntotal?: number; nlist?: number; nprobe?: number } = {}): IvfLayout {
-  const buf = asBytes(src);
-  const h = readIndexHeader(buf, expect);
-  if (!/^I[wv]/.test(h.fourcc)) throw formatError(`fourcc ${JSON.stringify(h.fourcc)} is not an IVF index ('Iw..')`);
-  const nlist = u64(buf, IVF_NLIST_AT, 'nlist');
-  const nprobe = u64(buf, IVF_NPROBE_AT, 'nprobe');
-  const quantizerFourcc = fourccAt(buf, IVF_NPROBE_AT + 8);
-  if (nlist < 1 || nlist > 2 ** 31 || (expect.nlist !== undefined && nlist !== expect.nlist)) throw formatError(`nlist at byte ${IVF_NLIST_AT} is ${nlist}, expected ${expect.nlist ?? 'a list count'}`);
-  if (nprobe < 1 || (expect.nprobe !== undefined && nprobe !== expect.nprobe)) throw formatError(`nprobe at byte ${IVF_NPROBE_AT} is ${nprobe}, expected ${expect.nprobe ?? '>= 1'}`);
-  if (!/^I[\x21-\x7e]{3}$/.test(quantizerFourcc)) throw formatError(`no quantizer index marker after nprobe (found ${JSON.stringify(quantizerFourcc)})`);
-  if (i32(buf, IVF_NPROBE_AT + 12, 'quantizer d') !== h.d) throw formatError(`the quantizer's d does not match the index's d (${h.d})`);
-  return { ...h, nlist, nprobe, quantizerFourcc };
-}
-
-/** Return a copy of a serialised IVF index with nprobe set (after checking the layout). */
-export function patchIvfNprobe(buf: Buffer, nprobe: number, expect: { d?: number; ntotal?: number; nlist?: number; nprobe?: number } = {}): Buffer {
-  if (!Buffer.isBuffer(buf)) throw invalidParam('buf', 'Buffer', buf);
-  const lay = readIvfLayout(buf, expect);
-  checkInteger('nprobe', nprobe, 1, lay.nlist);
-  const out = Buffer.from(buf);
-  out.writeBigUInt64LE(BigInt(nprobe), IVF_NPROBE_AT);
-  return out;
-}
-
-export interface HnswLayout extends IndexHeader {
-  /** Byte offset of efSearch. */
-  efSearchAt: number;
-  efSearch: number;
-  efConstruction: number;
-  maxLevel: number;
-  entryPoint: number;
-  upperBeam: number;
-  storageFourcc: string;
-}
-
-/** Walk the HNSW graph section to efSearch, checking every length against ntotal. */
-export function readHnswLayout(src: Buffer | IndexBytes, expect: { d?: number; ntotal?: number; efSearch?: number } = {}): HnswLayout {
-  const buf = asBytes(src);
-  const h = readIndexHeader(buf, expect);
-  if (!h.fourcc.startsWith('IHN')) throw formatError(`fourcc ${JSON.stringify(h.fourcc)} is not an HNSW index ('IHN.')`);
-  let at = HEADER_END;
-  const vector = (what: string, elt: number): { n: number; start: number } => {
-    const n = u64(buf, at, `${what} length`);
-    const start = at + 8;
-    if (start + n * elt > buf.length) throw formatError(`${what} (${n} x ${elt} bytes at byte ${start}) overruns the buffer (${buf.length} bytes)`);
-    at = start + n * elt;
-    return { n, start };
-  };
-  const probas = vector('assign_probas', 8);
-  const cum = vector('cum_nneighbor_per_level', 4);
-  const levels = vector('levels', 4);
-  const offsets = vector('offsets', 8);
-  const neighbors = vector('neighbors', 4);
-  if (probas.n < 1 || probas.n > 64) throw formatError(`assign_probas holds ${probas.n} levels`);
-  if (cum.n !== probas.n + 1) throw formatError(`cum_nneighbor_per_level holds ${cum.n} entries, expected ${probas.n + 1}`);
-  if (levels.n !== h.ntotal) throw formatError(`levels holds ${levels.n} entries, expected ntotal = ${h.ntotal}`);
-  if (offsets.n !== h.ntotal + 1) throw formatError(`offsets holds ${offsets.n} entries, expected ntotal + 1 = ${h.ntotal + 1}`);
-  const lastOffset = u64(buf, offsets.start + (offsets.n - 1) * 8, 'offsets[ntotal]');
-  if (neighbors.n !== lastOffset) throw formatError(`neighbors holds ${neighbors.n} entries, expected offsets[ntotal] = ${lastOffset}`);
-  const entryPoint = i32(buf, at, 'entry_point');
-  const maxLevel = i32(buf, at + 4, 'max_level');
-  const efConstruction = i32(buf, at + 8, 'efConstruction');
-  const efSearch = i32(buf, at + 12, 'efSearch');
-  const upperBeam = i32(buf, at + 16, 'upper_beam');
-  const storageFourcc = fourccAt(buf, at + 20);
-  if (entryPoint < -1 || entryPoint >= Math.max(h.ntotal, 1)) throw formatError(`entry_point ${entryPoint} outside [-1, ntotal)`);
-  if (maxLevel < -1 || maxLevel >= probas.n) throw formatError(`max_level ${maxLevel} outside [-1, ${probas.n})`);
-  if (efConstruction < 1 || efConstruction > 1 << 20) throw formatError(`efConstruction ${efConstruction} is not plausible`);
-  if (efSearch < 1 || (expect.efSearch !== undefined && efSearch !== expect.efSearch)) throw formatError(`efSearch ${efSearch} at byte ${at + 12}, expected ${expect.efSearch ?? '>= 1'}`);
-  if (upperBeam !== 1) throw formatError(`upper_beam ${upperBeam}, expected 1`);
-  if (!/^I[\x21-\x7e]{3}$/.test(storageFourcc)) throw formatError(`no storage index marker after the HNSW graph (found ${JSON.stringify(storageFourcc)})`);
-  return { ...h, efSearchAt: at + 12, efSearch, efConstruction, maxLevel, entryPoint, upperBeam, storageFourcc };
-}
-
-/** Return a copy of a serialised HNSW index with efSearch set (after checking the layout). */
-export function patchHnswEfSearch(buf: Buffer, efSearch: number, expect: { d?: number; ntotal?: number; efSearch?: number } = {}): Buffer {
-  if (!Buffer.isBuffer(buf)) throw invalidParam('buf', 'Buffer', buf);
-  const lay = readHnswLayout(buf, expect);
-  checkInteger('efSearch', efSearch, 1, 1 << 20);
-  const out = Buffer.from(buf);
-  out.writeInt32LE(efSearch, lay.efSearchAt);
-  return out;
+function readHeaderOfFile(file: string): IndexHeader {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'r');
+  } catch (e) {
+    throw new RapmError('RAPM_IO', `Cannot read ${file}: ${(e as Error).message}`, { cause: e });
+  }
+  try {
+    const buf = Buffer.alloc(HEADER_END);
+    const n = fs.readSync(fd, buf, 0, HEADER_END, 0);
+    return readIndexHeader(buf.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 // ------------------------------------------------------------------ conversion helpers
 
 /**
- * Rows [r0, r1) of a [*, d] matrix, L2-normalised, as the plain number array faiss-node needs.
+ * Rows [r0, r1) of a [*, d] matrix, L2-normalised, into a new Float32Array.
  * Throws RAPM_NON_FINITE / RAPM_ZERO_NORM naming the row (offset by `rowBase`).
  */
-function plainNormalized(name: string, m: Float32Array, d: number, r0: number, r1: number, rowBase = 0): number[] {
-  const out = new Array<number>((r1 - r0) * d);
+function normalizedRows(name: string, m: Float32Array, d: number, r0: number, r1: number, rowBase = 0): Float32Array {
+  const out = new Float32Array((r1 - r0) * d);
   let o = 0;
   for (let r = r0; r < r1; r++) {
     const base = r * d;
@@ -302,7 +183,7 @@ function plainNormalized(name: string, m: Float32Array, d: number, r0: number, r
     }
     if (s === 0) throw new RapmRangeError('RAPM_ZERO_NORM', `Expected non-zero rows in ${name} but row ${rowBase + r} is all zeros (cannot be L2-normalised)`);
     const inv = 1 / Math.sqrt(s);
-    for (let j = 0; j < d; j++) out[o++] = Math.fround(m[base + j]! * inv);
+    for (let j = 0; j < d; j++) out[o++] = m[base + j]! * inv;
   }
   return out;
 }
@@ -367,16 +248,16 @@ function tempIndexPath(): string {
   return path.join(os.tmpdir(), `rapm-ann-${process.pid}-${randomBytes(6).toString('hex')}.faissindex`);
 }
 
-function describeLayout(bytes: IndexBytes, head: IndexHeader): { kind: AnnKind; nlist: number; nprobe: number; efSearch: number } {
-  if (head.fourcc === 'IxFI') return { kind: 'flat', nlist: 0, nprobe: 0, efSearch: 0 };
-  if (/^I[wv]/.test(head.fourcc)) {
-    const lay = readIvfLayout(bytes);
-    return { kind: 'ivf', nlist: lay.nlist, nprobe: lay.nprobe, efSearch: 0 };
-  }
-  if (head.fourcc.startsWith('IHN')) return { kind: 'hnsw', nlist: 0, nprobe: 0, efSearch: readHnswLayout(bytes).efSearch };
-  return { kind: 'other', nlist: 0, nprobe: 0, efSearch: 0 };
+/** Kind and search parameters, asked of the index itself (getSearchParam returns -1 when absent). */
+function describeIndex(index: FaissIndex, fourcc: string): { kind: AnnKind; nlist: number; nprobe: number; efSearch: number } {
+  const nprobe = index.getSearchParam('nprobe');
+  if (nprobe >= 0) return { kind: 'ivf', nlist: index.getSearchParam('nlist'), nprobe, efSearch: 0 };
+  const efSearch = index.getSearchParam('efSearch');
+  if (efSearch >= 0) return { kind: 'hnsw', nlist: 0, nprobe: 0, efSearch };
+  return { kind: fourcc === 'IxFI' ? 'flat' : 'other', nlist: 0, nprobe: 0, efSearch: 0 };
 }
-/** Rows converted to a plain array per faiss call (bounds the transient JS memory to ~8 * rows * d bytes). */
+
+/** Rows normalised per faiss call (bounds the transient copy to ~4 * rows * d bytes). */
 const ADD_BLOCK_VALUES = 1 << 22;
 const SEARCH_BLOCK_VALUES = 1 << 21;
 
@@ -394,21 +275,22 @@ export class AnnIndex {
   readonly seed: number;
   /** Whether the factory's index needs train() before add() (IVF, SQ, PQ). */
   readonly needsTraining: boolean;
-  #index: FaissIndex;
-  #nprobe: number;
-  #efSearch: number;
+  readonly #index: FaissIndex;
 
-  private constructor(index: FaissIndex, d: number, factory: string, kind: AnnKind, nlist: number, nprobe: number, efSearch: number, trainSize: number, seed: number) {
+  private constructor(index: FaissIndex, d: number, factory: string, kind: AnnKind, nlist: number, trainSize: number, seed: number) {
     this.#index = index;
     this.d = d;
     this.factory = factory;
     this.kind = kind;
     this.nlist = nlist;
-    this.#nprobe = nprobe;
-    this.#efSearch = efSearch;
     this.trainSize = trainSize;
     this.seed = seed;
     this.needsTraining = kind === 'ivf' || !index.isTrained();
+  }
+
+  static #wrap(index: FaissIndex, fourcc: string, factory: string, options: { trainSize?: number; seed?: number }): AnnIndex {
+    const { kind, nlist } = describeIndex(index, fourcc);
+    return new AnnIndex(index, index.getDimension(), factory, kind, nlist, options.trainSize ?? ANN_DEFAULT_TRAIN_SIZE, options.seed ?? 1);
   }
 
   /** Build an empty index from a faiss factory string (inner-product metric). */
@@ -429,25 +311,7 @@ export class AnnIndex {
       const why = (e instanceof Error ? e.message : String(e)).replace(/^Error in .*? at \S+: (Error: )?/, '');
       throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a faiss index factory string for factory but faiss rejected ${describe(factory)}: ${why}`);
     }
-    const buf = index.toBuffer();
-    const head = readIndexHeader(buf, { d, ntotal: 0 });
-    let kind: AnnKind = 'other';
-    let nlist = 0;
-    let nprobe = 0;
-    let efSearch = 0;
-    if (head.fourcc === 'IxFI') kind = 'flat';
-    else if (/^I[wv]/.test(head.fourcc)) {
-      const m = /(?:^|,)IVF(\d+)/.exec(factory);
-      const lay = readIvfLayout(buf, { d, ntotal: 0, nlist: m ? Number(m[1]) : undefined, nprobe: 1 });
-      kind = 'ivf';
-      nlist = lay.nlist;
-      nprobe = lay.nprobe;
-    } else if (head.fourcc.startsWith('IHN')) {
-      const lay = readHnswLayout(buf, { d, ntotal: 0, efSearch: 16 });
-      kind = 'hnsw';
-      efSearch = lay.efSearch;
-    }
-    const ann = new AnnIndex(index, d, factory, kind, nlist, nprobe, efSearch, trainSize, seed);
+    const ann = AnnIndex.#wrap(index, /^Flat$/i.test(factory.trim()) ? 'IxFI' : '', factory, { trainSize, seed });
     if (options.nprobe !== undefined || options.efSearch !== undefined) ann.setSearchParams({ nprobe: options.nprobe, efSearch: options.efSearch });
     return ann;
   }
@@ -455,15 +319,13 @@ export class AnnIndex {
   /** Restore an index written by toBuffer(). */
   static fromBuffer(buf: Buffer, options: { factory?: string; trainSize?: number; seed?: number } = {}): AnnIndex {
     const head = readIndexHeader(buf);
-    const faiss = loadFaiss();
     let index: FaissIndex;
     try {
-      index = faiss.Index.fromBuffer(buf);
+      index = loadFaiss().Index.fromBuffer(buf);
     } catch (e) {
       throw faissError('read_index', e);
     }
-    const { kind, nlist, nprobe, efSearch } = describeLayout(bufferBytes(buf), head);
-    return new AnnIndex(index, head.d, options.factory ?? `(${head.fourcc})`, kind, nlist, nprobe, efSearch, options.trainSize ?? ANN_DEFAULT_TRAIN_SIZE, options.seed ?? 1);
+    return AnnIndex.#wrap(index, head.fourcc, options.factory ?? `(${head.fourcc})`, options);
   }
 
   /** Rows indexed. */
@@ -474,19 +336,16 @@ export class AnnIndex {
   get isTrained(): boolean {
     return this.#index.isTrained();
   }
-  /** IVF lists visited per query (0 for other kinds). */
+  /** IVF lists visited per query (0 for other kinds), as the index reports it. */
   get nprobe(): number {
-    return this.#nprobe;
+    return this.kind === 'ivf' ? this.#index.getSearchParam('nprobe') : 0;
   }
   /** HNSW search beam (0 for other kinds); the effective beam is max(efSearch, k). */
   get efSearch(): number {
-    return this.#efSearch;
+    return this.kind === 'hnsw' ? this.#index.getSearchParam('efSearch') : 0;
   }
 
-  /**
-   * The serialised index (faiss write_index format). Note: faiss-node 0.5.1 leaks a native copy
-   * of the index on every toBuffer() (and fromBuffer()); for large indexes use save() / load().
-   */
+  /** The serialised index (faiss write_index format). */
   toBuffer(): Buffer {
     return this.#index.toBuffer();
   }
@@ -525,34 +384,19 @@ export class AnnIndex {
   /** Read an index written by save() (or faiss write_index with the inner-product metric). */
   static load(file: string, options: { factory?: string; trainSize?: number; seed?: number } = {}): AnnIndex {
     if (typeof file === 'string') assertRegularFile(file, 'ANN index');
-    let head: IndexHeader;
-    let extra: { kind: AnnKind; nlist: number; nprobe: number; efSearch: number };
-    let fd: number;
-    try {
-      fd = fs.openSync(file, 'r');
-    } catch (e) {
-      throw new RapmError('RAPM_IO', `Cannot read ${file}: ${(e as Error).message}`, { cause: e });
-    }
-    try {
-      const bytes = fileBytes(fd);
-      head = readIndexHeader(bytes);
-      extra = describeLayout(bytes, head);
-    } finally {
-      fs.closeSync(fd);
-    }
+    const head = readHeaderOfFile(file);
     let index: FaissIndex;
     try {
       index = loadFaiss().Index.read(file);
     } catch (e) {
       throw faissError(`read_index(${file})`, e);
     }
-    return new AnnIndex(index, head.d, options.factory ?? `(${head.fourcc})`, extra.kind, extra.nlist, extra.nprobe, extra.efSearch, options.trainSize ?? ANN_DEFAULT_TRAIN_SIZE, options.seed ?? 1);
+    return AnnIndex.#wrap(index, head.fourcc, options.factory ?? `(${head.fourcc})`, options);
   }
 
   /**
-   * Set nprobe (IVF) and/or efSearch (HNSW) by patching the serialised index and reading it
-   * back. Cheap on an empty index; on a filled one it copies the whole index (~3x its memory,
-   * transiently). Throws RAPM_FORMAT if the serialisation is not the expected faiss layout.
+   * Set nprobe (IVF, 1..nlist) and/or efSearch (HNSW, 1..2^20) through
+   * faiss::ParameterSpace::set_index_parameter. Takes effect for the next search; O(1).
    */
   setSearchParams(params: AnnSearchParams): void {
     if (!is.object(params as unknown)) throw invalidParam('params', 'object', params);
@@ -565,50 +409,12 @@ export class AnnIndex {
     }
     if (nprobe !== undefined) checkInteger('nprobe', nprobe, 1, this.nlist);
     if (efSearch !== undefined) checkInteger('efSearch', efSearch, 1, 1 << 20);
-    if ((nprobe === undefined || nprobe === this.#nprobe) && (efSearch === undefined || efSearch === this.#efSearch)) return;
-    const ntotal = this.ntotal;
-    const trained = this.isTrained;
-    // Through a temporary file, patched in place: faiss-node 0.5.1's toBuffer()/fromBuffer()
-    // never free their faiss VectorIOWriter/Reader (a leaked copy of the whole index per call).
-    const tmp = tempIndexPath();
-    let next: FaissIndex;
     try {
-      this.#write(tmp);
-      const fd = fs.openSync(tmp, 'r+');
-      try {
-        const bytes = fileBytes(fd);
-        const put = (at: number, b: Buffer): void => void fs.writeSync(fd, b, 0, b.length, at);
-        if (nprobe !== undefined) {
-          readIvfLayout(bytes, { d: this.d, ntotal, nlist: this.nlist, nprobe: this.#nprobe });
-          const b = Buffer.alloc(8);
-          b.writeBigUInt64LE(BigInt(nprobe));
-          put(IVF_NPROBE_AT, b);
-          if (readIvfLayout(bytes, { d: this.d, ntotal, nlist: this.nlist }).nprobe !== nprobe) throw formatError('nprobe did not read back');
-        }
-        if (efSearch !== undefined) {
-          const lay = readHnswLayout(bytes, { d: this.d, ntotal, efSearch: this.#efSearch });
-          const b = Buffer.alloc(4);
-          b.writeInt32LE(efSearch);
-          put(lay.efSearchAt, b);
-          if (readHnswLayout(bytes, { d: this.d, ntotal }).efSearch !== efSearch) throw formatError('efSearch did not read back');
-        }
-      } finally {
-        fs.closeSync(fd);
-      }
-      try {
-        next = loadFaiss().Index.read(tmp);
-      } catch (e) {
-        throw faissError('read_index (after setting search parameters)', e);
-      }
-    } finally {
-      fs.rmSync(tmp, { force: true });
+      if (nprobe !== undefined) this.#index.setSearchParam('nprobe', nprobe);
+      if (efSearch !== undefined) this.#index.setSearchParam('efSearch', efSearch);
+    } catch (e) {
+      throw faissError('ParameterSpace.set_index_parameter', e);
     }
-    if (next.ntotal() !== ntotal || next.getDimension() !== this.d || next.isTrained() !== trained) {
-      throw formatError('the patched index read back with a different ntotal, d or training state');
-    }
-    this.#index = next;
-    if (nprobe !== undefined) this.#nprobe = nprobe;
-    if (efSearch !== undefined) this.#efSearch = efSearch;
   }
 
   /**
@@ -624,20 +430,20 @@ export class AnnIndex {
     if (this.kind === 'ivf' && m < this.nlist) {
       throw new RapmRangeError('RAPM_INVALID_ARG', `Expected at least nlist = ${this.nlist} training rows for '${this.factory}' but received ${m}`);
     }
-    let x: number[];
+    let x: Float32Array;
     if (m > this.trainSize) {
       const rows = sampleRows(m, this.trainSize, this.seed);
-      x = new Array<number>(rows.length * this.d);
+      x = new Float32Array(rows.length * this.d);
       let o = 0;
       for (const r of rows) {
-        const row = plainNormalized('keys', keys, this.d, r, r + 1);
-        for (let j = 0; j < this.d; j++) x[o++] = row[j]!;
+        x.set(normalizedRows('keys', keys, this.d, r, r + 1), o);
+        o += this.d;
       }
     } else {
-      x = plainNormalized('keys', keys, this.d, 0, m);
+      x = normalizedRows('keys', keys, this.d, 0, m);
     }
     try {
-      this.#index.train(x);
+      this.#index.trainFloat32(x);
     } catch (e) {
       throw faissError('train', e);
     }
@@ -650,9 +456,9 @@ export class AnnIndex {
   }
 
   #addBlock(keys: Float32Array, r0: number, r1: number, base: number): void {
-    const x = plainNormalized('keys', keys, this.d, r0, r1, base);
+    const x = normalizedRows('keys', keys, this.d, r0, r1, base);
     try {
-      this.#index.add(x);
+      this.#index.addFloat32(x);
     } catch (e) {
       throw faissError('add', e);
     }
@@ -699,23 +505,22 @@ export class AnnIndex {
     const block = Math.max(1, Math.floor(SEARCH_BLOCK_VALUES / Math.max(this.d, k)));
     for (let q0 = 0; q0 < b; q0 += block) {
       const q1 = Math.min(b, q0 + block);
-      const x = plainNormalized('queries', queries, this.d, q0, q1);
-      let res: FaissSearchResult;
+      const x = normalizedRows('queries', queries, this.d, q0, q1);
+      let res: { distances: Float32Array; labels: Int32Array };
       try {
-        res = this.#index.search(x, k);
+        res = this.#index.searchFloat32(x, k);
       } catch (e) {
         throw faissError('search', e);
       }
       const off = q0 * k;
+      neighbors.set(res.labels, off);
+      similarities.set(res.distances, off);
       for (let i = 0; i < (q1 - q0) * k; i++) {
-        const label = res.labels[i]!;
-        if (label < 0) {
+        if (res.labels[i]! < 0) {
           neighbors[off + i] = -1;
           similarities[off + i] = -Infinity;
           missing++;
         } else {
-          neighbors[off + i] = label;
-          similarities[off + i] = res.distances[i]!;
           found[q0 + Math.floor(i / k)]!++;
         }
       }

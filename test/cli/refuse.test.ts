@@ -31,6 +31,7 @@ const BASE: Record<string, string[]> = {
   train: ['--data', missing, '--out', path.join(missing, 'out')],
   index: ['--data', missing, '--out', path.join(missing, 'out')],
   serve: ['--datastore', path.join(missing, 'ds.rapm'), '--port', '0'],
+  'pg-load': ['--datastore', path.join(missing, 'ds.rapm'), '--pg-url', 'postgres://u@127.0.0.1:1/db'],
   demo: ['--data', missing],
   generate: [path.join(missing, 'gen')],
   pack: [path.join(missing, 'dral'), '--out', path.join(missing, 'chunks')],

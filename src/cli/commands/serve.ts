@@ -18,8 +18,11 @@ import { applyThreads } from '../run.js';
 import { simdLevel } from '../../native/simd.js';
 import { Predictor, type FusionModel, type PredictorOptions } from '../../serve/predictor.js';
 import { createServer } from '../../serve/http-server.js';
+import { closeSource, openNeighborSource, type SourceSettings } from '../../retrieval/sources.js';
+import { SETTINGS } from '../../settings.js';
 
-export interface ServeArgs {
+/** The serve settings; the neighbour source ones (--ann, --pg-url, ...) are SourceSettings (src/retrieval/sources.ts). */
+export interface ServeArgs extends Omit<SourceSettings, 'log'> {
   /** A bundle folder (rapm train --out / rapm index): served with its trained settings. */
   bundle?: string;
   /** Or a datastore file (and optionally a fusion model). */
@@ -64,7 +67,7 @@ function batchingOf(args: ServeArgs): PredictorOptions['batching'] {
 async function openPredictor(args: ServeArgs, log: (line: string) => void): Promise<Predictor> {
   if (args.bundle !== undefined) {
     if (args.datastore !== undefined || args.model !== undefined) throw new RapmError('RAPM_INVALID_ARG', 'Give a bundle (--bundle) or a datastore and model (--datastore, --model), not both');
-    const p = await Predictor.fromBundle(args.bundle, { k: args.k, tau: args.tau, aggregate: args.aggregate, device: args.device, log, batching: batchingOf(args), fusionWorkers: args.fusionWorkers ?? 1 });
+    const p = await Predictor.fromBundle(args.bundle, { k: args.k, tau: args.tau, aggregate: args.aggregate, device: args.device, log, batching: batchingOf(args), fusionWorkers: args.fusionWorkers ?? 1, source: (ds) => openNeighborSource(ds, { ...args, log }) });
     log(`bundle ${args.bundle} (${p.bundle!.kind}, trained k ${p.bundle!.trained.k}, tau ${p.bundle!.trained.tau}, ${p.bundle!.trained.aggregate}, Config ${p.bundle!.trained.config}, data ${p.bundle!.dataHash})`);
     return p;
   }
@@ -98,7 +101,13 @@ async function openPredictor(args: ServeArgs, log: (line: string) => void): Prom
     };
   }
   const s = applyOverrides(trained, { k: args.k, tau: args.tau, aggregate: args.aggregate }, ds.size, log);
-  return new Predictor(ds, { k: s.k, tau: s.tau, aggregate: s.aggregate, fusion, batching: batchingOf(args) });
+  try {
+    const source = await openNeighborSource(ds, { ...args, log });
+    return new Predictor(ds, { k: s.k, tau: s.tau, aggregate: s.aggregate, fusion, batching: batchingOf(args), source });
+  } catch (e) {
+    await fusion?.release().catch(() => undefined);
+    throw e;
+  }
 }
 
 export interface RunServeOptions {
@@ -173,6 +182,7 @@ export async function runServe(args: ServeArgs, options: RunServeOptions = {}): 
     });
     log('stopped');
   } finally {
+    await closeSource(predictor.source as Parameters<typeof closeSource>[0]).catch(() => undefined);
     await fusion?.release?.().catch(() => undefined);
   }
 }
@@ -184,13 +194,20 @@ export const serveCommand: CommandModule = defineCommand({
     'bundle', 'datastore', 'model', 'device', 'port', 'host', 'k', 'tau', 'aggregate', 'maxBatch', 'maxBodyBytes', 'graceMs', 'threads',
     'batching', 'maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'maxConcurrentBatches', 'maxBufferedBytes', 'retryAfterSeconds',
     'headersTimeoutMs', 'requestTimeoutMs', 'idleTimeoutMs', 'metrics', 'accessLog', 'fusionWorkers',
+    'ann', 'annIndex', 'nprobe', 'efSearch', 'pgUrl', 'pgTable', 'pgMode',
   ],
   overrides: {
     k: { help: 'Neighbours per query; default: as trained (bundle or model), else 90. An explicit value is an override, logged' },
     tau: { help: 'Softmax temperature; default: as trained, else 0.04. An explicit value is an override, logged' },
     aggregate: { help: 'Neighbour weighting; default: as trained, else softmax. An explicit value is an override, logged' },
   },
-  check: (a) => {
+  check: (a, given) => {
+    if (given.has('ann') && given.has('pgUrl')) throw new CliUsageError('--ann and --pg-url exclude each other: neighbours come from one source');
+    for (const k of ['annIndex'] as const) if (given.has(k) && !given.has('ann')) throw new CliUsageError(`--${SETTINGS[k].flag} needs --ann`);
+    for (const k of ['pgTable', 'pgMode'] as const) if (given.has(k) && !given.has('pgUrl')) throw new CliUsageError(`--${SETTINGS[k].flag} needs --pg-url`);
+    for (const k of ['nprobe', 'efSearch'] as const) {
+      if (given.has(k) && !given.has('ann') && !given.has('pgUrl')) throw new CliUsageError(`--${SETTINGS[k].flag} needs --ann (faiss) or --pg-url with --pg-mode index`);
+    }
     if (a.bundle === undefined && a.datastore === undefined) throw new CliUsageError('Give --bundle DIR (from rapm train --out or rapm index) or --datastore FILE');
     if (a.bundle !== undefined && (a.datastore !== undefined || a.model !== undefined)) throw new CliUsageError('--bundle already holds the datastore and model: drop --datastore / --model');
     if (a.headersTimeoutMs > a.requestTimeoutMs) {

@@ -1,0 +1,204 @@
+/**
+ * Neighbour sources: where the top-k neighbours of a query come from. rapm's aggregation
+ * (priorFromNeighbors: softmax / mean / top1 over the neighbours' values) and the fusion
+ * model sit on top, so any engine that can answer "the k stored keys most cosine-similar to
+ * this query" plugs in:
+ *
+ * - ExactSource: the native exact search of a Datastore (bit-identical to Datastore.search);
+ * - AnnSource: an approximate faiss index (src/retrieval/ann.ts) built over a Datastore's keys;
+ * - PgVectorSource (src/retrieval/pgvector.ts): PostgreSQL + pgvector, through `pg`.
+ *
+ * Row numbers are the Datastore's row numbers in every source (the pgvector table stores them
+ * in its `row` column), so `values` and the utterance ids (Datastore.idOf) stay on the rapm
+ * side: an engine only holds keys.
+ */
+import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
+import { selectColumns } from '../data/indices.js';
+import { checkInteger, checkMatrix, is } from '../validate.js';
+import { AnnIndex, priorFromNeighbors, type AnnIndexOptions, type AnnValuesSearchResult } from './ann.js';
+import { Datastore } from './datastore.js';
+import { resolveSearchOptions, type SearchOptions } from './search-options.js';
+
+export interface NeighborSource {
+  readonly name: string; // 'exact' | 'ann' | 'pgvector' | ...
+  readonly keyDim: number; // width of the queries it takes (before key selection)
+  readonly size: number;
+  /** Top-k neighbours: rows [b,k] (-1 empty), similarities [b,k], best first. */
+  search(queries: Float32Array /* [b, keyDim] */, k: number): Promise<{ rows: Int32Array; similarities: Float32Array }>;
+}
+
+/** True for objects shaped like a NeighborSource. */
+export function isNeighborSource(x: unknown): x is NeighborSource {
+  if (!is.object(x)) return false;
+  const s = x as unknown as NeighborSource;
+  return typeof s.search === 'function' && typeof s.name === 'string' && Number.isInteger(s.keyDim);
+}
+
+/** The exact native search of a Datastore as a NeighborSource (same rows and similarities as Datastore.search). */
+export class ExactSource implements NeighborSource {
+  readonly name = 'exact';
+  readonly datastore: Datastore;
+
+  constructor(datastore: Datastore) {
+    if (!(datastore instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(datastore)}`);
+    this.datastore = datastore;
+  }
+  get keyDim(): number {
+    return this.datastore.keyDim;
+  }
+  get size(): number {
+    return this.datastore.size;
+  }
+  async search(queries: Float32Array, k: number): Promise<{ rows: Int32Array; similarities: Float32Array }> {
+    const r = await this.datastore.search(queries, { k });
+    return { rows: r.neighbors, similarities: r.similarities };
+  }
+}
+
+/** The datastore's key columns, or null when it keeps all keyDim of them in order. */
+export function keySelection(ds: Datastore): Int32Array | null {
+  const identity = ds.keyIndices.length === ds.keyDim && ds.keyIndices.every((c, i) => c === i);
+  return identity ? null : ds.keyIndices;
+}
+
+/** A Datastore's stored keys [size, d] (after key selection, L2-normalised) as float32. */
+export function datastoreKeys(ds: Datastore, begin = 0, end = ds.size): Float32Array {
+  const m = end - begin;
+  const out = new Float32Array(m * ds.d);
+  if (m === 0) return out;
+  if (ds.precision === 'f32') {
+    ds._exportRows(begin, end, out, null, null);
+  } else {
+    const raw = new Uint16Array(m * ds.d);
+    ds._exportRows(begin, end, raw, null, null);
+    const bits = new Uint32Array(out.buffer);
+    for (let i = 0; i < raw.length; i++) bits[i] = raw[i]! << 16; // bfloat16 -> float32 is exact
+  }
+  return out;
+}
+
+/** A Datastore's stored values [size, dv] (after value selection). */
+export function datastoreValues(ds: Datastore, begin = 0, end = ds.size): Float32Array {
+  const out = new Float32Array((end - begin) * ds.dv);
+  if (end > begin) ds._exportRows(begin, end, null, out, null);
+  return out;
+}
+
+export interface AnnSourceOptions extends Omit<AnnIndexOptions, 'd'> {
+  /** Rows converted and added per block (bounds the transient float32 copy). Default 65,536. */
+  block?: number;
+}
+
+/**
+ * Approximate search through a faiss index whose row i is Datastore row i. Queries are
+ * [b, keyDim] like the Datastore's; the key selection (Config B) is applied here.
+ */
+export class AnnSource implements NeighborSource {
+  readonly name = 'ann';
+  readonly index: AnnIndex;
+  readonly keyDim: number;
+  readonly keyIndices: Int32Array | null;
+
+  /** `keyIndices`: query columns the index's d columns come from (null: all, keyDim === d). */
+  constructor(index: AnnIndex, keyDim: number, keyIndices: Int32Array | null = null) {
+    if (!(index instanceof AnnIndex)) throw invalidParam('index', 'AnnIndex', index);
+    checkInteger('keyDim', keyDim, 1);
+    if (keyIndices !== null) {
+      if (!(keyIndices instanceof Int32Array)) throw invalidParam('keyIndices', 'Int32Array or null', keyIndices);
+      if (keyIndices.length !== index.d) throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected ${index.d} keyIndices (the index's d) but received ${keyIndices.length}`);
+      for (const c of keyIndices) if (c < 0 || c >= keyDim) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected keyIndices in [0, ${keyDim}) but found ${c}`);
+    } else if (keyDim !== index.d) {
+      throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected keyDim = the index's d (${index.d}) without keyIndices but received ${keyDim}`);
+    }
+    this.index = index;
+    this.keyDim = keyDim;
+    this.keyIndices = keyIndices;
+  }
+
+  /**
+   * Build (train on a sample, then add every row in order) an index over a Datastore's keys.
+   * A snapshot: rows added to the Datastore afterwards are not searched.
+   */
+  static async fromDatastore(ds: Datastore, options: AnnSourceOptions): Promise<AnnSource> {
+    if (!(ds instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(ds)}`);
+    if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
+    const n = ds.size;
+    if (n === 0) throw new RapmError('RAPM_STATE', 'The datastore is empty: add() rows before building an approximate index');
+    const block = options.block === undefined ? 65_536 : checkInteger('block', options.block, 1);
+    const { block: _b, ...annOptions } = options;
+    void _b;
+    const index = AnnIndex.create({ ...annOptions, d: ds.d });
+    if (index.needsTraining) {
+      const trainRows = Math.min(n, index.trainSize);
+      // An evenly spaced sample (AnnIndex.train subsamples larger inputs itself).
+      if (trainRows === n) index.train(datastoreKeys(ds));
+      else {
+        const x = new Float32Array(trainRows * ds.d);
+        for (let i = 0; i < trainRows; i++) {
+          const r = Math.floor((i * n) / trainRows);
+          x.set(datastoreKeys(ds, r, r + 1), i * ds.d);
+        }
+        index.train(x);
+      }
+    }
+    for (let r = 0; r < n; r += block) await index.add(datastoreKeys(ds, r, Math.min(n, r + block)));
+    return AnnSource.over(ds, index);
+  }
+
+  /** A source over an index already holding `ds`'s rows in order (e.g. AnnIndex.load of a saved one). */
+  static over(ds: Datastore, index: AnnIndex): AnnSource {
+    if (!(ds instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(ds)}`);
+    if (!(index instanceof AnnIndex)) throw invalidParam('index', 'AnnIndex', index);
+    if (index.d !== ds.d || index.ntotal !== ds.size) {
+      throw new RapmError('RAPM_DATA', `The approximate index holds ${index.ntotal} rows of width ${index.d} but the datastore ${ds.size} rows of width ${ds.d}: it was built over another datastore`);
+    }
+    return new AnnSource(index, ds.keyDim, keySelection(ds));
+  }
+
+  get size(): number {
+    return this.index.ntotal;
+  }
+
+  async search(queries: Float32Array, k: number): Promise<{ rows: Int32Array; similarities: Float32Array }> {
+    checkMatrix('queries', queries, this.keyDim);
+    const q = this.keyIndices ? selectColumns(queries, this.keyDim, this.keyIndices) : queries;
+    const r = this.index.search(q, k);
+    return { rows: r.neighbors, similarities: r.similarities };
+  }
+}
+
+/** Datastore.search()'s shape plus `found` [b] and `missing`: rows are -1 (weight 0) where the source found fewer than k. */
+export type SourcePrediction = AnnValuesSearchResult;
+
+/**
+ * rapm's retrieval prior over any NeighborSource: top-k from `source`, weights by `aggregate`
+ * over the neighbours found, prior = sum of weight x values[row]. `values` [rows, dv] is
+ * indexed by the source's row numbers. A query for which the source found no neighbour at all
+ * is an error (RAPM_DATA), never a NaN prior.
+ */
+export async function predictFromSource(
+  source: NeighborSource,
+  values: Float32Array,
+  queries: Float32Array,
+  options?: Pick<SearchOptions, 'k' | 'tau' | 'aggregate'>,
+): Promise<SourcePrediction> {
+  if (!isNeighborSource(source)) throw invalidParam('source', 'NeighborSource', source);
+  if (!(values instanceof Float32Array)) throw invalidParam('values', 'Float32Array', values);
+  const opts = resolveSearchOptions(options);
+  const b = checkMatrix('queries', queries, source.keyDim);
+  if (opts.k > source.size) throw new RapmRangeError('RAPM_K_TOO_LARGE', `Expected k <= ${source.size} (rows in the ${source.name} source) but received k = ${opts.k}`);
+  const size = source.size;
+  if (values.length === 0 || values.length % size !== 0) {
+    throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected values to hold ${size} rows (one per row of the ${source.name} source) but received length ${values.length}`);
+  }
+  const dv = values.length / size;
+  const { rows, similarities } = await source.search(queries, opts.k);
+  if (!(rows instanceof Int32Array) || !(similarities instanceof Float32Array) || rows.length !== b * opts.k || similarities.length !== b * opts.k) {
+    throw new RapmError('RAPM_STATE', `The ${source.name} source returned ${describe(rows)} rows and ${describe(similarities)} similarities for ${b} queries x k = ${opts.k}`);
+  }
+  const agg = priorFromNeighbors(rows, similarities, values, dv, opts);
+  for (let q = 0; q < b; q++) {
+    if (agg.found[q] === 0) throw new RapmError('RAPM_DATA', `The ${source.name} source found no neighbour for query ${q}`);
+  }
+  return { b, k: opts.k, prior: agg.prior, neighbors: rows, weights: agg.weights, similarities, found: agg.found, missing: agg.missing };
+}

@@ -1,0 +1,374 @@
+/**
+ * PostgreSQL + pgvector as a NeighborSource, through the `pg` client.
+ *
+ * The engine holds only keys: a table `(row integer PRIMARY KEY, id text NOT NULL, key
+ * vector(d) NOT NULL)` whose `row` is the Datastore row number and `key` the stored key (after
+ * key selection, L2-normalised). Values and utterance ids stay with rapm (a Datastore file),
+ * which aggregates the neighbours' values and applies fusion on top (predictFromSource).
+ *
+ * Search is one SQL statement per batch of queries (unnest + LATERAL top-k), cosine distance
+ * `<=>`, similarity = 1 - distance:
+ * - mode 'exact': `ORDER BY key <=> q, row` — a full scan with ties broken to the lower row, as
+ *   rapm's exact search does (the secondary key keeps any vector index out of the plan);
+ * - mode 'index': `ORDER BY key <=> q` so an HNSW / IVFFlat index (vector_cosine_ops) answers;
+ *   `efSearch` sets `hnsw.ef_search` and `probes` sets `ivfflat.probes` on every connection.
+ *
+ * Any server speaking the PostgreSQL protocol with pgvector works: a local postgres, a managed
+ * one (RDS / Cloud SQL / Azure / Supabase / Neon: pass their URL, `?sslmode=require`), or a
+ * distributed one (Citus: distribute the table by `row`; the same SQL runs on every shard).
+ */
+import pg from 'pg';
+import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
+import { selectColumns } from '../data/indices.js';
+import { checkInteger, checkMatrix, is } from '../validate.js';
+import { Datastore } from './datastore.js';
+import { datastoreKeys, keySelection, type NeighborSource } from './neighbor-source.js';
+
+export type PgSearchMode = 'exact' | 'index';
+export type PgIndexKind = 'none' | 'hnsw' | 'ivfflat';
+
+const IDENT = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+
+/** Check and quote `table` or `schema.table` (plain identifiers only). */
+export function quoteTable(table: unknown, flag = 'table'): string {
+  if (typeof table !== 'string') throw invalidParam(flag, 'string table name', table);
+  const parts = table.split('.');
+  if (parts.length > 2 || !parts.every((p) => IDENT.test(p))) {
+    throw new RapmRangeError('RAPM_INVALID_ARG', `Expected ${flag} to be a table name such as rapm_keys or public.rapm_keys (letters, digits, _; at most 63 each) but received ${JSON.stringify(table)}`);
+  }
+  return parts.map((p) => pg.escapeIdentifier(p)).join('.');
+}
+
+/** Check a postgres:// URL; returns it. The password never appears in messages. */
+export function checkPgUrl(url: unknown, flag = 'url'): string {
+  if (typeof url !== 'string') throw invalidParam(flag, 'postgres:// URL string', url);
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new RapmRangeError('RAPM_INVALID_ARG', `Expected ${flag} to be a URL such as postgres://user@host:5432/db but received ${JSON.stringify(redact(url))}`);
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') {
+    throw new RapmRangeError('RAPM_INVALID_ARG', `Expected ${flag} to start with postgres:// or postgresql:// but received ${u.protocol}//...`);
+  }
+  if (u.hostname === '' && !u.searchParams.has('host')) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a host in ${flag} (postgres://user@host:5432/db)`);
+  return url;
+}
+
+function redact(url: string): string {
+  return url.replace(/(\/\/[^:/@]*:)[^@]*@/, '$1***@');
+}
+
+/** A pg error (connection refused, SQL error, ...) as RAPM_IO naming what was being done. */
+function pgError(what: string, e: unknown): RapmError {
+  const code = (e as { code?: unknown })?.code;
+  const msg = e instanceof Error ? e.message : String(e);
+  return new RapmError('RAPM_IO', `PostgreSQL ${what} failed: ${msg}${typeof code === 'string' ? ` (${code})` : ''}`, { cause: e });
+}
+
+/** pgvector's text form of a row: '[x0,x1,...]' (shortest round-trip decimal of each float32). */
+export function vectorLiteral(m: Float32Array, d: number, row: number): string {
+  let s = '[';
+  const base = row * d;
+  for (let j = 0; j < d; j++) {
+    const x = m[base + j]!;
+    if (!Number.isFinite(x)) throw new RapmRangeError('RAPM_NON_FINITE', `Expected finite values but row ${row}, column ${j} is ${String(x)}`);
+    s += (j ? ',' : '') + String(x);
+  }
+  return s + ']';
+}
+
+export interface PgConnectOptions {
+  /** postgres:// URL (or give `pool`). */
+  url?: string;
+  /** An existing pg.Pool (the caller ends it). */
+  pool?: pg.Pool;
+  /** Pool size when `url` is given. Default 4. */
+  maxConnections?: number;
+}
+
+function openPool(options: PgConnectOptions, flag: string): { pool: pg.Pool; owned: boolean } {
+  if (options.pool !== undefined) {
+    if (!(options.pool instanceof pg.Pool)) throw invalidParam('pool', 'pg.Pool', options.pool);
+    return { pool: options.pool, owned: false };
+  }
+  const url = checkPgUrl(options.url, flag);
+  const max = options.maxConnections === undefined ? 4 : checkInteger('maxConnections', options.maxConnections, 1, 1000);
+  const pool = new pg.Pool({ connectionString: url, max });
+  pool.on('error', () => {}); // idle-client errors surface on the next query instead of crashing the process
+  return { pool, owned: true };
+}
+
+interface TableInfo {
+  exists: boolean;
+  d: number;
+}
+
+async function tableInfo(pool: pg.Pool | pg.PoolClient, quoted: string, table: string): Promise<TableInfo> {
+  let r: pg.QueryResult;
+  try {
+    r = await pool.query(
+      `SELECT format_type(a.atttypid, a.atttypmod) AS t FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = 'key' AND NOT a.attisdropped`,
+      [quoted],
+    );
+  } catch (e) {
+    throw pgError(`looking up table ${table}`, e);
+  }
+  if (r.rows.length === 0) {
+    const ex = await pool.query('SELECT to_regclass($1) IS NOT NULL AS e', [quoted]).catch((e: unknown) => {
+      throw pgError(`looking up table ${table}`, e);
+    });
+    if (ex.rows[0].e) throw new RapmError('RAPM_DATA', `Table ${table} has no column "key" (expected (row integer, id text, key vector(d)), as written by rapm pg-load)`);
+    return { exists: false, d: 0 };
+  }
+  const m = /^vector\((\d+)\)$/.exec(String(r.rows[0].t));
+  if (!m) throw new RapmError('RAPM_DATA', `Column "key" of table ${table} is ${String(r.rows[0].t)}, expected vector(d) (pgvector)`);
+  return { exists: true, d: Number(m[1]) };
+}
+
+export interface PgLoadOptions extends PgConnectOptions {
+  /** Target table (created; `schema.table` allowed). */
+  table: string;
+  /** Drop an existing table of that name first. Default false: an existing table is an error. */
+  replace?: boolean;
+  /** Rows per INSERT statement. Default 1,000. */
+  batch?: number;
+  /** Vector index to build after loading: 'none' (exact scans only, default), 'hnsw' or 'ivfflat'. */
+  index?: PgIndexKind;
+  /** HNSW: m (default 16) and ef_construction (default 64); IVFFlat: lists (default 4 sqrt(rows), at least 1). */
+  m?: number;
+  efConstruction?: number;
+  lists?: number;
+  /** Called after every batch with the rows loaded so far. */
+  onProgress?: (rows: number, total: number) => void;
+}
+
+export interface PgLoadResult {
+  table: string;
+  rows: number;
+  d: number;
+  index: PgIndexKind;
+  seconds: number;
+}
+
+/**
+ * Load a Datastore's keys and ids into `table` in one transaction (CREATE TABLE, batched
+ * INSERT ... SELECT FROM unnest(...), optional vector index): a failed load leaves no table
+ * behind. `row` = Datastore row number.
+ */
+export async function loadDatastoreIntoPg(ds: Datastore, options: PgLoadOptions): Promise<PgLoadResult> {
+  if (!(ds instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(ds)}`);
+  if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
+  const quoted = quoteTable(options.table);
+  const batch = options.batch === undefined ? 1000 : checkInteger('batch', options.batch, 1, 100_000);
+  const index = options.index ?? 'none';
+  if (!['none', 'hnsw', 'ivfflat'].includes(index)) throw invalidParam('index', "'none', 'hnsw' or 'ivfflat'", index);
+  const m = options.m === undefined ? 16 : checkInteger('m', options.m, 2, 100);
+  const efConstruction = options.efConstruction === undefined ? 64 : checkInteger('efConstruction', options.efConstruction, 4, 1000);
+  const n = ds.size;
+  if (n === 0) throw new RapmError('RAPM_STATE', 'The datastore is empty: nothing to load');
+  const lists = options.lists === undefined ? Math.max(1, Math.min(32768, Math.round(4 * Math.sqrt(n)))) : checkInteger('lists', options.lists, 1, 32768);
+  const d = ds.d;
+  if (d > 16000) throw new RapmRangeError('RAPM_INVALID_ARG', `pgvector stores at most 16,000 dimensions but the datastore's keys have ${d}`);
+  const t0 = performance.now();
+  const { pool, owned } = openPool(options, 'url');
+  let client: pg.PoolClient;
+  try {
+    client = await pool.connect();
+  } catch (e) {
+    if (owned) await pool.end().catch(() => {});
+    throw pgError('connect', e);
+  }
+  let inTx = false;
+  try {
+    await client.query('CREATE EXTENSION IF NOT EXISTS vector').catch((e: unknown) => {
+      throw pgError('CREATE EXTENSION vector (is pgvector installed on the server?)', e);
+    });
+    await client.query('BEGIN');
+    inTx = true;
+    if (options.replace === true) await client.query(`DROP TABLE IF EXISTS ${quoted}`);
+    else if ((await client.query('SELECT to_regclass($1) IS NOT NULL AS e', [quoted])).rows[0].e) {
+      throw new RapmError('RAPM_STATE', `Table ${options.table} already exists: choose another table, or pass replace: true (rapm pg-load --overwrite) to drop it first`);
+    }
+    await client.query(`CREATE TABLE ${quoted} (row integer PRIMARY KEY, id text NOT NULL, key vector(${d}) NOT NULL)`);
+    for (let r0 = 0; r0 < n; r0 += batch) {
+      const r1 = Math.min(n, r0 + batch);
+      const keys = datastoreKeys(ds, r0, r1);
+      const rows: number[] = [];
+      const ids: string[] = [];
+      const vecs: string[] = [];
+      for (let r = r0; r < r1; r++) {
+        rows.push(r);
+        ids.push(ds.idOf(r));
+        vecs.push(vectorLiteral(keys, d, r - r0));
+      }
+      await client.query(`INSERT INTO ${quoted} (row, id, key) SELECT * FROM unnest($1::integer[], $2::text[], $3::vector[])`, [rows, ids, vecs]);
+      options.onProgress?.(r1, n);
+    }
+    if (index === 'hnsw') await client.query(`CREATE INDEX ON ${quoted} USING hnsw (key vector_cosine_ops) WITH (m = ${m}, ef_construction = ${efConstruction})`);
+    else if (index === 'ivfflat') await client.query(`CREATE INDEX ON ${quoted} USING ivfflat (key vector_cosine_ops) WITH (lists = ${lists})`);
+    await client.query('COMMIT');
+    inTx = false;
+    await client.query(`ANALYZE ${quoted}`);
+  } catch (e) {
+    if (inTx) await client.query('ROLLBACK').catch(() => {});
+    if (e instanceof RapmError || e instanceof RapmRangeError || e instanceof RapmTypeError) throw e;
+    throw pgError(`loading ${options.table}`, e);
+  } finally {
+    client.release();
+    if (owned) await pool.end().catch(() => {});
+  }
+  return { table: options.table, rows: n, d, index, seconds: (performance.now() - t0) / 1000 };
+}
+
+export interface PgVectorSourceOptions extends PgConnectOptions {
+  table: string;
+  /** Query width (before key selection). */
+  keyDim: number;
+  /** Query columns the table's d key columns come from (null / absent: all; keyDim must equal d). */
+  keyIndices?: Int32Array | null;
+  /** 'exact' (default): full scan, ties to the lower row; 'index': let a vector index answer. */
+  mode?: PgSearchMode;
+  /** 'index' mode: hnsw.ef_search (pgvector default 40; must be >= k for k results). */
+  efSearch?: number;
+  /** 'index' mode: ivfflat.probes (pgvector default 1). */
+  probes?: number;
+  /** Rows the table must hold (0..size-1), e.g. the Datastore's size. Checked at open. */
+  expectRows?: number;
+}
+
+/** Top-k by cosine from a pgvector table written by loadDatastoreIntoPg / `rapm pg-load`. */
+export class PgVectorSource implements NeighborSource {
+  readonly name = 'pgvector';
+  readonly table: string;
+  readonly keyDim: number;
+  readonly d: number;
+  readonly size: number;
+  readonly mode: PgSearchMode;
+  readonly keyIndices: Int32Array | null;
+  readonly #pool: pg.Pool;
+  readonly #owned: boolean;
+  readonly #sql: string;
+  /** Session settings (SET ...) run once on every pooled connection before its first search. */
+  readonly #settings: string[];
+  readonly #ready = new WeakSet<pg.PoolClient>();
+
+  private constructor(pool: pg.Pool, owned: boolean, table: string, quoted: string, keyDim: number, keyIndices: Int32Array | null, d: number, size: number, mode: PgSearchMode, settings: string[]) {
+    this.#pool = pool;
+    this.#settings = settings;
+    this.#owned = owned;
+    this.table = table;
+    this.keyDim = keyDim;
+    this.keyIndices = keyIndices;
+    this.d = d;
+    this.size = size;
+    this.mode = mode;
+    const order = mode === 'exact' ? `t.key <=> q.v::vector(${d}), t.row` : `t.key <=> q.v::vector(${d})`;
+    this.#sql =
+      `SELECT q.i::integer AS i, n.row, n.dist FROM unnest($1::text[]) WITH ORDINALITY AS q(v, i) ` +
+      `CROSS JOIN LATERAL (SELECT t.row, t.key <=> q.v::vector(${d}) AS dist FROM ${quoted} t ORDER BY ${order} LIMIT $2) n ORDER BY q.i, n.dist, n.row`;
+  }
+
+  /** Connect, check the table (exists, key vector(d), rows 0..n-1), set the index search parameters. */
+  static async open(options: PgVectorSourceOptions): Promise<PgVectorSource> {
+    if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
+    const quoted = quoteTable(options.table);
+    const keyDim = checkInteger('keyDim', options.keyDim, 1);
+    const keyIndices = options.keyIndices ?? null;
+    if (keyIndices !== null && !(keyIndices instanceof Int32Array)) throw invalidParam('keyIndices', 'Int32Array or null', keyIndices);
+    const mode = options.mode ?? 'exact';
+    if (mode !== 'exact' && mode !== 'index') throw invalidParam('mode', "'exact' or 'index'", mode);
+    const efSearch = options.efSearch === undefined ? undefined : checkInteger('efSearch', options.efSearch, 1, 1000);
+    const probes = options.probes === undefined ? undefined : checkInteger('probes', options.probes, 1, 32768);
+    if ((efSearch !== undefined || probes !== undefined) && mode !== 'index') {
+      throw new RapmRangeError('RAPM_INVALID_ARG', "efSearch and probes apply to mode 'index' only (mode 'exact' scans every row)");
+    }
+    const expectRows = options.expectRows === undefined ? undefined : checkInteger('expectRows', options.expectRows, 0);
+    const { pool, owned } = openPool(options, 'url');
+    const settings: string[] = [];
+    if (efSearch !== undefined) settings.push(`SET hnsw.ef_search = ${efSearch}`);
+    if (probes !== undefined) settings.push(`SET ivfflat.probes = ${probes}`);
+    try {
+      const info = await tableInfo(pool, quoted, options.table);
+      if (!info.exists) throw new RapmError('RAPM_DATA', `Table ${options.table} does not exist: load it first (rapm pg-load --datastore FILE --pg-url URL --pg-table ${options.table})`);
+      const d = info.d;
+      if (keyIndices !== null ? keyIndices.length !== d : keyDim !== d) {
+        throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Table ${options.table} holds vector(${d}) keys but the queries select ${keyIndices !== null ? keyIndices.length : keyDim} columns: load the table from this datastore`);
+      }
+      if (keyIndices !== null) for (const c of keyIndices) if (c < 0 || c >= keyDim) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected keyIndices in [0, ${keyDim}) but found ${c}`);
+      let stats: pg.QueryResult;
+      try {
+        stats = await pool.query(`SELECT count(*)::bigint AS n, coalesce(min(row), 0) AS lo, coalesce(max(row), -1) AS hi FROM ${quoted}`);
+      } catch (e) {
+        throw pgError(`reading ${options.table}`, e);
+      }
+      const n = Number(stats.rows[0].n);
+      if (n === 0) throw new RapmError('RAPM_DATA', `Table ${options.table} is empty`);
+      if (Number(stats.rows[0].lo) !== 0 || Number(stats.rows[0].hi) !== n - 1) {
+        throw new RapmError('RAPM_DATA', `Table ${options.table} must hold rows 0..${n - 1} (Datastore row numbers) but holds ${stats.rows[0].lo}..${stats.rows[0].hi}`);
+      }
+      if (expectRows !== undefined && n !== expectRows) {
+        throw new RapmError('RAPM_DATA', `Table ${options.table} holds ${n} rows but the datastore holds ${expectRows}: reload it (rapm pg-load --overwrite)`);
+      }
+      return new PgVectorSource(pool, owned, options.table, quoted, keyDim, keyIndices, d, n, mode, settings);
+    } catch (e) {
+      if (owned) await pool.end().catch(() => {});
+      throw e;
+    }
+  }
+
+  /** Open a source over the table loaded from `ds` (same key selection; row count checked). */
+  static async forDatastore(ds: Datastore, options: Omit<PgVectorSourceOptions, 'keyDim' | 'keyIndices' | 'expectRows'>): Promise<PgVectorSource> {
+    if (!(ds instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(ds)}`);
+    return PgVectorSource.open({ ...options, keyDim: ds.keyDim, keyIndices: keySelection(ds), expectRows: ds.size });
+  }
+
+  async search(queries: Float32Array, k: number): Promise<{ rows: Int32Array; similarities: Float32Array }> {
+    const b = checkMatrix('queries', queries, this.keyDim);
+    checkInteger('k', k, 1);
+    if (k > this.size) throw new RapmRangeError('RAPM_K_TOO_LARGE', `Expected k <= ${this.size} (rows in ${this.table}) but received k = ${k}`);
+    const q = this.keyIndices ? selectColumns(queries, this.keyDim, this.keyIndices) : queries;
+    const lits: string[] = [];
+    for (let i = 0; i < b; i++) {
+      let s = 0;
+      for (let j = 0; j < this.d; j++) s += q[i * this.d + j]! * q[i * this.d + j]!;
+      if (s === 0) throw new RapmRangeError('RAPM_ZERO_NORM', `Expected non-zero queries but query ${i} is all zeros (cosine undefined)`);
+      lits.push(vectorLiteral(q, this.d, i));
+    }
+    let res: pg.QueryResult<{ i: number; row: number; dist: number }>;
+    try {
+      if (this.#settings.length === 0) res = await this.#pool.query<{ i: number; row: number; dist: number }>(this.#sql, [lits, k]);
+      else {
+        const c = await this.#pool.connect();
+        try {
+          if (!this.#ready.has(c)) {
+            for (const sql of this.#settings) await c.query(sql);
+            this.#ready.add(c);
+          }
+          res = await c.query<{ i: number; row: number; dist: number }>(this.#sql, [lits, k]);
+        } finally {
+          c.release();
+        }
+      }
+    } catch (e) {
+      throw pgError(`search on ${this.table}`, e);
+    }
+    const rows = new Int32Array(b * k).fill(-1);
+    const similarities = new Float32Array(b * k).fill(-Infinity);
+    const filled = new Int32Array(b);
+    for (const r of res.rows) {
+      const qi = r.i - 1;
+      const slot = filled[qi]!;
+      if (qi < 0 || qi >= b || slot >= k) throw new RapmError('RAPM_DATA', `PostgreSQL returned an unexpected result row (query ${qi + 1}, slot ${slot})`);
+      rows[qi * k + slot] = r.row;
+      similarities[qi * k + slot] = 1 - Number(r.dist);
+      filled[qi] = slot + 1;
+    }
+    return { rows, similarities };
+  }
+
+  /** Close the pool (only one this source opened from a URL). */
+  async close(): Promise<void> {
+    if (this.#owned) await this.#pool.end();
+  }
+}

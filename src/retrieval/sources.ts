@@ -1,0 +1,76 @@
+/**
+ * Open the neighbour source a service asks for: exact (null: the Predictor searches the
+ * datastore itself), approximate (faiss, built over the datastore or loaded from a file), or
+ * PostgreSQL + pgvector (a table loaded by `rapm pg-load` from the same datastore).
+ */
+import fs from 'node:fs';
+import { RapmRangeError } from '../errors.js';
+import { AnnIndex } from './ann.js';
+import type { Datastore } from './datastore.js';
+import { AnnSource, type NeighborSource } from './neighbor-source.js';
+import { PgVectorSource, checkPgUrl, quoteTable, type PgSearchMode } from './pgvector.js';
+
+export interface SourceSettings {
+  /** faiss factory string ('IVF4096,Flat', 'HNSW32,Flat', ...): approximate search. */
+  ann?: string;
+  /** With ann: load the index from this file when it exists, else build it and save it there. */
+  annIndex?: string;
+  /** IVF lists per query (faiss IVF, or pgvector ivfflat.probes). */
+  nprobe?: number;
+  /** HNSW beam (faiss HNSW, or pgvector hnsw.ef_search). */
+  efSearch?: number;
+  pgUrl?: string;
+  pgTable?: string;
+  pgMode?: PgSearchMode;
+  /** Progress lines. */
+  log?: (line: string) => void;
+}
+
+/** The source for `settings`, or null for exact search on the datastore. Close it with closeSource(). */
+export async function openNeighborSource(ds: Datastore, settings: SourceSettings): Promise<NeighborSource | null> {
+  const log = settings.log ?? (() => {});
+  if (settings.ann !== undefined && settings.pgUrl !== undefined) {
+    throw new RapmRangeError('RAPM_INVALID_ARG', 'Expected at most one of ann (--ann) and pgUrl (--pg-url)');
+  }
+  if (settings.pgUrl !== undefined) {
+    checkPgUrl(settings.pgUrl, 'pgUrl (--pg-url)');
+    quoteTable(settings.pgTable ?? 'rapm_keys', 'pgTable (--pg-table)');
+    const mode = settings.pgMode ?? 'exact';
+    const src = await PgVectorSource.forDatastore(ds, { url: settings.pgUrl, table: settings.pgTable ?? 'rapm_keys', mode, efSearch: settings.efSearch, probes: settings.nprobe });
+    log(`neighbours from PostgreSQL table ${src.table} (${src.size} rows, vector(${src.d}), mode ${mode})`);
+    return src;
+  }
+  if (settings.ann === undefined) {
+    if (settings.nprobe !== undefined || settings.efSearch !== undefined || settings.annIndex !== undefined) {
+      throw new RapmRangeError('RAPM_INVALID_ARG', 'nprobe (--nprobe), efSearch (--ef-search) and annIndex (--ann-index) need approximate search (--ann) or --pg-url');
+    }
+    return null;
+  }
+  let source: AnnSource;
+  const t0 = performance.now();
+  if (settings.annIndex !== undefined && fs.existsSync(settings.annIndex)) {
+    const index = AnnIndex.load(settings.annIndex, { factory: settings.ann });
+    source = AnnSource.over(ds, index);
+    log(`approximate index loaded from ${settings.annIndex} (${index.kind}, ${index.ntotal} rows) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  } else {
+    log(`building the approximate index ${settings.ann} over ${ds.size} rows (save it with --ann-index FILE to skip this next time)...`);
+    source = await AnnSource.fromDatastore(ds, { factory: settings.ann });
+    log(`built in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    if (settings.annIndex !== undefined) {
+      source.index.save(settings.annIndex);
+      log(`saved to ${settings.annIndex}`);
+    }
+  }
+  const { kind } = source.index;
+  if (settings.nprobe !== undefined && kind !== 'ivf') throw new RapmRangeError('RAPM_INVALID_ARG', `nprobe (--nprobe) applies to IVF indexes but --ann ${settings.ann} is ${kind}`);
+  if (settings.efSearch !== undefined && kind !== 'hnsw') throw new RapmRangeError('RAPM_INVALID_ARG', `efSearch (--ef-search) applies to HNSW indexes but --ann ${settings.ann} is ${kind}`);
+  source.index.setSearchParams({ nprobe: settings.nprobe, efSearch: settings.efSearch });
+  log(`approximate search: ${settings.ann} (${kind}${kind === 'ivf' ? `, nprobe ${source.index.nprobe}` : kind === 'hnsw' ? `, efSearch ${source.index.efSearch}` : ''})`);
+  return source;
+}
+
+/** Release what a source holds (the pgvector connection pool). */
+export async function closeSource(source: NeighborSource | null): Promise<void> {
+  if (source instanceof PgVectorSource) await source.close();
+}
+
