@@ -1,8 +1,9 @@
 #include "datastore_wrap.h"
 
+#include <cfloat>
 #include <cmath>
-#include <cstdio>
 #include <limits>
+#include <sstream>
 #include <string>
 
 #include "addon.h"
@@ -57,16 +58,15 @@ SearchArgs read_search(const Napi::CallbackInfo& info, const Snapshot& snap) {
     throw range_error(env, "RAPM_K_TOO_LARGE",
                       "k = " + std::to_string(a.params.k) + " but only " + std::to_string(searched) + " rows are searched");
   }
-  // tau is used as a float32: it must be a normal float32 (TAU_MIN..TAU_MAX in
-  // search-options.ts), or the weights are NaN (0 or flushed subnormal) or uniform by accident.
   const double tau = number_arg(info, 3, "tau");
-  const float tau32 = static_cast<float>(tau);
-  if (!(tau32 >= std::numeric_limits<float>::min()) || !std::isfinite(tau32)) {
-    char got[32];
-    std::snprintf(got, sizeof got, "%.8g", tau);
-    throw range_error(env, "RAPM_INVALID_ARG", std::string("Expected tau that is a normal float32 (>= 1.1754944e-38, finite) but received ") + got);
+  // tau is used as float32: it must be a normal float32 (src/settings.ts TAU_MIN/TAU_MAX), else
+  // it rounds or flushes to 0 and the top weight becomes 0/0.
+  if (!(tau >= static_cast<double>(FLT_MIN) && tau <= static_cast<double>(FLT_MAX))) {
+    std::ostringstream msg;
+    msg << "Expected tau in [FLT_MIN, FLT_MAX] (a normal float32 > 0) but received " << tau;
+    throw range_error(env, "RAPM_INVALID_ARG", msg.str());
   }
-  a.params.tau = tau32;
+  a.params.tau = static_cast<float>(tau);
   a.params.aggregate = static_cast<Aggregate>(int_arg(info, 4, "aggregate", 0, 2));
   a.queries = f32_arg(info, 0, "queries", a.b * snap.d);
   const int64_t k = a.params.k;

@@ -42,6 +42,8 @@ export interface PointOptions {
   weightDecay: number;
   valFraction: number;
   resamples: number;
+  /** Confidence level of the bootstrap intervals. Default 0.95. */
+  level?: number;
   backend: MlpBackend;
   /** Skip fusion: score plain retrieval only. */
   plainOnly?: boolean;
@@ -158,7 +160,7 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
     const r = await ds.search(t.en, { k: o.k, tau: o.tau, aggregate: o.aggregate });
     const plainRows = rowCosines(r.prior, t.target, dv);
     const fusionRows = trained ? scoreRows(o.backend, trained.layout, trained.params, { en: t.en, prior: r.prior, target: t.target }) : plainRows;
-    const gain = pairedBootstrap(plainRows, fusionRows, { resamples: o.resamples, seed: (stepSeed * 7919) >>> 0 });
+    const gain = pairedBootstrap(plainRows, fusionRows, { resamples: o.resamples, level: o.level, seed: (stepSeed * 7919) >>> 0 });
     scores.push({ name: t.name, n: t.n, plain: gain.meanA, fusion: gain.meanB, gain, plainRows, fusionRows, prior: r.prior });
   }
   const trainPlain = mean(rowCosines(fitData.prior!, fitData.target, dv));
