@@ -5,7 +5,7 @@
  * Prints generated vs published for every figure (retrieval, and the baseline MLP trained with
  * the native backend unless --no-mlp), per seed and averaged.
  */
-import { PUBLISHED, calibrationTable, measureBaselineMlp, measureCalibration } from '../src/data/calibration.js';
+import { PUBLISHED, calibrationTable, measureBaselineMlp, measureCalibration } from '../src/experiments/calibration.js';
 import { nativeMlpBackend } from '../src/fusion/native-mlp.js';
 import { DEFAULT_SEED, type GeneratorModel } from '../src/data/generate.js';
 

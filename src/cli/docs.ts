@@ -1,7 +1,7 @@
 import { buildCli } from './main.js';
 
 /** Commands listed in the README's CLI reference, in order. */
-export const DOC_COMMANDS = ['progressive', 'subsample', 'bias', 'gap', 'grid', 'dropout', 'train', 'serve', 'generate', 'demo'];
+export const DOC_COMMANDS = ['progressive', 'subsample', 'bias', 'gap', 'grid', 'dropout', 'train', 'index', 'serve', 'generate', 'demo'];
 
 /** The --help text of one command, as yargs prints it (fixed width, so the README is stable). */
 export async function commandHelp(command: string): Promise<string> {

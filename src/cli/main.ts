@@ -3,6 +3,7 @@ import { isRapmError } from '../errors.js';
 import { codeVersion } from '../experiments/run-record.js';
 import { demoCommand } from './commands/demo.js';
 import { generateCommand } from './commands/generate.js';
+import { indexCommand } from './commands/index-cmd.js';
 import { experimentCommands } from './commands/experiments.js';
 import { progressiveCommand } from './commands/progressive.js';
 import { serveCommand } from './commands/serve.js';
@@ -11,7 +12,7 @@ import { closestFlag, CliUsageError, COMMAND_FLAGS } from './options.js';
 
 export { CliUsageError } from './options.js';
 
-const COMMANDS: CommandModule[] = [progressiveCommand, ...experimentCommands, trainCommand, serveCommand, demoCommand, generateCommand];
+const COMMANDS: CommandModule[] = [progressiveCommand, ...experimentCommands, trainCommand, indexCommand, serveCommand, demoCommand, generateCommand];
 
 /** "Unknown argument(s): a, b" from yargs, with a "did you mean --x?" per misspelt option of the command. */
 function withSuggestions(msg: string, argv: readonly string[]): string {

@@ -30,7 +30,8 @@ export interface CommandSpec<K extends SettingKey> {
    * `handler`. `given` holds the settings given on the command line (not defaulted).
    */
   check?: (args: SettingValues<K>, given: ReadonlySet<K>) => void;
-  handler: (args: SettingValues<K>) => Promise<void>;
+  /** `given` holds the settings given on the command line (not defaulted). */
+  handler: (args: SettingValues<K>, given: ReadonlySet<K>) => Promise<void>;
 }
 
 /** The flags each command accepts (for "did you mean" on a misspelt option). */
@@ -117,7 +118,7 @@ export function defineCommand<const K extends SettingKey>(spec: CommandSpec<K>):
     handler: async (argv) => {
       const { args, given } = resolveArgs(argv, spec.settings, spec.overrides);
       spec.check?.(args, given);
-      await spec.handler(args);
+      await spec.handler(args, given);
     },
   };
 }

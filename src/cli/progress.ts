@@ -8,18 +8,27 @@ export interface Progress {
   done(note?: string): void;
 }
 
-export function progress(label: string, options: { quiet?: boolean; stream?: NodeJS.WriteStream } = {}): Progress {
+/**
+ * One bar. `start` is when the task began (default: now); elapsed time is measured from it.
+ */
+export function progress(label: string, options: { quiet?: boolean; stream?: NodeJS.WriteStream; start?: number } = {}): Progress {
   const stream = options.stream ?? process.stderr;
-  const start = Date.now();
+  const start = options.start ?? Date.now();
   let lastLog = 0;
   let lastPct = -1;
+  // The rate comes from the work seen since the bar opened (work done before its first update
+  // is not credited to the time since `start`), so the ETA stays honest for a late first report.
+  let first: { at: number; done: number } | null = null;
   if (options.quiet) return { update() {}, done() {} };
   const tty = Boolean(stream.isTTY);
   return {
     update(done, total, note) {
       const frac = total > 0 ? Math.min(1, done / total) : 0;
-      const el = (Date.now() - start) / 1000;
-      const eta = frac > 0 ? (el / frac) * (1 - frac) : Number.NaN;
+      const now = Date.now();
+      first ??= { at: now, done };
+      const el = (now - start) / 1000;
+      const rate = done > first.done ? (done - first.done) / ((now - first.at) / 1000 || 1e-3) : Number.NaN;
+      const eta = Number.isFinite(rate) ? Math.max(0, total - done) / rate : Number.NaN;
       const tail = `${(frac * 100).toFixed(0).padStart(3)}% ${done}/${total} ${fmtSec(el)} elapsed${Number.isFinite(eta) ? `, ETA ${fmtSec(eta)}` : ''}${note ? `  ${note}` : ''}`;
       if (tty) {
         const width = 24;
@@ -51,16 +60,22 @@ export function fmtSec(s: number): string {
  * Named progress bars, opened on first update and closed when done: the `progress`
  * callback the experiments take, `(label, done, total)`.
  */
-export function progressBars(quiet: boolean): (label: string, done: number, total: number) => void {
+export function progressBars(quiet: boolean, stream?: NodeJS.WriteStream): (label: string, done: number, total: number) => void {
   const open = new Map<string, Progress>();
+  let lastClosed: string | null = null;
   return (label, done, total) => {
     if (quiet) return;
     let p = open.get(label);
-    if (!p) open.set(label, (p = progress(label)));
+    if (!p) {
+      // A closing report for a bar that just finished (e.g. "training done" after the last epoch) is not a new bar.
+      if (done >= total && label === lastClosed) return;
+      open.set(label, (p = progress(label, { stream })));
+    }
     p.update(done, total);
     if (done >= total) {
       p.done();
       open.delete(label);
+      lastClosed = label;
     }
   };
 }

@@ -38,7 +38,7 @@ import type { Dataset } from './dataset.js';
 import { createDatasetHasher } from './hash.js';
 import { ENGLISH_WINNERS, FEATURE_DIM, SPANISH_WINNERS } from './indices.js';
 import { buildNpyHeader } from './npy.js';
-import { Rng } from './rng.js';
+import { Rng } from '../rng.js';
 
 /** Every knob of the generator. Amplitudes are per-dimension standard deviations (the offsets are RMS). */
 export interface GeneratorModel {

@@ -44,8 +44,5 @@ export type {
 } from './generate.js';
 export { hashDataset, hashChunks, createDatasetHasher } from './hash.js';
 export type { DatasetHasher } from './hash.js';
-export { Rng } from './rng.js';
 export { ENGLISH_WINNERS, SPANISH_WINNERS, FEATURE_DIM, keyIndices, valueIndices, selectColumns } from './indices.js';
 export type { KeyConfig } from './indices.js';
-export { measureCalibration, calibrationTable, retrievalScores, meanRowCosine, PUBLISHED, CALIBRATION_K, CALIBRATION_TAU } from './calibration.js';
-export type { CalibrationFigures, RetrievalSetting } from './calibration.js';

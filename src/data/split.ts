@@ -7,7 +7,7 @@ import { RapmError, RapmRangeError, describe } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import type { Dataset } from './dataset.js';
 import { compareIds } from './dataset.js';
-import { Rng } from './rng.js';
+import { Rng } from '../rng.js';
 
 export interface Split {
   train: Int32Array; // sorted row indices

@@ -1,5 +1,5 @@
 import { RapmRangeError, RapmTypeError, describe } from '../errors.js';
-import { Rng } from '../data/rng.js';
+import { Rng } from '../rng.js';
 import { checkInteger } from '../validate.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { Dataset } from '../data/dataset.js';
 import { FEATURE_DIM, keyIndices, pickRows, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
-import { Rng } from '../data/rng.js';
+import { Rng } from '../rng.js';
 import { RapmError } from '../errors.js';
 import { pairedBootstrap, type PairedBootstrapResult } from '../eval/bootstrap.js';
 import { mean, rowCosines } from '../eval/cosine.js';
@@ -44,6 +44,8 @@ export interface PointOptions {
   resamples: number;
   /** Confidence level of the bootstrap intervals. Default 0.95. */
   level?: number;
+  /** Key precision of the datastore the priors come from. Default 'f32'. */
+  precision?: 'f32' | 'bf16';
   backend: MlpBackend;
   /** Skip fusion: score plain retrieval only. */
   plainOnly?: boolean;
@@ -142,11 +144,13 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
       lr: o.lr,
       weightDecay: o.weightDecay,
       seed: stepSeed >>> 0,
+      // One bar for the whole training (all epochs), so elapsed and ETA run from its start; the
+      // ETA is an upper bound (early stopping may end it sooner, and then the bar is closed below).
       onStep: (d, t) => {
         const now = performance.now();
         if (now - last > 250 || d === t) {
           last = now;
-          o.progress?.(`${label}: fusion epoch ${epoch + 1}`, d, t);
+          o.progress?.(`${label}: fusion training (<= ${o.epochs} epochs)`, epoch * t + d, o.epochs * t);
         }
       },
       onEpoch: (e) => {
@@ -154,6 +158,8 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
         o.log?.(`${label}: epoch ${e.epoch} train cos ${e.trainCosine.toFixed(4)} val cos ${e.valCosine.toFixed(4)}${e.best ? ' *' : ''} (${Math.round(e.samplesPerSecond)} samples/s)`);
       },
     });
+    const steps = fitData.target.length / dv;
+    o.progress?.(`${label}: fusion training (<= ${o.epochs} epochs)`, o.epochs * steps, o.epochs * steps);
   }
   const scores: TestSetScore[] = [];
   for (const t of tests) {
@@ -184,7 +190,7 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
 /** One evaluation point from scratch: datastore of `pool`, leave-one-out priors, fusion, scores. */
 export async function evaluatePoint(pool: Pool, tests: readonly TestSet[], o: PointOptions, stepSeed: number, label: string): Promise<PointResult> {
   // Values are already the target dims: the datastore stores them as given.
-  const ds = new Datastore({ keyIndices: keyIndices(o.config), valueDim: pool.values.length / pool.n });
+  const ds = new Datastore({ keyIndices: keyIndices(o.config), valueDim: pool.values.length / pool.n, precision: o.precision });
   await ds.add(pool.en, pool.values, pool.ids);
   const priors = new IncrementalPriors(ds, { k: o.k, tau: o.tau, aggregate: o.aggregate, leaveOneOut: o.leaveOneOut });
   await priors.update({ en: pool.en, ids: pool.ids }, (d, t) => o.progress?.(`${label}: priors`, d, t));

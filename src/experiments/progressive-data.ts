@@ -4,7 +4,7 @@ import { writeChunk, listChunks } from '../data/chunks.js';
 import type { Dataset } from '../data/dataset.js';
 import { subsetDataset } from '../data/dataset.js';
 import { DEFAULT_SEED, DEFAULT_SPEAKERS, GENERATOR_VERSION, generateDataset, resolveModel } from '../data/generate.js';
-import { Rng } from '../data/rng.js';
+import { Rng } from '../rng.js';
 import { RapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 

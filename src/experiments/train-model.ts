@@ -26,7 +26,7 @@ export interface TrainedModel {
 
 /** Train and score the fusion net on the pool, with the test sets of `data`. */
 export async function trainFusionModel(data: ExperimentData, o: PointOptions): Promise<TrainedModel> {
-  const p = await evaluatePoint(data.pool, data.tests, o, o.seed, 'fusion');
+  const p = await evaluatePoint(data.pool, data.tests, o, o.seed, 'train');
   return {
     kind: 'fusion',
     layout: p.layout!,
@@ -49,6 +49,7 @@ export async function trainBaselineModel(data: ExperimentData, o: PointOptions):
   const dv = SPANISH_WINNERS.length;
   const all = { en: data.pool.en, prior: null, target: data.pool.values };
   const { fit, val } = splitFitVal(data.pool.n, o.valFraction, o.seed);
+  let epochsDone = 0;
   const r = await trainMlp(o.backend, baselineSpec({ hidden: BASELINE_HIDDEN, dropout: o.dropout }), subsetMlp(all, fit, 1024, dv), subsetMlp(all, val, 1024, dv), {
     epochs: o.epochs,
     patience: o.patience,
@@ -56,11 +57,12 @@ export async function trainBaselineModel(data: ExperimentData, o: PointOptions):
     lr: o.lr,
     weightDecay: o.weightDecay,
     seed: o.seed,
-    onStep: (d, t) => o.progress?.('baseline epoch', d, t),
-    onEpoch: (e) => o.log?.(`epoch ${e.epoch} train cos ${e.trainCosine.toFixed(4)} val cos ${e.valCosine.toFixed(4)}${e.best ? ' *' : ''}`),
+    onStep: (d, t) => o.progress?.(`train: baseline training (<= ${o.epochs} epochs)`, epochsDone * t + d, o.epochs * t),
+    onEpoch: (e) => (epochsDone = e.epoch, o.log?.(`epoch ${e.epoch} train cos ${e.trainCosine.toFixed(4)} val cos ${e.valCosine.toFixed(4)}${e.best ? ' *' : ''}`)),
   });
+  o.progress?.(`train: baseline training (<= ${o.epochs} epochs)`, 1, 1);
   // Compare against plain retrieval on the same test rows.
-  const ds = new Datastore({ keyIndices: keyIndices(o.config), valueDim: dv });
+  const ds = new Datastore({ keyIndices: keyIndices(o.config), valueDim: dv, precision: o.precision });
   await ds.add(data.pool.en, data.pool.values, data.pool.ids);
   const tests = [];
   for (const t of data.tests) {
@@ -71,4 +73,14 @@ export async function trainBaselineModel(data: ExperimentData, o: PointOptions):
   }
   const metrics = { val_cosine: r.bestValCosine, epochs: r.history.length, best_epoch: r.bestEpoch, level: o.level ?? 0.95, tests, train_cosine: mean(scoreRows(o.backend, r.layout, r.params, subsetMlp(all, fit, 1024, dv))) };
   return { kind: 'baseline', layout: r.layout, params: r.params, metrics };
+}
+
+/**
+ * The datastore the priors of `trainFusionModel` came from, rebuilt: the same pool rows in the
+ * same order, the same key columns and precision (so a bundle serves what was trained).
+ */
+export async function trainingDatastore(data: ExperimentData, o: Pick<PointOptions, 'config' | 'precision'>): Promise<Datastore> {
+  const ds = new Datastore({ keyIndices: keyIndices(o.config), valueDim: data.pool.values.length / data.pool.n, precision: o.precision });
+  await ds.add(data.pool.en, data.pool.values, data.pool.ids);
+  return ds;
 }

@@ -1,5 +1,5 @@
 import { RapmRangeError } from '../errors.js';
-import { Rng } from '../data/rng.js';
+import { Rng } from '../rng.js';
 import { checkInteger } from '../validate.js';
 
 /**

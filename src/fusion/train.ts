@@ -1,5 +1,5 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
-import { Rng } from '../data/rng.js';
+import { Rng } from '../rng.js';
 import { RapmRangeError } from '../errors.js';
 import { rowCosines, mean } from '../eval/cosine.js';
 import { checkFinite, checkMatrix } from '../validate.js';

@@ -25,7 +25,7 @@ import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
 import { checkInteger, checkMatrix, is } from '../validate.js';
-import { aggregateWeights } from './reference.js';
+import { aggregateWeights } from './aggregate.js';
 import type { SearchResult } from './datastore.js';
 import { resolveSearchOptions, type SearchOptions } from './search-options.js';
 

@@ -1,7 +1,7 @@
 import { RapmRangeError } from '../errors.js';
 import { checkMatrix } from '../validate.js';
 import type { Datastore, SearchResult } from './datastore.js';
-import { aggregateWeights } from './reference.js';
+import { aggregateWeights } from './aggregate.js';
 import type { Aggregate } from './search-options.js';
 
 export interface PriorOptions {

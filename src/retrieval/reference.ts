@@ -4,7 +4,10 @@
  * full similarity row per query, partial sort, softmax over K. No validation here;
  * callers validate.
  */
-export type Aggregate = 'softmax' | 'mean' | 'top1';
+import { aggregateWeights, type Aggregate } from './aggregate.js';
+
+// Re-exported for the tests and benchmarks that import them from here.
+export { aggregateWeights, type Aggregate };
 
 export interface ReferenceSearchInput {
   keys: Float32Array; // [n, d] already L2-normalised
@@ -38,28 +41,6 @@ export function l2normalizeRows(m: Float32Array, d: number): Float32Array {
     for (let j = 0; j < d; j++) out[r * d + j] = m[r * d + j]! * inv;
   }
   return out;
-}
-
-/** Softmax(sim / tau) | uniform | one-hot weights over K similarities sorted best first. */
-export function aggregateWeights(sims: ArrayLike<number>, tau: number, aggregate: Aggregate, out: Float32Array): void {
-  const k = sims.length;
-  if (aggregate === 'mean') {
-    out.fill(1 / k);
-    return;
-  }
-  if (aggregate === 'top1') {
-    out.fill(0);
-    out[0] = 1;
-    return;
-  }
-  const m = sims[0]!;
-  let z = 0;
-  for (let i = 0; i < k; i++) {
-    const e = Math.exp((sims[i]! - m) / tau);
-    out[i] = e;
-    z += e;
-  }
-  for (let i = 0; i < k; i++) out[i] = out[i]! / z;
 }
 
 export function referenceSearch(inp: ReferenceSearchInput): ReferenceSearchResult {

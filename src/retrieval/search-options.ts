@@ -1,22 +1,16 @@
 import { RapmRangeError, invalidParam } from '../errors.js';
 import { is } from '../validate.js';
 import { checkSetting, defaultsOf } from '../settings.js';
-import type { Aggregate } from './reference.js';
+import type { Aggregate } from './aggregate.js';
 
-/** The float32 limits of k and tau, defined once in the settings schema. */
-export { K_MAX, TAU_MAX, TAU_MIN } from '../settings.js';
-
-export type { Aggregate } from './reference.js';
+export type { Aggregate } from './aggregate.js';
 export const AGGREGATES: readonly Aggregate[] = ['softmax', 'mean', 'top1'];
 export const AGGREGATE_CODE: Record<Aggregate, number> = { softmax: 0, mean: 1, top1: 2 };
 
 export interface SearchOptions {
   /** Neighbours per query (1 <= k <= rows left after exclusion). Default 90 (src/settings.ts). */
   k?: number;
-  /**
-   * Softmax temperature in [FLT_MIN, FLT_MAX] (TAU_MIN, TAU_MAX): the search computes in
-   * float32, and a smaller tau (1e-46 rounds to 0) would give NaN weights. Default 0.04.
-   */
+  /** Softmax temperature in [FLT_MIN, FLT_MAX] (TAU_MIN, TAU_MAX). Default 0.04. */
   tau?: number;
   /** 'softmax' (default): softmax(sim / tau); 'mean': uniform over the K; 'top1': the best only. */
   aggregate?: Aggregate;
@@ -42,6 +36,8 @@ export interface ResolvedSearchOptions {
 
 /** Defaults from the settings schema (src/settings.ts). */
 export const SEARCH_DEFAULTS: ResolvedSearchOptions = defaultsOf(['k', 'tau', 'aggregate']);
+
+export { K_MAX, TAU_MAX, TAU_MIN } from '../settings.js';
 
 export function resolveSearchOptions(options: SearchOptions | undefined): ResolvedSearchOptions {
   if (options !== undefined && !is.object(options)) throw invalidParam('options', 'object', options);

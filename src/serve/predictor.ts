@@ -14,6 +14,7 @@ import { RapmError, RapmTypeError, describe, invalidParam } from '../errors.js';
 import { checkFinite, checkMatrix, is } from '../validate.js';
 import { Datastore, type SearchResult } from '../retrieval/datastore.js';
 import { resolveSearchOptions, type Aggregate } from '../retrieval/search-options.js';
+import type { BundleInfo, BundleOverrides } from './bundle.js';
 
 /**
  * The fusion network as the predictor calls it: `pred = prior + F([en, prior])`. FusionSession
@@ -32,6 +33,8 @@ export interface PredictorOptions {
   aggregate?: Aggregate;
   /** Fusion model applied to the retrieval prior; absent or null: pred = prior. */
   fusion?: FusionModel | null;
+  /** The bundle this predictor was loaded from (reported by info; set by Predictor.fromBundle). */
+  bundle?: BundleInfo | null;
 }
 
 export interface PredictResult {
@@ -72,6 +75,10 @@ export interface PredictorInfo {
   tau: number;
   aggregate: Aggregate;
   fusion: boolean;
+  /** The ONNX Runtime execution provider the fusion model actually runs on ('cpu' | 'cuda'), or null without fusion. */
+  provider: string | null;
+  /** The bundle served (trained settings, overrides, data hash), or null. */
+  bundle: BundleInfo | null;
 }
 
 export class Predictor {
@@ -80,6 +87,7 @@ export class Predictor {
   readonly tau: number;
   readonly aggregate: Aggregate;
   readonly fusion: FusionModel | null;
+  readonly bundle: BundleInfo | null;
 
   constructor(datastore: Datastore, options: PredictorOptions = {}) {
     if (!(datastore instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(datastore)}`);
@@ -94,6 +102,7 @@ export class Predictor {
     this.tau = tau;
     this.aggregate = aggregate;
     this.fusion = fusion;
+    this.bundle = options.bundle ?? null;
   }
 
   /** Input width: the key width of the datastore (1024 for HuBERT-large features). */
@@ -106,7 +115,8 @@ export class Predictor {
 
   get info(): PredictorInfo {
     const ds = this.datastore;
-    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null };
+    const provider = this.fusion === null ? null : ((this.fusion as { provider?: unknown }).provider ?? 'custom');
+    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null, provider: provider === null ? null : String(provider), bundle: this.bundle };
   }
 
   /** Validates `en` ([b, keyDim], finite) and runs the search. */
@@ -152,5 +162,16 @@ export class Predictor {
       out.push(list);
     }
     return out;
+  }
+
+  /**
+   * A predictor for a bundle folder (written by `rapm train --out` or `rapm index`), with the
+   * bundle's trained k, tau and aggregation unless `overrides` says otherwise (each override is
+   * reported through `overrides.log` and in `info.bundle.overrides`). Refuses a bundle whose
+   * model and datastore do not belong together. See src/serve/bundle.ts.
+   */
+  static async fromBundle(dir: string, overrides: BundleOverrides = {}): Promise<Predictor> {
+    const { loadBundle } = await import('./bundle.js');
+    return loadBundle(dir, overrides);
   }
 }

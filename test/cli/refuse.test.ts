@@ -29,6 +29,7 @@ const BASE: Record<string, string[]> = {
   grid: ['--data', missing, '--out', path.join(missing, 'out')],
   dropout: ['--data', missing, '--out', path.join(missing, 'out')],
   train: ['--data', missing, '--out', path.join(missing, 'out')],
+  index: ['--data', missing, '--out', path.join(missing, 'out')],
   serve: ['--datastore', path.join(missing, 'ds.rapm'), '--port', '0'],
   demo: ['--data', missing],
   generate: [path.join(missing, 'gen')],

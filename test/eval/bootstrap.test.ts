@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { bootstrapMean, pairedBootstrap, resampleMeans, sortedQuantile } from '../../src/eval/bootstrap.js';
-import { Rng } from '../../src/data/rng.js';
+import { Rng } from '../../src/rng.js';
 
 /** Exact bootstrap distribution of the mean of a 3-item sample: all 27 equally likely resamples. */
 function exactMeans3(x: number[]): Map<number, number> {

@@ -1,11 +1,12 @@
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
-import { ENGLISH_WINNERS, SPANISH_WINNERS } from '../../data/indices.js';
+import { ENGLISH_WINNERS, SPANISH_WINNERS, keyIndices } from '../../data/indices.js';
 import { ensureDefaultData } from '../../data/generate.js';
 import { loadDataset } from '../../data/load.js';
 import { experimentData } from '../../experiments/sweeps.js';
-import { trainBaselineModel, trainFusionModel } from '../../experiments/train-model.js';
-import { exportOnnx, type OnnxMeta } from '../../fusion/onnx-export.js';
+import { BASELINE_HIDDEN, trainBaselineModel, trainFusionModel, trainingDatastore } from '../../experiments/train-model.js';
+import type { OnnxMeta } from '../../fusion/onnx-export.js';
+import { BUNDLE_FILES, writeBundle } from '../../serve/bundle.js';
 import { simdLevel } from '../../native/simd.js';
 import { SETTINGS } from '../../settings.js';
 import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions } from '../options.js';
@@ -13,17 +14,18 @@ import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting } from '../run.js';
 
 /**
- * `rapm train`: train the fusion net (on leave-one-out priors) or the official baseline MLP
- * on a dataset's official train split, score it on the test split, and export it as ONNX
- * with a JSON sidecar (dims, index lists, K, tau, data hash, seed, metrics, SIMD level).
+ * `rapm train --out models/<name>`: train the fusion net (on leave-one-out priors) or the
+ * official baseline MLP on a dataset's official train split, score it on the test split, and
+ * write a bundle folder (src/serve/bundle.ts): model.onnx, the datastore its priors came from,
+ * and rapm.json (resolved settings, data hash, metrics with intervals, versions).
  */
 export const trainCommand: CommandModule = defineCommand({
   command: 'train',
-  describe: 'Train the fusion net (or the baseline MLP), score it, and export it to ONNX',
-  settings: ['data', 'trainModel', 'out', 'overwrite', ...POINT_SETTINGS, 'json', 'quiet'],
+  describe: 'Train the fusion net (or the baseline MLP), score it, and write a model bundle (model.onnx, datastore.rapm, rapm.json)',
+  settings: ['data', 'trainModel', 'out', 'overwrite', ...POINT_SETTINGS, 'precision', 'json', 'quiet'],
   overrides: {
     data: { help: 'Dataset with an official split (DRAL folder or chunks); the default is generated if missing' },
-    out: { default: 'models/fusion.onnx', help: 'ONNX file to write (a .json sidecar is written beside it)' },
+    out: { default: 'models/fusion', help: 'Bundle folder to write (model.onnx, datastore.rapm, rapm.json); serve it with rapm serve --bundle' },
   },
   check: (a, given) => {
     if (a.trainModel === 'baseline') {
@@ -41,30 +43,46 @@ export const trainCommand: CommandModule = defineCommand({
     // The embedded default is (re)generated when missing or made by another generator version.
     if (a.data === 'data/default') await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
     const data = experimentData(await loadDataset(a.data, { onProgress: (d, t) => bar('loading', d, t) }), path.resolve(a.data));
-    const seed = a.seed;
-    const common = pointOptions(a, bar);
-    const { layout, params, metrics } = a.trainModel === 'fusion' ? await trainFusionModel(data, common) : await trainBaselineModel(data, common);
-    const meta = {
+    const common = { ...pointOptions(a, bar), precision: a.precision };
+    const { layout, params, metrics, kind } = a.trainModel === 'fusion' ? await trainFusionModel(data, common) : await trainBaselineModel(data, common);
+    // Every point setting as resolved (threads aside: it does not change the numbers), plus the bundle's own.
+    const resolved = Object.fromEntries(POINT_SETTINGS.filter((k) => k !== 'threads').map((k) => [k, a[k]]));
+    const settings = {
+      ...resolved,
+      config: a.config,
+      keyIndices: [...keyIndices(a.config)],
+      valueIndices: [...SPANISH_WINNERS],
+      k: a.k,
+      tau: a.tau,
+      aggregate: a.aggregate,
+      precision: a.precision,
+      model: kind,
+      hidden: kind === 'fusion' ? a.hidden : BASELINE_HIDDEN,
+      leaveOneOut: !a.leakyPriors,
+    };
+    const meta: OnnxMeta = {
       'rapm.en_dim': 1024,
       'rapm.out_dim': SPANISH_WINNERS.length,
-      'rapm.key_config': common.config,
-      'rapm.key_indices': common.config === 'B' ? [...ENGLISH_WINNERS] : 'all',
+      'rapm.key_config': a.config,
+      'rapm.key_indices': a.config === 'B' ? [...ENGLISH_WINNERS] : 'all',
       'rapm.value_indices': [...SPANISH_WINNERS],
-      'rapm.k': common.k,
-      'rapm.tau': common.tau,
-      'rapm.aggregate': common.aggregate,
-      'rapm.leave_one_out': common.leaveOneOut,
+      'rapm.k': a.k,
+      'rapm.tau': a.tau,
+      'rapm.aggregate': a.aggregate,
+      'rapm.leave_one_out': !a.leakyPriors,
       'rapm.data_hash': data.hash,
-      'rapm.seed': seed,
+      'rapm.seed': a.seed,
       'rapm.simd_level': simdLevel(),
       'rapm.metrics': JSON.parse(JSON.stringify(metrics)) as OnnxMeta,
     };
-    const written = await exportOnnx(layout, params, a.out, meta);
+    const ds = await trainingDatastore(data, common);
+    const written = await writeBundle(a.out, ds, { overwrite: a.overwrite, model: { layout, params, meta }, kind, settings, data: { hash: data.hash, source: data.source }, metrics });
     if (a.json) {
-      console.log(JSON.stringify({ ...written, metrics }));
+      console.log(JSON.stringify({ bundle: written.dir, manifest: written.manifest }));
       return;
     }
-    console.log(`wrote ${written.file} (${written.bytes} bytes) and ${written.sidecar}`);
+    console.log(`wrote bundle ${a.out}: ${BUNDLE_FILES.model} (${written.manifest.model!.bytes} bytes), ${BUNDLE_FILES.datastore} (${ds.size} rows, Config ${a.config}, ${a.precision}), ${BUNDLE_FILES.manifest}`);
     console.log(JSON.stringify(metrics, null, 2));
+    if (kind === 'fusion') console.log(`serve it: rapm serve --bundle ${a.out}`);
   },
 });

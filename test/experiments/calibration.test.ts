@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CALIBRATION_K, CALIBRATION_TAU, PUBLISHED, calibrationTable, type CalibrationFigures, meanRowCosine, measureBaselineMlp, measureCalibration, retrievalScores } from '../../src/data/calibration.js';
+import { CALIBRATION_K, CALIBRATION_TAU, PUBLISHED, calibrationTable, type CalibrationFigures, meanRowCosine, measureBaselineMlp, measureCalibration, retrievalScores } from '../../src/experiments/calibration.js';
 import { DEFAULT_SEED, generateDataset } from '../../src/data/generate.js';
 import { ENGLISH_WINNERS, FEATURE_DIM, SPANISH_WINNERS, selectColumns } from '../../src/data/indices.js';
 import { officialSplit } from '../../src/data/split.js';

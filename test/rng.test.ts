@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Rng } from '../../src/data/rng.js';
+import { Rng } from '../src/rng.js';
 
 describe('Rng', () => {
   it('is deterministic per (seed, stream) and frozen across versions', () => {

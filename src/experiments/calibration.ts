@@ -6,12 +6,13 @@
  */
 import { baselineSpec } from '../fusion/layout.js';
 import { scoreRows, trainMlp, type MlpBackend, type MlpData } from '../fusion/train.js';
-import { Rng } from './rng.js';
-import { aggregateWeights, l2normalizeRows, referenceSearch } from '../retrieval/reference.js';
-import type { Dataset } from './dataset.js';
-import { generateDataset, type GeneratorModel } from './generate.js';
-import { ENGLISH_WINNERS, FEATURE_DIM, SPANISH_WINNERS } from './indices.js';
-import { officialSplit, type Split } from './split.js';
+import { Rng } from '../rng.js';
+import { aggregateWeights } from '../retrieval/aggregate.js';
+import { l2normalizeRows, referenceSearch } from '../retrieval/reference.js';
+import type { Dataset } from '../data/dataset.js';
+import { generateDataset, type GeneratorModel } from '../data/generate.js';
+import { ENGLISH_WINNERS, FEATURE_DIM, SPANISH_WINNERS } from '../data/indices.js';
+import { officialSplit, type Split } from '../data/split.js';
 
 /** Published figures (reference-figures.json: R-APM system description, internal and official splits). */
 export const PUBLISHED = Object.freeze({

@@ -1,0 +1,335 @@
+/**
+ * Model bundles: one folder that runs as trained.
+ *
+ * ```
+ * models/<name>/
+ *   model.onnx       the fusion net (absent in a retrieval-only bundle from `rapm index`)
+ *   datastore.rapm   the datastore exactly as the model's priors saw it (rows, key config, precision)
+ *   rapm.json        manifest: resolved settings, data hash, metrics with intervals, versions
+ * ```
+ *
+ * `writeBundle` builds the folder under a temporary sibling name, fsyncs every file and the
+ * folder, then renames it into place (replacing an existing bundle only with `overwrite`), so
+ * a reader sees the old bundle or the new one, never a mix. `loadBundle` (and
+ * `Predictor.fromBundle`) checks the pieces against each other and against the manifest, and
+ * applies serve-time overrides explicitly, each reported through `log`.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { RapmError, RapmTypeError, describe, isRapmError } from '../errors.js';
+import { codeVersion } from '../experiments/run-record.js';
+import { encodeOnnx, type OnnxMeta } from '../fusion/onnx-export.js';
+import type { FusionSession, OnnxDevice } from '../fusion/onnx-session.js';
+import type { ParamLayout } from '../fusion/layout.js';
+import { concurrency, simdLevel } from '../native/simd.js';
+import type { Datastore } from '../retrieval/datastore.js';
+import { loadDatastore, readDatastoreHeader, saveDatastore } from '../retrieval/persist.js';
+import type { Aggregate } from '../retrieval/search-options.js';
+import { checkSetting } from '../settings.js';
+import { Predictor } from './predictor.js';
+
+export const BUNDLE_FILES = { model: 'model.onnx', datastore: 'datastore.rapm', manifest: 'rapm.json' } as const;
+export const BUNDLE_FORMAT = 'rapm-bundle';
+export const BUNDLE_VERSION = 1;
+
+/**
+ * What a bundle holds: retrieval + fusion, retrieval alone (`rapm index`), or the official
+ * baseline MLP with the datastore it was compared against (kept for comparison; not served).
+ */
+export type BundleKind = 'fusion' | 'retrieval' | 'baseline';
+
+/** The settings a bundle was built with (and is served with unless overridden). */
+export interface BundleSettings {
+  /** 'A' | 'B', or 'custom' for explicit index lists. */
+  config: string;
+  /** Key columns of the 1024-dim EN vectors, ascending. */
+  keyIndices: number[];
+  /** Columns of the ES vectors the values (and the predictions) hold. */
+  valueIndices: number[];
+  k: number;
+  tau: number;
+  aggregate: Aggregate;
+  precision: 'f32' | 'bf16';
+  /** Training settings and anything else resolved at build time (hidden, dropout, epochs, seed, ...). */
+  [key: string]: unknown;
+}
+
+export interface BundleManifest {
+  format: typeof BUNDLE_FORMAT;
+  version: typeof BUNDLE_VERSION;
+  kind: BundleKind;
+  created: string;
+  settings: BundleSettings;
+  /** The training data: hash (src/data/hash.ts), where it came from, rows in the datastore. */
+  data: { hash: string; source: string; rows: number };
+  model: { file: string; bytes: number; sha256: string; enDim: number; outDim: number; spec: unknown } | null;
+  datastore: { file: string; bytes: number; rows: number; keyDim: number; d: number; dv: number; precision: 'f32' | 'bf16' };
+  /** Scores of the build (validation, train, test with bootstrap intervals), or null. */
+  metrics: Record<string, unknown> | null;
+  versions: { rapm: string; commit: string | null; node: string; onnxruntime: string | null; simd: string; threads: number; platform: string };
+}
+
+/** Bundle facts a running predictor reports (GET /health). */
+export interface BundleInfo {
+  dir: string;
+  kind: BundleKind;
+  created: string;
+  dataHash: string;
+  /** The settings as trained. */
+  trained: { config: string; k: number; tau: number; aggregate: Aggregate; precision: 'f32' | 'bf16' };
+  /** Settings changed at load time: `{ k: { trained: 90, serving: 50 } }`. */
+  overrides: Record<string, { trained: unknown; serving: unknown }>;
+}
+
+export interface WriteBundleOptions {
+  /** Replace an existing bundle folder (otherwise refused). */
+  overwrite?: boolean;
+  /** The trained net; omit for a retrieval-only bundle. */
+  model?: { layout: ParamLayout; params: Float32Array; meta?: OnnxMeta };
+  /** 'fusion' (default with a model) or 'baseline'. */
+  kind?: 'fusion' | 'baseline';
+  settings: BundleSettings;
+  data: { hash: string; source: string };
+  metrics?: Record<string, unknown> | null;
+  /** Speakers of the datastore rows (kept in the datastore file). */
+  speakers?: readonly string[];
+}
+
+export interface WriteBundleResult {
+  dir: string;
+  manifest: BundleManifest;
+}
+
+function onnxruntimeVersion(): string | null {
+  try {
+    return (createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string }).version;
+  } catch {
+    return null;
+  }
+}
+
+function fsyncPath(p: string): void {
+  let fd = -1;
+  try {
+    fd = fs.openSync(p, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    // Directories cannot be fsynced on every platform; the rename is still atomic.
+  } finally {
+    if (fd >= 0) fs.closeSync(fd);
+  }
+}
+
+function exists(p: string): boolean {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function writeSynced(file: string, data: string | Uint8Array): void {
+  const fd = fs.openSync(file, 'wx');
+  try {
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Pretty JSON with number lists on one line (the index lists are long). */
+function manifestJson(m: BundleManifest): string {
+  return JSON.stringify(m, null, 2).replace(/\[\s+(-?[\d.e+-]+(?:,\s+-?[\d.e+-]+)*)\s+\]/g, (_, inner: string) => `[${inner.replace(/,\s+/g, ', ')}]`) + '\n';
+}
+
+const sameList = (a: ArrayLike<number>, b: ArrayLike<number>): boolean => a.length === b.length && Array.from(a).every((v, i) => v === b[i]);
+
+/**
+ * Write `ds` (and the model, when given) as a bundle folder at `dir`, atomically: built in a
+ * temporary sibling folder, fsynced, renamed into place. An existing `dir` is refused unless
+ * `overwrite`; then it is replaced in one rename (the old folder is removed afterwards).
+ */
+export async function writeBundle(dir: string, ds: Datastore, options: WriteBundleOptions): Promise<WriteBundleResult> {
+  if (typeof dir !== 'string' || dir.length === 0) throw new RapmTypeError('RAPM_TYPE', `Expected a folder path for dir but received ${describe(dir)}`);
+  const target = path.resolve(dir);
+  if (exists(target) && !options.overwrite) {
+    throw new RapmError('RAPM_IO', `${dir} already exists; pass --overwrite (overwrite: true) to replace the bundle`);
+  }
+  const s = options.settings;
+  if (!sameList(ds.keyIndices, s.keyIndices)) throw new RapmError('RAPM_DATA', `The datastore's key indices differ from settings.keyIndices (${ds.keyIndices.length} vs ${s.keyIndices.length} columns)`);
+  if (ds.precision !== s.precision) throw new RapmError('RAPM_DATA', `The datastore holds ${ds.precision} keys but settings.precision is ${s.precision}`);
+  fs.mkdirSync(path.dirname(target), { recursive: true });
+  const tmp = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  fs.mkdirSync(tmp);
+  try {
+    let model: BundleManifest['model'] = null;
+    if (options.model) {
+      const { layout, params, meta } = options.model;
+      const bytes = encodeOnnx(layout, params, meta ?? {});
+      writeSynced(path.join(tmp, BUNDLE_FILES.model), bytes);
+      model = { file: BUNDLE_FILES.model, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), enDim: layout.spec.enDim, outDim: layout.spec.outDim, spec: layout.spec };
+    }
+    const saved = await saveDatastore(ds, path.join(tmp, BUNDLE_FILES.datastore), {
+      speakers: options.speakers,
+      meta: { config: s.config, valueIndices: s.valueIndices, dataHash: options.data.hash },
+    });
+    const { version, commit } = codeVersion();
+    const manifest: BundleManifest = {
+      format: BUNDLE_FORMAT,
+      version: BUNDLE_VERSION,
+      kind: model ? (options.kind ?? 'fusion') : 'retrieval',
+      created: new Date().toISOString(),
+      settings: s,
+      data: { hash: options.data.hash, source: options.data.source, rows: saved.n },
+      model,
+      datastore: { file: BUNDLE_FILES.datastore, bytes: saved.bytes, rows: saved.n, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision },
+      metrics: options.metrics ?? null,
+      versions: { rapm: version, commit, node: process.version, onnxruntime: onnxruntimeVersion(), simd: simdLevel(), threads: concurrency(), platform: `${os.platform()}-${os.arch()}` },
+    };
+    writeSynced(path.join(tmp, BUNDLE_FILES.manifest), manifestJson(manifest));
+    fsyncPath(tmp);
+    if (exists(target)) {
+      const old = `${target}.old-${process.pid}-${randomBytes(4).toString('hex')}`;
+      fs.renameSync(target, old);
+      try {
+        fs.renameSync(tmp, target);
+      } catch (e) {
+        fs.renameSync(old, target); // put the old bundle back
+        throw e;
+      }
+      fs.rmSync(old, { recursive: true, force: true });
+    } else {
+      fs.renameSync(tmp, target);
+    }
+    fsyncPath(path.dirname(target));
+    return { dir: target, manifest };
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (isRapmError(e)) throw e;
+    throw new RapmError('RAPM_IO', `Cannot write bundle ${dir} (${(e as Error).message})`, { cause: e });
+  }
+}
+
+/** Read and check a bundle's manifest; paths of its files. */
+export function readBundle(dir: string): { dir: string; manifest: BundleManifest; modelFile: string | null; datastoreFile: string } {
+  if (typeof dir !== 'string' || dir.length === 0) throw new RapmTypeError('RAPM_TYPE', `Expected a bundle folder for dir but received ${describe(dir)}`);
+  const root = path.resolve(dir);
+  const file = path.join(root, BUNDLE_FILES.manifest);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new RapmError('RAPM_IO', `Cannot read bundle ${dir}: ${BUNDLE_FILES.manifest} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); a bundle is a folder written by rapm train --out or rapm index`, { cause: e });
+  }
+  let m: BundleManifest;
+  try {
+    m = JSON.parse(text) as BundleManifest;
+  } catch (e) {
+    throw new RapmError('RAPM_FORMAT', `Cannot read bundle ${dir}: ${BUNDLE_FILES.manifest} is not JSON (${(e as Error).message})`);
+  }
+  if (m === null || typeof m !== 'object' || m.format !== BUNDLE_FORMAT) throw new RapmError('RAPM_FORMAT', `${file} is not a rapm bundle manifest (format ${describe((m as { format?: unknown } | null)?.format)})`);
+  if (m.version !== BUNDLE_VERSION) throw new RapmError('RAPM_FORMAT', `${file} has bundle version ${m.version}; this rapm reads version ${BUNDLE_VERSION}`);
+  if (m.kind !== 'fusion' && m.kind !== 'retrieval' && m.kind !== 'baseline') throw new RapmError('RAPM_FORMAT', `${file}: unknown bundle kind ${describe(m.kind)}`);
+  if ((m.kind !== 'retrieval') !== (m.model !== null)) throw new RapmError('RAPM_FORMAT', `${file}: kind ${m.kind} but model is ${m.model === null ? 'absent' : 'present'}`);
+  return { dir: root, manifest: m, modelFile: m.model ? path.join(root, m.model.file) : null, datastoreFile: path.join(root, m.datastore.file) };
+}
+
+/** Serve-time changes to a bundle's settings. Each one is logged. */
+export interface BundleOverrides {
+  k?: number;
+  tau?: number;
+  aggregate?: Aggregate;
+  /** Where the fusion model runs. Default 'cpu'. */
+  device?: OnnxDevice;
+  /** Intra-op threads of ONNX Runtime. */
+  threads?: number;
+  /** Receives one line per override and per warning. */
+  log?: (line: string) => void;
+}
+
+/** Key indices recorded in a model's metadata: 'all' -> 0..keyDim-1. */
+function modelKeyIndices(meta: Readonly<Record<string, unknown>>, keyDim: number): number[] | null {
+  const v = meta['rapm.key_indices'];
+  if (v === 'all') return Array.from({ length: keyDim }, (_, i) => i);
+  return Array.isArray(v) ? (v as number[]) : null;
+}
+
+const describeKeys = (idx: ArrayLike<number>, keyDim: number): string => (idx.length === keyDim ? `all ${keyDim} EN dims (Config A)` : `${idx.length} EN dims${idx.length === 103 ? ' (Config B)' : ''}`);
+
+/**
+ * Refuse a model and a datastore that do not belong together: input/output widths, key
+ * columns, value columns (when both record them). `names` label the two in the message.
+ */
+export async function checkModelMatchesDatastore(model: FusionSession, ds: Datastore, names: { model: string; datastore: string }, datastoreMeta?: Record<string, unknown> | null): Promise<void> {
+  const refuse = (why: string): never => {
+    throw new RapmError('RAPM_DATA', `Model ${names.model} does not fit datastore ${names.datastore}: ${why}. Serve a model with the datastore its priors came from (a bundle from rapm train --out keeps them together)`);
+  };
+  if (model.enDim !== ds.keyDim) refuse(`the model takes ${model.enDim}-dim EN vectors, the datastore's keys come from ${ds.keyDim}-dim vectors`);
+  if (model.outDim !== ds.dv) refuse(`the model predicts ${model.outDim} values, the datastore holds ${ds.dv} value dims`);
+  const keys = modelKeyIndices(model.metadata, ds.keyDim);
+  if (keys && !sameList(keys, ds.keyIndices)) refuse(`the model was trained on priors from ${describeKeys(keys, ds.keyDim)} keys, the datastore has ${describeKeys(ds.keyIndices, ds.keyDim)} keys`);
+  const mv = model.metadata['rapm.value_indices'];
+  const dvv = datastoreMeta?.valueIndices;
+  if (Array.isArray(mv) && Array.isArray(dvv) && !sameList(mv as number[], dvv as number[])) refuse('the model and the datastore hold different ES value columns');
+  const mh = model.metadata['rapm.data_hash'];
+  const dh = datastoreMeta?.dataHash;
+  if (typeof mh === 'string' && typeof dh === 'string' && mh !== dh) refuse(`the model was trained on data ${mh}, the datastore holds data ${dh}`);
+}
+
+/** Trained k/tau/aggregate with explicit overrides applied (each validated by the schema and logged). */
+export function applyOverrides(trained: { k: number; tau: number; aggregate: Aggregate }, o: { k?: number; tau?: number; aggregate?: Aggregate }, rows: number, log?: (line: string) => void): { k: number; tau: number; aggregate: Aggregate; overrides: BundleInfo['overrides'] } {
+  const serving = { ...trained };
+  const overrides: BundleInfo['overrides'] = {};
+  for (const key of ['k', 'tau', 'aggregate'] as const) {
+    const v = o[key];
+    if (v === undefined) continue;
+    const checked = checkSetting(key, v);
+    if (checked !== trained[key]) {
+      overrides[key] = { trained: trained[key], serving: checked };
+      log?.(`override: ${key} ${String(trained[key])} -> ${String(checked)} (trained with ${String(trained[key])})`);
+    }
+    (serving as Record<string, unknown>)[key] = checked;
+  }
+  if (serving.k > rows) throw new RapmError('RAPM_K_TOO_LARGE', `k = ${serving.k} but the datastore holds ${rows} rows`);
+  return { ...serving, overrides };
+}
+
+/**
+ * Load a bundle into a Predictor with its trained settings (plus explicit `overrides`).
+ * The model and datastore are checked against each other and the manifest.
+ */
+export async function loadBundle(dir: string, overrides: BundleOverrides = {}): Promise<Predictor> {
+  const { dir: root, manifest: m, modelFile, datastoreFile } = readBundle(dir);
+  if (m.kind === 'baseline') throw new RapmError('RAPM_STATE', `Bundle ${dir} holds the baseline MLP (trained for comparison); serve a fusion bundle (rapm train --model fusion) or a retrieval bundle (rapm index)`);
+  const header = await readDatastoreHeader(datastoreFile);
+  const ds = await loadDatastore(datastoreFile);
+  const s = m.settings;
+  if (ds.size !== m.datastore.rows || !sameList(ds.keyIndices, s.keyIndices) || ds.precision !== s.precision || ds.dv !== m.datastore.dv) {
+    throw new RapmError('RAPM_DATA', `Bundle ${dir}: ${BUNDLE_FILES.datastore} (${ds.size} rows, ${describeKeys(ds.keyIndices, ds.keyDim)} keys, ${ds.precision}) is not the datastore rapm.json records (${m.datastore.rows} rows, ${describeKeys(s.keyIndices, m.datastore.keyDim)} keys, ${s.precision})`);
+  }
+  const trained = { k: s.k, tau: s.tau, aggregate: s.aggregate };
+  const { k, tau, aggregate, overrides: changed } = applyOverrides(trained, overrides, ds.size, overrides.log);
+  let fusion: FusionSession | null = null;
+  if (modelFile) {
+    const bytes = await fs.promises.readFile(modelFile).catch((e: NodeJS.ErrnoException) => {
+      throw new RapmError('RAPM_IO', `Cannot read bundle ${dir}: ${BUNDLE_FILES.model} (${e.code ?? e.message})`);
+    });
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    if (sha !== m.model!.sha256) throw new RapmError('RAPM_DATA', `Bundle ${dir}: ${BUNDLE_FILES.model} is not the model rapm.json records (sha256 ${sha.slice(0, 12)}…, expected ${m.model!.sha256.slice(0, 12)}…)`);
+    const { FusionSession } = await import('../fusion/onnx-session.js');
+    fusion = await FusionSession.create(bytes, { enDim: ds.keyDim, outDim: ds.dv, device: overrides.device ?? 'cpu', threads: overrides.threads, onWarning: overrides.log });
+    try {
+      await checkModelMatchesDatastore(fusion, ds, { model: path.join(dir, BUNDLE_FILES.model), datastore: path.join(dir, BUNDLE_FILES.datastore) }, header.meta);
+    } catch (e) {
+      await fusion.release().catch(() => undefined);
+      throw e;
+    }
+  }
+  const bundle: BundleInfo = { dir: root, kind: m.kind, created: m.created, dataHash: m.data.hash, trained: { config: s.config, k: s.k, tau: s.tau, aggregate: s.aggregate, precision: s.precision }, overrides: changed };
+  return new Predictor(ds, { k, tau, aggregate, fusion, bundle });
+}

@@ -1,0 +1,176 @@
+/**
+ * Done-when of issue 9 part 2: `rapm train --out` writes a bundle, `rapm serve --bundle` answers
+ * /predict bit-for-bit equal to Predictor.fromBundle(...).predict with the trained k, tau and key
+ * config, and a model/datastore pair that does not belong together is refused.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runServe } from '../../src/cli/commands/serve.js';
+import { generate } from '../../src/data/generate.js';
+import { loadDataset } from '../../src/data/load.js';
+import { ENGLISH_WINNERS, keyIndices } from '../../src/data/indices.js';
+import { BUNDLE_FILES, readBundle } from '../../src/serve/bundle.js';
+import { Predictor } from '../../src/serve/predictor.js';
+import { run } from '../helpers/cli.js';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-bundle-'));
+const data = path.join(tmp, 'data');
+const demo = path.join(tmp, 'models', 'demo');
+const other = path.join(tmp, 'models', 'other');
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function post(url: string, body: Buffer): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', headers: { 'Content-Type': 'application/octet-stream' } }, (r) => {
+      const parts: Buffer[] = [];
+      r.on('data', (c: Buffer) => parts.push(c)).on('end', () => (r.statusCode === 200 ? resolve(Buffer.concat(parts)) : reject(new Error(`${r.statusCode} ${Buffer.concat(parts).toString()}`))));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function serving<T>(args: Parameters<typeof runServe>[0], use: (url: string, lines: string[]) => Promise<T>): Promise<T> {
+  const ac = new AbortController();
+  let url = '';
+  const lines: string[] = [];
+  let failed: unknown = null;
+  const running = runServe(args, { signal: ac.signal, handleSignals: false, onListening: (u) => (url = u), log: (l) => lines.push(l) }).catch((e: unknown) => {
+    failed = e;
+  });
+  while (!url && !failed) await new Promise((r) => setTimeout(r, 5));
+  if (failed) throw failed;
+  try {
+    return await use(url, lines);
+  } finally {
+    ac.abort();
+    await running;
+  }
+}
+
+const serveArgs = { port: 0, host: '127.0.0.1', maxBatch: 64, graceMs: 1000, device: 'cpu' as const };
+
+describe('model bundles', () => {
+  beforeAll(async () => {
+    // A learnable systematic EN->ES part (bias), so the trained fusion net moves the prior.
+    await generate({ out: data, pairs: 800, seed: 3, biasStrength: 0.3 });
+    // Non-default k, tau and key config, so "served as trained" is visible.
+    const r = await run(['train', '--data', data, '--out', demo, '--config', 'B', '--k', '17', '--tau', '0.07', '--epochs', '4', '--resamples', '1000', '--quiet']);
+    expect(r.code, r.stderr).toBe(0);
+    const r2 = await run(['index', '--data', data, '--out', other, '--config', 'A', '--quiet']);
+    expect(r2.code, r2.stderr).toBe(0);
+  }, 300_000);
+
+  it('train --out writes one folder: model.onnx, datastore.rapm, rapm.json with settings, data hash, metrics, versions', () => {
+    expect(fs.readdirSync(demo).sort()).toEqual([BUNDLE_FILES.datastore, BUNDLE_FILES.model, BUNDLE_FILES.manifest].sort());
+    // No temporary sibling left behind.
+    expect(fs.readdirSync(path.dirname(demo)).sort()).toEqual(['demo', 'other']);
+    const { manifest: m } = readBundle(demo);
+    expect(m.kind).toBe('fusion');
+    expect(m.settings).toMatchObject({ config: 'B', k: 17, tau: 0.07, aggregate: 'softmax', precision: 'f32', epochs: 4, seed: 1, patience: 5 });
+    expect(m.settings.keyIndices).toEqual([...keyIndices('B')]);
+    expect(m.settings.keyIndices).toHaveLength(ENGLISH_WINNERS.length);
+    expect(m.data.hash).toMatch(/^sha256:/);
+    expect(m.datastore.rows).toBe(m.data.rows);
+    expect(m.datastore.d).toBe(ENGLISH_WINNERS.length);
+    const tests = (m.metrics as { tests: { gain_lo: number; gain_hi: number }[] }).tests;
+    expect(tests.length).toBeGreaterThan(0);
+    for (const t of tests) expect(t.gain_lo).toBeLessThanOrEqual(t.gain_hi);
+    expect(m.versions.node).toBe(process.version);
+    expect(m.versions.onnxruntime).toMatch(/^\d+\.\d+\.\d+/);
+    expect(['scalar', 'avx2', 'avx512', 'neon']).toContain(m.versions.simd);
+  });
+
+  it('refuses to replace a bundle without --overwrite, and replaces it atomically with it', async () => {
+    const before = fs.readFileSync(path.join(other, BUNDLE_FILES.manifest), 'utf8');
+    const r = await run(['index', '--data', data, '--out', other, '--config', 'A', '--k', '5', '--quiet']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/already exists; pass --overwrite/);
+    expect(fs.readFileSync(path.join(other, BUNDLE_FILES.manifest), 'utf8')).toBe(before);
+    const r2 = await run(['index', '--data', data, '--out', other, '--config', 'A', '--k', '5', '--overwrite', '--quiet']);
+    expect(r2.code, r2.stderr).toBe(0);
+    expect(readBundle(other).manifest.settings.k).toBe(5);
+    expect(fs.readdirSync(path.dirname(other)).sort()).toEqual(['demo', 'other']);
+  });
+
+  it('serve --bundle answers /predict bit for bit like Predictor.fromBundle(...).predict, with the trained settings', async () => {
+    const ds = await loadDataset(data);
+    const b = 9;
+    const en = ds.en.slice(0, b * 1024);
+    const p = await Predictor.fromBundle(demo);
+    expect([p.k, p.tau, p.aggregate]).toEqual([17, 0.07, 'softmax']);
+    expect(p.datastore.keyIndices.length).toBe(ENGLISH_WINNERS.length);
+    const want = await p.predict(en);
+    await (p.fusion as unknown as { release(): Promise<void> }).release();
+    await serving({ ...serveArgs, bundle: demo }, async (url, lines) => {
+      const res = await post(url + '/predict', Buffer.from(en.buffer, en.byteOffset, en.byteLength));
+      const bytes = b * want.dv * 4;
+      expect(res.length).toBe(2 * bytes);
+      expect(res.subarray(0, bytes).equals(Buffer.from(want.pred.buffer, want.pred.byteOffset, bytes))).toBe(true);
+      expect(res.subarray(bytes).equals(Buffer.from(want.prior.buffer, want.prior.byteOffset, bytes))).toBe(true);
+      // Fusion changes the prior, so the bit-equality above covered the model too.
+      expect(Buffer.from(want.pred.buffer).equals(Buffer.from(want.prior.buffer))).toBe(false);
+      const h = (await (await fetch(url + '/health')).json()) as Record<string, unknown>;
+      expect(h).toMatchObject({ k: 17, tau: 0.07, fusion: true, provider: 'cpu', d: ENGLISH_WINNERS.length });
+      expect(h.bundle).toMatchObject({ dir: demo, kind: 'fusion', trained: { config: 'B', k: 17, tau: 0.07 }, overrides: {} });
+      expect(lines.join('\n')).not.toMatch(/override/);
+    });
+  }, 120_000);
+
+  it('a serve-time override is explicit and logged', async () => {
+    await serving({ ...serveArgs, bundle: demo, k: 4 }, async (url, lines) => {
+      const h = (await (await fetch(url + '/health')).json()) as { k: number; bundle: { overrides: unknown } };
+      expect(h.k).toBe(4);
+      expect(h.bundle.overrides).toEqual({ k: { trained: 17, serving: 4 } });
+      expect(lines.join('\n')).toMatch(/override: k 17 -> 4/);
+    });
+  }, 60_000);
+
+  it('a mismatched model/datastore pair is refused (serve --datastore B-model-pair and a swapped bundle)', async () => {
+    const bModel = path.join(demo, BUNDLE_FILES.model);
+    const aStore = path.join(other, BUNDLE_FILES.datastore);
+    await expect(serving({ ...serveArgs, datastore: aStore, model: bModel }, async () => undefined)).rejects.toThrow(/does not fit datastore .*Config B.*Config A|trained on priors from 103 EN dims \(Config B\) keys, the datastore has all 1024 EN dims \(Config A\)/);
+    // The matching pair is accepted by the same path.
+    await serving({ ...serveArgs, datastore: path.join(demo, BUNDLE_FILES.datastore), model: bModel }, async (url) => {
+      const h = (await (await fetch(url + '/health')).json()) as Record<string, unknown>;
+      expect(h).toMatchObject({ k: 17, tau: 0.07, fusion: true });
+    });
+    // A bundle whose datastore was swapped for another one.
+    const swapped = path.join(tmp, 'swapped');
+    fs.cpSync(demo, swapped, { recursive: true });
+    fs.copyFileSync(aStore, path.join(swapped, BUNDLE_FILES.datastore));
+    await expect(Predictor.fromBundle(swapped)).rejects.toMatchObject({ code: 'RAPM_DATA' });
+    // And one whose model was swapped (sha256 no longer matches rapm.json).
+    const swapped2 = path.join(tmp, 'swapped2');
+    fs.cpSync(demo, swapped2, { recursive: true });
+    fs.writeFileSync(path.join(swapped2, BUNDLE_FILES.model), Buffer.concat([fs.readFileSync(bModel), Buffer.from([0])]));
+    await expect(Predictor.fromBundle(swapped2)).rejects.toThrow(/model\.onnx is not the model rapm\.json records/);
+  }, 120_000);
+
+  it('a retrieval-only bundle (rapm index) serves the prior', async () => {
+    const p = await Predictor.fromBundle(other);
+    expect(p.fusion).toBeNull();
+    expect(p.info).toMatchObject({ fusion: false, provider: null, k: 5, bundle: { kind: 'retrieval' } });
+  });
+
+  it('npm pack lists no trained model', () => {
+    // A bundle inside the repo's models/ folder must not be packed (nor committed: .gitignore).
+    const inRepo = path.join(root, 'models', `pack-test-${process.pid}`);
+    fs.cpSync(demo, inRepo, { recursive: true });
+    try {
+      const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+      const files = (JSON.parse(out) as { files: { path: string }[] }[])[0]!.files.map((f) => f.path);
+      expect(files).toContain('models/README.md');
+      expect(files.filter((f) => f.startsWith('models/') && f !== 'models/README.md')).toEqual([]);
+      expect(files.filter((f) => /\.(onnx|rapm)$/.test(f))).toEqual([]);
+      expect(execFileSync('git', ['check-ignore', '-q', path.join(inRepo, BUNDLE_FILES.model)], { cwd: root }).toString()).toBe('');
+    } finally {
+      fs.rmSync(inRepo, { recursive: true, force: true });
+    }
+  }, 120_000);
+});
