@@ -29,7 +29,7 @@ const workerCode = ${'`'}
   const { workerData } = require('node:worker_threads');
   const addon = require(process.env.RAPM_ADDON);
   const flag = new Int32Array(workerData.flag);
-  const [n, d, dv, b, k] = [6000, 64, 8, 48, 16];
+  const [n, d, dv, b, k] = [3000, 64, 8, 48, 16];
   const rnd = (len) => Float32Array.from({ length: len }, () => Math.random() * 2 - 1);
   const ds = new addon.Datastore(d, dv, workerData.bf16);
   ds.addSync(rnd(n * d), rnd(n * dv), Int32Array.from({ length: n }, (_, i) => i), n);
@@ -69,18 +69,18 @@ const stats = { terminations: 0, searchInFlight: 0, addInFlight: 0, idle: 0 };
 `;
 
 describe('native: terminating worker threads', () => {
-  it('never kills the process, with search() and add() in flight or not', { timeout: 100_000 }, () => {
+  it('never kills the process, with search() and add() in flight or not', { timeout: 120_000 }, () => {
     const res = spawnSync(process.execPath, ['-e', child], {
-      env: { ...process.env, RAPM_ADDON: addonPath, RAPM_THREADS: '2', ROUNDS: '20', BUDGET_MS: '20000' },
+      env: { ...process.env, RAPM_ADDON: addonPath, RAPM_THREADS: '2', ROUNDS: '20', BUDGET_MS: '30000' },
       encoding: 'utf8',
-      timeout: 80_000, // the child stops starting workers after BUDGET_MS
+      timeout: 90_000, // the child stops starting workers after BUDGET_MS
     });
     const tail = `${res.stdout}\n${res.stderr}`.slice(-2000);
     expect(res.signal, tail).toBeNull();
     expect(res.status, tail).toBe(0);
     const stats = JSON.parse(res.stdout.trim().split('\n').pop()!) as Record<string, number>;
     console.log(`worker terminations: ${JSON.stringify(stats)}`);
-    expect(stats.terminations).toBeGreaterThanOrEqual(6); // 20 normally, fewer under ASan
+    expect(stats.terminations).toBeGreaterThanOrEqual(4); // 20 normally, as few as 5 under ASan on a busy machine
     // The point of the test: terminations that hit operations still in flight, of both kinds.
     expect(stats.searchInFlight).toBeGreaterThan(0);
     expect(stats.addInFlight).toBeGreaterThan(0);

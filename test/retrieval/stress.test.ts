@@ -28,7 +28,7 @@ import { rng } from '../helpers/random.js';
 
 const SEEDS = [101, 202, 303];
 const MAX_STEPS = 250; // per seed
-const BUDGET_MS = 2500; // per seed, wall time
+const BUDGET_MS = 6000; // per seed, wall time (250 steps take ~0.5 s; the cap is for ASan on a busy machine)
 const d = 8, dv = 2;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-stress-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -223,7 +223,7 @@ describe('Datastore: stress, random interleavings against a model', () => {
       expect(stats.steps).toBeGreaterThan(50);
       expect(stats.addSyncRefused).toBeGreaterThan(0);
       expect(stats.addSync).toBeGreaterThan(0);
-      expect(stats.loo).toBeGreaterThan(10);
+      expect(stats.loo).toBeGreaterThan(5);
       expect(stats.load).toBeGreaterThan(0);
       expect(stats.addBad).toBeGreaterThan(0);
     });
