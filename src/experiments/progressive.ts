@@ -54,6 +54,8 @@ export interface ProgressiveOptions {
   valFraction?: number;
   /** Bootstrap resamples per interval (>= 1000). Default 2000. */
   resamples?: number;
+  /** Confidence level of the intervals. Default 0.95 (src/settings.ts). */
+  level?: number;
   /** Stop after this many steps (testing and time-boxed runs). */
   maxSteps?: number;
   backend: MlpBackend;
