@@ -111,7 +111,7 @@ interface State {
 const STATE = 'state.json';
 
 /** The options that decide the numbers (and so must match on --resume). */
-function optionsKey(o: Required<Omit<ProgressiveOptions, 'backend' | 'log' | 'progress' | 'resume' | 'overwrite' | 'all' | 'maxSteps' | 'out'>>, dataHash: string): string {
+function optionsKey(o: Required<Omit<ProgressiveOptions, 'backend' | 'log' | 'progress' | 'resume' | 'overwrite' | 'all' | 'maxSteps' | 'out' | 'level'>> & { level?: number }, dataHash: string): string {
   // Paths are not part of the key (the data hash is): a moved folder still resumes.
   return createHash('sha256').update(JSON.stringify({ ...o, chunks: undefined, initial: undefined, dataHash })).digest('hex').slice(0, 16);
 }
@@ -194,7 +194,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   }
 
   const key = optionsKey(
-    { chunks: o.chunks, initial: o.initial ?? '', config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, seed: o.seed, threshold: o.threshold, decideOn: o.decideOn, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples },
+    { chunks: o.chunks, initial: o.initial ?? '', config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, seed: o.seed, threshold: o.threshold, decideOn: o.decideOn, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples, ...(o.level !== undefined && o.level !== 0.95 ? { level: o.level } : {}) },
     dataHash,
   );
   const statePath = path.join(out, STATE);
