@@ -21,6 +21,7 @@
       'NAPI_VERSION=8',
       'NAPI_CPP_EXCEPTIONS',
       'NODE_ADDON_API_DISABLE_DEPRECATED',
+      'NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS',  # see CMakeLists.txt
     ],
     # Same as the CMake build: -std=c++17 (CMAKE_CXX_EXTENSIONS OFF, not node's gnu++17),
     # exceptions and RTTI on (node's common.gypi turns both off), hidden visibility.

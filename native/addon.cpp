@@ -117,6 +117,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   addon->mlp_cache = std::make_unique<MlpCache>();
   addon->pool = std::make_shared<ThreadPool>(default_threads());
   env.SetInstanceData<Addon>(addon);  // deleted at environment teardown (worker exit included)
+  env.AddCleanupHook([closing = addon->closing] { closing->store(true); });  // see search_worker.h
 
   Napi::Function ctor = DatastoreWrap::Init(env);
   addon->datastore_ctor = Napi::Persistent(ctor);

@@ -20,6 +20,9 @@ struct Addon {
   std::mutex pool_mu;
   std::shared_ptr<ThreadPool> pool;  // replaced whole by setConcurrency; in-flight work keeps its own
   Napi::FunctionReference datastore_ctor;
+  // Set by the environment's cleanup hook (worker exit, process exit). Shared so an async
+  // worker that completes during teardown can read it even after the Addon is deleted.
+  std::shared_ptr<std::atomic<bool>> closing = std::make_shared<std::atomic<bool>>(false);
 
   std::shared_ptr<ThreadPool> get_pool() {
     std::lock_guard<std::mutex> lock(pool_mu);

@@ -249,7 +249,7 @@ export const BATCH_MAX = 1 << 16;
 export const SEED_MAX = 2 ** 32 - 1;
 
 const kSpec = integer(1, K_MAX);
-const tauSpec = real(TAU_MIN, TAU_MAX, false, false, 'a number in [1.1754944e-38 (FLT_MIN), 3.4028235e38 (FLT_MAX)]');
+const tauSpec = real(TAU_MIN, TAU_MAX, false, false, 'a number in [1.1754944e-38 (FLT_MIN), 3.4028235e38 (FLT_MAX)], a normal float32 (a smaller tau rounds or flushes to 0 in float32 and gives NaN weights)');
 const dropoutSpec = real(0, DROPOUT_MAX);
 const hiddenWidth = integer(1, 65536);
 const CONFIGS = ['A', 'B'] as const;

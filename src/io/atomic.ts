@@ -8,6 +8,69 @@ export function tempPathFor(file: string): string {
   return `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
 }
 
+/** Escape a string for use inside a RegExp. */
+const reEscape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** Is process `pid` alive on this machine? (EPERM: it exists but belongs to another user.) */
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+/**
+ * Temporary files of `file` (exactly tempPathFor's pattern, `<name>.tmp-<pid>-<8 hex>`, in
+ * the same folder) whose writer process is dead: left by a save that was killed (kill -9,
+ * power loss) before it could remove its temporary. Never another target's temporaries, never
+ * other files, never those of a live process (a concurrent save, in this process or another,
+ * keeps its temporary). A recycled pid only makes a stale temporary wait for a later save.
+ * Pids are this machine's: on a folder shared by several hosts, don't write one target
+ * from two hosts at once.
+ */
+function staleTemps(file: string, names: readonly string[]): string[] {
+  const re = new RegExp(`^${reEscape(path.basename(file))}\\.tmp-(\\d{1,10})-[0-9a-f]{8}$`);
+  const out: string[] = [];
+  for (const name of names) {
+    const m = re.exec(name);
+    if (m && !pidAlive(Number(m[1]))) out.push(path.join(path.dirname(file), name));
+  }
+  return out;
+}
+
+/** Remove the stale temporaries of `file` (see staleTemps); best effort, returns those removed. */
+export function removeStaleTempsSync(file: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(path.dirname(file));
+  } catch {
+    return []; // no folder yet: the write itself reports it
+  }
+  return staleTemps(file, names).filter((t) => {
+    try {
+      fs.unlinkSync(t);
+      return true;
+    } catch {
+      return false; // removed meanwhile by another save, or not ours to remove
+    }
+  });
+}
+
+/** Async form of removeStaleTempsSync. */
+export async function removeStaleTemps(file: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await fs.promises.readdir(path.dirname(file));
+  } catch {
+    return [];
+  }
+  const removed = await Promise.all(staleTemps(file, names).map((t) => fs.promises.unlink(t).then(() => t, () => null)));
+  return removed.filter((t): t is string => t !== null);
+}
+
 /** Wrap a Node fs error as RAPM_IO naming the file and the operation; rapm errors pass through. */
 export function ioError(op: string, file: string, e: unknown): Error {
   if (isRapmError(e)) return e;
@@ -19,9 +82,11 @@ export function ioError(op: string, file: string, e: unknown): Error {
 /**
  * Write a file atomically: `write(fd)` fills a temporary file beside `file`, which is then
  * renamed over `file`. On any failure the temporary file is removed and `file` keeps its old
- * contents (or stays absent). Readers never see a half-written file.
+ * contents (or stays absent). Readers never see a half-written file. A process killed
+ * mid-write can't remove its temporary: the next write to the same `file` does (see staleTemps).
  */
 export function atomicWriteSync(file: string, write: (fd: number) => void): void {
+  removeStaleTempsSync(file);
   const tmp = tempPathFor(file);
   let fd = -1;
   try {
@@ -50,6 +115,7 @@ export function atomicWriteSync(file: string, write: (fd: number) => void): void
 
 /** Async form of atomicWriteSync. */
 export async function atomicWrite(file: string, write: (fh: fs.promises.FileHandle) => Promise<void>): Promise<void> {
+  await removeStaleTemps(file);
   const tmp = tempPathFor(file);
   let fh: fs.promises.FileHandle | undefined;
   try {

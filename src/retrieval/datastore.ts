@@ -54,7 +54,22 @@ const allIndices = (n: number): Int32Array => Int32Array.from({ length: n }, (_,
 /**
  * A datastore of aligned (EN key, ES value) pairs with exact top-K search, run by the
  * native SIMD engine. Keys are L2-normalised once, at add(); rows can be appended at
- * any time, also while searches run (a search sees the rows present when it started).
+ * any time, also while searches run (a search sees the rows committed when it started).
+ *
+ * Row ownership. This class is the one owner of "which rows exist": a row exists once it
+ * is *committed*, i.e. once its id and exclusion group are recorded here (`#ids.length`
+ * is the committed row count, returned by `size`). The native store is only storage: an
+ * async add() appends its rows natively on a worker thread and they are committed when
+ * its promise continuation runs on the JS thread. Until then they are invisible: every
+ * native read (search, searchSync, exportRows) is bounded by the committed count, passed
+ * as the row range, so no search can return a row without an id, `excludeRows` indexes
+ * committed rows only, and a save writes exactly the committed rows. This needs the
+ * native rows [0, size) to be exactly the committed rows in commit order, which holds
+ * because every append goes through one ordered queue (`#pending`): add() chains onto it,
+ * and the synchronous appends (addSync, and _importRows for load) refuse with RAPM_STATE
+ * while an add() is pending. They cannot join the queue instead: a sync call cannot wait
+ * for a pending async add without blocking the event loop that add needs to commit, and
+ * running ahead of it would append natively out of call order.
  */
 export class Datastore {
   readonly keyDim: number;
@@ -70,6 +85,8 @@ export class Datastore {
   readonly #groupOf = new Map<string, number>();
   readonly #groupSize: number[] = [];
   #pending: Promise<void> = Promise.resolve();
+  /** add() calls accepted and not yet settled (queued or running). */
+  #addsPending = 0;
 
   constructor(options: DatastoreOptions = {}) {
     if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
@@ -94,11 +111,11 @@ export class Datastore {
   get dv(): number {
     return this.valueIndices.length;
   }
-  /** Rows stored. */
+  /** Rows committed (visible to searches; see the class comment). */
   get size(): number {
-    return this.#native.size;
+    return this.#ids.length;
   }
-  /** Bytes of native storage (keys, values, groups). */
+  /** Bytes of native storage (keys, values, groups), including rows of an add() not yet committed. */
   get memoryBytes(): number {
     return this.#native.memoryBytes;
   }
@@ -134,6 +151,16 @@ export class Datastore {
     };
   }
 
+  /** Refuse a synchronous append while an add() is queued or running (see the class comment). */
+  #checkNoPendingAdd(what: string): void {
+    if (this.#addsPending > 0) {
+      throw new RapmError(
+        'RAPM_STATE',
+        `Cannot ${what} while an add() is pending (${this.#addsPending} queued or running): await it first, or use add(), which keeps call order`,
+      );
+    }
+  }
+
   /** Assign exclusion groups to new rows and commit the JS-side row metadata. */
   #commitIds(m: number, ids: readonly string[] | undefined, dryRun: boolean): Int32Array {
     const groups = new Int32Array(m);
@@ -163,7 +190,8 @@ export class Datastore {
   /**
    * Append rows: keys [m, keyDim], values [m, valueDim], optional utterance ids (rows
    * with the same id are excluded together by leave-one-out). Runs off the JS thread;
-   * appends are applied in call order. Don't modify the arrays until the promise settles.
+   * appends are applied in call order, and the rows become visible (size, search,
+   * idOf, save) all at once when the promise settles. Don't modify the arrays until then.
    */
   add(keys: Float32Array, values: Float32Array, ids?: readonly string[]): Promise<void> {
     const stack = new Error().stack;
@@ -174,21 +202,32 @@ export class Datastore {
       return Promise.reject(e);
     }
     const run = async (): Promise<void> => {
-      const groups = this.#commitIds(p.m, ids, true);
       try {
-        await this.#native.add(p.k, p.v, groups, p.m);
-      } catch (e) {
-        throw nativeError(e, stack);
+        // Groups are assigned against the committed state, which nothing else can change
+        // until this add commits: appends are serialised by the queue and sync ones refused.
+        const groups = this.#commitIds(p.m, ids, true);
+        try {
+          await this.#native.add(p.k, p.v, groups, p.m);
+        } catch (e) {
+          throw nativeError(e, stack);
+        }
+        this.#commitIds(p.m, ids, false);
+      } finally {
+        this.#addsPending--;
       }
-      this.#commitIds(p.m, ids, false);
     };
+    this.#addsPending++;
     const result = this.#pending.then(run);
     this.#pending = result.catch(() => undefined);
     return result;
   }
 
-  /** add(), on the calling thread. For small inputs and tests. */
+  /**
+   * add(), on the calling thread. For small inputs and tests. Throws RAPM_STATE while an
+   * add() is pending (queued or running): await it first (see the class comment for why).
+   */
   addSync(keys: Float32Array, values: Float32Array, ids?: readonly string[]): void {
+    this.#checkNoPendingAdd('addSync()');
     const p = this.#prepareAdd(keys, values, ids);
     const groups = this.#commitIds(p.m, ids, true);
     try {
@@ -231,6 +270,8 @@ export class Datastore {
         exclude[i] = id === null || id === undefined ? -1 : (this.#groupOf.get(id) ?? -1);
       }
     }
+    // Always an explicit range: the native store may already hold rows of a pending add()
+    // beyond n, which must stay invisible until committed.
     let range: [number, number] = [0, n];
     if (options?.rowRange !== undefined) {
       const rr = options.rowRange;
@@ -330,6 +371,7 @@ export class Datastore {
 
   /** @internal For persist.ts: rows [begin, end) in stored form (NativeDatastore.exportRows). */
   _exportRows(begin: number, end: number, keys: Float32Array | Uint16Array | null, values: Float32Array | null, groups: Int32Array | null): void {
+    if (end > this.size) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected rows within the ${this.size} committed rows but received [${begin}, ${end})`);
     try {
       this.#native.exportRows(begin, end, keys, values, groups);
     } catch (e) {
@@ -339,6 +381,7 @@ export class Datastore {
 
   /** @internal For persist.ts: append rows in stored form (NativeDatastore.importRows) with their ids; returns the groups assigned. */
   _importRows(keys: Float32Array | Uint16Array, values: Float32Array, ids: readonly string[] | undefined, m: number): Int32Array {
+    this.#checkNoPendingAdd('import rows');
     const groups = this.#commitIds(m, ids, true);
     try {
       this.#native.importRows(keys, values, groups, m);

@@ -144,7 +144,10 @@ function rowsPerBlock(d: number, dv: number, kb: number): number {
  * SIGKILL during the save leaves the previous file intact. Rows are streamed in blocks of
  * ~16 MB. The rows saved are those present when the call starts; appends may continue.
  * An unwritable folder or a full disk (ENOSPC) is RAPM_IO naming the file; the temporary
- * file is removed and the previous file is left as it was.
+ * file is removed and the previous file is left as it was. A temporary left by a save that
+ * was killed (kill -9) is removed by the next save to the same file (src/io/atomic.ts:
+ * only `<file>.tmp-<pid>-<hex>` names whose pid is dead; a concurrent save keeps its own).
+ * Saving while add() calls run is safe: the rows written are those committed at the call.
  */
 export async function saveDatastore(ds: Datastore, file: string, options: SaveDatastoreOptions = {}): Promise<SaveDatastoreResult> {
   if (!(ds instanceof Datastore)) throw new RapmError('RAPM_TYPE', `Expected a Datastore for ds but received ${describe(ds)}`);

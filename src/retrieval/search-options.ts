@@ -37,6 +37,8 @@ export interface ResolvedSearchOptions {
 /** Defaults from the settings schema (src/settings.ts). */
 export const SEARCH_DEFAULTS: ResolvedSearchOptions = defaultsOf(['k', 'tau', 'aggregate']);
 
+export { K_MAX, TAU_MAX, TAU_MIN } from '../settings.js';
+
 export function resolveSearchOptions(options: SearchOptions | undefined): ResolvedSearchOptions {
   if (options !== undefined && !is.object(options)) throw invalidParam('options', 'object', options);
   const o = options ?? {};

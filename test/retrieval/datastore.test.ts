@@ -2,6 +2,7 @@ import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { setConcurrency, concurrency } from '../../src/native/simd.js';
 import { Datastore } from '../../src/retrieval/datastore.js';
+import { K_MAX, TAU_MAX, TAU_MIN } from '../../src/retrieval/search-options.js';
 import { l2normalizeRows, referenceSearch } from '../../src/retrieval/reference.js';
 import { expectSameSearch } from '../helpers/compare.js';
 import { randn } from '../helpers/random.js';
@@ -115,6 +116,30 @@ describe('Datastore: search options and bad input', () => {
       expect(e.message).toMatch(/tau/);
     }
     expect(thrown(() => ds.searchSync(q, { tau: '1' as never })).code).toBe('RAPM_TYPE');
+  });
+
+  it('tau must be a normal float32 (1e-46 rounds to 0 and gave NaN weights), k an int32', async () => {
+    for (const tau of [1e-46, 1e-40, TAU_MIN / 2, 1e39]) {
+      for (const e of [thrown(() => ds.searchSync(q, { tau })), await ds.search(q, { tau }).then(() => new Error('resolved') as Error & { code?: string }, (x: Error & { code?: string }) => x)]) {
+        expect(e.code).toBe('RAPM_INVALID_ARG');
+        expect(e.message).toMatch(/tau must be a number in \[1\.1754944e-38 \(FLT_MIN\), 3\.4028235e38 \(FLT_MAX\)\], a normal float32/);
+      }
+    }
+    expect(thrown(() => ds.searchSync(q, { tau: 1e-46 })).message).toMatch(/rounds or flushes to 0 in float32/);
+    // The bounds themselves are accepted and give finite weights summing to 1.
+    for (const tau of [TAU_MIN, 1e-30, TAU_MAX]) {
+      const res = ds.searchSync(q, { tau, k: 5 });
+      expect(res.weights.every(Number.isFinite)).toBe(true);
+      expect(res.prior.every(Number.isFinite)).toBe(true);
+      for (let i = 0; i < 3; i++) expect(res.weights.subarray(i * 5, i * 5 + 5).reduce((x, y) => x + y)).toBeCloseTo(1, 5);
+    }
+    expect(thrown(() => ds.searchSync(q, { k: K_MAX + 1 })).message).toMatch(/k must be an integer in \[1, 2147483647\], got 2147483648/);
+    // The native side refuses a tau that is not a normal float32 too (defence in depth).
+    const { loadBinding } = await import('../../src/native/binding.js');
+    const raw = new (loadBinding().Datastore)(4, 1, false);
+    raw.addSync(new Float32Array([1, 0, 0, 0, 0, 1, 0, 0]), new Float32Array([1, 2]), new Int32Array([0, 1]), 2);
+    const o = [new Float32Array(1), new Int32Array(2), new Float32Array(2), new Float32Array(2)] as const;
+    expect(() => raw.searchSync(new Float32Array([1, 0, 0, 0]), 1, 2, 1e-46, 0, null, ...o)).toThrow(/normal float32.*1e-46/);
     expect(thrown(() => ds.searchSync(q, { aggregate: 'max' as never })).message).toMatch(/one of softmax, mean, top1/);
     expect(thrown(() => ds.searchSync(q, { excludeRows: [0, 1, 2], excludeIds: ['a', 'b', 'c'] })).message).toMatch(/at most one/);
   });

@@ -266,32 +266,62 @@ for (let i = 0; ; i++) await saveDatastore(i % 2 ? a : b, file);
 `,
     );
     const refA = path.join(tmp, 'ref-a.rds'), refB = path.join(tmp, 'ref-b.rds');
-    const proc = spawn(process.execPath, ['--import', 'tsx', child, file, refA, refB], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve, reject) => {
-      proc.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
-      proc.on('exit', (c) => reject(new Error(`child exited early (${c})`)));
-    });
-    // Kill while a temporary file is being written (the save loop is mid-write).
-    let tmpSeen = '';
-    const deadline = Date.now() + 10_000;
-    while (!tmpSeen && Date.now() < deadline) {
-      const t = fs.readdirSync(tmp).find((f) => f.startsWith('killed.rds.tmp-'));
-      if (t) {
-        try {
-          if (fs.statSync(path.join(tmp, t)).size > 0) tmpSeen = t;
-        } catch {
-          /* renamed meanwhile */
+    // Kill while a temporary file is being written (the save loop is mid-write). The proof
+    // that the kill landed mid-save: the dead child's temporary is still there afterwards
+    // (it removes its own temporary on every path it can run). Retried in the unlikely case
+    // the kill lands between a rename and the next open.
+    let leftovers: string[] = [];
+    let childPid = 0;
+    for (let attempt = 0; attempt < 3 && leftovers.length === 0; attempt++) {
+      const proc = spawn(process.execPath, ['--import', 'tsx', child, file, refA, refB], { cwd: root, stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise<void>((resolve, reject) => {
+        proc.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+        proc.on('exit', (c) => reject(new Error(`child exited early (${c})`)));
+      });
+      let tmpSeen = '';
+      const deadline = Date.now() + 10_000;
+      while (!tmpSeen && Date.now() < deadline) {
+        const t = fs.readdirSync(tmp).find((f) => f.startsWith('killed.rds.tmp-'));
+        if (t) {
+          try {
+            if (fs.statSync(path.join(tmp, t)).size > 0) tmpSeen = t;
+          } catch {
+            /* renamed meanwhile */
+          }
         }
+        if (!tmpSeen) await new Promise((r) => setTimeout(r, 1));
       }
-      if (!tmpSeen) await new Promise((r) => setTimeout(r, 1));
+      const exited = new Promise<NodeJS.Signals | null>((r) => proc.on('exit', (_c, sig) => r(sig)));
+      proc.kill('SIGKILL');
+      expect(await exited).toBe('SIGKILL');
+      expect(tmpSeen).not.toBe('');
+      childPid = proc.pid!;
+      leftovers = fs.readdirSync(tmp).filter((f) => f.startsWith(`killed.rds.tmp-${childPid}-`));
     }
-    const exited = new Promise((r) => proc.on('exit', r));
-    proc.kill('SIGKILL');
-    await exited;
-    expect(tmpSeen).not.toBe('');
+    expect(leftovers.length).toBe(1); // killed mid-save: its temporary was never cleaned
     const back = await loadDatastore(file);
     const [a, b] = [await loadDatastore(refA), await loadDatastore(refB)];
     const same = (x: Datastore) => Buffer.from(dump(back).keys).equals(Buffer.from(dump(x).keys)) && sameBits(dump(back).values, dump(x).values);
     expect(same(a) || same(b)).toBe(true);
-  });
+
+    // The next save to the same target removes the dead writer's temporary, and only that:
+    // a live process's temporary (a concurrent save), another target's, and look-alikes stay.
+    const keep = [
+      `killed.rds.tmp-${process.pid}-0123abcd`, // live pid (this process)
+      `killed.rds.tmp-${process.ppid}-0123abcd`, // live pid (our parent)
+      `other.rds.tmp-${childPid}-0123abcd`, // dead pid, other target
+      `killed.rds.tmp-${childPid}-notes.txt`, // not the temp pattern
+      `killed.rds.tmp-${childPid}-0123abcd.bak`,
+      `xkilled.rds.tmp-${childPid}-0123abcd`,
+    ];
+    for (const f of keep) fs.writeFileSync(path.join(tmp, f), 'x');
+    const small = new Datastore({ keyDim: 4, valueDim: 1 });
+    small.addSync(new Float32Array([1, 0, 0, 0]), new Float32Array([1]));
+    await saveDatastore(small, file);
+    const after = fs.readdirSync(tmp);
+    expect(after.filter((f) => f.startsWith(`killed.rds.tmp-${childPid}-`)).sort()).toEqual(keep.filter((f) => f.startsWith(`killed.rds.tmp-${childPid}-`)).sort());
+    for (const f of keep) expect(after).toContain(f);
+    expect(after).not.toContain(leftovers[0]);
+    for (const f of keep) fs.rmSync(path.join(tmp, f));
+  }, 150_000); // child processes: ~15 s, several times that under ASan (LD_PRELOAD is inherited)
 });
