@@ -49,8 +49,11 @@ describe('native limits = schema limits', () => {
   const ds = new b.Datastore(4, 2, false);
   ds.addSync(Float32Array.from([1, 0, 0, 0, 0.9, 0.1, 0, 0, 0, 1, 0, 0]), Float32Array.from([1, 2, 3, 4, 5, 6]), Int32Array.from([0, 1, 2]), 3);
   const q = Float32Array.from([1, 0.05, 0, 0]);
+  // Output arrays sized for at most 3 neighbours: the native side checks k (range, then k <= rows)
+  // before the output lengths, so a huge k never needs a huge allocation here.
   const search = (k: number, tau: number) => {
-    const out = { prior: new Float32Array(2), neighbors: new Int32Array(Math.max(k, 1)), weights: new Float32Array(Math.max(k, 1)), sims: new Float32Array(Math.max(k, 1)) };
+    const m = Math.min(Math.max(k, 1), 3);
+    const out = { prior: new Float32Array(2), neighbors: new Int32Array(m), weights: new Float32Array(m), sims: new Float32Array(m) };
     ds.searchSync(q, 1, k, tau, 0, null, out.prior, out.neighbors, out.weights, out.sims);
     return out;
   };

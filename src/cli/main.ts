@@ -50,7 +50,9 @@ export function buildCli(argv: readonly string[]): Argv {
     .recommendCommands()
     .exitProcess(false)
     .fail((msg, err) => {
-      throw err ?? new CliUsageError(withSuggestions(msg, argv));
+      // yargs' own parse errors (YError: a flag without its value, ...) are usage errors too.
+      if (err && err.name !== 'YError') throw err;
+      throw new CliUsageError(withSuggestions(msg ?? err?.message ?? 'invalid command line', argv));
     })
     .help()
     .alias('h', 'help')

@@ -53,6 +53,8 @@ export interface ProgressiveOptions extends Omit<SourceOptions, 'chunks' | 'init
   valFraction?: number;
   /** Bootstrap resamples per interval (>= 1000). Default 2000. */
   resamples?: number;
+  /** Confidence level of the intervals. Default 0.95 (src/settings.ts). */
+  level?: number;
   /** Stop after this many steps (testing and time-boxed runs). */
   maxSteps?: number;
   backend: MlpBackend;
@@ -108,7 +110,7 @@ interface State {
 const STATE = 'state.json';
 
 /** The options that decide the numbers (and so must match on --resume). */
-function optionsKey(o: Required<Omit<ProgressiveOptions, 'backend' | 'log' | 'progress' | 'resume' | 'overwrite' | 'all' | 'maxSteps' | 'out' | Exclude<keyof SourceOptions, 'chunks' | 'initial' | 'seed' | 'log'>>>, dataHash: string): string {
+function optionsKey(o: Required<Omit<ProgressiveOptions, 'backend' | 'log' | 'progress' | 'resume' | 'overwrite' | 'all' | 'maxSteps' | 'out' | 'level' | Exclude<keyof SourceOptions, 'chunks' | 'initial' | 'seed' | 'log'>>> & { level?: number }, dataHash: string): string {
   // Paths are not part of the key (the data hash is): a moved folder still resumes.
   return createHash('sha256').update(JSON.stringify({ ...o, chunks: undefined, initial: undefined, dataHash })).digest('hex').slice(0, 16);
 }
@@ -141,7 +143,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   }
 
   const key = optionsKey(
-    { chunks: o.chunks, initial: o.initial ?? '', config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, seed: o.seed, threshold: o.threshold, decideOn: o.decideOn, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples },
+    { chunks: o.chunks, initial: o.initial ?? '', config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, seed: o.seed, threshold: o.threshold, decideOn: o.decideOn, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples, ...(o.level !== undefined && o.level !== 0.95 ? { level: o.level } : {}) },
     dataHash,
   );
   const statePath = path.join(out, STATE);

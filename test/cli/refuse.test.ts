@@ -143,6 +143,8 @@ describe('every command refuses bad options before reading data', () => {
       [['progressive', ...BASE.progressive!, '--k', '5', '--k', '6'], /--k must be .*give it once/],
       [['progressive', ...BASE.progressive!, '--resume', '--overwrite'], /--resume and --overwrite/],
       [['dropout', ...BASE.dropout!, '--dropout', '0.2'], /Unknown argument: dropout/],
+      [['train', ...BASE.train!, '--k'], /Not enough arguments following: k/],
+      [['train', ...BASE.train!, '--k', '-5'], /--k must be an integer in \[1, 2147483647\], got -5/],
     ];
     for (const [argv, msg] of cases) {
       const r = await run(argv);
