@@ -6,6 +6,7 @@ import type { Options } from 'yargs';
 import { RapmRangeError } from '../errors.js';
 import type { PointOptions } from '../experiments/evaluate.js';
 import { PROGRESSIVE_DEFAULTS } from '../experiments/progressive.js';
+import { CLUSTER_UNITS } from '../eval/bootstrap.js';
 import { nativeMlpBackend } from '../fusion/native-mlp.js';
 
 export const retrievalOptions = {
@@ -30,6 +31,8 @@ export const fusionOptions = {
 export const runOptions = {
   seed: { type: 'number', default: PROGRESSIVE_DEFAULTS.seed, describe: 'Seed of every random choice (splits, init, shuffling, bootstrap)' },
   resamples: { type: 'number', default: PROGRESSIVE_DEFAULTS.resamples, describe: 'Paired bootstrap resamples per interval (>= 1000)' },
+  'train-seeds': { type: 'number', default: PROGRESSIVE_DEFAULTS.trainSeeds, describe: 'Fusion nets trained per point, each with its own init, shuffling and validation split; the gain interval covers them (1 for quick runs)' },
+  'cluster-unit': { choices: ['auto', ...CLUSTER_UNITS], default: PROGRESSIVE_DEFAULTS.clusterUnit, describe: 'What the gain interval resamples: test rows, speakers or conversations (auto: speakers when known)' },
   json: { type: 'boolean', default: false, describe: 'Print the result as JSON on stdout (progress stays on stderr)' },
   quiet: { type: 'boolean', default: false, describe: 'No progress output' },
 } satisfies Record<string, Options>;
@@ -63,6 +66,8 @@ export function pointOptions(a: Record<string, unknown>, progress: PointOptions[
     weightDecay: a['weight-decay'] as number,
     valFraction: a['val-fraction'] as number,
     resamples: a.resamples as number,
+    trainSeeds: a['train-seeds'] as number,
+    clusterUnit: a['cluster-unit'] as PointOptions['clusterUnit'],
     backend: nativeMlpBackend,
     log: quiet ? undefined : (l: string) => process.stderr.write(`${l}\n`),
     progress,

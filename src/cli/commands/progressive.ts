@@ -26,6 +26,8 @@ export const progressiveOptions = {
   resume: { type: 'boolean', default: false, describe: 'Continue the run in --out from its last finished step' },
   overwrite: { type: 'boolean', default: false, describe: 'Replace a run already in --out' },
   'max-steps': { type: 'number', describe: 'Stop after this many steps' },
+  'confirm-steps': { type: 'number', default: PROGRESSIVE_DEFAULTS.confirmSteps, describe: 'Steps run after the first useful one before stopping (a check that the gain holds; 0: stop at once)' },
+  'warm-start': { type: 'boolean', default: PROGRESSIVE_DEFAULTS.warmStart, describe: "Start each step's fusion nets from the previous step's (--no-warm-start: from scratch)" },
 } as const;
 
 type Args = Record<string, unknown> & { chunks: string; out: string; json: boolean; quiet: boolean };
@@ -52,6 +54,8 @@ export const progressiveCommand: CommandModule<object, Args> = {
       overwrite: a.overwrite as boolean,
       decideOn: a['decide-on'] as 'seen' | 'unseen',
       maxSteps: a['max-steps'] as number | undefined,
+      warmStart: a['warm-start'] as boolean,
+      confirmSteps: a['confirm-steps'] as number,
     });
     if (a.json) {
       console.log(JSON.stringify(result));
