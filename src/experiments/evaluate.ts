@@ -96,6 +96,8 @@ export interface TestSetScore {
   /** Per-row cosines (fusion: mean over training seeds), kept in memory for pooling (not written to results). */
   plainRows?: Float64Array;
   fusionRows?: Float64Array;
+  /** Per training seed, per-row fusion cosines (in memory only). */
+  fusionRowsBySeed?: Float64Array[];
   /** The retrieval priors of the test rows [n, dv] (in memory only). */
   prior?: Float32Array;
 }
@@ -278,7 +280,7 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
     const fusionRows = new Float64Array(t.n);
     for (const f of bySeed) for (let i = 0; i < t.n; i++) fusionRows[i] = fusionRows[i]! + f[i]! / S;
     gain.seedGains.forEach((g, s) => seedGains[s]!.push({ name: t.name, diff: g }));
-    scores.push({ name: t.name, n: t.n, plain: gain.meanA, fusion: gain.meanB, gain, plainRows, fusionRows, prior: r.prior });
+    scores.push({ name: t.name, n: t.n, plain: gain.meanA, fusion: gain.meanB, gain, plainRows, fusionRows, fusionRowsBySeed: bySeed, prior: r.prior });
   }
   const seeds: SeedRun[] = runs.map((run, s) => {
     const h = run.trained?.history ?? [];
