@@ -1,7 +1,9 @@
 #include "datastore_wrap.h"
 
+#include <cfloat>
 #include <cmath>
 #include <limits>
+#include <sstream>
 #include <string>
 
 #include "addon.h"
@@ -57,8 +59,12 @@ SearchArgs read_search(const Napi::CallbackInfo& info, const Snapshot& snap) {
                       "k = " + std::to_string(a.params.k) + " but only " + std::to_string(searched) + " rows are searched");
   }
   const double tau = number_arg(info, 3, "tau");
-  if (!(tau > 0) || !std::isfinite(tau)) {
-    throw range_error(env, "RAPM_INVALID_ARG", "Expected finite tau > 0 but received " + std::to_string(tau));
+  // tau is used as float32: it must be a normal float32 (src/settings.ts TAU_MIN/TAU_MAX), else
+  // it rounds or flushes to 0 and the top weight becomes 0/0.
+  if (!(tau >= static_cast<double>(FLT_MIN) && tau <= static_cast<double>(FLT_MAX))) {
+    std::ostringstream msg;
+    msg << "Expected tau in [FLT_MIN, FLT_MAX] (a normal float32 > 0) but received " << tau;
+    throw range_error(env, "RAPM_INVALID_ARG", msg.str());
   }
   a.params.tau = static_cast<float>(tau);
   a.params.aggregate = static_cast<Aggregate>(int_arg(info, 4, "aggregate", 0, 2));

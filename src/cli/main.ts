@@ -1,40 +1,58 @@
-import yargs, { type Argv } from 'yargs';
+import yargs, { type Argv, type CommandModule } from 'yargs';
 import { isRapmError } from '../errors.js';
+import { codeVersion } from '../experiments/run-record.js';
 import { demoCommand } from './commands/demo.js';
 import { generateCommand } from './commands/generate.js';
 import { experimentCommands } from './commands/experiments.js';
 import { progressiveCommand } from './commands/progressive.js';
 import { serveCommand } from './commands/serve.js';
 import { trainCommand } from './commands/train.js';
+import { closestFlag, CliUsageError, COMMAND_FLAGS } from './options.js';
+
+export { CliUsageError } from './options.js';
+
+const COMMANDS: CommandModule[] = [progressiveCommand, ...experimentCommands, trainCommand, serveCommand, demoCommand, generateCommand];
+
+/** "Unknown argument(s): a, b" from yargs, with a "did you mean --x?" per misspelt option of the command. */
+function withSuggestions(msg: string, argv: readonly string[]): string {
+  const m = /^Unknown arguments?: (.+)$/.exec(msg);
+  if (!m) return msg;
+  const command = argv.find((a) => !a.startsWith('-'));
+  const flags = [...(COMMAND_FLAGS.get(command ?? '') ?? []), 'help', 'version'];
+  const hints = m[1]!
+    .split(', ')
+    .map((u) => {
+      const f = closestFlag(u.replace(/^-+/, ''), flags);
+      return f ? `Did you mean --${f} for ${u}?` : null;
+    })
+    .filter(Boolean);
+  const cmd = command && COMMAND_FLAGS.has(command) ? ` (rapm ${command} does not take it; see rapm ${command} --help)` : '';
+  return `${msg}.${hints.length ? ` ${hints.join(' ')}` : cmd}`;
+}
 
 /**
  * The rapm command line, built but not run: tests parse argv in-process with it.
  * `exitProcess(false)` and `fail` keep yargs from calling process.exit itself.
  */
 export function buildCli(argv: readonly string[]): Argv {
-  return yargs([...argv])
-    .scriptName('rapm')
-    .usage('$0 <command> [options]')
-    .command(progressiveCommand as never)
-    .command(experimentCommands as never)
-    .command(trainCommand as never)
-    .command(serveCommand as never)
-    .command(demoCommand as never)
-    .command(generateCommand as never)
+  let y = yargs([...argv]).scriptName('rapm').usage('$0 <command> [options]');
+  // yargs' .command() overloads cannot see that a CommandModule<{}, {}> fits every Argv; the
+  // modules are built by defineCommand (typed there), so widening here is safe.
+  for (const c of COMMANDS) y = y.command(c as CommandModule<object, object>);
+  return y
+    // One spelling per option (--batch-size, not also --batchSize): resolveArgs reads flags as defined.
+    .parserConfiguration({ 'camel-case-expansion': false })
     .demandCommand(1, 'Name a command (see --help)')
     .strict()
     .recommendCommands()
     .exitProcess(false)
     .fail((msg, err) => {
-      throw err ?? new CliUsageError(msg);
+      throw err ?? new CliUsageError(withSuggestions(msg, argv));
     })
     .help()
-    .version(false)
+    .alias('h', 'help')
+    .version(codeVersion().version)
     .wrap(Math.min(100, process.stdout.columns || 100));
-}
-
-export class CliUsageError extends Error {
-  readonly code = 'RAPM_USAGE';
 }
 
 /** Run the CLI; returns the exit code. Errors end in one line naming the reason. */

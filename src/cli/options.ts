@@ -1,73 +1,182 @@
 /**
- * Options shared by the commands, defined once: yargs reads them, and
+ * The CLI side of the settings schema (src/settings.ts): yargs options and typed handler
+ * arguments are built from it, and every command validates all of its options before its
+ * handler runs (so before any data is read). A command accepts only the settings it lists:
+ * yargs runs strict, and an unknown option is a usage error with a "did you mean" hint.
  * scripts/gen-cli-docs.ts renders the README's CLI reference from the same objects.
  */
-import type { Options } from 'yargs';
-import { RapmRangeError } from '../errors.js';
+import type { Argv, CommandModule, Options } from 'yargs';
 import type { PointOptions } from '../experiments/evaluate.js';
-import { PROGRESSIVE_DEFAULTS } from '../experiments/progressive.js';
-import { CLUSTER_UNITS } from '../eval/bootstrap.js';
 import { nativeMlpBackend } from '../fusion/native-mlp.js';
+import { SETTINGS, isSettingError, type Setting, type SettingKey, type SettingValue, type SettingValues } from '../settings.js';
 
-export const retrievalOptions = {
-  config: { choices: ['A', 'B'], default: PROGRESSIVE_DEFAULTS.config, describe: 'Keys: A = all 1024 EN dims, B = the 103 english_winners' },
-  k: { type: 'number', default: PROGRESSIVE_DEFAULTS.k, describe: 'Neighbours per query (top-K)' },
-  tau: { type: 'number', default: PROGRESSIVE_DEFAULTS.tau, describe: 'Softmax temperature (> 0)' },
-  aggregate: { choices: ['softmax', 'mean', 'top1'], default: PROGRESSIVE_DEFAULTS.aggregate, describe: 'How the K neighbours are blended' },
-} satisfies Record<string, Options>;
-
-export const fusionOptions = {
-  hidden: { type: 'string', default: PROGRESSIVE_DEFAULTS.hidden.join(','), describe: 'Fusion hidden layer widths, comma-separated' },
-  dropout: { type: 'number', default: PROGRESSIVE_DEFAULTS.dropout, describe: 'Fusion dropout after each hidden layer, in [0, 1)' },
-  epochs: { type: 'number', default: PROGRESSIVE_DEFAULTS.epochs, describe: 'Maximum training epochs' },
-  patience: { type: 'number', default: PROGRESSIVE_DEFAULTS.patience, describe: 'Early stopping: epochs without a better validation cosine' },
-  'batch-size': { type: 'number', default: PROGRESSIVE_DEFAULTS.batchSize, describe: 'Minibatch size' },
-  lr: { type: 'number', default: PROGRESSIVE_DEFAULTS.lr, describe: 'AdamW learning rate' },
-  'weight-decay': { type: 'number', default: PROGRESSIVE_DEFAULTS.weightDecay, describe: 'AdamW decoupled weight decay' },
-  'val-fraction': { type: 'number', default: PROGRESSIVE_DEFAULTS.valFraction, describe: 'Share of training rows held out for early stopping' },
-  'leaky-priors': { type: 'boolean', default: false, describe: "Train on priors that include the query's own row (the reference's behaviour; for comparison only)" },
-} satisfies Record<string, Options>;
-
-export const runOptions = {
-  seed: { type: 'number', default: PROGRESSIVE_DEFAULTS.seed, describe: 'Seed of every random choice (splits, init, shuffling, bootstrap)' },
-  resamples: { type: 'number', default: PROGRESSIVE_DEFAULTS.resamples, describe: 'Paired bootstrap resamples per interval (>= 1000)' },
-  'train-seeds': { type: 'number', default: PROGRESSIVE_DEFAULTS.trainSeeds, describe: 'Fusion nets trained per point, each with its own init, shuffling and validation split; the gain interval covers them (1 for quick runs)' },
-  'cluster-unit': { choices: ['auto', ...CLUSTER_UNITS], default: PROGRESSIVE_DEFAULTS.clusterUnit, describe: 'What the gain interval resamples: test rows, speakers or conversations (auto: speakers when known)' },
-  json: { type: 'boolean', default: false, describe: 'Print the result as JSON on stdout (progress stays on stderr)' },
-  quiet: { type: 'boolean', default: false, describe: 'No progress output' },
-} satisfies Record<string, Options>;
-
-/** "256,128" -> [256, 128], with a clear error. */
-export function parseHidden(text: string): number[] {
-  const parts = String(text).split(',').map((s) => s.trim()).filter(Boolean);
-  const dims = parts.map(Number);
-  if (dims.length === 0 || dims.some((d) => !Number.isInteger(d) || d < 1 || d > 65536)) {
-    throw new RapmRangeError('RAPM_INVALID_ARG', `Expected --hidden as comma-separated positive integers (e.g. 256,128) but received '${text}'`);
-  }
-  return dims;
+/** A usage error: exit code 2, message printed with a pointer to --help. */
+export class CliUsageError extends Error {
+  readonly code = 'RAPM_USAGE';
 }
 
-/** The parsed retrieval, fusion and run options as the experiments take them. */
-export function pointOptions(a: Record<string, unknown>, progress: PointOptions['progress']): PointOptions {
-  const quiet = Boolean(a.quiet) || Boolean(a.json);
+/** Per-command tweaks of a listed setting: its default and help in this command. */
+export type Overrides<K extends SettingKey> = { [P in K]?: { default?: SettingValue<P>; help?: string; demand?: boolean } };
+
+export interface CommandSpec<K extends SettingKey> {
+  /** yargs command string; a positional (e.g. 'generate <out>') must be one of `settings`. */
+  command: string;
+  describe: string;
+  /** The settings this command reads, by library key. Nothing else is accepted. */
+  settings: readonly K[];
+  overrides?: Overrides<K>;
+  /**
+   * Checks between settings (e.g. --bundle xor --datastore); throw CliUsageError. Runs before
+   * `handler`. `given` holds the settings given on the command line (not defaulted).
+   */
+  check?: (args: SettingValues<K>, given: ReadonlySet<K>) => void;
+  handler: (args: SettingValues<K>) => Promise<void>;
+}
+
+/** The flags each command accepts (for "did you mean" on a misspelt option). */
+export const COMMAND_FLAGS = new Map<string, string[]>();
+/** The settings each command accepts, by library key (tests walk them). */
+export const COMMAND_SETTINGS = new Map<string, readonly SettingKey[]>();
+
+function describeSetting(s: Setting<unknown>, help: string | undefined): string {
+  const base = help ?? s.help;
+  return s.kind === 'integer' || s.kind === 'number' || s.kind === 'list' ? `${base}; ${s.range}` : base;
+}
+
+/** The yargs option of one setting (with an optional per-command default/help). */
+export function yargsOption(key: SettingKey, o: { default?: unknown; help?: string; demand?: boolean } = {}): Options {
+  const s = SETTINGS[key] as unknown as Setting<unknown>;
+  const def = o.default !== undefined ? o.default : s.default;
+  const describe = describeSetting(s, o.help);
+  // The default is shown, not applied by yargs: resolveArgs applies it, and so knows which
+  // settings were given on the command line.
+  const shownDefault = def === undefined ? {} : { defaultDescription: Array.isArray(def) ? def.join(',') : String(def) };
+  const base: Options = { describe, group: `${s.group[0]!.toUpperCase()}${s.group.slice(1)}:`, ...shownDefault };
+  if (o.demand) base.demandOption = true;
+  switch (s.kind) {
+    case 'boolean':
+      return { ...base, type: 'boolean' };
+    case 'choice':
+      // Choices are listed in the help and checked by the schema (so the error names the flag).
+      return { ...base, type: 'string', describe: `${describe} [choices: ${s.choices!.join(', ')}]`, requiresArg: true };
+    case 'integer':
+    case 'number':
+      // No yargs type: yargs-parser turns numeric text into numbers and leaves anything else as
+      // the text itself, so the schema's check can quote '--epochs abc' exactly.
+      return { ...base, requiresArg: true };
+    default:
+      return { ...base, type: 'string', requiresArg: true };
+  }
+}
+
+/** yargs options for a list of settings, keyed by flag. */
+export function options<K extends SettingKey>(keys: readonly K[], overrides: Overrides<K> = {}): Record<string, Options> {
+  const out: Record<string, Options> = {};
+  for (const k of keys) out[SETTINGS[k].flag] = yargsOption(k, overrides[k]);
+  return out;
+}
+
+/** Validate and type the parsed argv: every listed setting, by library key; errors name the flag. */
+export function resolveArgs<K extends SettingKey>(argv: Record<string, unknown>, keys: readonly K[], overrides: Overrides<K> = {}): { args: SettingValues<K>; given: Set<K> } {
+  const out: Record<string, unknown> = {};
+  const given = new Set<K>();
+  for (const k of keys) {
+    const s = SETTINGS[k] as unknown as Setting<unknown>;
+    const raw = argv[s.flag];
+    if (raw !== undefined) given.add(k);
+    try {
+      const def = overrides[k]?.default ?? s.default;
+      out[k] = raw === undefined ? (Array.isArray(def) ? [...def] : def) : s.check(raw, 'cli');
+    } catch (e) {
+      if (isSettingError(e)) throw new CliUsageError(e.message);
+      throw e;
+    }
+  }
+  return { args: out as SettingValues<K>, given };
+}
+
+/** A yargs command module from a spec: schema options, strict parsing, validation first. */
+export function defineCommand<const K extends SettingKey>(spec: CommandSpec<K>): CommandModule {
+  const name = spec.command.split(' ')[0]!;
+  const positionals = [...spec.command.matchAll(/<([^>]+)>/g)].map((m) => m[1]!);
+  COMMAND_FLAGS.set(name, spec.settings.map((k) => SETTINGS[k].flag));
+  COMMAND_SETTINGS.set(name, spec.settings);
   return {
-    config: a.config as 'A' | 'B',
-    k: a.k as number,
-    tau: a.tau as number,
-    aggregate: a.aggregate as PointOptions['aggregate'],
-    hidden: parseHidden(a.hidden as string),
-    dropout: a.dropout as number,
-    seed: a.seed as number,
-    leaveOneOut: !(a['leaky-priors'] as boolean),
-    epochs: a.epochs as number,
-    patience: a.patience as number,
-    batchSize: a['batch-size'] as number,
-    lr: a.lr as number,
-    weightDecay: a['weight-decay'] as number,
-    valFraction: a['val-fraction'] as number,
-    resamples: a.resamples as number,
-    trainSeeds: a['train-seeds'] as number,
-    clusterUnit: a['cluster-unit'] as PointOptions['clusterUnit'],
+    command: spec.command,
+    describe: spec.describe,
+    builder: (y: Argv) => {
+      let b = y;
+      const opts = options(spec.settings, spec.overrides);
+      for (const p of positionals) {
+        const { group: _g, requiresArg: _r, ...rest } = opts[p]!;
+        b = b.positional(p, { ...(rest as object), demandOption: true });
+        delete opts[p];
+      }
+      return b.options(opts);
+    },
+    handler: async (argv) => {
+      const { args, given } = resolveArgs(argv, spec.settings, spec.overrides);
+      spec.check?.(args, given);
+      await spec.handler(args);
+    },
+  };
+}
+
+/** Edit distance (Levenshtein), for "did you mean". */
+export function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return prev[b.length]!;
+}
+
+/** The closest flag of `flags` to `unknown` (within a third of its length, at least 2 edits), or null. */
+export function closestFlag(unknown: string, flags: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const f of flags) {
+    const d = editDistance(unknown, f);
+    if (d < bestD) {
+      bestD = d;
+      best = f;
+    }
+  }
+  return best !== null && bestD <= Math.max(2, Math.floor(unknown.length / 3)) ? best : null;
+}
+
+/** The retrieval, fusion and training settings of a point as the experiments take them. */
+export const POINT_SETTINGS = ['config', 'k', 'tau', 'aggregate', 'leakyPriors', 'hidden', 'dropout', 'epochs', 'patience', 'batchSize', 'lr', 'weightDecay', 'valFraction', 'seed', 'resamples', 'level', 'trainSeeds', 'clusterUnit', 'threads'] as const;
+export type PointSettings = SettingValues<(typeof POINT_SETTINGS)[number]>;
+
+/** The parsed retrieval, fusion and run options as the experiments take them. */
+export function pointOptions(a: PointSettings & { quiet: boolean; json: boolean }, progress: PointOptions['progress']): PointOptions {
+  const quiet = a.quiet || a.json;
+  return {
+    config: a.config,
+    k: a.k,
+    tau: a.tau,
+    aggregate: a.aggregate,
+    hidden: a.hidden,
+    dropout: a.dropout,
+    seed: a.seed,
+    leaveOneOut: !a.leakyPriors,
+    epochs: a.epochs,
+    patience: a.patience,
+    batchSize: a.batchSize,
+    lr: a.lr,
+    weightDecay: a.weightDecay,
+    valFraction: a.valFraction,
+    resamples: a.resamples,
+    level: a.level,
+    trainSeeds: a.trainSeeds,
+    clusterUnit: a.clusterUnit,
     backend: nativeMlpBackend,
     log: quiet ? undefined : (l: string) => process.stderr.write(`${l}\n`),
     progress,

@@ -79,6 +79,8 @@ export interface PointOptions {
   trainSeeds?: number;
   /** Unit the gain interval resamples; default 'auto' (speaker when speakers are known). */
   clusterUnit?: ClusterChoice;
+  /** Confidence level of the bootstrap intervals. Default 0.95. */
+  level?: number;
   backend: MlpBackend;
   /** Skip fusion: score plain retrieval only. */
   plainOnly?: boolean;
@@ -276,7 +278,7 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
     const plainRows = rowCosines(r.prior, t.target, dv);
     const bySeed = runs.map((run) => (run.trained ? scoreRows(o.backend, run.trained.layout, run.trained.params, { en: t.en, prior: r.prior, target: t.target }) : plainRows));
     const { unit, labels } = clusterLabels(t, o.clusterUnit ?? 'auto');
-    const gain = hierarchicalBootstrap(bySeed.map(() => plainRows), bySeed, labels, { resamples: o.resamples, seed: (stepSeed * 7919) >>> 0, unit });
+    const gain = hierarchicalBootstrap(bySeed.map(() => plainRows), bySeed, labels, { resamples: o.resamples, level: o.level, seed: (stepSeed * 7919) >>> 0, unit });
     const fusionRows = new Float64Array(t.n);
     for (const f of bySeed) for (let i = 0; i < t.n; i++) fusionRows[i] = fusionRows[i]! + f[i]! / S;
     gain.seedGains.forEach((g, s) => seedGains[s]!.push({ name: t.name, diff: g }));

@@ -7,10 +7,10 @@ import { loadDataset } from '../data/load.js';
 import { createDatasetHasher } from '../data/hash.js';
 import { FEATURE_DIM, pickRows, keyIndices, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
 import { RapmError } from '../errors.js';
-import { checkInteger, checkPositive } from '../validate.js';
+import { checkInteger } from '../validate.js';
+import { checkSetting, defaultsOf } from '../settings.js';
 import type { MlpBackend, MlpData } from '../fusion/train.js';
 import { buildTestSets, clusterLabels, describeGain, fitAndScore, type ClusterChoice, type SeedRun, type TestSet, type TestSetScore } from './evaluate.js';
-import { CLUSTER_UNITS } from '../eval/bootstrap.js';
 import { paramLayout, fusionSpec } from '../fusion/layout.js';
 import { Datastore } from '../retrieval/datastore.js';
 import { IncrementalPriors } from '../retrieval/priors.js';
@@ -73,28 +73,10 @@ export interface ProgressiveOptions {
   progress?: (label: string, done: number, total: number) => void;
 }
 
+/** Defaults from the settings schema (src/settings.ts), plus leave-one-out priors. */
 export const PROGRESSIVE_DEFAULTS = {
-  config: 'A' as KeyConfig,
-  k: 90,
-  tau: 0.04,
-  aggregate: 'softmax' as Aggregate,
-  hidden: [256, 128],
-  dropout: 0.1,
-  seed: 1,
-  threshold: 0.001,
-  decideOn: 'seen' as 'seen' | 'unseen',
+  ...defaultsOf(['config', 'k', 'tau', 'aggregate', 'hidden', 'dropout', 'seed', 'threshold', 'decideOn', 'epochs', 'patience', 'batchSize', 'lr', 'weightDecay', 'valFraction', 'resamples', 'trainSeeds', 'clusterUnit', 'warmStart', 'confirmSteps']),
   leaveOneOut: true,
-  epochs: 100,
-  patience: 5,
-  batchSize: 32,
-  lr: 1e-3,
-  weightDecay: 1e-4,
-  valFraction: 0.1,
-  resamples: 2000,
-  trainSeeds: 3,
-  clusterUnit: 'auto' as ClusterChoice,
-  warmStart: true,
-  confirmSteps: 1,
 };
 
 export type { TestSetScore } from './evaluate.js';
@@ -189,17 +171,8 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const keyIdx = keyIndices(o.config);
   const valIdx = valueIndices();
   const dv = valIdx.length;
-  // Fail on bad options before any data is read.
-  checkInteger('k', o.k, 1);
-  checkPositive('tau', o.tau);
-  checkInteger('seed', o.seed, 0, 2 ** 31);
-  checkInteger('resamples', o.resamples, 1000, 1_000_000);
-  checkInteger('trainSeeds', o.trainSeeds, 1, 64);
-  checkInteger('confirmSteps', o.confirmSteps, 0, 1000);
-  if (o.clusterUnit !== 'auto' && !CLUSTER_UNITS.includes(o.clusterUnit)) throw new RapmError('RAPM_INVALID_ARG', `Expected clusterUnit auto, ${CLUSTER_UNITS.join(', ')} but received ${String(o.clusterUnit)}`);
-  if (!Number.isFinite(o.threshold)) throw new RapmError('RAPM_INVALID_ARG', `Expected a finite threshold but received ${o.threshold}`);
-  if (!(o.valFraction > 0 && o.valFraction < 0.5)) throw new RapmError('RAPM_INVALID_ARG', `Expected valFraction in (0, 0.5) but received ${o.valFraction}`);
-  if (!(o.dropout >= 0 && o.dropout < 1)) throw new RapmError('RAPM_INVALID_ARG', `Expected dropout in [0, 1) but received ${o.dropout}`);
+  // Fail on bad options before any data is read (the schema's checks; errors name the option).
+  for (const key of ['config', 'k', 'tau', 'aggregate', 'hidden', 'dropout', 'seed', 'threshold', 'decideOn', 'epochs', 'patience', 'batchSize', 'lr', 'weightDecay', 'valFraction', 'resamples', 'trainSeeds', 'clusterUnit', 'warmStart', 'confirmSteps'] as const) checkSetting(key, o[key]);
   if (o.maxSteps !== undefined) checkInteger('maxSteps', o.maxSteps, 1);
 
   // Pass 1: the fixed test sets (rows marked 'test'), the speakers of the training rows, the data hash.
@@ -235,7 +208,10 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
     { ids: testRows.map((_, i) => `test${i}`), speakers: testRows.map((t) => t.speaker ?? ''), en: testEn, es: testEs, n: testRows.length },
     new Set([...seenTrainSpeakers, '']),
   );
-  const decider = tests.find((t) => t.name === o.decideOn) ?? tests[0]!;
+  const decider = tests.find((t) => t.name === o.decideOn);
+  if (!decider) {
+    throw new RapmError('RAPM_DATA', `decideOn (--decide-on) is '${o.decideOn}' but the data has no ${o.decideOn}-speaker test set (test sets: ${tests.map((t) => `${t.name} ${t.n} pairs`).join(', ')}); pass --decide-on ${tests[0]!.name}`);
+  }
   for (const t of tests) clusterLabels(t, o.clusterUnit); // a unit the test sets cannot give fails before any training
 
   const key = optionsKey(

@@ -113,7 +113,7 @@ export async function runSubsample(data: ExperimentData, o: Common & { sizes: nu
         }
       }
       const { unit, labels } = clusterLabels(t, o.clusterUnit ?? 'auto');
-      const g = hierarchicalBootstrap(plain, fusion, labels, { resamples: o.resamples, seed: o.seed + size, unit });
+      const g = hierarchicalBootstrap(plain, fusion, labels, { resamples: o.resamples, level: o.level, seed: o.seed + size, unit });
       pooled.push({ size, name: t.name, n: t.n, plain: g.meanA, fusion: g.meanB, diff: g.diff, lo: g.lo, hi: g.hi, runs: g.seeds, spreadLo: Math.min(...g.seedGains), spreadHi: Math.max(...g.seedGains), text: describeGain(g) });
     }
   }
@@ -259,11 +259,12 @@ export async function runGap(data: ExperimentData, o: Common & { sizes: number[]
 }
 
 /** Published Table 2/3: plain retrieval over K x tau, aggregation, Config A vs B. */
-export async function runGrid(data: ExperimentData, o: { out: string; seed: number; ks: number[]; taus: number[]; resamples: number; log?: (l: string) => void }): Promise<ExperimentOutput> {
-  const record = startRecord('grid', o.seed, { ks: o.ks, taus: o.taus }, { hash: data.hash, source: data.source });
+export async function runGrid(data: ExperimentData, o: { out: string; seed: number; ks: number[]; taus: number[]; configs?: KeyConfig[]; log?: (l: string) => void }): Promise<ExperimentOutput> {
+  const configs: KeyConfig[] = o.configs ?? ['A', 'B'];
+  const record = startRecord('grid', o.seed, { ks: o.ks, taus: o.taus, configs }, { hash: data.hash, source: data.source });
   const rows: Record<string, unknown>[] = [];
   const dv = valueIndices().length;
-  for (const config of ['A', 'B'] as KeyConfig[]) {
+  for (const config of configs) {
     const ds = new Datastore({ keyIndices: keyIndices(config), valueDim: dv });
     await ds.add(data.pool.en, data.pool.values, data.pool.ids);
     for (const t of data.tests) {
@@ -280,7 +281,7 @@ export async function runGrid(data: ExperimentData, o: { out: string; seed: numb
   const best = (config: string, name: string) => rows.filter((r) => r.config === config && r.test_set === name).reduce((a, b) => ((b.cosine as number) > (a.cosine as number) ? b : a));
   const names = data.tests.map((t) => t.name);
   const charts: Record<string, string> = {};
-  for (const config of ['A', 'B']) {
+  for (const config of configs) {
     charts[`k-tau-${config}.svg`] = lineChart({
       title: `Config ${config}: plain retrieval vs K (${names[0]} speakers)`,
       xLabel: 'K',
@@ -292,11 +293,11 @@ export async function runGrid(data: ExperimentData, o: { out: string; seed: numb
       ],
     });
   }
-  const bestRows = ['A', 'B'].flatMap((c) => names.map((n) => best(c, n)));
+  const bestRows = configs.flatMap((c) => names.map((n) => best(c, n)));
   const table = mdTable(['config', 'test set', 'best aggregation', 'K', 'tau', 'cosine'], bestRows.map((r) => [r.config as string, r.test_set as string, r.aggregate as string, r.k as number, (r.tau as number | null) ?? '—', fmtNum(r.cosine as number)]));
   const top1 = rows.filter((r) => r.aggregate === 'top1' && r.test_set === names[0]);
-  const summary = `Best on ${names[0]} speakers: Config A ${fmtNum(best('A', names[0]!).cosine as number)} (${best('A', names[0]!).aggregate}, K=${best('A', names[0]!).k}), Config B ${fmtNum(best('B', names[0]!).cosine as number)}; hard top-1: ${top1.map((r) => `${r.config} ${fmtNum(r.cosine as number)}`).join(', ')}.`;
-  const full = ['A', 'B'].flatMap((config) => names.map((name) => ({ heading: `Config ${config}, ${name} speakers: mean cosine by K, tau and aggregation`, body: gridTable(rows, config, name, o.ks, o.taus) })));
+  const summary = `Best on ${names[0]} speakers: ${configs.map((c) => `Config ${c} ${fmtNum(best(c, names[0]!).cosine as number)} (${best(c, names[0]!).aggregate}, K=${best(c, names[0]!).k})`).join(', ')}; hard top-1: ${top1.map((r) => `${r.config} ${fmtNum(r.cosine as number)}`).join(', ')}.`;
+  const full = configs.flatMap((config) => names.map((name) => ({ heading: `Config ${config}, ${name} speakers: mean cosine by K, tau and aggregation`, body: gridTable(rows, config, name, o.ks, o.taus) })));
   return writeExperiment(o.out, 'retrieval grid (published Tables 2/3)', record, rows, charts, [{ heading: 'Best settings', body: table }, ...full], summary);
 }
 
@@ -357,7 +358,9 @@ export async function runDropout(data: ExperimentData, o: Common & { sizes: numb
 }
 
 /** Sizes capped at the pool; duplicates dropped, ascending. */
-export function clampSizes(sizes: number[], poolSize: number): number[] {
+export function clampSizes(sizes: number[], poolSize: number, warn?: (line: string) => void): number[] {
+  const over = sizes.filter((s) => s > poolSize);
+  if (over.length > 0) warn?.(`warning: sizes ${over.join(', ')} exceed the ${poolSize} training pairs; using ${poolSize} instead`);
   const out = [...new Set(sizes.map((s) => Math.min(s, poolSize)))].sort((a, b) => a - b);
   if (out.some((s) => !Number.isInteger(s) || s < 2)) throw new RapmError('RAPM_INVALID_ARG', `Expected sizes >= 2 but received ${sizes.join(',')}`);
   return out;

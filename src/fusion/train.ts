@@ -2,7 +2,8 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Rng } from '../data/rng.js';
 import { RapmRangeError } from '../errors.js';
 import { rowCosines, mean } from '../eval/cosine.js';
-import { checkFinite, checkInteger, checkMatrix, checkPositive } from '../validate.js';
+import { checkFinite, checkMatrix } from '../validate.js';
+import { checkSetting, defaultsOf } from '../settings.js';
 import { initParams, paramLayout, type MlpSpec, type ParamLayout } from './layout.js';
 
 /**
@@ -101,7 +102,8 @@ export interface TrainResult {
   seed: number;
 }
 
-export const TRAIN_DEFAULTS = { epochs: 100, batchSize: 32, lr: 1e-3, weightDecay: 1e-4, patience: 10, minDelta: 0, seed: 0, yieldMs: 10 };
+/** Defaults from the settings schema (src/settings.ts). */
+export const TRAIN_DEFAULTS = { ...defaultsOf(['epochs', 'batchSize', 'lr', 'weightDecay', 'patience', 'seed']), minDelta: 0, yieldMs: 10 };
 
 function checkData(name: string, d: MlpData, layout: ParamLayout): number {
   const { enDim, outDim, kind } = layout.spec;
@@ -163,12 +165,7 @@ export function scoreRows(backend: MlpBackend, layout: ParamLayout, params: Floa
  */
 export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions = {}): Promise<TrainResult> {
   const o = { ...TRAIN_DEFAULTS, ...options };
-  checkInteger('epochs', o.epochs, 1, 100_000);
-  checkInteger('batchSize', o.batchSize, 1, 1 << 16);
-  checkPositive('lr', o.lr);
-  if (!(o.weightDecay >= 0 && Number.isFinite(o.weightDecay))) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected weightDecay >= 0 but received ${o.weightDecay}`);
-  checkInteger('patience', o.patience, 1, 100_000);
-  checkInteger('seed', o.seed, 0, 2 ** 32 - 1);
+  for (const key of ['epochs', 'batchSize', 'lr', 'weightDecay', 'patience', 'seed'] as const) checkSetting(key, o[key]);
   const layout = paramLayout(spec);
   const n = checkData('train', train, layout);
   checkData('val', val, layout);

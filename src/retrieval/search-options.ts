@@ -1,5 +1,6 @@
 import { RapmRangeError, invalidParam } from '../errors.js';
-import { checkInteger, checkPositive, is } from '../validate.js';
+import { is } from '../validate.js';
+import { checkSetting, defaultsOf } from '../settings.js';
 import type { Aggregate } from './reference.js';
 
 export type { Aggregate } from './reference.js';
@@ -7,9 +8,9 @@ export const AGGREGATES: readonly Aggregate[] = ['softmax', 'mean', 'top1'];
 export const AGGREGATE_CODE: Record<Aggregate, number> = { softmax: 0, mean: 1, top1: 2 };
 
 export interface SearchOptions {
-  /** Neighbours per query (1 <= k <= rows left after exclusion). Default 70. */
+  /** Neighbours per query (1 <= k <= rows left after exclusion). Default 90 (src/settings.ts). */
   k?: number;
-  /** Softmax temperature, > 0. Default 0.04. */
+  /** Softmax temperature in [FLT_MIN, FLT_MAX] (TAU_MIN, TAU_MAX). Default 0.04. */
   tau?: number;
   /** 'softmax' (default): softmax(sim / tau); 'mean': uniform over the K; 'top1': the best only. */
   aggregate?: Aggregate;
@@ -33,15 +34,15 @@ export interface ResolvedSearchOptions {
   aggregate: Aggregate;
 }
 
-export const SEARCH_DEFAULTS: ResolvedSearchOptions = { k: 70, tau: 0.04, aggregate: 'softmax' };
+/** Defaults from the settings schema (src/settings.ts). */
+export const SEARCH_DEFAULTS: ResolvedSearchOptions = defaultsOf(['k', 'tau', 'aggregate']);
 
 export function resolveSearchOptions(options: SearchOptions | undefined): ResolvedSearchOptions {
   if (options !== undefined && !is.object(options)) throw invalidParam('options', 'object', options);
   const o = options ?? {};
-  const k = o.k === undefined ? SEARCH_DEFAULTS.k : checkInteger('k', o.k, 1);
-  const tau = o.tau === undefined ? SEARCH_DEFAULTS.tau : checkPositive('tau', o.tau);
-  const aggregate = o.aggregate ?? SEARCH_DEFAULTS.aggregate;
-  if (!is.inArray(aggregate, AGGREGATES)) throw invalidParam('aggregate', `one of ${AGGREGATES.join(', ')}`, aggregate);
+  const k = checkSetting('k', o.k);
+  const tau = checkSetting('tau', o.tau);
+  const aggregate = checkSetting('aggregate', o.aggregate);
   if (o.excludeRows !== undefined && o.excludeIds !== undefined) {
     throw new RapmRangeError('RAPM_INVALID_ARG', 'Expected at most one of excludeRows and excludeIds');
   }

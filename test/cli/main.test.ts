@@ -1,41 +1,25 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
-import yargs from 'yargs';
-import { progressiveOptions } from '../../src/cli/commands/progressive.js';
-import { main } from '../../src/cli/main.js';
-import { fusionOptions, parseHidden, retrievalOptions, runOptions } from '../../src/cli/options.js';
+import { describe, expect, it } from 'vitest';
+import { run } from '../helpers/cli.js';
+import { closestFlag, resolveArgs } from '../../src/cli/options.js';
+import { POINT_SETTINGS } from '../../src/cli/options.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
-async function run(argv: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
-  const err: string[] = [];
-  const out: string[] = [];
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
-  const o = vi.spyOn(console, 'log').mockImplementation((...a) => void out.push(a.join(' ')));
-  try {
-    const code = await main(argv);
-    return { code, stderr: err.join(''), stdout: out.join('\n') };
-  } finally {
-    e.mockRestore();
-    o.mockRestore();
-  }
-}
-
 describe('rapm CLI', () => {
-  it('parses a progressive command line with its defaults', async () => {
-    // The same option objects the command registers, parsed without running it.
-    const argv = await yargs(['--config', 'B', '--k', '50', '--hidden', '512,256,128', '--all'])
-      .options({ ...progressiveOptions, ...retrievalOptions, ...fusionOptions, ...runOptions })
-      .strict()
-      .parseAsync();
-    expect(argv.config).toBe('B');
-    expect(argv.k).toBe(50);
-    expect(argv.tau).toBe(0.04);
-    expect(argv.aggregate).toBe('softmax');
-    expect(argv.all).toBe(true);
-    expect(parseHidden(argv.hidden as string)).toEqual([512, 256, 128]);
+  it('resolves a command line into typed settings with the schema defaults', () => {
+    const { args, given } = resolveArgs({ config: 'B', k: 50, hidden: '512,256,128', 'leaky-priors': true }, POINT_SETTINGS);
+    expect(args.config).toBe('B');
+    expect(args.k).toBe(50);
+    expect(args.tau).toBe(0.04);
+    expect(args.aggregate).toBe('softmax');
+    expect(args.hidden).toEqual([512, 256, 128]);
+    expect(args.leakyPriors).toBe(true);
+    expect(args.patience).toBe(5);
+    expect(args.seed).toBe(1);
+    expect([...given].sort()).toEqual(['config', 'hidden', 'k', 'leakyPriors']);
   });
 
   it('usage errors exit 2 with one line naming the problem', async () => {
@@ -47,14 +31,34 @@ describe('rapm CLI', () => {
     expect(bad.stderr).toMatch(/config/);
     const unknown = await run(['progresive']);
     expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/Did you mean progressive/);
+  });
+
+  it('suggests the closest flag for a misspelt option', async () => {
+    const r = await run(['train', '--epoch', '3']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/Unknown argument: epoch\. Did you mean --epochs for epoch\?/);
+    const r2 = await run(['serve', '--datastore', 'x', '--max-bach', '8']);
+    expect(r2.stderr).toMatch(/Did you mean --max-batch/);
+    expect(closestFlag('wieght-decay', ['weight-decay', 'dropout'])).toBe('weight-decay');
+    expect(closestFlag('zzzzzz', ['weight-decay', 'dropout'])).toBeNull();
   });
 
   it('a failing run exits 1 with a one-line reason and its code', async () => {
-    const r = await run(['progressive', '--chunks', path.join(root, 'test/fixtures/npy'), '--out', '/tmp/rapm-cli-fail', '--tau', '-1']);
+    const r = await run(['progressive', '--chunks', path.join(root, 'test/fixtures/does-not-exist'), '--out', '/tmp/rapm-cli-fail-' + process.pid]);
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
-    expect(r.stderr).toMatch(/tau.*\[RAPM_INVALID_ARG\]/);
-    expect(() => parseHidden('256,x')).toThrow(/--hidden/);
+    expect(r.stderr).toMatch(/\[RAPM_/);
+  });
+
+  it('--version and -h', async () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
+    const v = await run(['--version']);
+    expect(v.code).toBe(0);
+    expect(v.stdout.trim()).toBe(pkg.version);
+    const h = await run(['train', '-h']);
+    expect(h.code).toBe(0);
+    expect(h.stdout).toMatch(/--epochs/);
   });
 
   it('node dist/progressive.js --help runs as a separate process', () => {

@@ -104,7 +104,7 @@ describe('Datastore: search options and bad input', () => {
   const q = randn(3 * d, 77);
 
   it('k, tau and aggregate are validated with coded errors naming the values', () => {
-    expect(thrown(() => ds.searchSync(q, { k: 0 })).message).toMatch(/k but received number 0/);
+    expect(thrown(() => ds.searchSync(q, { k: 0 })).message).toMatch(/^k must be an integer in \[1, 2147483647\], got 0$/);
     expect(thrown(() => ds.searchSync(q, { k: 2.5 })).code).toBe('RAPM_INVALID_ARG');
     const big = thrown(() => ds.searchSync(q, { k: 201 }));
     expect([big.name, big.code]).toEqual(['RangeError', 'RAPM_K_TOO_LARGE']);

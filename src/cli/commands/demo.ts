@@ -8,26 +8,18 @@ import { meanCosine } from '../../eval/cosine.js';
 import { simdLevel } from '../../native/simd.js';
 import { Datastore } from '../../retrieval/datastore.js';
 import { progress } from '../progress.js';
-
-interface DemoArgs {
-  data: string;
-  k: number;
-  tau: number;
-  json: boolean;
-}
+import { defineCommand } from '../options.js';
+import { applyThreads } from '../run.js';
 
 /** Build a datastore from the default (generated) data and score plain retrieval on its test split. */
-export const demoCommand: CommandModule<object, DemoArgs> = {
+export const demoCommand: CommandModule = defineCommand({
   command: 'demo',
   describe: 'Build a datastore from the embedded default data and score plain retrieval (Config A and B)',
-  builder: (y) =>
-    y
-      .option('data', { type: 'string', default: 'data/default', describe: 'Data folder; generated there if missing' })
-      .option('k', { type: 'number', default: 70, describe: 'Neighbours per query' })
-      .option('tau', { type: 'number', default: 0.04, describe: 'Softmax temperature' })
-      .option('json', { type: 'boolean', default: false, describe: 'Print one JSON object instead of text' }) as never,
+  settings: ['data', 'k', 'tau', 'threads', 'json', 'quiet'],
+  overrides: { data: { help: 'Data folder; generated there if missing' } },
   handler: async (argv) => {
-    const bar = progress('generating default data', { quiet: argv.json });
+    applyThreads(argv.threads);
+    const bar = progress('generating default data', { quiet: argv.json || argv.quiet });
     const ensured = await ensureDefaultData(argv.data, { onProgress: (d, t) => bar.update(d, t) });
     if (ensured.generated) bar.done(argv.data);
     const ds = await loadDataset(argv.data);
@@ -54,4 +46,4 @@ export const demoCommand: CommandModule<object, DemoArgs> = {
       console.log(`  (K=${argv.k}, tau=${argv.tau}; published: A 0.872, B 0.873)`);
     }
   },
-};
+});

@@ -1,86 +1,103 @@
 import path from 'node:path';
-import type { Argv, CommandModule, Options } from 'yargs';
+import type { CommandModule } from 'yargs';
 import { ensureDefaultData } from '../../data/generate.js';
 import { loadDataset } from '../../data/load.js';
-import { RapmRangeError } from '../../errors.js';
-import { clampSizes, experimentData, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentOutput } from '../../experiments/sweeps.js';
-import { fusionOptions, pointOptions, retrievalOptions, runOptions } from '../options.js';
+import { clampSizes, experimentData, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentData, type ExperimentOutput } from '../../experiments/sweeps.js';
+import { SETTINGS, type SettingKey, type SettingValues } from '../../settings.js';
+import { defineCommand, POINT_SETTINGS, pointOptions, type Overrides, type PointSettings } from '../options.js';
 import { progressBars } from '../progress.js';
+import { applyThreads, refuseExisting, warn } from '../run.js';
 import { DEFAULT_CHUNKS, ensureDefaultChunks } from './progressive.js';
 
-const dataOption = {
-  data: { type: 'string', default: DEFAULT_CHUNKS, describe: 'Dataset with an official train/test split (DRAL folder or chunks); the default is generated if missing' },
-} satisfies Record<string, Options>;
+type Bars = ReturnType<typeof progressBars>;
+type RunArgs = { data: string; out: string; json: boolean; quiet: boolean; overwrite: boolean; threads: number | undefined };
 
-function numbers(name: string, text: string): number[] {
-  const v = String(text).split(',').map((s) => Number(s.trim()));
-  if (v.length === 0 || v.some((x) => !Number.isFinite(x))) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected --${name} as comma-separated numbers but received '${text}'`);
-  return v;
+const RUN = ['data', 'out', 'json', 'quiet', 'overwrite', 'threads'] as const;
+
+function runOverrides(name: string): Overrides<(typeof RUN)[number]> {
+  return {
+    data: { default: DEFAULT_CHUNKS, help: 'Dataset with an official train/test split (DRAL folder or chunks); the default is generated if missing' },
+    out: { default: `results/${name}`, help: 'Results folder (report.md, results.json/.csv, plots)' },
+  };
 }
 
-type Args = Record<string, unknown> & { data: string; out: string; json: boolean; quiet: boolean };
+/** Everything before the data: output folder free (or --overwrite), threads set. */
+function prepare(a: RunArgs): void {
+  refuseExisting(path.join(a.out, 'results.json'), a.overwrite, '--out');
+  applyThreads(a.threads);
+}
 
-type Bars = ReturnType<typeof progressBars>;
-
-async function load(a: Args, bar: Bars) {
-  if (path.resolve(a.data) === path.resolve(DEFAULT_CHUNKS)) await ensureDefaultChunks(a.quiet || a.json, bar);
+async function load(a: RunArgs, bar: Bars, defaultChunks = true): Promise<ExperimentData> {
+  if (defaultChunks && path.resolve(a.data) === path.resolve(DEFAULT_CHUNKS)) await ensureDefaultChunks(a.quiet || a.json, bar);
   const ds = await loadDataset(a.data, { onProgress: (d, t) => bar('loading', d, t) });
   return experimentData(ds, path.resolve(a.data));
 }
 
-function common(a: Args, bar: Bars) {
-  return { ...pointOptions(a, bar), out: a.out };
-}
-
-function finish(a: Args, r: ExperimentOutput) {
+function finish(a: RunArgs, r: ExperimentOutput): void {
   if (a.json) console.log(JSON.stringify({ summary: r.summary, record: r.record, rows: r.rows }));
   else console.log(`${r.summary}\nReport: ${path.join(a.out, 'report.md')}`);
 }
 
-function experiment(name: string, describe: string, extra: Record<string, Options>, run: (a: Args, bar: Bars) => Promise<ExperimentOutput>): CommandModule<object, Args> {
-  return {
+/** A sweep over the fusion point settings plus its own lists. */
+function pointExperiment<const E extends SettingKey>(
+  name: string,
+  describe: string,
+  extra: readonly E[],
+  overrides: Overrides<E>,
+  run: (a: RunArgs & PointSettings & SettingValues<E>, data: ExperimentData, bar: Bars) => Promise<ExperimentOutput>,
+): CommandModule {
+  return defineCommand({
     command: name,
     describe,
-    builder: (y: Argv) => y.options({ ...dataOption, out: { type: 'string', default: `results/${name}`, describe: 'Results folder' }, ...extra, ...retrievalOptions, ...fusionOptions, ...runOptions }) as never,
-    handler: async (a) => finish(a, await run(a, progressBars(a.quiet || a.json))),
-  };
+    settings: [...RUN, ...extra, ...POINT_SETTINGS],
+    overrides: { ...runOverrides(name), ...overrides } as Overrides<(typeof RUN)[number] | E | (typeof POINT_SETTINGS)[number]>,
+    handler: async (a) => {
+      prepare(a);
+      const bar = progressBars(a.quiet || a.json);
+      finish(a, await run(a, await load(a, bar), bar));
+    },
+  });
 }
 
-export const experimentCommands: CommandModule<object, Args>[] = [
-  experiment('subsample', 'Seed 6.1: plain vs fusion and the gain per data size (sampling with replacement, several seeds)', {
-    sizes: { type: 'string', default: '500,1000,2000,4000,8000,16000', describe: 'Training set sizes' },
-    seeds: { type: 'number', default: 3, describe: 'Samples per size' },
-  }, async (a, bar) => {
-    const data = await load(a, bar);
-    return runSubsample(data, { ...common(a, bar), sizes: clampSizes(numbers('sizes', a.sizes as string), Number.MAX_SAFE_INTEGER), seeds: a.seeds as number });
+export const experimentCommands: CommandModule[] = [
+  pointExperiment('subsample', 'Seed 6.1: plain vs fusion and the gain per data size (sampling with replacement, several seeds)', ['sizes', 'seeds'], {}, async (a, data, bar) => {
+    // Sampling with replacement can draw more rows than the pool holds, but then rows repeat: say so.
+    const over = a.sizes.filter((s) => s > data.pool.n);
+    if (over.length > 0) warn(`sizes ${over.join(', ')} exceed the ${data.pool.n} training pairs: those samples repeat rows (sampling with replacement)`);
+    return runSubsample(data, { ...pointOptions(a, bar), out: a.out, sizes: clampSizes(a.sizes, Number.MAX_SAFE_INTEGER), seeds: a.seeds });
   }),
-  experiment('bias', 'Seed 6.2: inject ES += s * EN[:, :101] and check whether fusion learns it', {
-    strengths: { type: 'string', default: '0,0.05,0.1,0.2', describe: 'Bias strengths s' },
-    sizes: { type: 'string', default: '2316,20000', describe: 'Training set sizes' },
-  }, async (a, bar) => {
-    const data = await load(a, bar);
-    return runBias(data, { ...common(a, bar), strengths: numbers('strengths', a.strengths as string), sizes: clampSizes(numbers('sizes', a.sizes as string), data.pool.n) });
+  pointExperiment('bias', 'Seed 6.2: inject ES += s * EN[:, :101] and check whether fusion learns it', ['strengths', 'sizes'], { sizes: { default: [2316, 20000] } }, async (a, data, bar) =>
+    runBias(data, { ...pointOptions(a, bar), out: a.out, strengths: a.strengths, sizes: clampSizes(a.sizes, data.pool.n, warn) }),
+  ),
+  pointExperiment('gap', 'Seed 6.3: train (leave-one-out), validation and test scores vs data size', ['sizes'], {}, async (a, data, bar) =>
+    runGap(data, { ...pointOptions(a, bar), out: a.out, sizes: clampSizes(a.sizes, data.pool.n, warn) }),
+  ),
+  defineCommand({
+    command: 'grid',
+    describe: 'Published Tables 2/3: plain retrieval over K x tau, aggregation, Config A vs B',
+    settings: [...RUN, 'onlyConfig', 'ks', 'taus'],
+    overrides: { ...runOverrides('grid'), data: { default: 'data/default', help: 'Dataset with an official train/test split (DRAL folder or chunks); the default is generated if missing' } },
+    handler: async (a) => {
+      prepare(a);
+      const bar = progressBars(a.quiet || a.json);
+      if (a.data === 'data/default') await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
+      const data = await load(a, bar, false);
+      const quiet = a.quiet || a.json;
+      // The grid has no random choice; the record carries the schema's default seed.
+      finish(a, await runGrid(data, { out: a.out, seed: SETTINGS.seed.default, ks: a.ks, taus: a.taus, configs: a.onlyConfig ? [a.onlyConfig] : undefined, log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`) }));
+    },
   }),
-  experiment('gap', 'Seed 6.3: train (leave-one-out), validation and test scores vs data size', {
-    sizes: { type: 'string', default: '500,1000,2000,4000,8000,16000', describe: 'Training set sizes' },
-  }, async (a, bar) => {
-    const data = await load(a, bar);
-    return runGap(data, { ...common(a, bar), sizes: clampSizes(numbers('sizes', a.sizes as string), data.pool.n) });
-  }),
-  experiment('grid', 'Published Tables 2/3: plain retrieval over K x tau, aggregation, Config A vs B', {
-    ks: { type: 'string', default: '1,10,30,50,70,90,120', describe: 'K values' },
-    taus: { type: 'string', default: '0.01,0.03,0.04,0.07,0.1', describe: 'Softmax temperatures' },
-  }, async (a, bar) => {
-    const a2 = { ...a, data: a.data === DEFAULT_CHUNKS ? 'data/default' : a.data };
-    if (a2.data === 'data/default') await ensureDefaultData(a2.data);
-    const data = experimentData(await loadDataset(a2.data, { onProgress: (d, t) => bar('loading', d, t) }), path.resolve(a2.data));
-    return runGrid(data, { out: a.out, seed: a.seed as number, ks: numbers('ks', a.ks as string), taus: numbers('taus', a.taus as string), resamples: a.resamples as number, log: a.quiet ? undefined : (l) => process.stderr.write(`${l}\n`) });
-  }),
-  experiment('dropout', 'Seed 4.3: the best fusion dropout per data size', {
-    sizes: { type: 'string', default: '2316,20000', describe: 'Training set sizes' },
-    dropouts: { type: 'string', default: '0,0.1,0.2,0.3', describe: 'Dropout probabilities' },
-  }, async (a, bar) => {
-    const data = await load(a, bar);
-    return runDropout(data, { ...common(a, bar), sizes: clampSizes(numbers('sizes', a.sizes as string), data.pool.n), dropouts: numbers('dropouts', a.dropouts as string) });
+  defineCommand({
+    command: 'dropout',
+    describe: 'Seed 4.3: the best fusion dropout per data size',
+    // Every point setting but --dropout, which --dropouts replaces.
+    settings: [...RUN, 'sizes', 'dropouts', ...POINT_SETTINGS.filter((k): k is Exclude<typeof k, 'dropout'> => k !== 'dropout')],
+    overrides: { ...runOverrides('dropout'), sizes: { default: [2316, 20000] } },
+    handler: async (a) => {
+      prepare(a);
+      const bar = progressBars(a.quiet || a.json);
+      const data = await load(a, bar);
+      finish(a, await runDropout(data, { ...pointOptions({ ...a, dropout: a.dropouts[0]! }, bar), out: a.out, sizes: clampSizes(a.sizes, data.pool.n, warn), dropouts: a.dropouts }));
+    },
   }),
 ];

@@ -1,9 +1,10 @@
 import path from 'node:path';
-import type { Argv, CommandModule } from 'yargs';
-import { PROGRESSIVE_DEFAULTS, runProgressive } from '../../experiments/progressive.js';
+import type { CommandModule } from 'yargs';
+import { runProgressive } from '../../experiments/progressive.js';
 import { generateProgressiveData } from '../../experiments/progressive-data.js';
 import { PROGRESSIVE_FILES } from '../../experiments/progressive-report.js';
-import { fusionOptions, pointOptions, retrievalOptions, runOptions } from '../options.js';
+import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions } from '../options.js';
+import { applyThreads, refuseExisting } from '../run.js';
 import { progressBars } from '../progress.js';
 
 export const DEFAULT_CHUNKS = 'data/chunks';
@@ -16,27 +17,20 @@ export async function ensureDefaultChunks(quiet: boolean, bar: (label: string, d
   if (r.generated && !quiet) process.stderr.write(`default data written to ${DEFAULT_CHUNKS}\n`);
 }
 
-export const progressiveOptions = {
-  chunks: { type: 'string', default: DEFAULT_CHUNKS, describe: `Folder of chunk folders (name order). The default folder is generated if missing` },
-  initial: { type: 'string', describe: 'Start from this dataset (DRAL folder or chunks) instead of the first chunk' },
-  out: { type: 'string', default: 'results/progressive', describe: 'Results folder: report.md, results.json/.csv, gain.svg, scores.svg, gap.svg, state.json' },
-  threshold: { type: 'number', default: PROGRESSIVE_DEFAULTS.threshold, describe: 'Fusion is useful when its gain exceeds this with a 95% interval above zero' },
-  'decide-on': { choices: ['seen', 'unseen'], default: PROGRESSIVE_DEFAULTS.decideOn, describe: 'Test set the stop rule reads' },
-  all: { type: 'boolean', default: false, describe: 'Run every chunk, even after fusion became useful' },
-  resume: { type: 'boolean', default: false, describe: 'Continue the run in --out from its last finished step' },
-  overwrite: { type: 'boolean', default: false, describe: 'Replace a run already in --out' },
-  'max-steps': { type: 'number', describe: 'Stop after this many steps' },
-  'confirm-steps': { type: 'number', default: PROGRESSIVE_DEFAULTS.confirmSteps, describe: 'Steps run after the first useful one before stopping (a check that the gain holds; 0: stop at once)' },
-  'warm-start': { type: 'boolean', default: PROGRESSIVE_DEFAULTS.warmStart, describe: "Start each step's fusion nets from the previous step's (--no-warm-start: from scratch)" },
-} as const;
-
-type Args = Record<string, unknown> & { chunks: string; out: string; json: boolean; quiet: boolean };
-
-export const progressiveCommand: CommandModule<object, Args> = {
+export const progressiveCommand: CommandModule = defineCommand({
   command: 'progressive',
   describe: 'Grow the datastore chunk by chunk and find the size at which fusion pays off',
-  builder: (y: Argv) => y.options({ ...progressiveOptions, ...retrievalOptions, ...fusionOptions, ...runOptions }) as never,
+  settings: ['chunks', 'initial', 'out', 'threshold', 'decideOn', 'all', 'resume', 'overwrite', 'maxSteps', 'warmStart', 'confirmSteps', ...POINT_SETTINGS, 'json', 'quiet'],
+  overrides: {
+    out: { default: 'results/progressive', help: 'Results folder: report.md, results.json/.csv, gain.svg, scores.svg, gap.svg, state.json' },
+    overwrite: { help: 'Replace a run already in --out' },
+  },
+  check: (a) => {
+    if (a.resume && a.overwrite) throw new CliUsageError('--resume and --overwrite exclude each other: continue the run in --out, or replace it');
+    if (!a.resume) refuseExisting(path.join(a.out, 'state.json'), a.overwrite, '--out');
+  },
   handler: async (a) => {
+    applyThreads(a.threads);
     const quiet = a.quiet || a.json;
     const bar = progressBars(quiet);
     if (path.resolve(a.chunks) === path.resolve(DEFAULT_CHUNKS)) {
@@ -46,16 +40,16 @@ export const progressiveCommand: CommandModule<object, Args> = {
     const result = await runProgressive({
       ...pointOptions(a, bar),
       chunks: a.chunks,
-      initial: a.initial as string | undefined,
+      initial: a.initial,
       out: a.out,
-      threshold: a.threshold as number,
-      all: a.all as boolean,
-      resume: a.resume as boolean,
-      overwrite: a.overwrite as boolean,
-      decideOn: a['decide-on'] as 'seen' | 'unseen',
-      maxSteps: a['max-steps'] as number | undefined,
-      warmStart: a['warm-start'] as boolean,
-      confirmSteps: a['confirm-steps'] as number,
+      threshold: a.threshold,
+      all: a.all,
+      resume: a.resume,
+      overwrite: a.overwrite,
+      decideOn: a.decideOn,
+      maxSteps: a.maxSteps,
+      warmStart: a.warmStart,
+      confirmSteps: a.confirmSteps,
     });
     if (a.json) {
       console.log(JSON.stringify(result));
@@ -65,4 +59,4 @@ export const progressiveCommand: CommandModule<object, Args> = {
     if (result.recommendation) console.log(`Recommended: ${JSON.stringify({ use_fusion: result.recommendation.use_fusion, retrieval: result.recommendation.retrieval, fusion: result.recommendation.fusion })}`);
     console.log(`Report: ${path.join(a.out, PROGRESSIVE_FILES.report)}  (plots: ${PROGRESSIVE_FILES.gain}, ${PROGRESSIVE_FILES.scores}, ${PROGRESSIVE_FILES.gap})`);
   },
-};
+});

@@ -4,9 +4,11 @@
  * gracefully: stop accepting, finish in-flight requests, then exit (a second signal cuts
  * the remaining connections).
  */
-import type { Argv, CommandModule } from 'yargs';
+import type { CommandModule } from 'yargs';
 import { loadDatastore } from '../../retrieval/persist.js';
-import { AGGREGATES, SEARCH_DEFAULTS, type Aggregate } from '../../retrieval/search-options.js';
+import type { Aggregate } from '../../retrieval/search-options.js';
+import { defineCommand } from '../options.js';
+import { applyThreads } from '../run.js';
 import { simdLevel } from '../../native/simd.js';
 import { Predictor, type FusionModel } from '../../serve/predictor.js';
 import { createServer } from '../../serve/http-server.js';
@@ -87,23 +89,13 @@ export async function runServe(args: ServeArgs, options: RunServeOptions = {}): 
   }
 }
 
-export const serveCommand: CommandModule<object, ServeArgs> = {
+export const serveCommand: CommandModule = defineCommand({
   command: 'serve',
   describe: 'Serve predictions over HTTP from a saved datastore (POST /predict, POST /explain, GET /health)',
-  builder: (y: Argv) =>
-    y
-      .option('datastore', { type: 'string', demandOption: true, describe: 'Datastore file written by Datastore.save() / saveDatastore()' })
-      .option('model', { type: 'string', describe: 'Fusion model (.onnx); without it, predictions are the retrieval prior' })
-      .option('device', { choices: ['cpu', 'cuda', 'auto'] as const, default: 'cpu' as const, describe: 'Where the fusion model runs' })
-      .option('port', { type: 'number', default: 8080, describe: 'TCP port (0: any free port)' })
-      .option('host', { type: 'string', default: '127.0.0.1', describe: 'Address to bind (loopback by default)' })
-      .option('k', { type: 'number', default: SEARCH_DEFAULTS.k, describe: 'Neighbours per query' })
-      .option('tau', { type: 'number', default: SEARCH_DEFAULTS.tau, describe: 'Softmax temperature' })
-      .option('aggregate', { choices: AGGREGATES, default: SEARCH_DEFAULTS.aggregate, describe: 'Neighbour weighting' })
-      .option('max-batch', { type: 'number', default: 1024, describe: 'Largest batch (rows) per request' })
-      .option('max-body-bytes', { type: 'number', describe: 'Largest request body (default: max-batch rows as JSON)' })
-      .option('grace-ms', { type: 'number', default: 10_000, describe: 'On shutdown, cut connections still open after this long' }) as unknown as Argv<ServeArgs>,
-  handler: async (argv) => {
-    await runServe(argv);
+  settings: ['datastore', 'model', 'device', 'port', 'host', 'k', 'tau', 'aggregate', 'maxBatch', 'maxBodyBytes', 'graceMs', 'threads'],
+  overrides: { datastore: { demand: true } },
+  handler: async (a) => {
+    applyThreads(a.threads);
+    await runServe({ ...a, datastore: a.datastore! });
   },
-};
+});
