@@ -331,14 +331,14 @@ export function hierarchicalBootstrap(
   const { rows, offsets } = groupRows(clusters, n);
   const C = offsets.length - 1;
 
-  const rng = new Rng(seed, BOOTSTRAP_STREAM);
+  const int = uniformInts(seed);
   const avg = S === 1 ? d[0]! : new Float64Array(n);
   const means = new Float64Array(resamples);
   for (let r = 0; r < resamples; r++) {
     if (S > 1) {
       avg.fill(0);
       for (let k = 0; k < S; k++) {
-        const v = d[rng.int(S)]!;
+        const v = d[int(S)]!;
         for (let i = 0; i < n; i++) avg[i]! += v[i]!;
       }
       for (let i = 0; i < n; i++) avg[i]! /= S;
@@ -346,16 +346,16 @@ export function hierarchicalBootstrap(
     let total = 0;
     let count = 0;
     for (let j = 0; j < C; j++) {
-      const c = C === n ? 0 : rng.int(C);
+      const c = C === n ? 0 : int(C);
       const off = C === n ? 0 : offsets[c]!;
       const size = C === n ? n : offsets[c + 1]! - off;
       if (C === n) {
         // Every row its own cluster: one stage (drawing a 1-row cluster's only row is a no-op).
-        total += avg[rows[rng.int(n)]!]!;
+        total += avg[rows[int(n)]!]!;
         count++;
         continue;
       }
-      for (let k = 0; k < size; k++) total += avg[rows[off + rng.int(size)]!]!;
+      for (let k = 0; k < size; k++) total += avg[rows[off + int(size)]!]!;
       count += size;
     }
     means[r] = total / count;
@@ -379,6 +379,43 @@ export function hierarchicalBootstrap(
     clusters: C,
     seeds: S,
     seedGains,
+  };
+}
+
+/**
+ * Exact-uniform integers in [0, m) (Lemire's multiply-and-reject up to 2^21, modulo-and-reject above) from xoshiro128**
+ * seeded as in {@link resampleMeans}, with the state in closure variables: several times
+ * faster than a method call on {@link Rng} per draw.
+ */
+function uniformInts(seed: number): (m: number) => number {
+  const rng = new Rng(seed, BOOTSTRAP_STREAM);
+  let s0 = rng.nextU32() | 0;
+  let s1 = rng.nextU32() | 0;
+  let s2 = rng.nextU32() | 0;
+  let s3 = rng.nextU32() | 0;
+  if ((s0 | s1 | s2 | s3) === 0) s0 = 1;
+  return (m: number): number => {
+    if (m <= 1) return 0;
+    const threshold = TWO_POW_32 % m;
+    for (;;) {
+      const m5 = Math.imul(s1, 5);
+      const u = Math.imul((m5 << 7) | (m5 >>> 25), 9) >>> 0;
+      const t = s1 << 9;
+      s2 ^= s0;
+      s3 ^= s1;
+      s1 ^= s2;
+      s0 ^= s3;
+      s2 ^= t;
+      s3 = (s3 << 11) | (s3 >>> 21);
+      if (m > 1 << 21) {
+        // u * m would not be exact in a double: modulo-and-reject instead.
+        if (u < TWO_POW_32 - threshold) return u % m;
+        continue;
+      }
+      const p = u * m;
+      const idx = Math.floor(p * INV_TWO_POW_32);
+      if (p - idx * TWO_POW_32 >= threshold) return idx;
+    }
   };
 }
 
