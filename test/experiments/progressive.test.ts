@@ -45,7 +45,7 @@ describe('progressive loop', () => {
     expect(saved.record.dataHash).toMatch(/^sha256:/);
     expect(saved.record.seed).toBe(1);
     expect(fs.readFileSync(path.join(tmp, 'all', 'report.md'), 'utf8')).toContain(full.decision);
-  }, 120_000);
+  }, 300_000);
 
   it('trains 3 seeds per step by default, warm-starts from step 2, and decides on the speaker-clustered combined interval', () => {
     for (const s of full.steps) {
@@ -82,7 +82,7 @@ describe('progressive loop', () => {
     // The generated ids carry no conversation: asking for conversation clusters fails before training.
     await expect(runProgressive(base('conv', { clusterUnit: 'conversation' }))).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/conversation/) });
     expect(fs.existsSync(path.join(tmp, 'conv', 'state.json'))).toBe(false);
-  }, 120_000);
+  }, 300_000);
 
   it('stops at the first step whose gain clears the threshold with an interval above zero, after one confirming step', async () => {
     // One training seed: the stop rule does not depend on how many seeds stand behind the interval.
@@ -159,5 +159,5 @@ describe('progressive loop', () => {
     const resumed = await runProgressive(base('killed', { all: true, resume: true }));
     expect(resumed.status).toBe('complete');
     expect(numbers(resumed)).toEqual(numbers(full));
-  }, 180_000);
+  }, 300_000);
 });
