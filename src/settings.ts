@@ -310,6 +310,10 @@ export const SETTINGS = {
   resamples: defineSetting({ key: 'resamples', flag: 'resamples', group: 'evaluation', kind: 'integer', default: 2000, help: 'Paired bootstrap resamples per interval', ...integer(1000, 1_000_000) }),
   level: defineSetting({ key: 'level', flag: 'level', group: 'evaluation', kind: 'number', default: 0.95, help: 'Confidence level of the bootstrap intervals', ...real(0, 1, true, true) }),
   threshold: defineSetting({ key: 'threshold', flag: 'threshold', group: 'evaluation', kind: 'number', default: 0.001, help: 'Fusion is useful when its gain exceeds this with an interval above zero', ...real(-1, 1) }),
+  trainSeeds: defineSetting({ key: 'trainSeeds', flag: 'train-seeds', group: 'evaluation', kind: 'integer', default: 3, help: 'Fusion nets per point, each with its own init, shuffling and validation split; the gain interval covers them (1 for quick runs)', ...integer(1, 64) }),
+  clusterUnit: defineSetting({ key: 'clusterUnit', flag: 'cluster-unit', group: 'evaluation', kind: 'choice', default: 'auto' as 'auto' | 'row' | 'speaker' | 'conversation', help: 'What the gain interval resamples: test rows, speakers, or conversations (ids <speaker>_<conversation>_<utt>); auto: speakers when known', ...choice(['auto', 'row', 'speaker', 'conversation'] as const) }),
+  warmStart: defineSetting({ key: 'warmStart', flag: 'warm-start', group: 'training', kind: 'boolean', default: true, help: "Start each step's fusion nets from the previous step's (--warm-start false: from scratch)", parse: bool }),
+  confirmSteps: defineSetting({ key: 'confirmSteps', flag: 'confirm-steps', group: 'evaluation', kind: 'integer', default: 1, help: 'Steps run after the first useful one before the loop stops (a check that the gain holds; 0: stop at once)', ...integer(0, 1000) }),
   decideOn: defineSetting({ key: 'decideOn', flag: 'decide-on', group: 'evaluation', kind: 'choice', default: 'seen' as 'seen' | 'unseen', help: 'Test set the stop rule reads (it must exist in the data)', ...choice(['seen', 'unseen'] as const) }),
 
   // --- run

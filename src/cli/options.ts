@@ -153,7 +153,7 @@ export function closestFlag(unknown: string, flags: readonly string[]): string |
 }
 
 /** The retrieval, fusion and training settings of a point as the experiments take them. */
-export const POINT_SETTINGS = ['config', 'k', 'tau', 'aggregate', 'leakyPriors', 'hidden', 'dropout', 'epochs', 'patience', 'batchSize', 'lr', 'weightDecay', 'valFraction', 'seed', 'resamples', 'level', 'threads'] as const;
+export const POINT_SETTINGS = ['config', 'k', 'tau', 'aggregate', 'leakyPriors', 'hidden', 'dropout', 'epochs', 'patience', 'batchSize', 'lr', 'weightDecay', 'valFraction', 'seed', 'resamples', 'level', 'trainSeeds', 'clusterUnit', 'threads'] as const;
 export type PointSettings = SettingValues<(typeof POINT_SETTINGS)[number]>;
 
 /** The parsed retrieval, fusion and run options as the experiments take them. */
@@ -176,6 +176,8 @@ export function pointOptions(a: PointSettings & { quiet: boolean; json: boolean 
     valFraction: a.valFraction,
     resamples: a.resamples,
     level: a.level,
+    trainSeeds: a.trainSeeds,
+    clusterUnit: a.clusterUnit,
     backend: nativeMlpBackend,
     log: quiet ? undefined : (l: string) => process.stderr.write(`${l}\n`),
     progress,

@@ -256,3 +256,194 @@ function checkOptions(options: BootstrapOptions): Required<BootstrapOptions> {
   }
   return { resamples, seed, level };
 }
+
+/** What the bootstrap resamples as independent units: test rows, speakers, or conversations. */
+export type ClusterUnit = 'row' | 'speaker' | 'conversation';
+export const CLUSTER_UNITS: readonly ClusterUnit[] = ['row', 'speaker', 'conversation'];
+
+export interface GainInterval extends PairedBootstrapResult {
+  /** The resampled unit. 'row' when no cluster labels were given. */
+  unit: ClusterUnit;
+  /** Number of clusters (= n for 'row'). */
+  clusters: number;
+  /** Number of training seeds behind the interval. */
+  seeds: number;
+  /** Each seed's own gain (mean over rows of fusion - plain), in seed order. */
+  seedGains: number[];
+}
+
+export interface HierarchicalBootstrapOptions extends BootstrapOptions {
+  /** Name of the unit the labels stand for (recorded with the result). Default 'speaker' with labels, 'row' without. */
+  unit?: ClusterUnit;
+}
+
+/**
+ * Gain interval over training seeds and clustered test rows: a three-stage paired bootstrap.
+ * Each resample draws S seeds with replacement (their per-row gains averaged), then C
+ * clusters with replacement, then, within each drawn cluster, as many rows as it holds with
+ * replacement; the resampled gain is the mean over all drawn rows. Plain and fusion scores of
+ * a row stay paired throughout.
+ *
+ * `plain[s]` and `fusion[s]` are seed s's per-row scores (plain retrieval is usually the same
+ * array for every seed). `clusters[i]` labels row i (a speaker or conversation id); null makes
+ * every row its own cluster, which is the ordinary paired row bootstrap.
+ *
+ * With one seed and labels this is the cluster bootstrap; test/eval/bootstrap-coverage.test.ts
+ * checks by simulation that its 95% interval covers a known gain about 95% of the time when
+ * rows of a speaker are correlated, where the row bootstrap falls well short.
+ */
+export function hierarchicalBootstrap(
+  plain: readonly ArrayLike<number>[],
+  fusion: readonly ArrayLike<number>[],
+  clusters: readonly (string | number)[] | null,
+  options: HierarchicalBootstrapOptions = {},
+): GainInterval {
+  if (!Array.isArray(plain) || !Array.isArray(fusion) || plain.length === 0 || plain.length !== fusion.length) {
+    throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected one plain and one fusion score array per seed (at least one seed) but received ${describe(plain)} and ${describe(fusion)}`);
+  }
+  const S = plain.length;
+  plain.forEach((p, s) => checkScores(`plain[${s}]`, p));
+  fusion.forEach((f, s) => checkScores(`fusion[${s}]`, f));
+  const n = plain[0]!.length;
+  for (let s = 0; s < S; s++) {
+    if (plain[s]!.length !== n || fusion[s]!.length !== n) {
+      throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected every seed's scores to have ${n} rows but seed ${s} has ${plain[s]!.length} plain and ${fusion[s]!.length} fusion scores`);
+    }
+  }
+  checkCount(n);
+  if (clusters !== null && (!Array.isArray(clusters) || clusters.length !== n)) {
+    throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected one cluster label per row (${n}) but received ${describe(clusters)}`);
+  }
+  const { resamples, seed, level } = checkOptions(options);
+  const unit: ClusterUnit = clusters === null ? 'row' : (options.unit ?? 'speaker');
+  if (!CLUSTER_UNITS.includes(unit)) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected options.unit one of ${CLUSTER_UNITS.join(', ')} but received ${describe(unit)}`);
+
+  // Per-seed per-row gains, and rows grouped by cluster.
+  const d = Array.from({ length: S }, (_, s) => {
+    const v = new Float64Array(n);
+    const a = plain[s]!, b = fusion[s]!;
+    for (let i = 0; i < n; i++) v[i] = b[i]! - a[i]!;
+    return v;
+  });
+  const seedGains = d.map((v) => sum(v) / n);
+  let sa = 0, sb = 0;
+  for (let s = 0; s < S; s++) for (let i = 0; i < n; i++) { sa += plain[s]![i]!; sb += fusion[s]![i]!; }
+  const { rows, offsets } = groupRows(clusters, n);
+  const C = offsets.length - 1;
+
+  const int = uniformInts(seed);
+  const avg = S === 1 ? d[0]! : new Float64Array(n);
+  const means = new Float64Array(resamples);
+  for (let r = 0; r < resamples; r++) {
+    if (S > 1) {
+      avg.fill(0);
+      for (let k = 0; k < S; k++) {
+        const v = d[int(S)]!;
+        for (let i = 0; i < n; i++) avg[i]! += v[i]!;
+      }
+      for (let i = 0; i < n; i++) avg[i]! /= S;
+    }
+    let total = 0;
+    let count = 0;
+    for (let j = 0; j < C; j++) {
+      const c = C === n ? 0 : int(C);
+      const off = C === n ? 0 : offsets[c]!;
+      const size = C === n ? n : offsets[c + 1]! - off;
+      if (C === n) {
+        // Every row its own cluster: one stage (drawing a 1-row cluster's only row is a no-op).
+        total += avg[rows[int(n)]!]!;
+        count++;
+        continue;
+      }
+      for (let k = 0; k < size; k++) total += avg[rows[off + int(size)]!]!;
+      count += size;
+    }
+    means[r] = total / count;
+  }
+  const sm = summarise(means, level);
+  let above = 0;
+  for (let r = 0; r < resamples; r++) if (means[r]! > 0) above++;
+  return {
+    n,
+    meanA: sa / (S * n),
+    meanB: sb / (S * n),
+    diff: seedGains.reduce((x, y) => x + y, 0) / S,
+    lo: sm.lo,
+    hi: sm.hi,
+    se: sm.se,
+    pAboveZero: above / resamples,
+    resamples,
+    seed,
+    level,
+    unit,
+    clusters: C,
+    seeds: S,
+    seedGains,
+  };
+}
+
+/**
+ * Exact-uniform integers in [0, m) (Lemire's multiply-and-reject up to 2^21, modulo-and-reject above) from xoshiro128**
+ * seeded as in {@link resampleMeans}, with the state in closure variables: several times
+ * faster than a method call on {@link Rng} per draw.
+ */
+function uniformInts(seed: number): (m: number) => number {
+  const rng = new Rng(seed, BOOTSTRAP_STREAM);
+  let s0 = rng.nextU32() | 0;
+  let s1 = rng.nextU32() | 0;
+  let s2 = rng.nextU32() | 0;
+  let s3 = rng.nextU32() | 0;
+  if ((s0 | s1 | s2 | s3) === 0) s0 = 1;
+  return (m: number): number => {
+    if (m <= 1) return 0;
+    const threshold = TWO_POW_32 % m;
+    for (;;) {
+      const m5 = Math.imul(s1, 5);
+      const u = Math.imul((m5 << 7) | (m5 >>> 25), 9) >>> 0;
+      const t = s1 << 9;
+      s2 ^= s0;
+      s3 ^= s1;
+      s1 ^= s2;
+      s0 ^= s3;
+      s2 ^= t;
+      s3 = (s3 << 11) | (s3 >>> 21);
+      if (m > 1 << 21) {
+        // u * m would not be exact in a double: modulo-and-reject instead.
+        if (u < TWO_POW_32 - threshold) return u % m;
+        continue;
+      }
+      const p = u * m;
+      const idx = Math.floor(p * INV_TWO_POW_32);
+      if (p - idx * TWO_POW_32 >= threshold) return idx;
+    }
+  };
+}
+
+/** Row indices grouped by label (first-appearance order) and the group offsets; null: one row per group. */
+function groupRows(labels: readonly (string | number)[] | null, n: number): { rows: Int32Array; offsets: Int32Array } {
+  if (labels === null) {
+    return { rows: Int32Array.from({ length: n }, (_, i) => i), offsets: Int32Array.from({ length: n + 1 }, (_, i) => i) };
+  }
+  const groups = new Map<string | number, number[]>();
+  for (let i = 0; i < n; i++) {
+    const l = labels[i]!;
+    if (typeof l !== 'string' && typeof l !== 'number') throw new RapmTypeError('RAPM_TYPE', `Expected a string or number cluster label for row ${i} but received ${describe(l)}`);
+    let g = groups.get(l);
+    if (!g) groups.set(l, (g = []));
+    g.push(i);
+  }
+  const rows = new Int32Array(n);
+  const offsets = new Int32Array(groups.size + 1);
+  let p = 0, j = 0;
+  for (const g of groups.values()) {
+    offsets[j++] = p;
+    for (const i of g) rows[p++] = i;
+  }
+  offsets[j] = p;
+  return { rows, offsets };
+}
+
+/** One seed, clustered rows: {@link hierarchicalBootstrap} with a single seed. */
+export function clusterBootstrap(a: ArrayLike<number>, b: ArrayLike<number>, clusters: readonly (string | number)[] | null, options: HierarchicalBootstrapOptions = {}): GainInterval {
+  return hierarchicalBootstrap([a], [b], clusters, options);
+}

@@ -2,7 +2,8 @@ import type { Dataset } from '../data/dataset.js';
 import { FEATURE_DIM, keyIndices, pickRows, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
 import { Rng } from '../rng.js';
 import { RapmError } from '../errors.js';
-import { pairedBootstrap, type PairedBootstrapResult } from '../eval/bootstrap.js';
+import { checkInteger } from '../validate.js';
+import { hierarchicalBootstrap, type ClusterUnit, type GainInterval } from '../eval/bootstrap.js';
 import { mean, rowCosines } from '../eval/cosine.js';
 import { fusionSpec, type ParamLayout } from '../fusion/layout.js';
 import { scoreRows, trainMlp, type MlpBackend, type MlpData } from '../fusion/train.js';
@@ -16,6 +17,38 @@ export interface TestSet {
   en: Float32Array; // [n, 1024]
   target: Float32Array; // [n, dv]
   n: number;
+  /** Speaker of each row ('' or null when unknown); the cluster bootstrap's default unit. */
+  speakers?: (string | null)[] | null;
+  /** Conversation of each row, when the ids carry one (see conversationOf). */
+  conversations?: (string | null)[] | null;
+}
+
+/** How the gain interval treats the test rows: a unit, or 'auto' (speaker when speakers are known, else row). */
+export type ClusterChoice = ClusterUnit | 'auto';
+
+/**
+ * The conversation of an utterance id, when the id carries one: `<speaker>_<conversation>_<utterance>`
+ * (three or more '_'-separated fields; the last is dropped). null otherwise.
+ */
+export function conversationOf(id: string): string | null {
+  const parts = id.split('_');
+  return parts.length >= 3 ? parts.slice(0, -1).join('_') : null;
+}
+
+/**
+ * The cluster labels of a test set for `unit`, and the unit actually used. Rows without a
+ * label become clusters of their own. 'auto' is speaker when any speaker is known, else row.
+ * Asking for speaker or conversation clusters the test set does not carry is an error.
+ */
+export function clusterLabels(t: TestSet, unit: ClusterChoice): { unit: ClusterUnit; labels: string[] | null } {
+  const known = (v: (string | null)[] | null | undefined) => !!v && v.some((x) => x !== null && x !== '');
+  let u: ClusterUnit = unit === 'auto' ? (known(t.speakers) ? 'speaker' : 'row') : unit;
+  if (u === 'row') return { unit: u, labels: null };
+  const src = u === 'speaker' ? t.speakers : t.conversations;
+  if (!known(src)) {
+    throw new RapmError('RAPM_INVALID_ARG', `Expected ${u} labels on the ${t.name}-speaker test rows for --cluster-unit ${u}, but ${u === 'speaker' ? 'the data has no speakers' : "the utterance ids carry no conversation (<speaker>_<conversation>_<utterance>)"}; use --cluster-unit row`);
+  }
+  return { unit: u, labels: src!.map((x, i) => (x === null || x === '' ? `\u0000row${i}` : x)) };
 }
 
 /** Training pairs: EN vectors, ES target/value vectors (already the value dims), utterance ids. */
@@ -42,6 +75,10 @@ export interface PointOptions {
   weightDecay: number;
   valFraction: number;
   resamples: number;
+  /** Fusion nets trained per point, each with its own initialisation, shuffling and validation split. Default 1 here; the CLI's default is 3. */
+  trainSeeds?: number;
+  /** Unit the gain interval resamples; default 'auto' (speaker when speakers are known). */
+  clusterUnit?: ClusterChoice;
   /** Confidence level of the bootstrap intervals. Default 0.95. */
   level?: number;
   /** Key precision of the datastore the priors come from. Default 'f32'. */
@@ -58,16 +95,36 @@ export interface TestSetScore {
   n: number;
   plain: number;
   fusion: number;
-  gain: PairedBootstrapResult;
-  /** Per-row cosines, kept in memory for pooling across seeds (not written to results). */
+  /** The combined interval: hierarchical bootstrap over training seeds, clusters and rows. */
+  gain: GainInterval;
+  /** Per-row cosines (fusion: mean over training seeds), kept in memory for pooling (not written to results). */
   plainRows?: Float64Array;
   fusionRows?: Float64Array;
+  /** Per training seed, per-row fusion cosines (in memory only). */
+  fusionRowsBySeed?: Float64Array[];
   /** The retrieval priors of the test rows [n, dv] (in memory only). */
   prior?: Float32Array;
 }
 
+/** One training seed's net at a point. */
+export interface SeedRun {
+  /** The seed of its initialisation, shuffling and validation split. */
+  seed: number;
+  valFusion: number;
+  epochs: number;
+  bestEpoch: number;
+  trainSeconds: number;
+  samplesPerSecond: number;
+  /** Its own gain per test set (mean over rows, no interval). */
+  gains: { name: string; diff: number }[];
+}
+
 export interface PointResult {
   pairs: number;
+  /** Per training seed; the fields below are means over seeds (seconds: sums). */
+  seeds: SeedRun[];
+  /** The trained parameters per seed (in memory only; warm starts read them). */
+  seedParams: (Float32Array | null)[];
   tests: TestSetScore[];
   trainPlain: number;
   trainFusion: number;
@@ -77,6 +134,7 @@ export interface PointResult {
   bestEpoch: number;
   trainSeconds: number;
   samplesPerSecond: number;
+  /** The first seed's net (exports and ablations use it). */
   layout: ParamLayout | null;
   params: Float32Array | null;
 }
@@ -101,7 +159,14 @@ export function buildTestSets(test: Dataset, trainSpeakers: ReadonlySet<string>)
       en.set(test.en.subarray(r * FEATURE_DIM, (r + 1) * FEATURE_DIM), i * FEATURE_DIM);
       es.set(test.es.subarray(r * FEATURE_DIM, (r + 1) * FEATURE_DIM), i * FEATURE_DIM);
     });
-    out.push({ name, en, target: selectColumns(es, FEATURE_DIM, dv), n: rows.length });
+    out.push({
+      name,
+      en,
+      target: selectColumns(es, FEATURE_DIM, dv),
+      n: rows.length,
+      speakers: test.speakers ? rows.map((r) => test.speakers![r] ?? null) : null,
+      conversations: rows.map((r) => conversationOf(test.ids[r]!)),
+    });
   }
   if (out.length === 0) throw new RapmError('RAPM_DATA', 'No test set: the data has fewer than 2 test rows');
   return out;
@@ -118,72 +183,146 @@ export function splitFitVal(n: number, valFraction: number, seed: number): { fit
   return { fit: perm.slice(nv).sort(), val: perm.slice(0, nv).sort() };
 }
 
+/**
+ * Split by utterance id: a row is a validation row when a seeded hash of its id falls below
+ * valFraction. A row keeps its side as the datastore grows, so a warm-started net never
+ * validates on rows it was fitted on at an earlier step. Falls back to {@link splitFitVal}
+ * when the hash leaves either side empty.
+ */
+export function splitFitValByIds(ids: readonly string[], valFraction: number, seed: number): { fit: Int32Array; val: Int32Array } {
+  const fit: number[] = [];
+  const val: number[] = [];
+  const cut = Math.floor(valFraction * 4294967296);
+  for (let i = 0; i < ids.length; i++) (idHash(ids[i]!, seed) < cut ? val : fit).push(i);
+  if (fit.length === 0 || val.length === 0) return splitFitVal(ids.length, valFraction, seed);
+  return { fit: Int32Array.from(fit), val: Int32Array.from(val) };
+}
+
+/** FNV-1a over the id's UTF-16 units, seeded, then a murmur3 finaliser: uniform 32-bit. */
+function idHash(id: string, seed: number): number {
+  let h = (0x811c9dc5 ^ Math.imul(seed | 0, 0x9e3779b1)) >>> 0;
+  for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
 export function subsetMlp(d: MlpData, rows: Int32Array, enDim: number, dv: number): MlpData {
   return { en: pickRows(d.en, enDim, rows), prior: d.prior ? pickRows(d.prior, dv, rows) : null, target: pickRows(d.target, dv, rows) };
 }
 
+/** The seed of training seed `s` at a point seeded `stepSeed` (s = 0 keeps the one-seed numbers of earlier versions). */
+export function trainSeedOf(stepSeed: number, s: number): number {
+  return s === 0 ? stepSeed >>> 0 : (Math.imul(stepSeed ^ 0x5bd1e995, 0x9e3779b1) + Math.imul(s, 0x85ebca6b)) >>> 0;
+}
+
+export interface FitExtras {
+  /** Utterance ids of the training rows: validation rows are chosen by id (stable as the data grows). */
+  ids?: readonly string[];
+  /** Warm start: per training seed, the parameters to start from (null: fresh). */
+  init?: readonly (Float32Array | null)[];
+  /** Seed of the id-based validation split per training seed (default: the run seed + s). */
+  splitSeed?: number;
+}
+
 /**
- * Given the datastore of the training pairs and their (leave-one-out) priors: fit the
- * fusion net on a seeded fit/validation split, and score plain retrieval and retrieval +
- * fusion on every test set, with a paired bootstrap interval for the gain.
+ * Given the datastore of the training pairs and their (leave-one-out) priors: fit
+ * `trainSeeds` fusion nets, each on its own seeded fit/validation split with its own
+ * initialisation and shuffling, and score plain retrieval and retrieval + fusion on every
+ * test set. The gain interval is a hierarchical paired bootstrap over the seeds and the
+ * test clusters (speakers by default).
  */
-export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly TestSet[], o: PointOptions, stepSeed: number, label: string): Promise<PointResult> {
+export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly TestSet[], o: PointOptions, stepSeed: number, label: string, extra: FitExtras = {}): Promise<PointResult> {
   const dv = ds.dv;
   const n = train.target.length / dv;
-  const { fit, val } = splitFitVal(n, o.valFraction, stepSeed);
-  const fitData = subsetMlp(train, fit, FEATURE_DIM, dv);
-  const valData = subsetMlp(train, val, FEATURE_DIM, dv);
-  let trained: Awaited<ReturnType<typeof trainMlp>> | null = null;
-  if (!o.plainOnly) {
-    let epoch = 0;
-    let last = 0;
-    trained = await trainMlp(o.backend, fusionSpec({ hidden: o.hidden, dropout: o.dropout }), fitData, valData, {
-      epochs: o.epochs,
-      patience: o.patience,
-      batchSize: o.batchSize,
-      lr: o.lr,
-      weightDecay: o.weightDecay,
-      seed: stepSeed >>> 0,
-      // One bar for the whole training (all epochs), so elapsed and ETA run from its start; the
-      // ETA is an upper bound (early stopping may end it sooner, and then the bar is closed below).
-      onStep: (d, t) => {
-        const now = performance.now();
-        if (now - last > 250 || d === t) {
-          last = now;
-          o.progress?.(`${label}: fusion training (<= ${o.epochs} epochs)`, epoch * t + d, o.epochs * t);
-        }
-      },
-      onEpoch: (e) => {
-        epoch = e.epoch;
-        o.log?.(`${label}: epoch ${e.epoch} train cos ${e.trainCosine.toFixed(4)} val cos ${e.valCosine.toFixed(4)}${e.best ? ' *' : ''} (${Math.round(e.samplesPerSecond)} samples/s)`);
-      },
-    });
-    const steps = fitData.target.length / dv;
-    o.progress?.(`${label}: fusion training (<= ${o.epochs} epochs)`, o.epochs * steps, o.epochs * steps);
+  const S = checkInteger('trainSeeds', o.trainSeeds ?? 1, 1, 64);
+  const runs: { seed: number; trained: Awaited<ReturnType<typeof trainMlp>> | null; fitData: MlpData; valData: MlpData }[] = [];
+  for (let s = 0; s < S; s++) {
+    const seed = trainSeedOf(stepSeed, s);
+    const { fit, val } = extra.ids ? splitFitValByIds(extra.ids, o.valFraction, (extra.splitSeed ?? o.seed) + s) : splitFitVal(n, o.valFraction, seed);
+    const fitData = subsetMlp(train, fit, FEATURE_DIM, dv);
+    const valData = subsetMlp(train, val, FEATURE_DIM, dv);
+    let trained: Awaited<ReturnType<typeof trainMlp>> | null = null;
+    if (!o.plainOnly) {
+      let epoch = 0;
+      let last = 0;
+      const who = S > 1 ? `${label} seed ${s + 1}/${S}` : label;
+      trained = await trainMlp(o.backend, fusionSpec({ hidden: o.hidden, dropout: o.dropout }), fitData, valData, {
+        epochs: o.epochs,
+        patience: o.patience,
+        batchSize: o.batchSize,
+        lr: o.lr,
+        weightDecay: o.weightDecay,
+        seed,
+        init: extra.init?.[s] ?? null,
+        // One bar for the whole training (all epochs), so elapsed and ETA run from its start; the
+        // ETA is an upper bound (early stopping may end it sooner, and then the bar is closed below).
+        onStep: (d, t) => {
+          const now = performance.now();
+          if (now - last > 250 || d === t) {
+            last = now;
+            o.progress?.(`${who}: fusion training (<= ${o.epochs} epochs)`, epoch * t + d, o.epochs * t);
+          }
+        },
+        onEpoch: (e) => {
+          epoch = e.epoch;
+          o.log?.(`${who}: epoch ${e.epoch} train cos ${e.trainCosine.toFixed(4)} val cos ${e.valCosine.toFixed(4)}${e.best ? ' *' : ''} (${Math.round(e.samplesPerSecond)} samples/s)`);
+        },
+      });
+      const steps = fitData.target.length / dv;
+      o.progress?.(`${who}: fusion training (<= ${o.epochs} epochs)`, o.epochs * steps, o.epochs * steps);
+    }
+    runs.push({ seed, trained, fitData, valData });
   }
   const scores: TestSetScore[] = [];
+  const seedGains: { name: string; diff: number }[][] = runs.map(() => []);
   for (const t of tests) {
     const r = await ds.search(t.en, { k: o.k, tau: o.tau, aggregate: o.aggregate });
     const plainRows = rowCosines(r.prior, t.target, dv);
-    const fusionRows = trained ? scoreRows(o.backend, trained.layout, trained.params, { en: t.en, prior: r.prior, target: t.target }) : plainRows;
-    const gain = pairedBootstrap(plainRows, fusionRows, { resamples: o.resamples, level: o.level, seed: (stepSeed * 7919) >>> 0 });
-    scores.push({ name: t.name, n: t.n, plain: gain.meanA, fusion: gain.meanB, gain, plainRows, fusionRows, prior: r.prior });
+    const bySeed = runs.map((run) => (run.trained ? scoreRows(o.backend, run.trained.layout, run.trained.params, { en: t.en, prior: r.prior, target: t.target }) : plainRows));
+    const { unit, labels } = clusterLabels(t, o.clusterUnit ?? 'auto');
+    const gain = hierarchicalBootstrap(bySeed.map(() => plainRows), bySeed, labels, { resamples: o.resamples, level: o.level, seed: (stepSeed * 7919) >>> 0, unit });
+    const fusionRows = new Float64Array(t.n);
+    for (const f of bySeed) for (let i = 0; i < t.n; i++) fusionRows[i] = fusionRows[i]! + f[i]! / S;
+    gain.seedGains.forEach((g, s) => seedGains[s]!.push({ name: t.name, diff: g }));
+    scores.push({ name: t.name, n: t.n, plain: gain.meanA, fusion: gain.meanB, gain, plainRows, fusionRows, fusionRowsBySeed: bySeed, prior: r.prior });
   }
-  const trainPlain = mean(rowCosines(fitData.prior!, fitData.target, dv));
-  const valPlain = mean(rowCosines(valData.prior!, valData.target, dv));
+  const seeds: SeedRun[] = runs.map((run, s) => {
+    const h = run.trained?.history ?? [];
+    return {
+      seed: run.seed,
+      valFusion: run.trained ? run.trained.bestValCosine : mean(rowCosines(run.valData.prior!, run.valData.target, dv)),
+      epochs: h.length,
+      bestEpoch: run.trained?.bestEpoch ?? 0,
+      trainSeconds: run.trained?.seconds ?? 0,
+      // Minibatch samples over minibatch time, all epochs (validation excluded).
+      samplesPerSecond: h.length ? (h.length * run.fitData.target.length) / dv / h.reduce((a, e) => a + (e.seconds - e.valSeconds), 0) : 0,
+      gains: seedGains[s]!,
+    };
+  });
+  const avg = (f: (r: SeedRun) => number) => seeds.reduce((a, r) => a + f(r), 0) / S;
+  const first = runs[0]!;
+  const trainPlain = mean(rowCosines(first.fitData.prior!, first.fitData.target, dv));
+  const valPlain = mean(rowCosines(first.valData.prior!, first.valData.target, dv));
+  const trainFusion = runs.reduce((a, run) => a + (run.trained ? mean(scoreRows(o.backend, run.trained.layout, run.trained.params, run.fitData)) : mean(rowCosines(run.fitData.prior!, run.fitData.target, dv))), 0) / S;
   return {
     pairs: n,
+    seeds,
+    seedParams: runs.map((run) => run.trained?.params ?? null),
     tests: scores,
     trainPlain,
-    trainFusion: trained ? mean(scoreRows(o.backend, trained.layout, trained.params, fitData)) : trainPlain,
+    trainFusion,
     valPlain,
-    valFusion: trained ? trained.bestValCosine : valPlain,
-    epochs: trained?.history.length ?? 0,
-    bestEpoch: trained?.bestEpoch ?? 0,
-    trainSeconds: trained?.seconds ?? 0,
-    samplesPerSecond: trained ? trained.history.reduce((a, e) => a + e.samplesPerSecond, 0) / Math.max(1, trained.history.length) : 0,
-    layout: trained?.layout ?? null,
-    params: trained?.params ?? null,
+    valFusion: avg((r) => r.valFusion),
+    epochs: avg((r) => r.epochs),
+    bestEpoch: avg((r) => r.bestEpoch),
+    trainSeconds: seeds.reduce((a, r) => a + r.trainSeconds, 0),
+    samplesPerSecond: avg((r) => r.samplesPerSecond),
+    layout: first.trained?.layout ?? null,
+    params: first.trained?.params ?? null,
   };
 }
 
@@ -213,4 +352,13 @@ export function sampleSubset(pool: Pool, size: number, seed: number): Pool {
   const rows = new Rng(seed, 37).permutation(pool.n).slice(0, size).sort();
   const dv = pool.values.length / pool.n;
   return { en: pickRows(pool.en, FEATURE_DIM, rows), values: pickRows(pool.values, dv, rows), ids: Array.from(rows, (r) => pool.ids[r]!), n: size };
+}
+
+const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
+
+/** "gain +0.0077 [+0.0052, +0.0101], 3 training seeds, speaker-clustered, 65 speakers" */
+export function describeGain(g: GainInterval): string {
+  const seeds = `${g.seeds} training seed${g.seeds === 1 ? '' : 's'}`;
+  const unit = g.unit === 'row' ? 'row bootstrap' : `${g.unit}-clustered, ${g.clusters} ${g.unit}s`;
+  return `gain ${signed(g.diff)} [${signed(g.lo)}, ${signed(g.hi)}], ${seeds}, ${unit}`;
 }

@@ -25,7 +25,7 @@ import { FEATURE_DIM, selectColumns, valueIndices } from '../data/indices.js';
 import { loadDataSource, type DataLocation } from '../data/load.js';
 import { chooseSplit, type SplitPolicy } from '../data/split.js';
 import { RapmError } from '../errors.js';
-import type { TestSet } from './evaluate.js';
+import { conversationOf, type TestSet } from './evaluate.js';
 
 export interface SourceOptions {
   /** Folder of chunk folders (training steps in name order). */
@@ -195,7 +195,7 @@ export async function scanSources(src: ProgressiveSources, onProgress?: (done: n
   const hasher = createDatasetHasher();
   const layoutHash = createHash('sha256'); // chunk names and splits: which rows are test rows
   const seenTrainSpeakers = new Set<string>();
-  const testRows: { en: Float32Array; es: Float32Array; speaker: string | null; group: Group }[] = [];
+  const testRows: { en: Float32Array; es: Float32Array; speaker: string | null; id: string; group: Group }[] = [];
   const trainChunks: string[] = [];
   for await (const c of src.iterate(onProgress)) {
     hasher.update(c);
@@ -203,7 +203,7 @@ export async function scanSources(src: ProgressiveSources, onProgress?: (done: n
     let train = 0;
     for (let r = 0; r < c.n; r++) {
       if (c.split?.[r] === 'test') {
-        testRows.push({ en: c.en.slice(r * FEATURE_DIM, (r + 1) * FEATURE_DIM), es: c.es.slice(r * FEATURE_DIM, (r + 1) * FEATURE_DIM), speaker: c.speakers?.[r] ?? null, group: c.testGroup ?? null });
+        testRows.push({ en: c.en.slice(r * FEATURE_DIM, (r + 1) * FEATURE_DIM), es: c.es.slice(r * FEATURE_DIM, (r + 1) * FEATURE_DIM), speaker: c.speakers?.[r] ?? null, id: c.ids[r]!, group: c.testGroup ?? null });
       } else {
         train++;
         if (c.speakers) seenTrainSpeakers.add(c.speakers[r]!);
@@ -225,7 +225,15 @@ export async function scanSources(src: ProgressiveSources, onProgress?: (done: n
       en.set(t.en, i * FEATURE_DIM);
       es.set(t.es, i * FEATURE_DIM);
     });
-    tests.push({ name, en, target: selectColumns(es, FEATURE_DIM, dv), n: rows.length });
+    // Speakers and conversations travel with the rows: the gain interval resamples them (cluster bootstrap).
+    tests.push({
+      name,
+      en,
+      target: selectColumns(es, FEATURE_DIM, dv),
+      n: rows.length,
+      speakers: rows.map((t) => t.speaker),
+      conversations: rows.map((t) => conversationOf(t.id)),
+    });
   }
   if (tests.length === 0) {
     throw new RapmError('RAPM_DATA', `No test set in ${src.describe}: pass --test DIR (or --test-seen / --test-unseen DIR), give the initial set filelists (--filelists DIR) or --split speaker|random, or mark held-out rows 'test' in a chunk's split.txt`);

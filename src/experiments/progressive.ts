@@ -8,7 +8,8 @@ import { RapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { checkSetting, defaultsOf } from '../settings.js';
 import type { MlpBackend, MlpData } from '../fusion/train.js';
-import { fitAndScore, type TestSetScore } from './evaluate.js';
+import { clusterLabels, describeGain, fitAndScore, type ClusterChoice, type SeedRun, type TestSet, type TestSetScore } from './evaluate.js';
+import { paramLayout, fusionSpec } from '../fusion/layout.js';
 import { Datastore } from '../retrieval/datastore.js';
 import { IncrementalPriors } from '../retrieval/priors.js';
 import type { Aggregate } from '../retrieval/search-options.js';
@@ -57,6 +58,17 @@ export interface ProgressiveOptions extends Omit<SourceOptions, 'chunks' | 'init
   level?: number;
   /** Stop after this many steps (testing and time-boxed runs). */
   maxSteps?: number;
+  /** Fusion nets per step, each with its own initialisation, shuffling and validation split. Default 3. */
+  trainSeeds?: number;
+  /** What the gain interval resamples: 'auto' (speaker when known, the default), 'row', 'speaker' or 'conversation'. */
+  clusterUnit?: ClusterChoice;
+  /** Start step n's nets from step n-1's (per training seed) instead of a fresh initialisation. */
+  warmStart?: boolean;
+  /**
+   * Steps run after the first useful one before the loop stops (without --all): a check that
+   * the gain holds as the datastore grows, and a second point for the plots. Default 1.
+   */
+  confirmSteps?: number;
   backend: MlpBackend;
   log?: (line: string) => void;
   progress?: (label: string, done: number, total: number) => void;
@@ -64,7 +76,7 @@ export interface ProgressiveOptions extends Omit<SourceOptions, 'chunks' | 'init
 
 /** Defaults from the settings schema (src/settings.ts), plus leave-one-out priors. */
 export const PROGRESSIVE_DEFAULTS = {
-  ...defaultsOf(['config', 'k', 'tau', 'aggregate', 'hidden', 'dropout', 'seed', 'threshold', 'decideOn', 'epochs', 'patience', 'batchSize', 'lr', 'weightDecay', 'valFraction', 'resamples']),
+  ...defaultsOf(['config', 'k', 'tau', 'aggregate', 'hidden', 'dropout', 'seed', 'threshold', 'decideOn', 'epochs', 'patience', 'batchSize', 'lr', 'weightDecay', 'valFraction', 'resamples', 'trainSeeds', 'clusterUnit', 'warmStart', 'confirmSteps']),
   leaveOneOut: true,
 };
 
@@ -83,8 +95,14 @@ export interface StepResult {
   valPlain: number;
   epochs: number;
   bestEpoch: number;
+  /** Phase times: add to the datastore, prior search (leave-one-out priors), training (all seeds), evaluation (test search, scoring, bootstrap). */
   seconds: { add: number; priors: number; train: number; eval: number; total: number };
+  /** Training samples/s inside the loop (minibatch time only; mean over seeds). */
   samplesPerSecond: number;
+  /** Each training seed's net: validation cosine, epochs, time and its own gains. */
+  seeds: SeedRun[];
+  /** The nets started from the previous step's (warm start). */
+  warm: boolean;
   /** The stop rule held at this step. */
   useful: boolean;
 }
@@ -97,6 +115,10 @@ export interface ProgressiveResult {
   firstUseful: number | null;
   decision: string;
   recommendation: Recommendation | null;
+  /** Sum of the steps' phase times, seconds. */
+  phaseSeconds: { add: number; priors: number; train: number; eval: number; total: number };
+  /** Set when the loop stopped before the last chunk (the stop rule fired, or --max-steps). */
+  stoppedEarly: { step: number; pairs: number; reason: 'useful' | 'max-steps'; chunksLeft: number } | null;
 }
 
 interface State {
@@ -131,19 +153,20 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const valIdx = valueIndices();
   const dv = valIdx.length;
   // Fail on bad options before any data is read (the schema's checks; errors name the option).
-  for (const key of ['config', 'k', 'tau', 'aggregate', 'hidden', 'dropout', 'seed', 'threshold', 'decideOn', 'epochs', 'patience', 'batchSize', 'lr', 'weightDecay', 'valFraction', 'resamples'] as const) checkSetting(key, o[key]);
+  for (const key of ['config', 'k', 'tau', 'aggregate', 'hidden', 'dropout', 'seed', 'threshold', 'decideOn', 'epochs', 'patience', 'batchSize', 'lr', 'weightDecay', 'valFraction', 'resamples', 'trainSeeds', 'clusterUnit', 'warmStart', 'confirmSteps'] as const) checkSetting(key, o[key]);
   if (o.maxSteps !== undefined) checkInteger('maxSteps', o.maxSteps, 1);
 
   // Pass 1 (progressive-sources.ts): the leakage check, the fixed test sets, the data hash.
   const src = await openSources({ ...o, seed: o.seed, log });
-  const { tests, dataHash } = await scanSources(src, (d, t) => o.progress?.('scanning chunks', d, t));
+  const { tests, dataHash, trainChunks } = await scanSources(src, (d, t) => o.progress?.('scanning chunks', d, t));
   const decider = tests.find((t) => t.name === o.decideOn);
   if (!decider) {
     throw new RapmError('RAPM_DATA', `decideOn (--decide-on) is '${o.decideOn}' but the data has no ${o.decideOn}-speaker test set (test sets: ${tests.map((t) => `${t.name} ${t.n} pairs`).join(', ')}); pass --decide-on ${tests[0]!.name}`);
   }
+  for (const t of tests) clusterLabels(t, o.clusterUnit); // a unit the test sets cannot give fails before any training
 
   const key = optionsKey(
-    { chunks: o.chunks, initial: o.initial ?? '', config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, seed: o.seed, threshold: o.threshold, decideOn: o.decideOn, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples, ...(o.level !== undefined && o.level !== 0.95 ? { level: o.level } : {}) },
+    { chunks: o.chunks, initial: o.initial ?? '', config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, seed: o.seed, threshold: o.threshold, decideOn: o.decideOn, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples, trainSeeds: o.trainSeeds, clusterUnit: o.clusterUnit, warmStart: o.warmStart, confirmSteps: o.confirmSteps, ...(o.level !== undefined && o.level !== 0.95 ? { level: o.level } : {}) },
     dataHash,
   );
   const statePath = path.join(out, STATE);
@@ -160,7 +183,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
     }
   }
   ensureDir(out);
-  const config = { chunks: path.resolve(o.chunks), initial: o.initial ? path.resolve(o.initial) : null, config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, threshold: o.threshold, decideOn: decider.name, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples, tests: tests.map((t) => ({ name: t.name, n: t.n })) };
+  const config = { chunks: path.resolve(o.chunks), initial: o.initial ? path.resolve(o.initial) : null, config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, threshold: o.threshold, decideOn: decider.name, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples, trainSeeds: o.trainSeeds, clusterUnit: o.clusterUnit, warmStart: o.warmStart, confirmSteps: o.confirmSteps, tests: tests.map((t) => ({ name: t.name, n: t.n, ...clusterSummary(t, o.clusterUnit) })) };
   if (!state) state = { version: 1, optionsKey: key, record: startRecord('progressive', o.seed, config, { hash: dataHash, source: path.resolve(o.chunks) }), steps: [], complete: false };
 
   const ds = new Datastore({ keyIndices: keyIdx, valueIndices: valIdx });
@@ -169,8 +192,18 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const values = new GrowableRows(dv);
   const ids: string[] = [];
   let stepIndex = 0;
-  const resultOf = (status: 'running' | 'complete'): ProgressiveResult => finalResult(state!, status, o.threshold, decider.name, { k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout });
+  const resultOf = (status: 'running' | 'complete'): ProgressiveResult => finalResult(state!, status, o.threshold, decider.name, { k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout }, trainChunks.length, o.all ?? false);
   let stop = state.complete;
+  // The rule fires at the first useful step; the loop stops confirmSteps steps later.
+  const shouldStop = (step: number) => {
+    const first = state!.steps.find((x) => x.useful);
+    return !o.all && first !== undefined && step >= first.step + o.confirmSteps;
+  };
+  // Warm start: each seed's net from the previous step, also across --resume (warm-start-<step>.bin).
+  const warmFile = (step: number) => path.join(out, `warm-start-${step}.bin`);
+  const paramCount = paramLayout(fusionSpec({ hidden: o.hidden, dropout: o.dropout })).size;
+  const lastDone = state.steps.at(-1)?.step ?? 0;
+  let warm: (Float32Array | null)[] = o.warmStart && lastDone > 0 ? readWarm(warmFile(lastDone), o.trainSeeds, paramCount) : [];
 
   for await (const c of src.iterate()) {
     if (stop) break;
@@ -192,7 +225,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
       // Finished before a restart: rebuild the datastore only; priors are brought up to date
       // in one pass at the first step that still has to run.
       log(`step ${stepIndex} (${c.name}): done before, ${done.pairs} pairs`);
-      if (done.useful && !o.all) stop = true;
+      if (shouldStop(stepIndex)) stop = true;
       continue;
     }
     if (priors.size < ids.length) {
@@ -203,7 +236,17 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
     const tPriors = performance.now();
     const n = ids.length;
     const train: MlpData = { en: en.view(), prior: priors.priors(values.view()).prior, target: values.view() };
-    const point = await fitAndScore(ds, train, tests, { ...o, backend: o.backend, log, progress: o.progress }, (o.seed * 1000 + stepIndex) >>> 0, `step ${stepIndex}`);
+    const isWarm = o.warmStart && warm.length === o.trainSeeds && warm.every((p) => p !== null);
+    const point = await fitAndScore(ds, train, tests, { ...o, backend: o.backend, log, progress: o.progress }, (o.seed * 1000 + stepIndex) >>> 0, `step ${stepIndex}`, {
+      ids,
+      init: isWarm ? warm : undefined,
+      splitSeed: o.seed,
+    });
+    if (o.warmStart) {
+      warm = point.seedParams;
+      // Written before the state names this step done; the previous step's file goes after.
+      writeWarm(warmFile(stepIndex), warm);
+    }
     const tEval = performance.now();
     const scores: TestSetScore[] = point.tests.map(({ plainRows: _p, fusionRows: _f, prior: _r, ...t }) => t);
     const dec = scores.find((s) => s.name === decider.name)!;
@@ -221,14 +264,18 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
       bestEpoch: point.bestEpoch,
       seconds: { add: (tAdd - t0) / 1000, priors: (tPriors - tAdd) / 1000, train: point.trainSeconds, eval: (tEval - tPriors) / 1000 - point.trainSeconds, total: (tEval - t0) / 1000 },
       samplesPerSecond: point.samplesPerSecond,
+      seeds: point.seeds,
+      warm: isWarm,
       useful,
     };
     state.steps.push(step);
-    const line = scores.map((s) => `${s.name} plain ${s.plain.toFixed(4)} fusion ${s.fusion.toFixed(4)} gain ${fmtSigned(s.gain.diff)} [${fmtSigned(s.gain.lo)}, ${fmtSigned(s.gain.hi)}]`).join('; ');
-    log(`step ${stepIndex} (${c.name}, ${n} pairs): ${line}; ${step.seconds.total.toFixed(1)} s`);
+    const line = scores.map((s) => `${s.name} plain ${s.plain.toFixed(4)} fusion ${s.fusion.toFixed(4)} gain ${fmtSigned(s.gain.diff)} [${fmtSigned(s.gain.lo)}, ${fmtSigned(s.gain.hi)}] (seeds ${s.gain.seedGains.map(fmtSigned).join(' ')})`).join('; ');
+    const sec = step.seconds;
+    log(`step ${stepIndex} (${c.name}, ${n} pairs): ${line}; ${sec.total.toFixed(1)} s (priors ${sec.priors.toFixed(1)}, training ${sec.train.toFixed(1)} at ${Math.round(step.samplesPerSecond)} samples/s, evaluation ${sec.eval.toFixed(1)})`);
     if (o.maxSteps !== undefined && stepIndex >= o.maxSteps) stop = true;
-    if (useful && !o.all) stop = true;
+    if (shouldStop(stepIndex)) stop = true;
     writeState(statePath, state);
+    if (o.warmStart) fs.rmSync(warmFile(stepIndex - 1), { force: true });
     await writeProgressiveReport(out, resultOf('running'));
   }
   state.complete = true;
@@ -243,20 +290,67 @@ function fmtSigned(x: number): string {
   return `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
 }
 
-function finalResult(state: State, status: 'running' | 'complete', threshold: number, decideOn: string, cfg: { k: number; tau: number; aggregate: Aggregate; hidden: number[]; dropout: number }): ProgressiveResult {
+function finalResult(state: State, status: 'running' | 'complete', threshold: number, decideOn: string, cfg: { k: number; tau: number; aggregate: Aggregate; hidden: number[]; dropout: number }, chunks: number, all: boolean): ProgressiveResult {
   const first = state.steps.find((s) => s.useful) ?? null;
   let decision: string;
   if (first) {
     const g = first.tests.find((t) => t.name === decideOn)!.gain;
-    decision = `At ${first.pairs} pairs fusion becomes useful: gain ${fmtSigned(g.diff)} [${fmtSigned(g.lo)}, ${fmtSigned(g.hi)}] on ${g.n} ${decideOn}-speaker test pairs`;
+    decision = `At ${first.pairs} pairs fusion becomes useful: ${describeGain(g)} on ${g.n} ${decideOn}-speaker test pairs`;
+    const later = state.steps.filter((s) => s.step > first.step);
+    if (later.length) {
+      const held = later.filter((s) => s.useful).length;
+      const lg = later.at(-1)!.tests.find((t) => t.name === decideOn)!.gain;
+      decision += held === later.length
+        ? `; it still holds at ${later.at(-1)!.pairs} pairs (${describeGain(lg)})`
+        : `; the rule held at ${held} of the ${later.length} later step(s) (at ${later.at(-1)!.pairs} pairs: ${describeGain(lg)})`;
+    }
   } else {
     const last = state.steps.at(-1);
     const g = last?.tests.find((t) => t.name === decideOn)?.gain;
     decision = last && g
-      ? `Fusion did not become useful up to ${last.pairs} pairs: last gain ${fmtSigned(g.diff)} [${fmtSigned(g.lo)}, ${fmtSigned(g.hi)}] (threshold +${threshold} with an interval above zero)`
+      ? `Fusion did not become useful up to ${last.pairs} pairs: last ${describeGain(g)} on ${g.n} ${decideOn}-speaker test pairs (threshold +${threshold} with an interval above zero)`
       : 'No step finished';
   }
-  return { status, record: state.record, steps: state.steps, firstUseful: first?.step ?? null, decision, recommendation: state.steps.length ? recommend(state.steps, { threshold, decideOn, ...cfg }) : null };
+  const phaseSeconds = { add: 0, priors: 0, train: 0, eval: 0, total: 0 };
+  for (const s of state.steps) for (const k of Object.keys(phaseSeconds) as (keyof typeof phaseSeconds)[]) phaseSeconds[k] += s.seconds[k];
+  const last = state.steps.at(-1);
+  const stoppedEarly = status === 'complete' && last && state.steps.length < chunks
+    ? { step: last.step, pairs: last.pairs, reason: (state.steps.some((s) => s.useful) && !all ? 'useful' : 'max-steps') as 'useful' | 'max-steps', chunksLeft: chunks - state.steps.length }
+    : null;
+  return { status, record: state.record, steps: state.steps, firstUseful: first?.step ?? null, decision, recommendation: state.steps.length ? recommend(state.steps, { threshold, decideOn, ...cfg }) : null, phaseSeconds, stoppedEarly };
+}
+
+/** Cluster count per test set for the record: unit and number of clusters. */
+function clusterSummary(t: TestSet, unit: ClusterChoice): { unit: string; clusters: number } {
+  const { unit: u, labels } = clusterLabels(t, unit);
+  return { unit: u, clusters: labels ? new Set(labels).size : t.n };
+}
+
+/** Per-seed parameters of the last finished step: [u32 seeds, u32 size, then seeds x size f32]. */
+function writeWarm(file: string, params: (Float32Array | null)[]): void {
+  if (params.some((p) => p === null)) return;
+  const size = params[0]!.length;
+  const buf = new Uint8Array(8 + params.length * size * 4);
+  const head = new Uint32Array(buf.buffer, 0, 2);
+  head[0] = params.length;
+  head[1] = size;
+  params.forEach((p, i) => new Float32Array(buf.buffer, 8 + i * size * 4, size).set(p!));
+  writeFileAtomicSync(file, buf);
+}
+
+/** The warm-start parameters saved by the previous step, or [] (fresh nets) when missing or of another shape. */
+function readWarm(file: string, seeds: number, size: number): Float32Array[] {
+  let b: Buffer;
+  try {
+    b = fs.readFileSync(file);
+  } catch {
+    return [];
+  }
+  const bytes = new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+  if (bytes.length !== 8 + seeds * size * 4) return [];
+  const head = new Uint32Array(bytes.buffer, 0, 2);
+  if (head[0] !== seeds || head[1] !== size) return [];
+  return Array.from({ length: seeds }, (_, i) => new Float32Array(bytes.buffer, 8 + i * size * 4, size).slice());
 }
 
 function readState(file: string): State {

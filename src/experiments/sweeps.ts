@@ -6,7 +6,7 @@ import { FEATURE_DIM, SPANISH_WINNERS, keyIndices, valueIndices, type KeyConfig 
 import { officialSplit, type Split } from '../data/split.js';
 import { subsetDataset } from '../data/dataset.js';
 import { RapmError } from '../errors.js';
-import { pairedBootstrap } from '../eval/bootstrap.js';
+import { hierarchicalBootstrap } from '../eval/bootstrap.js';
 import { mean, rowCosines } from '../eval/cosine.js';
 import { writePng } from '../report/png.js';
 import { toCsv } from '../report/csv.js';
@@ -15,7 +15,7 @@ import { lineChart, type ChartSeries } from '../report/svg.js';
 import { Datastore } from '../retrieval/datastore.js';
 import type { Aggregate } from '../retrieval/search-options.js';
 import { scoreRows } from '../fusion/train.js';
-import { buildTestSets, evaluatePoint, poolOf, sampleSubset, sampleWithReplacement, type PointOptions, type PointResult, type Pool, type TestSet } from './evaluate.js';
+import { buildTestSets, clusterLabels, describeGain, evaluatePoint, poolOf, sampleSubset, sampleWithReplacement, type PointOptions, type PointResult, type Pool, type TestSet } from './evaluate.js';
 import { finishRecord, startRecord, type RunRecord } from './run-record.js';
 
 /**
@@ -88,7 +88,7 @@ function pointRows(size: number, p: PointResult, extra: Record<string, unknown>)
 export async function runSubsample(data: ExperimentData, o: Common & { sizes: number[]; seeds: number }): Promise<ExperimentOutput> {
   const record = startRecord('subsample', o.seed, configOf(o, { sizes: o.sizes, seeds: o.seeds }), { hash: data.hash, source: data.source });
   const rows: Record<string, unknown>[] = [];
-  const pooled: { size: number; name: string; n: number; plain: number; fusion: number; diff: number; lo: number; hi: number }[] = [];
+  const pooled: { size: number; name: string; n: number; plain: number; fusion: number; diff: number; lo: number; hi: number; runs: number; spreadLo: number; spreadHi: number; text: string }[] = [];
   for (const size of o.sizes) {
     const perSeed: PointResult[] = [];
     for (let s = 0; s < o.seeds; s++) {
@@ -100,29 +100,34 @@ export async function runSubsample(data: ExperimentData, o: Common & { sizes: nu
       rows.push(...pointRows(size, p, { seed, seconds: (performance.now() - t0) / 1000 }));
       o.log?.(`size ${size} seed ${seed}: ${p.tests.map((t) => `${t.name} gain ${sign(t.gain.diff)} [${sign(t.gain.lo)}, ${sign(t.gain.hi)}]`).join('; ')}`);
     }
-    // Pool the seeds per test row (mean over seeds), then one paired bootstrap over rows.
+    // Every (data sample, training seed) run is one draw of the seed stage; then clusters, then rows.
     for (const t of data.tests) {
-      const plain = new Float64Array(t.n), fusion = new Float64Array(t.n);
+      const plain: Float64Array[] = [];
+      const fusion: Float64Array[] = [];
       for (const p of perSeed) {
         const r = p.tests.find((x) => x.name === t.name)!;
-        for (let i = 0; i < t.n; i++) {
-          plain[i] = plain[i]! + r.plainRows![i]! / perSeed.length;
-          fusion[i] = fusion[i]! + r.fusionRows![i]! / perSeed.length;
+        for (const f of r.fusionRowsBySeed ?? [r.fusionRows!]) {
+          plain.push(r.plainRows!);
+          fusion.push(f);
         }
       }
-      const g = pairedBootstrap(plain, fusion, { resamples: o.resamples, level: o.level, seed: o.seed + size });
-      pooled.push({ size, name: t.name, n: t.n, plain: g.meanA, fusion: g.meanB, diff: g.diff, lo: g.lo, hi: g.hi });
+      const { unit, labels } = clusterLabels(t, o.clusterUnit ?? 'auto');
+      const g = hierarchicalBootstrap(plain, fusion, labels, { resamples: o.resamples, level: o.level, seed: o.seed + size, unit });
+      pooled.push({ size, name: t.name, n: t.n, plain: g.meanA, fusion: g.meanB, diff: g.diff, lo: g.lo, hi: g.hi, runs: g.seeds, spreadLo: Math.min(...g.seedGains), spreadHi: Math.max(...g.seedGains), text: describeGain(g) });
     }
   }
   const names = [...new Set(pooled.map((p) => p.name))];
   const gainChart = lineChart({
     title: 'Fusion gain vs data size (sampling with replacement)',
     xLabel: 'training pairs',
-    yLabel: `gain in mean cosine (95% CI, ${o.seeds} seeds pooled)`,
+    yLabel: `gain (95% CI over ${o.seeds} samples x ${o.trainSeeds ?? 1} training seeds)`,
     xLog: true,
     yZeroLine: true,
     hLines: [{ y: 0.001, label: '+0.001' }],
-    series: names.map((n) => ({ name: `${n} speakers`, points: pooled.filter((p) => p.name === n).map((p) => ({ x: p.size, y: p.diff, lo: p.lo, hi: p.hi })) })),
+    series: names.flatMap((n): ChartSeries[] => [
+      { name: `${n} speakers`, points: pooled.filter((p) => p.name === n).map((p) => ({ x: p.size, y: p.diff, lo: p.lo, hi: p.hi })) },
+      { name: `${n}: range of the runs' own gains`, band: false, marker: 'none', dashed: true, points: pooled.filter((p) => p.name === n).map((p) => ({ x: p.size, y: Number.NaN, lo: p.spreadLo, hi: p.spreadHi })) },
+    ]),
   });
   const scoreChart = lineChart({
     title: 'Plain retrieval and retrieval + fusion vs data size',
@@ -134,10 +139,10 @@ export async function runSubsample(data: ExperimentData, o: Common & { sizes: nu
       { name: `fusion, ${n}`, points: pooled.filter((p) => p.name === n).map((p) => ({ x: p.size, y: p.fusion })) },
     ]),
   });
-  const table = mdTable(['pairs', 'test set', 'n', 'plain', 'fusion', 'gain [95% CI]'], pooled.map((p) => [p.size, p.name, p.n, fmtNum(p.plain), fmtNum(p.fusion), fmtInterval(p.diff, p.lo, p.hi)]));
+  const table = mdTable(['pairs', 'test set', 'n', 'plain', 'fusion', 'gain [95% CI]', 'runs', 'spread of run gains [min, max]'], pooled.map((p) => [p.size, p.name, p.n, fmtNum(p.plain), fmtNum(p.fusion), fmtInterval(p.diff, p.lo, p.hi), p.runs, `[${fmtNum(p.spreadLo, 4, { sign: true })}, ${fmtNum(p.spreadHi, 4, { sign: true })}]`]));
   const last = pooled.filter((p) => p.name === names[0]).at(-1)!;
-  const summary = `Fusion gain at ${last.size} pairs (${names[0]} speakers): ${fmtInterval(last.diff, last.lo, last.hi)} on ${last.n} test pairs, ${o.seeds} seeds pooled.`;
-  return writeExperiment(o.out, 'subsample (seed report 6.1)', record, rows, { 'gain.svg': gainChart, 'scores.svg': scoreChart }, [{ heading: 'Gain per size', body: `${table}\n\nSamples are drawn with replacement; leave-one-out priors exclude every copy of a query's utterance.` }], summary);
+  const summary = `Fusion gain at ${last.size} pairs (${names[0]} speakers): ${last.text}; ${o.seeds} data samples x ${o.trainSeeds ?? 1} training seeds, their own gains from ${fmtNum(last.spreadLo, 4, { sign: true })} to ${fmtNum(last.spreadHi, 4, { sign: true })}, on ${last.n} test pairs.`;
+  return writeExperiment(o.out, 'subsample (seed report 6.1)', record, rows, { 'gain.svg': gainChart, 'scores.svg': scoreChart }, [{ heading: 'Gain per size', body: `${table}\n\nSamples are drawn with replacement; leave-one-out priors exclude every copy of a query's utterance. Each run (a data sample with one training seed) has its own gain; the interval is a hierarchical paired bootstrap over the runs, then the test clusters, then rows within them. The dashed bars in the plot are the range of the runs' own gains.` }], summary);
 }
 
 /** Seed 6.2: inject ES[:, w_j] += s * EN[:, j] (j < 101) and check whether fusion learns it. */
@@ -291,10 +296,30 @@ export async function runGrid(data: ExperimentData, o: { out: string; seed: numb
   const table = mdTable(['config', 'test set', 'best aggregation', 'K', 'tau', 'cosine'], bestRows.map((r) => [r.config as string, r.test_set as string, r.aggregate as string, r.k as number, (r.tau as number | null) ?? '—', fmtNum(r.cosine as number)]));
   const top1 = rows.filter((r) => r.aggregate === 'top1' && r.test_set === names[0]);
   const summary = `Best on ${names[0]} speakers: ${configs.map((c) => `Config ${c} ${fmtNum(best(c, names[0]!).cosine as number)} (${best(c, names[0]!).aggregate}, K=${best(c, names[0]!).k})`).join(', ')}; hard top-1: ${top1.map((r) => `${r.config} ${fmtNum(r.cosine as number)}`).join(', ')}.`;
-  return writeExperiment(o.out, 'retrieval grid (published Tables 2/3)', record, rows, charts, [{ heading: 'Best settings', body: table }], summary);
+  const full = configs.flatMap((config) => names.map((name) => ({ heading: `Config ${config}, ${name} speakers: mean cosine by K, tau and aggregation`, body: gridTable(rows, config, name, o.ks, o.taus) })));
+  return writeExperiment(o.out, 'retrieval grid (published Tables 2/3)', record, rows, charts, [{ heading: 'Best settings', body: table }, ...full], summary);
 }
 
-/** Seed 4.3: the best dropout per data size (by validation cosine). */
+/**
+ * The full grid of one config and test set in the shape of the published Tables 2/3: a row
+ * per K, a column per softmax temperature, then the uniform top-K mean; hard top-1 below.
+ * The best cell is bold.
+ */
+export function gridTable(rows: Record<string, unknown>[], config: string, testSet: string, ks: number[], taus: number[]): string {
+  const mine = rows.filter((r) => r.config === config && r.test_set === testSet);
+  const best = Math.max(...mine.map((r) => r.cosine as number));
+  const cell = (r: Record<string, unknown> | undefined) => (r ? ((r.cosine as number) === best ? `**${fmtNum(r.cosine as number)}**` : fmtNum(r.cosine as number)) : '—');
+  const body = ks.map((k) => [
+    k,
+    ...taus.map((tau) => cell(mine.find((r) => r.aggregate === 'softmax' && r.k === k && r.tau === tau))),
+    cell(mine.find((r) => r.aggregate === 'mean' && r.k === k)),
+  ]);
+  const top1 = mine.find((r) => r.aggregate === 'top1');
+  const table = mdTable(['K', ...taus.map((t) => `softmax tau=${t}`), 'uniform mean'], body);
+  return `${table}\n\nHard top-1 (K = 1): ${cell(top1)}. Bold: the best cell of this table.`;
+}
+
+/** Seed 4.3: the best dropout per data size (by validation cosine, mean over training seeds), with the spread across seeds. */
 export async function runDropout(data: ExperimentData, o: Common & { sizes: number[]; dropouts: number[] }): Promise<ExperimentOutput> {
   const record = startRecord('dropout', o.seed, configOf(o, { sizes: o.sizes, dropouts: o.dropouts }), { hash: data.hash, source: data.source });
   const rows: Record<string, unknown>[] = [];
@@ -302,22 +327,33 @@ export async function runDropout(data: ExperimentData, o: Common & { sizes: numb
     const pool = size >= data.pool.n ? data.pool : sampleSubset(data.pool, size, o.seed);
     for (const p of o.dropouts) {
       const r = await evaluatePoint(pool, data.tests, { ...o, dropout: p }, o.seed * 13 + size, `size ${pool.n} dropout ${p}`);
-      rows.push(...pointRows(pool.n, r, { dropout: p }));
-      o.log?.(`size ${pool.n} dropout ${p}: val ${r.valFusion.toFixed(4)} ${r.tests.map((t) => `${t.name} gain ${sign(t.gain.diff)}`).join(' ')}`);
+      const vals = r.seeds.map((x) => x.valFusion);
+      // "Never beat the prior on validation" is a per-seed outcome: count the seeds it happened to.
+      const stuck = r.seeds.filter((x) => x.bestEpoch === 0).length;
+      rows.push(...pointRows(pool.n, r, { dropout: p, val_min: Math.min(...vals), val_max: Math.max(...vals), val_plain: r.valPlain, seeds_never_beat_prior: stuck, train_seeds: r.seeds.length, seed_gains: r.tests.map((t) => t.gain.seedGains.map((g) => g.toFixed(6)).join(' ')).join(' | ') }));
+      o.log?.(`size ${pool.n} dropout ${p}: val ${r.valFusion.toFixed(4)} [${Math.min(...vals).toFixed(4)}, ${Math.max(...vals).toFixed(4)}] ${r.tests.map((t) => `${t.name} gain ${sign(t.gain.diff)}`).join(' ')}`);
     }
   }
   const name = data.tests[0]!.name;
   const sizes = [...new Set(rows.map((r) => r.pairs as number))];
-  const bestBySize = sizes.map((n) => rows.filter((r) => r.pairs === n && r.test_set === name).reduce((a, b) => ((b.val_fusion as number) > (a.val_fusion as number) ? b : a)));
+  const mine = rows.filter((r) => r.test_set === name);
+  const bestBySize = sizes.map((n) => mine.filter((r) => r.pairs === n).reduce((a, b) => ((b.val_fusion as number) > (a.val_fusion as number) ? b : a)));
   const chart = lineChart({
     title: 'Fusion validation cosine vs dropout',
     xLabel: 'dropout p',
-    yLabel: 'validation cosine',
-    series: sizes.map((n) => ({ name: `${n} pairs`, points: rows.filter((r) => r.pairs === n && r.test_set === name).map((r) => ({ x: r.dropout as number, y: r.val_fusion as number })) })),
+    yLabel: 'validation cosine (band: range over training seeds)',
+    series: sizes.map((n) => ({ name: `${n} pairs`, points: mine.filter((r) => r.pairs === n).map((r) => ({ x: r.dropout as number, y: r.val_fusion as number, lo: r.val_min as number, hi: r.val_max as number })) })),
   });
-  const table = mdTable(['pairs', 'best dropout (val)', 'val cosine', `test gain (${name})`], bestBySize.map((r) => [r.pairs as number, r.dropout as number, fmtNum(r.val_fusion as number), fmtInterval(r.gain as number, r.gain_lo as number, r.gain_hi as number)]));
-  const summary = `Best dropout by validation cosine: ${bestBySize.map((r) => `${r.dropout} at ${r.pairs} pairs`).join(', ')} (seed report prediction: 0.1 at 2K, 0.2-0.3 at 200K).`;
-  return writeExperiment(o.out, 'dropout (seed report 4.3)', record, rows, { 'dropout.svg': chart }, [{ heading: 'Best dropout per size', body: table }], summary);
+  const full = mdTable(
+    ['pairs', 'dropout', 'val cosine (mean)', 'val range over seeds', 'seeds that never beat the prior', `test gain (${name}) [95% CI]`, 'seed gains'],
+    mine.map((r) => [r.pairs as number, r.dropout as number, fmtNum(r.val_fusion as number), `[${fmtNum(r.val_min as number)}, ${fmtNum(r.val_max as number)}]`, `${r.seeds_never_beat_prior as number}/${r.train_seeds as number}`, fmtInterval(r.gain as number, r.gain_lo as number, r.gain_hi as number), String(r.seed_gains).split(' | ')[0]!.split(' ').map((g) => fmtNum(Number(g), 4, { sign: true })).join(' ')]),
+  );
+  const table = mdTable(['pairs', 'best dropout (mean val)', 'val cosine', 'val range over seeds', `test gain (${name})`], bestBySize.map((r) => [r.pairs as number, r.dropout as number, fmtNum(r.val_fusion as number), `[${fmtNum(r.val_min as number)}, ${fmtNum(r.val_max as number)}]`, fmtInterval(r.gain as number, r.gain_lo as number, r.gain_hi as number)]));
+  const summary = `Best dropout by mean validation cosine over ${o.trainSeeds ?? 1} training seed(s): ${bestBySize.map((r) => `${r.dropout} at ${r.pairs} pairs`).join(', ')} (seed report prediction: 0.1 at 2K, 0.2-0.3 at 200K).`;
+  return writeExperiment(o.out, 'dropout (seed report 4.3)', record, rows, { 'dropout.svg': chart }, [
+    { heading: 'Best dropout per size', body: table },
+    { heading: 'Every setting, with the spread across training seeds', body: `${full}\n\nA seed "never beat the prior" when no epoch's validation cosine exceeded the untrained net's (which is exactly plain retrieval's): its fusion net is the zero correction.` },
+  ], summary);
 }
 
 /** Sizes capped at the pool; duplicates dropped, ascending. */

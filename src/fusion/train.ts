@@ -58,6 +58,19 @@ export interface TrainOptions {
   onStep?: (done: number, total: number) => void;
   /** Abort between minibatches. */
   signal?: AbortSignal;
+  /**
+   * Start from these parameters (a warm start: fine-tune a net trained before on the same
+   * layout) instead of a fresh seeded initialisation. Copied, never modified. AdamW moments
+   * start at zero either way.
+   */
+  init?: Float32Array | null;
+  /**
+   * Give the event loop a turn when this many milliseconds have passed since the last one
+   * (checked after every minibatch). 0: a turn after every minibatch. Default 10: progress
+   * bars and servers sharing the thread need a turn every few ms, not one per 32 rows
+   * (scripts/bench-train-loop.ts measures what the turns cost).
+   */
+  yieldMs?: number;
 }
 
 export interface EpochStats {
@@ -66,7 +79,11 @@ export interface EpochStats {
   /** Mean training cosine over the epoch's minibatches (1 - loss, with dropout active). */
   trainCosine: number;
   valCosine: number;
+  /** Wall time of the epoch: minibatches plus validation. */
   seconds: number;
+  /** Of which scoring the validation rows. */
+  valSeconds: number;
+  /** Training samples per second of minibatch time (validation excluded; comparable with bench:train). */
   samplesPerSecond: number;
   best: boolean;
 }
@@ -86,7 +103,7 @@ export interface TrainResult {
 }
 
 /** Defaults from the settings schema (src/settings.ts). */
-export const TRAIN_DEFAULTS = { ...defaultsOf(['epochs', 'batchSize', 'lr', 'weightDecay', 'patience', 'seed']), minDelta: 0 };
+export const TRAIN_DEFAULTS = { ...defaultsOf(['epochs', 'batchSize', 'lr', 'weightDecay', 'patience', 'seed']), minDelta: 0, yieldMs: 10 };
 
 function checkData(name: string, d: MlpData, layout: ParamLayout): number {
   const { enDim, outDim, kind } = layout.spec;
@@ -144,7 +161,7 @@ export function scoreRows(backend: MlpBackend, layout: ParamLayout, params: Floa
 /**
  * Train a layout.ts network with AdamW on loss 1 - cos, seeded shuffling, early stopping
  * on validation cosine with patience, and restore of the best epoch. The event loop gets
- * a turn after every minibatch. Same seed, same machine and SIMD level: same weights.
+ * a turn every `yieldMs`. Same seed, same machine and SIMD level: same weights.
  */
 export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions = {}): Promise<TrainResult> {
   const o = { ...TRAIN_DEFAULTS, ...options };
@@ -152,9 +169,19 @@ export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpDat
   const layout = paramLayout(spec);
   const n = checkData('train', train, layout);
   checkData('val', val, layout);
+  if (!(typeof o.yieldMs === 'number' && o.yieldMs >= 0 && Number.isFinite(o.yieldMs))) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected yieldMs >= 0 but received ${String(o.yieldMs)}`);
   const started = performance.now();
 
-  const params = initParams(layout, o.seed);
+  let params: Float32Array;
+  if (o.init) {
+    if (!(o.init instanceof Float32Array) || o.init.length !== layout.size) {
+      throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected init (warm-start parameters) as a Float32Array of length ${layout.size} (this layout) but received ${o.init instanceof Float32Array ? `length ${o.init.length}` : typeof o.init}`);
+    }
+    checkFinite('init', o.init, layout.size);
+    params = o.init.slice();
+  } else {
+    params = initParams(layout, o.seed);
+  }
   const m = new Float32Array(layout.size);
   const v = new Float32Array(layout.size);
   let best = params.slice();
@@ -177,6 +204,8 @@ export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpDat
     const order = shuffle.permutation(n);
     let lossSum = 0;
     let batches = 0;
+    let lastYield = t0;
+    let paused = 0; // ms spent away in event-loop turns (not training)
     for (let s = 0; s < n; s += bs) {
       if (o.signal?.aborted) throw o.signal.reason ?? new Error('aborted');
       const e = Math.min(n, s + bs);
@@ -190,10 +219,17 @@ export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpDat
       lossSum += backend.trainStep(layout, params, m, v, step, o.lr, o.weightDecay, xb, rb, tb, spec.dropout, o.seed);
       batches++;
       o.onStep?.(e, n);
-      await yieldToLoop(); // never block the event loop for more than one minibatch
+      const now = performance.now();
+      if (now - lastYield >= o.yieldMs) {
+        await yieldToLoop(); // never block the event loop for longer than yieldMs + one minibatch
+        lastYield = performance.now();
+        paused += lastYield - now;
+      }
     }
+    const tTrain = performance.now();
     const valCos = mean(scoreRows(backend, layout, params, val));
-    const seconds = (performance.now() - t0) / 1000;
+    const tEnd = performance.now();
+    const seconds = (tEnd - t0) / 1000;
     const improved = valCos > bestVal + o.minDelta;
     if (improved) {
       bestVal = valCos;
@@ -204,7 +240,7 @@ export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpDat
       sinceBest++;
     }
     const trainLoss = lossSum / batches;
-    const stats: EpochStats = { epoch, trainLoss, trainCosine: 1 - trainLoss, valCosine: valCos, seconds, samplesPerSecond: n / seconds, best: improved };
+    const stats: EpochStats = { epoch, trainLoss, trainCosine: 1 - trainLoss, valCosine: valCos, seconds, valSeconds: (tEnd - tTrain) / 1000, samplesPerSecond: n / (Math.max(1e-6, tTrain - t0 - paused) / 1000), best: improved };
     history.push(stats);
     o.onEpoch?.(stats);
     if (sinceBest >= o.patience) {

@@ -49,6 +49,14 @@ export interface ReferenceLine {
   color?: string;
 }
 
+export interface VerticalLine {
+  x: number;
+  /** Text shown beside the top of the line, e.g. "stopped (rule held)". */
+  label?: string;
+  /** Default: grey. */
+  color?: string;
+}
+
 export interface LineChartOptions {
   title: string;
   xLabel: string;
@@ -60,6 +68,8 @@ export interface LineChartOptions {
   yZeroLine?: boolean;
   /** Horizontal reference lines, included in the y range. */
   hLines?: ReferenceLine[];
+  /** Vertical marker lines (for example "stopped here"), included in the x range. */
+  vLines?: VerticalLine[];
   /** Pixel width of the figure, default 640. */
   width?: number;
   /** Pixel height of the figure, default 400. */
@@ -282,6 +292,11 @@ export function lineChart(options: LineChartOptions): string {
     yMin = Math.min(yMin, h.y);
     yMax = Math.max(yMax, h.y);
   }
+  const vLines = (options.vLines ?? []).filter((v) => okX(v.x));
+  for (const v of vLines) {
+    xMin = Math.min(xMin, v.x);
+    xMax = Math.max(xMax, v.x);
+  }
   if (options.yZeroLine) {
     yMin = Math.min(yMin, 0);
     yMax = Math.max(yMax, 0);
@@ -316,7 +331,7 @@ export function lineChart(options: LineChartOptions): string {
   } else {
     xDomain = niceDomain(xMin, xMax, Math.max(3, Math.round(plotW / 90)));
   }
-  const xTicks = (
+  let xTicks = (
     options.xTicks ??
     (xLog ? logTicks(xDomain[0], xDomain[1], Math.max(4, Math.floor(plotW / 45))) : linearTicks(xDomain[0], xDomain[1], Math.max(3, Math.round(plotW / 90))))
   ).filter((v) => okX(v) && v >= Math.min(...xDomain) - 1e-12 * Math.abs(xDomain[0]) && v <= Math.max(...xDomain) * (1 + 1e-12));
@@ -324,6 +339,13 @@ export function lineChart(options: LineChartOptions): string {
   const xFmt = options.xFormat ?? ((v: number) => formatTick(v, xStep));
 
   const sx = xLog ? logScale(xDomain, [plotLeft, plotRight]) : linearScale(xDomain, [plotLeft, plotRight]);
+  if (xLog && !options.xTicks && Number.isFinite(xMin) && xMin >= xDomain[0]) {
+    // A log axis always labels its leftmost data value (a datastore size, say): 1-2-5 ticks
+    // alone can leave the left end of the axis unlabelled. Automatic ticks whose labels would
+    // collide with it give way.
+    const gap = (a: number, b: number) => Math.abs(sx(a) - sx(b)) < (textWidth(xFmt(a), TICK_FONT) + textWidth(xFmt(b), TICK_FONT)) / 2 + 6;
+    xTicks = [xMin, ...xTicks.filter((t) => t !== xMin && !gap(t, xMin))];
+  }
   const sy = linearScale(yDomain, [plotBottom, plotTop]);
 
   const o: string[] = [];
@@ -351,6 +373,11 @@ export function lineChart(options: LineChartOptions): string {
     const color = h.color ?? '#666666';
     const dash = h.dashed === false ? '' : ' stroke-dasharray="5 3"';
     o.push(`<line class="ref-line" x1="${n(plotLeft)}" x2="${n(plotRight)}" y1="${n(y)}" y2="${n(y)}" stroke="${escapeXml(color)}" stroke-width="1.2"${dash}/>`);
+  }
+
+  for (const v of vLines) {
+    if (!(v.x >= Math.min(...xDomain) && v.x <= Math.max(...xDomain))) continue;
+    o.push(`<line class="v-line" x1="${n(sx(v.x))}" x2="${n(sx(v.x))}" y1="${n(plotTop)}" y2="${n(plotBottom)}" stroke="${escapeXml(v.color ?? '#666666')}" stroke-width="1.2" stroke-dasharray="2 3"/>`);
   }
 
   // Series: bands first (under every line), then lines, error bars and markers.
@@ -420,6 +447,17 @@ export function lineChart(options: LineChartOptions): string {
     o.push(
       `<text class="ref-label" x="${n(plotRight - 4)}" y="${n(sy(h.y) - 4)}" font-size="${TICK_FONT}" text-anchor="end" fill="${escapeXml(h.color ?? '#666666')}" ` +
         `stroke="#ffffff" stroke-width="3" stroke-linejoin="round" paint-order="stroke">${escapeXml(h.label)}</text>`,
+    );
+  }
+
+  for (const v of vLines) {
+    if (!v.label || !(v.x >= Math.min(...xDomain) && v.x <= Math.max(...xDomain))) continue;
+    const x = sx(v.x);
+    // Label on the side with more room, inside the frame.
+    const right = x < (plotLeft + plotRight) / 2;
+    o.push(
+      `<text class="v-label" x="${n(right ? x + 4 : x - 4)}" y="${n(plotTop + TICK_FONT + 2)}" font-size="${TICK_FONT}" text-anchor="${right ? 'start' : 'end'}" fill="${escapeXml(v.color ?? '#666666')}" ` +
+        `stroke="#ffffff" stroke-width="3" stroke-linejoin="round" paint-order="stroke">${escapeXml(v.label)}</text>`,
     );
   }
 

@@ -45,29 +45,78 @@ describe('progressive loop', () => {
     expect(saved.record.dataHash).toMatch(/^sha256:/);
     expect(saved.record.seed).toBe(1);
     expect(fs.readFileSync(path.join(tmp, 'all', 'report.md'), 'utf8')).toContain(full.decision);
-  }, 120_000);
+  }, 300_000);
 
-  it('stops at the first step whose gain clears the threshold with an interval above zero', async () => {
-    // A threshold of -1 is cleared at step 1 whenever the interval is above zero.
-    const first = full.steps.find((s) => s.tests[0]!.gain.lo > 0);
-    if (first) {
-      const r = await runProgressive(base('stop-low', { threshold: -1 }));
-      expect(r.steps.length).toBe(first.step);
-      expect(r.firstUseful).toBe(first.step);
-      expect(r.decision).toMatch(new RegExp(`^At ${first.pairs} pairs fusion becomes useful: gain [+-]`));
+  it('trains 3 seeds per step by default, warm-starts from step 2, and decides on the speaker-clustered combined interval', () => {
+    for (const s of full.steps) {
+      expect(s.seeds).toHaveLength(3);
+      expect(new Set(s.seeds.map((x) => x.seed)).size).toBe(3);
+      expect(s.warm).toBe(s.step > 1);
+      for (const t of s.tests) {
+        expect(t.gain.seeds).toBe(3);
+        expect(t.gain.unit).toBe('speaker');
+        // The combined gain is the mean of the seeds' own gains.
+        expect(t.gain.diff).toBeCloseTo(t.gain.seedGains.reduce((a, b) => a + b, 0) / 3, 12);
+        expect(s.seeds.map((x) => x.gains.find((g) => g.name === t.name)!.diff)).toEqual(t.gain.seedGains);
+      }
+      // Phase times add up to the step's time (to rounding).
+      expect(s.seconds.add + s.seconds.priors + s.seconds.train + s.seconds.eval).toBeCloseTo(s.seconds.total, 6);
     }
+    const seen = full.steps.at(-1)!.tests.find((t) => t.name === 'seen')!.gain;
+    expect(seen.clusters).toBeGreaterThan(1);
+    expect(full.decision).toContain(`, 3 training seeds, speaker-clustered, ${seen.clusters} speakers`);
+    expect(full.phaseSeconds.train).toBeCloseTo(full.steps.reduce((a, s) => a + s.seconds.train, 0), 9);
+    expect(full.stoppedEarly).toBeNull();
+  });
+
+  it('cold start, one seed and row intervals on request; the stop is recorded when --max-steps cuts the run', async () => {
+    const r = await runProgressive(base('cold', { warmStart: false, trainSeeds: 1, clusterUnit: 'row', maxSteps: 2, all: true }));
+    expect(r.steps.map((s) => [s.warm, s.seeds.length, s.tests[0]!.gain.unit, s.tests[0]!.gain.seeds])).toEqual([[false, 1, 'row', 1], [false, 1, 'row', 1]]);
+    expect(r.decision).toContain('1 training seed, row bootstrap');
+    expect(r.stoppedEarly).toEqual({ step: 2, pairs: 1900, reason: 'max-steps', chunksLeft: 2 });
+    // Step 1 is the same net either way (fresh init, same seed 0 split); step 2 differs by the warm start.
+    const warm1 = await runProgressive(base('warm1', { trainSeeds: 1, clusterUnit: 'row', maxSteps: 2, all: true }));
+    expect(warm1.steps[0]!.tests[0]!.fusion).toBe(r.steps[0]!.tests[0]!.fusion);
+    expect(warm1.steps[1]!.warm).toBe(true);
+    expect(warm1.steps[1]!.tests[0]!.fusion).not.toBe(r.steps[1]!.tests[0]!.fusion);
+    // The generated ids carry no conversation: asking for conversation clusters fails before training.
+    await expect(runProgressive(base('conv', { clusterUnit: 'conversation' }))).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/conversation/) });
+    expect(fs.existsSync(path.join(tmp, 'conv', 'state.json'))).toBe(false);
+  }, 300_000);
+
+  it('stops at the first step whose gain clears the threshold with an interval above zero, after one confirming step', async () => {
+    // One training seed: the stop rule does not depend on how many seeds stand behind the interval.
+    // A threshold of -1 is cleared at the first step whose interval is above zero.
+    const r = await runProgressive(base('stop-low', { threshold: -1, trainSeeds: 1, all: false }));
+    const first = r.steps.find((s) => s.tests[0]!.gain.lo > 0);
+    expect(first, 'some step has a seen-speaker interval above zero (else this test proves nothing)').toBeDefined();
+    expect(r.firstUseful).toBe(first!.step);
+    expect(r.decision).toMatch(new RegExp(`^At ${first!.pairs} pairs fusion becomes useful: gain [+-]`));
+    // The rule fires at the first useful step; one confirming step runs after it (confirmSteps 1).
+    expect(r.steps.length).toBe(Math.min(first!.step + 1, 4));
+    if (first!.step < 4) {
+      expect(r.stoppedEarly).toMatchObject({ step: first!.step + 1, reason: 'useful' });
+      expect(r.decision).toMatch(/; (it still holds at|the rule held at)/);
+      const report = fs.readFileSync(path.join(tmp, 'stop-low', 'report.md'), 'utf8');
+      expect(report).toContain('**The run stopped early**');
+      // Every plot marks the stop.
+      for (const f of ['gain.svg', 'scores.svg', 'gap.svg']) expect(fs.readFileSync(path.join(tmp, 'stop-low', f), 'utf8')).toMatch(/class="v-line"[\s\S]*stopped: fusion useful/);
+    }
+    const strict = await runProgressive(base('stop-now', { threshold: -1, trainSeeds: 1, confirmSteps: 0 }));
+    expect(strict.steps.length).toBe(first!.step);
     // A threshold no gain can clear runs every chunk and says so.
-    const never = await runProgressive(base('stop-high', { threshold: 1 }));
+    const never = await runProgressive(base('stop-high', { threshold: 1, trainSeeds: 1 }));
     expect(never.steps.length).toBe(4);
     expect(never.firstUseful).toBeNull();
     expect(never.decision).toMatch(/^Fusion did not become useful up to 4900 pairs/);
     expect(never.recommendation?.use_fusion).toBe(false);
-    // The rule reads gain > threshold AND lo > 0 on the deciding set, step by step.
+    expect(never.stoppedEarly).toBeNull();
+    // The rule reads gain > threshold AND lo > 0 on the deciding set, step by step (3 seeds, combined interval).
     for (const s of full.steps) {
       const g = s.tests.find((t) => t.name === 'seen')!.gain;
       expect(s.useful).toBe(g.diff > 0.001 && g.lo > 0);
     }
-  }, 120_000);
+  }, 300_000);
 
   it('refuses to overwrite a run without --resume or --overwrite, and bad options before reading data', async () => {
     await expect(runProgressive(base('all'))).rejects.toMatchObject({ code: 'RAPM_STATE' });
@@ -110,5 +159,5 @@ describe('progressive loop', () => {
     const resumed = await runProgressive(base('killed', { all: true, resume: true }));
     expect(resumed.status).toBe('complete');
     expect(numbers(resumed)).toEqual(numbers(full));
-  }, 180_000);
+  }, 300_000);
 });

@@ -40,6 +40,32 @@ describe('trainMlp with the native backend', () => {
     expect(Buffer.from(a.params.buffer).equals(Buffer.from(c.params.buffer))).toBe(false);
   });
 
+  it('warm start: init is where training starts (copied, not modified), and a wrong arena is a coded error', async () => {
+    const all = data(train, null);
+    const fit = cut(all, 0, fitRows), val = cut(all, fitRows, train.n);
+    const first = await trainMlp(nativeMlpBackend, baselineSpec(), fit, val, { epochs: 6, patience: 6, seed: 1 });
+    const init = first.params.slice();
+    const warm = await trainMlp(nativeMlpBackend, baselineSpec(), fit, val, { epochs: 1, patience: 1, seed: 2, init });
+    // The untrained validation score of the warm run is the first run's best, not a fresh net's.
+    expect(warm.initialValCosine).toBeCloseTo(first.bestValCosine, 5);
+    expect(warm.initialValCosine).toBeGreaterThan(first.initialValCosine + 0.02);
+    expect(Buffer.from(init.buffer).equals(Buffer.from(first.params.buffer))).toBe(true);
+    await expect(trainMlp(nativeMlpBackend, baselineSpec(), fit, val, { epochs: 1, init: init.subarray(1) })).rejects.toMatchObject({ code: 'RAPM_SHAPE_MISMATCH' });
+    const bad = init.slice();
+    bad[5] = Number.NaN;
+    await expect(trainMlp(nativeMlpBackend, baselineSpec(), fit, val, { epochs: 1, init: bad })).rejects.toMatchObject({ code: 'RAPM_NON_FINITE' });
+  });
+
+  it('samples/s counts minibatch time only; validation time is reported beside it', async () => {
+    const all = data(train, null);
+    const r = await trainMlp(nativeMlpBackend, baselineSpec(), cut(all, 0, fitRows), cut(all, fitRows, train.n), { epochs: 2, seed: 1 });
+    for (const e of r.history) {
+      expect(e.valSeconds).toBeGreaterThan(0);
+      expect(e.valSeconds).toBeLessThan(e.seconds);
+      expect(e.samplesPerSecond).toBeGreaterThan(fitRows / e.seconds);
+    }
+  });
+
   it('training reduces validation loss on generated data (the systematic EN->ES part is learnable)', async () => {
     const all = data(train, null);
     const r = await trainMlp(nativeMlpBackend, baselineSpec(), cut(all, 0, fitRows), cut(all, fitRows, train.n), { epochs: 15, patience: 5, seed: 1 });

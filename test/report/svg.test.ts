@@ -272,3 +272,60 @@ describe('lineChart', () => {
     expect(code({ title: 't', xLabel: 'x', yLabel: 'y', series: [], xLog: true, xDomain: [0, 10] })).toBe('RAPM_INVALID_ARG');
   });
 });
+
+describe('log axes label their left end; stop markers; nothing outside the frame', () => {
+  const frame = (svg: string) => {
+    const m = /<path d="M([\d.]+),([\d.]+)V([\d.]+)H([\d.]+)"\/>/.exec(svg)!;
+    return { left: Number(m[1]), top: Number(m[2]), bottom: Number(m[3]), right: Number(m[4]) };
+  };
+  const xTicks = (svg: string) => [...svg.matchAll(/<text class="x-tick" x="([\d.]+)"[^>]*>([^<]*)<\/text>/g)].map((m) => ({ x: Number(m[1]), label: m[2]! }));
+
+  it('the leftmost data value of a log axis is a labelled tick, even when no 1-2-5 tick falls near it', () => {
+    const svg = lineChart(gainChart());
+    const ticks = xTicks(svg);
+    // 2316 lies left of the first 1-2-5 tick (5000): without the fix the left end had no label.
+    expect(ticks[0]!.label).toBe('2.316K');
+    expect(ticks.map((t) => t.label)).toContain('200K');
+    // Labels never overlap: neighbours at least a label width apart.
+    for (let i = 1; i < ticks.length; i++) expect(ticks[i]!.x - ticks[i - 1]!.x).toBeGreaterThan(((ticks[i]!.label.length + ticks[i - 1]!.label.length) / 2) * 11 * 0.6);
+    // A one-point run (the default run before this change) still gets its size labelled.
+    const one = lineChart({ title: 't', xLabel: 'x', yLabel: 'y', xLog: true, series: [{ name: 's', points: [{ x: 2316, y: 0.0077, lo: 0.005, hi: 0.01 }] }] });
+    expect(xTicks(one).map((t) => t.label)).toContain('2.316K');
+  });
+
+  it('every marker, band and error bar lies inside the frame', () => {
+    const svg = lineChart(gainChart({ vLines: [{ x: 20000, label: 'stopped: fusion useful' }] }));
+    const f = frame(svg);
+    const coords = [...svg.matchAll(/<(?:circle|rect) (?:class="[^"]*" )?(?:cx|x)="([\d.-]+)" (?:cy|y)="([\d.-]+)"/g)].filter((m) => !m[0].includes('width="640"'));
+    const legendBottom = f.top; // legend and title sit above the frame
+    const inPlot = coords.filter((m) => Number(m[2]) > legendBottom);
+    expect(inPlot.length).toBeGreaterThan(5);
+    for (const m of inPlot) {
+      expect(Number(m[1])).toBeGreaterThanOrEqual(f.left);
+      expect(Number(m[1])).toBeLessThanOrEqual(f.right);
+      expect(Number(m[2])).toBeLessThanOrEqual(f.bottom);
+    }
+    for (const m of svg.matchAll(/<polygon class="band" points="([^"]+)"/g)) {
+      for (const pt of m[1]!.split(' ')) {
+        const [x, y] = pt.split(',').map(Number);
+        expect(x!).toBeGreaterThanOrEqual(f.left);
+        expect(x!).toBeLessThanOrEqual(f.right);
+        expect(y!).toBeGreaterThanOrEqual(f.top);
+        expect(y!).toBeLessThanOrEqual(f.bottom);
+      }
+    }
+  });
+
+  it('a vertical marker is drawn at its x with its label inside the frame, and widens the x range when needed', () => {
+    const svg = lineChart(gainChart({ vLines: [{ x: 400000, label: 'stopped: --max-steps' }] }));
+    const f = frame(svg);
+    const line = /<line class="v-line" x1="([\d.]+)"/.exec(svg);
+    expect(line).not.toBeNull();
+    expect(Number(line![1])).toBeLessThanOrEqual(f.right);
+    expect(Number(line![1])).toBeGreaterThan(f.left);
+    const label = /<text class="v-label" x="([\d.]+)"[^>]*text-anchor="(start|end)"[^>]*>stopped: --max-steps<\/text>/.exec(svg);
+    expect(label).not.toBeNull();
+    // Near the right edge the label is written leftwards, so it stays inside.
+    expect(label![2]).toBe('end');
+  });
+});

@@ -20,7 +20,7 @@ export async function ensureDefaultChunks(quiet: boolean, bar: (label: string, d
 export const progressiveCommand: CommandModule = defineCommand({
   command: 'progressive',
   describe: 'Grow the datastore chunk by chunk and find the size at which fusion pays off',
-  settings: ['chunks', 'initial', 'filelists', 'tests', 'testSeen', 'testUnseen', 'split', 'testFraction', 'allowOverlap', 'onProblem', 'poolFrames', 'speakerPattern', 'out', 'threshold', 'decideOn', 'all', 'resume', 'overwrite', 'maxSteps', ...POINT_SETTINGS, 'json', 'quiet'],
+  settings: ['chunks', 'initial', 'filelists', 'tests', 'testSeen', 'testUnseen', 'split', 'testFraction', 'allowOverlap', 'onProblem', 'poolFrames', 'speakerPattern', 'out', 'threshold', 'decideOn', 'all', 'resume', 'overwrite', 'maxSteps', 'warmStart', 'confirmSteps', ...POINT_SETTINGS, 'json', 'quiet'],
   overrides: {
     out: { default: 'results/progressive', help: 'Results folder: report.md, results.json/.csv, gain.svg, scores.svg, gap.svg, state.json' },
     overwrite: { help: 'Replace a run already in --out' },
@@ -63,6 +63,8 @@ export const progressiveCommand: CommandModule = defineCommand({
       poolFrames: a.poolFrames ?? null,
       speakerPattern: a.speakerPattern,
       warn,
+      warmStart: a.warmStart,
+      confirmSteps: a.confirmSteps,
     });
     if (a.json) {
       console.log(JSON.stringify(result));
