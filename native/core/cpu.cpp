@@ -13,9 +13,13 @@ std::vector<const Kernels*> supported_kernels() {
   const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  const bool vnni = avx512 && __builtin_cpu_supports("avx512vnni");
+  const bool bf16 = vnni && __builtin_cpu_supports("avx512bf16");
 #else
-  const bool avx512 = false, avx2 = false;  // MSVC: __cpuid/_xgetbv probe not wired yet
+  const bool avx512 = false, avx2 = false, vnni = false, bf16 = false;  // MSVC: __cpuid/_xgetbv probe not wired yet
 #endif
+  if (bf16) out.push_back(kernels_avx512bf16());
+  if (vnni) out.push_back(kernels_avx512vnni());
   if (avx512) out.push_back(kernels_avx512());
   if (avx2) out.push_back(kernels_avx2());
 #elif defined(__aarch64__) || defined(_M_ARM64)

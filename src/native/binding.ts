@@ -42,6 +42,8 @@ export interface NativeDatastore {
   readonly valueDim: number;
   readonly bf16: boolean;
   readonly _segmentCount: number;
+  /** Fast-path counters: queries searched with it, and how many of those the exact scan redid. */
+  readonly fastPathStats: { queries: number; redone: number };
   /** Rows [rowBegin, rowEnd) in stored form, row-major: keys f32 (Float32Array) or bf16 bits (Uint16Array); null skips. */
   exportRows(rowBegin: number, rowEnd: number, keysOut: Float32Array | Uint16Array | null, valuesOut: Float32Array | null, groupsOut: Int32Array | null): void;
   /** Append rows already in stored form (normalised keys, as exportRows wrote them), without re-normalising. */
@@ -49,7 +51,8 @@ export interface NativeDatastore {
 }
 
 export interface NativeBinding {
-  Datastore: new (d: number, dv: number, bf16: boolean) => NativeDatastore;
+  /** fastPath: 0 off, 1 bf16, 2 int8. */
+  Datastore: new (d: number, dv: number, bf16: boolean, fastPath?: number) => NativeDatastore;
   simdLevel(): string;
   simdLevels(): string[];
   setSimdLevel(level: string): string;
@@ -108,6 +111,21 @@ let cached: NativeBinding | undefined;
  * build/Release (cmake-js and node-gyp both put it there), then build/Debug.
  * On failure, one error lists every place tried and the fixes.
  */
+/**
+ * RAPM_SIMD names the kernel level to use; a value this CPU/build cannot run (or a typo)
+ * falls back to the best level, and is reported here once, as a process warning.
+ */
+function checkSimdOverride(b: NativeBinding): void {
+  const want = process.env.RAPM_SIMD;
+  if (want === undefined || want === '') return;
+  const levels = b.simdLevels();
+  if (!levels.includes(want)) {
+    process.emitWarning(`RAPM_SIMD=${JSON.stringify(want)} is not a SIMD level this CPU and build can run (one of: ${levels.join(', ')}); using ${b.simdLevel()}`, {
+      code: 'RAPM_SIMD',
+    });
+  }
+}
+
 export function loadBinding(): NativeBinding {
   if (cached) return cached;
   const require = createRequire(import.meta.url);
@@ -124,6 +142,7 @@ export function loadBinding(): NativeBinding {
     }
     try {
       cached = require(p) as NativeBinding;
+      checkSimdOverride(cached);
       return cached;
     } catch (e) {
       failures.push(`${p}: ${(e as Error).message.split('\n')[0]}`);
