@@ -108,13 +108,15 @@ DatastoreWrap::DatastoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   store_ = std::make_shared<Datastore>(d, dv, info[2].As<Napi::Boolean>().Value(), static_cast<FastPath>(fast));
 }
 
-// { queries, redone }: queries searched with the fast path, and how many of them the exact
-// scan redid because the first pass could not prove its candidates held the exact top-K.
+// { queries, redone, candidates }: queries searched with the fast path, how many of them the
+// exact scan redid because the first pass could not prove its candidates held the exact
+// top-K, and the candidates re-ranked for the others (summed).
 Napi::Value DatastoreWrap::FastPathStats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   const FastPathCounters& c = store_->fast_counters();
   o.Set("queries", Napi::Number::New(info.Env(), static_cast<double>(c.queries.load())));
   o.Set("redone", Napi::Number::New(info.Env(), static_cast<double>(c.redone.load())));
+  o.Set("candidates", Napi::Number::New(info.Env(), static_cast<double>(c.candidates.load())));
   return o;
 }
 

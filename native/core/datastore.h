@@ -43,6 +43,7 @@ enum class FastPath : int { kOff = 0, kBf16 = 1, kInt8 = 2 };
 struct FastPathCounters {
   std::atomic<int64_t> queries{0};  // queries searched with the fast path
   std::atomic<int64_t> redone{0};   // of those, redone by the exact scan
+  std::atomic<int64_t> candidates{0};  // candidates re-ranked, summed over the other queries
 };
 
 struct Segment {
@@ -144,8 +145,8 @@ const Segment* segment_of(const Snapshot& snap, int64_t row);
 Status build_shadow(Segment& seg, int d, bool bf16_store, FastPath fast, ThreadPool& pool);
 int64_t shadow_bytes(const Segment& seg, int d);
 
-// K' of the fast path: first-pass candidates kept per query for a top-k search.
-int fast_overfetch(FastPath fast, int k);
+// First-pass buffer per query of the fast path for a top-k search (candidates <= 3/4 of it).
+int fast_buffer(int k);
 
 // Search over a snapshot (core/search.cpp). queries [b, d] (normalised into scratch here).
 // The result is the exact search's, also when snap.fast selects a fast path: see search.cpp.

@@ -1,15 +1,19 @@
 // Top-K search over a snapshot: the exact scan, and the fast paths that reach the same answer.
 //
-// Fast path (Snapshot::fast, taken only when the kernel level runs the first pass in hardware):
+// Fast path (Snapshot::fast, taken only when the kernel level runs the first pass in hardware
+// and the searched rows span at least 8 (k + 32) key panels; otherwise the exact scan runs):
 //  1. First pass: every query against the narrow keys (bf16 with VDPBF16PS, or int8 with
-//     VPDPBUSD), keeping the best K'+1 rows per query (K' > K, over-fetch).
-//  2. Proof: with f_i the first-pass similarities sorted best first and E_q a bound on
-//     |first-pass similarity - exact-scan similarity| for query q and any row (below), if
-//     f_K - f_{K'+1} > 2 E_q then every row outside the K' candidates has an exact similarity
-//     strictly below the exact K-th best, so the exact top-K lies inside the candidates.
-//     (The K best candidates have exact similarity >= f_K - E_q; an outside row has
-//     exact similarity <= f_{K'+1} + E_q < f_K - E_q.) Queries where it fails are redone by
-//     the exact scan; when the first pass saw K' rows or fewer, all are candidates.
+//     VPDPBUSD). Per query it keeps the K best and every row within a margin m_q >= 2 E_q of
+//     the K-th best (TopK::margin; E_q bounds |first-pass - exact-scan similarity| for query
+//     q and any row, below). K' (the candidates kept) thus adapts to the data; it is capped
+//     by a buffer of fast_buffer(K) = 8K + 256 rows.
+//  2. Proof, per query: with f the first-pass similarities sorted best first, a row was left
+//     out only if its f was below the admission threshold at that time, which never exceeds
+//     f_K - m_q; so the gap f_K - f_{K'+1} > m_q >= 2 E_q. Then every row left out has an
+//     exact similarity strictly below the exact K-th best (the K best candidates have exact
+//     similarity >= f_K - E_q; a row left out has < f_K - m_q + E_q <= f_K - E_q), and the
+//     exact top-K lies inside the candidates. A query whose set outgrew the buffer
+//     (TopK::overflow) has no proof and is redone by the exact scan (FastPathCounters::redone).
 //  3. Exact re-rank: the candidates' similarities are recomputed by the exact scan kernel
 //     itself, on the stored keys (f32, or bf16 for a bf16 store), grouped by key panel, so
 //     they are bit for bit the values the exact scan produces; the K best by (similarity,
@@ -77,10 +81,13 @@ struct Queries {
   const int32_t* exclude = nullptr; // [b] or null
 };
 
-// The best `keep` rows of [rb, re) per query, best first: out[q*keep + i], count[q] of them
-// (fewer than keep when fewer rows are eligible).
+// The best k rows of [rb, re) per query, best first: out[q*keep + i], count[q] of them.
+// Exact pass: keep = k, margins null. First pass: margins[q] > 0 keeps every row within
+// margins[q] of the k-th best too (TopK::margin), up to keep = the buffer length; overflow[q]
+// is set when a query's set outgrew it.
 Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pass pass, const Queries& qs, int64_t b,
-                 int keep, int64_t rb, int64_t re, std::vector<TopKEntry>& out, std::vector<int>& count) {
+                 int k, int keep, const float* margins, int64_t rb, int64_t re, std::vector<TopKEntry>& out,
+                 std::vector<int>& count, std::vector<char>& overflow) {
   const int d = snap.d, d4 = (snap.d + 3) / 4;
   // Task grid: query chunks x key chunks. Query chunks are whole micro-tiles; when there
   // are too few queries to feed every thread, keys are split too and heaps merged after.
@@ -95,12 +102,15 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
   const int64_t block_panels = std::max<int64_t>(1, (384 * 1024) / (static_cast<int64_t>(d) * kPanel * key_bytes));
   void (*scan)(const ScanArgs&) = pass == Pass::kExact ? kern.scan : pass == Pass::kBf16 ? kern.scan_bf16 : kern.scan_i8;
 
-  const int cap = topk_capacity(keep);
+  const int cap = margins ? keep : topk_capacity(k);
   std::vector<TopKEntry> entries;
+  std::vector<char> task_overflow;
   try {
     entries.resize(static_cast<size_t>(ktasks) * b * cap);
     out.assign(static_cast<size_t>(b) * keep, 0);
     count.assign(static_cast<size_t>(b), 0);
+    overflow.assign(static_cast<size_t>(b), 0);
+    task_overflow.assign(static_cast<size_t>(ktasks) * b, 0);
   } catch (const std::bad_alloc&) {
     return Status::Error(StatusCode::kOutOfMemory, "out of memory for top-k buffers");
   }
@@ -114,7 +124,8 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
     std::vector<float> thr(static_cast<size_t>(nq), -std::numeric_limits<float>::infinity());
     for (int i = 0; i < nq; ++i) {
       const size_t o = (static_cast<size_t>(kt) * b + q0 + i) * cap;
-      heaps[i] = TopK{entries.data() + o, 0, keep, cap, -std::numeric_limits<float>::infinity()};
+      heaps[i] = TopK{entries.data() + o, 0, k, cap, -std::numeric_limits<float>::infinity()};
+      if (margins) heaps[i].margin = margins[q0 + i];
     }
     const int64_t packed_rows = (nq + kern.mr - 1) / kern.mr * kern.mr;
     std::vector<float> qpack(pass == Pass::kExact ? static_cast<size_t>(packed_rows) * d : 0);
@@ -150,6 +161,7 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
     for (int i = 0; i < nq; ++i) {
       heaps[i].select();
       heap_sizes[static_cast<size_t>(kt) * b + q0 + i] = heaps[i].size;
+      task_overflow[static_cast<size_t>(kt) * b + q0 + i] = heaps[i].overflow;
     }
   });
 
@@ -158,15 +170,19 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
   pool.parallel_for(ftasks, [&](int64_t t) {
     std::vector<TopKEntry> merged(static_cast<size_t>(cap));
     for (int64_t q = b * t / ftasks; q < b * (t + 1) / ftasks; ++q) {
-      TopK h{merged.data(), 0, keep, cap, -std::numeric_limits<float>::infinity()};
+      TopK h{merged.data(), 0, k, cap, -std::numeric_limits<float>::infinity()};
+      if (margins) h.margin = margins[q];
       for (int64_t kt = 0; kt < ktasks; ++kt) {
+        h.overflow = h.overflow || task_overflow[static_cast<size_t>(kt) * b + q];
         const TopKEntry* e = entries.data() + (static_cast<size_t>(kt) * b + q) * cap;
         const int sz = heap_sizes[static_cast<size_t>(kt) * b + q];
         for (int i = 0; i < sz; ++i) h.push(topk_value(e[i]), topk_id(e[i]));
       }
       h.sort_desc();
-      std::copy(merged.begin(), merged.begin() + h.size, out.begin() + q * keep);
-      count[q] = h.size;
+      const int m = std::min(h.size, keep);
+      std::copy(merged.begin(), merged.begin() + m, out.begin() + q * keep);
+      count[q] = m;
+      overflow[q] = h.overflow;
     }
   });
   return Status::Ok();
@@ -278,15 +294,21 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
   const Status short_of_k = Status::Error(StatusCode::kKTooLarge,
                                           "fewer than k = " + std::to_string(k) + " rows remain after exclusion");
 
-  const bool fast = (snap.fast == FastPath::kBf16 && kern.fast_bf16) ||
-                    (snap.fast == FastPath::kInt8 && kern.fast_i8 && d <= kMaxI8Dim);
+  // The re-rank runs the exact kernel on every (query, key panel) pair holding a candidate;
+  // with K' candidates (typically 1.5 K - 4 K) among fewer than ~4 K' panels that approaches
+  // a full exact scan, so small stores (and large k) are searched exactly from the start.
+  const int64_t searched_panels = (re - rb) / kPanel;
+  const bool fast = ((snap.fast == FastPath::kBf16 && kern.fast_bf16) ||
+                     (snap.fast == FastPath::kInt8 && kern.fast_i8 && d <= kMaxI8Dim)) &&
+                    8 * (static_cast<int64_t>(k) + 32) <= searched_panels;
   std::vector<TopKEntry> best;  // [b, k] exact top-k, best first
   std::vector<int> nbest;
   Queries qs;
   qs.f32 = qn.data();
   qs.exclude = params.exclude_groups;
   if (!fast) {
-    st = topk_pass(snap, kern, pool, Pass::kExact, qs, b, k, rb, re, best, nbest);
+    std::vector<char> unused;
+    st = topk_pass(snap, kern, pool, Pass::kExact, qs, b, k, k, nullptr, rb, re, best, nbest, unused);
     if (!st.ok()) return st;
   } else {
     const Pass pass = snap.fast == FastPath::kBf16 ? Pass::kBf16 : Pass::kInt8;
@@ -346,23 +368,25 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
     qs.u8 = qu.data();
     qs.scale = qscale.data();
 
-    const int kprime = fast_overfetch(snap.fast, k);
-    const int keep = kprime + 1;
+    // First pass keeping every row within 2 E_q of the k-th best (as float, rounded up).
+    std::vector<float> margins(static_cast<size_t>(b));
+    for (int64_t q = 0; q < b; ++q) margins[q] = static_cast<float>(2 * bound[q] * (1 + 1e-6) + 1e-6);
+    const int keep = fast_buffer(k);
     std::vector<TopKEntry> cand;
     std::vector<int> ncand;
-    st = topk_pass(snap, kern, pool, pass, qs, b, keep, rb, re, cand, ncand);
+    std::vector<char> overflow;
+    st = topk_pass(snap, kern, pool, pass, qs, b, k, keep, margins.data(), rb, re, cand, ncand, overflow);
     if (!st.ok()) return st;
+    // The proof, per query: with f the sorted first-pass similarities, the K' candidates are
+    // all rows with f >= f_K - margin, so the best row left out (the (K'+1)-th) is below
+    // f_K - margin <= f_K - 2 E_q: the gap condition holds unless the set overflowed.
     std::vector<char> proven(static_cast<size_t>(b), 0);
     int64_t redo = 0;
     for (int64_t q = 0; q < b; ++q) {
       if (ncand[q] < k) return Status::Error(short_of_k.code, short_of_k.message, q);
-      if (ncand[q] < keep) {
-        proven[q] = 1;  // every eligible row is a candidate
-      } else {
-        const double gap = static_cast<double>(topk_value(cand[q * keep + k - 1])) - topk_value(cand[q * keep + kprime]);
-        proven[q] = gap > 2 * bound[q];
-        ncand[q] = kprime;
-      }
+      const double fk = topk_value(cand[q * keep + k - 1]);
+      const double last = topk_value(cand[q * keep + ncand[q] - 1]);
+      proven[q] = !overflow[q] && fk - last <= margins[q] && margins[q] > 2 * bound[q];
       redo += !proven[q];
     }
     std::vector<float> exact(cand.size(), 0.0f);
@@ -396,7 +420,8 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
       rq.exclude = ex.empty() ? nullptr : ex.data();
       std::vector<TopKEntry> rbest;
       std::vector<int> rn;
-      st = topk_pass(snap, kern, pool, Pass::kExact, rq, redo, k, rb, re, rbest, rn);
+      std::vector<char> unused;
+      st = topk_pass(snap, kern, pool, Pass::kExact, rq, redo, k, k, nullptr, rb, re, rbest, rn, unused);
       if (!st.ok()) return st;
       for (size_t i = 0; i < ids.size(); ++i) {
         std::copy(rbest.begin() + i * k, rbest.begin() + (i + 1) * k, best.begin() + ids[i] * k);
@@ -404,8 +429,11 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
       }
     }
     if (snap.counters) {
+      int64_t kept = 0;
+      for (int64_t q = 0; q < b; ++q) kept += proven[q] ? ncand[q] : 0;
       snap.counters->queries += b;
       snap.counters->redone += redo;
+      snap.counters->candidates += kept;
     }
   }
 
@@ -438,6 +466,6 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
   return Status::Ok();
 }
 
-int fast_overfetch(FastPath fast, int k) { return fast == FastPath::kInt8 ? 3 * k + 64 : 2 * k + 32; }
+int fast_buffer(int k) { return 8 * k + 256; }
 
 }  // namespace rapm

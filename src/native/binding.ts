@@ -43,7 +43,7 @@ export interface NativeDatastore {
   readonly bf16: boolean;
   readonly _segmentCount: number;
   /** Fast-path counters: queries searched with it, and how many of those the exact scan redid. */
-  readonly fastPathStats: { queries: number; redone: number };
+  readonly fastPathStats: { queries: number; redone: number; candidates: number };
   /** Rows [rowBegin, rowEnd) in stored form, row-major: keys f32 (Float32Array) or bf16 bits (Uint16Array); null skips. */
   exportRows(rowBegin: number, rowEnd: number, keysOut: Float32Array | Uint16Array | null, valuesOut: Float32Array | null, groupsOut: Int32Array | null): void;
   /** Append rows already in stored form (normalised keys, as exportRows wrote them), without re-normalising. */

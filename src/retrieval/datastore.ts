@@ -9,8 +9,11 @@ export type KeyPrecision = 'f32' | 'bf16';
 
 /**
  * Fast search path: a first pass on narrower keys (bf16 with AVX-512 BF16, int8 with AVX-512
- * VNNI), an exact re-rank of the K' best, and a per-query proof that the exact top-K is among
- * them (queries without it are redone by the exact scan). The answer is the exact search's.
+ * VNNI) keeping every row within twice a rigorous error bound of the K-th best, an exact
+ * re-rank of those K' candidates by the exact kernel, and a per-query proof that the exact
+ * top-K is among them (queries without it are redone by the exact scan). The answer is the
+ * exact search's, bit for bit. It engages when the searched rows span at least 8 (k + 32)
+ * 32-row panels (smaller stores are searched exactly: the re-rank would cost a full scan).
  * 'bf16' on an f32 store keeps a bf16 shadow of the keys (memory x1.5); on a bf16 store it
  * reads the stored keys. 'int8' keeps an int8 shadow with a per-row scale (+1 byte per value).
  * On a CPU without the instructions the exact scan runs instead.
@@ -126,7 +129,7 @@ export class Datastore {
    * of them were redone by the exact scan because the first pass could not prove its
    * candidates held the exact top-K. Both stay 0 when fastPath is 'off' or the CPU lacks it.
    */
-  get fastPathStats(): { queries: number; redone: number } {
+  get fastPathStats(): { queries: number; redone: number; candidates: number } {
     return this.#native.fastPathStats;
   }
   /** Utterance id of a row (or its row number as a string when added without ids). */

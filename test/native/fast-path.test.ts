@@ -59,7 +59,8 @@ function store(keys: Float32Array, values: Float32Array, d: number, dv: number, 
 }
 
 describe('fast search paths', () => {
-  for (const [d, n, b, k] of [[103, 6000, 96, 90], [1024, 4000, 64, 90]] as const) {
+  // The fast path engages from 8 (k + 32) panels of 32 rows: 13,312 rows for k = 20.
+  for (const [d, n, b, k] of [[103, 14000, 96, 20], [1024, 14000, 40, 20]] as const) {
     for (const precision of ['f32', 'bf16'] as const) {
       for (const fastPath of ['bf16', 'int8'] as const) {
         it(`benchmark data d=${d} ${precision} keys, fastPath ${fastPath}: the exact answer on every level`, () => {
@@ -80,15 +81,18 @@ describe('fast search paths', () => {
             expect(c.same).toBe(1);
             expect(c.sims).toBe(true);
             expect(c.prior).toBe(0);
-            // ... and the same neighbours as the scalar reference (FMA rounding aside).
+            // ... and the scalar reference's neighbours, up to near-ties that FMA rounding
+            // (the exact scans of two levels) may order differently: similarities within 1e-5.
             const s = compare(got, scalar);
-            expect(s.same).toBe(1);
-            expect(s.prior).toBeLessThanOrEqual(1e-4);
+            expect(s.same).toBeGreaterThanOrEqual(0.95);
+            let worst = 0;
+            for (let i = 0; i < got.similarities.length; i++) worst = Math.max(worst, Math.abs(got.similarities[i]! - scalar.similarities[i]!));
+            expect(worst).toBeLessThanOrEqual(1e-5);
             if (hardware[fastPath].includes(level)) {
               expect(after.queries - before.queries).toBe(b);
-              // The proof settles queries itself (not everything redone), except int8 at d=1024,
-              // whose bound (|a| ~ 0.01 per vector) is too wide for K' = 3K + 64 on this data.
-              if (!(fastPath === 'int8' && d === 1024)) expect(after.redone - before.redone).toBeLessThan(b / 2);
+              // The proof settles the queries itself (the exact scan redid none of them).
+              expect(after.redone - before.redone).toBe(0);
+              expect(after.candidates - before.candidates).toBeGreaterThanOrEqual(b * k);
             } else {
               expect(after).toEqual(before); // no hardware first pass: the exact scan ran
             }
@@ -100,9 +104,9 @@ describe('fast search paths', () => {
 
   it('DRAL-like data (src/data/generate.ts), leave-one-out as the priors do: identical top-K and priors', () => {
     setSimdLevel(initial);
-    const data = generateDataset({ pairs: 2894, testPairs: 578, seed: 1 });
-    const d = 1024, dv = 1024, k = 70;
-    const b = 400;
+    const data = generateDataset({ pairs: 14000, testPairs: 578, seed: 1 });
+    const d = 1024, dv = 1024, k = 20;
+    const b = 300;
     const queries = data.en.subarray(0, b * d);
     const exclude = data.ids.slice(0, b);
     const want = store(data.en, data.es, d, dv, 'f32', 'off', data.ids).searchSync(queries, { k, excludeIds: exclude });
@@ -120,20 +124,30 @@ describe('fast search paths', () => {
     }
   });
 
-  it('ties, row ranges and exclusions give the exact answer', () => {
-    const d = 16, dv = 3, n = 400, b = 7, k = 37;
+  it('ties (proof overflows: redone exactly), row ranges and exclusions give the exact answer', () => {
+    setSimdLevel(initial);
+    const d = 16, dv = 3, n = 14000, b = 7, k = 20;
     const base = randn(5 * d, 3);
     const keys = new Float32Array(n * d);
     for (let r = 0; r < n; r++) keys.set(base.subarray((r % 5) * d, (r % 5) * d + d), r * d);
     const values = randn(n * dv, 4), queries = randn(b * d, 5);
-    const excludeRows = [0, 5, -1, 17, 399, 3, 250];
+    const excludeRows = [0, 5, -1, 17, 13999, 3, 250];
     for (const fastPath of ['bf16', 'int8'] as const) {
       const exact = store(keys, values, d, dv, 'f32', 'off');
       const ds = store(keys, values, d, dv, 'f32', fastPath);
-      for (const opts of [{ k }, { k, excludeRows }, { k: 20, rowRange: [33, 301] as [number, number] }]) {
+      for (const opts of [{ k }, { k, excludeRows }, { k, rowRange: [33, 13900] as [number, number] }, { k, rowRange: [33, 301] as [number, number] }]) {
+        const before = ds.fastPathStats;
         const c = compare(ds.searchSync(queries, opts), exact.searchSync(queries, opts));
         expect(c.same).toBe(1);
         expect(c.sims).toBe(true);
+        const after = ds.fastPathStats;
+        if (hardware[fastPath].includes(initial)) {
+          // 2,800 rows tie with each query's best: no margin holds them, every query is redone;
+          // the short range (268 rows) is searched exactly from the start.
+          const small = opts.rowRange?.[1] === 301;
+          expect(after.queries - before.queries).toBe(small ? 0 : b);
+          expect(after.redone - before.redone).toBe(small ? 0 : b);
+        }
       }
     }
   });
