@@ -9,7 +9,9 @@
 // threshold test.
 #include <immintrin.h>
 
+#include <array>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "kernels.h"
@@ -74,22 +76,7 @@ void tile(const ScanArgs& a, const uint32_t* qp, int q0, int64_t p0, int64_t p1)
   }
 }
 
-void tile_dispatch(int mr, const ScanArgs& a, const uint32_t* q, int q0, int64_t p0, int64_t p1) {
-  switch (mr) {
-    case 1: return tile<1>(a, q, q0, p0, p1);
-    case 2: return tile<2>(a, q, q0, p0, p1);
-    case 3: return tile<3>(a, q, q0, p0, p1);
-    case 4: return tile<4>(a, q, q0, p0, p1);
-    case 5: return tile<5>(a, q, q0, p0, p1);
-    case 6: return tile<6>(a, q, q0, p0, p1);
-    case 7: return tile<7>(a, q, q0, p0, p1);
-    case 8: return tile<8>(a, q, q0, p0, p1);
-    case 9: return tile<9>(a, q, q0, p0, p1);
-    case 10: return tile<10>(a, q, q0, p0, p1);
-    case 11: return tile<11>(a, q, q0, p0, p1);
-    default: return tile<12>(a, q, q0, p0, p1);
-  }
-}
+#include "tile_loop.inc"
 
 void scan_bf16(const ScanArgs& a) {
   const int d = a.d, d2 = (a.d + 1) / 2;
@@ -104,13 +91,7 @@ void scan_bf16(const ScanArgs& a) {
       dst[static_cast<size_t>(h) * kMr] = static_cast<uint32_t>(src[2 * h]) | (hi << 16);
     }
   }
-  for (int64_t kb = a.panel_begin; kb < a.panel_end; kb += a.block_panels) {
-    const int64_t kb_end = kb + a.block_panels < a.panel_end ? kb + a.block_panels : a.panel_end;
-    for (int qp = 0; qp < qpanels; ++qp) {
-      const int mr = a.nq - qp * kMr < kMr ? a.nq - qp * kMr : kMr;
-      tile_dispatch(mr, a, qpack.data() + static_cast<size_t>(qp) * d2 * kMr, qp * kMr, kb, kb_end);
-    }
-  }
+  scan_tiles(a, qpack.data(), d2);
 }
 
 }  // namespace
