@@ -1,10 +1,10 @@
 # node-gyp build of rapm.node: the same sources and flags as CMakeLists.txt.
 #
 # gyp has no per-source flags, so each instruction set is its own static library
-# (rapm_avx2, rapm_avx512 on x64; rapm_neon on arm64) linked into the `rapm` addon.
+# (rapm_avx2, rapm_avx512, rapm_avx512vnni, rapm_avx512bf16 on x64; rapm_neon on arm64) linked into the `rapm` addon.
 # gyp has no glob either: sources are listed by file suffix at configure time
 # (rapm_ls below), so new native/*.cpp, native/core/*.cpp and
-# native/kernels/*_{scalar,avx2,avx512,neon}.cpp files are picked up without edits
+# native/kernels/*_{scalar,avx2,avx512,avx512vnni,avx512bf16,neon}.cpp files are picked up without edits
 # (re-run `node-gyp configure` after adding one).
 #
 # The addon is always built for the baseline ISA: no -march=native anywhere.
@@ -68,7 +68,7 @@
         '<!@(<(rapm_ls) native/kernels _scalar.cpp)',
       ],
       'conditions': [
-        ['target_arch=="x64"', {'dependencies': ['rapm_avx2', 'rapm_avx512']}],
+        ['target_arch=="x64"', {'dependencies': ['rapm_avx2', 'rapm_avx512', 'rapm_avx512vnni', 'rapm_avx512bf16']}],
         ['target_arch=="arm64"', {'dependencies': ['rapm_neon']}],
       ],
     },
@@ -95,6 +95,38 @@
           'xcode_settings': {
             'OTHER_CPLUSPLUSFLAGS': [
               '$(inherited)', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq',
+              '-Wno-uninitialized',
+            ],
+          },
+          'msvs_settings': {'VCCLCompilerTool': {'AdditionalOptions': ['/arch:AVX512']}},
+        },
+        {
+          'target_name': 'rapm_avx512vnni',
+          'type': 'static_library',
+          'sources': ['<!@(<(rapm_ls) native/kernels _avx512vnni.cpp)'],
+          'cflags': [
+            '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512vnni',
+            '-Wno-uninitialized', '-Wno-maybe-uninitialized',
+          ],
+          'xcode_settings': {
+            'OTHER_CPLUSPLUSFLAGS': [
+              '$(inherited)', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512vnni',
+              '-Wno-uninitialized',
+            ],
+          },
+          'msvs_settings': {'VCCLCompilerTool': {'AdditionalOptions': ['/arch:AVX512']}},
+        },
+        {
+          'target_name': 'rapm_avx512bf16',
+          'type': 'static_library',
+          'sources': ['<!@(<(rapm_ls) native/kernels _avx512bf16.cpp)'],
+          'cflags': [
+            '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512bf16',
+            '-Wno-uninitialized', '-Wno-maybe-uninitialized',
+          ],
+          'xcode_settings': {
+            'OTHER_CPLUSPLUSFLAGS': [
+              '$(inherited)', '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq', '-mavx512bf16',
               '-Wno-uninitialized',
             ],
           },

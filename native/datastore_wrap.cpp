@@ -99,6 +99,7 @@ Napi::Function DatastoreWrap::Init(Napi::Env env) {
                          InstanceAccessor<&DatastoreWrap::ValueDim>("valueDim"),
                          InstanceAccessor<&DatastoreWrap::Bf16>("bf16"),
                          InstanceAccessor<&DatastoreWrap::SegmentCount>("_segmentCount"),
+                         InstanceAccessor<&DatastoreWrap::FastPathStats>("fastPathStats"),
                          InstanceMethod<&DatastoreWrap::ExportRows>("exportRows"),
                          InstanceMethod<&DatastoreWrap::ImportRows>("importRows"),
                      });
@@ -108,7 +109,21 @@ DatastoreWrap::DatastoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   const int d = static_cast<int>(int_arg(info, 0, "d", 1, kMaxDim));
   const int dv = static_cast<int>(int_arg(info, 1, "dv", 1, kMaxDim));
   if (info.Length() < 3 || !info[2].IsBoolean()) throw type_error(info.Env(), "RAPM_TYPE", "Expected boolean for bf16");
-  store_ = std::make_shared<Datastore>(d, dv, info[2].As<Napi::Boolean>().Value());
+  // fastPath (optional): 0 off, 1 bf16, 2 int8 (src/retrieval/datastore.ts maps the names).
+  const int fast = info.Length() > 3 && !info[3].IsUndefined() ? static_cast<int>(int_arg(info, 3, "fastPath", 0, 2)) : 0;
+  store_ = std::make_shared<Datastore>(d, dv, info[2].As<Napi::Boolean>().Value(), static_cast<FastPath>(fast));
+}
+
+// { queries, redone, candidates }: queries searched with the fast path, how many of them the
+// exact scan redid because the first pass could not prove its candidates held the exact
+// top-K, and the candidates re-ranked for the others (summed).
+Napi::Value DatastoreWrap::FastPathStats(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  const FastPathCounters& c = store_->fast_counters();
+  o.Set("queries", Napi::Number::New(info.Env(), static_cast<double>(c.queries.load())));
+  o.Set("redone", Napi::Number::New(info.Env(), static_cast<double>(c.redone.load())));
+  o.Set("candidates", Napi::Number::New(info.Env(), static_cast<double>(c.candidates.load())));
+  return o;
 }
 
 Napi::Value DatastoreWrap::AddSync(const Napi::CallbackInfo& info) {

@@ -24,6 +24,7 @@ class DatastoreWrap : public Napi::ObjectWrap<DatastoreWrap> {
   Napi::Value ValueDim(const Napi::CallbackInfo& info);
   Napi::Value Bf16(const Napi::CallbackInfo& info);
   Napi::Value SegmentCount(const Napi::CallbackInfo& info);
+  Napi::Value FastPathStats(const Napi::CallbackInfo& info);
   Napi::Value ExportRows(const Napi::CallbackInfo& info);
   Napi::Value ImportRows(const Napi::CallbackInfo& info);
 

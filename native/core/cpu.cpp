@@ -112,6 +112,8 @@ std::vector<const Kernels*> supported_kernels() {
   std::vector<const Kernels*> out;
 #if defined(RAPM_X86_64)
   const X86Features& f = x86_features();
+  if (f.avx512_bf16 && f.avx512_vnni) out.push_back(kernels_avx512bf16());
+  if (f.avx512_vnni) out.push_back(kernels_avx512vnni());
   if (f.avx512) out.push_back(kernels_avx512());
   if (f.avx2_fma) out.push_back(kernels_avx2());
 #elif defined(__aarch64__) || defined(_M_ARM64)
@@ -124,7 +126,7 @@ std::vector<const Kernels*> supported_kernels() {
 const std::vector<std::string>& known_level_names() {
   // Every Kernels::name of every build; a level added to kernels.h is added here too
   // (the kernel test fails when a supported table's name is missing).
-  static const std::vector<std::string> names = {"scalar", "neon", "avx2", "avx512"};
+  static const std::vector<std::string> names = {"scalar", "neon", "avx2", "avx512", "avx512vnni", "avx512bf16"};
   return names;
 }
 

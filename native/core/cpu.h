@@ -11,7 +11,7 @@ namespace rapm {
 // Levels this CPU can run, best first (always ends with scalar). The fallback chain is
 // explicit: avx512 -> avx2 -> scalar on x86-64, neon -> scalar on aarch64.
 std::vector<const Kernels*> supported_kernels();
-// Table for a level name ("scalar", "avx2", "avx512", "neon"), or nullptr if unsupported here.
+// Table for a level name ("scalar", "avx2", "avx512", "avx512vnni", "avx512bf16", "neon"), or nullptr if unsupported here.
 const Kernels* kernels_by_name(const std::string& name);
 // Every level name this build knows, whether or not this CPU or build can run it: the
 // valid values of RAPM_SIMD. A misspelt value is one that is not in this list.

@@ -8,8 +8,7 @@
 #include <new>
 #include <string>
 
-#include "aggregate.h"
-#include "topk.h"
+#include "bf16.h"
 
 namespace rapm {
 
@@ -17,23 +16,6 @@ void AlignedFree::operator()(void* p) const { std::free(p); }
 
 namespace {
 
-template <typename T>
-std::unique_ptr<T, AlignedFree> aligned_zeroed(size_t count) {
-  size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
-  if (bytes == 0) bytes = 64;
-  void* p = std::aligned_alloc(64, bytes);
-  if (p == nullptr) return nullptr;
-  std::memset(p, 0, bytes);
-  return std::unique_ptr<T, AlignedFree>(static_cast<T*>(p));
-}
-
-// Round-to-nearest-even f32 -> bf16 (inputs are finite here).
-inline uint16_t to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  u += 0x7FFFu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
 
 inline size_t panel_offset(int64_t row, int p, int d) {
   return static_cast<size_t>(row / kPanel) * d * kPanel + static_cast<size_t>(p) * kPanel + row % kPanel;
@@ -120,7 +102,8 @@ Status normalize_rows(const float* in, float* out, int64_t m, int d, ThreadPool&
   return Status::Ok();
 }
 
-Datastore::Datastore(int d, int dv, bool bf16) : d_(d), dv_(dv), bf16_(bf16) {}
+Datastore::Datastore(int d, int dv, bool bf16, FastPath fast)
+    : d_(d), dv_(dv), bf16_(bf16), fast_(fast), counters_(std::make_shared<FastPathCounters>()) {}
 
 int64_t Datastore::size() const {
   std::lock_guard<std::mutex> lock(state_mu_);
@@ -133,13 +116,14 @@ int64_t Datastore::memory_bytes() const {
   for (const auto& s : segments_) {
     bytes += s->npanels * d_ * kPanel * (bf16_ ? 2 : 4);
     bytes += static_cast<int64_t>(s->values.size() * sizeof(float) + s->groups.size() * sizeof(int32_t));
+    bytes += shadow_bytes(*s, d_);
   }
   return bytes;
 }
 
 Snapshot Datastore::snapshot() const {
   std::lock_guard<std::mutex> lock(state_mu_);
-  return Snapshot{segments_, n_, d_, dv_, bf16_};
+  return Snapshot{segments_, n_, d_, dv_, bf16_, fast_, counters_};
 }
 
 Status Datastore::add(const float* keys, const float* values, const int32_t* groups, int64_t m,
@@ -207,6 +191,8 @@ Status Datastore::add(const float* keys, const float* values, const int32_t* gro
   });
   std::copy(values, values + m * dv_, seg->values.begin() + first * dv_);
   std::copy(groups, groups + m, seg->groups.begin() + first);
+  st = build_shadow(*seg, d_, bf16_, fast_, pool);
+  if (!st.ok()) return st;
 
   segs.resize(keep);
   segs.push_back(std::move(seg));
@@ -216,171 +202,16 @@ Status Datastore::add(const float* keys, const float* values, const int32_t* gro
   return Status::Ok();
 }
 
-namespace {
-
-struct PushCtx {
-  TopK* heaps;
-  float* thr;
-  const int32_t* groups;   // segment-local
-  int64_t base;            // segment base row
-  int64_t first;           // first segment-local row in the searched range
-  const int32_t* exclude;  // per task query, or null
-};
-
-void push_candidates(void* ctx, int qi, const float* sims, uint32_t mask, int64_t row0) {
-  auto* c = static_cast<PushCtx*>(ctx);
-  TopK& h = c->heaps[qi];
-  const int32_t ex = c->exclude ? c->exclude[qi] : -1;
-  while (mask) {
-    const int l = __builtin_ctz(mask);
-    mask &= mask - 1;
-    const int64_t r = row0 + l;
-    if (r < c->first || (ex >= 0 && c->groups[r] == ex)) continue;
-    h.push(sims[l], static_cast<int32_t>(c->base + r));
-  }
-  c->thr[qi] = h.thr;
-}
-
 const Segment* segment_of(const Snapshot& snap, int64_t row) {
   auto it = std::upper_bound(snap.segments.begin(), snap.segments.end(), row,
                              [](int64_t r, const std::shared_ptr<const Segment>& s) { return r < s->base; });
   return (it - 1)->get();
 }
 
-}  // namespace
-
-Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const float* queries, int64_t b,
-              const SearchParams& params, const SearchOutputs& out) {
-  const int d = snap.d, dv = snap.dv, k = params.k;
-  if (b <= 0) return Status::Ok();
-  const int64_t rb = params.row_begin, re = params.row_end < 0 ? snap.n : params.row_end;
-  if (rb < 0 || rb >= re || re > snap.n) {
-    return Status::Error(StatusCode::kInvalidArg, "row range [" + std::to_string(rb) + ", " + std::to_string(re) +
-                                                      ") is empty or outside [0, " + std::to_string(snap.n) + ")");
-  }
-  if (k < 1 || k > re - rb) {
-    return Status::Error(StatusCode::kKTooLarge,
-                         "k = " + std::to_string(k) + " but only " + std::to_string(re - rb) + " rows are searched");
-  }
-  std::vector<float> qn;
-  try {
-    qn.resize(static_cast<size_t>(b) * d);
-  } catch (const std::bad_alloc&) {
-    return Status::Error(StatusCode::kOutOfMemory, "out of memory normalising queries");
-  }
-  Status st = normalize_rows(queries, qn.data(), b, d, pool);
-  if (!st.ok()) return st;
-
-  // Task grid: query chunks x key chunks. Query chunks are whole micro-tiles; when there
-  // are too few queries to feed every thread, keys are split too and heaps merged after.
-  const int threads = pool.threads();
-  const int mr = kern.mr;
-  const int64_t qtiles = (b + mr - 1) / mr;
-  const int64_t qtasks = std::min<int64_t>(qtiles, 4 * threads);
-  const int64_t qchunk = (qtiles + qtasks - 1) / qtasks * mr;
-  const int64_t qtasks_real = (b + qchunk - 1) / qchunk;
-  const int64_t ktasks = qtasks_real >= threads ? 1 : (4 * threads + qtasks_real - 1) / qtasks_real;
-  const int key_bytes = snap.bf16 ? 2 : 4;
-  const int64_t block_panels = std::max<int64_t>(1, (384 * 1024) / (static_cast<int64_t>(d) * kPanel * key_bytes));
-
-  const int cap = topk_capacity(k);
-  std::vector<TopKEntry> entries;
-  try {
-    entries.resize(static_cast<size_t>(ktasks) * b * cap);
-  } catch (const std::bad_alloc&) {
-    return Status::Error(StatusCode::kOutOfMemory, "out of memory for top-k buffers");
-  }
-  std::vector<int> heap_sizes(static_cast<size_t>(ktasks) * b, 0);
-
-  pool.parallel_for(qtasks_real * ktasks, [&](int64_t task) {
-    const int64_t qt = task / ktasks, kt = task % ktasks;
-    const int64_t q0 = qt * qchunk;
-    const int nq = static_cast<int>(std::min(b, q0 + qchunk) - q0);
-    std::vector<TopK> heaps(static_cast<size_t>(nq));
-    std::vector<float> thr(static_cast<size_t>(nq), -std::numeric_limits<float>::infinity());
-    for (int i = 0; i < nq; ++i) {
-      const size_t o = (static_cast<size_t>(kt) * b + q0 + i) * cap;
-      heaps[i] = TopK{entries.data() + o, 0, k, cap, -std::numeric_limits<float>::infinity()};
-    }
-    const int64_t packed_rows = (nq + kern.mr - 1) / kern.mr * kern.mr;
-    std::vector<float> qpack(static_cast<size_t>(packed_rows) * d);
-    PushCtx ctx{heaps.data(), thr.data(), nullptr, 0, 0, params.exclude_groups ? params.exclude_groups + q0 : nullptr};
-    for (const auto& seg : snap.segments) {
-      // The searched rows of this segment, segment-local: [lr0, lr1).
-      const int64_t lr0 = std::max<int64_t>(rb - seg->base, 0), lr1 = std::min<int64_t>(re - seg->base, seg->n);
-      if (lr0 >= lr1) continue;
-      const int64_t first_panel = lr0 / kPanel, panels = (lr1 + kPanel - 1) / kPanel - first_panel;
-      const int64_t p0 = first_panel + panels * kt / ktasks, p1 = first_panel + panels * (kt + 1) / ktasks;
-      if (p0 >= p1) continue;
-      ctx.groups = seg->groups.data();
-      ctx.base = seg->base;
-      ctx.first = lr0;
-      // Lanes at or past lr1 are masked by the kernel; rows before lr0 by push_candidates.
-      ScanArgs a{qn.data() + q0 * d, nq, d, seg->keys_f32.get(), seg->keys_bf16.get(), p0, p1, lr1,
-                 block_panels, qpack.data(), thr.data(), push_candidates, &ctx};
-      kern.scan(a);
-    }
-    for (int i = 0; i < nq; ++i) {
-      heaps[i].select();
-      heap_sizes[static_cast<size_t>(kt) * b + q0 + i] = heaps[i].size;
-    }
-  });
-
-  // Merge key chunks, sort, aggregate.
-  const int64_t ftasks = std::min<int64_t>(b, 64);
-  std::vector<int64_t> short_q(static_cast<size_t>(ftasks), -1);
-  pool.parallel_for(ftasks, [&](int64_t t) {
-    std::vector<TopKEntry> merged(static_cast<size_t>(cap));
-    for (int64_t q = b * t / ftasks; q < b * (t + 1) / ftasks; ++q) {
-      TopK h{merged.data(), 0, k, cap, -std::numeric_limits<float>::infinity()};
-      for (int64_t kt = 0; kt < ktasks; ++kt) {
-        const TopKEntry* e = entries.data() + (static_cast<size_t>(kt) * b + q) * cap;
-        const int sz = heap_sizes[static_cast<size_t>(kt) * b + q];
-        for (int i = 0; i < sz; ++i) h.push(topk_value(e[i]), topk_id(e[i]));
-      }
-      if (h.size < k) {
-        if (short_q[t] < 0) short_q[t] = q;
-        continue;
-      }
-      h.sort_desc();
-      float* w = out.weights + q * k;
-      float* s = out.similarities + q * k;
-      int32_t* nb = out.neighbors + q * k;
-      for (int i = 0; i < k; ++i) {
-        s[i] = topk_value(merged[i]);
-        nb[i] = topk_id(merged[i]);
-      }
-      aggregate_weights(s, k, params.tau, params.aggregate, w);
-      float* pr = out.prior + q * dv;
-      std::fill(pr, pr + dv, 0.0f);
-      for (int i = 0; i < k; ++i) {
-        if (w[i] == 0.0f) continue;
-        const Segment* seg = segment_of(snap, nb[i]);
-        const float* v = seg->values.data() + (nb[i] - seg->base) * dv;
-        for (int j = 0; j < dv; ++j) pr[j] += w[i] * v[j];
-      }
-    }
-  });
-  for (int64_t q : short_q) {
-    if (q >= 0) {
-      return Status::Error(StatusCode::kKTooLarge,
-                           "fewer than k = " + std::to_string(k) + " rows remain after exclusion", q);
-    }
-  }
-  return Status::Ok();
-}
-
 // ---------------------------------------------------------------- bulk export / import
 // (persistence: src/retrieval/persist.ts streams a datastore to a file in row blocks)
 
 namespace {
-
-inline float bf16_to_f32(uint16_t b) {
-  const uint32_t u = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
 
 constexpr int64_t kBulkRows = 256;  // rows per parallel task (a multiple of kPanel)
 
@@ -517,6 +348,8 @@ Status Datastore::import_rows(const float* keys_f32, const uint16_t* keys_bf16, 
       }
     }
   });
+  Status shadow = build_shadow(*seg, d, bf16_, fast_, pool);
+  if (!shadow.ok()) return shadow;
   std::lock_guard<std::mutex> lock(state_mu_);
   segments_.push_back(std::move(seg));
   n_ = n_old + m;

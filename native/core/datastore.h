@@ -6,7 +6,10 @@
 // lock; a search works on the snapshot it took when it started, so appends may run
 // while searches do.
 #pragma once
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -21,6 +24,28 @@ struct AlignedFree {
   void operator()(void* p) const;
 };
 
+// A zeroed, 64-byte aligned array of count T (nullptr when out of memory).
+template <typename T>
+std::unique_ptr<T, AlignedFree> aligned_zeroed(size_t count) {
+  size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
+  if (bytes == 0) bytes = 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (p == nullptr) return nullptr;
+  std::memset(p, 0, bytes);
+  return std::unique_ptr<T, AlignedFree>(static_cast<T*>(p));
+}
+
+// Fast search path (a first pass on narrower keys, then an exact re-rank; see core/search.cpp).
+enum class FastPath : int { kOff = 0, kBf16 = 1, kInt8 = 2 };
+
+// How many queries the fast path served, and how many of those it redid exactly because
+// the first pass could not prove its candidates contain the exact top-K.
+struct FastPathCounters {
+  std::atomic<int64_t> queries{0};  // queries searched with the fast path
+  std::atomic<int64_t> redone{0};   // of those, redone by the exact scan
+  std::atomic<int64_t> candidates{0};  // candidates re-ranked, summed over the other queries
+};
+
 struct Segment {
   int64_t base = 0;     // global row of the segment's first row
   int64_t n = 0;        // rows
@@ -29,6 +54,13 @@ struct Segment {
   std::unique_ptr<uint16_t, AlignedFree> keys_bf16;  // same layout
   std::vector<float> values;                         // [n, dv]
   std::vector<int32_t> groups;                       // [n]
+  // Fast-path shadow of the keys (core/shadow.cpp), built with the segment:
+  std::unique_ptr<uint16_t, AlignedFree> shadow_bf16;  // bf16 panels of an f32 store (kBf16)
+  std::unique_ptr<int8_t, AlignedFree> keys_i8;        // int8 panels (kInt8), layout in kernels.h
+  std::vector<float> i8_scale;                         // [npanels*kPanel] per-row int8 step
+  std::vector<int32_t> i8_sum;                         // [npanels*kPanel] per-row sum of int8 values
+  double key_norm_max = 0;    // max over rows of ||stored key|| (computed in double)
+  double shadow_err_max = 0;  // max over rows of ||stored key - shadow key|| (0: no rounding)
 };
 
 struct Snapshot {
@@ -37,6 +69,8 @@ struct Snapshot {
   int d = 0;
   int dv = 0;
   bool bf16 = false;
+  FastPath fast = FastPath::kOff;
+  std::shared_ptr<FastPathCounters> counters;
 };
 
 enum class Aggregate : int { kSoftmax = 0, kMean = 1, kTop1 = 2 };
@@ -59,11 +93,15 @@ struct SearchOutputs {
 
 class Datastore {
  public:
-  Datastore(int d, int dv, bool bf16);
+  // fast: the fast search path this store keeps a shadow for (kOff: none; kBf16 on a bf16
+  // store needs no shadow, the stored keys are the first-pass keys).
+  Datastore(int d, int dv, bool bf16, FastPath fast = FastPath::kOff);
 
   int d() const { return d_; }
   int dv() const { return dv_; }
   bool bf16() const { return bf16_; }
+  FastPath fast_path() const { return fast_; }
+  const FastPathCounters& fast_counters() const { return *counters_; }
   int64_t size() const;
   int64_t memory_bytes() const;
   Snapshot snapshot() const;
@@ -92,13 +130,26 @@ class Datastore {
  private:
   int d_, dv_;
   bool bf16_;
+  FastPath fast_;
+  std::shared_ptr<FastPathCounters> counters_;
   std::mutex add_mu_;           // one add at a time
   mutable std::mutex state_mu_;  // guards segments_ and n_
   std::vector<std::shared_ptr<const Segment>> segments_;
   int64_t n_ = 0;
 };
 
-// Exact search over a snapshot. queries [b, d] (normalised into scratch here).
+// The segment holding global row `row` (< snap.n).
+const Segment* segment_of(const Snapshot& snap, int64_t row);
+
+// Builds the fast-path shadow of a segment whose stored keys are complete (core/shadow.cpp).
+Status build_shadow(Segment& seg, int d, bool bf16_store, FastPath fast, ThreadPool& pool);
+int64_t shadow_bytes(const Segment& seg, int d);
+
+// First-pass buffer per query of the fast path for a top-k search (candidates <= 3/4 of it).
+int fast_buffer(int k);
+
+// Search over a snapshot (core/search.cpp). queries [b, d] (normalised into scratch here).
+// The result is the exact search's, also when snap.fast selects a fast path: see search.cpp.
 Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const float* queries, int64_t b,
               const SearchParams& params, const SearchOutputs& out);
 

@@ -36,8 +36,21 @@ bool TopK::push(float v, int32_t id) {
 void TopK::select() {
   if (size <= k) return;
   std::nth_element(buf, buf + (k - 1), buf + size, std::greater<TopKEntry>());
-  size = k;
-  thr = topk_value(buf[k - 1]);
+  if (margin <= 0.0f) {
+    size = k;
+    thr = topk_value(buf[k - 1]);
+    return;
+  }
+  const float lim = topk_value(buf[k - 1]) - margin;
+  size = static_cast<int>(std::partition(buf + k, buf + size, [lim](TopKEntry e) { return topk_value(e) >= lim; }) - buf);
+  thr = lim;
+  if (size > cap - cap / 4) {
+    overflow = true;
+    const int keep = std::max(k, cap / 2);
+    std::nth_element(buf, buf + (keep - 1), buf + size, std::greater<TopKEntry>());
+    size = keep;
+    thr = topk_value(buf[keep - 1]);
+  }
 }
 
 void TopK::sort_desc() {

@@ -18,18 +18,25 @@ TopKEntry topk_pack(float v, int32_t id);
 float topk_value(TopKEntry e);
 int32_t topk_id(TopKEntry e);
 
+//
+// With margin > 0 (the fast path's first pass) it keeps every candidate within `margin` of
+// the k-th best instead: select() keeps the k best and all others >= kth - margin, and the
+// admission threshold becomes kth - margin. If that set outgrows 3/4 of the buffer, the
+// heap falls back to the best cap/2 and sets `overflow` (the caller then cannot rely on it).
 struct TopK {
   TopKEntry* buf;  // [cap]
   int size;
   int k;
   int cap;    // > k
   float thr;  // admission threshold: -inf until the first selection
+  float margin = 0.0f;
+  bool overflow = false;
 
   // Offers a candidate; returns true if it was buffered.
   bool push(float v, int32_t id);
-  // Keeps the best k (no order); updates thr.
+  // Keeps the best k, plus those within margin of the k-th (no order); updates thr.
   void select();
-  // select(), then sorts the kept entries best first; size becomes min(size, k).
+  // select(), then sorts the kept entries best first; size becomes min(size, k) (margin 0).
   void sort_desc();
 };
 

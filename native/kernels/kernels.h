@@ -34,7 +34,20 @@ struct ScanArgs {
   const float* thr;          // [nq] current admission threshold per query (updated by push)
   PushFn push;
   void* push_ctx;
+  // First-pass inputs (scan_bf16 / scan_i8 only; see core/datastore.cpp for the error bound).
+  const uint16_t* queries_bf16 = nullptr;  // [nq, d] queries rounded to bf16 (RNE), row-major
+  const uint8_t* queries_u8 = nullptr;     // [nq, d4*4] quantised queries + 128 (pad dims: 128)
+  const float* query_scale = nullptr;      // [nq] int8 step of each query
+  const int8_t* keys_i8 = nullptr;         // int8 panels: panel P, dim group g = p/4, lane l, byte p%4
+                                           // at offset (P*d4 + g)*kPanel*4 + l*4 + p%4 (d4 = ceil(d/4))
+  const float* key_scale = nullptr;        // [npanels*kPanel] int8 step of each key row (0 for padding)
+  const int32_t* key_sum = nullptr;        // [npanels*kPanel] sum of the row's int8 values
 };
+
+// int8 first pass: the int8 similarity of query q and row r is, bit for bit on every level,
+//   float(sum_p (u8[q][p] - 128) * i8[r][p]) * (query_scale[q] * key_scale[r])
+// with the integer sum exact (d <= kMaxI8Dim keeps it inside int32).
+constexpr int kMaxI8Dim = 65536;
 
 struct Kernels {
   SimdLevel level;
@@ -47,12 +60,27 @@ struct Kernels {
   double (*fma_probe)(int64_t iters, float* sink);
   // Bandwidth probe: sum of n floats.
   float (*read_sum)(const float* p, size_t n);
+  // First passes of the fast search paths (approximate similarities, same push protocol):
+  // scan_bf16 dots args.queries_bf16 with args.keys_bf16 (products exact, f32 sums);
+  // scan_i8 computes the int8 similarity above from queries_u8/keys_i8.
+  // Every level has both (the scalar versions are the reference); fast_bf16 / fast_i8 say
+  // whether this level runs them in hardware (VDPBF16PS / VPDPBUSD). The datastore only
+  // takes a fast path when the flag is set, and otherwise searches exactly.
+  void (*scan_bf16)(const ScanArgs& args);
+  void (*scan_i8)(const ScanArgs& args);
+  bool fast_bf16;
+  bool fast_i8;
 };
 
 const Kernels* kernels_scalar();
 // Defined only where the ISA exists: x86-64 for AVX, aarch64 for NEON (see core/cpu.cpp).
 const Kernels* kernels_avx2();
 const Kernels* kernels_avx512();
+const Kernels* kernels_avx512vnni();  // avx512 + VPDPBUSD int8 first pass
+const Kernels* kernels_avx512bf16();  // avx512vnni + VDPBF16PS bf16 first pass
 const Kernels* kernels_neon();
+// The scalar first passes, for tables of levels without their own (NEON, AVX2, AVX-512F).
+void scan_bf16_scalar(const ScanArgs& args);
+void scan_i8_scalar(const ScanArgs& args);
 
 }  // namespace rapm

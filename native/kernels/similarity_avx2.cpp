@@ -146,7 +146,8 @@ float read_sum(const float* p, size_t n) {
   return t;
 }
 
-const Kernels kTable = {SimdLevel::kAvx2, "avx2", kMr, scan, fma_probe, read_sum};
+const Kernels kTable = {SimdLevel::kAvx2, "avx2", kMr, scan, fma_probe, read_sum,
+                            scan_bf16_scalar, scan_i8_scalar, false, false};
 
 }  // namespace
 

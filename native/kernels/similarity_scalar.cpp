@@ -106,9 +106,70 @@ float read_sum(const float* p, size_t n) {
   return t;
 }
 
-const Kernels kTable = {SimdLevel::kScalar, "scalar", kMr, scan, fma_probe, read_sum};
+const Kernels kTable = {SimdLevel::kScalar, "scalar", kMr, scan, fma_probe, read_sum,
+                        scan_bf16_scalar, scan_i8_scalar, false, false};
+
+inline uint32_t lanes_of(const ScanArgs& a, int64_t row0) {
+  const int64_t valid = a.n_rows - row0;
+  return valid >= kPanel ? 0xFFFFFFFFu : ((1u << valid) - 1u);
+}
 
 }  // namespace
+
+// bf16 first pass, the reference: products of two bf16 values are exact in f32, the sum
+// runs p ascending in f32 (no contraction: -std=c++17 turns it off).
+void scan_bf16_scalar(const ScanArgs& a) {
+  const int d = a.d;
+  float acc[kPanel];
+  for (int64_t P = a.panel_begin; P < a.panel_end; ++P) {
+    const size_t off = static_cast<size_t>(P) * d * kPanel;
+    const int64_t row0 = P * kPanel;
+    const uint32_t lanes = lanes_of(a, row0);
+    for (int qi = 0; qi < a.nq; ++qi) {
+      const uint16_t* q = a.queries_bf16 + static_cast<size_t>(qi) * d;
+      for (int l = 0; l < kPanel; ++l) acc[l] = 0.0f;
+      for (int p = 0; p < d; ++p) {
+        const float qv = bf16_to_f32(q[p]);
+        const uint16_t* k = a.keys_bf16 + off + static_cast<size_t>(p) * kPanel;
+        for (int l = 0; l < kPanel; ++l) acc[l] += qv * bf16_to_f32(k[l]);
+      }
+      const float t = a.thr[qi];
+      uint32_t m = 0;
+      for (int l = 0; l < kPanel; ++l) m |= static_cast<uint32_t>(acc[l] >= t) << l;
+      m &= lanes;
+      if (m) a.push(a.push_ctx, qi, acc, m, row0);
+    }
+  }
+}
+
+// int8 first pass, the reference (bit-exact with every other level, see kernels.h).
+void scan_i8_scalar(const ScanArgs& a) {
+  const int d4 = (a.d + 3) / 4;
+  int32_t acc[kPanel];
+  float sims[kPanel];
+  for (int64_t P = a.panel_begin; P < a.panel_end; ++P) {
+    const int8_t* kp = a.keys_i8 + static_cast<size_t>(P) * d4 * kPanel * 4;
+    const int64_t row0 = P * kPanel;
+    const uint32_t lanes = lanes_of(a, row0);
+    for (int qi = 0; qi < a.nq; ++qi) {
+      const uint8_t* q = a.queries_u8 + static_cast<size_t>(qi) * d4 * 4;
+      for (int l = 0; l < kPanel; ++l) acc[l] = 0;
+      for (int g = 0; g < d4; ++g) {
+        for (int l = 0; l < kPanel; ++l) {
+          const int8_t* k = kp + (static_cast<size_t>(g) * kPanel + l) * 4;
+          for (int j = 0; j < 4; ++j) acc[l] += (static_cast<int32_t>(q[g * 4 + j]) - 128) * k[j];
+        }
+      }
+      const float qs = a.query_scale[qi];
+      for (int l = 0; l < kPanel; ++l) sims[l] = static_cast<float>(acc[l]) * (qs * a.key_scale[row0 + l]);
+      const float t = a.thr[qi];
+      uint32_t m = 0;
+      for (int l = 0; l < kPanel; ++l) m |= static_cast<uint32_t>(sims[l] >= t) << l;
+      m &= lanes;
+      if (m) a.push(a.push_ctx, qi, sims, m, row0);
+    }
+  }
+}
 
 const Kernels* kernels_scalar() { return &kTable; }
 

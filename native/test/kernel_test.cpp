@@ -884,7 +884,7 @@ void test_dispatch(const std::vector<const Kernels*>& all) {
   const KernelChoice bad = choose_kernels("avx512x");
   check(bad.how == KernelChoice::kUnknown && bad.kernels == all.front() &&
             bad.message.find("RAPM_SIMD=\"avx512x\" is not a SIMD level; using " + std::string(all.front()->name)) == 0 &&
-            bad.message.find("valid levels: scalar, neon, avx2, avx512") != std::string::npos,
+            bad.message.find("valid levels: scalar, neon, avx2, avx512, avx512vnni, avx512bf16") != std::string::npos,
         "misspelt RAPM_SIMD: got '%s'", bad.message.c_str());
   // A known level this CPU or build cannot run: an explicit fallback to the best level.
 #if defined(__aarch64__) || defined(_M_ARM64)

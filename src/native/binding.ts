@@ -42,6 +42,8 @@ export interface NativeDatastore {
   readonly valueDim: number;
   readonly bf16: boolean;
   readonly _segmentCount: number;
+  /** Fast-path counters: queries searched with it, and how many of those the exact scan redid. */
+  readonly fastPathStats: { queries: number; redone: number; candidates: number };
   /** Rows [rowBegin, rowEnd) in stored form, row-major: keys f32 (Float32Array) or bf16 bits (Uint16Array); null skips. */
   exportRows(rowBegin: number, rowEnd: number, keysOut: Float32Array | Uint16Array | null, valuesOut: Float32Array | null, groupsOut: Int32Array | null): void;
   /** Append rows already in stored form (normalised keys, as exportRows wrote them), without re-normalising. */
@@ -49,7 +51,8 @@ export interface NativeDatastore {
 }
 
 export interface NativeBinding {
-  Datastore: new (d: number, dv: number, bf16: boolean) => NativeDatastore;
+  /** fastPath: 0 off, 1 bf16, 2 int8. */
+  Datastore: new (d: number, dv: number, bf16: boolean, fastPath?: number) => NativeDatastore;
   simdLevel(): string;
   simdLevels(): string[];
   setSimdLevel(level: string): string;

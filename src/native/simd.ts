@@ -2,7 +2,7 @@ import { invalidParam } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { loadBinding } from './binding.js';
 
-export type SimdLevel = 'scalar' | 'avx2' | 'avx512' | 'neon';
+export type SimdLevel = 'scalar' | 'avx2' | 'avx512' | 'avx512vnni' | 'avx512bf16' | 'neon';
 
 /** The SIMD level kernels run at now (best supported, or the RAPM_SIMD override). */
 export function simdLevel(): SimdLevel {

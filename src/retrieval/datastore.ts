@@ -7,6 +7,20 @@ import { loadDatastore, saveDatastore, type SaveDatastoreOptions, type SaveDatas
 
 export type KeyPrecision = 'f32' | 'bf16';
 
+/**
+ * Fast search path: a first pass on narrower keys (bf16 with AVX-512 BF16, int8 with AVX-512
+ * VNNI) keeping every row within twice a rigorous error bound of the K-th best, an exact
+ * re-rank of those K' candidates by the exact kernel, and a per-query proof that the exact
+ * top-K is among them (queries without it are redone by the exact scan). The answer is the
+ * exact search's, bit for bit. It engages when the searched rows span at least 8 (k + 32)
+ * 32-row panels (smaller stores are searched exactly: the re-rank would cost a full scan).
+ * 'bf16' on an f32 store keeps a bf16 shadow of the keys (memory x1.5); on a bf16 store it
+ * reads the stored keys. 'int8' keeps an int8 shadow with a per-row scale (+1 byte per value).
+ * On a CPU without the instructions the exact scan runs instead.
+ */
+export type FastPath = 'off' | 'bf16' | 'int8';
+const FAST_PATH_CODE: Record<FastPath, number> = { off: 0, bf16: 1, int8: 2 };
+
 export interface DatastoreOptions {
   /** Width of the key vectors passed to add() and search(). Default 1024 (HuBERT-large). */
   keyDim?: number;
@@ -18,6 +32,8 @@ export interface DatastoreOptions {
   valueIndices?: ArrayLike<number>;
   /** Key storage: 'f32' (default) or 'bf16' (half the memory and bandwidth, ~3 significant digits). */
   precision?: KeyPrecision;
+  /** Fast search path, same answers as the exact scan (see FastPath). Default 'off'. */
+  fastPath?: FastPath;
 }
 
 export interface SearchResult {
@@ -77,6 +93,7 @@ export class Datastore {
   readonly keyIndices: Int32Array;
   readonly valueIndices: Int32Array;
   readonly precision: KeyPrecision;
+  readonly fastPath: FastPath;
   readonly #native: NativeDatastore;
   readonly #keyIdentity: boolean;
   readonly #valueIdentity: boolean;
@@ -97,10 +114,15 @@ export class Datastore {
       options.valueIndices === undefined ? allIndices(this.valueDim) : checkIndexList('valueIndices', options.valueIndices, this.valueDim);
     this.precision = options.precision ?? 'f32';
     if (this.precision !== 'f32' && this.precision !== 'bf16') throw invalidParam('precision', "'f32' or 'bf16'", options.precision);
+    this.fastPath = options.fastPath ?? 'off';
+    if (!Object.hasOwn(FAST_PATH_CODE, this.fastPath)) throw invalidParam('fastPath', "'off', 'bf16' or 'int8'", options.fastPath);
+    if (this.fastPath === 'int8' && this.keyIndices.length > 65536) {
+      throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a key width <= 65536 for fastPath 'int8' but received ${this.keyIndices.length}`);
+    }
     this.#keyIdentity = this.keyIndices.length === this.keyDim && this.keyIndices.every((v, i) => v === i);
     this.#valueIdentity = this.valueIndices.length === this.valueDim && this.valueIndices.every((v, i) => v === i);
     const { Datastore: Native } = loadBinding();
-    this.#native = new Native(this.keyIndices.length, this.valueIndices.length, this.precision === 'bf16');
+    this.#native = new Native(this.keyIndices.length, this.valueIndices.length, this.precision === 'bf16', FAST_PATH_CODE[this.fastPath]);
   }
 
   /** Stored key width d (after index selection). */
@@ -118,6 +140,14 @@ export class Datastore {
   /** Bytes of native storage (keys, values, groups), including rows of an add() not yet committed. */
   get memoryBytes(): number {
     return this.#native.memoryBytes;
+  }
+  /**
+   * Fast-path counters since construction: queries searched with the fast path, and how many
+   * of them were redone by the exact scan because the first pass could not prove its
+   * candidates held the exact top-K. Both stay 0 when fastPath is 'off' or the CPU lacks it.
+   */
+  get fastPathStats(): { queries: number; redone: number; candidates: number } {
+    return this.#native.fastPathStats;
   }
   /** Utterance id of a row (or its row number as a string when added without ids). */
   idOf(row: number): string {

@@ -67,7 +67,7 @@ describe('RAPM_SIMD', { timeout: 180_000 }, () => {
       expect(c.status).toBe(0);
       expect(c.result.level, JSON.stringify(c.result)).toBe(best);
       expect(c.warnings).toEqual([
-        `RapmSimdWarning RAPM_SIMD RAPM_SIMD=${JSON.stringify(typo)} is not a SIMD level; using ${best} (valid levels: scalar, neon, avx2, avx512; supported here: ${levels.join(', ')})`,
+        `RapmSimdWarning RAPM_SIMD RAPM_SIMD=${JSON.stringify(typo)} is not a SIMD level; using ${best} (valid levels: scalar, neon, avx2, avx512, avx512vnni, avx512bf16; supported here: ${levels.join(', ')})`,
       ]);
     }
   });

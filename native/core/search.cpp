@@ -1,0 +1,471 @@
+// Top-K search over a snapshot: the exact scan, and the fast paths that reach the same answer.
+//
+// Fast path (Snapshot::fast, taken only when the kernel level runs the first pass in hardware
+// and the searched rows span at least 8 (k + 32) key panels; otherwise the exact scan runs):
+//  1. First pass: every query against the narrow keys (bf16 with VDPBF16PS, or int8 with
+//     VPDPBUSD). Per query it keeps the K best and every row within a margin m_q >= 2 E_q of
+//     the K-th best (TopK::margin; E_q bounds |first-pass - exact-scan similarity| for query
+//     q and any row, below). K' (the candidates kept) thus adapts to the data; it is capped
+//     by a buffer of fast_buffer(K) = 8K + 256 rows.
+//  2. Proof, per query: with f the first-pass similarities sorted best first, a row was left
+//     out only if its f was below the admission threshold at that time, which never exceeds
+//     f_K - m_q; so the gap f_K - f_{K'+1} > m_q >= 2 E_q. Then every row left out has an
+//     exact similarity strictly below the exact K-th best (the K best candidates have exact
+//     similarity >= f_K - E_q; a row left out has < f_K - m_q + E_q <= f_K - E_q), and the
+//     exact top-K lies inside the candidates. A query whose set outgrew the buffer
+//     (TopK::overflow) has no proof and is redone by the exact scan (FastPathCounters::redone).
+//  3. Exact re-rank: the candidates' similarities are recomputed by the exact scan kernel
+//     itself, on the stored keys (f32, or bf16 for a bf16 store), grouped by key panel, so
+//     they are bit for bit the values the exact scan produces; the K best by (similarity,
+//     lower row) are then the exact search's neighbours, similarities, weights and prior.
+//
+// The bound E_q. Let q be the normalised query, k a stored key, q' and k' what the first pass
+// multiplies (bf16(q), bf16(k); or s_q*Q, s_k*K for int8), a = q - q', c = k - k'. Then
+//   |q.k - q'.k'| <= |a| |k'| + |q| |c| <= |a| (N_k + C) + N_q C
+// with N_q = |q|, |a| measured per query (double), N_k = max |k| and C = max |c| over the
+// stored rows (core/shadow.cpp). Rounding of the first pass:
+//   bf16: products of two bf16 are exact in f32; the d sums round to f32 (taken as faithful,
+//         u = 2^-23, to cover any internal order of VDPBF16PS) and denormal inputs/results
+//         flush to zero (DAZ/FTZ): <= gamma(d) |q'| |k'| + 3 d 2^-126;
+//   int8: the integer sum is exact; int->float, s_q*s_k and the product round once each:
+//         <= 4 * 2^-24 |q'| |k'|.
+// The exact scan itself rounds d products/sums: <= gamma(d + 1) N_q N_k. E_q is the sum,
+// evaluated in double and inflated by 1e-6 relative; gamma(n) = n u / (1 - n u), u = 2^-23.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <string>
+
+#include "aggregate.h"
+#include "bf16.h"
+#include "datastore.h"
+#include "topk.h"
+
+namespace rapm {
+
+namespace {
+
+enum class Pass { kExact, kBf16, kInt8 };
+
+struct PushCtx {
+  TopK* heaps;
+  float* thr;
+  const int32_t* groups;   // segment-local
+  int64_t base;            // segment base row
+  int64_t first;           // first segment-local row in the searched range
+  const int32_t* exclude;  // per task query, or null
+};
+
+void push_candidates(void* ctx, int qi, const float* sims, uint32_t mask, int64_t row0) {
+  auto* c = static_cast<PushCtx*>(ctx);
+  TopK& h = c->heaps[qi];
+  const int32_t ex = c->exclude ? c->exclude[qi] : -1;
+  while (mask) {
+    const int l = __builtin_ctz(mask);
+    mask &= mask - 1;
+    const int64_t r = row0 + l;
+    if (r < c->first || (ex >= 0 && c->groups[r] == ex)) continue;
+    h.push(sims[l], static_cast<int32_t>(c->base + r));
+  }
+  c->thr[qi] = h.thr;
+}
+
+// The queries in the forms the passes read.
+struct Queries {
+  const float* f32 = nullptr;       // [b, d] normalised
+  const uint16_t* bf16 = nullptr;   // [b, d]
+  const uint8_t* u8 = nullptr;      // [b, d4*4]
+  const float* scale = nullptr;     // [b]
+  const int32_t* exclude = nullptr; // [b] or null
+};
+
+// The best k rows of [rb, re) per query, best first: out[q*keep + i], count[q] of them.
+// Exact pass: keep = k, margins null. First pass: margins[q] > 0 keeps every row within
+// margins[q] of the k-th best too (TopK::margin), up to keep = the buffer length; overflow[q]
+// is set when a query's set outgrew it.
+Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pass pass, const Queries& qs, int64_t b,
+                 int k, int keep, const float* margins, int64_t rb, int64_t re, std::vector<TopKEntry>& out,
+                 std::vector<int>& count, std::vector<char>& overflow) {
+  const int d = snap.d, d4 = (snap.d + 3) / 4;
+  // Task grid: query chunks x key chunks. Query chunks are whole micro-tiles; when there
+  // are too few queries to feed every thread, keys are split too and heaps merged after.
+  const int threads = pool.threads();
+  const int mr = kern.mr;
+  const int64_t qtiles = (b + mr - 1) / mr;
+  const int64_t qtasks = std::min<int64_t>(qtiles, 4 * threads);
+  const int64_t qchunk = (qtiles + qtasks - 1) / qtasks * mr;
+  const int64_t qtasks_real = (b + qchunk - 1) / qchunk;
+  const int64_t ktasks = qtasks_real >= threads ? 1 : (4 * threads + qtasks_real - 1) / qtasks_real;
+  const int64_t key_bytes = pass == Pass::kInt8 ? 1 : pass == Pass::kBf16 || snap.bf16 ? 2 : 4;
+  const int64_t block_panels = std::max<int64_t>(1, (384 * 1024) / (static_cast<int64_t>(d) * kPanel * key_bytes));
+  void (*scan)(const ScanArgs&) = pass == Pass::kExact ? kern.scan : pass == Pass::kBf16 ? kern.scan_bf16 : kern.scan_i8;
+
+  const int cap = margins ? keep : topk_capacity(k);
+  std::vector<TopKEntry> entries;
+  std::vector<char> task_overflow;
+  try {
+    entries.resize(static_cast<size_t>(ktasks) * b * cap);
+    out.assign(static_cast<size_t>(b) * keep, 0);
+    count.assign(static_cast<size_t>(b), 0);
+    overflow.assign(static_cast<size_t>(b), 0);
+    task_overflow.assign(static_cast<size_t>(ktasks) * b, 0);
+  } catch (const std::bad_alloc&) {
+    return Status::Error(StatusCode::kOutOfMemory, "out of memory for top-k buffers");
+  }
+  std::vector<int> heap_sizes(static_cast<size_t>(ktasks) * b, 0);
+
+  pool.parallel_for(qtasks_real * ktasks, [&](int64_t task) {
+    const int64_t qt = task / ktasks, kt = task % ktasks;
+    const int64_t q0 = qt * qchunk;
+    const int nq = static_cast<int>(std::min(b, q0 + qchunk) - q0);
+    std::vector<TopK> heaps(static_cast<size_t>(nq));
+    std::vector<float> thr(static_cast<size_t>(nq), -std::numeric_limits<float>::infinity());
+    for (int i = 0; i < nq; ++i) {
+      const size_t o = (static_cast<size_t>(kt) * b + q0 + i) * cap;
+      heaps[i] = TopK{entries.data() + o, 0, k, cap, -std::numeric_limits<float>::infinity()};
+      if (margins) heaps[i].margin = margins[q0 + i];
+    }
+    const int64_t packed_rows = (nq + kern.mr - 1) / kern.mr * kern.mr;
+    std::vector<float> qpack(pass == Pass::kExact ? static_cast<size_t>(packed_rows) * d : 0);
+    PushCtx ctx{heaps.data(), thr.data(), nullptr, 0, 0, qs.exclude ? qs.exclude + q0 : nullptr};
+    for (const auto& seg : snap.segments) {
+      // The searched rows of this segment, segment-local: [lr0, lr1).
+      const int64_t lr0 = std::max<int64_t>(rb - seg->base, 0), lr1 = std::min<int64_t>(re - seg->base, seg->n);
+      if (lr0 >= lr1) continue;
+      const int64_t first_panel = lr0 / kPanel, panels = (lr1 + kPanel - 1) / kPanel - first_panel;
+      const int64_t p0 = first_panel + panels * kt / ktasks, p1 = first_panel + panels * (kt + 1) / ktasks;
+      if (p0 >= p1) continue;
+      ctx.groups = seg->groups.data();
+      ctx.base = seg->base;
+      ctx.first = lr0;
+      // Lanes at or past lr1 are masked by the kernel; rows before lr0 by push_candidates.
+      ScanArgs a{qs.f32 + q0 * d, nq, d, seg->keys_f32.get(), seg->keys_bf16.get(), p0, p1, lr1,
+                 block_panels, qpack.data(), thr.data(), push_candidates, &ctx};
+      if (pass == Pass::kBf16) {
+        a.keys_f32 = nullptr;
+        a.keys_bf16 = seg->shadow_bf16 ? seg->shadow_bf16.get() : seg->keys_bf16.get();
+        a.queries_bf16 = qs.bf16 + q0 * d;
+      } else if (pass == Pass::kInt8) {
+        a.keys_f32 = nullptr;
+        a.keys_bf16 = nullptr;
+        a.keys_i8 = seg->keys_i8.get();
+        a.key_scale = seg->i8_scale.data();
+        a.key_sum = seg->i8_sum.data();
+        a.queries_u8 = qs.u8 + q0 * d4 * 4;
+        a.query_scale = qs.scale + q0;
+      }
+      scan(a);
+    }
+    for (int i = 0; i < nq; ++i) {
+      heaps[i].select();
+      heap_sizes[static_cast<size_t>(kt) * b + q0 + i] = heaps[i].size;
+      task_overflow[static_cast<size_t>(kt) * b + q0 + i] = heaps[i].overflow;
+    }
+  });
+
+  // Merge key chunks, best first.
+  const int64_t ftasks = std::min<int64_t>(b, 64);
+  pool.parallel_for(ftasks, [&](int64_t t) {
+    std::vector<TopKEntry> merged(static_cast<size_t>(cap));
+    for (int64_t q = b * t / ftasks; q < b * (t + 1) / ftasks; ++q) {
+      TopK h{merged.data(), 0, k, cap, -std::numeric_limits<float>::infinity()};
+      if (margins) h.margin = margins[q];
+      for (int64_t kt = 0; kt < ktasks; ++kt) {
+        h.overflow = h.overflow || task_overflow[static_cast<size_t>(kt) * b + q];
+        const TopKEntry* e = entries.data() + (static_cast<size_t>(kt) * b + q) * cap;
+        const int sz = heap_sizes[static_cast<size_t>(kt) * b + q];
+        for (int i = 0; i < sz; ++i) h.push(topk_value(e[i]), topk_id(e[i]));
+      }
+      h.sort_desc();
+      const int m = std::min(h.size, keep);
+      std::copy(merged.begin(), merged.begin() + m, out.begin() + q * keep);
+      count[q] = m;
+      overflow[q] = h.overflow;
+    }
+  });
+  return Status::Ok();
+}
+
+// Exact similarities of candidate rows: cand[q*stride + i] (i < ncand[q]) -> sims at the same
+// place, computed by kern.scan on the stored keys (so bit for bit the exact scan's values).
+void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const float* qn, int64_t b,
+            const std::vector<TopKEntry>& cand, int stride, const std::vector<int>& ncand,
+            const std::vector<char>& use, std::vector<float>& sims) {
+  const int d = snap.d;
+  struct Ref {
+    int32_t seg, q, slot, lane;
+    int64_t panel;
+  };
+  std::vector<Ref> refs;
+  for (int64_t q = 0; q < b; ++q) {
+    if (!use[q]) continue;
+    for (int i = 0; i < ncand[q]; ++i) {
+      const int64_t row = topk_id(cand[q * stride + i]);
+      auto it = std::upper_bound(snap.segments.begin(), snap.segments.end(), row,
+                                 [](int64_t r, const std::shared_ptr<const Segment>& s) { return r < s->base; });
+      const int32_t si = static_cast<int32_t>(it - snap.segments.begin() - 1);
+      const int64_t lr = row - snap.segments[si]->base;
+      refs.push_back(Ref{si, static_cast<int32_t>(q), i, static_cast<int32_t>(lr % kPanel), lr / kPanel});
+    }
+  }
+  std::sort(refs.begin(), refs.end(), [](const Ref& x, const Ref& y) {
+    if (x.seg != y.seg) return x.seg < y.seg;
+    if (x.panel != y.panel) return x.panel < y.panel;
+    return x.q < y.q;
+  });
+  // Runs of one (segment, panel).
+  std::vector<size_t> runs;
+  for (size_t i = 0; i < refs.size(); ++i)
+    if (i == 0 || refs[i].seg != refs[i - 1].seg || refs[i].panel != refs[i - 1].panel) runs.push_back(i);
+  runs.push_back(refs.size());
+  const int64_t nruns = static_cast<int64_t>(runs.size()) - 1;
+  const int64_t tasks = std::min<int64_t>(nruns, 16 * pool.threads());
+
+  struct Ctx {
+    const Ref* refs;
+    std::vector<size_t> first;  // per local query: its refs [first[i], first[i+1])
+    const std::vector<TopKEntry>* cand;
+    float* sims;
+    int stride;
+  };
+  auto push = [](void* vctx, int qi, const float* s, uint32_t, int64_t) {
+    auto* c = static_cast<Ctx*>(vctx);
+    for (size_t j = c->first[qi]; j < c->first[qi + 1]; ++j) {
+      const Ref& r = c->refs[j];
+      c->sims[static_cast<size_t>(r.q) * c->stride + r.slot] = s[r.lane];
+    }
+  };
+  pool.parallel_for(tasks, [&](int64_t t) {
+    std::vector<float> qbuf, qpack, thr;
+    Ctx ctx{refs.data(), {}, &cand, sims.data(), stride};
+    for (int64_t run = nruns * t / tasks; run < nruns * (t + 1) / tasks; ++run) {
+      const size_t r0 = runs[run], r1 = runs[run + 1];
+      ctx.first.clear();
+      qbuf.clear();
+      for (size_t j = r0; j < r1; ++j) {
+        if (j == r0 || refs[j].q != refs[j - 1].q) {
+          ctx.first.push_back(j);
+          qbuf.insert(qbuf.end(), qn + static_cast<size_t>(refs[j].q) * d, qn + static_cast<size_t>(refs[j].q + 1) * d);
+        }
+      }
+      ctx.first.push_back(r1);
+      const int nq = static_cast<int>(ctx.first.size()) - 1;
+      qpack.resize(static_cast<size_t>((nq + kern.mr - 1) / kern.mr * kern.mr) * d);
+      thr.assign(static_cast<size_t>(nq), -std::numeric_limits<float>::infinity());
+      const Segment& seg = *snap.segments[refs[r0].seg];
+      const int64_t P = refs[r0].panel;
+      ScanArgs a{qbuf.data(), nq, d, seg.keys_f32.get(), seg.keys_bf16.get(), P, P + 1, seg.n, 1,
+                 qpack.data(), thr.data(), push, &ctx};
+      kern.scan(a);
+    }
+  });
+}
+
+double gamma_n(double n) {
+  const double u = std::ldexp(1.0, -23);
+  return n * u / (1 - n * u);
+}
+
+}  // namespace
+
+Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const float* queries, int64_t b,
+              const SearchParams& params, const SearchOutputs& out) {
+  const int d = snap.d, dv = snap.dv, k = params.k;
+  if (b <= 0) return Status::Ok();
+  const int64_t rb = params.row_begin, re = params.row_end < 0 ? snap.n : params.row_end;
+  if (rb < 0 || rb >= re || re > snap.n) {
+    return Status::Error(StatusCode::kInvalidArg, "row range [" + std::to_string(rb) + ", " + std::to_string(re) +
+                                                      ") is empty or outside [0, " + std::to_string(snap.n) + ")");
+  }
+  if (k < 1 || k > re - rb) {
+    return Status::Error(StatusCode::kKTooLarge,
+                         "k = " + std::to_string(k) + " but only " + std::to_string(re - rb) + " rows are searched");
+  }
+  std::vector<float> qn;
+  try {
+    qn.resize(static_cast<size_t>(b) * d);
+  } catch (const std::bad_alloc&) {
+    return Status::Error(StatusCode::kOutOfMemory, "out of memory normalising queries");
+  }
+  Status st = normalize_rows(queries, qn.data(), b, d, pool);
+  if (!st.ok()) return st;
+  const Status short_of_k = Status::Error(StatusCode::kKTooLarge,
+                                          "fewer than k = " + std::to_string(k) + " rows remain after exclusion");
+
+  // The re-rank runs the exact kernel on every (query, key panel) pair holding a candidate;
+  // with K' candidates (typically 1.5 K - 4 K) among fewer than ~4 K' panels that approaches
+  // a full exact scan, so small stores (and large k) are searched exactly from the start.
+  const int64_t searched_panels = (re - rb) / kPanel;
+  const bool fast = ((snap.fast == FastPath::kBf16 && kern.fast_bf16) ||
+                     (snap.fast == FastPath::kInt8 && kern.fast_i8 && d <= kMaxI8Dim)) &&
+                    8 * (static_cast<int64_t>(k) + 32) <= searched_panels;
+  std::vector<TopKEntry> best;  // [b, k] exact top-k, best first
+  std::vector<int> nbest;
+  Queries qs;
+  qs.f32 = qn.data();
+  qs.exclude = params.exclude_groups;
+  if (!fast) {
+    std::vector<char> unused;
+    st = topk_pass(snap, kern, pool, Pass::kExact, qs, b, k, k, nullptr, rb, re, best, nbest, unused);
+    if (!st.ok()) return st;
+  } else {
+    const Pass pass = snap.fast == FastPath::kBf16 ? Pass::kBf16 : Pass::kInt8;
+    const int d4 = (d + 3) / 4;
+    double key_norm = 0, key_err = 0;
+    for (const auto& seg : snap.segments) {
+      key_norm = std::max(key_norm, seg->key_norm_max);
+      key_err = std::max(key_err, seg->shadow_err_max);
+    }
+    std::vector<uint16_t> qb;
+    std::vector<uint8_t> qu;
+    std::vector<float> qscale;
+    std::vector<double> bound(static_cast<size_t>(b));
+    try {
+      if (pass == Pass::kBf16) qb.resize(static_cast<size_t>(b) * d);
+      if (pass == Pass::kInt8) {
+        qu.assign(static_cast<size_t>(b) * d4 * 4, 128);
+        qscale.resize(static_cast<size_t>(b));
+      }
+    } catch (const std::bad_alloc&) {
+      return Status::Error(StatusCode::kOutOfMemory, "out of memory for the fast-path queries");
+    }
+    // Quantised queries and the per-query bound E_q (see the top of this file).
+    const double g_first = pass == Pass::kBf16 ? gamma_n(d) : 4 * std::ldexp(1.0, -24);
+    const double g_exact = gamma_n(d + 1.0);
+    const double tiny = pass == Pass::kBf16 ? 3.0 * d * std::ldexp(1.0, -126) : 0.0;
+    pool.parallel_for(b, [&](int64_t q) {
+      const float* x = qn.data() + q * d;
+      double n2 = 0, a2 = 0;
+      if (pass == Pass::kBf16) {
+        for (int p = 0; p < d; ++p) {
+          const uint16_t h = to_bf16(x[p]);
+          qb[q * d + p] = h;
+          const double e = static_cast<double>(x[p]) - bf16_to_f32(h);
+          n2 += static_cast<double>(x[p]) * x[p];
+          a2 += e * e;
+        }
+      } else {
+        float amax = 0;
+        for (int p = 0; p < d; ++p) amax = std::max(amax, std::fabs(x[p]));
+        const float step = amax / 127.0f;  // > 0: the query is normalised
+        qscale[q] = step;
+        for (int p = 0; p < d; ++p) {
+          const int v = static_cast<int>(std::clamp(std::nearbyint(x[p] / step), -127.0f, 127.0f));
+          qu[q * d4 * 4 + p] = static_cast<uint8_t>(v + 128);
+          const double e = static_cast<double>(x[p]) - static_cast<double>(step) * v;
+          n2 += static_cast<double>(x[p]) * x[p];
+          a2 += e * e;
+        }
+      }
+      const double nq = std::sqrt(n2), a = std::sqrt(a2);
+      const double e = a * (key_norm + key_err) + nq * key_err + g_first * (nq + a) * (key_norm + key_err) +
+                       g_exact * nq * key_norm + tiny;
+      bound[q] = e * (1 + 1e-6);
+    });
+    qs.bf16 = qb.data();
+    qs.u8 = qu.data();
+    qs.scale = qscale.data();
+
+    // First pass keeping every row within 2 E_q of the k-th best (as float, rounded up).
+    std::vector<float> margins(static_cast<size_t>(b));
+    for (int64_t q = 0; q < b; ++q) margins[q] = static_cast<float>(2 * bound[q] * (1 + 1e-6) + 1e-6);
+    const int keep = fast_buffer(k);
+    std::vector<TopKEntry> cand;
+    std::vector<int> ncand;
+    std::vector<char> overflow;
+    st = topk_pass(snap, kern, pool, pass, qs, b, k, keep, margins.data(), rb, re, cand, ncand, overflow);
+    if (!st.ok()) return st;
+    // The proof, per query: with f the sorted first-pass similarities, the K' candidates are
+    // all rows with f >= f_K - margin, so the best row left out (the (K'+1)-th) is below
+    // f_K - margin <= f_K - 2 E_q: the gap condition holds unless the set overflowed.
+    std::vector<char> proven(static_cast<size_t>(b), 0);
+    int64_t redo = 0;
+    for (int64_t q = 0; q < b; ++q) {
+      if (ncand[q] < k) return Status::Error(short_of_k.code, short_of_k.message, q);
+      const double fk = topk_value(cand[q * keep + k - 1]);
+      const double last = topk_value(cand[q * keep + ncand[q] - 1]);
+      proven[q] = !overflow[q] && fk - last <= margins[q] && margins[q] > 2 * bound[q];
+      redo += !proven[q];
+    }
+    std::vector<float> exact(cand.size(), 0.0f);
+    rerank(snap, kern, pool, qn.data(), b, cand, keep, ncand, proven, exact);
+    best.assign(static_cast<size_t>(b) * k, 0);
+    nbest.assign(static_cast<size_t>(b), k);
+    pool.parallel_for(std::min<int64_t>(b, 64), [&](int64_t t) {
+      const int64_t nt = std::min<int64_t>(b, 64);
+      std::vector<TopKEntry> e;
+      for (int64_t q = b * t / nt; q < b * (t + 1) / nt; ++q) {
+        if (!proven[q]) continue;
+        e.clear();
+        for (int i = 0; i < ncand[q]; ++i) e.push_back(topk_pack(exact[q * keep + i], topk_id(cand[q * keep + i])));
+        std::partial_sort(e.begin(), e.begin() + k, e.end(), std::greater<TopKEntry>());
+        std::copy(e.begin(), e.begin() + k, best.begin() + q * k);
+      }
+    });
+    if (redo > 0) {
+      // The exact scan for the queries the first pass could not settle.
+      std::vector<int64_t> ids;
+      std::vector<float> sub(static_cast<size_t>(redo) * d);
+      std::vector<int32_t> ex(params.exclude_groups ? static_cast<size_t>(redo) : 0);
+      for (int64_t q = 0; q < b; ++q) {
+        if (proven[q]) continue;
+        std::copy(qn.begin() + q * d, qn.begin() + (q + 1) * d, sub.begin() + static_cast<int64_t>(ids.size()) * d);
+        if (!ex.empty()) ex[ids.size()] = params.exclude_groups[q];
+        ids.push_back(q);
+      }
+      Queries rq;
+      rq.f32 = sub.data();
+      rq.exclude = ex.empty() ? nullptr : ex.data();
+      std::vector<TopKEntry> rbest;
+      std::vector<int> rn;
+      std::vector<char> unused;
+      st = topk_pass(snap, kern, pool, Pass::kExact, rq, redo, k, k, nullptr, rb, re, rbest, rn, unused);
+      if (!st.ok()) return st;
+      for (size_t i = 0; i < ids.size(); ++i) {
+        std::copy(rbest.begin() + i * k, rbest.begin() + (i + 1) * k, best.begin() + ids[i] * k);
+        nbest[ids[i]] = rn[i];
+      }
+    }
+    if (snap.counters) {
+      int64_t kept = 0;
+      for (int64_t q = 0; q < b; ++q) kept += proven[q] ? ncand[q] : 0;
+      snap.counters->queries += b;
+      snap.counters->redone += redo;
+      snap.counters->candidates += kept;
+    }
+  }
+
+  // Aggregate.
+  for (int64_t q = 0; q < b; ++q) {
+    if (nbest[q] < k) return Status::Error(short_of_k.code, short_of_k.message, q);
+  }
+  const int64_t ftasks = std::min<int64_t>(b, 64);
+  pool.parallel_for(ftasks, [&](int64_t t) {
+    for (int64_t q = b * t / ftasks; q < b * (t + 1) / ftasks; ++q) {
+      const TopKEntry* e = best.data() + q * k;
+      float* w = out.weights + q * k;
+      float* s = out.similarities + q * k;
+      int32_t* nb = out.neighbors + q * k;
+      for (int i = 0; i < k; ++i) {
+        s[i] = topk_value(e[i]);
+        nb[i] = topk_id(e[i]);
+      }
+      aggregate_weights(s, k, params.tau, params.aggregate, w);
+      float* pr = out.prior + q * dv;
+      std::fill(pr, pr + dv, 0.0f);
+      for (int i = 0; i < k; ++i) {
+        if (w[i] == 0.0f) continue;
+        const Segment* seg = segment_of(snap, nb[i]);
+        const float* v = seg->values.data() + (nb[i] - seg->base) * dv;
+        for (int j = 0; j < dv; ++j) pr[j] += w[i] * v[j];
+      }
+    }
+  });
+  return Status::Ok();
+}
+
+int fast_buffer(int k) { return 8 * k + 256; }
+
+}  // namespace rapm

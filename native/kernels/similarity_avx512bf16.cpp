@@ -1,0 +1,110 @@
+// bf16 first pass with AVX-512 BF16 (VDPBF16PS: two bf16 products per f32 lane, added to
+// the f32 accumulator; DAZ/FTZ, round to nearest even, MXCSR not consulted).
+// Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 by file suffix;
+// everything but the table getter stays in the anonymous namespace.
+//
+// Keys stay in the shared bf16 panel layout (32 keys of one dim side by side). Two dims p,
+// p+1 are interleaved in registers (VPUNPCK[LH]WD), which visits the keys of a panel in the
+// order {0-3, 8-11, 16-19, 24-27 | 4-7, ...}; the sums are put back in key order before the
+// threshold test.
+#include <immintrin.h>
+
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "kernels.h"
+
+namespace rapm {
+namespace {
+
+constexpr int kMr = 12;  // 12 queries x 32 keys = 24 zmm accumulators
+
+inline __m512bh as_bh(__m512i v) {
+  __m512bh r;
+  std::memcpy(&r, &v, sizeof r);
+  return r;
+}
+
+template <int MR>
+void tile(const ScanArgs& a, const uint32_t* qp, int q0, int64_t p0, int64_t p1) {
+  const int d = a.d, d2 = (a.d + 1) / 2;
+  // lo holds keys 8j+t, hi keys 8j+4+t (j = 128-bit lane, t = 0..3): back to key order.
+  const __m512i idx0 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+  const __m512i idx1 = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
+  for (int64_t P = p0; P < p1; ++P) {
+    __m512 lo[MR], hi[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      lo[i] = _mm512_setzero_ps();
+      hi[i] = _mm512_setzero_ps();
+    }
+    const uint16_t* kp = a.keys_bf16 + static_cast<size_t>(P) * d * kPanel;
+    for (int h = 0; h < d2; ++h) {
+      const __m512i ka = _mm512_loadu_si512(kp + static_cast<size_t>(2 * h) * kPanel);
+      const __m512i kb = 2 * h + 1 < d ? _mm512_loadu_si512(kp + static_cast<size_t>(2 * h + 1) * kPanel)
+                                       : _mm512_setzero_si512();
+      const __m512bh k0 = as_bh(_mm512_unpacklo_epi16(ka, kb));
+      const __m512bh k1 = as_bh(_mm512_unpackhi_epi16(ka, kb));
+      const uint32_t* q = qp + static_cast<size_t>(h) * kMr;
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const __m512bh qv = as_bh(_mm512_set1_epi32(static_cast<int>(q[i])));
+        lo[i] = _mm512_dpbf16_ps(lo[i], qv, k0);
+        hi[i] = _mm512_dpbf16_ps(hi[i], qv, k1);
+      }
+    }
+    const int64_t row0 = P * kPanel;
+    const int64_t valid = a.n_rows - row0;
+    const uint32_t lanes = valid >= kPanel ? 0xFFFFFFFFu : ((1u << valid) - 1u);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const __m512 s0 = _mm512_permutex2var_ps(lo[i], idx0, hi[i]);
+      const __m512 s1 = _mm512_permutex2var_ps(lo[i], idx1, hi[i]);
+      const __m512 t = _mm512_set1_ps(a.thr[q0 + i]);
+      uint32_t m = static_cast<uint32_t>(_mm512_cmp_ps_mask(s0, t, _CMP_GE_OQ)) |
+                   (static_cast<uint32_t>(_mm512_cmp_ps_mask(s1, t, _CMP_GE_OQ)) << 16);
+      m &= lanes;
+      if (m) {
+        alignas(64) float s[kPanel];
+        _mm512_store_ps(s, s0);
+        _mm512_store_ps(s + 16, s1);
+        a.push(a.push_ctx, q0 + i, s, m, row0);
+      }
+    }
+  }
+}
+
+#include "tile_loop.inc"
+
+void scan_bf16(const ScanArgs& a) {
+  const int d = a.d, d2 = (a.d + 1) / 2;
+  const int qpanels = (a.nq + kMr - 1) / kMr;
+  // Query panels: one uint32 = bf16 of dims (2h, 2h+1) (low half = 2h) per query; odd d pads with 0.
+  std::vector<uint32_t> qpack(static_cast<size_t>(qpanels) * d2 * kMr, 0u);
+  for (int q = 0; q < a.nq; ++q) {
+    const uint16_t* src = a.queries_bf16 + static_cast<size_t>(q) * d;
+    uint32_t* dst = qpack.data() + static_cast<size_t>(q / kMr) * d2 * kMr + q % kMr;
+    for (int h = 0; h < d2; ++h) {
+      const uint32_t hi = 2 * h + 1 < d ? src[2 * h + 1] : 0u;
+      dst[static_cast<size_t>(h) * kMr] = static_cast<uint32_t>(src[2 * h]) | (hi << 16);
+    }
+  }
+  scan_tiles(a, qpack.data(), d2);
+}
+
+}  // namespace
+
+const Kernels* kernels_avx512bf16() {
+  static const Kernels table = [] {
+    Kernels k = *kernels_avx512vnni();
+    k.name = "avx512bf16";
+    k.scan_bf16 = scan_bf16;
+    k.fast_bf16 = true;
+    return k;
+  }();
+  return &table;
+}
+
+}  // namespace rapm

@@ -1,0 +1,100 @@
+// int8 first pass with AVX-512 VNNI (VPDPBUSD: u8 x s8, four products per int32 lane).
+// Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni by file suffix;
+// everything but the table getter stays in the anonymous namespace.
+//
+// Bit-exact with scan_i8_scalar: the integer sums are exact, and the float conversion and
+// scaling are the same three IEEE operations (see kernels.h).
+#include <immintrin.h>
+
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "kernels.h"
+
+namespace rapm {
+namespace {
+
+constexpr int kMr = 12;  // 12 queries x 32 keys = 24 zmm accumulators
+
+// One micro-tile: MR queries (packed: qp[g*kMr + i] = 4 query bytes of dim group g) against
+// key panels [p0, p1).
+template <int MR>
+void tile(const ScanArgs& a, const uint32_t* qp, int q0, int64_t p0, int64_t p1) {
+  const int d4 = (a.d + 3) / 4;
+  for (int64_t P = p0; P < p1; ++P) {
+    __m512i acc0[MR], acc1[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      acc0[i] = _mm512_setzero_si512();
+      acc1[i] = _mm512_setzero_si512();
+    }
+    const int8_t* kp = a.keys_i8 + static_cast<size_t>(P) * d4 * kPanel * 4;
+    for (int g = 0; g < d4; ++g) {
+      const __m512i k0 = _mm512_loadu_si512(kp + static_cast<size_t>(g) * kPanel * 4);
+      const __m512i k1 = _mm512_loadu_si512(kp + static_cast<size_t>(g) * kPanel * 4 + 64);
+      const uint32_t* q = qp + static_cast<size_t>(g) * kMr;
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        const __m512i qv = _mm512_set1_epi32(static_cast<int>(q[i]));
+        acc0[i] = _mm512_dpbusd_epi32(acc0[i], qv, k0);
+        acc1[i] = _mm512_dpbusd_epi32(acc1[i], qv, k1);
+      }
+    }
+    const int64_t row0 = P * kPanel;
+    const int64_t valid = a.n_rows - row0;
+    const uint32_t lanes = valid >= kPanel ? 0xFFFFFFFFu : ((1u << valid) - 1u);
+    // sum (u8 - 128) * k = sum u8 * k - 128 * sum k
+    const __m512i c0 = _mm512_slli_epi32(_mm512_loadu_si512(a.key_sum + row0), 7);
+    const __m512i c1 = _mm512_slli_epi32(_mm512_loadu_si512(a.key_sum + row0 + 16), 7);
+    const __m512 ks0 = _mm512_loadu_ps(a.key_scale + row0);
+    const __m512 ks1 = _mm512_loadu_ps(a.key_scale + row0 + 16);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const __m512 qs = _mm512_set1_ps(a.query_scale[q0 + i]);
+      const __m512 s0 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc0[i], c0)), _mm512_mul_ps(qs, ks0));
+      const __m512 s1 = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc1[i], c1)), _mm512_mul_ps(qs, ks1));
+      const __m512 t = _mm512_set1_ps(a.thr[q0 + i]);
+      uint32_t m = static_cast<uint32_t>(_mm512_cmp_ps_mask(s0, t, _CMP_GE_OQ)) |
+                   (static_cast<uint32_t>(_mm512_cmp_ps_mask(s1, t, _CMP_GE_OQ)) << 16);
+      m &= lanes;
+      if (m) {
+        alignas(64) float s[kPanel];
+        _mm512_store_ps(s, s0);
+        _mm512_store_ps(s + 16, s1);
+        a.push(a.push_ctx, q0 + i, s, m, row0);
+      }
+    }
+  }
+}
+
+#include "tile_loop.inc"
+
+void scan_i8(const ScanArgs& a) {
+  const int d4 = (a.d + 3) / 4;
+  const int qpanels = (a.nq + kMr - 1) / kMr;
+  // Query panels: 4 bytes (one dim group) of kMr queries side by side; padding queries are 128 (zero).
+  std::vector<uint32_t> qpack(static_cast<size_t>(qpanels) * d4 * kMr, 0x80808080u);
+  for (int q = 0; q < a.nq; ++q) {
+    const uint8_t* src = a.queries_u8 + static_cast<size_t>(q) * d4 * 4;
+    uint32_t* dst = qpack.data() + static_cast<size_t>(q / kMr) * d4 * kMr + q % kMr;
+    for (int g = 0; g < d4; ++g) std::memcpy(dst + static_cast<size_t>(g) * kMr, src + g * 4, 4);
+  }
+  scan_tiles(a, qpack.data(), d4);
+}
+
+}  // namespace
+
+const Kernels* kernels_avx512vnni() {
+  static const Kernels table = [] {
+    Kernels k = *kernels_avx512();
+    k.name = "avx512vnni";
+    k.scan_i8 = scan_i8;
+    k.fast_i8 = true;
+    return k;
+  }();
+  return &table;
+}
+
+}  // namespace rapm

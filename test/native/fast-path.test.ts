@@ -1,0 +1,182 @@
+// The fast search paths (bf16 / int8 first pass, exact re-rank, per-query proof) against the
+// exact scan: same neighbours, similarities and priors, on benchmark-like and DRAL-like data,
+// on every SIMD level; the redone-exactly counter; RAPM_SIMD typos reported.
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { generateDataset } from '../../src/data/generate.js';
+import { setSimdLevel, simdLevel, simdLevels } from '../../src/native/simd.js';
+import { Datastore, type FastPath, type KeyPrecision, type SearchResult } from '../../src/retrieval/datastore.js';
+import { randn } from '../helpers/random.js';
+
+const initial = simdLevel();
+afterAll(() => {
+  setSimdLevel(initial);
+});
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+// Levels whose kernels run the first pass in hardware (native/kernels/kernels.h fast_bf16 / fast_i8).
+const hardware: Record<Exclude<FastPath, 'off'>, string[]> = { bf16: ['avx512bf16'], int8: ['avx512bf16', 'avx512vnni'] };
+
+/** The benchmark's generator (scripts/bench-retrieval.ts): uniform in [-1, 1). */
+function uniform(n: number, seed: number): Float32Array {
+  let a = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+/** Fraction of queries whose top-K neighbour lists are identical, and max |prior difference|. */
+function compare(got: SearchResult, want: SearchResult): { same: number; prior: number; sims: boolean } {
+  let same = 0;
+  let sims = true;
+  for (let q = 0; q < want.b; q++) {
+    let ok = true;
+    for (let i = 0; i < want.k; i++) {
+      if (got.neighbors[q * want.k + i] !== want.neighbors[q * want.k + i]) ok = false;
+      if (got.similarities[q * want.k + i] !== want.similarities[q * want.k + i]) sims = false;
+    }
+    if (ok) same++;
+  }
+  let prior = 0;
+  for (let i = 0; i < want.prior.length; i++) prior = Math.max(prior, Math.abs(got.prior[i]! - want.prior[i]!));
+  return { same: same / want.b, prior, sims };
+}
+
+function store(keys: Float32Array, values: Float32Array, d: number, dv: number, precision: KeyPrecision, fastPath: FastPath, ids?: string[]) {
+  const ds = new Datastore({ keyDim: d, valueDim: dv, precision, fastPath });
+  // Two appends: the shadow must follow segment merges.
+  const n = values.length / dv;
+  const h = Math.floor(n / 3);
+  ds.addSync(keys.subarray(0, h * d), values.subarray(0, h * dv), ids?.slice(0, h));
+  ds.addSync(keys.subarray(h * d), values.subarray(h * dv), ids?.slice(h));
+  return ds;
+}
+
+describe('fast search paths', () => {
+  // The fast path engages from 8 (k + 32) panels of 32 rows: 13,312 rows for k = 20, 10,752
+  // for k = 10 (sizes kept small: these run on every level, the scalar one included, under ASan too).
+  for (const [d, n, b, k] of [[103, 14000, 96, 20], [1024, 11000, 24, 10]] as const) {
+    for (const precision of ['f32', 'bf16'] as const) {
+      for (const fastPath of ['bf16', 'int8'] as const) {
+        it(`benchmark data d=${d} ${precision} keys, fastPath ${fastPath}: the exact answer on every level`, { timeout: 180_000 }, () => {
+          const dv = 11;
+          const keys = uniform(n * d, 1 + d), values = uniform(n * dv, 2), queries = uniform(b * d, 3 + d);
+          const exact = store(keys, values, d, dv, precision, 'off');
+          setSimdLevel('scalar');
+          const scalar = exact.searchSync(queries, { k });
+          const ds = store(keys, values, d, dv, precision, fastPath);
+          for (const level of simdLevels()) {
+            setSimdLevel(level);
+            const want = exact.searchSync(queries, { k });
+            const before = ds.fastPathStats;
+            const got = ds.searchSync(queries, { k });
+            const after = ds.fastPathStats;
+            // Bit for bit the exact search of the same level (the re-rank runs its kernel) ...
+            const c = compare(got, want);
+            expect(c.same).toBe(1);
+            expect(c.sims).toBe(true);
+            expect(c.prior).toBe(0);
+            // ... and the scalar reference's neighbours, up to near-ties that FMA rounding
+            // (the exact scans of two levels) may order differently: similarities within 1e-5.
+            const s = compare(got, scalar);
+            expect(s.same).toBeGreaterThanOrEqual(0.95);
+            let worst = 0;
+            for (let i = 0; i < got.similarities.length; i++) worst = Math.max(worst, Math.abs(got.similarities[i]! - scalar.similarities[i]!));
+            expect(worst).toBeLessThanOrEqual(1e-5);
+            if (hardware[fastPath].includes(level)) {
+              expect(after.queries - before.queries).toBe(b);
+              // The proof settles the queries itself (the exact scan redid none of them).
+              expect(after.redone - before.redone).toBe(0);
+              expect(after.candidates - before.candidates).toBeGreaterThanOrEqual(b * k);
+            } else {
+              expect(after).toEqual(before); // no hardware first pass: the exact scan ran
+            }
+          }
+        });
+      }
+    }
+  }
+
+  it('DRAL-like data (src/data/generate.ts), leave-one-out as the priors do: identical top-K and priors', { timeout: 180_000 }, () => {
+    setSimdLevel(initial);
+    const data = generateDataset({ pairs: 14000, testPairs: 578, seed: 1 });
+    const d = 1024, dv = 1024, k = 20;
+    const b = 300;
+    const queries = data.en.subarray(0, b * d);
+    const exclude = data.ids.slice(0, b);
+    const want = store(data.en, data.es, d, dv, 'f32', 'off', data.ids).searchSync(queries, { k, excludeIds: exclude });
+    for (const fastPath of ['bf16', 'int8'] as const) {
+      const ds = store(data.en, data.es, d, dv, 'f32', fastPath, data.ids);
+      const got = ds.searchSync(queries, { k, excludeIds: exclude });
+      const c = compare(got, want);
+      expect(c.same).toBeGreaterThanOrEqual(0.999);
+      expect(c.same).toBe(1);
+      expect(c.prior).toBeLessThanOrEqual(1e-4);
+      if (hardware[fastPath].includes(initial)) {
+        expect(ds.fastPathStats.queries).toBe(b);
+        expect(ds.fastPathStats.redone).toBeLessThan(b); // the proof settled some queries itself
+      }
+    }
+  });
+
+  it('ties (proof overflows: redone exactly), row ranges and exclusions give the exact answer', () => {
+    setSimdLevel(initial);
+    const d = 16, dv = 3, n = 14000, b = 7, k = 20;
+    const base = randn(5 * d, 3);
+    const keys = new Float32Array(n * d);
+    for (let r = 0; r < n; r++) keys.set(base.subarray((r % 5) * d, (r % 5) * d + d), r * d);
+    const values = randn(n * dv, 4), queries = randn(b * d, 5);
+    const excludeRows = [0, 5, -1, 17, 13999, 3, 250];
+    for (const fastPath of ['bf16', 'int8'] as const) {
+      const exact = store(keys, values, d, dv, 'f32', 'off');
+      const ds = store(keys, values, d, dv, 'f32', fastPath);
+      for (const opts of [{ k }, { k, excludeRows }, { k, rowRange: [33, 13900] as [number, number] }, { k, rowRange: [33, 301] as [number, number] }]) {
+        const before = ds.fastPathStats;
+        const c = compare(ds.searchSync(queries, opts), exact.searchSync(queries, opts));
+        expect(c.same).toBe(1);
+        expect(c.sims).toBe(true);
+        const after = ds.fastPathStats;
+        if (hardware[fastPath].includes(initial)) {
+          // 2,800 rows tie with each query's best: no margin holds them, every query is redone;
+          // the short range (268 rows) is searched exactly from the start.
+          const small = opts.rowRange?.[1] === 301;
+          expect(after.queries - before.queries).toBe(small ? 0 : b);
+          expect(after.redone - before.redone).toBe(small ? 0 : b);
+        }
+      }
+    }
+  });
+
+  it('memory: a bf16 shadow adds half of the f32 keys, an int8 shadow a quarter plus 8 bytes a row', () => {
+    const d = 64, dv = 2, n = 320;
+    const keys = randn(n * d, 1), values = randn(n * dv, 2);
+    const off = store(keys, values, d, dv, 'f32', 'off').memoryBytes;
+    expect(store(keys, values, d, dv, 'f32', 'bf16').memoryBytes - off).toBe(n * d * 2);
+    expect(store(keys, values, d, dv, 'f32', 'int8').memoryBytes - off).toBe(n * d + n * 8);
+    expect(store(keys, values, d, dv, 'bf16', 'bf16').memoryBytes).toBe(store(keys, values, d, dv, 'bf16', 'off').memoryBytes);
+  });
+
+  it('rejects an unknown fastPath with a coded error', () => {
+    expect(() => new Datastore({ keyDim: 4, valueDim: 1, fastPath: 'fp8' as never })).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG' }));
+  });
+
+  it('RAPM_SIMD: a misspelt level is reported (and the best level used); a valid one is obeyed', () => {
+    const script = "import('./src/native/simd.ts').then((m) => console.log(m.simdLevel()))";
+    const run = (v: string) =>
+      execFileSync(process.execPath, ['--import', 'tsx', '-e', script], { cwd: root, env: { ...process.env, RAPM_SIMD: v }, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const bad = execFileSync(process.execPath, ['--import', 'tsx', '-e', `${script}; process.on('warning', (w) => console.log('WARN', w.code, w.message))`], {
+      cwd: root,
+      env: { ...process.env, RAPM_SIMD: 'avx5l2' },
+      encoding: 'utf8',
+    });
+    expect(bad).toMatch(/WARN RAPM_SIMD RAPM_SIMD="avx5l2" is not a SIMD level/);
+    expect(bad.split('\n')[0]).toBe(simdLevels()[0]);
+    expect(run('scalar').trim()).toBe('scalar');
+  });
+});
