@@ -83,7 +83,7 @@ describe('model bundles', () => {
     for (const t of tests) expect(t.gain_lo).toBeLessThanOrEqual(t.gain_hi);
     expect(m.versions.node).toBe(process.version);
     expect(m.versions.onnxruntime).toMatch(/^\d+\.\d+\.\d+/);
-    expect(['scalar', 'avx2', 'avx512', 'neon']).toContain(m.versions.simd);
+    expect(['scalar', 'avx2', 'avx512', 'avx512vnni', 'avx512bf16', 'neon']).toContain(m.versions.simd);
   });
 
   it('refuses to replace a bundle without --overwrite, and replaces it atomically with it', async () => {
