@@ -296,6 +296,7 @@ describe.skipIf(!faissAvailable())('AnnSource and Predictor with a neighbour sou
     const pr = await p.predict(q);
     expect(pr.pred.every((x) => Number.isFinite(x))).toBe(true);
     const empty = { name: 'empty', keyDim: d, size: n, search: async (x: Float32Array, k: number) => ({ rows: new Int32Array((x.length / d) * k).fill(-1), similarities: new Float32Array((x.length / d) * k).fill(-Infinity) }) };
-    await expect(new Predictor(ds, { k: 5, source: empty }).predict(q)).rejects.toMatchObject({ code: 'RAPM_K_TOO_LARGE' // Predictor's code for a row with no neighbour (README: Neighbour sources) });
+    // Predictor's code for a query without any neighbour (README: Neighbour sources).
+    await expect(new Predictor(ds, { k: 5, source: empty }).predict(q)).rejects.toMatchObject({ code: 'RAPM_K_TOO_LARGE' });
   });
 });
