@@ -46,6 +46,7 @@ import { Datastore, type KeyPrecision } from '../src/retrieval/datastore.js';
 import { saveDatastore } from '../src/retrieval/persist.js';
 import { Predictor, type FusionModel, type PredictorNeighborSource } from '../src/serve/predictor.js';
 import type { ServeArgs } from '../src/cli/commands/serve.js';
+import { SETTINGS } from '../src/settings.js';
 
 const self = fileURLToPath(import.meta.url);
 const { values: args } = parseArgs({
@@ -55,8 +56,9 @@ const { values: args } = parseArgs({
     pairs: { type: 'string', default: '200000' },
     configs: { type: 'string', default: 'B,A' },
     precision: { type: 'string', default: 'f32' },
-    k: { type: 'string', default: '70' },
-    tau: { type: 'string', default: '0.04' },
+    // Defaults and ranges from the settings schema (src/settings.ts), like rapm serve.
+    k: { type: 'string', default: String(SETTINGS.k.default) },
+    tau: { type: 'string', default: String(SETTINGS.tau.default) },
     concurrency: { type: 'string', default: '32' },
     requests: { type: 'string', default: '30000' },
     seconds: { type: 'string', default: '20' },
@@ -68,7 +70,7 @@ const { values: args } = parseArgs({
     'serve-extra': { type: 'string', default: '{}' },
   },
 });
-const K = Number(args.k), TAU = Number(args.tau);
+const K = SETTINGS.k.check(args.k, 'cli'), TAU = SETTINGS.tau.check(args.tau, 'cli');
 
 /** xorshift32 uniforms in [-1, 1): fast enough to fill 400M values. */
 function filler(seed: number): (a: Float32Array) => Float32Array {
