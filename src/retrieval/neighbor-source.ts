@@ -174,7 +174,7 @@ export type SourcePrediction = AnnValuesSearchResult;
  * rapm's retrieval prior over any NeighborSource: top-k from `source`, weights by `aggregate`
  * over the neighbours found, prior = sum of weight x values[row]. `values` [rows, dv] is
  * indexed by the source's row numbers. A query for which the source found no neighbour at all
- * is an error (RAPM_DATA), never a NaN prior.
+ * is an error (RAPM_K_TOO_LARGE, as in Predictor), never a NaN prior.
  */
 export async function predictFromSource(
   source: NeighborSource,
@@ -198,7 +198,7 @@ export async function predictFromSource(
   }
   const agg = priorFromNeighbors(rows, similarities, values, dv, opts);
   for (let q = 0; q < b; q++) {
-    if (agg.found[q] === 0) throw new RapmError('RAPM_DATA', `The ${source.name} source found no neighbour for query ${q}`);
+    if (agg.found[q] === 0) throw new RapmRangeError('RAPM_K_TOO_LARGE', `The neighbour source '${source.name}' found no neighbours for row ${q}`); // as Predictor: one code for one failure
   }
   return { b, k: opts.k, prior: agg.prior, neighbors: rows, weights: agg.weights, similarities, found: agg.found, missing: agg.missing };
 }
