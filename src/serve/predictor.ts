@@ -26,6 +26,7 @@ import { Datastore, type SearchResult } from '../retrieval/datastore.js';
 import { resolveSearchOptions, type Aggregate } from '../retrieval/search-options.js';
 import type { BundleInfo, BundleOverrides } from './bundle.js';
 import { priorFromNeighbors } from '../retrieval/ann.js';
+import { isNeighborSource, type NeighborSource } from '../retrieval/neighbor-source.js';
 import { MicroBatcher, type BatchingOptions, type RowBlocks } from './micro-batcher.js';
 
 export type { BatchingOptions } from './micro-batcher.js';
@@ -43,22 +44,15 @@ export interface FusionModel {
 
 /**
  * Where neighbours come from instead of the datastore's exact search: an approximate index or
- * an external engine (pgvector, ...). The same shape as `NeighborSource` in
- * src/retrieval/neighbor-source.ts (structural typing: any such source fits). Rows index the
+ * an external engine (pgvector, ...). A `NeighborSource`
+ * (src/retrieval/neighbor-source.ts; any object of that shape fits). Rows index the
  * Predictor's datastore, which still supplies values (for rapm's aggregation, priorFromNeighbors)
  * and ids (explain).
  */
-export interface PredictorNeighborSource {
-  readonly name: string;
-  /** Width of the queries it takes (before key selection): the datastore's keyDim. */
-  readonly keyDim: number;
-  readonly size: number;
-  /** Top-k neighbours: rows [b, k] (-1 empty, after the found ones), similarities [b, k], best first. */
-  search(queries: Float32Array /* [b, keyDim] */, k: number): Promise<{ rows: Int32Array; similarities: Float32Array }>;
-}
+export type PredictorNeighborSource = NeighborSource;
 
 export interface PredictorOptions {
-  /** Neighbours per query. Default 70. */
+  /** Neighbours per query. Default 90 (src/settings.ts). */
   k?: number;
   /** Softmax temperature. Default 0.04. */
   tau?: number;
@@ -156,8 +150,8 @@ export class Predictor {
     this.bundle = options.bundle ?? null;
     const source = options.source ?? null;
     if (source !== null) {
-      if (typeof source !== 'object' || typeof (source as { search?: unknown }).search !== 'function') {
-        throw new RapmTypeError('RAPM_TYPE', `Expected an object with a search(queries, k) method for source but received ${describe(source)}`);
+      if (!isNeighborSource(source)) {
+        throw new RapmTypeError('RAPM_TYPE', `Expected a NeighborSource (name, keyDim, size, search(queries, k)) for source but received ${describe(source)}`);
       }
       if (source.keyDim !== datastore.keyDim) {
         throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `The neighbour source '${source.name}' takes queries of ${source.keyDim} values but the datastore's keyDim is ${datastore.keyDim}`);
