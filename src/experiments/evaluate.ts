@@ -8,6 +8,7 @@ import { mean, rowCosines } from '../eval/cosine.js';
 import { fusionSpec, type ParamLayout } from '../fusion/layout.js';
 import { scoreRows, trainMlp, type MlpBackend, type MlpData } from '../fusion/train.js';
 import { Datastore } from '../retrieval/datastore.js';
+import { GrowableRows } from './growable.js';
 import { IncrementalPriors } from '../retrieval/priors.js';
 import type { Aggregate } from '../retrieval/search-options.js';
 
@@ -219,7 +220,56 @@ export function trainSeedOf(stepSeed: number, s: number): number {
   return s === 0 ? stepSeed >>> 0 : (Math.imul(stepSeed ^ 0x5bd1e995, 0x9e3779b1) + Math.imul(s, 0x85ebca6b)) >>> 0;
 }
 
+/**
+ * One training seed's fit (or validation) rows, kept between the points of a training set that
+ * only grows (the progressive loop): the rows listed at the previous call are a prefix of the
+ * rows listed now, so only the new rows' EN vectors and targets are copied (a step used to copy
+ * all of them, per seed, for fit and validation). The priors change as the datastore grows and
+ * are gathered afresh. The caller guarantees that rows already seen keep their content (rows
+ * are appended, never edited); a list that is not an extension of the previous one is copied
+ * from scratch. The result is the same MlpData {@link subsetMlp} returns.
+ */
+class GrowingSubset {
+  #rows = new Int32Array(0);
+  #en: GrowableRows;
+  #target: GrowableRows;
+  constructor(readonly enDim: number, readonly dv: number, capacityRows: number) {
+    this.#en = new GrowableRows(enDim, capacityRows);
+    this.#target = new GrowableRows(dv, capacityRows);
+  }
+  take(d: MlpData, rows: Int32Array): MlpData {
+    const prev = this.#rows;
+    let extends_ = prev.length <= rows.length;
+    for (let i = 0; extends_ && i < prev.length; i++) extends_ = prev[i] === rows[i];
+    if (!extends_) {
+      this.#en = new GrowableRows(this.enDim, rows.length);
+      this.#target = new GrowableRows(this.dv, rows.length);
+    }
+    const fresh = extends_ ? rows.subarray(prev.length) : rows;
+    this.#en.push(pickRows(d.en, this.enDim, fresh));
+    this.#target.push(pickRows(d.target, this.dv, fresh));
+    this.#rows = rows.slice();
+    return { en: this.#en.view(), prior: d.prior ? pickRows(d.prior, this.dv, rows) : null, target: this.#target.view() };
+  }
+}
+
+/**
+ * Every training seed's fit and validation rows across the steps of a growing training set
+ * (see GrowingSubset). `capacityRows`: the most rows the training set will reach, and
+ * `valFraction` the validation share (buffers are sized once from them; growing past doubles).
+ */
+export class SeedSubsets {
+  readonly #seeds: { fit: GrowingSubset; val: GrowingSubset }[] = [];
+  constructor(readonly capacityRows = 1024, readonly valFraction = 0.5) {}
+  take(s: number, d: MlpData, split: { fit: Int32Array; val: Int32Array }, enDim: number, dv: number): { fitData: MlpData; valData: MlpData } {
+    const c = (this.#seeds[s] ??= { fit: new GrowingSubset(enDim, dv, this.capacityRows), val: new GrowingSubset(enDim, dv, Math.ceil(this.capacityRows * Math.min(1, this.valFraction * 1.5)) + 64) });
+    return { fitData: c.fit.take(d, split.fit), valData: c.val.take(d, split.val) };
+  }
+}
+
 export interface FitExtras {
+  /** Keep each seed's fit/validation rows between calls on a growing training set (the progressive loop). */
+  subsets?: SeedSubsets;
   /** Utterance ids of the training rows: validation rows are chosen by id (stable as the data grows). */
   ids?: readonly string[];
   /** Warm start: per training seed, the parameters to start from (null: fresh). */
@@ -243,8 +293,7 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
   for (let s = 0; s < S; s++) {
     const seed = trainSeedOf(stepSeed, s);
     const { fit, val } = extra.ids ? splitFitValByIds(extra.ids, o.valFraction, (extra.splitSeed ?? o.seed) + s) : splitFitVal(n, o.valFraction, seed);
-    const fitData = subsetMlp(train, fit, FEATURE_DIM, dv);
-    const valData = subsetMlp(train, val, FEATURE_DIM, dv);
+    const { fitData, valData } = extra.subsets ? extra.subsets.take(s, train, { fit, val }, FEATURE_DIM, dv) : { fitData: subsetMlp(train, fit, FEATURE_DIM, dv), valData: subsetMlp(train, val, FEATURE_DIM, dv) };
     let trained: Awaited<ReturnType<typeof trainMlp>> | null = null;
     if (!o.plainOnly) {
       let epoch = 0;

@@ -183,6 +183,8 @@ export async function openSources(o: SourceOptions): Promise<ProgressiveSources>
 export interface SourceScan {
   tests: TestSet[];
   trainChunks: string[];
+  /** Training rows over all steps (buffers are sized once from it). */
+  trainRows: number;
   dataHash: string;
 }
 
@@ -197,6 +199,7 @@ export async function scanSources(src: ProgressiveSources, onProgress?: (done: n
   const seenTrainSpeakers = new Set<string>();
   const testRows: { en: Float32Array; es: Float32Array; speaker: string | null; id: string; group: Group }[] = [];
   const trainChunks: string[] = [];
+  let trainRows = 0;
   for await (const c of src.iterate(onProgress)) {
     hasher.update(c);
     layoutHash.update(`${c.name}\n${c.split ? c.split.join(',') : 'all-train'}\n`);
@@ -210,6 +213,7 @@ export async function scanSources(src: ProgressiveSources, onProgress?: (done: n
       }
     }
     if (train > 0) trainChunks.push(c.name);
+    trainRows += train;
   }
   if (trainChunks.length === 0) throw new RapmError('RAPM_DATA', `No training rows in ${src.describe}: every row is a test row`);
   const groups: Record<'seen' | 'unseen', typeof testRows> = { seen: [], unseen: [] };
@@ -238,5 +242,5 @@ export async function scanSources(src: ProgressiveSources, onProgress?: (done: n
   if (tests.length === 0) {
     throw new RapmError('RAPM_DATA', `No test set in ${src.describe}: pass --test DIR (or --test-seen / --test-unseen DIR), give the initial set filelists (--filelists DIR) or --split speaker|random, or mark held-out rows 'test' in a chunk's split.txt`);
   }
-  return { tests, trainChunks, dataHash: `${hasher.digest()}+layout:${layoutHash.digest('hex').slice(0, 16)}` };
+  return { tests, trainChunks, trainRows, dataHash: `${hasher.digest()}+layout:${layoutHash.digest('hex').slice(0, 16)}` };
 }

@@ -8,7 +8,7 @@ import { RapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { checkSetting, defaultsOf } from '../settings.js';
 import type { MlpBackend, MlpData } from '../fusion/train.js';
-import { clusterLabels, describeGain, fitAndScore, type ClusterChoice, type SeedRun, type TestSet, type TestSetScore } from './evaluate.js';
+import { clusterLabels, describeGain, fitAndScore, SeedSubsets, type ClusterChoice, type SeedRun, type TestSet, type TestSetScore } from './evaluate.js';
 import { paramLayout, fusionSpec } from '../fusion/layout.js';
 import { Datastore } from '../retrieval/datastore.js';
 import { IncrementalPriors } from '../retrieval/priors.js';
@@ -158,7 +158,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
 
   // Pass 1 (progressive-sources.ts): the leakage check, the fixed test sets, the data hash.
   const src = await openSources({ ...o, seed: o.seed, log });
-  const { tests, dataHash, trainChunks } = await scanSources(src, (d, t) => o.progress?.('scanning chunks', d, t));
+  const { tests, dataHash, trainChunks, trainRows } = await scanSources(src, (d, t) => o.progress?.('scanning chunks', d, t));
   const decider = tests.find((t) => t.name === o.decideOn);
   if (!decider) {
     throw new RapmError('RAPM_DATA', `decideOn (--decide-on) is '${o.decideOn}' but the data has no ${o.decideOn}-speaker test set (test sets: ${tests.map((t) => `${t.name} ${t.n} pairs`).join(', ')}); pass --decide-on ${tests[0]!.name}`);
@@ -190,8 +190,11 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   // answers as the exact scan; it engages once the store is large enough and the CPU has BF16.
   const ds = new Datastore({ keyIndices: keyIdx, valueIndices: valIdx, fastPath: 'bf16' });
   const priors = new IncrementalPriors(ds, { k: o.k, tau: o.tau, aggregate: o.aggregate, leaveOneOut: o.leaveOneOut });
-  const en = new GrowableRows(FEATURE_DIM);
-  const values = new GrowableRows(dv);
+  // Sized once for every training row of the run (pages are only touched as rows arrive).
+  const en = new GrowableRows(FEATURE_DIM, trainRows);
+  const values = new GrowableRows(dv, trainRows);
+  // Each seed's fit / validation rows grow with the datastore (ids keep their side of the split).
+  const subsets = new SeedSubsets(trainRows, o.valFraction);
   const ids: string[] = [];
   let stepIndex = 0;
   const resultOf = (status: 'running' | 'complete'): ProgressiveResult => finalResult(state!, status, o.threshold, decider.name, { k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout }, trainChunks.length, o.all ?? false);
@@ -243,6 +246,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
       ids,
       init: isWarm ? warm : undefined,
       splitSeed: o.seed,
+      subsets,
     });
     if (o.warmStart) {
       warm = point.seedParams;
