@@ -334,29 +334,39 @@ export function hierarchicalBootstrap(
   const int = uniformInts(seed);
   const avg = S === 1 ? d[0]! : new Float64Array(n);
   const means = new Float64Array(resamples);
+  // Rejection thresholds (2^32 mod m) per draw range, computed once: the same draws as
+  // int(m), without a floating-point modulo per draw.
+  const thrS = TWO_POW_32 % S, thrC = TWO_POW_32 % C, thrN = TWO_POW_32 % n;
+  const sizes = new Int32Array(C);
+  const thr = new Float64Array(C);
+  for (let c = 0; c < C; c++) {
+    sizes[c] = offsets[c + 1]! - offsets[c]!;
+    thr[c] = TWO_POW_32 % sizes[c]!;
+  }
   for (let r = 0; r < resamples; r++) {
     if (S > 1) {
       avg.fill(0);
       for (let k = 0; k < S; k++) {
-        const v = d[int(S)]!;
+        const v = d[int(S, thrS)]!;
         for (let i = 0; i < n; i++) avg[i]! += v[i]!;
       }
       for (let i = 0; i < n; i++) avg[i]! /= S;
     }
     let total = 0;
     let count = 0;
-    for (let j = 0; j < C; j++) {
-      const c = C === n ? 0 : int(C);
-      const off = C === n ? 0 : offsets[c]!;
-      const size = C === n ? n : offsets[c + 1]! - off;
-      if (C === n) {
-        // Every row its own cluster: one stage (drawing a 1-row cluster's only row is a no-op).
-        total += avg[rows[int(n)]!]!;
-        count++;
-        continue;
+    if (C === n) {
+      // Every row its own cluster: one stage (drawing a 1-row cluster's only row is a no-op).
+      for (let j = 0; j < n; j++) total += avg[rows[int(n, thrN)]!]!;
+      count = n;
+    } else {
+      for (let j = 0; j < C; j++) {
+        const c = int(C, thrC);
+        const off = offsets[c]!;
+        const size = sizes[c]!;
+        const t = thr[c]!;
+        for (let k = 0; k < size; k++) total += avg[rows[off + int(size, t)]!]!;
+        count += size;
       }
-      for (let k = 0; k < size; k++) total += avg[rows[off + int(size)]!]!;
-      count += size;
     }
     means[r] = total / count;
   }
@@ -387,16 +397,16 @@ export function hierarchicalBootstrap(
  * seeded as in {@link resampleMeans}, with the state in closure variables: several times
  * faster than a method call on {@link Rng} per draw.
  */
-function uniformInts(seed: number): (m: number) => number {
+function uniformInts(seed: number): (m: number, threshold: number) => number {
   const rng = new Rng(seed, BOOTSTRAP_STREAM);
   let s0 = rng.nextU32() | 0;
   let s1 = rng.nextU32() | 0;
   let s2 = rng.nextU32() | 0;
   let s3 = rng.nextU32() | 0;
   if ((s0 | s1 | s2 | s3) === 0) s0 = 1;
-  return (m: number): number => {
+  /** A draw in [0, m); `threshold` must be 2^32 mod m (callers compute it once per m). */
+  return (m: number, threshold: number): number => {
     if (m <= 1) return 0;
-    const threshold = TWO_POW_32 % m;
     for (;;) {
       const m5 = Math.imul(s1, 5);
       const u = Math.imul((m5 << 7) | (m5 >>> 25), 9) >>> 0;
