@@ -210,7 +210,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const lastDone = state.steps.at(-1)?.step ?? 0;
   let warm: (Float32Array | null)[] = o.warmStart && lastDone > 0 ? readWarm(warmFile(lastDone), o.trainSeeds, paramCount) : [];
 
-  for await (const c of src.iterate()) {
+  for await (const c of readAhead(src.iterate())) {
     if (stop) break;
     const trainIdx: number[] = [];
     for (let r = 0; r < c.n; r++) if (c.split?.[r] !== 'test') trainIdx.push(r);
@@ -290,6 +290,28 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const result = resultOf('complete');
   await writeProgressiveReport(out, result);
   return result;
+}
+
+/**
+ * The items of `it`, asking for the next one as soon as the current one is handed out: the
+ * next chunk's file reads (libuv threads) overlap this step's work, for one more chunk in
+ * memory. Order, items and errors are those of `it` (an error of a chunk read ahead surfaces
+ * when the loop asks for that chunk).
+ */
+export async function* readAhead<T>(it: AsyncGenerator<T>): AsyncGenerator<T> {
+  let next = it.next();
+  try {
+    for (;;) {
+      const r = await next;
+      if (r.done) return;
+      next = it.next();
+      next.catch(() => {}); // surfaces at the await above; never unhandled if the loop stops first
+      yield r.value;
+    }
+  } finally {
+    await next.catch(() => undefined);
+    await it.return(undefined);
+  }
 }
 
 function fmtSigned(x: number): string {
