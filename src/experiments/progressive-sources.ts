@@ -179,6 +179,28 @@ export async function openSources(o: SourceOptions): Promise<ProgressiveSources>
   };
 }
 
+/**
+ * The items of `it`, asking for the next one as soon as the current one is handed out: the
+ * next chunk's file reads (libuv threads) overlap the work on this one (a step of the loop,
+ * or hashing in the first pass), for one more chunk in memory. Order, items and errors are those of `it` (an error of a chunk read ahead surfaces
+ * when the loop asks for that chunk).
+ */
+export async function* readAhead<T>(it: AsyncGenerator<T>): AsyncGenerator<T> {
+  let next = it.next();
+  try {
+    for (;;) {
+      const r = await next;
+      if (r.done) return;
+      next = it.next();
+      next.catch(() => {}); // surfaces at the await above; never unhandled if the loop stops first
+      yield r.value;
+    }
+  } finally {
+    await next.catch(() => undefined);
+    await it.return(undefined);
+  }
+}
+
 /** What the first pass over the sources finds: the fixed test sets, the training chunks and the data hash. */
 export interface SourceScan {
   tests: TestSet[];
@@ -200,7 +222,7 @@ export async function scanSources(src: ProgressiveSources, onProgress?: (done: n
   const testRows: { en: Float32Array; es: Float32Array; speaker: string | null; id: string; group: Group }[] = [];
   const trainChunks: string[] = [];
   let trainRows = 0;
-  for await (const c of src.iterate(onProgress)) {
+  for await (const c of readAhead(src.iterate(onProgress))) {
     hasher.update(c);
     layoutHash.update(`${c.name}\n${c.split ? c.split.join(',') : 'all-train'}\n`);
     let train = 0;

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ensureDir, writeFileAtomicSync } from '../io/atomic.js';
-import { openSources, scanSources, type SourceOptions } from './progressive-sources.js';
+import { openSources, readAhead, scanSources, type SourceOptions } from './progressive-sources.js';
 import { FEATURE_DIM, pickRows, keyIndices, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
 import { RapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
@@ -290,28 +290,6 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const result = resultOf('complete');
   await writeProgressiveReport(out, result);
   return result;
-}
-
-/**
- * The items of `it`, asking for the next one as soon as the current one is handed out: the
- * next chunk's file reads (libuv threads) overlap this step's work, for one more chunk in
- * memory. Order, items and errors are those of `it` (an error of a chunk read ahead surfaces
- * when the loop asks for that chunk).
- */
-export async function* readAhead<T>(it: AsyncGenerator<T>): AsyncGenerator<T> {
-  let next = it.next();
-  try {
-    for (;;) {
-      const r = await next;
-      if (r.done) return;
-      next = it.next();
-      next.catch(() => {}); // surfaces at the await above; never unhandled if the loop stops first
-      yield r.value;
-    }
-  } finally {
-    await next.catch(() => undefined);
-    await it.return(undefined);
-  }
 }
 
 function fmtSigned(x: number): string {

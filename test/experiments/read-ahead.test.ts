@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { readAhead } from '../../src/experiments/progressive.js';
+import { readAhead } from '../../src/experiments/progressive-sources.js';
 
 /** A source that records when each item's read starts and can fail at one item. */
 function source(n: number, log: string[], failAt = -1): AsyncGenerator<number> {
