@@ -127,6 +127,13 @@ export async function writeProgressiveReport(out: string, r: ProgressiveResult):
       ['training (all seeds)', ps.train.toFixed(1), pct(ps.train, ps.total)],
       ['evaluation (test search, scoring, bootstrap)', ps.eval.toFixed(1), pct(ps.eval, ps.total)],
       ['total', ps.total.toFixed(1), '100%'],
+      ...(r.runSeconds
+        ? [
+            ['first pass over the data (test rows, speakers, data hash; this process)', r.runSeconds.firstPass.toFixed(1), ''],
+            ['outside the steps (chunk reads waited for, checkpoints, reports; this process)', r.runSeconds.outsideSteps.toFixed(1), ''],
+            ['wall time of this process', r.runSeconds.wall.toFixed(1), ''],
+          ]
+        : []),
     ],
   );
   const stopNote = r.stoppedEarly

@@ -117,6 +117,13 @@ export interface ProgressiveResult {
   recommendation: Recommendation | null;
   /** Sum of the steps' phase times, seconds. */
   phaseSeconds: { add: number; priors: number; train: number; eval: number; total: number };
+  /**
+   * Time of this process outside the steps' phases: the first pass over the data (test rows,
+   * speakers, data hash), everything between the steps (waiting for a chunk read, checkpoints,
+   * state and report writing, replaying steps finished before a --resume), and the wall time
+   * of the whole call. Seconds.
+   */
+  runSeconds: { firstPass: number; outsideSteps: number; wall: number };
   /** Set when the loop stopped before the last chunk (the stop rule fired, or --max-steps). */
   stoppedEarly: { step: number; pairs: number; reason: 'useful' | 'max-steps'; chunksLeft: number } | null;
 }
@@ -146,6 +153,7 @@ function optionsKey(o: Required<Omit<ProgressiveOptions, 'backend' | 'log' | 'pr
  * and ends with the same numbers as an uninterrupted run.
  */
 export async function runProgressive(options: ProgressiveOptions): Promise<ProgressiveResult> {
+  const tStart = performance.now();
   const o = { ...PROGRESSIVE_DEFAULTS, ...options };
   const log = o.log ?? (() => {});
   const out = path.resolve(o.out);
@@ -159,6 +167,12 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   // Pass 1 (progressive-sources.ts): the leakage check, the fixed test sets, the data hash.
   const src = await openSources({ ...o, seed: o.seed, log });
   const { tests, dataHash, trainChunks, trainRows } = await scanSources(src, (d, t) => o.progress?.('scanning chunks', d, t));
+  const firstPass = (performance.now() - tStart) / 1000;
+  let stepSeconds = 0; // this process's steps
+  const runSeconds = () => {
+    const wall = (performance.now() - tStart) / 1000;
+    return { firstPass, outsideSteps: Math.max(0, wall - firstPass - stepSeconds), wall };
+  };
   const decider = tests.find((t) => t.name === o.decideOn);
   if (!decider) {
     throw new RapmError('RAPM_DATA', `decideOn (--decide-on) is '${o.decideOn}' but the data has no ${o.decideOn}-speaker test set (test sets: ${tests.map((t) => `${t.name} ${t.n} pairs`).join(', ')}); pass --decide-on ${tests[0]!.name}`);
@@ -197,7 +211,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const subsets = new SeedSubsets(trainRows, o.valFraction);
   const ids: string[] = [];
   let stepIndex = 0;
-  const resultOf = (status: 'running' | 'complete'): ProgressiveResult => finalResult(state!, status, o.threshold, decider.name, { k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout }, trainChunks.length, o.all ?? false);
+  const resultOf = (status: 'running' | 'complete'): ProgressiveResult => finalResult(state!, status, o.threshold, decider.name, { k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout }, trainChunks.length, o.all ?? false, runSeconds());
   let stop = state.complete;
   // The rule fires at the first useful step; the loop stops confirmSteps steps later.
   const shouldStop = (step: number) => {
@@ -275,6 +289,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
       useful,
     };
     state.steps.push(step);
+    stepSeconds += step.seconds.total;
     const line = scores.map((s) => `${s.name} plain ${s.plain.toFixed(4)} fusion ${s.fusion.toFixed(4)} gain ${fmtSigned(s.gain.diff)} [${fmtSigned(s.gain.lo)}, ${fmtSigned(s.gain.hi)}] (seeds ${s.gain.seedGains.map(fmtSigned).join(' ')})`).join('; ');
     const sec = step.seconds;
     log(`step ${stepIndex} (${c.name}, ${n} pairs): ${line}; ${sec.total.toFixed(1)} s (priors ${sec.priors.toFixed(1)}, training ${sec.train.toFixed(1)} at ${Math.round(step.samplesPerSecond)} samples/s, evaluation ${sec.eval.toFixed(1)})`);
@@ -296,7 +311,7 @@ function fmtSigned(x: number): string {
   return `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
 }
 
-function finalResult(state: State, status: 'running' | 'complete', threshold: number, decideOn: string, cfg: { k: number; tau: number; aggregate: Aggregate; hidden: number[]; dropout: number }, chunks: number, all: boolean): ProgressiveResult {
+function finalResult(state: State, status: 'running' | 'complete', threshold: number, decideOn: string, cfg: { k: number; tau: number; aggregate: Aggregate; hidden: number[]; dropout: number }, chunks: number, all: boolean, runSeconds: ProgressiveResult['runSeconds']): ProgressiveResult {
   const first = state.steps.find((s) => s.useful) ?? null;
   let decision: string;
   if (first) {
@@ -323,7 +338,7 @@ function finalResult(state: State, status: 'running' | 'complete', threshold: nu
   const stoppedEarly = status === 'complete' && last && state.steps.length < chunks
     ? { step: last.step, pairs: last.pairs, reason: (state.steps.some((s) => s.useful) && !all ? 'useful' : 'max-steps') as 'useful' | 'max-steps', chunksLeft: chunks - state.steps.length }
     : null;
-  return { status, record: state.record, steps: state.steps, firstUseful: first?.step ?? null, decision, recommendation: state.steps.length ? recommend(state.steps, { threshold, decideOn, ...cfg }) : null, phaseSeconds, stoppedEarly };
+  return { status, record: state.record, steps: state.steps, firstUseful: first?.step ?? null, decision, recommendation: state.steps.length ? recommend(state.steps, { threshold, decideOn, ...cfg }) : null, phaseSeconds, runSeconds, stoppedEarly };
 }
 
 /** Cluster count per test set for the record: unit and number of clusters. */

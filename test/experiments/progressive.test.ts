@@ -45,6 +45,12 @@ describe('progressive loop', () => {
     expect(saved.record.dataHash).toMatch(/^sha256:/);
     expect(saved.record.seed).toBe(1);
     expect(fs.readFileSync(path.join(tmp, 'all', 'report.md'), 'utf8')).toContain(full.decision);
+    // Time outside the steps' phases is recorded too: the first pass, what lies between steps, the wall.
+    const rs = saved.runSeconds;
+    expect(rs.firstPass).toBeGreaterThan(0);
+    expect(rs.outsideSteps).toBeGreaterThanOrEqual(0);
+    expect(rs.wall).toBeCloseTo(rs.firstPass + rs.outsideSteps + full.phaseSeconds.total, 6);
+    expect(fs.readFileSync(path.join(tmp, 'all', 'report.md'), 'utf8')).toMatch(/\| first pass over the data[^|]*\|\s+[0-9.]+ \|/);
   }, 300_000);
 
   it('trains 3 seeds per step by default, warm-starts from step 2, and decides on the speaker-clustered combined interval', () => {
