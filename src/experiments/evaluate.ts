@@ -246,8 +246,8 @@ class GrowingSubset {
       this.#target = new GrowableRows(this.dv, rows.length);
     }
     const fresh = extends_ ? rows.subarray(prev.length) : rows;
-    this.#en.push(pickRows(d.en, this.enDim, fresh));
-    this.#target.push(pickRows(d.target, this.dv, fresh));
+    this.#en.pushRows(d.en, fresh);
+    this.#target.pushRows(d.target, fresh);
     this.#rows = rows.slice();
     return { en: this.#en.view(), prior: d.prior ? pickRows(d.prior, this.dv, rows) : null, target: this.#target.view() };
   }
