@@ -140,15 +140,16 @@ describe('pairedBootstrap', () => {
     expect(pairedBootstrap(Float32Array.from(a), Float32Array.from(b), { seed: 42 }).n).toBe(300);
   });
 
-  it('runs 2,000 resamples x 40,000 pairs well under a second', () => {
+  // Speed is measured by `npm run bench:eval` (peers in the same run), not by a timed unit test.
+  it('handles 40,000 pairs x 2,000 resamples: finite interval around the observed difference, reproducible', () => {
     const a = scores(40_000, 6);
     const b = scores(40_000, 7);
-    pairedBootstrap(a.subarray(0, 1000), b.subarray(0, 1000), { resamples: 200 }); // warm up
-    const t0 = performance.now();
     const r = pairedBootstrap(a, b, { resamples: 2000, seed: 1 });
-    const ms = performance.now() - t0;
     expect(r.n).toBe(40_000);
-    expect(ms).toBeLessThan(1000);
+    expect(Number.isFinite(r.lo) && Number.isFinite(r.hi)).toBe(true);
+    expect(r.lo).toBeLessThanOrEqual(r.diff);
+    expect(r.hi).toBeGreaterThanOrEqual(r.diff);
+    expect(pairedBootstrap(a, b, { resamples: 2000, seed: 1 })).toEqual(r);
   });
 
   it('rejects bad input with coded errors', () => {
