@@ -22,7 +22,7 @@
  */
 import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
 import { checkFinite, checkMatrix, is } from '../validate.js';
-import { Datastore, type SearchResult } from '../retrieval/datastore.js';
+import { Datastore, type FastPath, type SearchResult } from '../retrieval/datastore.js';
 import { resolveSearchOptions, type Aggregate } from '../retrieval/search-options.js';
 import type { BundleInfo, BundleOverrides } from './bundle.js';
 import { priorFromNeighbors } from '../retrieval/ann.js';
@@ -108,6 +108,8 @@ export interface PredictorInfo {
   d: number;
   dv: number;
   precision: 'f32' | 'bf16';
+  /** The fast search path the datastore keeps (fastPath 'auto' resolved on this CPU; results equal the exact scan's). */
+  fastPath: FastPath;
   k: number;
   tau: number;
   aggregate: Aggregate;
@@ -180,7 +182,7 @@ export class Predictor {
   get info(): PredictorInfo {
     const ds = this.datastore;
     const provider = this.fusion === null ? null : ((this.fusion as { provider?: unknown }).provider ?? 'custom');
-    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null, provider: provider === null ? null : String(provider), bundle: this.bundle, batching: this.batcher?.options ?? null, source: this.source?.name ?? 'exact' };
+    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, fastPath: ds.fastPath, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null, provider: provider === null ? null : String(provider), bundle: this.bundle, batching: this.batcher?.options ?? null, source: this.source?.name ?? 'exact' };
   }
 
   #nativeSearch(en: Float32Array): Promise<SearchResult> {
