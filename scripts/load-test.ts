@@ -2,7 +2,8 @@
  * npm run bench:load -- [--pairs 200000 --configs B,A --precision f32 --concurrency 32
  *                        --requests 30000 --seconds 20 --fusion-requests 3000 --fusion-b 64
  *                        --fusion-concurrency 8 --sample-every 16 --out results/load-test.json
- *                        --variants '[{"fastPath":"off"},{"fastPath":"auto"}]' --data uniform]
+ *                        --variants '[{"fastPath":"off"},{"fastPath":"auto"}]' --data uniform
+ *                        --cache DIR --prepare]
  *
  * A bounded load run of `rapm serve` on 127.0.0.1 only, driven by autocannon (a standard
  * HTTP load generator), with the service in a child process (the serve command's runServe).
@@ -39,7 +40,14 @@
  * search, whose cost does not depend on the data). --data rapm: rapm's calibrated DRAL-like
  * generator (src/data/generate.ts) in blocks of 100,000 pairs with 100 speakers each, and the
  * queries are held-out rows of the last block: approximate search needs realistic
- * neighbourhoods (its recall on noise says nothing). 2M pairs take a few minutes to generate.
+ * neighbourhoods (its recall on noise says nothing). 2M pairs take many minutes to generate.
+ *
+ * --cache DIR keeps each generated datastore (and its queries) in DIR and reuses it on the next
+ * run with the same --data, --configs, --pairs and --precision; --prepare builds the datastores
+ * and the --serve-extra neighbour source (e.g. the faiss index at its annIndex path), then
+ * exits. So the slow part runs outside the benchmark lock:
+ *   npx tsx scripts/load-test.ts --data rapm --pairs 2000000 --configs B --cache results --serve-extra '{...}' --prepare
+ *   flock /work/bench.lock npx tsx scripts/load-test.ts ...the same arguments without --prepare
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -47,13 +55,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import autocannon from 'autocannon';
 import { ensureDir, writeFileAtomicSync } from '../src/io/atomic.js';
 import { FEATURE_DIM, keyIndices, valueIndices, type KeyConfig } from '../src/data/indices.js';
 import { fusionSpec, initParams, paramLayout } from '../src/fusion/layout.js';
 import { exportOnnx } from '../src/fusion/onnx-export.js';
 import { FusionSession } from '../src/fusion/onnx-session.js';
-import { simdLevel, concurrency } from '../src/native/simd.js';
+import { simdLevel, concurrency, setConcurrency } from '../src/native/simd.js';
 import { generateDataset } from '../src/data/generate.js';
 import { recallAtK } from '../src/retrieval/ann.js';
 import { Datastore, resolveFastPath, type FastPath, type KeyPrecision } from '../src/retrieval/datastore.js';
@@ -84,6 +93,8 @@ const { values: args } = parseArgs({
     'serve-extra': { type: 'string', default: '{}' },
     variants: { type: 'string', default: '[{"fastPath":"off"},{"fastPath":"auto"}]' },
     data: { type: 'string', default: 'uniform' },
+    cache: { type: 'string' },
+    prepare: { type: 'boolean', default: false },
   },
 });
 if (args.data !== 'uniform' && args.data !== 'rapm') throw new Error(`--data takes uniform or rapm, got ${args.data}`);
@@ -107,7 +118,9 @@ function filler(seed: number): (a: Float32Array) => Float32Array {
 
 if (args.role === 'server') {
   const { runServe } = await import('../src/cli/commands/serve.js');
-  const serveArgs = JSON.parse(args['serve-args']!) as ServeArgs;
+  const serveArgs = JSON.parse(args['serve-args']!) as ServeArgs & { threads?: number };
+  // Native search threads (rapm serve --threads); default: one per core.
+  if (serveArgs.threads !== undefined) setConcurrency(serveArgs.threads);
   await runServe(serveArgs, { onListening: (url) => process.stdout.write(`LISTENING ${url}\n`), log: () => undefined });
   process.exit(0);
 }
@@ -321,29 +334,71 @@ async function fillDatastore(ds: Datastore, pairs: number): Promise<Float32Array
     }
     return filler(777)(new Float32Array(Q * FEATURE_DIM));
   }
-  // rapm's generator, in blocks with their own seed and speakers; the last Q rows of the last block are the queries.
-  const block = 100_000;
+  // rapm's generator, in blocks with their own seed and speakers, on one worker thread per core
+  // (added in block order); the last Q rows of the last block are the queries.
+  const block = 50_000;
   const total = pairs + Q;
+  const blocks: { r0: number; m: number; i: number }[] = [];
+  for (let r0 = 0, i = 0; r0 < total; r0 += block, i++) blocks.push({ r0, m: Math.min(block, total - r0), i });
+  const made = blocks.map(() => {
+    let resolve!: (g: { en: Float32Array; es: Float32Array; ids: string[] }) => void, reject!: (e: unknown) => void;
+    const promise = new Promise<{ en: Float32Array; es: Float32Array; ids: string[] }>((a, b) => ((resolve = a), (reject = b)));
+    return { promise, resolve, reject };
+  });
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < blocks.length) {
+      const b = blocks[next++]!;
+      const w = new Worker(WORKER_BOOT, { eval: true, workerData: { pairs: b.m, seed: 1000 + b.i } });
+      try {
+        made[b.i]!.resolve(await new Promise((resolve, reject) => w.once('message', resolve).once('error', reject)));
+      } catch (e) {
+        made[b.i]!.reject(e);
+      } finally {
+        await w.terminate();
+      }
+    }
+  };
+  const workers = Promise.all(Array.from({ length: Math.min(os.cpus().length, blocks.length) }, worker));
   let queries: Float32Array | null = null;
-  for (let r0 = 0, i = 0; r0 < total; r0 += block, i++) {
-    const m = Math.min(block, total - r0);
-    const g = generateDataset({ pairs: m, seed: 1000 + i, speakers: Math.max(2, Math.round(m / 1000)) });
+  for (const { r0, m, i } of blocks) {
+    const g = await made[i]!.promise;
     const keep = r0 + m > pairs ? pairs - r0 : m;
     if (keep > 0) await ds.add(g.en.subarray(0, keep * FEATURE_DIM), g.es.subarray(0, keep * FEATURE_DIM), g.ids.slice(0, keep).map((id) => `b${i}-${id}`));
     if (keep < m) queries = g.en.slice(keep * FEATURE_DIM, m * FEATURE_DIM);
     process.stdout.write(`\rgenerating: ${Math.min(r0 + m, pairs)} / ${pairs} pairs`);
   }
+  await workers;
   process.stdout.write('\n');
   return queries!;
 }
 
+/** One generator block on a worker thread (tsx's hooks registered first: workers do not inherit them). */
+const WORKER_BOOT = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then((m) => { m.register(); return import(${JSON.stringify(import.meta.url)}); })`;
+if (!isMainThread && (workerData as { pairs?: number } | null)?.pairs !== undefined) {
+  const { pairs, seed } = workerData as { pairs: number; seed: number };
+  const g = generateDataset({ pairs, seed, speakers: Math.max(2, Math.round(pairs / 1000)) });
+  parentPort!.postMessage({ en: g.en, es: g.es, ids: g.ids }, [g.en.buffer as ArrayBuffer, g.es.buffer as ArrayBuffer]);
+}
+
 async function buildDatastore(config: KeyConfig, precision: KeyPrecision, pairs: number, file: string): Promise<{ ds: Datastore; queries: Float32Array; info: Record<string, unknown> }> {
+  const queriesFile = `${file}.queries.f32`;
+  if (args.cache !== undefined && fs.existsSync(file) && fs.existsSync(queriesFile)) {
+    const t0 = performance.now();
+    const ds = await loadDatastore(file, { fastPath: 'off' });
+    const buf = fs.readFileSync(queriesFile);
+    const queries = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+    if (ds.size !== pairs || queries.length !== 256 * FEATURE_DIM) throw new Error(`${file}: a cached datastore of ${ds.size} rows and ${queries.length / FEATURE_DIM} queries; delete it to rebuild`);
+    console.log(`datastore from the cache ${file}`);
+    return { ds, queries, info: { pairs, data: args.data, config, d: ds.d, dv: ds.dv, precision, memoryBytes: ds.memoryBytes, fileBytes: fs.statSync(file).size, cached: true, loadSeconds: { off: (performance.now() - t0) / 1000 } } };
+  }
   const t = performance.now();
   // The exact scan: the direct library calls the responses are compared with.
   const ds = new Datastore({ keyIndices: keyIndices(config), valueIndices: valueIndices(), precision, fastPath: 'off' });
   const queries = await fillDatastore(ds, pairs);
   const buildSeconds = (performance.now() - t) / 1000;
   const saved = await saveDatastore(ds, file);
+  if (args.cache !== undefined) writeFileAtomicSync(queriesFile, bits(queries));
   // What a server pays to load it, with and without the fast-path shadow (rebuilt at load, not stored).
   const loadSeconds: Record<string, number> = {};
   for (const fastPath of pairs <= 1_000_000 ? (['off', 'bf16'] as const) : []) {
@@ -381,21 +436,27 @@ async function main(): Promise<void> {
   const variants = JSON.parse(args.variants!) as Record<string, unknown>[];
   if (!Array.isArray(variants) || variants.length === 0 || variants.some((v) => v === null || typeof v !== 'object' || Array.isArray(v))) throw new Error('--variants takes a non-empty JSON list of objects');
   const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-load-'));
+  if (args.cache !== undefined) ensureDir(args.cache);
   const results: RunResult[] = [];
   const recalls: Record<string, unknown>[] = [];
   const datastores: Record<string, unknown>[] = [];
   const base = { port: 0, host: '127.0.0.1', k: K, tau: TAU, aggregate: 'softmax' as const, maxBatch: 1024, graceMs: 10_000, device: 'cpu' as const, ...extra };
   try {
     for (const [ci, config] of configs.entries()) {
-      const file = path.join(tmpDir, `load-${config}.rds`);
+      const file = args.cache !== undefined ? path.join(args.cache, `load-${args.data}-${config}-${pairs}-${precision}.rds`) : path.join(tmpDir, `load-${config}.rds`);
       const { ds, queries: singles, info } = await buildDatastore(config, precision, pairs, file);
       datastores.push(info);
       const loads = info.loadSeconds as Record<string, number>;
       console.log(
         `datastore: ${pairs} pairs (${args.data}), Config ${config} (d ${ds.d}, dv ${ds.dv}), ${precision}, ${(ds.memoryBytes / 2 ** 20).toFixed(1)} MiB, built in ${(info.buildSeconds as number).toFixed(1)} s, ` +
-          (loads.off === undefined ? '' : `loaded in ${loads.off.toFixed(1)} s (fast path off) / ${loads.bf16!.toFixed(1)} s (with the bf16 shadow)`),
+          (loads.off === undefined ? '' : `loaded in ${loads.off.toFixed(1)} s (fast path off)`) +
+          (loads.bf16 === undefined ? '' : ` / ${loads.bf16.toFixed(1)} s (with the bf16 shadow)`),
       );
       const source = await sourceFor(ds);
+      if (args.prepare) {
+        console.log(`prepared ${file}${source ? ` and the neighbour source ${source.name}` : ''}`);
+        continue;
+      }
       const direct = new Predictor(ds, { k: K, tau: TAU, source });
       if (source) {
         // The approximate source's recall@K against the exact search, on the queries the load sends.
@@ -458,6 +519,7 @@ async function main(): Promise<void> {
     fs.rmSync(tmpDir, { recursive: true, force: true });
   }
 
+  if (args.prepare) return;
   const row = (cells: (string | number)[]) => cells.map((c, i) => String(c).padStart(i === 0 ? 84 : 9)).join(' ');
   const ms = (v: number | null) => (v === null ? '-' : v.toFixed(1));
   console.log(row(['run', 'requests', 'seconds', 'req/s', 'rows/s', 'p50 ms', 'p99 ms', 'errors', 'loop p99', 'loop max', 'batch', 'batch ms', 'wait ms', 'server ms', 'fast q', 'checked', 'mismatch']));
@@ -510,4 +572,4 @@ async function main(): Promise<void> {
   process.exitCode = bad ? 1 : 0;
 }
 
-await main();
+if (isMainThread) await main();

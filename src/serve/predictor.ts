@@ -221,20 +221,30 @@ export class Predictor {
     return { b, k, prior: agg.prior, neighbors: rows.slice(), weights: agg.weights, similarities: sims.slice() };
   }
 
-  /** Validates `en` ([b, keyDim], finite, each row's squared norm finite in float32) and runs the search (batched when on). */
+  /** Validates `en` ([b, keyDim], finite, each row's squared norm finite in float32) in one pass and runs the search (batched when on). */
   async #search(en: Float32Array): Promise<RowBlocks> {
     const d = this.keyDim;
     const b = checkMatrix('en', en, d);
-    checkFinite('en', en, d);
+    // One pass over the rows: the squared norm in double is NaN or Infinity exactly when the
+    // row holds a NaN or an infinity (finite float32 squares cannot overflow a double), which
+    // checkFinite then names (the first in the matrix, as it scans in the same order); a
+    // finite norm beyond float32 is reported after the pass, so a non-finite value anywhere
+    // takes precedence, as it did when checkFinite ran first.
+    let overflow = -1, overflowNorm = 0;
     for (let r = 0; r < b; r++) {
       let s = 0;
       for (let j = r * d, e = j + d; j < e; j++) s += en[j]! * en[j]!;
-      if (s > F32_MAX) {
-        throw new RapmRangeError(
-          'RAPM_NON_FINITE',
-          `Expected rows of en whose squared L2 norm fits float32 (values up to about 1.8e19) but row ${r} has squared norm ${s.toPrecision(3)}, which overflows to Infinity`,
-        );
+      if (s - s !== 0) checkFinite('en', en, d);
+      if (s > F32_MAX && overflow < 0) {
+        overflow = r;
+        overflowNorm = s;
       }
+    }
+    if (overflow >= 0) {
+      throw new RapmRangeError(
+        'RAPM_NON_FINITE',
+        `Expected rows of en whose squared L2 norm fits float32 (values up to about 1.8e19) but row ${overflow} has squared norm ${overflowNorm.toPrecision(3)}, which overflows to Infinity`,
+      );
     }
     return this.batcher ? this.batcher.submit(en, b) : this.#nativeSearch(en);
   }
