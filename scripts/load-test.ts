@@ -448,7 +448,8 @@ async function main(): Promise<void> {
       datastores.push(info);
       const loads = info.loadSeconds as Record<string, number>;
       console.log(
-        `datastore: ${pairs} pairs (${args.data}), Config ${config} (d ${ds.d}, dv ${ds.dv}), ${precision}, ${(ds.memoryBytes / 2 ** 20).toFixed(1)} MiB, built in ${(info.buildSeconds as number).toFixed(1)} s, ` +
+        `datastore: ${pairs} pairs (${args.data}), Config ${config} (d ${ds.d}, dv ${ds.dv}), ${precision}, ${(ds.memoryBytes / 2 ** 20).toFixed(1)} MiB, ` +
+          (info.cached ? 'from the cache, ' : `built in ${(info.buildSeconds as number).toFixed(1)} s, `) +
           (loads.off === undefined ? '' : `loaded in ${loads.off.toFixed(1)} s (fast path off)`) +
           (loads.bf16 === undefined ? '' : ` / ${loads.bf16.toFixed(1)} s (with the bf16 shadow)`),
       );

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runServe, type ServeArgs } from '../../src/cli/commands/serve.js';
+import type { ServeArgs } from '../../src/cli/commands/serve.js';
 import { simdLevels } from '../../src/native/simd.js';
 import { Datastore, resolveFastPath } from '../../src/retrieval/datastore.js';
 import { loadDatastore, saveDatastore } from '../../src/retrieval/persist.js';
@@ -19,6 +19,7 @@ import { BUNDLE_FILES, readBundle, writeBundle } from '../../src/serve/bundle.js
 import { Predictor } from '../../src/serve/predictor.js';
 import { SETTINGS } from '../../src/settings.js';
 import { randn } from '../helpers/random.js';
+import { serving } from '../helpers/serving.js';
 
 const keyDim = 24, valueDim = 5, n = 10_000, k = 3, tau = 0.05;
 /** This CPU runs the bf16 first pass (and so 'auto' means bf16 here). */
@@ -78,22 +79,9 @@ describe('the fastPath setting', () => {
   });
 });
 
-async function serving<T>(args: Partial<ServeArgs>, use: (url: string, lines: string[]) => Promise<T>): Promise<T> {
-  const ac = new AbortController();
-  let url = '';
-  let failed: unknown = null;
-  const lines: string[] = [];
-  const full = { port: 0, host: '127.0.0.1', maxBatch: 64, graceMs: 1000, device: 'cpu' as const, ...args } as ServeArgs;
-  const running = runServe(full, { signal: ac.signal, handleSignals: false, onListening: (u) => (url = u), log: (l) => lines.push(l) }).catch((e: unknown) => (failed = e));
-  while (!url && !failed) await new Promise((r) => setTimeout(r, 5));
-  if (failed) throw failed;
-  try {
-    return await use(url, lines);
-  } finally {
-    ac.abort();
-    await running;
-  }
-}
+/** `rapm serve` with `args` over the test defaults (loopback, port 0). */
+const serve = <T>(args: Partial<ServeArgs>, use: (url: string, lines: string[]) => Promise<T>): Promise<T> =>
+  serving({ port: 0, host: '127.0.0.1', maxBatch: 64, graceMs: 1000, device: 'cpu', ...args } as ServeArgs, use);
 
 /** 16 concurrent single-row binary requests; the pred rows. */
 async function predictRows(url: string): Promise<Float32Array[]> {
@@ -116,7 +104,7 @@ describe('rapm serve --fast-path', () => {
   it('serves bit for bit the exact answers through the micro-batcher, reports the path in /health and counts it in /metrics', async () => {
     const want = await new Predictor(exact, { k, tau }).predict(queries);
     for (const fastPath of ['bf16', 'off'] as const) {
-      await serving({ datastore: file, k, tau, fastPath, batching: true }, async (url, lines) => {
+      await serve({ datastore: file, k, tau, fastPath, batching: true }, async (url, lines) => {
         const rows = await predictRows(url);
         rows.forEach((pred, q) => expect(bits(pred).equals(bits(want.pred.subarray(q * valueDim, (q + 1) * valueDim))), `${fastPath} row ${q}`).toBe(true));
         const h = (await (await fetch(url + '/health')).json()) as { fastPath: string };
@@ -132,13 +120,13 @@ describe('rapm serve --fast-path', () => {
   }, 120_000);
 
   it('without --fast-path: the setting default (auto); with an approximate source: off (the exact search is unused)', async () => {
-    await serving({ datastore: file, k, tau }, async (url) => {
+    await serve({ datastore: file, k, tau }, async (url) => {
       expect(((await (await fetch(url + '/health')).json()) as { fastPath: string }).fastPath).toBe(resolveFastPath('auto', 'f32'));
     });
-    await serving({ datastore: file, k, tau, ann: 'Flat' }, async (url) => {
+    await serve({ datastore: file, k, tau, ann: 'Flat' }, async (url) => {
       expect(((await (await fetch(url + '/health')).json()) as { fastPath: string; source: string }).fastPath).toBe('off');
     });
-    await serving({ datastore: file, k, tau, ann: 'Flat', fastPath: 'bf16' }, async (url) => {
+    await serve({ datastore: file, k, tau, ann: 'Flat', fastPath: 'bf16' }, async (url) => {
       expect(((await (await fetch(url + '/health')).json()) as { fastPath: string }).fastPath).toBe('bf16');
     });
   }, 120_000);
