@@ -273,6 +273,8 @@ const kSpec = integer(1, K_MAX);
 const tauSpec = real(TAU_MIN, TAU_MAX, false, false, 'a number in [1.1754944e-38 (FLT_MIN), 3.4028235e38 (FLT_MAX)], a normal float32 (a smaller tau rounds or flushes to 0 in float32 and gives NaN weights)');
 const dropoutSpec = real(0, DROPOUT_MAX);
 const hiddenWidth = integer(1, 65536);
+/** Fast search paths (src/retrieval/datastore.ts FastPath) and 'auto' (resolved there against the CPU). */
+export const FAST_PATHS = ['auto', 'off', 'bf16', 'int8'] as const;
 const CONFIGS = ['A', 'B'] as const;
 const AGGREGATE_CHOICES = ['softmax', 'mean', 'top1'] as const;
 const PRECISIONS = ['f32', 'bf16'] as const;
@@ -289,6 +291,7 @@ export const SETTINGS = {
   aggregate: defineSetting({ key: 'aggregate', flag: 'aggregate', group: 'retrieval', kind: 'choice', default: 'softmax' as (typeof AGGREGATE_CHOICES)[number], help: 'How the K neighbours are blended: softmax(sim/tau), uniform mean, or the best only', ...choice(AGGREGATE_CHOICES) }),
   precision: defineSetting({ key: 'precision', flag: 'precision', group: 'retrieval', kind: 'choice', default: 'f32' as (typeof PRECISIONS)[number], help: 'Key storage: f32, or bf16 (half the memory, ~3 significant digits)', ...choice(PRECISIONS) }),
   leakyPriors: defineSetting({ key: 'leakyPriors', flag: 'leaky-priors', group: 'retrieval', kind: 'boolean', default: false, help: "Train on priors that include the query's own row (the reference's behaviour; for comparison only)", parse: bool }),
+  fastPath: defineSetting({ key: 'fastPath', flag: 'fast-path', group: 'retrieval', kind: 'choice', default: 'auto' as (typeof FAST_PATHS)[number], help: "Faster search, the exact answers bit for bit: a first pass over a bf16 (AVX512_BF16) or int8 (AVX512_VNNI) copy of the keys, then an exact re-rank. auto: bf16 where the CPU has AVX512_BF16, else off. Without the instructions bf16 and int8 search exactly. The bf16 copy of f32 keys adds half their memory (rebuilt at load, never saved)", ...choice(FAST_PATHS) }),
 
   // --- fusion
   hidden: defineSetting({ key: 'hidden', flag: 'hidden', group: 'fusion', kind: 'list', default: [256, 128] as number[], help: 'Hidden layer widths, comma-separated (fusion default 256,128)', ...list(hiddenWidth) }),

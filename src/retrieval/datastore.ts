@@ -3,7 +3,8 @@ import { loadBinding, type NativeDatastore, nativeError } from '../native/bindin
 import { selectColumns } from '../data/indices.js';
 import { checkIndexList, checkInteger, checkMatrix, is } from '../validate.js';
 import { AGGREGATE_CODE, resolveSearchOptions, type ResolvedSearchOptions, type SearchOptions } from './search-options.js';
-import { loadDatastore, saveDatastore, type SaveDatastoreOptions, type SaveDatastoreResult } from './persist.js';
+import { loadDatastore, saveDatastore, type LoadDatastoreOptions, type SaveDatastoreOptions, type SaveDatastoreResult } from './persist.js';
+import { checkSetting } from '../settings.js';
 
 export type KeyPrecision = 'f32' | 'bf16';
 
@@ -19,7 +20,20 @@ export type KeyPrecision = 'f32' | 'bf16';
  * On a CPU without the instructions the exact scan runs instead.
  */
 export type FastPath = 'off' | 'bf16' | 'int8';
+/** The fastPath option and setting (src/settings.ts): a FastPath, or 'auto' (see resolveFastPath). */
+export type FastPathSetting = FastPath | 'auto';
 const FAST_PATH_CODE: Record<FastPath, number> = { off: 0, bf16: 1, int8: 2 };
+
+/**
+ * The fast path a datastore keeps: 'auto' is 'bf16' when this CPU runs the bf16 first pass
+ * (AVX512_BF16, whatever RAPM_SIMD or setSimdLevel select now) and the keys are f32 or bf16,
+ * else 'off' (no shadow memory where it could not be used); other values are kept as given
+ * (on a CPU without the instructions they cost the shadow's memory and search exactly).
+ */
+export function resolveFastPath(setting: FastPathSetting, precision: KeyPrecision): FastPath {
+  if (setting !== 'auto') return setting;
+  return (precision === 'f32' || precision === 'bf16') && loadBinding().simdLevels().includes('avx512bf16') ? 'bf16' : 'off';
+}
 
 export interface DatastoreOptions {
   /** Width of the key vectors passed to add() and search(). Default 1024 (HuBERT-large). */
@@ -32,8 +46,11 @@ export interface DatastoreOptions {
   valueIndices?: ArrayLike<number>;
   /** Key storage: 'f32' (default) or 'bf16' (half the memory and bandwidth, ~3 significant digits). */
   precision?: KeyPrecision;
-  /** Fast search path, same answers as the exact scan (see FastPath). Default 'off'. */
-  fastPath?: FastPath;
+  /**
+   * Fast search path, same answers as the exact scan (see FastPath), or 'auto' (resolveFastPath).
+   * Default: the fastPath setting's, 'auto' (src/settings.ts).
+   */
+  fastPath?: FastPathSetting;
 }
 
 export interface SearchResult {
@@ -114,8 +131,7 @@ export class Datastore {
       options.valueIndices === undefined ? allIndices(this.valueDim) : checkIndexList('valueIndices', options.valueIndices, this.valueDim);
     this.precision = options.precision ?? 'f32';
     if (this.precision !== 'f32' && this.precision !== 'bf16') throw invalidParam('precision', "'f32' or 'bf16'", options.precision);
-    this.fastPath = options.fastPath ?? 'off';
-    if (!Object.hasOwn(FAST_PATH_CODE, this.fastPath)) throw invalidParam('fastPath', "'off', 'bf16' or 'int8'", options.fastPath);
+    this.fastPath = resolveFastPath(checkSetting('fastPath', options.fastPath), this.precision);
     if (this.fastPath === 'int8' && this.keyIndices.length > 65536) {
       throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a key width <= 65536 for fastPath 'int8' but received ${this.keyIndices.length}`);
     }
@@ -389,9 +405,9 @@ export class Datastore {
     return saveDatastore(this, file, options);
   }
 
-  /** Read a datastore written by save() (see loadDatastore). */
-  static load(file: string): Promise<Datastore> {
-    return loadDatastore(file);
+  /** Read a datastore written by save() (see loadDatastore); options.fastPath as in the constructor. */
+  static load(file: string, options?: LoadDatastoreOptions): Promise<Datastore> {
+    return loadDatastore(file, options);
   }
 
   /** @internal For persist.ts: the ids of the committed rows (a copy; its length is the row count to save). */

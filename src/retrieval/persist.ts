@@ -29,9 +29,10 @@
 import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
-import { RapmError, describe, isRapmError } from '../errors.js';
+import { RapmError, RapmTypeError, describe, isRapmError } from '../errors.js';
+import { checkSetting } from '../settings.js';
 import { atomicWrite, ioError } from '../io/atomic.js';
-import { Datastore, type KeyPrecision } from './datastore.js';
+import { Datastore, type FastPathSetting, type KeyPrecision } from './datastore.js';
 import { assertRegularFile } from '../io/files.js';
 
 export const DATASTORE_MAGIC = Uint8Array.from([0x89, 0x52, 0x41, 0x50, 0x4d, 0x44, 0x53, 0x0a]);
@@ -51,6 +52,15 @@ export interface SaveDatastoreOptions {
   speakers?: readonly string[];
   /** Any JSON-serialisable description (data hash, seed, ...), kept in the header as is. */
   meta?: Record<string, unknown>;
+}
+
+export interface LoadDatastoreOptions {
+  /**
+   * The fast search path of the loaded datastore (DatastoreOptions.fastPath). Default: the
+   * fastPath setting's, 'auto'. Files never hold the shadow (it costs less to rebuild from the
+   * keys while they stream in than to read and checksum: see the README, Datastore.load).
+   */
+  fastPath?: FastPathSetting;
 }
 
 export interface SaveDatastoreResult {
@@ -359,11 +369,14 @@ export async function readDatastoreHeader(file: string): Promise<DatastoreFileHe
  * section is checked against its SHA-256; any problem is RAPM_FORMAT naming the file and
  * what is wrong (RAPM_IO when the file cannot be opened or read).
  */
-export async function loadDatastore(file: string): Promise<Datastore> {
+export async function loadDatastore(file: string, options: LoadDatastoreOptions = {}): Promise<Datastore> {
+  if (options === null || typeof options !== 'object') throw new RapmTypeError('RAPM_TYPE', `Expected an options object but received ${describe(options)}`);
+  const fastPath = checkSetting('fastPath', options.fastPath);
   if (typeof file === 'string' && file.length > 0) assertRegularFile(file, 'datastore');
   const { fh, header: h, digests } = await openDatastoreFile(file);
   try {
-    const ds = new Datastore({ keyDim: h.keyDim, valueDim: h.valueDim, keyIndices: h.keyIndices, valueIndices: h.valueIndices, precision: h.precision });
+    // The fast-path shadow is not in the file: it is rebuilt from the stored keys as each block is imported.
+    const ds = new Datastore({ keyDim: h.keyDim, valueDim: h.valueDim, keyIndices: h.keyIndices, valueIndices: h.valueIndices, precision: h.precision, fastPath });
     const { n, d, dv, sections } = h;
     const bf16 = h.precision === 'bf16';
     const kb = bf16 ? 2 : 4;

@@ -25,10 +25,10 @@ import { encodeOnnx, type OnnxMeta } from '../fusion/onnx-export.js';
 import type { FusionSession, OnnxDevice } from '../fusion/onnx-session.js';
 import type { ParamLayout } from '../fusion/layout.js';
 import { concurrency, simdLevel } from '../native/simd.js';
-import type { Datastore } from '../retrieval/datastore.js';
+import type { Datastore, FastPathSetting } from '../retrieval/datastore.js';
 import { loadDatastore, readDatastoreHeader, saveDatastore } from '../retrieval/persist.js';
 import type { Aggregate } from '../retrieval/search-options.js';
-import { checkSetting } from '../settings.js';
+import { SETTINGS, checkSetting } from '../settings.js';
 import { Predictor, type FusionModel, type PredictorOptions } from './predictor.js';
 
 export const BUNDLE_FILES = { model: 'model.onnx', datastore: 'datastore.rapm', manifest: 'rapm.json' } as const;
@@ -53,6 +53,12 @@ export interface BundleSettings {
   tau: number;
   aggregate: Aggregate;
   precision: 'f32' | 'bf16';
+  /**
+   * The fast search path to serve with (the fastPath setting: 'auto', 'off', 'bf16', 'int8').
+   * It never changes an answer, only speed and memory. Absent (bundles written before it
+   * existed): the setting's default.
+   */
+  fastPath?: FastPathSetting;
   /** Training settings and anything else resolved at build time (hidden, dropout, epochs, seed, ...). */
   [key: string]: unknown;
 }
@@ -79,8 +85,8 @@ export interface BundleInfo {
   created: string;
   dataHash: string;
   /** The settings as trained. */
-  trained: { config: string; k: number; tau: number; aggregate: Aggregate; precision: 'f32' | 'bf16' };
-  /** Settings changed at load time: `{ k: { trained: 90, serving: 50 } }`. */
+  trained: { config: string; k: number; tau: number; aggregate: Aggregate; precision: 'f32' | 'bf16'; fastPath: FastPathSetting };
+  /** Settings changed at load time: `{ k: { trained: 90, serving: 50 } }` (fastPath too, though it changes no answer). */
   overrides: Record<string, { trained: unknown; serving: unknown }>;
 }
 
@@ -163,6 +169,7 @@ export async function writeBundle(dir: string, ds: Datastore, options: WriteBund
   const s = options.settings;
   if (!sameList(ds.keyIndices, s.keyIndices)) throw new RapmError('RAPM_DATA', `The datastore's key indices differ from settings.keyIndices (${ds.keyIndices.length} vs ${s.keyIndices.length} columns)`);
   if (ds.precision !== s.precision) throw new RapmError('RAPM_DATA', `The datastore holds ${ds.precision} keys but settings.precision is ${s.precision}`);
+  if (s.fastPath !== undefined) checkSetting('fastPath', s.fastPath);
   fs.mkdirSync(path.dirname(target), { recursive: true });
   const tmp = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   fs.mkdirSync(tmp);
@@ -244,6 +251,8 @@ export interface BundleOverrides {
   k?: number;
   tau?: number;
   aggregate?: Aggregate;
+  /** The fast search path (the fastPath setting); absent: as recorded in the bundle. */
+  fastPath?: FastPathSetting;
   /** Where the fusion model runs. Default 'cpu'. */
   device?: OnnxDevice;
   /** Intra-op threads of ONNX Runtime. */
@@ -306,6 +315,23 @@ export function applyOverrides(trained: { k: number; tau: number; aggregate: Agg
 }
 
 /**
+ * The fast path a bundle records (the setting's default when it records none; a value no
+ * setting allows is RAPM_FORMAT) and the one to serve with: an explicit override, logged.
+ */
+function servingFastPath(dir: string, recorded: unknown, o: BundleOverrides): { trained: FastPathSetting; serving: FastPathSetting } {
+  let trained: FastPathSetting;
+  try {
+    trained = checkSetting('fastPath', recorded);
+  } catch {
+    throw new RapmError('RAPM_FORMAT', `Bundle ${dir}: ${BUNDLE_FILES.manifest} records settings.fastPath ${describe(recorded)}; expected ${SETTINGS.fastPath.range}`);
+  }
+  if (o.fastPath === undefined) return { trained, serving: trained };
+  const serving = checkSetting('fastPath', o.fastPath);
+  if (serving !== trained) o.log?.(`override: fastPath ${trained} -> ${serving} (same answers; speed and memory only)`);
+  return { trained, serving };
+}
+
+/**
  * Load a bundle into a Predictor with its trained settings (plus explicit `overrides`).
  * The model and datastore are checked against each other and the manifest.
  */
@@ -313,13 +339,15 @@ export async function loadBundle(dir: string, overrides: BundleOverrides = {}): 
   const { dir: root, manifest: m, modelFile, datastoreFile } = readBundle(dir);
   if (m.kind === 'baseline') throw new RapmError('RAPM_STATE', `Bundle ${dir} holds the baseline MLP (trained for comparison); serve a fusion bundle (rapm train --model fusion) or a retrieval bundle (rapm index)`);
   const header = await readDatastoreHeader(datastoreFile);
-  const ds = await loadDatastore(datastoreFile);
   const s = m.settings;
+  const fastPath = servingFastPath(dir, s.fastPath, overrides);
+  const ds = await loadDatastore(datastoreFile, { fastPath: fastPath.serving });
   if (ds.size !== m.datastore.rows || !sameList(ds.keyIndices, s.keyIndices) || ds.precision !== s.precision || ds.dv !== m.datastore.dv) {
     throw new RapmError('RAPM_DATA', `Bundle ${dir}: ${BUNDLE_FILES.datastore} (${ds.size} rows, ${describeKeys(ds.keyIndices, ds.keyDim)} keys, ${ds.precision}) is not the datastore rapm.json records (${m.datastore.rows} rows, ${describeKeys(s.keyIndices, m.datastore.keyDim)} keys, ${s.precision})`);
   }
   const trained = { k: s.k, tau: s.tau, aggregate: s.aggregate };
   const { k, tau, aggregate, overrides: changed } = applyOverrides(trained, overrides, ds.size, overrides.log);
+  if (fastPath.serving !== fastPath.trained) changed.fastPath = { trained: fastPath.trained, serving: fastPath.serving };
   let fusion: (FusionModel & Pick<FusionSession, 'enDim' | 'outDim' | 'metadata' | 'release'>) | null = null;
   if (modelFile) {
     const bytes = await fs.promises.readFile(modelFile).catch((e: NodeJS.ErrnoException) => {
@@ -342,7 +370,7 @@ export async function loadBundle(dir: string, overrides: BundleOverrides = {}): 
       throw e;
     }
   }
-  const bundle: BundleInfo = { dir: root, kind: m.kind, created: m.created, dataHash: m.data.hash, trained: { config: s.config, k: s.k, tau: s.tau, aggregate: s.aggregate, precision: s.precision }, overrides: changed };
+  const bundle: BundleInfo = { dir: root, kind: m.kind, created: m.created, dataHash: m.data.hash, trained: { config: s.config, k: s.k, tau: s.tau, aggregate: s.aggregate, precision: s.precision, fastPath: fastPath.trained }, overrides: changed };
   try {
     const source = overrides.source ? await overrides.source(ds) : null;
     return new Predictor(ds, { k, tau, aggregate, fusion, bundle, batching: overrides.batching, source });

@@ -169,7 +169,7 @@ export function createHandler(options: HandlerOptions): RapmHandler {
   let buffered = 0;
   let draining = false;
   let drainWaiters: (() => void)[] = [];
-  const metrics = options.metrics === false ? null : createMetrics(predictor.batcher, { inFlight: () => inFlight, buffered: () => buffered });
+  const metrics = options.metrics === false ? null : createMetrics(predictor.batcher, { inFlight: () => inFlight, buffered: () => buffered, fastPath: () => predictor.datastore.fastPathStats });
   /** Per socket: the finishers of its requests still counted (the socket's 'close' runs them all). */
   const perSocket = new WeakMap<net.Socket, Set<() => void>>();
 

@@ -75,6 +75,11 @@ export interface BatchEvent {
   waitMs: number;
 }
 
+/** One finished batch: its dispatch event and how long it ran (search and split), in ms. */
+export interface BatchDoneEvent extends BatchEvent {
+  runMs: number;
+}
+
 interface Pending {
   x: Float32Array; // [rows, width]
   rows: number;
@@ -92,6 +97,7 @@ export class MicroBatcher {
   #running = 0;
   #timer: NodeJS.Timeout | NodeJS.Immediate | null = null;
   #observers: ((e: BatchEvent) => void)[] = [];
+  #doneObservers: ((e: BatchDoneEvent) => void)[] = [];
 
   constructor(width: number, run: (x: Float32Array /* [rows, width] */, rows: number) => Promise<RowBlocks>, options?: BatchingOptions) {
     this.#width = width;
@@ -117,6 +123,14 @@ export class MicroBatcher {
     this.#observers.push(fn);
     return () => {
       this.#observers = this.#observers.filter((f) => f !== fn);
+    };
+  }
+
+  /** Call `fn` when a dispatched batch has finished (its callers' results are settled); returns a function that stops it. */
+  observeDone(fn: (e: BatchDoneEvent) => void): () => void {
+    this.#doneObservers.push(fn);
+    return () => {
+      this.#doneObservers = this.#doneObservers.filter((f) => f !== fn);
     };
   }
 
@@ -167,8 +181,11 @@ export class MicroBatcher {
     this.#running++;
     const event = { rows, requests: n, waitMs: performance.now() - batch[0]!.at };
     for (const fn of this.#observers) fn(event);
+    const t0 = performance.now();
     void this.#execute(batch, rows).finally(() => {
       this.#running--;
+      const done = { ...event, runMs: performance.now() - t0 };
+      for (const fn of this.#doneObservers) fn(done);
       // Whatever queued while this batch ran has waited a whole search: dispatch it now.
       if (this.#queue.length > 0) this.#flush();
     });

@@ -22,7 +22,7 @@
  */
 import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
 import { checkFinite, checkMatrix, is } from '../validate.js';
-import { Datastore, type SearchResult } from '../retrieval/datastore.js';
+import { Datastore, type FastPath, type SearchResult } from '../retrieval/datastore.js';
 import { resolveSearchOptions, type Aggregate } from '../retrieval/search-options.js';
 import type { BundleInfo, BundleOverrides } from './bundle.js';
 import { priorFromNeighbors } from '../retrieval/ann.js';
@@ -108,6 +108,8 @@ export interface PredictorInfo {
   d: number;
   dv: number;
   precision: 'f32' | 'bf16';
+  /** The fast search path the datastore keeps (fastPath 'auto' resolved on this CPU; results equal the exact scan's). */
+  fastPath: FastPath;
   k: number;
   tau: number;
   aggregate: Aggregate;
@@ -180,7 +182,7 @@ export class Predictor {
   get info(): PredictorInfo {
     const ds = this.datastore;
     const provider = this.fusion === null ? null : ((this.fusion as { provider?: unknown }).provider ?? 'custom');
-    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null, provider: provider === null ? null : String(provider), bundle: this.bundle, batching: this.batcher?.options ?? null, source: this.source?.name ?? 'exact' };
+    return { rows: ds.size, keyDim: ds.keyDim, d: ds.d, dv: ds.dv, precision: ds.precision, fastPath: ds.fastPath, k: this.k, tau: this.tau, aggregate: this.aggregate, fusion: this.fusion !== null, provider: provider === null ? null : String(provider), bundle: this.bundle, batching: this.batcher?.options ?? null, source: this.source?.name ?? 'exact' };
   }
 
   #nativeSearch(en: Float32Array): Promise<SearchResult> {
@@ -219,20 +221,30 @@ export class Predictor {
     return { b, k, prior: agg.prior, neighbors: rows.slice(), weights: agg.weights, similarities: sims.slice() };
   }
 
-  /** Validates `en` ([b, keyDim], finite, each row's squared norm finite in float32) and runs the search (batched when on). */
+  /** Validates `en` ([b, keyDim], finite, each row's squared norm finite in float32) in one pass and runs the search (batched when on). */
   async #search(en: Float32Array): Promise<RowBlocks> {
     const d = this.keyDim;
     const b = checkMatrix('en', en, d);
-    checkFinite('en', en, d);
+    // One pass over the rows: the squared norm in double is NaN or Infinity exactly when the
+    // row holds a NaN or an infinity (finite float32 squares cannot overflow a double), which
+    // checkFinite then names (the first in the matrix, as it scans in the same order); a
+    // finite norm beyond float32 is reported after the pass, so a non-finite value anywhere
+    // takes precedence, as it did when checkFinite ran first.
+    let overflow = -1, overflowNorm = 0;
     for (let r = 0; r < b; r++) {
       let s = 0;
       for (let j = r * d, e = j + d; j < e; j++) s += en[j]! * en[j]!;
-      if (s > F32_MAX) {
-        throw new RapmRangeError(
-          'RAPM_NON_FINITE',
-          `Expected rows of en whose squared L2 norm fits float32 (values up to about 1.8e19) but row ${r} has squared norm ${s.toPrecision(3)}, which overflows to Infinity`,
-        );
+      if (s - s !== 0) checkFinite('en', en, d);
+      if (s > F32_MAX && overflow < 0) {
+        overflow = r;
+        overflowNorm = s;
       }
+    }
+    if (overflow >= 0) {
+      throw new RapmRangeError(
+        'RAPM_NON_FINITE',
+        `Expected rows of en whose squared L2 norm fits float32 (values up to about 1.8e19) but row ${overflow} has squared norm ${overflowNorm.toPrecision(3)}, which overflows to Infinity`,
+      );
     }
     return this.batcher ? this.batcher.submit(en, b) : this.#nativeSearch(en);
   }

@@ -9,13 +9,13 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runServe } from '../../src/cli/commands/serve.js';
 import { generate } from '../../src/data/generate.js';
 import { loadDataset } from '../../src/data/load.js';
 import { ENGLISH_WINNERS, keyIndices } from '../../src/data/indices.js';
 import { BUNDLE_FILES, readBundle } from '../../src/serve/bundle.js';
 import { Predictor } from '../../src/serve/predictor.js';
 import { run } from '../helpers/cli.js';
+import { serving } from '../helpers/serving.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-bundle-'));
@@ -35,24 +35,6 @@ function post(url: string, body: Buffer): Promise<Buffer> {
   });
 }
 
-async function serving<T>(args: Parameters<typeof runServe>[0], use: (url: string, lines: string[]) => Promise<T>): Promise<T> {
-  const ac = new AbortController();
-  let url = '';
-  const lines: string[] = [];
-  let failed: unknown = null;
-  const running = runServe(args, { signal: ac.signal, handleSignals: false, onListening: (u) => (url = u), log: (l) => lines.push(l) }).catch((e: unknown) => {
-    failed = e;
-  });
-  while (!url && !failed) await new Promise((r) => setTimeout(r, 5));
-  if (failed) throw failed;
-  try {
-    return await use(url, lines);
-  } finally {
-    ac.abort();
-    await running;
-  }
-}
-
 const serveArgs = { port: 0, host: '127.0.0.1', maxBatch: 64, graceMs: 1000, device: 'cpu' as const };
 
 describe('model bundles', () => {
@@ -62,7 +44,7 @@ describe('model bundles', () => {
     // Non-default k, tau and key config, so "served as trained" is visible.
     const r = await run(['train', '--data', data, '--out', demo, '--config', 'B', '--k', '17', '--tau', '0.07', '--epochs', '4', '--resamples', '1000', '--quiet']);
     expect(r.code, r.stderr).toBe(0);
-    const r2 = await run(['index', '--data', data, '--out', other, '--config', 'A', '--quiet']);
+    const r2 = await run(['index', '--data', data, '--out', other, '--config', 'A', '--fast-path', 'off', '--quiet']);
     expect(r2.code, r2.stderr).toBe(0);
   }, 300_000);
 
@@ -72,7 +54,8 @@ describe('model bundles', () => {
     expect(fs.readdirSync(path.dirname(demo)).sort()).toEqual(['demo', 'other']);
     const { manifest: m } = readBundle(demo);
     expect(m.kind).toBe('fusion');
-    expect(m.settings).toMatchObject({ config: 'B', k: 17, tau: 0.07, aggregate: 'softmax', precision: 'f32', epochs: 4, seed: 1, patience: 5 });
+    expect(m.settings).toMatchObject({ config: 'B', k: 17, tau: 0.07, aggregate: 'softmax', precision: 'f32', fastPath: 'auto', epochs: 4, seed: 1, patience: 5 });
+    expect(readBundle(other).manifest.settings.fastPath).toBe('off'); // rapm index --fast-path off
     expect(m.settings.keyIndices).toEqual([...keyIndices('B')]);
     expect(m.settings.keyIndices).toHaveLength(ENGLISH_WINNERS.length);
     expect(m.data.hash).toMatch(/^sha256:/);
@@ -92,7 +75,7 @@ describe('model bundles', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/already exists; pass --overwrite/);
     expect(fs.readFileSync(path.join(other, BUNDLE_FILES.manifest), 'utf8')).toBe(before);
-    const r2 = await run(['index', '--data', data, '--out', other, '--config', 'A', '--k', '5', '--overwrite', '--quiet']);
+    const r2 = await run(['index', '--data', data, '--out', other, '--config', 'A', '--k', '5', '--fast-path', 'off', '--overwrite', '--quiet']);
     expect(r2.code, r2.stderr).toBe(0);
     expect(readBundle(other).manifest.settings.k).toBe(5);
     expect(fs.readdirSync(path.dirname(other)).sort()).toEqual(['demo', 'other']);
@@ -155,7 +138,7 @@ describe('model bundles', () => {
   it('a retrieval-only bundle (rapm index) serves the prior', async () => {
     const p = await Predictor.fromBundle(other);
     expect(p.fusion).toBeNull();
-    expect(p.info).toMatchObject({ fusion: false, provider: null, k: 5, bundle: { kind: 'retrieval' } });
+    expect(p.info).toMatchObject({ fusion: false, provider: null, k: 5, fastPath: 'off', bundle: { kind: 'retrieval', trained: { fastPath: 'off' } } });
   });
 
   it('npm pack lists no trained model', () => {

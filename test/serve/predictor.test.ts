@@ -144,6 +144,19 @@ describe('Predictor', () => {
     expect(results.length).toBeGreaterThanOrEqual(8);
   });
 
+  it('input checks in one pass keep their precedence: a NaN or infinity anywhere is named before an overflowing norm', async () => {
+    const p = new Predictor(store(60), { k: 5 });
+    const en = randn(3 * keyDim, 21);
+    en[2] = 3e38; // row 0: finite values, squared norm beyond float32
+    en[2 * keyDim + 7] = Number.NaN; // row 2, column 7
+    const e = await rejection(p.predict(en));
+    expect([e.code, e.message]).toEqual(['RAPM_NON_FINITE', 'Expected finite values in en but row 2, column 7 is NaN']);
+    en[2 * keyDim + 7] = Number.NEGATIVE_INFINITY;
+    expect((await rejection(p.predict(en))).message).toBe('Expected finite values in en but row 2, column 7 is -Infinity');
+    en[2 * keyDim + 7] = 0;
+    expect((await rejection(p.predict(en))).message).toMatch(/^Expected rows of en whose squared L2 norm fits float32 .* but row 0 has squared norm 9\.00e\+76/);
+  });
+
   it('finite or refused (issue 10 item 4): huge inputs and a fusion output with NaN get RAPM_NON_FINITE', async () => {
     const ds = store(60);
     // A real exported fusion model: 3e38 overflows its first Linear, and the old Predictor returned pred full of NaN.

@@ -17,7 +17,7 @@ import { DATA_SETTINGS, checkDataArgs, loadExperimentData, usesDefaultData } fro
 export const indexCommand: CommandModule = defineCommand({
   command: 'index',
   describe: 'Build a retrieval-only bundle (datastore.rapm + rapm.json) from a dataset, for serving without fusion',
-  settings: ['data', ...DATA_SETTINGS, 'seed', 'out', 'overwrite', 'config', 'k', 'tau', 'aggregate', 'precision', 'threads', 'json', 'quiet'],
+  settings: ['data', ...DATA_SETTINGS, 'seed', 'out', 'overwrite', 'config', 'k', 'tau', 'aggregate', 'precision', 'fastPath', 'threads', 'json', 'quiet'],
   overrides: {
     seed: { help: 'Seed of --split' },
     data: { help: 'Dataset with an official split (DRAL folder or chunks): its train rows become the datastore; the default is generated if missing' },
@@ -33,7 +33,7 @@ export const indexCommand: CommandModule = defineCommand({
     if (usesDefaultData(a, 'data/default')) await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
     const data = await loadExperimentData(a, (d, t) => bar('loading', d, t));
     const ds = await trainingDatastore(data, { config: a.config, precision: a.precision });
-    const settings = { config: a.config, keyIndices: [...keyIndices(a.config)], valueIndices: [...SPANISH_WINNERS], k: a.k, tau: a.tau, aggregate: a.aggregate, precision: a.precision };
+    const settings = { config: a.config, keyIndices: [...keyIndices(a.config)], valueIndices: [...SPANISH_WINNERS], k: a.k, tau: a.tau, aggregate: a.aggregate, precision: a.precision, fastPath: a.fastPath };
     const written = await writeBundle(a.out, ds, { overwrite: a.overwrite, settings, data: { hash: data.hash, source: data.source } });
     if (a.json) {
       console.log(JSON.stringify({ bundle: written.dir, manifest: written.manifest }));

@@ -10,6 +10,7 @@ import type { CommandModule } from 'yargs';
 import { RapmError } from '../../errors.js';
 import type { FusionSession } from '../../fusion/onnx-session.js';
 import { loadDatastore, readDatastoreHeader } from '../../retrieval/persist.js';
+import type { FastPathSetting } from '../../retrieval/datastore.js';
 import { SEARCH_DEFAULTS, type Aggregate } from '../../retrieval/search-options.js';
 import { applyOverrides, checkModelMatchesDatastore } from '../../serve/bundle.js';
 import { checkSetting } from '../../settings.js';
@@ -35,6 +36,8 @@ export interface ServeArgs extends Omit<SourceSettings, 'log'> {
   k?: number;
   tau?: number;
   aggregate?: Aggregate;
+  /** The fast search path; absent: as the bundle records, else the setting's default ('auto'). */
+  fastPath?: FastPathSetting;
   maxBatch: number;
   maxBodyBytes?: number;
   graceMs: number;
@@ -63,17 +66,27 @@ function batchingOf(args: ServeArgs): PredictorOptions['batching'] {
   return args.batching === false ? false : { maxBatchRows: args.maxBatchRows, maxWaitUs: args.maxWaitUs, maxQueueRows: args.maxQueueRows, maxConcurrent: args.maxConcurrentBatches };
 }
 
+/**
+ * The fast path to load the datastore with: as given; else, with another neighbour source
+ * (--ann, --pg-url), 'off' (the exact search is not used, so a shadow would only cost memory);
+ * else undefined (as the bundle records, or the setting's default).
+ */
+function fastPathOf(args: ServeArgs): FastPathSetting | undefined {
+  if (args.fastPath !== undefined) return args.fastPath;
+  return args.ann !== undefined || args.pgUrl !== undefined ? 'off' : undefined;
+}
+
 /** The predictor of `args`: a bundle, or a datastore (+ model) checked against each other. */
 async function openPredictor(args: ServeArgs, log: (line: string) => void): Promise<Predictor> {
   if (args.bundle !== undefined) {
     if (args.datastore !== undefined || args.model !== undefined) throw new RapmError('RAPM_INVALID_ARG', 'Give a bundle (--bundle) or a datastore and model (--datastore, --model), not both');
-    const p = await Predictor.fromBundle(args.bundle, { k: args.k, tau: args.tau, aggregate: args.aggregate, device: args.device, log, batching: batchingOf(args), fusionWorkers: args.fusionWorkers ?? 1, source: (ds) => openNeighborSource(ds, { ...args, log }) });
+    const p = await Predictor.fromBundle(args.bundle, { k: args.k, tau: args.tau, aggregate: args.aggregate, fastPath: fastPathOf(args), device: args.device, log, batching: batchingOf(args), fusionWorkers: args.fusionWorkers ?? 1, source: (ds) => openNeighborSource(ds, { ...args, log }) });
     log(`bundle ${args.bundle} (${p.bundle!.kind}, trained k ${p.bundle!.trained.k}, tau ${p.bundle!.trained.tau}, ${p.bundle!.trained.aggregate}, Config ${p.bundle!.trained.config}, data ${p.bundle!.dataHash})`);
     return p;
   }
   if (args.datastore === undefined) throw new RapmError('RAPM_INVALID_ARG', 'Give --bundle DIR (from rapm train --out or rapm index) or --datastore FILE');
   const header = await readDatastoreHeader(args.datastore);
-  const ds = await loadDatastore(args.datastore);
+  const ds = await loadDatastore(args.datastore, { fastPath: fastPathOf(args) });
   let fusion: (FusionModel & Pick<FusionSession, 'enDim' | 'outDim' | 'metadata' | 'release'>) | null = null;
   let trained = { k: SEARCH_DEFAULTS.k, tau: SEARCH_DEFAULTS.tau, aggregate: SEARCH_DEFAULTS.aggregate };
   if (args.model) {
@@ -145,7 +158,7 @@ export async function runServe(args: ServeArgs, options: RunServeOptions = {}): 
     const b = predictor.batcher?.options;
     const workers = args.fusionWorkers ?? 1;
     log(
-      `${info.rows} rows (d ${info.d}, dv ${info.dv}, ${info.precision}), k ${info.k}, tau ${info.tau}, ${info.aggregate}, ` +
+      `${info.rows} rows (d ${info.d}, dv ${info.dv}, ${info.precision}, fast path ${info.fastPath}), k ${info.k}, tau ${info.tau}, ${info.aggregate}, ` +
         `fusion ${info.fusion ? `on (${info.provider}, ${workers > 0 ? `${workers} worker thread(s)` : 'event-loop thread'})` : 'off'}, ` +
         `batching ${b ? `on (max ${b.maxBatchRows} rows, wait ${b.maxWaitUs} us, queue ${b.maxQueueRows} rows)` : 'off'}, neighbours ${info.source}, simd ${simdLevel()}`,
     );
@@ -191,7 +204,7 @@ export const serveCommand: CommandModule = defineCommand({
   command: 'serve',
   describe: 'Serve predictions over HTTP from a bundle or a saved datastore (POST /predict, POST /explain, GET /health)',
   settings: [
-    'bundle', 'datastore', 'model', 'device', 'port', 'host', 'k', 'tau', 'aggregate', 'maxBatch', 'maxBodyBytes', 'graceMs', 'threads',
+    'bundle', 'datastore', 'model', 'device', 'port', 'host', 'k', 'tau', 'aggregate', 'fastPath', 'maxBatch', 'maxBodyBytes', 'graceMs', 'threads',
     'batching', 'maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'maxConcurrentBatches', 'maxBufferedBytes', 'retryAfterSeconds',
     'headersTimeoutMs', 'requestTimeoutMs', 'idleTimeoutMs', 'metrics', 'accessLog', 'fusionWorkers',
     'ann', 'annIndex', 'nprobe', 'efSearch', 'pgUrl', 'pgTable', 'pgMode',
@@ -200,6 +213,7 @@ export const serveCommand: CommandModule = defineCommand({
     k: { help: 'Neighbours per query; default: as trained (bundle or model), else 90. An explicit value is an override, logged' },
     tau: { help: 'Softmax temperature; default: as trained, else 0.04. An explicit value is an override, logged' },
     aggregate: { help: 'Neighbour weighting; default: as trained, else softmax. An explicit value is an override, logged' },
+    fastPath: { help: `${SETTINGS.fastPath.help}. Default: as the bundle records, else auto` },
   },
   check: (a, given) => {
     if (given.has('ann') && given.has('pgUrl')) throw new CliUsageError('--ann and --pg-url exclude each other: neighbours come from one source');
@@ -225,6 +239,7 @@ export const serveCommand: CommandModule = defineCommand({
       k: given.has('k') ? a.k : undefined,
       tau: given.has('tau') ? a.tau : undefined,
       aggregate: given.has('aggregate') ? a.aggregate : undefined,
+      fastPath: given.has('fastPath') ? a.fastPath : undefined,
     });
   },
 });

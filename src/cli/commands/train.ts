@@ -20,7 +20,7 @@ import { DATA_SETTINGS, checkDataArgs, loadExperimentData, usesDefaultData } fro
 export const trainCommand: CommandModule = defineCommand({
   command: 'train',
   describe: 'Train the fusion net (or the baseline MLP), score it, and write a model bundle (model.onnx, datastore.rapm, rapm.json)',
-  settings: ['data', ...DATA_SETTINGS, 'trainModel', 'out', 'overwrite', ...POINT_SETTINGS, 'precision', 'json', 'quiet'],
+  settings: ['data', ...DATA_SETTINGS, 'trainModel', 'out', 'overwrite', ...POINT_SETTINGS, 'precision', 'fastPath', 'json', 'quiet'],
   overrides: {
     data: { help: 'Dataset with an official split (DRAL folder or chunks); the default is generated if missing' },
     out: { default: 'models/fusion', help: 'Bundle folder to write (model.onnx, datastore.rapm, rapm.json); serve it with rapm serve --bundle' },
@@ -55,6 +55,7 @@ export const trainCommand: CommandModule = defineCommand({
       tau: a.tau,
       aggregate: a.aggregate,
       precision: a.precision,
+      fastPath: a.fastPath,
       model: kind,
       hidden: kind === 'fusion' ? a.hidden : BASELINE_HIDDEN,
       leaveOneOut: !a.leakyPriors,
