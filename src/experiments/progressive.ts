@@ -200,9 +200,9 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const config = { chunks: path.resolve(o.chunks), initial: o.initial ? path.resolve(o.initial) : null, config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, threshold: o.threshold, decideOn: decider.name, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples, trainSeeds: o.trainSeeds, clusterUnit: o.clusterUnit, warmStart: o.warmStart, confirmSteps: o.confirmSteps, tests: tests.map((t) => ({ name: t.name, n: t.n, ...clusterSummary(t, o.clusterUnit) })) };
   if (!state) state = { version: 1, optionsKey: key, record: startRecord('progressive', o.seed, config, { hash: dataHash, source: path.resolve(o.chunks) }), steps: [], complete: false };
 
-  // The leave-one-out priors take the fast path (bf16 first pass, exact re-rank): the same
-  // answers as the exact scan; it engages once the store is large enough and the CPU has BF16.
-  const ds = new Datastore({ keyIndices: keyIdx, valueIndices: valIdx, fastPath: 'bf16' });
+  // The leave-one-out priors take the fastPath setting's default ('auto': a bf16 first pass and
+  // an exact re-rank where the CPU has AVX512_BF16): the same answers as the exact scan.
+  const ds = new Datastore({ keyIndices: keyIdx, valueIndices: valIdx });
   const priors = new IncrementalPriors(ds, { k: o.k, tau: o.tau, aggregate: o.aggregate, leaveOneOut: o.leaveOneOut });
   // Sized once for every training row of the run (pages are only touched as rows arrive).
   const en = new GrowableRows(FEATURE_DIM, trainRows);
