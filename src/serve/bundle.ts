@@ -52,7 +52,7 @@ export interface BundleSettings {
   k: number;
   tau: number;
   aggregate: Aggregate;
-  precision: 'f32' | 'bf16';
+  precision: 'f32' | 'bf16' | 'int8';
   /** Training settings and anything else resolved at build time (hidden, dropout, epochs, seed, ...). */
   [key: string]: unknown;
 }
@@ -66,7 +66,7 @@ export interface BundleManifest {
   /** The training data: hash (src/data/hash.ts), where it came from, rows in the datastore. */
   data: { hash: string; source: string; rows: number };
   model: { file: string; bytes: number; sha256: string; enDim: number; outDim: number; spec: unknown } | null;
-  datastore: { file: string; bytes: number; rows: number; keyDim: number; d: number; dv: number; precision: 'f32' | 'bf16' };
+  datastore: { file: string; bytes: number; rows: number; keyDim: number; d: number; dv: number; precision: 'f32' | 'bf16' | 'int8' };
   /** Scores of the build (validation, train, test with bootstrap intervals), or null. */
   metrics: Record<string, unknown> | null;
   versions: { rapm: string; commit: string | null; node: string; onnxruntime: string | null; simd: string; threads: number; platform: string };
@@ -79,7 +79,7 @@ export interface BundleInfo {
   created: string;
   dataHash: string;
   /** The settings as trained. */
-  trained: { config: string; k: number; tau: number; aggregate: Aggregate; precision: 'f32' | 'bf16' };
+  trained: { config: string; k: number; tau: number; aggregate: Aggregate; precision: 'f32' | 'bf16' | 'int8' };
   /** Settings changed at load time: `{ k: { trained: 90, serving: 50 } }`. */
   overrides: Record<string, { trained: unknown; serving: unknown }>;
 }

@@ -107,7 +107,7 @@ export interface PredictorInfo {
   keyDim: number;
   d: number;
   dv: number;
-  precision: 'f32' | 'bf16';
+  precision: 'f32' | 'bf16' | 'int8';
   k: number;
   tau: number;
   aggregate: Aggregate;
