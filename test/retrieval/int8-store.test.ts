@@ -5,7 +5,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { generateDataset } from '../../src/data/generate.js';
+import { generate, generateDataset } from '../../src/data/generate.js';
+import { readBundle } from '../../src/serve/bundle.js';
+import { Predictor } from '../../src/serve/predictor.js';
+import { run } from '../helpers/cli.js';
 import { setSimdLevel, simdLevel, simdLevels } from '../../src/native/simd.js';
 import { Datastore, type FastPath, type SearchResult } from '../../src/retrieval/datastore.js';
 import { datastoreKeys } from '../../src/retrieval/neighbor-source.js';
@@ -265,4 +268,23 @@ describe("precision 'int8'", () => {
     expect(recall).toBeGreaterThan(0.8);
     expect(cosSum / b).toBeGreaterThan(0.999);
   });
+
+  it('rapm index --precision int8 writes a bundle whose datastore is int8 and whose Predictor serves its priors', async () => {
+    const data = path.join(tmp, 'data');
+    await generate({ out: data, pairs: 400, seed: 5 });
+    const out = path.join(tmp, 'bundle-int8');
+    const r = await run(['index', '--data', data, '--out', out, '--config', 'A', '--k', '5', '--precision', 'int8', '--quiet']);
+    expect(r.code, r.stderr).toBe(0);
+    const ds = await Datastore.load(readBundle(out).datastoreFile);
+    expect(ds.precision).toBe('int8');
+    const p = await Predictor.fromBundle(out);
+    expect(p.info).toMatchObject({ precision: 'int8', k: 5 });
+    const queries = randn(3 * 1024, 61);
+    const got = await p.predict(queries);
+    const want = await ds.search(queries, { k: 5, tau: SETTINGS.tau.default });
+    expect(bitsEqual(got.prior, want.prior)).toBe(true);
+    const bad = await run(['index', '--data', data, '--out', path.join(tmp, 'bundle-x'), '--precision', 'int4', '--quiet']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/precision.*f32, bf16, int8/);
+  }, 120_000);
 });
