@@ -1,7 +1,7 @@
 // Exact scan over int8-stored keys, the portable reference (precision 'int8'; see kernels.h
 // scan_i8keys_scalar for the definition). No intrinsics, fixed order: p ascending, multiply
 // and add rounded separately (-std=c++17 turns contraction off), then the row's scale.
-// Also the table entry of the levels without their own version (AVX2, NEON): the qpack
+// Also the default table entry (kernels.h) for a level without its own version: the qpack
 // scratch is sized for the calling level's mr, so this reads the queries unpacked.
 #include "kernels.h"
 

@@ -54,10 +54,15 @@ constexpr int kMaxI8Dim = 65536;
 //   sim = key_scale[r] * (sum_p queries[q][p] * float(i8[r][p]))
 // the sum in f32, p ascending (scalar: separate multiply and add; AVX-512: FMA), then one
 // multiply. Reads args.queries (row-major), keys_i8 and key_scale; same push protocol as scan.
-// Levels without their own version (AVX2, NEON) use the scalar one: the table default below.
+// Every level has its own (kernels/int8_keys_<isa>.cpp); a table that leaves the field out
+// gets the scalar one (the default below).
 void scan_i8keys_scalar(const ScanArgs& args);
 #if defined(__x86_64__) || defined(_M_X64)
+void scan_i8keys_avx2(const ScanArgs& args);    // kernels/int8_keys_avx2.cpp (avx2 table only)
 void scan_i8keys_avx512(const ScanArgs& args);  // kernels/int8_keys_avx512.cpp (avx512 tables only)
+#endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+void scan_i8keys_neon(const ScanArgs& args);    // kernels/int8_keys_neon.cpp (neon table only)
 #endif
 
 struct Kernels {
