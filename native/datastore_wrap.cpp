@@ -108,10 +108,24 @@ Napi::Function DatastoreWrap::Init(Napi::Env env) {
 DatastoreWrap::DatastoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DatastoreWrap>(info) {
   const int d = static_cast<int>(int_arg(info, 0, "d", 1, kMaxDim));
   const int dv = static_cast<int>(int_arg(info, 1, "dv", 1, kMaxDim));
-  if (info.Length() < 3 || !info[2].IsBoolean()) throw type_error(info.Env(), "RAPM_TYPE", "Expected boolean for bf16");
+  // precision: 0 f32, 1 bf16, 2 int8 (src/retrieval/datastore.ts maps the names); a boolean
+  // (true = bf16) is still accepted.
+  if (info.Length() < 3 || !(info[2].IsBoolean() || info[2].IsNumber())) {
+    throw type_error(info.Env(), "RAPM_TYPE", "Expected boolean (bf16) or integer (precision) for precision");
+  }
+  const int precision = info[2].IsBoolean() ? (info[2].As<Napi::Boolean>().Value() ? 1 : 0)
+                                            : static_cast<int>(int_arg(info, 2, "precision", 0, 2));
   // fastPath (optional): 0 off, 1 bf16, 2 int8 (src/retrieval/datastore.ts maps the names).
   const int fast = info.Length() > 3 && !info[3].IsUndefined() ? static_cast<int>(int_arg(info, 3, "fastPath", 0, 2)) : 0;
-  store_ = std::make_shared<Datastore>(d, dv, info[2].As<Napi::Boolean>().Value(), static_cast<FastPath>(fast));
+  if (precision == 2 && d > kMaxI8Dim) {
+    throw range_error(info.Env(), "RAPM_INVALID_ARG", "precision 'int8' needs a key width d <= " + std::to_string(kMaxI8Dim) +
+                                                          " but d = " + std::to_string(d));
+  }
+  if (precision == 2 && fast == 1) {
+    throw range_error(info.Env(), "RAPM_INVALID_ARG",
+                      "fastPath 'bf16' needs f32 or bf16 keys; an int8 datastore takes fastPath 'int8' or 'off'");
+  }
+  store_ = std::make_shared<Datastore>(d, dv, static_cast<KeyPrecision>(precision), static_cast<FastPath>(fast));
 }
 
 // { queries, redone, candidates }: queries searched with the fast path, how many of them the
@@ -208,13 +222,18 @@ namespace {
 struct StoredKeys {
   float* f32 = nullptr;
   uint16_t* bf16 = nullptr;
+  int8_t* i8 = nullptr;  // int8 store: codes; scales come as their own argument
   Napi::Value pin;
 };
 StoredKeys stored_keys_arg(const Napi::CallbackInfo& info, size_t i, const char* name, const Datastore& ds, int64_t len,
                            bool nullable) {
   StoredKeys k;
   if (nullable && (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined())) return k;
-  if (ds.bf16()) {
+  if (ds.int8()) {
+    auto a = typed_arg<int8_t>(info, i, name, napi_int8_array, "Int8Array (int8 codes)", len);
+    k.i8 = a.Data();
+    k.pin = a;
+  } else if (ds.bf16()) {
     auto a = typed_arg<uint16_t>(info, i, name, napi_uint16_array, "Uint16Array (bf16 bits)", len);
     k.bf16 = a.Data();
     k.pin = a;
@@ -227,8 +246,9 @@ StoredKeys stored_keys_arg(const Napi::CallbackInfo& info, size_t i, const char*
 }
 }  // namespace
 
-// exportRows(rowBegin, rowEnd, keysOut | null, valuesOut | null, groupsOut | null): rows
-// [rowBegin, rowEnd) in stored form, row-major. Sync (a memory copy of the block).
+// exportRows(rowBegin, rowEnd, keysOut | null, valuesOut | null, groupsOut | null, scalesOut | null):
+// rows [rowBegin, rowEnd) in stored form, row-major (an int8 store: codes in keysOut, the
+// per-row scales in scalesOut [m]). Sync (a memory copy of the block).
 Napi::Value DatastoreWrap::ExportRows(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t n = store_->size();
@@ -240,20 +260,27 @@ Napi::Value DatastoreWrap::ExportRows(const Napi::CallbackInfo& info) {
   int32_t* groups = nullptr;
   if (info.Length() > 3 && !info[3].IsNull() && !info[3].IsUndefined()) values = f32_arg(info, 3, "valuesOut", m * store_->dv()).Data();
   if (info.Length() > 4 && !info[4].IsNull() && !info[4].IsUndefined()) groups = i32_arg(info, 4, "groupsOut", m).Data();
-  Status st = store_->export_rows(rb, re, keys.f32, keys.bf16, values, groups, *Addon::of(env).get_pool());
+  float* scales = nullptr;
+  if (info.Length() > 5 && !info[5].IsNull() && !info[5].IsUndefined()) {
+    if (!store_->int8()) throw type_error(env, "RAPM_TYPE", "scalesOut is for an int8 datastore only");
+    scales = f32_arg(info, 5, "scalesOut", m).Data();
+  }
+  Status st = store_->export_rows(rb, re, keys.f32, keys.bf16, values, groups, *Addon::of(env).get_pool(), keys.i8, scales);
   if (!st.ok()) throw status_error(env, st, "rows");
   return env.Undefined();
 }
 
-// importRows(keys [m,d] stored form, values [m,dv], groups [m], m): appends rows that are
-// already normalised (see Datastore::import_rows). Sync.
+// importRows(keys [m,d] stored form, values [m,dv], groups [m], m, scales [m] (int8 store only)):
+// appends rows that are already normalised (see Datastore::import_rows). Sync.
 Napi::Value DatastoreWrap::ImportRows(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const int64_t m = int_arg(info, 3, "m", 0, kMaxRows - store_->size());
   StoredKeys keys = stored_keys_arg(info, 0, "keys", *store_, m * store_->d(), false);
   auto values = f32_arg(info, 1, "values", m * store_->dv());
   auto groups = i32_arg(info, 2, "groups", m);
-  Status st = store_->import_rows(keys.f32, keys.bf16, values.Data(), groups.Data(), m, *Addon::of(env).get_pool());
+  const float* scales = store_->int8() ? f32_arg(info, 4, "scales", m).Data() : nullptr;
+  Status st = store_->import_rows(keys.f32, keys.bf16, values.Data(), groups.Data(), m, *Addon::of(env).get_pool(), keys.i8,
+                                  scales);
   if (!st.ok()) throw status_error(env, st, "keys/values");
   return env.Undefined();
 }

@@ -1,5 +1,5 @@
 /**
- * npm run bench:retrieval [-- --workloads W1,W2,W3 --large --threads 2 --out results/bench-retrieval.json]
+ * npm run bench:retrieval [-- --workloads W1,W2,W3 --large --threads 2 --int8-storage --out results/bench-retrieval.json]
  *
  * Measures rapm's exact search against its peers in one run, on random data with a
  * fixed seed (tau = 0.04), and against the machine's lower bound measured in the same
@@ -33,6 +33,8 @@ const { values: args } = parseArgs({
     peers: { type: 'string', default: 'faiss,ts' },
     out: { type: 'string', default: 'results/bench-retrieval.json' },
     'max-seconds': { type: 'string', default: '4' },
+    // int8 storage block (precision 'int8'): off by default, so the default run keeps its length.
+    'int8-storage': { type: 'boolean', default: false },
   },
 });
 const threads = Number(args.threads);
@@ -147,6 +149,26 @@ for (const w of workloads) {
     record(engine, t, 4, 1, undefined, st.queries > 0 ? (st.redone / st.queries) * b : undefined);
   }
 
+  // ---- int8 storage (precision 'int8'; separate from the fast-path columns above): the exact
+  // scan of the int8 keys, and the VNNI first pass over them with the exact re-rank. The
+  // answer checked is the int8 store's own exact search: int8 keys change some neighbours
+  // against f32 (npm run bench:int8-accuracy says how many).
+  if (args['int8-storage']) {
+    const exact8 = new Datastore({ keyDim: d, valueDim: dv, precision: 'int8' });
+    await exact8.add(keys, values);
+    const int8Bytes = (4 * Math.ceil(d / 4) + 8) / d; // per key value, scale and code sum included
+    record('rapm int8 keys', await time(() => exact8.search(queries, { k, tau: TAU })), int8Bytes);
+    const want = await exact8.search(queries, { k, tau: TAU });
+    const fast8 = new Datastore({ keyDim: d, valueDim: dv, precision: 'int8', fastPath: 'int8' });
+    await fast8.add(keys, values);
+    const t = await time(() => fast8.search(queries, { k, tau: TAU }));
+    const st = fast8.fastPathStats;
+    const got = await fast8.search(queries, { k, tau: TAU });
+    if (!got.neighbors.every((v, i) => v === want.neighbors[i])) console.log('  !! rapm int8 keys fast: top-K differs from the int8 exact search');
+    if (st.queries === 0) console.log('  (rapm int8 keys fast: fast path not engaged here, the exact scan ran)');
+    record('rapm int8 keys fast', t, int8Bytes, 1, undefined, st.queries > 0 ? (st.redone / st.queries) * b : undefined);
+  }
+
   if (faiss) {
     const index = new faiss.IndexFlatIP(d);
     const normed = l2normalizeRows(keys, d);
@@ -204,6 +226,22 @@ for (const key of [...new Set(rows.map(keyOf))]) {
   console.log(
     `| ${mine.workload} | ${mine.d} | ${fmt(mine.minMs)} / ${fmt(mine.medianMs)} | ${mine.gflops.toFixed(1)} | ${mine.xBound.toFixed(2)} | ${bfVsF32Bound} | ${fast('rapm f32+bf16 fast')} | ${fast('rapm bf16 fast')} | ${fast('rapm f32+int8 fast')} | ${redone('rapm f32+bf16 fast')} / ${redone('rapm f32+int8 fast')} of ${mine.b} | ${peer('faiss')} | ${peer('plain')} |`,
   );
+}
+
+if (args['int8-storage']) {
+  // int8 storage block: times against the f32 bound of the same run (and the int8 keys' own bound).
+  console.log('\n| workload | d | int8 keys exact x f32-bound | int8 keys exact x int8-bound | int8 keys + VNNI fast x f32-bound | redone | key bytes/row f32 / int8 |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const key of [...new Set(rows.map(keyOf))]) {
+    const group = rows.filter((r) => keyOf(r) === key);
+    const mine = group.find((r) => r.engine === 'rapm f32')!;
+    const ex = group.find((r) => r.engine === 'rapm int8 keys');
+    const fa = group.find((r) => r.engine === 'rapm int8 keys fast');
+    if (!ex || !fa) continue;
+    console.log(
+      `| ${mine.workload} | ${mine.d} | ${(ex.minMs / mine.boundMs).toFixed(2)} | ${ex.xBound.toFixed(2)} | ${(fa.minMs / mine.boundMs).toFixed(2)} | ${fa.redonePerSearch?.toFixed(0) ?? 'exact'} of ${mine.b} | ${4 * mine.d} / ${4 * Math.ceil(mine.d / 4) + 8} |`,
+    );
+  }
 }
 
 ensureDir(path.dirname(args.out!));

@@ -277,7 +277,8 @@ const hiddenWidth = integer(1, 65536);
 export const FAST_PATHS = ['auto', 'off', 'bf16', 'int8'] as const;
 const CONFIGS = ['A', 'B'] as const;
 const AGGREGATE_CHOICES = ['softmax', 'mean', 'top1'] as const;
-const PRECISIONS = ['f32', 'bf16'] as const;
+/** Key storage precisions (Datastore `precision`, `--precision`; the native code maps them 0, 1, 2). */
+export const PRECISIONS = ['f32', 'bf16', 'int8'] as const;
 
 /**
  * Every setting. The object key is the library key; `flag` is the CLI name. Per-command
@@ -289,7 +290,7 @@ export const SETTINGS = {
   k: defineSetting({ key: 'k', flag: 'k', group: 'retrieval', kind: 'integer', default: 90, help: 'Neighbours per query (top-K); at most the datastore rows', ...kSpec }),
   tau: defineSetting({ key: 'tau', flag: 'tau', group: 'retrieval', kind: 'number', default: 0.04, help: 'Softmax temperature (a positive normal float32, so the weights stay finite)', ...tauSpec }),
   aggregate: defineSetting({ key: 'aggregate', flag: 'aggregate', group: 'retrieval', kind: 'choice', default: 'softmax' as (typeof AGGREGATE_CHOICES)[number], help: 'How the K neighbours are blended: softmax(sim/tau), uniform mean, or the best only', ...choice(AGGREGATE_CHOICES) }),
-  precision: defineSetting({ key: 'precision', flag: 'precision', group: 'retrieval', kind: 'choice', default: 'f32' as (typeof PRECISIONS)[number], help: 'Key storage: f32, or bf16 (half the memory, ~3 significant digits)', ...choice(PRECISIONS) }),
+  precision: defineSetting({ key: 'precision', flag: 'precision', group: 'retrieval', kind: 'choice', default: 'f32' as (typeof PRECISIONS)[number], help: 'Key storage: f32, bf16 (half the memory, ~3 significant digits), or int8 (a quarter: int8 codes + a per-row scale; changes some neighbours, see the README)', ...choice(PRECISIONS) }),
   leakyPriors: defineSetting({ key: 'leakyPriors', flag: 'leaky-priors', group: 'retrieval', kind: 'boolean', default: false, help: "Train on priors that include the query's own row (the reference's behaviour; for comparison only)", parse: bool }),
   fastPath: defineSetting({ key: 'fastPath', flag: 'fast-path', group: 'retrieval', kind: 'choice', default: 'auto' as (typeof FAST_PATHS)[number], help: "Faster search, the exact answers bit for bit: a first pass over a bf16 (AVX512_BF16) or int8 (AVX512_VNNI) copy of the keys, then an exact re-rank. auto: bf16 where the CPU has AVX512_BF16, else off. Without the instructions bf16 and int8 search exactly. The bf16 copy of f32 keys adds half their memory (rebuilt at load, never saved)", ...choice(FAST_PATHS) }),
 

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "bf16.h"
+#include "int8_store.h"
 
 namespace rapm {
 
@@ -22,8 +23,10 @@ inline size_t panel_offset(int64_t row, int p, int d) {
 }
 
 // Copies all rows of src into dst starting at dst_row0.
-void copy_segment_rows(const Segment& src, Segment& dst, int64_t dst_row0, int d, int dv) {
-  if (dst_row0 % kPanel == 0) {  // panel-aligned: whole panels at once
+void copy_segment_rows(const Segment& src, Segment& dst, int64_t dst_row0, int d, int dv, bool int8) {
+  if (int8) {
+    i8_copy_rows(src, dst, dst_row0, d);  // the stored int8 keys (core/int8_store.cpp)
+  } else if (dst_row0 % kPanel == 0) {  // panel-aligned: whole panels at once  // panel-aligned: whole panels at once
     const size_t elems = static_cast<size_t>(src.npanels) * d * kPanel;
     const size_t at = static_cast<size_t>(dst_row0 / kPanel) * d * kPanel;
     if (src.keys_f32) std::memcpy(dst.keys_f32.get() + at, src.keys_f32.get(), elems * sizeof(float));
@@ -42,14 +45,17 @@ void copy_segment_rows(const Segment& src, Segment& dst, int64_t dst_row0, int d
 }
 
 // A zeroed segment of n rows starting at global row `base` (panel-padded keys, values, groups).
-Status allocate_segment(int64_t base, int64_t n, int d, int dv, bool bf16, std::shared_ptr<Segment>* out) {
+Status allocate_segment(int64_t base, int64_t n, int d, int dv, bool bf16, bool int8, std::shared_ptr<Segment>* out) {
   try {
     auto seg = std::make_shared<Segment>();
     seg->base = base;
     seg->n = n;
     seg->npanels = (n + kPanel - 1) / kPanel;
     const size_t key_elems = static_cast<size_t>(seg->npanels) * d * kPanel;
-    if (bf16) {
+    if (int8) {
+      Status st = i8_allocate(*seg, d);
+      if (!st.ok()) return st;
+    } else if (bf16) {
       seg->keys_bf16 = aligned_zeroed<uint16_t>(key_elems);
       if (!seg->keys_bf16) throw std::bad_alloc();
     } else {
@@ -105,6 +111,11 @@ Status normalize_rows(const float* in, float* out, int64_t m, int d, ThreadPool&
 Datastore::Datastore(int d, int dv, bool bf16, FastPath fast)
     : d_(d), dv_(dv), bf16_(bf16), fast_(fast), counters_(std::make_shared<FastPathCounters>()) {}
 
+Datastore::Datastore(int d, int dv, KeyPrecision precision, FastPath fast)
+    : Datastore(d, dv, precision == KeyPrecision::kBf16, fast) {
+  int8_ = precision == KeyPrecision::kInt8;
+}
+
 int64_t Datastore::size() const {
   std::lock_guard<std::mutex> lock(state_mu_);
   return n_;
@@ -114,7 +125,7 @@ int64_t Datastore::memory_bytes() const {
   std::lock_guard<std::mutex> lock(state_mu_);
   int64_t bytes = 0;
   for (const auto& s : segments_) {
-    bytes += s->npanels * d_ * kPanel * (bf16_ ? 2 : 4);
+    bytes += s->npanels * d_ * kPanel * (int8_ ? 0 : bf16_ ? 2 : 4);  // int8 keys: in shadow_bytes
     bytes += static_cast<int64_t>(s->values.size() * sizeof(float) + s->groups.size() * sizeof(int32_t));
     bytes += shadow_bytes(*s, d_);
   }
@@ -123,7 +134,7 @@ int64_t Datastore::memory_bytes() const {
 
 Snapshot Datastore::snapshot() const {
   std::lock_guard<std::mutex> lock(state_mu_);
-  return Snapshot{segments_, n_, d_, dv_, bf16_, fast_, counters_};
+  return Snapshot{segments_, n_, d_, dv_, bf16_, fast_, counters_, int8_};
 }
 
 Status Datastore::add(const float* keys, const float* values, const int32_t* groups, int64_t m,
@@ -163,11 +174,11 @@ Status Datastore::add(const float* keys, const float* values, const int32_t* gro
     --keep;
   }
   std::shared_ptr<Segment> seg;
-  st = allocate_segment(n_old + m - merged_rows, merged_rows, d_, dv_, bf16_, &seg);
+  st = allocate_segment(n_old + m - merged_rows, merged_rows, d_, dv_, bf16_, int8_, &seg);
   if (!st.ok()) return st;
   int64_t at = 0;
   for (size_t s = keep; s < segs.size(); ++s) {
-    copy_segment_rows(*segs[s], *seg, at, d_, dv_);
+    copy_segment_rows(*segs[s], *seg, at, d_, dv_, int8_);
     at += segs[s]->n;
   }
   // New rows into panel layout, in parallel over panels' worth of rows.
@@ -175,7 +186,8 @@ Status Datastore::add(const float* keys, const float* values, const int32_t* gro
   const int64_t tasks = (m + 1023) / 1024;
   Segment* dst = seg.get();
   const int d = d_;
-  pool.parallel_for(tasks, [&](int64_t t) {
+  if (int8_) i8_quantize_rows(normed.data(), m, d, *dst, first, pool);
+  pool.parallel_for(int8_ ? 0 : tasks, [&](int64_t t) {
     const int64_t r1 = std::min(m, (t + 1) * 1024);
     for (int64_t r = t * 1024; r < r1; ++r) {
       const float* x = normed.data() + r * d;
@@ -191,8 +203,12 @@ Status Datastore::add(const float* keys, const float* values, const int32_t* gro
   });
   std::copy(values, values + m * dv_, seg->values.begin() + first * dv_);
   std::copy(groups, groups + m, seg->groups.begin() + first);
-  st = build_shadow(*seg, d_, bf16_, fast_, pool);
-  if (!st.ok()) return st;
+  if (int8_) {
+    i8_key_stats(*seg, d_, pool);  // the stored keys are the int8 first pass's keys: no shadow
+  } else {
+    st = build_shadow(*seg, d_, bf16_, fast_, pool);
+    if (!st.ok()) return st;
+  }
 
   segs.resize(keep);
   segs.push_back(std::move(seg));
@@ -218,16 +234,18 @@ constexpr int64_t kBulkRows = 256;  // rows per parallel task (a multiple of kPa
 }  // namespace
 
 Status Datastore::export_rows(int64_t row_begin, int64_t row_end, float* keys_f32, uint16_t* keys_bf16, float* values,
-                              int32_t* groups, ThreadPool& pool) const {
+                              int32_t* groups, ThreadPool& pool, int8_t* keys_i8, float* scales_i8) const {
   const Snapshot snap = snapshot();
   if (row_begin < 0 || row_begin > row_end || row_end > snap.n) {
     return Status::Error(StatusCode::kInvalidArg, "row range [" + std::to_string(row_begin) + ", " +
                                                       std::to_string(row_end) + ") is outside [0, " +
                                                       std::to_string(snap.n) + "]");
   }
-  if ((keys_f32 != nullptr && bf16_) || (keys_bf16 != nullptr && !bf16_)) {
-    return Status::Error(StatusCode::kInvalidArg, bf16_ ? "keys of a bf16 datastore export as bf16 bits (Uint16Array)"
-                                                        : "keys of an f32 datastore export as f32 (Float32Array)");
+  if (int8_ ? keys_f32 != nullptr || keys_bf16 != nullptr
+            : (keys_i8 != nullptr || scales_i8 != nullptr || (keys_f32 != nullptr && bf16_) || (keys_bf16 != nullptr && !bf16_))) {
+    return Status::Error(StatusCode::kInvalidArg, int8_ ? "keys of an int8 datastore export as int8 codes (Int8Array) and scales"
+                                                  : bf16_ ? "keys of a bf16 datastore export as bf16 bits (Uint16Array)"
+                                                          : "keys of an f32 datastore export as f32 (Float32Array)");
   }
   if (row_begin == row_end) return Status::Ok();
   const int d = d_, dv = dv_;
@@ -250,6 +268,9 @@ Status Datastore::export_rows(int64_t row_begin, int64_t row_end, float* keys_f3
           uint16_t* dst = keys_bf16 + o * d;
           for (int p = 0; p < d; ++p) dst[p] = src[panel_offset(lr, p, d)];
         }
+        if (keys_i8 != nullptr || scales_i8 != nullptr) {
+          i8_export_row(*seg, lr, d, keys_i8 != nullptr ? keys_i8 + o * d : nullptr, scales_i8 != nullptr ? scales_i8 + o : nullptr);
+        }
         if (values != nullptr) std::memcpy(values + o * dv, seg->values.data() + lr * dv, sizeof(float) * dv);
         if (groups != nullptr) groups[o] = seg->groups[static_cast<size_t>(lr)];
       }
@@ -259,17 +280,22 @@ Status Datastore::export_rows(int64_t row_begin, int64_t row_end, float* keys_f3
 }
 
 Status Datastore::import_rows(const float* keys_f32, const uint16_t* keys_bf16, const float* values,
-                              const int32_t* groups, int64_t m, ThreadPool& pool) {
+                              const int32_t* groups, int64_t m, ThreadPool& pool, const int8_t* keys_i8,
+                              const float* scales_i8) {
   if (m <= 0) return Status::Ok();
-  if (bf16_ ? keys_bf16 == nullptr || keys_f32 != nullptr : keys_f32 == nullptr || keys_bf16 != nullptr) {
-    return Status::Error(StatusCode::kInvalidArg, bf16_ ? "a bf16 datastore imports keys as bf16 bits (Uint16Array)"
-                                                        : "an f32 datastore imports keys as f32 (Float32Array)");
+  const bool i8_given = keys_i8 != nullptr && scales_i8 != nullptr;
+  if (int8_ ? !i8_given || keys_f32 != nullptr || keys_bf16 != nullptr
+            : keys_i8 != nullptr || scales_i8 != nullptr ||
+                  (bf16_ ? keys_bf16 == nullptr || keys_f32 != nullptr : keys_f32 == nullptr || keys_bf16 != nullptr)) {
+    return Status::Error(StatusCode::kInvalidArg, int8_ ? "an int8 datastore imports keys as int8 codes (Int8Array) and scales (Float32Array)"
+                                                  : bf16_ ? "a bf16 datastore imports keys as bf16 bits (Uint16Array)"
+                                                          : "an f32 datastore imports keys as f32 (Float32Array)");
   }
   std::lock_guard<std::mutex> add_lock(add_mu_);
   const int d = d_, dv = dv_;
 
   // Validate first: on error nothing changes. Each task records its first bad row.
-  enum Why : int { kNone = 0, kKeyNonFinite, kKeyNorm, kValueNonFinite, kGroupNegative };
+  enum Why : int { kNone = 0, kKeyNonFinite, kKeyNorm, kValueNonFinite, kGroupNegative, kScaleBad, kCodeBad };
   const int64_t tasks = (m + kBulkRows - 1) / kBulkRows;
   std::vector<int64_t> bad(static_cast<size_t>(tasks), -1);
   std::vector<int> why(static_cast<size_t>(tasks), kNone);
@@ -277,9 +303,21 @@ Status Datastore::import_rows(const float* keys_f32, const uint16_t* keys_bf16, 
   pool.parallel_for(tasks, [&](int64_t t) {
     const int64_t r1 = std::min(m, (t + 1) * kBulkRows);
     for (int64_t r = t * kBulkRows; r < r1; ++r) {
+      if (keys_i8 != nullptr && !(std::isfinite(scales_i8[r]) && scales_i8[r] > 0)) {
+        bad[t] = r;
+        why[t] = kScaleBad;
+        return;
+      }
       double s = 0;
       for (int j = 0; j < d; ++j) {
-        const float x = keys_bf16 != nullptr ? bf16_to_f32(keys_bf16[r * d + j]) : keys_f32[r * d + j];
+        if (keys_i8 != nullptr && keys_i8[r * d + j] < -127) {  // -128 is outside the symmetric code range
+          bad[t] = r;
+          why[t] = kCodeBad;
+          return;
+        }
+        const float x = keys_i8 != nullptr    ? scales_i8[r] * keys_i8[r * d + j]
+                        : keys_bf16 != nullptr ? bf16_to_f32(keys_bf16[r * d + j])
+                                               : keys_f32[r * d + j];
         if (!std::isfinite(x)) {
           bad[t] = r;
           why[t] = kKeyNonFinite;
@@ -319,6 +357,10 @@ Status Datastore::import_rows(const float* keys_f32, const uint16_t* keys_bf16, 
                              bad[t], "keys");
       case kValueNonFinite:
         return Status::Error(StatusCode::kNonFinite, "row contains NaN or Infinity", bad[t], "values");
+      case kScaleBad:
+        return Status::Error(StatusCode::kInvalidArg, "row's int8 scale is not a finite number > 0", bad[t], "keys");
+      case kCodeBad:
+        return Status::Error(StatusCode::kInvalidArg, "row holds the int8 code -128 (codes are in [-127, 127])", bad[t], "keys");
       default:
         return Status::Error(StatusCode::kInvalidArg, "group is negative", bad[t], "groups");
     }
@@ -330,12 +372,13 @@ Status Datastore::import_rows(const float* keys_f32, const uint16_t* keys_bf16, 
     n_old = n_;
   }
   std::shared_ptr<Segment> seg;
-  Status alloc = allocate_segment(n_old, m, d, dv, bf16_, &seg);
+  Status alloc = allocate_segment(n_old, m, d, dv, bf16_, int8_, &seg);
   if (!alloc.ok()) return alloc;
   std::copy(values, values + m * dv, seg->values.begin());
   std::copy(groups, groups + m, seg->groups.begin());
   Segment* dst = seg.get();
-  pool.parallel_for(tasks, [&](int64_t t) {
+  if (int8_) i8_import_rows(keys_i8, scales_i8, m, d, *dst, pool);
+  pool.parallel_for(int8_ ? 0 : tasks, [&](int64_t t) {
     const int64_t r1 = std::min(m, (t + 1) * kBulkRows);
     for (int64_t r = t * kBulkRows; r < r1; ++r) {
       for (int p = 0; p < d; ++p) {
@@ -348,8 +391,12 @@ Status Datastore::import_rows(const float* keys_f32, const uint16_t* keys_bf16, 
       }
     }
   });
-  Status shadow = build_shadow(*seg, d, bf16_, fast_, pool);
-  if (!shadow.ok()) return shadow;
+  if (int8_) {
+    i8_key_stats(*seg, d, pool);
+  } else {
+    Status shadow = build_shadow(*seg, d, bf16_, fast_, pool);
+    if (!shadow.ok()) return shadow;
+  }
   std::lock_guard<std::mutex> lock(state_mu_);
   segments_.push_back(std::move(seg));
   n_ = n_old + m;

@@ -35,6 +35,9 @@ std::unique_ptr<T, AlignedFree> aligned_zeroed(size_t count) {
   return std::unique_ptr<T, AlignedFree>(static_cast<T*>(p));
 }
 
+// Key storage: f32, bf16, or int8 codes with a per-row scale (core/int8_store.cpp).
+enum class KeyPrecision : int { kF32 = 0, kBf16 = 1, kInt8 = 2 };
+
 // Fast search path (a first pass on narrower keys, then an exact re-rank; see core/search.cpp).
 enum class FastPath : int { kOff = 0, kBf16 = 1, kInt8 = 2 };
 
@@ -56,6 +59,7 @@ struct Segment {
   std::vector<int32_t> groups;                       // [n]
   // Fast-path shadow of the keys (core/shadow.cpp), built with the segment:
   std::unique_ptr<uint16_t, AlignedFree> shadow_bf16;  // bf16 panels of an f32 store (kBf16)
+  // (for an int8 store, keys_i8 / i8_scale / i8_sum ARE the stored keys: core/int8_store.cpp)
   std::unique_ptr<int8_t, AlignedFree> keys_i8;        // int8 panels (kInt8), layout in kernels.h
   std::vector<float> i8_scale;                         // [npanels*kPanel] per-row int8 step
   std::vector<int32_t> i8_sum;                         // [npanels*kPanel] per-row sum of int8 values
@@ -71,6 +75,7 @@ struct Snapshot {
   bool bf16 = false;
   FastPath fast = FastPath::kOff;
   std::shared_ptr<FastPathCounters> counters;
+  bool int8 = false;  // int8 store: the exact scan is kernels scan_i8keys over keys_i8
 };
 
 enum class Aggregate : int { kSoftmax = 0, kMean = 1, kTop1 = 2 };
@@ -96,10 +101,13 @@ class Datastore {
   // fast: the fast search path this store keeps a shadow for (kOff: none; kBf16 on a bf16
   // store needs no shadow, the stored keys are the first-pass keys).
   Datastore(int d, int dv, bool bf16, FastPath fast = FastPath::kOff);
+  // Any precision. kInt8 needs d <= kMaxI8Dim and fast kOff or kInt8 (the wrapper checks both).
+  Datastore(int d, int dv, KeyPrecision precision, FastPath fast = FastPath::kOff);
 
   int d() const { return d_; }
   int dv() const { return dv_; }
   bool bf16() const { return bf16_; }
+  bool int8() const { return int8_; }
   FastPath fast_path() const { return fast_; }
   const FastPathCounters& fast_counters() const { return *counters_; }
   int64_t size() const;
@@ -114,8 +122,9 @@ class Datastore {
   // (keys_f32, f32 store) or as bf16 bit patterns (keys_bf16, bf16 store), values [m, dv],
   // groups [m]. Any output may be null (skipped); the key output of the other precision
   // must be null. Works on a snapshot, so it may run while rows are being appended.
+  // An int8 store exports keys as codes (keys_i8, [m, d]) and scales (scales_i8, [m]).
   Status export_rows(int64_t row_begin, int64_t row_end, float* keys_f32, uint16_t* keys_bf16, float* values,
-                     int32_t* groups, ThreadPool& pool) const;
+                     int32_t* groups, ThreadPool& pool, int8_t* keys_i8 = nullptr, float* scales_i8 = nullptr) const;
 
   // Appends m rows already in stored form, as export_rows wrote them (keys normalised, f32
   // or bf16 bits matching the store): copied as they are, never re-normalised, so a
@@ -124,12 +133,15 @@ class Datastore {
   // and that groups are >= 0; on error nothing is added. The rows become one new segment
   // that is not merged with earlier ones, so a bulk load in blocks never holds two copies
   // of the rows (later add() calls merge as usual).
+  // An int8 store imports codes [m, d] in [-127, 127] and scales [m] (finite, > 0); the unit-norm
+  // check applies to scale * codes.
   Status import_rows(const float* keys_f32, const uint16_t* keys_bf16, const float* values, const int32_t* groups,
-                     int64_t m, ThreadPool& pool);
+                     int64_t m, ThreadPool& pool, const int8_t* keys_i8 = nullptr, const float* scales_i8 = nullptr);
 
  private:
   int d_, dv_;
   bool bf16_;
+  bool int8_ = false;
   FastPath fast_;
   std::shared_ptr<FastPathCounters> counters_;
   std::mutex add_mu_;           // one add at a time

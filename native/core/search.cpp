@@ -31,6 +31,9 @@
 //         <= 4 * 2^-24 |q'| |k'|.
 // The exact scan itself rounds d products/sums: <= gamma(d + 1) N_q N_k. E_q is the sum,
 // evaluated in double and inflated by 1e-6 relative; gamma(n) = n u / (1 - n u), u = 2^-23.
+// An int8 STORE (precision 'int8') has no shadow: the first pass reads the stored s*K, so
+// C = 0, and its exact scan (kernels scan_i8keys) obeys the same gamma(d + 1) bound
+// (core/int8_store.cpp).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -98,9 +101,10 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
   const int64_t qchunk = (qtiles + qtasks - 1) / qtasks * mr;
   const int64_t qtasks_real = (b + qchunk - 1) / qchunk;
   const int64_t ktasks = qtasks_real >= threads ? 1 : (4 * threads + qtasks_real - 1) / qtasks_real;
-  const int64_t key_bytes = pass == Pass::kInt8 ? 1 : pass == Pass::kBf16 || snap.bf16 ? 2 : 4;
+  const int64_t key_bytes = pass == Pass::kInt8 || snap.int8 ? 1 : pass == Pass::kBf16 || snap.bf16 ? 2 : 4;
   const int64_t block_panels = std::max<int64_t>(1, (384 * 1024) / (static_cast<int64_t>(d) * kPanel * key_bytes));
-  void (*scan)(const ScanArgs&) = pass == Pass::kExact ? kern.scan : pass == Pass::kBf16 ? kern.scan_bf16 : kern.scan_i8;
+  void (*scan)(const ScanArgs&) = pass == Pass::kExact ? (snap.int8 ? kern.scan_i8keys : kern.scan)  // int8 store hook
+                                  : pass == Pass::kBf16 ? kern.scan_bf16 : kern.scan_i8;
 
   const int cap = margins ? keep : topk_capacity(k);
   std::vector<TopKEntry> entries;
@@ -143,6 +147,10 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
       // Lanes at or past lr1 are masked by the kernel; rows before lr0 by push_candidates.
       ScanArgs a{qs.f32 + q0 * d, nq, d, seg->keys_f32.get(), seg->keys_bf16.get(), p0, p1, lr1,
                  block_panels, qpack.data(), thr.data(), push_candidates, &ctx};
+      if (snap.int8) {  // int8 store hook: the stored keys (core/int8_store.cpp)
+        a.keys_i8 = seg->keys_i8.get();
+        a.key_scale = seg->i8_scale.data();
+      }
       if (pass == Pass::kBf16) {
         a.keys_f32 = nullptr;
         a.keys_bf16 = seg->shadow_bf16 ? seg->shadow_bf16.get() : seg->keys_bf16.get();
@@ -258,7 +266,13 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
       const int64_t P = refs[r0].panel;
       ScanArgs a{qbuf.data(), nq, d, seg.keys_f32.get(), seg.keys_bf16.get(), P, P + 1, seg.n, 1,
                  qpack.data(), thr.data(), push, &ctx};
-      kern.scan(a);
+      if (snap.int8) {  // int8 store hook: re-rank with its exact scan (core/int8_store.cpp)
+        a.keys_i8 = seg.keys_i8.get();
+        a.key_scale = seg.i8_scale.data();
+        kern.scan_i8keys(a);
+      } else {
+        kern.scan(a);
+      }
     }
   });
 }

@@ -49,6 +49,22 @@ struct ScanArgs {
 // with the integer sum exact (d <= kMaxI8Dim keeps it inside int32).
 constexpr int kMaxI8Dim = 65536;
 
+// Exact scan over int8-STORED keys (precision 'int8', core/int8_store.cpp): f32 queries against
+// the dequantised keys, in the same int8 panel layout as keys_i8 above. For query q and row r:
+//   sim = key_scale[r] * (sum_p queries[q][p] * float(i8[r][p]))
+// the sum in f32, p ascending (scalar: separate multiply and add; AVX-512: FMA), then one
+// multiply. Reads args.queries (row-major), keys_i8 and key_scale; same push protocol as scan.
+// Every level has its own (kernels/int8_keys_<isa>.cpp); a table that leaves the field out
+// gets the scalar one (the default below).
+void scan_i8keys_scalar(const ScanArgs& args);
+#if defined(__x86_64__) || defined(_M_X64)
+void scan_i8keys_avx2(const ScanArgs& args);    // kernels/int8_keys_avx2.cpp (avx2 table only)
+void scan_i8keys_avx512(const ScanArgs& args);  // kernels/int8_keys_avx512.cpp (avx512 tables only)
+#endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+void scan_i8keys_neon(const ScanArgs& args);    // kernels/int8_keys_neon.cpp (neon table only)
+#endif
+
 struct Kernels {
   SimdLevel level;
   const char* name;
@@ -70,6 +86,8 @@ struct Kernels {
   void (*scan_i8)(const ScanArgs& args);
   bool fast_bf16;
   bool fast_i8;
+  // Exact scan of an int8 store (see scan_i8keys_scalar above); the re-rank of its fast path too.
+  void (*scan_i8keys)(const ScanArgs& args) = scan_i8keys_scalar;
 };
 
 const Kernels* kernels_scalar();

@@ -147,7 +147,8 @@ float read_sum(const float* p, size_t n) {
 }
 
 const Kernels kTable = {SimdLevel::kAvx2, "avx2", kMr, scan, fma_probe, read_sum,
-                            scan_bf16_scalar, scan_i8_scalar, false, false};
+                            scan_bf16_scalar, scan_i8_scalar, false, false,
+                            scan_i8keys_avx2};  // int8 store: kernels/int8_keys_avx2.cpp
 
 }  // namespace
 

@@ -119,7 +119,8 @@ float read_sum(const float* p, size_t n) {
 }
 
 const Kernels kTable = {SimdLevel::kNeon, "neon", kMr, scan, fma_probe, read_sum,
-                            scan_bf16_scalar, scan_i8_scalar, false, false};
+                            scan_bf16_scalar, scan_i8_scalar, false, false,
+                            scan_i8keys_neon};  // int8 store: kernels/int8_keys_neon.cpp
 
 }  // namespace
 

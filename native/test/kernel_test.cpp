@@ -250,8 +250,9 @@ void check_query(const std::vector<Ranked>& ref, const float* sims, const int32_
   check_close("prior", prior, pr.data(), dv, ptol.data(), ptol.size());
 }
 
-void test_search(const std::vector<const Kernels*>& levels, std::vector<Tally>& tallies, int d, bool bf16,
+void test_search(const std::vector<const Kernels*>& levels, std::vector<Tally>& tallies, int d, KeyPrecision prec,
                  const Sizes& sz, ThreadPool& pool1, ThreadPool& pool3, uint64_t seed) {
+  const bool bf16 = prec == KeyPrecision::kBf16, int8 = prec == KeyPrecision::kInt8;
   const int n = sz.n, b = sz.b, dv = 5;
   Rng rng(seed);
   std::vector<float> keys = rng.normals(static_cast<size_t>(n) * d);
@@ -262,7 +263,7 @@ void test_search(const std::vector<const Kernels*>& levels, std::vector<Tally>& 
   std::vector<int32_t> groups(n);
   for (int r = 0; r < n; ++r) groups[r] = r / 2;  // pairs of rows share an exclusion group
 
-  Datastore ds(d, dv, bf16);
+  Datastore ds(d, dv, prec);
   // Three adds: three segments whose bases are not panel-aligned.
   const int cut1 = n * 55 / 100, cut2 = n * 85 / 100;
   const int cuts[4] = {0, cut1, cut2, n};
@@ -278,9 +279,15 @@ void test_search(const std::vector<const Kernels*>& levels, std::vector<Tally>& 
     }
   }
   const Snapshot snap = ds.snapshot();
-  // The stored keys (normalised, bf16-rounded for bf16) are what every level must agree on.
+  // The stored keys (normalised, bf16-rounded for bf16, scale * codes for int8) are what every
+  // level must agree on.
   std::vector<float> stored(static_cast<size_t>(n) * d);
-  if (bf16) {
+  if (int8) {
+    std::vector<int8_t> codes(static_cast<size_t>(n) * d);
+    std::vector<float> scales(n);
+    ds.export_rows(0, n, nullptr, nullptr, nullptr, nullptr, pool3, codes.data(), scales.data());
+    for (size_t i = 0; i < codes.size(); ++i) stored[i] = scales[i / d] * codes[i];
+  } else if (bf16) {
     std::vector<uint16_t> bits(static_cast<size_t>(n) * d);
     ds.export_rows(0, n, nullptr, bits.data(), nullptr, nullptr, pool3);
     for (size_t i = 0; i < bits.size(); ++i) {
@@ -322,7 +329,7 @@ void test_search(const std::vector<const Kernels*>& levels, std::vector<Tally>& 
       {"k=1 top1 leave-one-out", 1, Aggregate::kTop1, true, false},
       {"k=all softmax", 0, Aggregate::kSoftmax, false, false},
   };
-  const std::string what = std::string("search ") + (bf16 ? "bf16" : "f32") + " keys d=" + std::to_string(d);
+  const std::string what = std::string("search ") + (int8 ? "int8" : bf16 ? "bf16" : "f32") + " keys d=" + std::to_string(d);
   for (const SearchCase& sc : cases) {
     SearchParams p;
     p.tau = static_cast<float>(tau);
@@ -1000,7 +1007,8 @@ int main(int argc, char** argv) {
   for (int d : dims) {
     g_tally = &tallies[0];
     test_normalize(d, pool3);
-    for (bool bf16 : {false, true}) test_search(levels, tallies, d, bf16, sz, pool1, pool3, 1000 + d * 2 + bf16);
+    for (KeyPrecision prec : {KeyPrecision::kF32, KeyPrecision::kBf16, KeyPrecision::kInt8})
+      test_search(levels, tallies, d, prec, sz, pool1, pool3, 1000 + d * 2 + static_cast<int>(prec));
     const MlpKernels& scalar_mlp = *mlp_kernels_for(SimdLevel::kScalar);
     for (size_t li = 0; li < levels.size(); ++li) {
       g_tally = &tallies[li];

@@ -83,7 +83,7 @@ export interface PointOptions {
   /** Confidence level of the bootstrap intervals. Default 0.95. */
   level?: number;
   /** Key precision of the datastore the priors come from. Default 'f32'. */
-  precision?: 'f32' | 'bf16';
+  precision?: 'f32' | 'bf16' | 'int8';
   backend: MlpBackend;
   /** Skip fusion: score plain retrieval only. */
   plainOnly?: boolean;

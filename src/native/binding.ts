@@ -44,15 +44,18 @@ export interface NativeDatastore {
   readonly _segmentCount: number;
   /** Fast-path counters: queries searched with it, and how many of those the exact scan redid. */
   readonly fastPathStats: { queries: number; redone: number; candidates: number };
-  /** Rows [rowBegin, rowEnd) in stored form, row-major: keys f32 (Float32Array) or bf16 bits (Uint16Array); null skips. */
-  exportRows(rowBegin: number, rowEnd: number, keysOut: Float32Array | Uint16Array | null, valuesOut: Float32Array | null, groupsOut: Int32Array | null): void;
-  /** Append rows already in stored form (normalised keys, as exportRows wrote them), without re-normalising. */
-  importRows(keys: Float32Array | Uint16Array, values: Float32Array, groups: Int32Array, m: number): void;
+  /**
+   * Rows [rowBegin, rowEnd) in stored form, row-major: keys f32 (Float32Array), bf16 bits (Uint16Array)
+   * or int8 codes (Int8Array, with the per-row scales in scalesOut [m], int8 store only); null skips.
+   */
+  exportRows(rowBegin: number, rowEnd: number, keysOut: Float32Array | Uint16Array | Int8Array | null, valuesOut: Float32Array | null, groupsOut: Int32Array | null, scalesOut?: Float32Array | null): void;
+  /** Append rows already in stored form (normalised keys, as exportRows wrote them; int8: codes + scales [m]), without re-normalising. */
+  importRows(keys: Float32Array | Uint16Array | Int8Array, values: Float32Array, groups: Int32Array, m: number, scales?: Float32Array): void;
 }
 
 export interface NativeBinding {
-  /** fastPath: 0 off, 1 bf16, 2 int8. */
-  Datastore: new (d: number, dv: number, bf16: boolean, fastPath?: number) => NativeDatastore;
+  /** precision: 0 f32, 1 bf16, 2 int8 (a boolean means bf16 or f32); fastPath: 0 off, 1 bf16, 2 int8. */
+  Datastore: new (d: number, dv: number, precision: number | boolean, fastPath?: number) => NativeDatastore;
   simdLevel(): string;
   simdLevels(): string[];
   setSimdLevel(level: string): string;

@@ -4,9 +4,16 @@ import { selectColumns } from '../data/indices.js';
 import { checkIndexList, checkInteger, checkMatrix, is } from '../validate.js';
 import { AGGREGATE_CODE, resolveSearchOptions, type ResolvedSearchOptions, type SearchOptions } from './search-options.js';
 import { loadDatastore, saveDatastore, type LoadDatastoreOptions, type SaveDatastoreOptions, type SaveDatastoreResult } from './persist.js';
-import { checkSetting } from '../settings.js';
+import { PRECISIONS, checkSetting } from '../settings.js';
 
-export type KeyPrecision = 'f32' | 'bf16';
+/**
+ * Key storage. 'f32' (default); 'bf16' (half the memory, ~3 significant digits); 'int8' (about a
+ * quarter: d int8 codes + one f32 scale per row, chosen so the stored key s * codes has unit
+ * norm; see native/core/int8_store.cpp). Search is exact over the keys as stored: with bf16 or
+ * int8 keys some neighbours differ from an f32 store's.
+ */
+export type KeyPrecision = (typeof PRECISIONS)[number];
+const PRECISION_CODE: Record<KeyPrecision, number> = { f32: 0, bf16: 1, int8: 2 };
 
 /**
  * Fast search path: a first pass on narrower keys (bf16 with AVX-512 BF16, int8 with AVX-512
@@ -16,7 +23,9 @@ export type KeyPrecision = 'f32' | 'bf16';
  * exact search's, bit for bit. It engages when the searched rows span at least 8 (k + 32)
  * 32-row panels (smaller stores are searched exactly: the re-rank would cost a full scan).
  * 'bf16' on an f32 store keeps a bf16 shadow of the keys (memory x1.5); on a bf16 store it
- * reads the stored keys. 'int8' keeps an int8 shadow with a per-row scale (+1 byte per value).
+ * reads the stored keys. 'int8' keeps an int8 shadow with a per-row scale (+1 byte per value);
+ * on an int8 store (precision 'int8') it reads the stored keys (no shadow), and the answer is
+ * the exact scan of the int8 keys. An int8 store takes 'off' or 'int8' only.
  * On a CPU without the instructions the exact scan runs instead.
  */
 export type FastPath = 'off' | 'bf16' | 'int8';
@@ -44,7 +53,7 @@ export interface DatastoreOptions {
   keyIndices?: ArrayLike<number>;
   /** Value columns to keep (SPANISH_WINNERS for the R-APM target). Default: all valueDim columns. */
   valueIndices?: ArrayLike<number>;
-  /** Key storage: 'f32' (default) or 'bf16' (half the memory and bandwidth, ~3 significant digits). */
+  /** Key storage: 'f32' (default), 'bf16' (half the memory and bandwidth, ~3 significant digits) or 'int8' (see KeyPrecision). */
   precision?: KeyPrecision;
   /**
    * Fast search path, same answers as the exact scan (see FastPath), or 'auto' (resolveFastPath).
@@ -81,6 +90,9 @@ interface Prepared {
   range: [number, number];
   out: SearchResult;
 }
+
+/** Keys in stored form: f32, bf16 bit patterns, or int8 codes (with a separate Float32Array of per-row scales). */
+export type StoredKeys = Float32Array | Uint16Array | Int8Array;
 
 const allIndices = (n: number): Int32Array => Int32Array.from({ length: n }, (_, i) => i);
 
@@ -130,15 +142,21 @@ export class Datastore {
     this.valueIndices =
       options.valueIndices === undefined ? allIndices(this.valueDim) : checkIndexList('valueIndices', options.valueIndices, this.valueDim);
     this.precision = options.precision ?? 'f32';
-    if (this.precision !== 'f32' && this.precision !== 'bf16') throw invalidParam('precision', "'f32' or 'bf16'", options.precision);
+    if (!PRECISIONS.includes(this.precision)) throw invalidParam('precision', "'f32', 'bf16' or 'int8'", options.precision);
     this.fastPath = resolveFastPath(checkSetting('fastPath', options.fastPath), this.precision);
     if (this.fastPath === 'int8' && this.keyIndices.length > 65536) {
       throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a key width <= 65536 for fastPath 'int8' but received ${this.keyIndices.length}`);
     }
+    if (this.precision === 'int8' && this.keyIndices.length > 65536) {
+      throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a key width <= 65536 for precision 'int8' (the int8 kernels' limit) but received ${this.keyIndices.length}`);
+    }
+    if (this.precision === 'int8' && this.fastPath === 'bf16') {
+      throw new RapmError('RAPM_INVALID_ARG', "fastPath 'bf16' needs f32 or bf16 keys: a precision 'int8' datastore takes fastPath 'int8' (the VNNI first pass over its stored keys) or 'off'");
+    }
     this.#keyIdentity = this.keyIndices.length === this.keyDim && this.keyIndices.every((v, i) => v === i);
     this.#valueIdentity = this.valueIndices.length === this.valueDim && this.valueIndices.every((v, i) => v === i);
     const { Datastore: Native } = loadBinding();
-    this.#native = new Native(this.keyIndices.length, this.valueIndices.length, this.precision === 'bf16', FAST_PATH_CODE[this.fastPath]);
+    this.#native = new Native(this.keyIndices.length, this.valueIndices.length, PRECISION_CODE[this.precision], FAST_PATH_CODE[this.fastPath]);
   }
 
   /** Stored key width d (after index selection). */
@@ -156,6 +174,19 @@ export class Datastore {
   /** Bytes of native storage (keys, values, groups), including rows of an add() not yet committed. */
   get memoryBytes(): number {
     return this.#native.memoryBytes;
+  }
+  /**
+   * Native bytes per row: keys (f32 4d, bf16 2d, int8 4 ceil(d/4) + 8 for codes, scale and code
+   * sum), the fast path's shadow if any (bf16 2d, int8 4 ceil(d/4) + 8; none on a store of the
+   * same precision), values 4 dv and the exclusion group 4. memoryBytes is this times the rows,
+   * with keys padded to a multiple of 32 rows per segment.
+   */
+  get bytesPerRow(): number {
+    const d = this.d;
+    const int8Keys = 4 * Math.ceil(d / 4) + 8;
+    const keys = this.precision === 'int8' ? int8Keys : this.precision === 'bf16' ? 2 * d : 4 * d;
+    const shadow = this.fastPath === 'int8' && this.precision !== 'int8' ? int8Keys : this.fastPath === 'bf16' && this.precision === 'f32' ? 2 * d : 0;
+    return keys + shadow + 4 * this.dv + 4;
   }
   /**
    * Fast-path counters since construction: queries searched with the fast path, and how many
@@ -415,22 +446,22 @@ export class Datastore {
     return this.#ids.slice();
   }
 
-  /** @internal For persist.ts: rows [begin, end) in stored form (NativeDatastore.exportRows). */
-  _exportRows(begin: number, end: number, keys: Float32Array | Uint16Array | null, values: Float32Array | null, groups: Int32Array | null): void {
+  /** @internal For persist.ts: rows [begin, end) in stored form (NativeDatastore.exportRows; scales: int8 store only). */
+  _exportRows(begin: number, end: number, keys: StoredKeys | null, values: Float32Array | null, groups: Int32Array | null, scales: Float32Array | null = null): void {
     if (end > this.size) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected rows within the ${this.size} committed rows but received [${begin}, ${end})`);
     try {
-      this.#native.exportRows(begin, end, keys, values, groups);
+      this.#native.exportRows(begin, end, keys, values, groups, scales);
     } catch (e) {
       throw nativeError(e, new Error().stack);
     }
   }
 
-  /** @internal For persist.ts: append rows in stored form (NativeDatastore.importRows) with their ids; returns the groups assigned. */
-  _importRows(keys: Float32Array | Uint16Array, values: Float32Array, ids: readonly string[] | undefined, m: number): Int32Array {
+  /** @internal For persist.ts: append rows in stored form (NativeDatastore.importRows; scales: int8 store only) with their ids; returns the groups assigned. */
+  _importRows(keys: StoredKeys, values: Float32Array, ids: readonly string[] | undefined, m: number, scales?: Float32Array): Int32Array {
     this.#checkNoPendingAdd('import rows');
     const groups = this.#commitIds(m, ids, true);
     try {
-      this.#native.importRows(keys, values, groups, m);
+      this.#native.importRows(keys, values, groups, m, scales);
     } catch (e) {
       throw nativeError(e, new Error().stack);
     }

@@ -68,6 +68,12 @@ export function datastoreKeys(ds: Datastore, begin = 0, end = ds.size): Float32A
   if (m === 0) return out;
   if (ds.precision === 'f32') {
     ds._exportRows(begin, end, out, null, null);
+  } else if (ds.precision === 'int8') {
+    // The stored key is scale * codes (native/core/int8_store.cpp), as f32.
+    const codes = new Int8Array(m * ds.d);
+    const scales = new Float32Array(m);
+    ds._exportRows(begin, end, codes, null, null, scales);
+    for (let i = 0; i < codes.length; i++) out[i] = Math.fround(scales[Math.floor(i / ds.d)]! * codes[i]!);
   } else {
     const raw = new Uint16Array(m * ds.d);
     ds._exportRows(begin, end, raw, null, null);

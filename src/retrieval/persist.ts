@@ -14,7 +14,9 @@
  *                                  speakers | null, meta, and the offset and length of every section
  *   payloadOffset
  *              keys       [n, d] row-major, exactly as stored: L2-normalised f32, or the
- *                                  bf16 bit patterns (u16) for a bf16 datastore
+ *                                  bf16 bit patterns (u16) for a bf16 datastore, or for an
+ *                                  int8 datastore the int8 codes [n, d] (i8) followed by the
+ *                                  per-row scales [n] (f32): the key is scale * codes
  *              values     [n, dv] f32 (the selected value columns)
  *              groups     [n] i32 exclusion groups (re-derived from ids at load and compared)
  *   trailer    4 x 32 bytes SHA-256 of: magic+version+headerLen+header, keys, values, groups
@@ -23,14 +25,18 @@
  * Every byte of the file is covered by a checksum or is a fixed marker, so any flipped
  * byte, a cut tail or a wrong magic/version is refused with RAPM_FORMAT naming the file
  * and what is wrong. Keys are loaded without re-normalising (bit-exact round trip; bf16
- * keys are not rounded twice). `ids: null` means the rows were added without ids (row i
+ * keys are not rounded twice, int8 keys are not re-quantised).
+ *
+ * Precision 'int8' extended version 1 without changing it: f32 and bf16 files are written
+ * byte for byte as before, and a reader that predates int8 refuses an int8 file with
+ * RAPM_FORMAT naming the header's precision (it checks precision before the sections). `ids: null` means the rows were added without ids (row i
  * has id String(i)).
  */
 import { createHash, type Hash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import { RapmError, RapmTypeError, describe, isRapmError } from '../errors.js';
-import { checkSetting } from '../settings.js';
+import { PRECISIONS, checkSetting } from '../settings.js';
 import { atomicWrite, ioError } from '../io/atomic.js';
 import { Datastore, type FastPathSetting, type KeyPrecision } from './datastore.js';
 import { assertRegularFile } from '../io/files.js';
@@ -96,9 +102,11 @@ export interface DatastoreFileHeader {
 
 const formatError = (file: string, what: string): RapmError => new RapmError('RAPM_FORMAT', `Cannot load datastore ${file}: ${what}`);
 
+/** Bytes of one stored key element: f32 4, bf16 2, int8 1 (plus a 4-byte scale per row). */
+const keyBytes = (precision: KeyPrecision): number => (precision === 'int8' ? 1 : precision === 'bf16' ? 2 : 4);
+
 function layout(n: number, d: number, dv: number, precision: KeyPrecision, payloadOffset: number): { sections: DatastoreFileHeader['sections']; total: number } {
-  const kb = precision === 'bf16' ? 2 : 4;
-  const keys = { offset: payloadOffset, bytes: n * d * kb };
+  const keys = { offset: payloadOffset, bytes: n * d * keyBytes(precision) + (precision === 'int8' ? n * 4 : 0) };
   const values = { offset: keys.offset + keys.bytes, bytes: n * dv * 4 };
   const groups = { offset: values.offset + values.bytes, bytes: n * 4 };
   return { sections: { keys, values, groups }, total: groups.offset + groups.bytes + TRAILER_BYTES };
@@ -146,6 +154,9 @@ async function readAll(fh: fs.promises.FileHandle, buf: Uint8Array, position: nu
 
 const u8 = (a: ArrayBufferView, bytes = a.byteLength): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, bytes);
 
+const newKeys = (precision: KeyPrecision, len: number): Float32Array | Uint16Array | Int8Array =>
+  precision === 'int8' ? new Int8Array(len) : precision === 'bf16' ? new Uint16Array(len) : new Float32Array(len);
+
 function rowsPerBlock(d: number, dv: number, kb: number): number {
   return Math.max(1, Math.floor(_persistTuning.blockBytes / (d * kb + dv * 4 + 4)));
 }
@@ -191,19 +202,21 @@ export async function saveDatastore(ds: Datastore, file: string, options: SaveDa
     createdAt: new Date().toISOString(),
   });
   const { d, dv } = ds;
-  const bf16 = ds.precision === 'bf16';
+  const kb = keyBytes(ds.precision);
   const { sections } = header;
   const total = sections.groups.offset + sections.groups.bytes + TRAILER_BYTES;
   const hashes = [createHash('sha256').update(head), createHash('sha256'), createHash('sha256'), createHash('sha256')];
-  const rows = Math.min(rowsPerBlock(d, dv, bf16 ? 2 : 4), Math.max(n, 1));
-  const keys = bf16 ? new Uint16Array(rows * d) : new Float32Array(rows * d);
+  const rows = Math.min(rowsPerBlock(d, dv, kb), Math.max(n, 1));
+  const keys = newKeys(ds.precision, rows * d);
+  // int8: the scales of all rows (4 bytes each) follow the codes in the keys section.
+  const scales = ds.precision === 'int8' ? new Float32Array(n) : null;
   const values = new Float32Array(rows * dv);
   const groups = new Int32Array(rows);
   await atomicWrite(file, async (fh) => {
     await writeAll(fh, head, 0);
     for (let r0 = 0; r0 < n; r0 += rows) {
       const m = Math.min(rows, n - r0);
-      ds._exportRows(r0, r0 + m, keys.subarray(0, m * d), values.subarray(0, m * dv), groups.subarray(0, m));
+      ds._exportRows(r0, r0 + m, keys.subarray(0, m * d), values.subarray(0, m * dv), groups.subarray(0, m), scales?.subarray(r0, r0 + m) ?? null);
       const parts: [Uint8Array, number][] = [
         [u8(keys, m * d * keys.BYTES_PER_ELEMENT), sections.keys.offset + r0 * d * keys.BYTES_PER_ELEMENT],
         [u8(values, m * dv * 4), sections.values.offset + r0 * dv * 4],
@@ -214,6 +227,10 @@ export async function saveDatastore(ds: Datastore, file: string, options: SaveDa
         hashes[s + 1]!.update(buf);
         await writeAll(fh, buf, pos);
       }
+    }
+    if (scales) {
+      hashes[1]!.update(u8(scales));
+      await writeAll(fh, u8(scales), sections.keys.offset + n * d);
     }
     const trailer = Buffer.alloc(TRAILER_BYTES);
     hashes.forEach((h, i) => h.digest().copy(trailer, i * 32));
@@ -260,7 +277,7 @@ function checkHeader(file: string, raw: unknown, payloadOffset: number, fileByte
     if (!isInt(h[name], lo, hi)) throw formatError(file, `header field ${name} is ${describe(h[name])}, expected an integer between ${lo} and ${hi}`);
   }
   const n = h.n as number, d = h.d as number, dv = h.dv as number;
-  if (h.precision !== 'f32' && h.precision !== 'bf16') throw formatError(file, `header field precision is ${describe(h.precision)}, expected 'f32' or 'bf16'`);
+  if (!PRECISIONS.includes(h.precision as KeyPrecision)) throw formatError(file, `header field precision is ${describe(h.precision)}, expected one of ${PRECISIONS.map((p) => `'${p}'`).join(', ')}`);
   const keyIndices = indexList(file, 'keyIndices', h.keyIndices, d, h.keyDim as number);
   const valueIndices = indexList(file, 'valueIndices', h.valueIndices, dv, h.valueDim as number);
   const ids = stringList(file, 'ids', h.ids, n);
@@ -268,7 +285,7 @@ function checkHeader(file: string, raw: unknown, payloadOffset: number, fileByte
   if (ids && ids.some((s) => s.length === 0)) throw formatError(file, 'header field ids holds an empty id');
   const meta = h.meta === undefined || h.meta === null ? null : h.meta;
   if (meta !== null && (typeof meta !== 'object' || Array.isArray(meta))) throw formatError(file, 'header field meta is not an object');
-  const expected = layout(n, d, dv, h.precision, payloadOffset);
+  const expected = layout(n, d, dv, h.precision as KeyPrecision, payloadOffset);
   const s = h.sections as DatastoreFileHeader['sections'] | undefined;
   for (const k of ['keys', 'values', 'groups'] as const) {
     if (s?.[k]?.offset !== expected.sections[k].offset || s?.[k]?.bytes !== expected.sections[k].bytes) {
@@ -286,7 +303,7 @@ function checkHeader(file: string, raw: unknown, payloadOffset: number, fileByte
     valueDim: h.valueDim as number,
     d,
     dv,
-    precision: h.precision,
+    precision: h.precision as KeyPrecision,
     keyIndices,
     valueIndices,
     ids,
@@ -378,15 +395,25 @@ export async function loadDatastore(file: string, options: LoadDatastoreOptions 
     // The fast-path shadow is not in the file: it is rebuilt from the stored keys as each block is imported.
     const ds = new Datastore({ keyDim: h.keyDim, valueDim: h.valueDim, keyIndices: h.keyIndices, valueIndices: h.valueIndices, precision: h.precision, fastPath });
     const { n, d, dv, sections } = h;
-    const bf16 = h.precision === 'bf16';
-    const kb = bf16 ? 2 : 4;
+    const kb = keyBytes(h.precision);
     const rows = Math.min(rowsPerBlock(d, dv, kb), Math.max(n, 1));
     const hashes = [createHash('sha256'), createHash('sha256'), createHash('sha256')];
     let rowError: Error | undefined;
+    // int8: the per-row scales follow the codes in the keys section; read them first (4 bytes a row).
+    const scales = h.precision === 'int8' ? new Float32Array(n) : null;
+    if (scales) {
+      let got: number;
+      try {
+        got = await readAll(fh, u8(scales), sections.keys.offset + n * d);
+      } catch (e) {
+        throw ioError('read', file, e);
+      }
+      if (got !== scales.byteLength) throw formatError(file, 'the file ended early (truncated while being read)');
+    }
     for (let r0 = 0; r0 < n; r0 += rows) {
       const m = Math.min(rows, n - r0);
       // Fresh buffers per block: importRows copies them into native storage.
-      const keys = bf16 ? new Uint16Array(m * d) : new Float32Array(m * d);
+      const keys = newKeys(h.precision, m * d);
       const values = new Float32Array(m * dv);
       const groups = new Int32Array(m);
       const parts: [Uint8Array, number][] = [
@@ -407,7 +434,7 @@ export async function loadDatastore(file: string, options: LoadDatastoreOptions 
       }
       if (rowError) continue; // keep hashing: a checksum mismatch explains a bad row better
       try {
-        const assigned = ds._importRows(keys, values, h.ids ? h.ids.slice(r0, r0 + m) : undefined, m);
+        const assigned = ds._importRows(keys, values, h.ids ? h.ids.slice(r0, r0 + m) : undefined, m, scales?.subarray(r0, r0 + m));
         for (let i = 0; i < m; i++) {
           if (assigned[i] !== groups[i]) throw new Error(`row ${r0 + i}: its exclusion group ${groups[i]} disagrees with its id (expected ${assigned[i]})`);
         }
@@ -416,6 +443,7 @@ export async function loadDatastore(file: string, options: LoadDatastoreOptions 
         rowError = new Error(row !== undefined ? `${(e as Error).message.replace(/ row \d+/, ` row ${r0 + row}`)}` : (e as Error).message);
       }
     }
+    if (scales) hashes[0]!.update(u8(scales)); // file order: the codes, then the scales
     const names = ['keys', 'values', 'groups'];
     for (let s = 0; s < 3; s++) {
       if (!hashes[s]!.digest().equals(digests.subarray((s + 1) * 32, (s + 2) * 32))) {

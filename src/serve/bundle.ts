@@ -52,7 +52,7 @@ export interface BundleSettings {
   k: number;
   tau: number;
   aggregate: Aggregate;
-  precision: 'f32' | 'bf16';
+  precision: 'f32' | 'bf16' | 'int8';
   /**
    * The fast search path to serve with (the fastPath setting: 'auto', 'off', 'bf16', 'int8').
    * It never changes an answer, only speed and memory. Absent (bundles written before it
@@ -72,7 +72,7 @@ export interface BundleManifest {
   /** The training data: hash (src/data/hash.ts), where it came from, rows in the datastore. */
   data: { hash: string; source: string; rows: number };
   model: { file: string; bytes: number; sha256: string; enDim: number; outDim: number; spec: unknown } | null;
-  datastore: { file: string; bytes: number; rows: number; keyDim: number; d: number; dv: number; precision: 'f32' | 'bf16' };
+  datastore: { file: string; bytes: number; rows: number; keyDim: number; d: number; dv: number; precision: 'f32' | 'bf16' | 'int8' };
   /** Scores of the build (validation, train, test with bootstrap intervals), or null. */
   metrics: Record<string, unknown> | null;
   versions: { rapm: string; commit: string | null; node: string; onnxruntime: string | null; simd: string; threads: number; platform: string };
@@ -85,7 +85,7 @@ export interface BundleInfo {
   created: string;
   dataHash: string;
   /** The settings as trained. */
-  trained: { config: string; k: number; tau: number; aggregate: Aggregate; precision: 'f32' | 'bf16'; fastPath: FastPathSetting };
+  trained: { config: string; k: number; tau: number; aggregate: Aggregate; precision: 'f32' | 'bf16' | 'int8'; fastPath: FastPathSetting };
   /** Settings changed at load time: `{ k: { trained: 90, serving: 50 } }` (fastPath too, though it changes no answer). */
   overrides: Record<string, { trained: unknown; serving: unknown }>;
 }

@@ -107,7 +107,7 @@ export interface PredictorInfo {
   keyDim: number;
   d: number;
   dv: number;
-  precision: 'f32' | 'bf16';
+  precision: 'f32' | 'bf16' | 'int8';
   /** The fast search path the datastore keeps (fastPath 'auto' resolved on this CPU; results equal the exact scan's). */
   fastPath: FastPath;
   k: number;

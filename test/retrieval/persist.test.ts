@@ -32,11 +32,13 @@ function build(precision: KeyPrecision, n = 700, seed = 1, withIds = true): { ds
 /** Every stored row, exactly, plus ids. */
 function dump(ds: Datastore): { keys: Uint8Array; values: Float32Array; groups: Int32Array; ids: string[] } {
   const n = ds.size;
-  const keys = ds.precision === 'bf16' ? new Uint16Array(n * ds.d) : new Float32Array(n * ds.d);
+  const keys = ds.precision === 'int8' ? new Int8Array(n * ds.d) : ds.precision === 'bf16' ? new Uint16Array(n * ds.d) : new Float32Array(n * ds.d);
   const values = new Float32Array(n * ds.dv);
   const groups = new Int32Array(n);
-  ds._exportRows(0, n, keys, values, groups);
-  return { keys: new Uint8Array(keys.buffer), values, groups, ids: ds._ids() };
+  const scales = ds.precision === 'int8' ? new Float32Array(n) : null; // int8: the key is scale * codes
+  ds._exportRows(0, n, keys, values, groups, scales);
+  const bytes = scales ? Buffer.concat([Buffer.from(keys.buffer), Buffer.from(scales.buffer)]) : new Uint8Array(keys.buffer);
+  return { keys: bytes, values, groups, ids: ds._ids() };
 }
 
 /** Same rows, ids and settings (memoryBytes too, unless the load used many tiny blocks: one segment, one padded panel, each). */
@@ -66,7 +68,7 @@ async function codeOf(p: Promise<unknown>): Promise<{ code?: string; message: st
 }
 
 describe('saveDatastore / loadDatastore: round trip', () => {
-  for (const precision of ['f32', 'bf16'] as const) {
+  for (const precision of ['f32', 'bf16', 'int8'] as const) {
     it(`${precision}: rows bit-exact, ids and exclusion groups kept, searches identical (many blocks)`, async () => {
       _persistTuning.blockBytes = 4096; // ~60 rows a block: exercises block edges
       const { ds } = build(precision);

@@ -1,0 +1,134 @@
+// Exact scan over int8-stored keys with AVX-512 (precision 'int8'; definition in kernels.h,
+// reference: int8_keys_scalar.cpp). Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq
+// by file suffix; everything but scan_i8keys_avx512 (called only through the avx512 tables)
+// stays in the anonymous namespace.
+//
+// Per group of 4 dims, two 64-byte loads hold the 32 lanes' codes (one int32 lane per key row,
+// byte j = dim 4g + j); each dim is sign-extended by a shift pair, converted to f32 and
+// FMA'd with 12 broadcast queries. p ascending with FMA, then the row's scale: the same
+// order for every call, so the re-rank reproduces the exact scan bit for bit.
+#include <immintrin.h>
+
+#include "kernels.h"
+
+namespace rapm {
+namespace {
+
+constexpr int kMr = 12;  // as the avx512 tables (a.qpack holds round_up(nq, 12) * d floats)
+
+void pack_queries(const ScanArgs& a) {
+  const int panels = (a.nq + kMr - 1) / kMr;
+  for (int qp = 0; qp < panels; ++qp) {
+    float* dst = a.qpack + static_cast<size_t>(qp) * a.d * kMr;
+    for (int i = 0; i < kMr; ++i) {
+      const int q = qp * kMr + i;
+      if (q < a.nq) {
+        const float* src = a.queries + static_cast<size_t>(q) * a.d;
+        for (int p = 0; p < a.d; ++p) dst[p * kMr + i] = src[p];
+      } else {
+        for (int p = 0; p < a.d; ++p) dst[p * kMr + i] = 0.0f;
+      }
+    }
+  }
+}
+
+// Dim j (0..3) of each int32 lane of v, sign-extended, as float.
+template <int J>
+inline __m512 dim_of(__m512i v) {
+  if (J == 3) return _mm512_cvtepi32_ps(_mm512_srai_epi32(v, 24));
+  return _mm512_cvtepi32_ps(_mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * J), 24));
+}
+
+template <int MR, int J>
+inline void fma_dim(const float* q, __m512i k0, __m512i k1, __m512* acc0, __m512* acc1) {
+  const __m512 f0 = dim_of<J>(k0), f1 = dim_of<J>(k1);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    const __m512 qv = _mm512_set1_ps(q[i]);
+    acc0[i] = _mm512_fmadd_ps(qv, f0, acc0[i]);
+    acc1[i] = _mm512_fmadd_ps(qv, f1, acc1[i]);
+  }
+}
+
+template <int MR>
+void tile(const ScanArgs& a, const float* q, int q0, int64_t p0, int64_t p1) {
+  const int d = a.d, d4 = (d + 3) / 4, full = d / 4, rest = d % 4;
+  for (int64_t P = p0; P < p1; ++P) {
+    __m512 acc0[MR], acc1[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      acc0[i] = _mm512_setzero_ps();
+      acc1[i] = _mm512_setzero_ps();
+    }
+    const int8_t* kp = a.keys_i8 + static_cast<size_t>(P) * d4 * kPanel * 4;
+    for (int g = 0; g < full; ++g) {
+      const __m512i k0 = _mm512_loadu_si512(kp + static_cast<size_t>(g) * kPanel * 4);
+      const __m512i k1 = _mm512_loadu_si512(kp + static_cast<size_t>(g) * kPanel * 4 + 64);
+      const float* qg = q + static_cast<size_t>(4 * g) * kMr;
+      fma_dim<MR, 0>(qg, k0, k1, acc0, acc1);
+      fma_dim<MR, 1>(qg + kMr, k0, k1, acc0, acc1);
+      fma_dim<MR, 2>(qg + 2 * kMr, k0, k1, acc0, acc1);
+      fma_dim<MR, 3>(qg + 3 * kMr, k0, k1, acc0, acc1);
+    }
+    if (rest > 0) {  // the last, partial group: only its real dims (no padding terms)
+      const __m512i k0 = _mm512_loadu_si512(kp + static_cast<size_t>(full) * kPanel * 4);
+      const __m512i k1 = _mm512_loadu_si512(kp + static_cast<size_t>(full) * kPanel * 4 + 64);
+      const float* qg = q + static_cast<size_t>(4 * full) * kMr;
+      fma_dim<MR, 0>(qg, k0, k1, acc0, acc1);
+      if (rest > 1) fma_dim<MR, 1>(qg + kMr, k0, k1, acc0, acc1);
+      if (rest > 2) fma_dim<MR, 2>(qg + 2 * kMr, k0, k1, acc0, acc1);
+    }
+    const int64_t row0 = P * kPanel;
+    const int64_t valid = a.n_rows - row0;
+    const uint32_t lanes = valid >= kPanel ? 0xFFFFFFFFu : ((1u << valid) - 1u);
+    const __m512 ks0 = _mm512_loadu_ps(a.key_scale + row0);
+    const __m512 ks1 = _mm512_loadu_ps(a.key_scale + row0 + 16);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const __m512 s0 = _mm512_mul_ps(acc0[i], ks0), s1 = _mm512_mul_ps(acc1[i], ks1);
+      const __m512 t = _mm512_set1_ps(a.thr[q0 + i]);
+      uint32_t m = static_cast<uint32_t>(_mm512_cmp_ps_mask(s0, t, _CMP_GE_OQ)) |
+                   (static_cast<uint32_t>(_mm512_cmp_ps_mask(s1, t, _CMP_GE_OQ)) << 16);
+      m &= lanes;
+      if (m) {
+        alignas(64) float s[kPanel];
+        _mm512_store_ps(s, s0);
+        _mm512_store_ps(s + 16, s1);
+        a.push(a.push_ctx, q0 + i, s, m, row0);
+      }
+    }
+  }
+}
+
+void tile_dispatch(int mr, const ScanArgs& a, const float* q, int q0, int64_t p0, int64_t p1) {
+  switch (mr) {
+    case 1: return tile<1>(a, q, q0, p0, p1);
+    case 2: return tile<2>(a, q, q0, p0, p1);
+    case 3: return tile<3>(a, q, q0, p0, p1);
+    case 4: return tile<4>(a, q, q0, p0, p1);
+    case 5: return tile<5>(a, q, q0, p0, p1);
+    case 6: return tile<6>(a, q, q0, p0, p1);
+    case 7: return tile<7>(a, q, q0, p0, p1);
+    case 8: return tile<8>(a, q, q0, p0, p1);
+    case 9: return tile<9>(a, q, q0, p0, p1);
+    case 10: return tile<10>(a, q, q0, p0, p1);
+    case 11: return tile<11>(a, q, q0, p0, p1);
+    default: return tile<12>(a, q, q0, p0, p1);
+  }
+}
+
+}  // namespace
+
+void scan_i8keys_avx512(const ScanArgs& a) {
+  pack_queries(a);
+  const int qpanels = (a.nq + kMr - 1) / kMr;
+  for (int64_t kb = a.panel_begin; kb < a.panel_end; kb += a.block_panels) {
+    const int64_t kb_end = kb + a.block_panels < a.panel_end ? kb + a.block_panels : a.panel_end;
+    for (int qp = 0; qp < qpanels; ++qp) {
+      const int mr = a.nq - qp * kMr < kMr ? a.nq - qp * kMr : kMr;
+      tile_dispatch(mr, a, a.qpack + static_cast<size_t>(qp) * a.d * kMr, qp * kMr, kb, kb_end);
+    }
+  }
+}
+
+}  // namespace rapm
