@@ -68,7 +68,8 @@ Status allocate_segment(int64_t base, int64_t n, int d, int dv, bool bf16, std::
 }  // namespace
 
 Status normalize_rows(const float* in, float* out, int64_t m, int d, ThreadPool& pool) {
-  constexpr int64_t kRowsPerTask = 256;
+  // Small tasks: a search's few hundred queries still spread over every thread.
+  constexpr int64_t kRowsPerTask = 64;
   const int64_t tasks = (m + kRowsPerTask - 1) / kRowsPerTask;
   std::vector<int64_t> bad(static_cast<size_t>(tasks), -1);
   std::vector<StatusCode> why(static_cast<size_t>(tasks), StatusCode::kOk);
