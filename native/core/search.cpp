@@ -35,16 +35,20 @@
 // C = 0, and its exact scan (kernels scan_i8keys) obeys the same gamma(d + 1) bound
 // (core/int8_store.cpp).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <new>
 #include <string>
 
 #include "aggregate.h"
 #include "bf16.h"
 #include "datastore.h"
+#include "select.h"
 #include "topk.h"
+#include "uninit.h"
 
 namespace rapm {
 
@@ -92,15 +96,18 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
                  int k, int keep, const float* margins, int64_t rb, int64_t re, std::vector<TopKEntry>& out,
                  std::vector<int>& count, std::vector<char>& overflow) {
   const int d = snap.d, d4 = (snap.d + 3) / 4;
-  // Task grid: query chunks x key chunks. Query chunks are whole micro-tiles; when there
+  // Task grid: query chunks x key chunks. Query chunks are whole micro-tiles, spread evenly
+  // (tile counts differ by at most one, so 4 tasks per thread finish together); when there
   // are too few queries to feed every thread, keys are split too and heaps merged after.
   const int threads = pool.threads();
   const int mr = kern.mr;
   const int64_t qtiles = (b + mr - 1) / mr;
-  const int64_t qtasks = std::min<int64_t>(qtiles, 4 * threads);
-  const int64_t qchunk = (qtiles + qtasks - 1) / qtasks * mr;
-  const int64_t qtasks_real = (b + qchunk - 1) / qchunk;
+  const int64_t qtasks_real = std::min<int64_t>(qtiles, 4 * threads);
+  auto task_q0 = [&](int64_t qt) { return std::min(b, qtiles * qt / qtasks_real * mr); };
   const int64_t ktasks = qtasks_real >= threads ? 1 : (4 * threads + qtasks_real - 1) / qtasks_real;
+  // Exact passes keeping many rows per query select from whole similarity rows (core/select.h).
+  const int64_t most_queries = (qtiles + qtasks_real - 1) / qtasks_real * mr;
+  const bool by_row = pass == Pass::kExact && !margins && ktasks == 1 && select_by_row(re - rb, k, most_queries);
   const int64_t key_bytes = pass == Pass::kInt8 || snap.int8 ? 1 : pass == Pass::kBf16 || snap.bf16 ? 2 : 4;
   const int64_t block_panels = std::max<int64_t>(1, (384 * 1024) / (static_cast<int64_t>(d) * kPanel * key_bytes));
   void (*scan)(const ScanArgs&) = pass == Pass::kExact ? (snap.int8 ? kern.scan_i8keys : kern.scan)  // int8 store hook
@@ -110,7 +117,7 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
   std::vector<TopKEntry> entries;
   std::vector<char> task_overflow;
   try {
-    entries.resize(static_cast<size_t>(ktasks) * b * cap);
+    entries.resize(by_row ? 0 : static_cast<size_t>(ktasks) * b * cap);
     out.assign(static_cast<size_t>(b) * keep, 0);
     count.assign(static_cast<size_t>(b), 0);
     overflow.assign(static_cast<size_t>(b), 0);
@@ -119,21 +126,28 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
     return Status::Error(StatusCode::kOutOfMemory, "out of memory for top-k buffers");
   }
   std::vector<int> heap_sizes(static_cast<size_t>(ktasks) * b, 0);
+  std::atomic<bool> row_oom{false};
 
   pool.parallel_for(qtasks_real * ktasks, [&](int64_t task) {
     const int64_t qt = task / ktasks, kt = task % ktasks;
-    const int64_t q0 = qt * qchunk;
-    const int nq = static_cast<int>(std::min(b, q0 + qchunk) - q0);
-    std::vector<TopK> heaps(static_cast<size_t>(nq));
+    const int64_t q0 = task_q0(qt);
+    const int nq = static_cast<int>(task_q0(qt + 1) - q0);
+    std::vector<TopK> heaps(by_row ? 0 : static_cast<size_t>(nq));
     std::vector<float> thr(static_cast<size_t>(nq), -std::numeric_limits<float>::infinity());
-    for (int i = 0; i < nq; ++i) {
+    for (int i = 0; i < static_cast<int>(heaps.size()); ++i) {
       const size_t o = (static_cast<size_t>(kt) * b + q0 + i) * cap;
       heaps[i] = TopK{entries.data() + o, 0, k, cap, -std::numeric_limits<float>::infinity()};
       if (margins) heaps[i].margin = margins[q0 + i];
     }
     const int64_t packed_rows = (nq + kern.mr - 1) / kern.mr * kern.mr;
-    std::vector<float> qpack(pass == Pass::kExact ? static_cast<size_t>(packed_rows) * d : 0);
+    UninitVector<float> qpack(pass == Pass::kExact ? static_cast<size_t>(packed_rows) * d : 0);  // the kernel packs
     PushCtx ctx{heaps.data(), thr.data(), nullptr, 0, 0, qs.exclude ? qs.exclude + q0 : nullptr};
+    std::unique_ptr<float[]> rows(by_row ? new (std::nothrow) float[static_cast<size_t>(nq) * (re - rb)] : nullptr);
+    if (by_row && !rows) {
+      row_oom = true;
+      return;
+    }
+    RowSink sink{rows.get(), re - rb, rb, ctx.exclude};
     for (const auto& seg : snap.segments) {
       // The searched rows of this segment, segment-local: [lr0, lr1).
       const int64_t lr0 = std::max<int64_t>(rb - seg->base, 0), lr1 = std::min<int64_t>(re - seg->base, seg->n);
@@ -151,6 +165,12 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
         a.keys_i8 = seg->keys_i8.get();
         a.key_scale = seg->i8_scale.data();
       }
+      if (rows) {  // thr stays -inf: every row reaches push_row
+        sink.groups = ctx.groups;
+        sink.base = ctx.base;
+        a.push = push_row;
+        a.push_ctx = &sink;
+      }
       if (pass == Pass::kBf16) {
         a.keys_f32 = nullptr;
         a.keys_bf16 = seg->shadow_bf16 ? seg->shadow_bf16.get() : seg->keys_bf16.get();
@@ -166,6 +186,14 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
       }
       scan(a);
     }
+    if (rows) {  // the k best of each whole row, best first, straight into out
+      SelectScratch scratch;
+      for (int i = 0; i < nq; ++i) {
+        count[q0 + i] = select_row(rows.get() + static_cast<size_t>(i) * (re - rb), re - rb, k, rb,
+                                   out.data() + (q0 + i) * keep, scratch);
+      }
+      return;
+    }
     for (int i = 0; i < nq; ++i) {
       heaps[i].select();
       heap_sizes[static_cast<size_t>(kt) * b + q0 + i] = heaps[i].size;
@@ -173,6 +201,8 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
     }
   });
 
+  if (row_oom) return Status::Error(StatusCode::kOutOfMemory, "out of memory for similarity rows");
+  if (by_row) return Status::Ok();
   // Merge key chunks, best first.
   const int64_t ftasks = std::min<int64_t>(b, 64);
   pool.parallel_for(ftasks, [&](int64_t t) {
@@ -297,7 +327,7 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
     return Status::Error(StatusCode::kKTooLarge,
                          "k = " + std::to_string(k) + " but only " + std::to_string(re - rb) + " rows are searched");
   }
-  std::vector<float> qn;
+  UninitVector<float> qn;  // written in full by normalize_rows
   try {
     qn.resize(static_cast<size_t>(b) * d);
   } catch (const std::bad_alloc&) {
@@ -457,6 +487,7 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
   }
   const int64_t ftasks = std::min<int64_t>(b, 64);
   pool.parallel_for(ftasks, [&](int64_t t) {
+    std::vector<const float*> vrows(static_cast<size_t>(k));
     for (int64_t q = b * t / ftasks; q < b * (t + 1) / ftasks; ++q) {
       const TopKEntry* e = best.data() + q * k;
       float* w = out.weights + q * k;
@@ -467,14 +498,11 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
         nb[i] = topk_id(e[i]);
       }
       aggregate_weights(s, k, params.tau, params.aggregate, w);
-      float* pr = out.prior + q * dv;
-      std::fill(pr, pr + dv, 0.0f);
       for (int i = 0; i < k; ++i) {
-        if (w[i] == 0.0f) continue;
         const Segment* seg = segment_of(snap, nb[i]);
-        const float* v = seg->values.data() + (nb[i] - seg->base) * dv;
-        for (int j = 0; j < dv; ++j) pr[j] += w[i] * v[j];
+        vrows[i] = seg->values.data() + (nb[i] - seg->base) * dv;
       }
+      blend_rows(vrows.data(), w, k, dv, out.prior + q * dv);
     }
   });
   return Status::Ok();

@@ -27,6 +27,7 @@
 #include "../core/cpu.h"
 #include "../core/datastore.h"
 #include "../core/mlp.h"
+#include "../core/select.h"
 #include "../kernels/kernels.h"
 #include "../kernels/mlp_kernels.h"
 
@@ -377,6 +378,16 @@ void test_search(const std::vector<const Kernels*>& levels, std::vector<Tally>& 
                 std::memcmp(one.sims.data(), got.sims.data(), got.sims.size() * sizeof(float)) == 0 &&
                 std::memcmp(one.prior.data(), got.prior.data(), got.prior.size() * sizeof(float)) == 0,
             "1 thread and 3 threads disagree");
+      // Both top-K strategies (core/select.h: reservoir, whole rows) give identical bits.
+      for (SelectMode mode : {SelectMode::kReservoir, SelectMode::kRow}) {
+        set_select_mode(mode);
+        SearchResult forced = run_search(snap, *kern, pool3, queries, b, p);
+        set_select_mode(SelectMode::kAuto);
+        check(forced.st.ok() && forced.ids == got.ids &&
+                  std::memcmp(forced.sims.data(), got.sims.data(), got.sims.size() * sizeof(float)) == 0 &&
+                  std::memcmp(forced.prior.data(), got.prior.data(), got.prior.size() * sizeof(float)) == 0,
+              "%s selection disagrees with the default", mode == SelectMode::kRow ? "whole-row" : "reservoir");
+      }
       if (kern->level == SimdLevel::kScalar) {
         scalar = got;
       } else if (!scalar.sims.empty()) {
@@ -399,6 +410,61 @@ void test_search(const std::vector<const Kernels*>& levels, std::vector<Tally>& 
       }
     }
   }
+}
+
+// select_row (core/select.h) against a full sort by (similarity desc, index asc), on rows
+// built to break it: ties straddling the k-th place, -0 and +0, -inf (excluded) rows, fewer
+// finite rows than k, a single value everywhere, a few levels only (large tie blocks that
+// force the nth_element fallback), skewed and two-peaked distributions, long rows.
+void test_select_row() {
+  g_where = "select_row";
+  Rng rng(4242);
+  const float ninf = -std::numeric_limits<float>::infinity();
+  SelectScratch scratch;
+  int cases = 0;
+  auto run = [&](const std::vector<float>& row, int k, const char* what) {
+    const int64_t n = static_cast<int64_t>(row.size());
+    const int64_t base = 1000;
+    std::vector<TopKEntry> want;
+    for (int64_t i = 0; i < n; ++i)
+      if (row[i] != ninf) want.push_back(topk_pack(row[i], static_cast<int32_t>(base + i)));
+    std::sort(want.begin(), want.end(), std::greater<TopKEntry>());
+    if (static_cast<int64_t>(want.size()) > k) want.resize(static_cast<size_t>(k));
+    std::vector<TopKEntry> got(static_cast<size_t>(k) + 1, 0);
+    const int m = select_row(row.data(), n, k, base, got.data(), scratch);
+    got.resize(static_cast<size_t>(std::max(m, 0)));
+    check(got == want, "%s (n=%lld k=%d): %d entries, want %zu, or a different order", what, static_cast<long long>(n), k, m,
+          want.size());
+    ++cases;
+  };
+  for (int64_t n : {1, 7, 16, 17, 100, 2316, 20000}) {
+    for (int k : {1, 5, 70, 300}) {
+      std::vector<float> row(static_cast<size_t>(n));
+      for (float& x : row) x = 0.05f * rng.normal();
+      run(row, k, "normal");
+      for (float& x : row) x = std::round(x * 40.0f) / 40.0f;  // a few levels: big tie blocks, zeros
+      run(row, k, "few levels");
+      for (float& x : row) x = rng.uniform() < 0.5 ? 0.9f + 0.01f * rng.normal() : 0.1f * rng.normal();
+      run(row, k, "two peaks");
+      for (float& x : row) x = static_cast<float>(std::exp(3.0 * rng.normal()) * 1e-3);
+      run(row, k, "skewed");
+      for (float& x : row) x = rng.uniform() < 0.3 ? ninf : 0.2f * rng.normal();
+      run(row, k, "excluded rows");
+      for (float& x : row) x = 0.25f;
+      run(row, k, "all equal");
+      for (size_t i = 0; i < row.size(); ++i)
+        row[i] = (i % 3 == 0) ? -0.0f : (i % 3 == 1 ? 0.0f : -0.01f * static_cast<float>(i % 7));
+      run(row, k, "signed zeros");
+      // Ties straddling the k-th place: the top k - 2 distinct, then 5 equal values.
+      for (float& x : row) x = -1.0f + 0.1f * static_cast<float>(rng.uniform());
+      for (int i = 0; i < k + 3 && i < n; ++i) row[static_cast<size_t>((i * 7919) % n)] = i < k - 2 ? 1.0f - 0.001f * i : 0.5f;
+      run(row, k, "ties at the k-th place");
+    }
+  }
+  std::vector<float> few = {ninf, 0.3f, ninf, -0.2f};
+  run(few, 3, "fewer finite rows than k");
+  run(std::vector<float>(40, ninf), 2, "no finite row");
+  check(cases > 200, "select_row ran %d cases", cases);
 }
 
 // K larger than what remains after exclusion is a status, not a crash (any level).
@@ -1004,6 +1070,7 @@ int main(int argc, char** argv) {
   g_tally = &tallies[0];
   test_dispatch(all);
   test_search_errors(*levels[0], pool3);
+  test_select_row();
   for (int d : dims) {
     g_tally = &tallies[0];
     test_normalize(d, pool3);

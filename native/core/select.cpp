@@ -1,0 +1,266 @@
+#include "select.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cfloat>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#endif
+
+namespace rapm {
+
+namespace {
+
+std::atomic<int> g_mode{static_cast<int>(SelectMode::kAuto)};
+
+// The linear passes over a row, with SSE2 on x86-64 (part of its baseline, so no ISA flags
+// are needed) and plain loops elsewhere. Each gives the same result either way.
+#if defined(__SSE2__) || defined(_M_X64)
+#define RAPM_SELECT_SSE2 1
+#endif
+
+// Rows with sim >= t.
+int64_t count_at_least(const float* row, int64_t n, float t) {
+  int64_t i = 0, c = 0;
+#ifdef RAPM_SELECT_SSE2
+  const __m128 tv = _mm_set1_ps(t);
+  while (i + 16 <= n) {
+    // Blocks of at most 2^20 rows: the 32-bit lane counts cannot overflow.
+    const int64_t end = std::min(n, i + (int64_t{1} << 20));
+    __m128i a0 = _mm_setzero_si128(), a1 = a0, a2 = a0, a3 = a0;
+    for (; i + 16 <= end; i += 16) {
+      a0 = _mm_sub_epi32(a0, _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(row + i), tv)));
+      a1 = _mm_sub_epi32(a1, _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(row + i + 4), tv)));
+      a2 = _mm_sub_epi32(a2, _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(row + i + 8), tv)));
+      a3 = _mm_sub_epi32(a3, _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(row + i + 12), tv)));
+    }
+    alignas(16) int32_t lanes[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(lanes), _mm_add_epi32(_mm_add_epi32(a0, a1), _mm_add_epi32(a2, a3)));
+    c += static_cast<int64_t>(lanes[0]) + lanes[1] + lanes[2] + lanes[3];
+  }
+#endif
+  for (; i < n; ++i) c += row[i] >= t ? 1 : 0;
+  return c;
+}
+
+// Writes the indices of the rows with sim >= t to idx (ascending); returns how many.
+int64_t compress_at_least(const float* row, int64_t n, float t, uint64_t* idx) {
+  int64_t i = 0, c = 0;
+#ifdef RAPM_SELECT_SSE2
+  const __m128 tv = _mm_set1_ps(t);
+  for (; i + 16 <= n; i += 16) {
+    uint32_t m = static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(row + i), tv))) |
+                 static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(row + i + 4), tv))) << 4 |
+                 static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(row + i + 8), tv))) << 8 |
+                 static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(row + i + 12), tv))) << 12;
+    for (; m; m &= m - 1) idx[c++] = static_cast<uint64_t>(i + __builtin_ctz(m));
+  }
+#endif
+  for (; i < n; ++i) {
+    idx[c] = static_cast<uint64_t>(i);
+    c += row[i] >= t ? 1 : 0;
+  }
+  return c;
+}
+
+// Mean and standard deviation of the finite entries (a guess for the first threshold only:
+// any value would give the same answer, a good one saves passes).
+void finite_moments(const float* row, int64_t n, double* mean, double* sd, int64_t* finite) {
+  double ts = 0, ts2 = 0;
+  int64_t tc = 0, i = 0;
+#ifdef RAPM_SELECT_SSE2
+  const __m128 lowest = _mm_set1_ps(-FLT_MAX);
+  while (i + 8 <= n) {
+    // Blocks of at most 2^16 rows: float sums of values in [-2, 2] stay accurate enough.
+    const int64_t end = std::min(n, i + (int64_t{1} << 16));
+    __m128 s0 = _mm_setzero_ps(), s1 = s0, q0 = s0, q1 = s0;
+    __m128i c0 = _mm_setzero_si128(), c1 = c0;
+    for (; i + 8 <= end; i += 8) {
+      const __m128 x0 = _mm_loadu_ps(row + i), x1 = _mm_loadu_ps(row + i + 4);
+      const __m128 f0 = _mm_cmpge_ps(x0, lowest), f1 = _mm_cmpge_ps(x1, lowest);
+      const __m128 v0 = _mm_and_ps(x0, f0), v1 = _mm_and_ps(x1, f1);
+      s0 = _mm_add_ps(s0, v0);
+      s1 = _mm_add_ps(s1, v1);
+      q0 = _mm_add_ps(q0, _mm_mul_ps(v0, v0));
+      q1 = _mm_add_ps(q1, _mm_mul_ps(v1, v1));
+      c0 = _mm_sub_epi32(c0, _mm_castps_si128(f0));
+      c1 = _mm_sub_epi32(c1, _mm_castps_si128(f1));
+    }
+    alignas(16) float fs[4], fq[4];
+    alignas(16) int32_t ic[4];
+    _mm_store_ps(fs, _mm_add_ps(s0, s1));
+    _mm_store_ps(fq, _mm_add_ps(q0, q1));
+    _mm_store_si128(reinterpret_cast<__m128i*>(ic), _mm_add_epi32(c0, c1));
+    for (int j = 0; j < 4; ++j) {
+      ts += fs[j];
+      ts2 += fq[j];
+      tc += ic[j];
+    }
+  }
+#endif
+  for (; i < n; ++i) {
+    if (row[i] >= -FLT_MAX) {
+      ts += row[i];
+      ts2 += static_cast<double>(row[i]) * row[i];
+      ++tc;
+    }
+  }
+  *finite = tc;
+  *mean = tc > 0 ? ts / static_cast<double>(tc) : 0.0;
+  const double var = tc > 1 ? (ts2 - ts * ts / static_cast<double>(tc)) / static_cast<double>(tc - 1) : 0.0;
+  *sd = var > 0 ? std::sqrt(var) : 0.0;
+}
+
+// z with P(Z >= z) = p for a standard normal Z, p in (0, 1) (Abramowitz & Stegun 26.2.23,
+// |error| < 4.5e-4; only used to guess thresholds).
+double upper_quantile(double p) {
+  const double q = p < 0.5 ? p : 1 - p;
+  const double t = std::sqrt(-2.0 * std::log(q));
+  const double z = t - (2.515517 + 0.802853 * t + 0.010328 * t * t) / (1 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t * t * t);
+  return p < 0.5 ? z : -z;
+}
+
+// The k best of the c rows idx[0, c) (ascending indices) of `row`, best first, into out;
+// returns min(c, k). For up to kRankMax candidates each one's rank is counted directly
+// (how many others are better: a higher similarity, or an equal one at a lower index),
+// which costs c^2/4 vector compares but no unpredictable branches; otherwise, and when a
+// zero similarity makes the float compare disagree with the entry order (-0 < +0 there),
+// nth_element and sort on the packed entries.
+int sort_best(const float* row, uint64_t* idx, int64_t c, int k, int64_t id_base, TopKEntry* out,
+              std::vector<float>& vals) {
+  constexpr int64_t kRankMax = 256;
+  bool plain = c <= kRankMax;
+  if (plain) {
+    vals.resize(static_cast<size_t>((c + 3) / 4 * 4));
+    for (int64_t j = 0; j < c; ++j) {
+      vals[j] = row[idx[j]];
+      plain = plain && vals[j] != 0.0f;
+    }
+    for (int64_t j = c; j < static_cast<int64_t>(vals.size()); ++j) vals[j] = -std::numeric_limits<float>::infinity();
+  }
+  if (!plain) {
+    for (int64_t j = 0; j < c; ++j) {
+      const int64_t i = static_cast<int64_t>(idx[j]);
+      idx[j] = topk_pack(row[i], static_cast<int32_t>(id_base + i));
+    }
+    const int64_t m = std::min<int64_t>(c, k);
+    if (c > m) std::nth_element(idx, idx + (m - 1), idx + c, std::greater<TopKEntry>());
+    std::sort(idx, idx + m, std::greater<TopKEntry>());
+    std::copy(idx, idx + m, out);
+    return static_cast<int>(m);
+  }
+  const float* v = vals.data();
+  const int64_t padded = static_cast<int64_t>(vals.size());
+  for (int64_t i = 0; i < c; ++i) {
+    // Rows before i (lower index) are better when >=, rows after i when >.
+    const float vi = v[i];
+    const int64_t blk = i / 4 * 4;
+    int64_t rank = 0;
+    int64_t j = 0;
+#ifdef RAPM_SELECT_SSE2
+    const __m128 b = _mm_set1_ps(vi);
+    __m128i acc = _mm_setzero_si128();
+    for (; j < blk; j += 4) acc = _mm_sub_epi32(acc, _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(v + j), b)));
+    for (; j < blk + 4; ++j) rank += j < i ? (v[j] >= vi) : j > i ? (v[j] > vi) : 0;
+    for (; j < padded; j += 4) acc = _mm_sub_epi32(acc, _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(v + j), b)));
+    alignas(16) int32_t lanes[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(lanes), acc);
+    rank += static_cast<int64_t>(lanes[0]) + lanes[1] + lanes[2] + lanes[3];
+#else
+    for (; j < padded; ++j) rank += j < i ? (v[j] >= vi) : j > i ? (v[j] > vi) : 0;
+#endif
+    if (rank < k) out[rank] = topk_pack(vi, static_cast<int32_t>(id_base + static_cast<int64_t>(idx[i])));
+  }
+  return static_cast<int>(std::min<int64_t>(c, k));
+}
+
+}  // namespace
+
+void set_select_mode(SelectMode mode) { g_mode.store(static_cast<int>(mode)); }
+
+bool select_by_row(int64_t rows, int k, int64_t queries_per_task) {
+  const auto mode = static_cast<SelectMode>(g_mode.load());
+  if (mode != SelectMode::kAuto) return mode == SelectMode::kRow;
+  // Row buffers of one task within 8 MiB, and K/N at least 1/64 (W1: 70 of 2,316).
+  constexpr int64_t kMaxBytes = int64_t{8} << 20;
+  return rows <= 64 * static_cast<int64_t>(k) && rows * queries_per_task * static_cast<int64_t>(sizeof(float)) <= kMaxBytes;
+}
+
+void push_row(void* ctx, int qi, const float* sims, uint32_t mask, int64_t local_row0) {
+  auto* c = static_cast<RowSink*>(ctx);
+  float* row = c->rows + static_cast<int64_t>(qi) * c->stride;
+  const int64_t at = c->base + local_row0 - c->rb;  // index of lane 0 (< 0: before the range)
+  if (mask == 0xFFFFFFFFu && at >= 0) {
+    std::memcpy(row + at, sims, 32 * sizeof(float));
+  } else {
+    for (uint32_t m = mask; m; m &= m - 1) {
+      const int l = __builtin_ctz(m);
+      if (at + l >= 0) row[at + l] = sims[l];
+    }
+  }
+  const int32_t ex = c->exclude ? c->exclude[qi] : -1;
+  if (ex < 0) return;
+  for (uint32_t m = mask; m; m &= m - 1) {
+    const int l = __builtin_ctz(m);
+    if (at + l >= 0 && c->groups[local_row0 + l] == ex) row[at + l] = -std::numeric_limits<float>::infinity();
+  }
+}
+
+int select_row(const float* row, int64_t n, int k, int64_t id_base, TopKEntry* out, SelectScratch& scratch) {
+  // Any t with count(sim >= t) >= k is exact: a row below t has at least k rows strictly
+  // above it (a float compare, so -0 and +0 are on the same side), so it is not among the
+  // k best. The search only tunes t so that few more than k rows pass.
+  const int64_t hi = k + k / 8 + 8;  // accepted counts: [k, hi]
+  double mean, sd;
+  int64_t finite;
+  finite_moments(row, n, &mean, &sd, &finite);
+  float t_lo = -FLT_MAX;  // count(t_lo) >= k, or t_lo = -FLT_MAX: every finite row
+  if (finite > hi && sd > 0) {
+    float t_hi = std::numeric_limits<float>::infinity();  // count(t_hi) < k
+    const double aim = upper_quantile((k + k / 16 + 4.0) / static_cast<double>(finite));
+    auto z_of = [&](int64_t c) { return upper_quantile(std::clamp(static_cast<double>(c), 0.5, finite - 0.5) / finite); };
+    double t = mean + sd * aim;
+    double t_prev = 0, z_prev = 0;
+    bool have_prev = false;
+    for (int it = 0; it < 12; ++it) {
+      const float tf = static_cast<float>(t);
+      if (!(tf > t_lo && tf < t_hi)) break;  // no float left between the brackets
+      const int64_t c = count_at_least(row, n, tf);
+      if (c >= k) {
+        t_lo = tf;
+        if (c <= hi) break;
+      } else {
+        t_hi = tf;
+      }
+      // Secant step in the normal model's z (count -> z): the distance to the aimed count
+      // times the local slope dt/dz (sd until two points are known).
+      const double z = z_of(c);
+      double slope = sd;
+      if (have_prev && z != z_prev) {
+        const double s = (t - t_prev) / (z - z_prev);
+        if (s > 0 && std::isfinite(s)) slope = s;
+      }
+      t_prev = t;
+      z_prev = z;
+      have_prev = true;
+      double next = t + slope * (aim - z);
+      const bool lo_known = t_lo > -FLT_MAX, hi_known = t_hi < std::numeric_limits<float>::infinity();
+      if (!(next > t_lo && next < t_hi)) {  // outside the bracket: bisect (or step out by sd)
+        next = lo_known && hi_known ? 0.5 * (static_cast<double>(t_lo) + t_hi) : lo_known ? t_lo + sd : t_hi - sd;
+      }
+      t = next;
+    }
+  }
+  // Keep the rows at or above t_lo (their indices), then the k best of them, best first.
+  if (scratch.idx.size() < static_cast<size_t>(n)) scratch.idx.resize(static_cast<size_t>(n));
+  uint64_t* idx = scratch.idx.data();
+  const int64_t c = compress_at_least(row, n, t_lo, idx);
+  return sort_best(row, idx, c, k, id_base, out, scratch.vals);
+}
+
+}  // namespace rapm
