@@ -97,9 +97,10 @@ export interface TrainOptions {
   /**
    * Threads of the training minibatches when the backend trains whole epochs off the JS thread
    * (MlpBackend.trainEpoch): 0 (default) the backend's shared pool, t >= 1 a pool of t threads
-   * of its own, for several nets training at once (trainFusionSeeds). Results do not depend on it.
+   * of its own, for several nets training at once (trainFusionSeeds). A function is read before
+   * every epoch. Results do not depend on it.
    */
-  threads?: number;
+  threads?: number | (() => number);
 }
 
 export interface EpochStats {
@@ -199,7 +200,12 @@ export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpDat
   const n = checkData('train', train, layout);
   checkData('val', val, layout);
   if (!(typeof o.yieldMs === 'number' && o.yieldMs >= 0 && Number.isFinite(o.yieldMs))) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected yieldMs >= 0 but received ${String(o.yieldMs)}`);
-  if (!(Number.isInteger(o.threads) && o.threads >= 0 && o.threads <= 1024)) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected threads as an integer in [0, 1024] but received ${String(o.threads)}`);
+  const threadsNow = (): number => {
+    const t = typeof o.threads === 'function' ? o.threads() : o.threads;
+    if (!(Number.isInteger(t) && t >= 0 && t <= 1024)) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected threads as an integer in [0, 1024] but received ${String(t)}`);
+    return t;
+  };
+  threadsNow();
   const started = performance.now();
 
   let params: Float32Array;
@@ -250,7 +256,7 @@ export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpDat
         progress![0] = 0;
         const timer = o.onStep ? setInterval(() => o.onStep!(progress![0]!, n), 250) : null;
         try {
-          lossSum = await backend.trainEpoch!(layout, params, m, v, step + 1, o.lr, o.weightDecay, train, order, bs, spec.dropout, o.seed, o.threads, progress);
+          lossSum = await backend.trainEpoch!(layout, params, m, v, step + 1, o.lr, o.weightDecay, train, order, bs, spec.dropout, o.seed, threadsNow(), progress);
         } finally {
           if (timer) clearInterval(timer);
         }
