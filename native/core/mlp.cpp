@@ -447,6 +447,27 @@ Status MlpCache::train_step(const MlpShape& s, const MlpKernels& k, ThreadPool& 
   return run_train_step(ws, s, k, pool, params, adam_m, adam_v, grad_out, in, args, loss_out);
 }
 
+namespace {
+
+// The progress counters are plain Int32Array slots shared with JS (which reads and writes them
+// between its own turns): relaxed atomic word accesses, no ordering needed.
+inline int32_t load_shared(const int32_t* p) {
+#if defined(__GNUC__)
+  return __atomic_load_n(p, __ATOMIC_RELAXED);
+#else
+  return *static_cast<const volatile int32_t*>(p);
+#endif
+}
+inline void store_shared(int32_t* p, int32_t v) {
+#if defined(__GNUC__)
+  __atomic_store_n(p, v, __ATOMIC_RELAXED);
+#else
+  *static_cast<volatile int32_t*>(p) = v;
+#endif
+}
+
+}  // namespace
+
 Status mlp_train_epoch(const MlpShape& s, const MlpKernels& k, ThreadPool& pool, float* params, float* adam_m,
                        float* adam_v, const MlpEpoch& e, const MlpTrainArgs& args, double* loss_sum) {
   *loss_sum = 0;
@@ -460,7 +481,7 @@ Status mlp_train_epoch(const MlpShape& s, const MlpKernels& k, ThreadPool& pool,
   double sum = 0;
   MlpTrainArgs a = args;
   for (int64_t s0 = 0; s0 < e.n_order; s0 += e.batch) {
-    if (e.progress && __atomic_load_n(e.progress + 1, __ATOMIC_RELAXED) != 0) break;
+    if (e.progress && load_shared(e.progress + 1) != 0) break;
     const int M = static_cast<int>(std::min<int64_t>(e.batch, e.n_order - s0));
     std::unique_ptr<TrainWorkspace>& ws = M == e.batch ? full : last;
     if (!ws) {
@@ -475,7 +496,7 @@ Status mlp_train_epoch(const MlpShape& s, const MlpKernels& k, ThreadPool& pool,
     if (Status st = run_train_step(ws.get(), s, k, pool, params, adam_m, adam_v, nullptr, b, a, &loss); !st.ok()) return st;
     sum += loss;
     ++a.step;
-    if (e.progress) __atomic_store_n(e.progress, static_cast<int32_t>(s0 + M), __ATOMIC_RELAXED);
+    if (e.progress) store_shared(e.progress, static_cast<int32_t>(s0 + M));
   }
   *loss_sum = sum;
   return Status::Ok();

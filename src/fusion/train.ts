@@ -194,7 +194,9 @@ export function scoreRows(backend: MlpBackend, layout: ParamLayout, params: Floa
  * a turn every `yieldMs`. Same seed, same machine and SIMD level: same weights.
  */
 export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions = {}): Promise<TrainResult> {
-  const o = { ...TRAIN_DEFAULTS, ...options };
+  // An option given as undefined takes its default (callers pass optional settings straight through).
+  const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as TrainOptions;
+  const o = { ...TRAIN_DEFAULTS, ...given };
   for (const key of ['epochs', 'batchSize', 'lr', 'weightDecay', 'patience', 'seed'] as const) checkSetting(key, o[key]);
   const layout = paramLayout(spec);
   const n = checkData('train', train, layout);
