@@ -30,6 +30,10 @@ describe('training epochs off the JS thread', () => {
     const warm = await trainMlp(perStep, spec, fit, val, { epochs: 2, patience: 2, seed: 8, batchSize: 48, init: ref.params });
     const warmEpoch = await trainMlp(nativeMlpBackend, spec, fit, val, { epochs: 2, patience: 2, seed: 8, batchSize: 48, init: ref.params, threads: 1 });
     expect(same(warmEpoch.params, warm.params)).toBe(true);
+    // Options passed as undefined take their defaults (trainFusionSeeds passes settings straight through).
+    const dflt = await trainMlp(nativeMlpBackend, spec, fit, val, { epochs: 1, seed: 7 });
+    const undef = await trainMlp(nativeMlpBackend, spec, fit, val, { epochs: 1, seed: 7, lr: undefined, batchSize: undefined, threads: undefined });
+    expect(same(undef.params, dflt.params)).toBe(true);
     const bfit = mlpData(300, 11, false), bval = mlpData(60, 15, false);
     const b1 = await trainMlp(perStep, baselineSpec({ dropout: 0.2 }), bfit, bval, { epochs: 2, patience: 2, seed: 3 });
     const b2 = await trainMlp(nativeMlpBackend, baselineSpec({ dropout: 0.2 }), bfit, bval, { epochs: 2, patience: 2, seed: 3 });
