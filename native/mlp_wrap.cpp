@@ -177,11 +177,14 @@ Napi::Value MlpTrainEpoch(const Napi::CallbackInfo& info) {
   float* m = am.Data();
   float* v = av.Data();
   double* loss = out.Data();
+  std::shared_ptr<const std::atomic<bool>> closing = addon.closing;  // an epoch takes seconds: stop early on teardown
   auto* w = new PromiseWorker(
       env,
       [=] {
         std::shared_ptr<ThreadPool> pool = shared ? shared : std::make_shared<ThreadPool>(threads);
-        return mlp_train_epoch(s, *kern, *pool, p, m, v, e, args, loss);
+        MlpEpoch ep = e;
+        ep.closing = closing.get();
+        return mlp_train_epoch(s, *kern, *pool, p, m, v, ep, args, loss);
       },
       "mlpTrainEpoch");
   for (size_t i : {1, 2, 3, 7, 8, 9, 10, 15, 16}) {

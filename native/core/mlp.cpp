@@ -481,7 +481,7 @@ Status mlp_train_epoch(const MlpShape& s, const MlpKernels& k, ThreadPool& pool,
   double sum = 0;
   MlpTrainArgs a = args;
   for (int64_t s0 = 0; s0 < e.n_order; s0 += e.batch) {
-    if (e.progress && load_shared(e.progress + 1) != 0) break;
+    if ((e.progress && load_shared(e.progress + 1) != 0) || (e.closing && e.closing->load(std::memory_order_relaxed))) break;
     const int M = static_cast<int>(std::min<int64_t>(e.batch, e.n_order - s0));
     std::unique_ptr<TrainWorkspace>& ws = M == e.batch ? full : last;
     if (!ws) {

@@ -94,6 +94,8 @@ struct MlpEpoch {
   // [1] a nonzero value asks the epoch to stop before its next minibatch (it then returns Ok
   // with progress[0] < n_order; the caller knows it asked).
   int32_t* progress = nullptr;
+  // Optional: set when the JS environment shuts down (worker terminate, exit): stop as above.
+  const std::atomic<bool>* closing = nullptr;
 };
 
 Status mlp_train_epoch(const MlpShape& shape, const MlpKernels& k, ThreadPool& pool, float* params, float* adam_m,
