@@ -6,6 +6,7 @@
 #include "addon.h"
 #include "core/mlp.h"
 #include "napi_util.h"
+#include "search_worker.h"
 
 namespace rapm {
 namespace {
@@ -122,6 +123,78 @@ Napi::Value MlpTrainStep(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, loss);
 }
 
+// mlpTrainEpoch(spec, params, adamM, adamV, firstStep, lr, weightDecay, en [n, enDim], prior [n, outDim] | null,
+//               target [n, outDim], order Int32Array [nOrder], batchSize, dropoutP, dropoutSeed, threads,
+//               out Float64Array [1], progress Int32Array [2] | null) -> Promise<void>
+// One epoch off the JS thread (core mlp_train_epoch): minibatches gathered by `order` from the
+// matrices in place, AdamW steps firstStep, firstStep + 1, ...; out[0] = sum of the minibatch
+// losses. threads 0 runs on the addon's pool; t >= 1 on a pool of its own with t threads (1:
+// this libuv thread only), so several nets can train at once. Every array is pinned until the
+// promise settles; the caller must not touch params/adamM/adamV before then.
+Napi::Value MlpTrainEpoch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const MlpShape s = spec_arg(info, 0);
+  Napi::Float32Array params = f32_arg(info, 1, "params", s.size);
+  Napi::Float32Array am = f32_arg(info, 2, "adamM", s.size);
+  Napi::Float32Array av = f32_arg(info, 3, "adamV", s.size);
+  MlpTrainArgs args;
+  args.step = int_arg(info, 4, "step", 1, 2147483647);
+  args.lr = real_arg(info, 5, "lr", 0.0, 1.0, true);
+  args.weight_decay = real_arg(info, 6, "weightDecay", 0.0, 1.0, false);
+  const int en_dim = s.kind == 0 ? s.input_dim - s.out_dim : s.input_dim;
+  if (en_dim < 1) throw range_error(env, "RAPM_SHAPE_MISMATCH", "Expected a fusion net wider than its output");
+  const int64_t n = rows_of(info, 7, "en", en_dim);
+  Napi::Float32Array en = info[7].As<Napi::Float32Array>();
+  const bool fusion = s.kind == 0;
+  const float* prior = opt_f32(info, 8, "prior", n * s.out_dim, fusion);
+  Napi::Float32Array target = f32_arg(info, 9, "target", n * s.out_dim);
+  Napi::Int32Array order = i32_arg(info, 10, "order", -1);
+  const int batch = static_cast<int>(int_arg(info, 11, "batchSize", 1, kMlpMaxBatch));
+  args.dropout = real_arg(info, 12, "dropoutP", 0.0, 0.99, false);
+  args.seed = static_cast<uint32_t>(int_arg(info, 13, "dropoutSeed", 0, 4294967295LL));
+  const int threads = static_cast<int>(int_arg(info, 14, "threads", 0, 1024));
+  Napi::Float64Array out = typed_arg<double>(info, 15, "out", napi_float64_array, "Float64Array", 1);
+  const bool has_progress = info.Length() > 16 && !info[16].IsNull() && !info[16].IsUndefined();
+  Napi::Int32Array progress = has_progress ? i32_arg(info, 16, "progress", 2) : Napi::Int32Array();
+  if (params.Data() == am.Data() || params.Data() == av.Data() || am.Data() == av.Data())
+    throw range_error(env, "RAPM_INVALID_ARG", "params, adamM and adamV must be distinct arrays");
+  if (static_cast<int64_t>(order.ElementLength()) + args.step - 1 > 2147483647)
+    throw range_error(env, "RAPM_INVALID_ARG", "step + the epoch's minibatches overflow the AdamW step counter");
+  Addon& addon = Addon::of(env);
+  const MlpKernels* kern = addon.mlp_kernels.load();
+  std::shared_ptr<ThreadPool> shared = threads == 0 ? addon.get_pool() : nullptr;
+  MlpEpoch e;
+  e.en = en.Data();
+  e.prior = prior;
+  e.target = target.Data();
+  e.en_dim = en_dim;
+  e.rows = n;
+  e.order = order.Data();
+  e.n_order = static_cast<int64_t>(order.ElementLength());
+  e.batch = batch;
+  e.progress = has_progress ? progress.Data() : nullptr;
+  float* p = params.Data();
+  float* m = am.Data();
+  float* v = av.Data();
+  double* loss = out.Data();
+  std::shared_ptr<const std::atomic<bool>> closing = addon.closing;  // an epoch takes seconds: stop early on teardown
+  auto* w = new PromiseWorker(
+      env,
+      [=] {
+        std::shared_ptr<ThreadPool> pool = shared ? shared : std::make_shared<ThreadPool>(threads);
+        MlpEpoch ep = e;
+        ep.closing = closing.get();
+        return mlp_train_epoch(s, *kern, *pool, p, m, v, ep, args, loss);
+      },
+      "mlpTrainEpoch");
+  for (size_t i : {1, 2, 3, 7, 8, 9, 10, 15, 16}) {
+    if (info.Length() > i) w->Pin(info[i]);
+  }
+  Napi::Promise promise = w->Promise();
+  w->Queue();
+  return promise;
+}
+
 // _mlpGradient(spec, params, x, residual | null, target, dropoutP, dropoutSeed, step, grad [size]) -> loss
 Napi::Value MlpGradient(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -164,6 +237,7 @@ void MlpWrapInit(Napi::Env env, Napi::Object exports) {
   exports.Set("mlpParamCount", Napi::Function::New(env, MlpParamCount, "mlpParamCount"));
   exports.Set("mlpForward", Napi::Function::New(env, MlpForward, "mlpForward"));
   exports.Set("mlpTrainStep", Napi::Function::New(env, MlpTrainStep, "mlpTrainStep"));
+  exports.Set("mlpTrainEpoch", Napi::Function::New(env, MlpTrainEpoch, "mlpTrainEpoch"));
   exports.Set("_mlpGradient", Napi::Function::New(env, MlpGradient, "_mlpGradient"));
   exports.Set("_mlpLayout", Napi::Function::New(env, MlpLayout, "_mlpLayout"));
   exports.Set("_mlpDropoutBits", Napi::Function::New(env, MlpDropoutBits, "_mlpDropoutBits"));

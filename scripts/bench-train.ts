@@ -1,13 +1,24 @@
 // Training / inference throughput of the native MLP engine at batch 32.
 //
-//   npx tsx scripts/bench-train.ts [--steps N] [--seconds S]
+//   npx tsx scripts/bench-train.ts [--seconds S] [--rows N] [--ref-steps N]
 //
 // Prints samples/s of mlpTrainStep for the fusion net (1125 -> 256 -> 128 -> 101, LayerNorm +
 // GELU) and the baseline (1024 -> 500 -> 250 -> 125 -> 101, ReLU) for 1 and 2 threads on every
 // SIMD level, forward-only rates at batch 1 and 1024, and the plain-TypeScript float64
 // reference (test/helpers/mlp-reference.ts) as a same-run peer, timed on a few steps.
+//
+// Those rates cycle 64 minibatches (2,048 rows, cache-resident). The progressive loop trains
+// the same net at the same batch size on N rows drawn in a fresh random order every epoch
+// (N ~ 180K at the last step, an 800 MB EN matrix), with several training seeds. The section
+// "the progressive loop's setting" measures that, in the same run and against the cycled rate
+// at the default level: rows gathered in JS per minibatch (the old loop), a whole epoch gathered
+// natively off the JS thread (trainMlp now), and 2 nets training at once on one thread each
+// (trainFusionSeeds) as aggregate samples/s. --rows sets N (default 50,000; the loop's last
+// step is 180,000).
 import { baselineSpec, fusionSpec, initParams, paramLayout, type ParamLayout } from '../src/fusion/layout.js';
-import { nativeForward, nativeTrainStep } from '../src/fusion/native-mlp.js';
+import { nativeForward, nativeTrainEpoch, nativeTrainStep } from '../src/fusion/native-mlp.js';
+import { gatherInput, type MlpData } from '../src/fusion/train.js';
+import { Rng } from '../src/rng.js';
 import { concurrency, setConcurrency, setSimdLevel, simdLevel, simdLevels } from '../src/native/simd.js';
 import { refAdamW, refLossGrad } from '../test/helpers/mlp-reference.js';
 import { randn } from '../test/helpers/random.js';
@@ -102,6 +113,64 @@ for (const level of simdLevels()) {
   }
 }
 setSimdLevel(initialLevel);
+
+// ---- the progressive loop's setting ------------------------------------------------------------
+{
+  const rows = opt('rows', 50_000);
+  const layout = nets[0]![1];
+  const D = layout.spec.outDim, K = layout.inputDim;
+  const big: MlpData = { en: randn(rows * 1024, 11), prior: randn(rows * D, 12), target: randn(rows * D, 13) };
+  const x = new Float32Array(BS * K), res = new Float32Array(BS * D), tgt = new Float32Array(BS * D);
+  const net = () => ({ p: initParams(layout, 1), m: new Float32Array(layout.size), v: new Float32Array(layout.size), step: 1, order: new Rng(1, 11).permutation(rows), at: 0 });
+  type Net = ReturnType<typeof net>;
+  const sliceRows = 200 * BS; // rows per native epoch call while timing (a slice of the epoch's order)
+  const nextSlice = (n: Net) => {
+    if (n.at + sliceRows > rows) n.at = 0;
+    const o = n.order.subarray(n.at, n.at + sliceRows);
+    n.at += sliceRows;
+    return o;
+  };
+  const jsGather = (n: Net) => {
+    const o = n.order.subarray(n.at, n.at + BS);
+    n.at = n.at + 2 * BS > rows ? 0 : n.at + BS;
+    gatherInput(layout, big, o, x, res, tgt);
+    nativeTrainStep(layout, n.p, n.m, n.v, x, res, tgt, { step: n.step++, lr: 1e-3, weightDecay: 1e-4, dropout: 0.1, dropoutSeed: 7 });
+  };
+  const epoch = async (n: Net, threads: number) => {
+    const o = nextSlice(n);
+    await nativeTrainEpoch(layout, n.p, n.m, n.v, big, o, { step: n.step, lr: 1e-3, weightDecay: 1e-4, dropout: 0.1, dropoutSeed: 7, batchSize: BS, threads });
+    n.step += o.length / BS;
+  };
+  // best of 3 windows: rows trained per second of wall time (all nets together)
+  const timed = async (run: (nets: Net[]) => Promise<number>, count: number): Promise<number> => {
+    const nets = Array.from({ length: count }, net);
+    await run(nets); // warm-up
+    let best = 0;
+    for (let rep = 0; rep < 3; rep++) {
+      const t0 = performance.now();
+      let done = 0;
+      while (performance.now() - t0 < (seconds * 1000) / 3) done += await run(nets);
+      best = Math.max(best, done / ((performance.now() - t0) / 1000));
+    }
+    return best;
+  };
+  const cores = 2;
+  setConcurrency(cores);
+  const variants: [string, () => Promise<number>][] = [
+    [`cycled 2,048 rows (the table above), ${cores} threads`, () => Promise.resolve(trainRate(layout))],
+    [`${rows.toLocaleString('en-US')} rows, gathered in JS per minibatch (old loop), ${cores} threads`, () => timed(async ([n]) => { for (let i = 0; i < 20; i++) jsGather(n!); return 20 * BS; }, 1)],
+    [`${rows.toLocaleString('en-US')} rows, native epoch off the JS thread (trainMlp), ${cores} threads`, () => timed(async ([n]) => { await epoch(n!, 0); return sliceRows; }, 1)],
+    [`${rows.toLocaleString('en-US')} rows, native epoch, 1 thread`, () => timed(async ([n]) => { await epoch(n!, 1); return sliceRows; }, 1)],
+    [`${rows.toLocaleString('en-US')} rows, ${cores} nets at once, 1 thread each (trainFusionSeeds), total`, () => timed(async (ns) => { await Promise.all(ns.map((n) => epoch(n, 1))); return ns.length * sliceRows; }, cores)],
+  ];
+  const best = new Map<string, number>();
+  for (let rep = 0; rep < 2; rep++) for (const [name, run] of variants) best.set(name, Math.max(best.get(name) ?? 0, await run()));
+  const ref = best.get(variants[0]![0])!;
+  console.log(`\nthe progressive loop's setting: fusion, batch ${BS}, dropout 0.1, ${initialLevel}; a fresh random row order per epoch; samples/s, best of 2 interleaved rounds`);
+  for (const [name] of variants) console.log(`  ${name.padEnd(84)}${fmt(best.get(name)!)}  ${((100 * best.get(name)!) / ref).toFixed(0).padStart(4)}%`);
+  setConcurrency(initialThreads);
+}
+
 console.log(`\ninference rows/s (${initialLevel})`);
 console.log(`${'threads'.padEnd(8)}${'rows'.padStart(6)}${'fusion'.padStart(13)}${'baseline'.padStart(13)}`);
 for (const t of [1, 2]) {

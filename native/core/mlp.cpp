@@ -106,9 +106,17 @@ inline uint32_t mix32(uint32_t x) {
 
 }  // namespace
 
+namespace {
+// The two halves of mlp_dropout_bits: a key per (seed, step, layer), then per (row, col). The
+// training step hoists the key out of its loops and the row hash out of the column loop.
+inline uint32_t dropout_key(uint32_t seed, uint32_t step, uint32_t layer) {
+  return mix32(mix32(mix32(seed ^ 0x9e3779b9U) ^ step) ^ layer);
+}
+inline uint32_t dropout_row(uint32_t key, uint32_t row) { return mix32(key ^ row); }
+}  // namespace
+
 uint32_t mlp_dropout_bits(uint32_t seed, uint32_t step, uint32_t layer, uint32_t row, uint32_t col) {
-  const uint32_t k = mix32(mix32(mix32(seed ^ 0x9e3779b9U) ^ step) ^ layer);
-  return mix32(mix32(k ^ row) ^ col);
+  return mix32(dropout_row(dropout_key(seed, step, layer), row) ^ col);
 }
 
 uint32_t mlp_dropout_threshold(double p) {
@@ -373,20 +381,58 @@ void evict_lru(std::vector<std::unique_ptr<W>>* v) {
 }
 }  // namespace
 
+namespace {
+
+// Where batch row m's data is: in place in the source matrices (gathered) or packed.
+struct BatchRows {
+  const MlpBatch& in;
+  int input_dim, out_dim, head;  // head: columns of x read from in.x; the rest (fusion, gathered) from in.residual
+  BatchRows(const MlpBatch& b, const MlpShape& s)
+      : in(b), input_dim(s.input_dim), out_dim(s.out_dim), head(b.rows ? b.en_dim : s.input_dim) {}
+  int64_t src(int m) const { return in.rows ? in.rows[m] : m; }
+  const float* x(int m) const { return in.x + src(m) * head; }
+  const float* x_tail(int m) const { return in.residual + src(m) * out_dim; }  // only when head < input_dim
+  const float* residual(int m) const { return in.residual + src(m) * out_dim; }
+  const float* target(int m) const { return in.target + src(m) * out_dim; }
+};
+
+Status check_batch(const MlpShape& s, const MlpBatch& in) {
+  const int M = in.batch;
+  if (M < 1 || M > kMlpMaxBatch) return Status::Error(StatusCode::kInvalidArg, "batch size out of range");
+  if (in.rows == nullptr) {
+    if (int64_t r = mlp_first_nonfinite_row(in.x, M, s.input_dim); r >= 0)
+      return Status::Error(StatusCode::kNonFinite, "NaN or Infinity", r, "x");
+    if (in.residual) {
+      if (int64_t r = mlp_first_nonfinite_row(in.residual, M, s.out_dim); r >= 0)
+        return Status::Error(StatusCode::kNonFinite, "NaN or Infinity", r, "residual");
+    }
+    if (int64_t r = mlp_first_nonfinite_row(in.target, M, s.out_dim); r >= 0)
+      return Status::Error(StatusCode::kNonFinite, "NaN or Infinity", r, "target");
+    return Status::Ok();
+  }
+  // Gathered: the offending row is reported as the source row.
+  const BatchRows br(in, s);
+  for (int m = 0; m < M; ++m) {
+    if (mlp_first_nonfinite_row(br.x(m), 1, br.head) >= 0) return Status::Error(StatusCode::kNonFinite, "NaN or Infinity", br.src(m), "x");
+    if (in.residual && mlp_first_nonfinite_row(br.residual(m), 1, s.out_dim) >= 0)
+      return Status::Error(StatusCode::kNonFinite, "NaN or Infinity", br.src(m), "residual");
+    if (mlp_first_nonfinite_row(br.target(m), 1, s.out_dim) >= 0)
+      return Status::Error(StatusCode::kNonFinite, "NaN or Infinity", br.src(m), "target");
+  }
+  return Status::Ok();
+}
+
+Status run_train_step(TrainWorkspace* ws, const MlpShape& s, const MlpKernels& k, ThreadPool& pool, float* params,
+                      float* adam_m, float* adam_v, float* grad_out, const MlpBatch& in, const MlpTrainArgs& args,
+                      double* loss_out);
+
+}  // namespace
+
 Status MlpCache::train_step(const MlpShape& s, const MlpKernels& k, ThreadPool& pool, float* params, float* adam_m,
                             float* adam_v, float* grad_out, const MlpBatch& in, const MlpTrainArgs& args,
                             double* loss_out) {
+  if (Status st = check_batch(s, in); !st.ok()) return st;
   const int M = in.batch;
-  if (M < 1 || M > kMlpMaxBatch) return Status::Error(StatusCode::kInvalidArg, "batch size out of range");
-  if (int64_t r = mlp_first_nonfinite_row(in.x, M, s.input_dim); r >= 0)
-    return Status::Error(StatusCode::kNonFinite, "NaN or Infinity", r, "x");
-  if (in.residual) {
-    if (int64_t r = mlp_first_nonfinite_row(in.residual, M, s.out_dim); r >= 0)
-      return Status::Error(StatusCode::kNonFinite, "NaN or Infinity", r, "residual");
-  }
-  if (int64_t r = mlp_first_nonfinite_row(in.target, M, s.out_dim); r >= 0)
-    return Status::Error(StatusCode::kNonFinite, "NaN or Infinity", r, "target");
-
   TrainWorkspace* ws = nullptr;
   for (auto& w : train_)
     if (w->batch == M && w->spec == s.spec) ws = w.get();
@@ -398,7 +444,71 @@ Status MlpCache::train_step(const MlpShape& s, const MlpKernels& k, ThreadPool& 
     train_.push_back(std::move(fresh));
   }
   ws->used = ++tick_;
+  return run_train_step(ws, s, k, pool, params, adam_m, adam_v, grad_out, in, args, loss_out);
+}
 
+namespace {
+
+// The progress counters are plain Int32Array slots shared with JS (which reads and writes them
+// between its own turns): relaxed atomic word accesses, no ordering needed.
+inline int32_t load_shared(const int32_t* p) {
+#if defined(__GNUC__)
+  return __atomic_load_n(p, __ATOMIC_RELAXED);
+#else
+  return *static_cast<const volatile int32_t*>(p);
+#endif
+}
+inline void store_shared(int32_t* p, int32_t v) {
+#if defined(__GNUC__)
+  __atomic_store_n(p, v, __ATOMIC_RELAXED);
+#else
+  *static_cast<volatile int32_t*>(p) = v;
+#endif
+}
+
+}  // namespace
+
+Status mlp_train_epoch(const MlpShape& s, const MlpKernels& k, ThreadPool& pool, float* params, float* adam_m,
+                       float* adam_v, const MlpEpoch& e, const MlpTrainArgs& args, double* loss_sum) {
+  *loss_sum = 0;
+  if (e.batch < 1 || e.batch > kMlpMaxBatch) return Status::Error(StatusCode::kInvalidArg, "batch size out of range");
+  if (e.en_dim + (s.kind == 0 ? s.out_dim : 0) != s.input_dim || (s.kind == 0) != (e.prior != nullptr))
+    return Status::Error(StatusCode::kShape, "epoch: en/prior widths do not make the net's input");
+  for (int64_t i = 0; i < e.n_order; ++i) {
+    if (e.order[i] < 0 || e.order[i] >= e.rows) return Status::Error(StatusCode::kInvalidArg, "epoch: order holds a row out of range", i, "order");
+  }
+  std::unique_ptr<TrainWorkspace> full, last;
+  double sum = 0;
+  MlpTrainArgs a = args;
+  for (int64_t s0 = 0; s0 < e.n_order; s0 += e.batch) {
+    if ((e.progress && load_shared(e.progress + 1) != 0) || (e.closing && e.closing->load(std::memory_order_relaxed))) break;
+    const int M = static_cast<int>(std::min<int64_t>(e.batch, e.n_order - s0));
+    std::unique_ptr<TrainWorkspace>& ws = M == e.batch ? full : last;
+    if (!ws) {
+      ws = std::make_unique<TrainWorkspace>();
+      if (!ws->init(s, M)) return Status::Error(StatusCode::kOutOfMemory, "out of memory for the training workspace");
+    }
+    MlpBatch b{e.en, e.prior, e.target, M};
+    b.rows = e.order + s0;
+    b.en_dim = e.en_dim;
+    if (Status st = check_batch(s, b); !st.ok()) return st;
+    double loss = 0;
+    if (Status st = run_train_step(ws.get(), s, k, pool, params, adam_m, adam_v, nullptr, b, a, &loss); !st.ok()) return st;
+    sum += loss;
+    ++a.step;
+    if (e.progress) store_shared(e.progress, static_cast<int32_t>(s0 + M));
+  }
+  *loss_sum = sum;
+  return Status::Ok();
+}
+
+namespace {
+
+Status run_train_step(TrainWorkspace* ws, const MlpShape& s, const MlpKernels& k, ThreadPool& pool, float* params,
+                      float* adam_m, float* adam_v, float* grad_out, const MlpBatch& in, const MlpTrainArgs& args,
+                      double* loss_out) {
+  const int M = in.batch;
+  const BatchRows br(in, s);
   const bool train = adam_m != nullptr;
   AdamArgs adam{};
   if (train) {
@@ -431,22 +541,31 @@ Status MlpCache::train_step(const MlpShape& s, const MlpKernels& k, ThreadPool& 
         const int nx = ph.chunks - 1;
         if (c < nx) {
           const int k0 = c * kBwdCols, k1 = std::min(s.input_dim, k0 + kBwdCols);
+          const int h1 = std::min(k1, br.head);
           for (int m = 0; m < M; ++m) {
-            const float* xr = in.x + static_cast<int64_t>(m) * s.input_dim;
+            const float* xr = br.x(m);
             float* xb = ws->xb + static_cast<int64_t>(m) * ws->ldx;
-            for (int j = k0; j < k1; ++j) {
+            for (int j = k0; j < h1; ++j) {
               ws->xt[static_cast<int64_t>(j) * mp + m] = xr[j];
               xb[j] = xr[j];
+            }
+            if (h1 < k1) {  // gathered fusion input: columns >= en_dim are the prior
+              const float* tail = br.x_tail(m);
+              for (int j = std::max(k0, br.head); j < k1; ++j) {
+                ws->xt[static_cast<int64_t>(j) * mp + m] = tail[j - br.head];
+                xb[j] = tail[j - br.head];
+              }
             }
           }
           for (int j = k0; j < k1; ++j)
             for (int m = M; m < mp; ++m) ws->xt[static_cast<int64_t>(j) * mp + m] = 0.0f;
         } else {
           for (int m = 0; m < mp; ++m) {
+            const float* tr = m < M ? br.target(m) : nullptr;
+            const float* rr = m < M && in.residual ? br.residual(m) : nullptr;
             for (int j = 0; j < D; ++j) {
-              const int64_t src = static_cast<int64_t>(m) * D + j;
-              ws->tt[static_cast<int64_t>(j) * mp + m] = m < M ? in.target[src] : 0.0f;
-              if (in.residual) ws->rt[static_cast<int64_t>(j) * mp + m] = m < M ? in.residual[src] : 0.0f;
+              ws->tt[static_cast<int64_t>(j) * mp + m] = tr ? tr[j] : 0.0f;
+              if (in.residual) ws->rt[static_cast<int64_t>(j) * mp + m] = rr ? rr[j] : 0.0f;
             }
           }
         }
@@ -465,13 +584,16 @@ Status MlpCache::train_step(const MlpShape& s, const MlpKernels& k, ThreadPool& 
         LayerBufs& b = ws->lb[l];
         const int m0 = c * kMlpColBlock, m1 = m0 + kMlpColBlock;
         if (drop) {
+          // mlp_dropout_bits(seed, step, l, m, f), with the (seed, step, l) key and the per-row
+          // hash computed once: the same bits at a fifth of the hashing.
+          const uint32_t key = dropout_key(args.seed, step32, static_cast<uint32_t>(l));
+          uint32_t rowh[kMlpColBlock];
+          for (int m = m0; m < m1; ++m) rowh[m - m0] = dropout_row(key, static_cast<uint32_t>(m));
           for (int f = 0; f < ly.out; ++f) {
             float* mrow = b.mask + static_cast<int64_t>(f) * mp;
+            const uint32_t col = static_cast<uint32_t>(f);
             for (int m = m0; m < m1; ++m) {
-              mrow[m] = m < M && mlp_dropout_bits(args.seed, step32, static_cast<uint32_t>(l), static_cast<uint32_t>(m),
-                                                  static_cast<uint32_t>(f)) >= thr
-                            ? keep_scale
-                            : 0.0f;
+              mrow[m] = m < M && mix32(rowh[m - m0] ^ col) >= thr ? keep_scale : 0.0f;
             }
           }
         }
@@ -579,6 +701,8 @@ Status MlpCache::train_step(const MlpShape& s, const MlpKernels& k, ThreadPool& 
   (void)L;
   return Status::Ok();
 }
+
+}  // namespace
 
 Status MlpCache::forward(const MlpShape& s, const MlpKernels& k, ThreadPool& pool, const float* params,
                          const float* x, const float* residual, int64_t n, float* out) {

@@ -58,6 +58,11 @@ struct MlpBatch {
   const float* residual;  // [batch, out_dim] (fusion) or nullptr (baseline)
   const float* target;    // [batch, out_dim]
   int batch;
+  // Gathered form (rows != nullptr): batch row m is row rows[m] of the source matrices, read in
+  // place: x is then [*, en_dim] (the input, or for fusion its first en_dim columns, the prior
+  // being the rest: en_dim + out_dim == input_dim), residual and target [*, out_dim].
+  const int32_t* rows = nullptr;
+  int en_dim = 0;
 };
 
 struct MlpTrainArgs {
@@ -69,6 +74,32 @@ struct MlpTrainArgs {
 
 struct TrainWorkspace;
 struct ForwardWorkspace;
+
+// One epoch of one net: minibatches of `batch` rows taken from the source matrices in `order`
+// (the last one smaller when batch does not divide n_order), each a gathered MlpBatch. Step k
+// (0-based) of the epoch is AdamW step args.step + k and keys its dropout mask as the same
+// step through train_step would: the result is bit-identical to calling train_step per
+// minibatch with the rows copied out. Runs on any thread with its own workspace, so the
+// epochs of several nets (training seeds) can run at once.
+struct MlpEpoch {
+  const float* en;        // [rows, en_dim]
+  const float* prior;     // [rows, out_dim] (fusion) or nullptr (baseline)
+  const float* target;    // [rows, out_dim]
+  int en_dim = 0;
+  int64_t rows = 0;
+  const int32_t* order = nullptr;  // [n_order] row indices, each in [0, rows)
+  int64_t n_order = 0;
+  int batch = 0;
+  // Optional [2]: [0] rows trained so far (written after every minibatch, for progress bars);
+  // [1] a nonzero value asks the epoch to stop before its next minibatch (it then returns Ok
+  // with progress[0] < n_order; the caller knows it asked).
+  int32_t* progress = nullptr;
+  // Optional: set when the JS environment shuts down (worker terminate, exit): stop as above.
+  const std::atomic<bool>* closing = nullptr;
+};
+
+Status mlp_train_epoch(const MlpShape& shape, const MlpKernels& k, ThreadPool& pool, float* params, float* adam_m,
+                       float* adam_v, const MlpEpoch& epoch, const MlpTrainArgs& args, double* loss_sum);
 
 // Workspaces (activations, masks, gradients) allocated once per (spec, batch) and reused.
 // One cache per addon instance; calls are synchronous on that instance's JS thread.

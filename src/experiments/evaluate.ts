@@ -9,6 +9,7 @@ import { fusionSpec, type ParamLayout } from '../fusion/layout.js';
 import { scoreRows, trainMlp, type MlpBackend, type MlpData } from '../fusion/train.js';
 import { Datastore } from '../retrieval/datastore.js';
 import { GrowableRows } from './growable.js';
+import { trainFusionSeeds } from './train-seeds.js';
 import { IncrementalPriors } from '../retrieval/priors.js';
 import type { Aggregate } from '../retrieval/search-options.js';
 
@@ -114,7 +115,9 @@ export interface SeedRun {
   valFusion: number;
   epochs: number;
   bestEpoch: number;
+  /** This net's own training time; nets of a point may train at once, so these overlap. */
   trainSeconds: number;
+  /** This net's minibatch rows per second of its minibatch time (shared cores when nets train at once). */
   samplesPerSecond: number;
   /** Its own gain per test set (mean over rows, no interval). */
   gains: { name: string; diff: number }[];
@@ -122,7 +125,7 @@ export interface SeedRun {
 
 export interface PointResult {
   pairs: number;
-  /** Per training seed; the fields below are means over seeds (seconds: sums). */
+  /** Per training seed; the fields below are means over seeds, except the training time and rate. */
   seeds: SeedRun[];
   /** The trained parameters per seed (in memory only; warm starts read them). */
   seedParams: (Float32Array | null)[];
@@ -133,7 +136,9 @@ export interface PointResult {
   valFusion: number;
   epochs: number;
   bestEpoch: number;
+  /** Wall time of training every seed's net (they may train at once; validation passes included). */
   trainSeconds: number;
+  /** Minibatch rows of all seeds and epochs per second of trainSeconds: the training phase's throughput. */
   samplesPerSecond: number;
   /** The first seed's net (exports and ablations use it). */
   layout: ParamLayout | null;
@@ -294,37 +299,34 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
     const seed = trainSeedOf(stepSeed, s);
     const { fit, val } = extra.ids ? splitFitValByIds(extra.ids, o.valFraction, (extra.splitSeed ?? o.seed) + s) : splitFitVal(n, o.valFraction, seed);
     const { fitData, valData } = extra.subsets ? extra.subsets.take(s, train, { fit, val }, FEATURE_DIM, dv) : { fitData: subsetMlp(train, fit, FEATURE_DIM, dv), valData: subsetMlp(train, val, FEATURE_DIM, dv) };
-    let trained: Awaited<ReturnType<typeof trainMlp>> | null = null;
-    if (!o.plainOnly) {
-      let epoch = 0;
-      let last = 0;
-      const who = S > 1 ? `${label} seed ${s + 1}/${S}` : label;
-      trained = await trainMlp(o.backend, fusionSpec({ hidden: o.hidden, dropout: o.dropout }), fitData, valData, {
-        epochs: o.epochs,
-        patience: o.patience,
-        batchSize: o.batchSize,
-        lr: o.lr,
-        weightDecay: o.weightDecay,
-        seed,
-        init: extra.init?.[s] ?? null,
-        // One bar for the whole training (all epochs), so elapsed and ETA run from its start; the
-        // ETA is an upper bound (early stopping may end it sooner, and then the bar is closed below).
-        onStep: (d, t) => {
-          const now = performance.now();
-          if (now - last > 250 || d === t) {
-            last = now;
-            o.progress?.(`${who}: fusion training (<= ${o.epochs} epochs)`, epoch * t + d, o.epochs * t);
-          }
-        },
-        onEpoch: (e) => {
-          epoch = e.epoch;
-          o.log?.(`${who}: epoch ${e.epoch} train cos ${e.trainCosine.toFixed(4)} val cos ${e.valCosine.toFixed(4)}${e.best ? ' *' : ''} (${Math.round(e.samplesPerSecond)} samples/s)`);
-        },
-      });
-      const steps = fitData.target.length / dv;
-      o.progress?.(`${who}: fusion training (<= ${o.epochs} epochs)`, o.epochs * steps, o.epochs * steps);
-    }
-    runs.push({ seed, trained, fitData, valData });
+    runs.push({ seed, trained: null, fitData, valData });
+  }
+  // All seeds' nets, several at once (train-seeds.ts); one bar for the whole training, so elapsed
+  // and ETA run from its start (an upper bound: early stopping may end it sooner; closed below).
+  let trainWall = 0;
+  let trainRate = 0;
+  if (!o.plainOnly) {
+    const bar = `${label}: fusion training${S > 1 ? `, ${S} seeds` : ''} (<= ${o.epochs} epochs)`;
+    let last = 0;
+    const t = await trainFusionSeeds(o.backend, fusionSpec({ hidden: o.hidden, dropout: o.dropout }), runs.map((r, s) => ({ seed: r.seed, fit: r.fitData, val: r.valData, init: extra.init?.[s] ?? null })), {
+      epochs: o.epochs,
+      patience: o.patience,
+      batchSize: o.batchSize,
+      lr: o.lr,
+      weightDecay: o.weightDecay,
+      onProgress: (d, total) => {
+        const now = performance.now();
+        if (now - last > 250 || d === total) {
+          last = now;
+          o.progress?.(bar, d, total);
+        }
+      },
+      onEpoch: (s, e) => o.log?.(`${S > 1 ? `${label} seed ${s + 1}/${S}` : label}: epoch ${e.epoch} train cos ${e.trainCosine.toFixed(4)} val cos ${e.valCosine.toFixed(4)}${e.best ? ' *' : ''} (${Math.round(e.samplesPerSecond)} samples/s)`),
+    });
+    t.results.forEach((r, s) => (runs[s]!.trained = r));
+    trainWall = t.seconds;
+    trainRate = t.samplesPerSecond;
+    o.progress?.(bar, 1, 1);
   }
   const scores: TestSetScore[] = [];
   const seedGains: { name: string; diff: number }[][] = runs.map(() => []);
@@ -368,8 +370,8 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
     valFusion: avg((r) => r.valFusion),
     epochs: avg((r) => r.epochs),
     bestEpoch: avg((r) => r.bestEpoch),
-    trainSeconds: seeds.reduce((a, r) => a + r.trainSeconds, 0),
-    samplesPerSecond: avg((r) => r.samplesPerSecond),
+    trainSeconds: trainWall,
+    samplesPerSecond: trainRate,
     layout: first.trained?.layout ?? null,
     params: first.trained?.params ?? null,
   };

@@ -2,7 +2,7 @@ import { RapmError, RapmRangeError, RapmTypeError, describe } from '../errors.js
 import { loadBinding, nativeError } from '../native/binding.js';
 import { checkInteger, checkMatrix } from '../validate.js';
 import type { ParamLayout } from './layout.js';
-import type { MlpBackend } from './train.js';
+import type { MlpBackend, MlpData } from './train.js';
 
 /**
  * Typed wrapper over the native MLP entry points (native/mlp_wrap.cpp): one synchronous
@@ -145,6 +145,63 @@ export function nativeForward(
   return dst;
 }
 
+export interface MlpEpochOptions extends MlpStepOptions {
+  /** Rows per minibatch; the last one of the epoch takes the rest. */
+  batchSize: number;
+  /**
+   * Threads of this epoch: 0 (default) the addon's pool (setConcurrency); t >= 1 a pool of its
+   * own with t threads, so several nets can train at once. The result does not depend on it.
+   */
+  threads?: number;
+  /** [2]: [0] rows trained so far (updated after every minibatch); set [1] nonzero to stop early. */
+  progress?: Int32Array | null;
+}
+
+/**
+ * One epoch of minibatches off the JS thread: batch i trains on rows order[i*bs, (i+1)*bs) of
+ * `data`, read in place (no copies), AdamW step `step + i`. Bit-identical to gathering each
+ * minibatch (gatherInput) and calling {@link nativeTrainStep} with the same steps. Resolves to
+ * the sum of the minibatch losses. params/adamM/adamV (and the data) must not change until it
+ * settles.
+ */
+export async function nativeTrainEpoch(
+  layout: ParamLayout,
+  params: Float32Array,
+  adamM: Float32Array,
+  adamV: Float32Array,
+  data: MlpData,
+  order: Int32Array, // [nOrder] rows of data
+  options: MlpEpochOptions,
+): Promise<number> {
+  const spec = encodeMlpSpec(layout);
+  checkArena('params', params, layout.size);
+  checkArena('adamM', adamM, layout.size);
+  checkArena('adamV', adamV, layout.size);
+  const o = checkStep(options);
+  const fusion = layout.spec.kind === 'fusion';
+  const enDim = fusion ? layout.inputDim - layout.spec.outDim : layout.inputDim;
+  const n = checkMatrix('en', data.en, enDim);
+  if (fusion) {
+    if (!(data.prior instanceof Float32Array)) throw new RapmTypeError('RAPM_TYPE', `Expected Float32Array for prior (the fusion net's input and residual) but received ${describe(data.prior)}`);
+    checkMatrix('prior', data.prior, layout.spec.outDim, n);
+  } else if (data.prior !== null && data.prior !== undefined) {
+    throw new RapmTypeError('RAPM_TYPE', `Expected null for prior (the baseline net has no prior) but received ${describe(data.prior)}`);
+  }
+  checkMatrix('target', data.target, layout.spec.outDim, n);
+  if (!(order instanceof Int32Array)) throw new RapmTypeError('RAPM_TYPE', `Expected Int32Array for order but received ${describe(order)}`);
+  const batchSize = checkInteger('batchSize', options.batchSize, 1, 65536);
+  const threads = checkInteger('threads', options.threads ?? 0, 0, 1024);
+  const progress = options.progress ?? null;
+  if (progress !== null && !(progress instanceof Int32Array && progress.length === 2)) throw new RapmTypeError('RAPM_TYPE', `Expected an Int32Array of length 2 for progress but received ${describe(progress)}`);
+  const out = new Float64Array(1);
+  try {
+    await loadBinding().mlpTrainEpoch(spec, params, adamM, adamV, o.step, o.lr, o.weightDecay, data.en, fusion ? data.prior : null, data.target, order, batchSize, o.dropout, o.dropoutSeed, threads, out, progress);
+  } catch (e) {
+    throw nativeError(e, new Error().stack);
+  }
+  return out[0]!;
+}
+
 export interface MlpGradientResult {
   loss: number;
   /** [layout.size] dLoss/dparams, in arena order. */
@@ -182,5 +239,9 @@ export const nativeMlpBackend: MlpBackend = {
   },
   forward(layout, params, x, residual, out) {
     nativeForward(layout, params, x, residual, out);
+  },
+  trainEpoch(layout, params, adamM, adamV, step, lr, weightDecay, data, order, batchSize, dropout, dropoutSeed, threads, progress) {
+    const seed = Number.isInteger(dropoutSeed) ? dropoutSeed >>> 0 : dropoutSeed;
+    return nativeTrainEpoch(layout, params, adamM, adamV, data, order, { step, lr, weightDecay, dropout, dropoutSeed: seed, batchSize, threads, progress });
   },
 };

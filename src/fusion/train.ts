@@ -28,6 +28,29 @@ export interface MlpBackend {
   ): number;
   /** Inference: out = residual + net(x) (fusion) or net(x). */
   forward(layout: ParamLayout, params: Float32Array, x: Float32Array, residual: Float32Array | null, out: Float32Array): void;
+  /**
+   * Optional: a whole epoch off the JS thread, bit-identical to gathering each minibatch of
+   * `order` (gatherInput) and calling trainStep with steps step, step + 1, ...; resolves to the
+   * sum of the minibatch losses. `threads` 0: the backend's shared pool; t >= 1: t threads of
+   * its own (several nets train at once). progress [2]: [0] rows done (backend writes), [1]
+   * nonzero asks it to stop early. trainMlp uses it when present.
+   */
+  trainEpoch?(
+    layout: ParamLayout,
+    params: Float32Array,
+    adamM: Float32Array,
+    adamV: Float32Array,
+    step: number,
+    lr: number,
+    weightDecay: number,
+    data: MlpData,
+    order: Int32Array,
+    batchSize: number,
+    dropout: number,
+    dropoutSeed: number,
+    threads: number,
+    progress: Int32Array | null,
+  ): Promise<number>;
 }
 
 /** Training or evaluation rows: EN vectors, their priors (fusion) and targets. */
@@ -71,6 +94,13 @@ export interface TrainOptions {
    * (scripts/bench-train-loop.ts measures what the turns cost).
    */
   yieldMs?: number;
+  /**
+   * Threads of the training minibatches when the backend trains whole epochs off the JS thread
+   * (MlpBackend.trainEpoch): 0 (default) the backend's shared pool, t >= 1 a pool of t threads
+   * of its own, for several nets training at once (trainFusionSeeds). A function is read before
+   * every epoch. Results do not depend on it.
+   */
+  threads?: number | (() => number);
 }
 
 export interface EpochStats {
@@ -103,7 +133,7 @@ export interface TrainResult {
 }
 
 /** Defaults from the settings schema (src/settings.ts). */
-export const TRAIN_DEFAULTS = { ...defaultsOf(['epochs', 'batchSize', 'lr', 'weightDecay', 'patience', 'seed']), minDelta: 0, yieldMs: 10 };
+export const TRAIN_DEFAULTS = { ...defaultsOf(['epochs', 'batchSize', 'lr', 'weightDecay', 'patience', 'seed']), minDelta: 0, yieldMs: 10, threads: 0 };
 
 function checkData(name: string, d: MlpData, layout: ParamLayout): number {
   const { enDim, outDim, kind } = layout.spec;
@@ -164,12 +194,20 @@ export function scoreRows(backend: MlpBackend, layout: ParamLayout, params: Floa
  * a turn every `yieldMs`. Same seed, same machine and SIMD level: same weights.
  */
 export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions = {}): Promise<TrainResult> {
-  const o = { ...TRAIN_DEFAULTS, ...options };
+  // An option given as undefined takes its default (callers pass optional settings straight through).
+  const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as TrainOptions;
+  const o = { ...TRAIN_DEFAULTS, ...given };
   for (const key of ['epochs', 'batchSize', 'lr', 'weightDecay', 'patience', 'seed'] as const) checkSetting(key, o[key]);
   const layout = paramLayout(spec);
   const n = checkData('train', train, layout);
   checkData('val', val, layout);
   if (!(typeof o.yieldMs === 'number' && o.yieldMs >= 0 && Number.isFinite(o.yieldMs))) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected yieldMs >= 0 but received ${String(o.yieldMs)}`);
+  const threadsNow = (): number => {
+    const t = typeof o.threads === 'function' ? o.threads() : o.threads;
+    if (!(Number.isInteger(t) && t >= 0 && t <= 1024)) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected threads as an integer in [0, 1024] but received ${String(t)}`);
+    return t;
+  };
+  threadsNow();
   const started = performance.now();
 
   let params: Float32Array;
@@ -199,54 +237,80 @@ export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpDat
   const shuffle = new Rng(o.seed, 11);
   let stoppedEarly = false;
 
-  for (let epoch = 1; epoch <= o.epochs; epoch++) {
-    const t0 = performance.now();
-    const order = shuffle.permutation(n);
-    let lossSum = 0;
-    let batches = 0;
-    let lastYield = t0;
-    let paused = 0; // ms spent away in event-loop turns (not training)
-    for (let s = 0; s < n; s += bs) {
-      if (o.signal?.aborted) throw o.signal.reason ?? new Error('aborted');
-      const e = Math.min(n, s + bs);
-      const rows = order.subarray(s, e);
-      const b = e - s;
-      const xb = x.subarray(0, b * layout.inputDim);
-      const rb = res ? res.subarray(0, b * outDim) : null;
-      const tb = tgt.subarray(0, b * outDim);
-      gatherInput(layout, train, rows, xb, rb, tb);
-      step++;
-      lossSum += backend.trainStep(layout, params, m, v, step, o.lr, o.weightDecay, xb, rb, tb, spec.dropout, o.seed);
-      batches++;
-      o.onStep?.(e, n);
-      const now = performance.now();
-      if (now - lastYield >= o.yieldMs) {
-        await yieldToLoop(); // never block the event loop for longer than yieldMs + one minibatch
-        lastYield = performance.now();
-        paused += lastYield - now;
+  const epochOffThread = backend.trainEpoch !== undefined;
+  const progress = epochOffThread ? new Int32Array(2) : null;
+  const stopEpoch = () => {
+    if (progress) progress[1] = 1;
+  };
+  o.signal?.addEventListener('abort', stopEpoch, { once: true });
+  try {
+    for (let epoch = 1; epoch <= o.epochs; epoch++) {
+      const t0 = performance.now();
+      const order = shuffle.permutation(n);
+      let lossSum = 0;
+      let batches = 0;
+      let lastYield = t0;
+      let paused = 0; // ms spent away in event-loop turns (not training)
+      if (epochOffThread) {
+        // The whole epoch on a native thread: the event loop stays free, no per-minibatch crossing
+        // or row copies; progress is read from the shared counter while it runs.
+        if (o.signal?.aborted) throw o.signal.reason ?? new Error('aborted');
+        progress![0] = 0;
+        const timer = o.onStep ? setInterval(() => o.onStep!(progress![0]!, n), 250) : null;
+        try {
+          lossSum = await backend.trainEpoch!(layout, params, m, v, step + 1, o.lr, o.weightDecay, train, order, bs, spec.dropout, o.seed, threadsNow(), progress);
+        } finally {
+          if (timer) clearInterval(timer);
+        }
+        if (o.signal?.aborted) throw o.signal.reason ?? new Error('aborted');
+        batches = Math.ceil(n / bs);
+        step += batches;
+        o.onStep?.(n, n);
+      }
+      for (let s = 0; !epochOffThread && s < n; s += bs) {
+        if (o.signal?.aborted) throw o.signal.reason ?? new Error('aborted');
+        const e = Math.min(n, s + bs);
+        const rows = order.subarray(s, e);
+        const b = e - s;
+        const xb = x.subarray(0, b * layout.inputDim);
+        const rb = res ? res.subarray(0, b * outDim) : null;
+        const tb = tgt.subarray(0, b * outDim);
+        gatherInput(layout, train, rows, xb, rb, tb);
+        step++;
+        lossSum += backend.trainStep(layout, params, m, v, step, o.lr, o.weightDecay, xb, rb, tb, spec.dropout, o.seed);
+        batches++;
+        o.onStep?.(e, n);
+        const now = performance.now();
+        if (now - lastYield >= o.yieldMs) {
+          await yieldToLoop(); // never block the event loop for longer than yieldMs + one minibatch
+          lastYield = performance.now();
+          paused += lastYield - now;
+        }
+      }
+      const tTrain = performance.now();
+      const valCos = mean(scoreRows(backend, layout, params, val));
+      const tEnd = performance.now();
+      const seconds = (tEnd - t0) / 1000;
+      const improved = valCos > bestVal + o.minDelta;
+      if (improved) {
+        bestVal = valCos;
+        bestEpoch = epoch;
+        best = params.slice();
+        sinceBest = 0;
+      } else {
+        sinceBest++;
+      }
+      const trainLoss = lossSum / batches;
+      const stats: EpochStats = { epoch, trainLoss, trainCosine: 1 - trainLoss, valCosine: valCos, seconds, valSeconds: (tEnd - tTrain) / 1000, samplesPerSecond: n / (Math.max(1e-6, tTrain - t0 - paused) / 1000), best: improved };
+      history.push(stats);
+      o.onEpoch?.(stats);
+      if (sinceBest >= o.patience) {
+        stoppedEarly = epoch < o.epochs;
+        break;
       }
     }
-    const tTrain = performance.now();
-    const valCos = mean(scoreRows(backend, layout, params, val));
-    const tEnd = performance.now();
-    const seconds = (tEnd - t0) / 1000;
-    const improved = valCos > bestVal + o.minDelta;
-    if (improved) {
-      bestVal = valCos;
-      bestEpoch = epoch;
-      best = params.slice();
-      sinceBest = 0;
-    } else {
-      sinceBest++;
-    }
-    const trainLoss = lossSum / batches;
-    const stats: EpochStats = { epoch, trainLoss, trainCosine: 1 - trainLoss, valCosine: valCos, seconds, valSeconds: (tEnd - tTrain) / 1000, samplesPerSecond: n / (Math.max(1e-6, tTrain - t0 - paused) / 1000), best: improved };
-    history.push(stats);
-    o.onEpoch?.(stats);
-    if (sinceBest >= o.patience) {
-      stoppedEarly = epoch < o.epochs;
-      break;
-    }
+  } finally {
+    o.signal?.removeEventListener('abort', stopEpoch);
   }
   return { layout, params: best, bestEpoch, bestValCosine: bestVal, initialValCosine, history, stoppedEarly, seconds: (performance.now() - started) / 1000, seed: o.seed };
 }

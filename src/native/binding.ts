@@ -86,6 +86,26 @@ export interface NativeBinding {
     dropoutP: number,
     dropoutSeed: number,
   ): number;
+  /** One epoch off the JS thread (native/mlp_wrap.cpp): out[0] = sum of the minibatch losses. */
+  mlpTrainEpoch(
+    spec: Int32Array,
+    params: Float32Array,
+    adamM: Float32Array,
+    adamV: Float32Array,
+    firstStep: number,
+    lr: number,
+    weightDecay: number,
+    en: Float32Array, // [n, enDim]
+    prior: Float32Array | null, // [n, outDim]
+    target: Float32Array, // [n, outDim]
+    order: Int32Array, // [nOrder]
+    batchSize: number,
+    dropoutP: number,
+    dropoutSeed: number,
+    threads: number,
+    out: Float64Array, // [1]
+    progress: Int32Array | null, // [2]
+  ): Promise<void>;
   _mlpGradient(
     spec: Int32Array,
     params: Float32Array,

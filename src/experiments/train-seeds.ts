@@ -1,0 +1,105 @@
+/**
+ * Training the fusion nets of one evaluation point, one per training seed (--train-seeds),
+ * several at once when the backend trains epochs off the JS thread. Used by fitAndScore
+ * (evaluate.ts) for the progressive loop and the experiments.
+ */
+import type { MlpSpec } from '../fusion/layout.js';
+import { trainMlp, type EpochStats, type MlpBackend, type MlpData, type TrainOptions, type TrainResult } from '../fusion/train.js';
+import { concurrency } from '../native/simd.js';
+
+/** One training seed's net: its seed (initialisation, shuffling, dropout), rows and warm start. */
+export interface SeedJob {
+  seed: number;
+  fit: MlpData;
+  val: MlpData;
+  /** Warm start (see TrainOptions.init); null or absent: a fresh seeded initialisation. */
+  init?: Float32Array | null;
+}
+
+export interface SeedTrainingOptions extends Pick<TrainOptions, 'epochs' | 'patience' | 'batchSize' | 'lr' | 'weightDecay' | 'signal'> {
+  /**
+   * Nets trained at once. Default: as many as the kernel pool has threads (setConcurrency /
+   * RAPM_THREADS), each on one thread of its own; while fewer nets than threads are left, each
+   * gets a share of the threads. 1: one after another, each on the whole pool. Only backends
+   * that train whole epochs off the JS thread (MlpBackend.trainEpoch) run nets at once; the
+   * weights never depend on it (each net's arithmetic is the same for any thread count).
+   */
+  parallel?: number;
+  /** After every epoch of net `s` (index into the jobs). */
+  onEpoch?: (s: number, e: EpochStats) => void;
+  /** Rows trained so far over all nets and epochs, against the most there can be (every net running every epoch). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface SeedTrainingResult {
+  /** Per job, in job order. */
+  results: TrainResult[];
+  /** Wall time of training all nets (validation passes included). */
+  seconds: number;
+  /** Minibatch rows of all nets and epochs over `seconds`: the throughput of the training phase. */
+  samplesPerSecond: number;
+  /** Nets that trained at once. */
+  parallel: number;
+}
+
+/**
+ * Train one net per job (the training seeds of an evaluation point), several at once when the
+ * backend trains epochs off the JS thread. On 2 cores two nets on one thread each beat one net
+ * on two threads (a minibatch of 32 rows is too small to split well: 2-thread training is
+ * ~1.4x 1-thread), so by default as many nets run as the pool has threads. The weights are
+ * bit-identical to training the jobs one after another (test/experiments/train-seeds.test.ts).
+ */
+export async function trainFusionSeeds(backend: MlpBackend, spec: MlpSpec, jobs: readonly SeedJob[], o: SeedTrainingOptions): Promise<SeedTrainingResult> {
+  const threads = concurrency();
+  const canOverlap = backend.trainEpoch !== undefined;
+  const parallel = Math.max(1, Math.min(jobs.length, canOverlap ? (o.parallel ?? threads) : 1));
+  const started = performance.now();
+  const results: (TrainResult | undefined)[] = new Array(jobs.length);
+  const rows = jobs.map((j) => j.fit.target.length / spec.outDim);
+  const epochs = o.epochs ?? 100;
+  const done = new Float64Array(jobs.length); // rows trained per job over finished epochs
+  const inEpoch = new Float64Array(jobs.length);
+  const total = rows.reduce((a, r) => a + r * epochs, 0);
+  const report = () => o.onProgress?.(done.reduce((a, b) => a + b, 0) + inEpoch.reduce((a, b) => a + b, 0), total);
+  let next = 0;
+  let active = 0;
+  const lane = async (): Promise<void> => {
+    for (let s = next++; s < jobs.length; s = next++) {
+      const job = jobs[s]!;
+      active++;
+      try {
+        results[s] = await trainMlp(backend, spec, job.fit, job.val, {
+          epochs: o.epochs,
+          patience: o.patience,
+          batchSize: o.batchSize,
+          lr: o.lr,
+          weightDecay: o.weightDecay,
+          signal: o.signal,
+          seed: job.seed,
+          init: job.init ?? null,
+          // The nets running now share the pool's threads (0: the shared pool itself, when alone
+          // and nothing is left to start); read again at every epoch as nets finish.
+          threads: () => (parallel === 1 || (active === 1 && next >= jobs.length) ? 0 : Math.max(1, Math.floor(threads / active))),
+          onStep: (d) => {
+            inEpoch[s] = d;
+            report();
+          },
+          onEpoch: (e) => {
+            done[s] = done[s]! + rows[s]!;
+            inEpoch[s] = 0;
+            o.onEpoch?.(s, e);
+          },
+        });
+      } finally {
+        active--;
+      }
+      // Stopped early: the epochs it did not run are no longer ahead of the bar.
+      done[s] = rows[s]! * epochs;
+      report();
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, lane));
+  const seconds = (performance.now() - started) / 1000;
+  const samples = results.reduce((a, r, s) => a + (r?.history.length ?? 0) * rows[s]!, 0);
+  return { results: results as TrainResult[], seconds, samplesPerSecond: samples / Math.max(1e-9, seconds), parallel };
+}
