@@ -70,6 +70,13 @@ struct Kernels {
   void (*scan_i8)(const ScanArgs& args);
   bool fast_bf16;
   bool fast_i8;
+  // The fast paths' exact re-rank: similarities of nq queries (row pointers, each [d],
+  // normalised) to the 32 rows of ONE key panel (keys_f32, or keys_bf16 for a bf16 store,
+  // pointing at the panel): out[i * kPanel + l], bit for bit the value `scan` computes for
+  // that query and lane (each lane's sum is an independent chain, so no packing or tile
+  // shape changes it). Null on levels without one; core/search.cpp then goes through scan.
+  void (*dot_panel)(const float* const* queries, int nq, int d, const float* keys_f32, const uint16_t* keys_bf16,
+                    float* out) = nullptr;
 };
 
 const Kernels* kernels_scalar();
