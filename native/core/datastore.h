@@ -159,6 +159,8 @@ int64_t shadow_bytes(const Segment& seg, int d);
 
 // First-pass buffer per query of the fast path for a top-k search (candidates <= 3/4 of it).
 int fast_buffer(int k);
+// Fewest searched key panels for which a top-k search takes the fast path (core/search.cpp).
+int64_t fast_min_panels(int k);
 
 // Search over a snapshot (core/search.cpp). queries [b, d] (normalised into scratch here).
 // The result is the exact search's, also when snap.fast selects a fast path: see search.cpp.

@@ -1,23 +1,27 @@
 // Top-K search over a snapshot: the exact scan, and the fast paths that reach the same answer.
 //
 // Fast path (Snapshot::fast, taken only when the kernel level runs the first pass in hardware
-// and the searched rows span at least 8 (k + 32) key panels; otherwise the exact scan runs):
+// and the searched rows span at least fast_min_panels(k) = 4 (k + 32) key panels; otherwise
+// the exact scan runs):
 //  1. First pass: every query against the narrow keys (bf16 with VDPBF16PS, or int8 with
 //     VPDPBUSD). Per query it keeps the K best and every row within a margin m_q >= 2 E_q of
-//     the K-th best (TopK::margin; E_q bounds |first-pass - exact-scan similarity| for query
-//     q and any row, below). K' (the candidates kept) thus adapts to the data; it is capped
-//     by a buffer of fast_buffer(K) = 8K + 256 rows.
+//     the K-th best (core/candidates.h; E_q bounds |first-pass - exact-scan similarity| for
+//     query q and any row, below). K' (the candidates kept) thus adapts to the data; it is
+//     capped by a buffer of fast_buffer(K) = 8K + 256 rows.
 //  2. Proof, per query: with f the first-pass similarities sorted best first, a row was left
 //     out only if its f was below the admission threshold at that time, which never exceeds
 //     f_K - m_q; so the gap f_K - f_{K'+1} > m_q >= 2 E_q. Then every row left out has an
 //     exact similarity strictly below the exact K-th best (the K best candidates have exact
 //     similarity >= f_K - E_q; a row left out has < f_K - m_q + E_q <= f_K - E_q), and the
 //     exact top-K lies inside the candidates. A query whose set outgrew the buffer
-//     (TopK::overflow) has no proof and is redone by the exact scan (FastPathCounters::redone).
-//  3. Exact re-rank: the candidates' similarities are recomputed by the exact scan kernel
-//     itself, on the stored keys (f32, or bf16 for a bf16 store), grouped by key panel, so
-//     they are bit for bit the values the exact scan produces; the K best by (similarity,
-//     lower row) are then the exact search's neighbours, similarities, weights and prior.
+//     (Candidates::overflow) has no proof and is redone by the exact scan (FastPathCounters::redone).
+//  3. Exact re-rank: the candidates' similarities are recomputed on the stored keys (f32, or
+//     bf16 for a bf16 store) by the level's dot_panel (kernels.h: the exact scan's own
+//     per-lane FMA chain, queries read in place) or, on levels without one, by its scan;
+//     candidates are bucketed by key panel and each panel is dotted once with every query
+//     holding a candidate there. The values are bit for bit the exact scan's; the K best by
+//     (similarity, lower row) are then the exact search's neighbours, similarities, weights
+//     and prior.
 //
 // The bound E_q. Let q be the normalised query, k a stored key, q' and k' what the first pass
 // multiplies (bf16(q), bf16(k); or s_q*Q, s_k*K for int8), a = q - q', c = k - k'. Then
@@ -47,6 +51,7 @@
 #include "bf16.h"
 #include "datastore.h"
 #include "select.h"
+#include "candidates.h"
 #include "topk.h"
 #include "uninit.h"
 
@@ -226,82 +231,272 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
   return Status::Ok();
 }
 
-// Exact similarities of candidate rows: cand[q*stride + i] (i < ncand[q]) -> sims at the same
-// place, computed by kern.scan on the stored keys (so bit for bit the exact scan's values).
-void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const float* qn, int64_t b,
-            const std::vector<TopKEntry>& cand, int stride, const std::vector<int>& ncand,
-            const std::vector<char>& use, std::vector<float>& sims) {
-  const int d = snap.d;
-  struct Ref {
-    int32_t seg, q, slot, lane;
-    int64_t panel;
+struct FirstPushCtx {
+  Candidates* sets;
+  float* thr;
+  const int32_t* groups;   // segment-local
+  int64_t base;            // segment base row
+  int64_t first;           // first segment-local row in the searched range
+  const int32_t* exclude;  // per task query, or null
+};
+
+void push_first(void* ctx, int qi, const float* sims, uint32_t mask, int64_t row0) {
+  auto* c = static_cast<FirstPushCtx*>(ctx);
+  Candidates& h = c->sets[qi];
+  const int32_t ex = c->exclude ? c->exclude[qi] : -1;
+  while (mask) {
+    const int l = __builtin_ctz(mask);
+    mask &= mask - 1;
+    const int64_t r = row0 + l;
+    if (r < c->first || (ex >= 0 && c->groups[r] == ex)) continue;
+    h.push(sims[l], static_cast<int32_t>(c->base + r));
+  }
+  c->thr[qi] = h.thr;
+}
+
+// The first pass's candidate sets (core/candidates.h), compact: query q's are
+// cand[start[q], start[q + 1]), with kth[q] / last[q] the k-th best and the smallest
+// first-pass similarity among them, and overflow[q] set when the set outgrew its buffer.
+struct FirstPass {
+  std::vector<TopKEntry> cand;
+  std::vector<int64_t> start;
+  std::vector<float> kth, last;
+  std::vector<char> overflow;
+};
+
+// First pass over rows [rb, re) with the narrow keys (pass kBf16 or kInt8), margins[q] per query.
+Status first_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pass pass, const Queries& qs, int64_t b,
+                  int k, const float* margins, int64_t rb, int64_t re, FirstPass& fp) {
+  const int d = snap.d, d4 = (snap.d + 3) / 4;
+  // Task grid as in topk_pass: query chunks of whole micro-tiles, keys split too when there
+  // are too few queries to feed every thread (the parts are merged after).
+  const int threads = pool.threads();
+  const int mr = kern.mr;
+  const int64_t qtiles = (b + mr - 1) / mr;
+  const int64_t qtasks = std::min<int64_t>(qtiles, 4 * threads);
+  const int64_t qchunk = (qtiles + qtasks - 1) / qtasks * mr;
+  const int64_t qtasks_real = (b + qchunk - 1) / qchunk;
+  const int64_t ktasks = qtasks_real >= threads ? 1 : (4 * threads + qtasks_real - 1) / qtasks_real;
+  const int64_t key_bytes = pass == Pass::kInt8 ? 1 : 2;
+  const int64_t block_panels = std::max<int64_t>(1, (384 * 1024) / (static_cast<int64_t>(d) * kPanel * key_bytes));
+  void (*scan)(const ScanArgs&) = pass == Pass::kBf16 ? kern.scan_bf16 : kern.scan_i8;
+  const int cap = fast_buffer(k);
+  const int64_t ntasks = qtasks_real * ktasks;
+
+  // Per task its queries' kept sets back to back; per (key part, query) where and how many.
+  std::vector<std::vector<TopKEntry>> kept(static_cast<size_t>(ntasks));
+  std::vector<int64_t> part_off(static_cast<size_t>(ktasks * b), 0);
+  std::vector<int> part_n(static_cast<size_t>(ktasks * b), 0);
+  std::vector<float> part_kth(static_cast<size_t>(ktasks * b), 0), part_last(static_cast<size_t>(ktasks * b), 0);
+  std::vector<char> part_ovf(static_cast<size_t>(ktasks * b), 0);
+  std::vector<char> task_oom(static_cast<size_t>(ntasks), 0);
+  pool.parallel_for(ntasks, [&](int64_t task) {
+    const int64_t qt = task / ktasks, kt = task % ktasks;
+    const int64_t q0 = qt * qchunk;
+    const int nq = static_cast<int>(std::min(b, q0 + qchunk) - q0);
+    std::unique_ptr<TopKEntry[]> buf(new (std::nothrow) TopKEntry[static_cast<size_t>(nq) * cap]);  // uninitialised
+    if (!buf) {
+      task_oom[task] = 1;
+      return;
+    }
+    std::vector<Candidates> sets;
+    sets.reserve(static_cast<size_t>(nq));
+    for (int i = 0; i < nq; ++i) sets.emplace_back(buf.get() + static_cast<size_t>(i) * cap, cap, k, margins[q0 + i]);
+    std::vector<float> thr(static_cast<size_t>(nq), -std::numeric_limits<float>::infinity());
+    FirstPushCtx ctx{sets.data(), thr.data(), nullptr, 0, 0, qs.exclude ? qs.exclude + q0 : nullptr};
+    for (const auto& seg : snap.segments) {
+      // The searched rows of this segment, segment-local: [lr0, lr1).
+      const int64_t lr0 = std::max<int64_t>(rb - seg->base, 0), lr1 = std::min<int64_t>(re - seg->base, seg->n);
+      if (lr0 >= lr1) continue;
+      const int64_t first_panel = lr0 / kPanel, panels = (lr1 + kPanel - 1) / kPanel - first_panel;
+      const int64_t p0 = first_panel + panels * kt / ktasks, p1 = first_panel + panels * (kt + 1) / ktasks;
+      if (p0 >= p1) continue;
+      ctx.groups = seg->groups.data();
+      ctx.base = seg->base;
+      ctx.first = lr0;
+      // Lanes at or past lr1 are masked by the kernel; rows before lr0 by push_first.
+      ScanArgs a{nullptr, nq, d, nullptr, nullptr, p0, p1, lr1, block_panels, nullptr, thr.data(), push_first, &ctx};
+      if (pass == Pass::kBf16) {
+        a.keys_bf16 = seg->shadow_bf16 ? seg->shadow_bf16.get() : seg->keys_bf16.get();
+        a.queries_bf16 = qs.bf16 + q0 * d;
+      } else {
+        a.keys_i8 = seg->keys_i8.get();
+        a.key_scale = seg->i8_scale.data();
+        a.key_sum = seg->i8_sum.data();
+        a.queries_u8 = qs.u8 + q0 * d4 * 4;
+        a.query_scale = qs.scale + q0;
+      }
+      scan(a);
+    }
+    std::vector<TopKEntry>& out = kept[task];
+    int64_t total = 0;
+    for (int i = 0; i < nq; ++i) {
+      sets[i].select();
+      total += sets[i].size;
+    }
+    try {
+      out.reserve(static_cast<size_t>(total));
+    } catch (const std::bad_alloc&) {
+      task_oom[task] = 1;
+      return;
+    }
+    for (int i = 0; i < nq; ++i) {
+      const size_t at = static_cast<size_t>(kt) * b + q0 + i;
+      part_off[at] = static_cast<int64_t>(out.size());
+      part_n[at] = sets[i].size;
+      part_kth[at] = sets[i].kth();
+      part_last[at] = sets[i].last();
+      part_ovf[at] = sets[i].overflow;
+      out.insert(out.end(), sets[i].buf, sets[i].buf + sets[i].size);
+    }
+  });
+  for (char oom : task_oom)
+    if (oom) return Status::Error(StatusCode::kOutOfMemory, "out of memory for the fast path's candidate buffers");
+
+  const auto part = [&](int64_t kt, int64_t q) {
+    return kept[static_cast<size_t>((q / qchunk) * ktasks + kt)].data() + part_off[static_cast<size_t>(kt * b + q)];
   };
-  std::vector<Ref> refs;
+  try {
+    fp.start.assign(static_cast<size_t>(b) + 1, 0);
+    fp.kth.assign(static_cast<size_t>(b), 0);
+    fp.last.assign(static_cast<size_t>(b), 0);
+    fp.overflow.assign(static_cast<size_t>(b), 0);
+    if (ktasks == 1) {
+      for (int64_t q = 0; q < b; ++q) {
+        fp.start[q + 1] = fp.start[q] + part_n[q];
+        fp.kth[q] = part_kth[q];
+        fp.last[q] = part_last[q];
+        fp.overflow[q] = part_ovf[q];
+      }
+      fp.cand.resize(static_cast<size_t>(fp.start[b]));
+      for (int64_t q = 0; q < b; ++q) std::copy(part(0, q), part(0, q) + part_n[q], fp.cand.begin() + fp.start[q]);
+    } else {
+      // Few queries (b is below a tile per thread): merge the key parts one query at a time.
+      std::vector<TopKEntry> mbuf(static_cast<size_t>(b) * cap);
+      std::vector<int> msize(static_cast<size_t>(b));
+      for (int64_t q = 0; q < b; ++q) {
+        Candidates h(mbuf.data() + q * cap, cap, k, margins[q]);
+        for (int64_t kt = 0; kt < ktasks; ++kt) {
+          h.overflow = h.overflow || part_ovf[kt * b + q];
+          const TopKEntry* e = part(kt, q);
+          for (int i = 0; i < part_n[kt * b + q]; ++i) h.push(topk_value(e[i]), topk_id(e[i]));
+        }
+        h.select();
+        msize[q] = h.size;
+        fp.start[q + 1] = fp.start[q] + h.size;
+        fp.kth[q] = h.kth();
+        fp.last[q] = h.last();
+        fp.overflow[q] = h.overflow;
+      }
+      fp.cand.resize(static_cast<size_t>(fp.start[b]));
+      for (int64_t q = 0; q < b; ++q) std::copy(mbuf.begin() + q * cap, mbuf.begin() + q * cap + msize[q], fp.cand.begin() + fp.start[q]);
+    }
+  } catch (const std::bad_alloc&) {
+    return Status::Error(StatusCode::kOutOfMemory, "out of memory for the fast path's candidates");
+  }
+  return Status::Ok();
+}
+
+// Exact similarities of the candidates of the queries with use[q] (fp.cand, compact) -> sims
+// at the same place, bit for bit the exact scan's values (kernels.h, dot_panel).
+// The candidates are bucketed by key panel (counting sort, queries ascending within a
+// panel) and each panel is dotted once with all the queries holding a candidate in it.
+void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const float* qn, int64_t b,
+            const FirstPass& fp, const std::vector<char>& use, std::vector<float>& sims) {
+  const int d = snap.d;
+  const size_t nseg = snap.segments.size();
+  std::vector<int64_t> seg_panel(nseg + 1, 0);  // first global panel of each segment
+  for (size_t s = 0; s < nseg; ++s) seg_panel[s + 1] = seg_panel[s] + snap.segments[s]->npanels;
+  const int64_t npanels = seg_panel[nseg];
+  // Per candidate: its global panel and lane; then the refs bucketed by panel.
+  struct Ref {
+    int32_t q;
+    int64_t at;  // index into fp.cand / sims
+  };
+  int64_t nrefs = 0;
+  for (int64_t q = 0; q < b; ++q) nrefs += use[q] ? fp.start[q + 1] - fp.start[q] : 0;
+  std::vector<int64_t> first(static_cast<size_t>(npanels) + 1, 0);
+  std::vector<int64_t> panel_of(static_cast<size_t>(nrefs));
+  std::vector<uint8_t> lane_of(static_cast<size_t>(nrefs));
+  int64_t j = 0;
   for (int64_t q = 0; q < b; ++q) {
     if (!use[q]) continue;
-    for (int i = 0; i < ncand[q]; ++i) {
-      const int64_t row = topk_id(cand[q * stride + i]);
-      auto it = std::upper_bound(snap.segments.begin(), snap.segments.end(), row,
-                                 [](int64_t r, const std::shared_ptr<const Segment>& s) { return r < s->base; });
-      const int32_t si = static_cast<int32_t>(it - snap.segments.begin() - 1);
+    for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i, ++j) {
+      const int64_t row = topk_id(fp.cand[i]);
+      size_t si = 0;
+      if (nseg > 1) {
+        auto it = std::upper_bound(snap.segments.begin(), snap.segments.end(), row,
+                                   [](int64_t r, const std::shared_ptr<const Segment>& s) { return r < s->base; });
+        si = static_cast<size_t>(it - snap.segments.begin() - 1);
+      }
       const int64_t lr = row - snap.segments[si]->base;
-      refs.push_back(Ref{si, static_cast<int32_t>(q), i, static_cast<int32_t>(lr % kPanel), lr / kPanel});
+      panel_of[j] = seg_panel[si] + lr / kPanel;
+      lane_of[j] = static_cast<uint8_t>(lr % kPanel);
+      ++first[panel_of[j] + 1];
     }
   }
-  std::sort(refs.begin(), refs.end(), [](const Ref& x, const Ref& y) {
-    if (x.seg != y.seg) return x.seg < y.seg;
-    if (x.panel != y.panel) return x.panel < y.panel;
-    return x.q < y.q;
-  });
-  // Runs of one (segment, panel).
-  std::vector<size_t> runs;
-  for (size_t i = 0; i < refs.size(); ++i)
-    if (i == 0 || refs[i].seg != refs[i - 1].seg || refs[i].panel != refs[i - 1].panel) runs.push_back(i);
-  runs.push_back(refs.size());
-  const int64_t nruns = static_cast<int64_t>(runs.size()) - 1;
-  const int64_t tasks = std::min<int64_t>(nruns, 16 * pool.threads());
-
-  struct Ctx {
-    const Ref* refs;
-    std::vector<size_t> first;  // per local query: its refs [first[i], first[i+1])
-    const std::vector<TopKEntry>* cand;
-    float* sims;
-    int stride;
-  };
-  auto push = [](void* vctx, int qi, const float* s, uint32_t, int64_t) {
-    auto* c = static_cast<Ctx*>(vctx);
-    for (size_t j = c->first[qi]; j < c->first[qi + 1]; ++j) {
-      const Ref& r = c->refs[j];
-      c->sims[static_cast<size_t>(r.q) * c->stride + r.slot] = s[r.lane];
+  for (int64_t P = 0; P < npanels; ++P) first[P + 1] += first[P];
+  std::vector<Ref> refs(static_cast<size_t>(nrefs));
+  std::vector<uint8_t> lanes(static_cast<size_t>(nrefs));
+  {
+    std::vector<int64_t> fill(first.begin(), first.end() - 1);
+    j = 0;
+    for (int64_t q = 0; q < b; ++q) {
+      if (!use[q]) continue;
+      for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i, ++j) {
+        const int64_t at = fill[panel_of[j]]++;
+        refs[at] = Ref{static_cast<int32_t>(q), i};
+        lanes[at] = lane_of[j];
+      }
     }
-  };
+  }
+  // Tasks: runs of panels holding about the same number of refs.
+  const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(nrefs / 64, 16 * pool.threads()));
   pool.parallel_for(tasks, [&](int64_t t) {
-    std::vector<float> qbuf, qpack, thr;
-    Ctx ctx{refs.data(), {}, &cand, sims.data(), stride};
-    for (int64_t run = nruns * t / tasks; run < nruns * (t + 1) / tasks; ++run) {
-      const size_t r0 = runs[run], r1 = runs[run + 1];
-      ctx.first.clear();
-      qbuf.clear();
-      for (size_t j = r0; j < r1; ++j) {
-        if (j == r0 || refs[j].q != refs[j - 1].q) {
-          ctx.first.push_back(j);
-          qbuf.insert(qbuf.end(), qn + static_cast<size_t>(refs[j].q) * d, qn + static_cast<size_t>(refs[j].q + 1) * d);
+    // This task's panels: those whose refs start in [nrefs t / tasks, nrefs (t + 1) / tasks).
+    const auto pend = first.begin() + npanels;
+    const int64_t P0 = std::lower_bound(first.begin(), pend, nrefs * t / tasks) - first.begin();
+    const int64_t P1 = std::lower_bound(first.begin(), pend, nrefs * (t + 1) / tasks) - first.begin();
+    std::vector<const float*> qptr;
+    std::vector<float> out, qbuf, qpack, thr;
+    for (int64_t P = P0; P < P1; ++P) {
+      const int64_t r0 = first[P], r1 = first[P + 1];
+      if (r0 == r1) continue;
+      qptr.clear();
+      for (int64_t r = r0; r < r1; ++r)
+        if (r == r0 || refs[r].q != refs[r - 1].q) qptr.push_back(qn + static_cast<size_t>(refs[r].q) * d);
+      const int nq = static_cast<int>(qptr.size());
+      out.resize(static_cast<size_t>(nq) * kPanel);
+      const size_t si = static_cast<size_t>(std::upper_bound(seg_panel.begin(), seg_panel.end(), P) - seg_panel.begin() - 1);
+      const Segment& seg = *snap.segments[si];
+      const int64_t lp = P - seg_panel[si];
+      const float* kf = seg.keys_f32 ? seg.keys_f32.get() + static_cast<size_t>(lp) * d * kPanel : nullptr;
+      const uint16_t* kb = seg.keys_bf16 ? seg.keys_bf16.get() + static_cast<size_t>(lp) * d * kPanel : nullptr;
+      if (kern.dot_panel != nullptr && !snap.int8) {  // int8 stores re-rank through scan_i8keys below
+        kern.dot_panel(qptr.data(), nq, d, kf, kb, out.data());
+      } else {
+        // Through the level's scan: the queries copied side by side, every lane pushed.
+        qbuf.resize(static_cast<size_t>(nq) * d);
+        for (int i = 0; i < nq; ++i) std::copy(qptr[i], qptr[i] + d, qbuf.begin() + static_cast<size_t>(i) * d);
+        qpack.resize(static_cast<size_t>((nq + kern.mr - 1) / kern.mr * kern.mr) * d);
+        thr.assign(static_cast<size_t>(nq), -std::numeric_limits<float>::infinity());
+        auto push = [](void* o, int qi, const float* sv, uint32_t, int64_t) {
+          std::copy(sv, sv + kPanel, static_cast<float*>(o) + static_cast<size_t>(qi) * kPanel);
+        };
+        ScanArgs a{qbuf.data(), nq, d, seg.keys_f32.get(), seg.keys_bf16.get(), lp, lp + 1, seg.n, 1,
+                   qpack.data(), thr.data(), push, out.data()};
+        if (snap.int8) {  // int8 store hook: re-rank with its exact scan (core/int8_store.cpp)
+          a.keys_i8 = seg.keys_i8.get();
+          a.key_scale = seg.i8_scale.data();
+          kern.scan_i8keys(a);
+        } else {
+          kern.scan(a);
         }
       }
-      ctx.first.push_back(r1);
-      const int nq = static_cast<int>(ctx.first.size()) - 1;
-      qpack.resize(static_cast<size_t>((nq + kern.mr - 1) / kern.mr * kern.mr) * d);
-      thr.assign(static_cast<size_t>(nq), -std::numeric_limits<float>::infinity());
-      const Segment& seg = *snap.segments[refs[r0].seg];
-      const int64_t P = refs[r0].panel;
-      ScanArgs a{qbuf.data(), nq, d, seg.keys_f32.get(), seg.keys_bf16.get(), P, P + 1, seg.n, 1,
-                 qpack.data(), thr.data(), push, &ctx};
-      if (snap.int8) {  // int8 store hook: re-rank with its exact scan (core/int8_store.cpp)
-        a.keys_i8 = seg.keys_i8.get();
-        a.key_scale = seg.i8_scale.data();
-        kern.scan_i8keys(a);
-      } else {
-        kern.scan(a);
+      int i = -1;
+      for (int64_t r = r0; r < r1; ++r) {
+        if (r == r0 || refs[r].q != refs[r - 1].q) ++i;
+        sims[refs[r].at] = out[static_cast<size_t>(i) * kPanel + lanes[r]];
       }
     }
   });
@@ -338,13 +533,14 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
   const Status short_of_k = Status::Error(StatusCode::kKTooLarge,
                                           "fewer than k = " + std::to_string(k) + " rows remain after exclusion");
 
-  // The re-rank runs the exact kernel on every (query, key panel) pair holding a candidate;
-  // with K' candidates (typically 1.5 K - 4 K) among fewer than ~4 K' panels that approaches
-  // a full exact scan, so small stores (and large k) are searched exactly from the start.
+  // The re-rank dots every key panel holding a candidate with the queries that hold one
+  // there: per query about min(K', panels) panel dots, K' typically 1.5 K - 4 K. Below
+  // ~4 K' panels that is no longer small next to the first pass's saving, so small stores
+  // and ranges (and large k) are searched exactly from the start.
   const int64_t searched_panels = (re - rb) / kPanel;
   const bool fast = ((snap.fast == FastPath::kBf16 && kern.fast_bf16) ||
                      (snap.fast == FastPath::kInt8 && kern.fast_i8 && d <= kMaxI8Dim)) &&
-                    8 * (static_cast<int64_t>(k) + 32) <= searched_panels;
+                    fast_min_panels(k) <= searched_panels;
   std::vector<TopKEntry> best;  // [b, k] exact top-k, best first
   std::vector<int> nbest;
   Queries qs;
@@ -415,26 +611,22 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
     // First pass keeping every row within 2 E_q of the k-th best (as float, rounded up).
     std::vector<float> margins(static_cast<size_t>(b));
     for (int64_t q = 0; q < b; ++q) margins[q] = static_cast<float>(2 * bound[q] * (1 + 1e-6) + 1e-6);
-    const int keep = fast_buffer(k);
-    std::vector<TopKEntry> cand;
-    std::vector<int> ncand;
-    std::vector<char> overflow;
-    st = topk_pass(snap, kern, pool, pass, qs, b, k, keep, margins.data(), rb, re, cand, ncand, overflow);
+    FirstPass fp;
+    st = first_pass(snap, kern, pool, pass, qs, b, k, margins.data(), rb, re, fp);
     if (!st.ok()) return st;
-    // The proof, per query: with f the sorted first-pass similarities, the K' candidates are
-    // all rows with f >= f_K - margin, so the best row left out (the (K'+1)-th) is below
+    // The proof, per query: the candidates are all rows whose first-pass similarity f is
+    // >= f_K - margin (core/candidates.h), so the best row left out is below
     // f_K - margin <= f_K - 2 E_q: the gap condition holds unless the set overflowed.
     std::vector<char> proven(static_cast<size_t>(b), 0);
     int64_t redo = 0;
     for (int64_t q = 0; q < b; ++q) {
-      if (ncand[q] < k) return Status::Error(short_of_k.code, short_of_k.message, q);
-      const double fk = topk_value(cand[q * keep + k - 1]);
-      const double last = topk_value(cand[q * keep + ncand[q] - 1]);
-      proven[q] = !overflow[q] && fk - last <= margins[q] && margins[q] > 2 * bound[q];
+      if (fp.start[q + 1] - fp.start[q] < k) return Status::Error(short_of_k.code, short_of_k.message, q);
+      const double fk = fp.kth[q], last = fp.last[q];
+      proven[q] = !fp.overflow[q] && fk - last <= margins[q] && margins[q] > 2 * bound[q];
       redo += !proven[q];
     }
-    std::vector<float> exact(cand.size(), 0.0f);
-    rerank(snap, kern, pool, qn.data(), b, cand, keep, ncand, proven, exact);
+    std::vector<float> exact(fp.cand.size(), 0.0f);
+    rerank(snap, kern, pool, qn.data(), b, fp, proven, exact);
     best.assign(static_cast<size_t>(b) * k, 0);
     nbest.assign(static_cast<size_t>(b), k);
     pool.parallel_for(std::min<int64_t>(b, 64), [&](int64_t t) {
@@ -443,7 +635,7 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
       for (int64_t q = b * t / nt; q < b * (t + 1) / nt; ++q) {
         if (!proven[q]) continue;
         e.clear();
-        for (int i = 0; i < ncand[q]; ++i) e.push_back(topk_pack(exact[q * keep + i], topk_id(cand[q * keep + i])));
+        for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) e.push_back(topk_pack(exact[i], topk_id(fp.cand[i])));
         std::partial_sort(e.begin(), e.begin() + k, e.end(), std::greater<TopKEntry>());
         std::copy(e.begin(), e.begin() + k, best.begin() + q * k);
       }
@@ -474,7 +666,7 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
     }
     if (snap.counters) {
       int64_t kept = 0;
-      for (int64_t q = 0; q < b; ++q) kept += proven[q] ? ncand[q] : 0;
+      for (int64_t q = 0; q < b; ++q) kept += proven[q] ? fp.start[q + 1] - fp.start[q] : 0;
       snap.counters->queries += b;
       snap.counters->redone += redo;
       snap.counters->candidates += kept;
@@ -486,9 +678,24 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
     if (nbest[q] < k) return Status::Error(short_of_k.code, short_of_k.message, q);
   }
   const int64_t ftasks = std::min<int64_t>(b, 64);
+  // The neighbours' value rows are scattered over the store (mostly cache misses): the rows
+  // of the next query are prefetched while this one is summed.
+  const auto value_row = [&](int32_t row) {
+    const Segment* seg = segment_of(snap, row);
+    return seg->values.data() + (row - seg->base) * dv;
+  };
+  const auto prefetch_rows = [&](int64_t q) {
+    for (int i = 0; i < k; ++i) {
+      const char* v = reinterpret_cast<const char*>(value_row(topk_id(best[q * k + i])));
+      for (int64_t o = 0; o < static_cast<int64_t>(dv) * 4; o += 64) __builtin_prefetch(v + o);
+    }
+  };
   pool.parallel_for(ftasks, [&](int64_t t) {
     std::vector<const float*> vrows(static_cast<size_t>(k));
-    for (int64_t q = b * t / ftasks; q < b * (t + 1) / ftasks; ++q) {
+    const int64_t qb = b * t / ftasks, qe = b * (t + 1) / ftasks;
+    if (qb < qe) prefetch_rows(qb);
+    for (int64_t q = qb; q < qe; ++q) {
+      if (q + 1 < qe) prefetch_rows(q + 1);
       const TopKEntry* e = best.data() + q * k;
       float* w = out.weights + q * k;
       float* s = out.similarities + q * k;
@@ -499,8 +706,7 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
       }
       aggregate_weights(s, k, params.tau, params.aggregate, w);
       for (int i = 0; i < k; ++i) {
-        const Segment* seg = segment_of(snap, nb[i]);
-        vrows[i] = seg->values.data() + (nb[i] - seg->base) * dv;
+        vrows[i] = value_row(nb[i]);
       }
       blend_rows(vrows.data(), w, k, dv, out.prior + q * dv);
     }
@@ -509,5 +715,7 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
 }
 
 int fast_buffer(int k) { return 8 * k + 256; }
+
+int64_t fast_min_panels(int k) { return 4 * (static_cast<int64_t>(k) + 32); }
 
 }  // namespace rapm

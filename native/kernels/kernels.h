@@ -88,6 +88,13 @@ struct Kernels {
   bool fast_i8;
   // Exact scan of an int8 store (see scan_i8keys_scalar above); the re-rank of its fast path too.
   void (*scan_i8keys)(const ScanArgs& args) = scan_i8keys_scalar;
+  // The fast paths' exact re-rank: similarities of nq queries (row pointers, each [d],
+  // normalised) to the 32 rows of ONE key panel (keys_f32, or keys_bf16 for a bf16 store,
+  // pointing at the panel): out[i * kPanel + l], bit for bit the value `scan` computes for
+  // that query and lane (each lane's sum is an independent chain, so no packing or tile
+  // shape changes it). Null on levels without one; core/search.cpp then goes through scan.
+  void (*dot_panel)(const float* const* queries, int nq, int d, const float* keys_f32, const uint16_t* keys_bf16,
+                    float* out) = nullptr;
 };
 
 const Kernels* kernels_scalar();

@@ -118,6 +118,68 @@ void scan(const ScanArgs& a) {
   }
 }
 
+// dot_panel (kernels.h): tile<> with the queries read through row pointers instead of a
+// packed panel. Per lane the same chain acc = fma(q[p], k[p], acc), p ascending from 0.
+template <int MR, bool kBf16>
+void dot_tile(const float* const* q, int d, const float* kf, const uint16_t* kb, float* out) {
+  __m512 acc0[MR], acc1[MR];
+  const float* qi[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    acc0[i] = _mm512_setzero_ps();
+    acc1[i] = _mm512_setzero_ps();
+    qi[i] = q[i];
+  }
+  for (int p = 0; p < d; ++p) {
+    __m512 k0, k1;
+    if (kBf16) {
+      const __m512i raw = _mm512_loadu_si512(kb + static_cast<size_t>(p) * kPanel);
+      k0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(raw)), 16));
+      k1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(raw, 1)), 16));
+    } else {
+      k0 = _mm512_loadu_ps(kf + static_cast<size_t>(p) * kPanel);
+      k1 = _mm512_loadu_ps(kf + static_cast<size_t>(p) * kPanel + 16);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const __m512 qv = _mm512_set1_ps(qi[i][p]);
+      acc0[i] = _mm512_fmadd_ps(qv, k0, acc0[i]);
+      acc1[i] = _mm512_fmadd_ps(qv, k1, acc1[i]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    _mm512_storeu_ps(out + i * kPanel, acc0[i]);
+    _mm512_storeu_ps(out + i * kPanel + 16, acc1[i]);
+  }
+}
+
+template <bool kBf16>
+void dot_panel_impl(const float* const* q, int nq, int d, const float* kf, const uint16_t* kb, float* out) {
+  constexpr int kDotMr = 8;  // 16 accumulators + 8 query pointers: no spills
+  int i = 0;
+  for (; i + kDotMr <= nq; i += kDotMr) dot_tile<kDotMr, kBf16>(q + i, d, kf, kb, out + static_cast<size_t>(i) * kPanel);
+  float* o = out + static_cast<size_t>(i) * kPanel;
+  switch (nq - i) {
+    case 7: return dot_tile<7, kBf16>(q + i, d, kf, kb, o);
+    case 6: return dot_tile<6, kBf16>(q + i, d, kf, kb, o);
+    case 5: return dot_tile<5, kBf16>(q + i, d, kf, kb, o);
+    case 4: return dot_tile<4, kBf16>(q + i, d, kf, kb, o);
+    case 3: return dot_tile<3, kBf16>(q + i, d, kf, kb, o);
+    case 2: return dot_tile<2, kBf16>(q + i, d, kf, kb, o);
+    case 1: return dot_tile<1, kBf16>(q + i, d, kf, kb, o);
+    default: return;
+  }
+}
+
+void dot_panel(const float* const* q, int nq, int d, const float* keys_f32, const uint16_t* keys_bf16, float* out) {
+  if (keys_bf16 != nullptr) {
+    dot_panel_impl<true>(q, nq, d, keys_f32, keys_bf16, out);
+  } else {
+    dot_panel_impl<false>(q, nq, d, keys_f32, keys_bf16, out);
+  }
+}
+
 double fma_probe(int64_t iters, float* sink) {
   constexpr int kChains = 16;
   __m512 x[kChains];
@@ -149,7 +211,8 @@ float read_sum(const float* p, size_t n) {
 
 const Kernels kTable = {SimdLevel::kAvx512, "avx512", kMr, scan, fma_probe, read_sum,
                             scan_bf16_scalar, scan_i8_scalar, false, false,
-                            scan_i8keys_avx512};  // int8 store: kernels/int8_keys_avx512.cpp
+                            scan_i8keys_avx512,  // int8 store: kernels/int8_keys_avx512.cpp
+                            dot_panel};
 
 }  // namespace
 

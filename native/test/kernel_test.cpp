@@ -468,6 +468,49 @@ void test_select_row() {
 }
 
 // K larger than what remains after exclusion is a status, not a crash (any level).
+int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// dot_panel (the fast paths' re-rank) against the level's own scan: bit for bit, f32 and bf16
+// keys, queries read through pointers in any order, tile remainders 1..7.
+void test_dot_panel(const Kernels& kern, int d, uint64_t seed) {
+  if (kern.dot_panel == nullptr) return;  // search.cpp goes through scan on this level
+  g_where = "dot_panel d=" + std::to_string(d);
+  Rng rng(seed);
+  const int panels = 2, rows = panels * kPanel, nq_max = 13;
+  std::vector<float> keys = rng.normals(static_cast<size_t>(rows) * d);
+  std::vector<uint16_t> keys_bf16(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    uint32_t u;
+    std::memcpy(&u, &keys[i], sizeof u);
+    keys_bf16[i] = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+  }
+  const std::vector<float> queries = rng.normals(static_cast<size_t>(nq_max) * d);
+  for (bool bf16 : {false, true}) {
+    for (int nq : {1, 5, 8, 13}) {
+      // scan over panel 1 for queries nq-1 .. 0 (reversed), every lane pushed.
+      std::vector<float> qrows(static_cast<size_t>(nq) * d), qpack(static_cast<size_t>(round_up(nq, kern.mr)) * d);
+      std::vector<const float*> ptrs(nq);
+      for (int i = 0; i < nq; ++i) {
+        ptrs[i] = &queries[static_cast<size_t>(nq - 1 - i) * d];
+        std::copy_n(ptrs[i], d, &qrows[static_cast<size_t>(i) * d]);
+      }
+      std::vector<float> want(static_cast<size_t>(nq) * kPanel, std::nanf("")), got(want.size(), std::nanf(""));
+      std::vector<float> thr(nq, -std::numeric_limits<float>::infinity());
+      auto push = [](void* o, int qi, const float* sv, uint32_t, int64_t) {
+        std::copy_n(sv, kPanel, static_cast<float*>(o) + static_cast<size_t>(qi) * kPanel);
+      };
+      ScanArgs a{qrows.data(), nq, d, bf16 ? nullptr : keys.data(), bf16 ? keys_bf16.data() : nullptr, 1, 2, rows, 1,
+                 qpack.data(), thr.data(), push, want.data()};
+      kern.scan(a);
+      const size_t off = static_cast<size_t>(d) * kPanel;
+      kern.dot_panel(ptrs.data(), nq, d, bf16 ? nullptr : keys.data() + off, bf16 ? keys_bf16.data() + off : nullptr,
+                     got.data());
+      check(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0,
+            "dot_panel (%s keys, %d queries) differs from scan", bf16 ? "bf16" : "f32", nq);
+    }
+  }
+}
+
 void test_search_errors(const Kernels& kern, ThreadPool& pool) {
   g_where = "search errors";
   Rng rng(99);
@@ -537,7 +580,6 @@ void test_normalize(int d, ThreadPool& pool) {
 
 // ------------------------------------------------------------------ MLP kernels
 
-int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 double gelu_d(double u) { return 0.5 * u * (1.0 + std::erf(u / std::sqrt(2.0))); }
 double gelu_grad_d(double u) {
@@ -1080,6 +1122,7 @@ int main(int argc, char** argv) {
     for (size_t li = 0; li < levels.size(); ++li) {
       g_tally = &tallies[li];
       test_probes(*levels[li], d, 4000 + d);
+      test_dot_panel(*levels[li], d, 8000 + d);
       const MlpKernels* mk = mlp_kernels_for(levels[li]->level);
       test_gemm(*mk, d, 5000 + d);
       test_hidden_and_loss(*mk, d, 6000 + d);

@@ -8,6 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { generateDataset } from '../../src/data/generate.js';
 import { setSimdLevel, simdLevel, simdLevels } from '../../src/native/simd.js';
 import { Datastore, type FastPath, type KeyPrecision, type SearchResult } from '../../src/retrieval/datastore.js';
+import { IncrementalPriors } from '../../src/retrieval/priors.js';
 import { randn } from '../helpers/random.js';
 
 const initial = simdLevel();
@@ -59,7 +60,7 @@ function store(keys: Float32Array, values: Float32Array, d: number, dv: number, 
 }
 
 describe('fast search paths', () => {
-  // The fast path engages from 8 (k + 32) panels of 32 rows: 13,312 rows for k = 20, 10,752
+  // The fast path engages from 4 (k + 32) panels of 32 rows: 6,656 rows for k = 20, 5,376
   // for k = 10 (sizes kept small: these run on every level, the scalar one included, under ASan too).
   for (const [d, n, b, k] of [[103, 14000, 96, 20], [1024, 11000, 24, 10]] as const) {
     for (const precision of ['f32', 'bf16'] as const) {
@@ -149,6 +150,49 @@ describe('fast search paths', () => {
           expect(after.queries - before.queries).toBe(small ? 0 : b);
           expect(after.redone - before.redone).toBe(small ? 0 : b);
         }
+      }
+    }
+  });
+
+  it("the progressive loop's incremental leave-one-out priors take the fast path (new rows only, too) and equal the exact ones", { timeout: 180_000 }, async () => {
+    setSimdLevel(initial);
+    // Two chunks; step 2 searches the old queries against the 7,000 new rows only (219 panels,
+    // above 4 (k + 32) = 208) and the new queries against all 15,000.
+    const d = 103, dv = 7, k = 20, n1 = 8000, n2 = 7000;
+    const keys = uniform((n1 + n2) * d, 11), values = uniform((n1 + n2) * dv, 12);
+    const ids = Array.from({ length: n1 + n2 }, (_, r) => `u${r >> 1}`); // pairs of rows share an utterance
+    const run = async (fastPath: FastPath) => {
+      const ds = new Datastore({ keyDim: d, valueDim: dv, fastPath });
+      const priors = new IncrementalPriors(ds, { k, tau: 0.04, aggregate: 'softmax' });
+      const stats = [];
+      for (const [a, b] of [[0, n1], [n1, n1 + n2]] as const) {
+        ds.addSync(keys.subarray(a * d, b * d), values.subarray(a * dv, b * dv), ids.slice(a, b));
+        const before = ds.fastPathStats;
+        await priors.update({ en: keys.subarray(a * d, b * d), ids: ids.slice(a, b) });
+        const after = ds.fastPathStats;
+        stats.push({ queries: after.queries - before.queries, redone: after.redone - before.redone });
+      }
+      return { out: priors.priors(values), stats };
+    };
+    const exact = await run('off');
+    for (const fastPath of ['bf16', 'int8'] as const) {
+      const fast = await run(fastPath);
+      // Element by element (toEqual on 300K-element typed arrays is slow): bit-identical.
+      const differ = (a: Float32Array | Int32Array, b: Float32Array | Int32Array) => {
+        let n = a.length === b.length ? 0 : 1;
+        for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) n++;
+        return n;
+      };
+      expect(fast.out.neighbors.length).toBe((n1 + n2) * k);
+      expect(differ(fast.out.neighbors, exact.out.neighbors)).toBe(0);
+      expect(differ(fast.out.prior, exact.out.prior)).toBe(0);
+      expect(differ(fast.out.weights, exact.out.weights)).toBe(0);
+      if (hardware[fastPath].includes(initial)) {
+        // Step 1: 8,000 new queries; step 2: 8,000 old ones on the new rows + 7,000 new ones.
+        expect(fast.stats.map((x) => x.queries)).toEqual([n1, n1 + n2]);
+        expect(fast.stats[1]!.redone).toBeLessThan(n1 + n2);
+      } else {
+        expect(fast.stats.map((x) => x.queries)).toEqual([0, 0]);
       }
     }
   });
