@@ -127,7 +127,7 @@ for (const w of workloads) {
 
   let exact: Awaited<ReturnType<Datastore['search']>> | null = null;
   for (const precision of ['f32', 'bf16'] as const) {
-    const ds = new Datastore({ keyDim: d, valueDim: dv, precision });
+    const ds = new Datastore({ keyDim: d, valueDim: dv, precision, fastPath: 'off' });
     await ds.add(keys, values);
     record(`rapm ${precision}`, await time(() => ds.search(queries, { k, tau: TAU })), precision === 'f32' ? 4 : 2);
     if (precision === 'f32') exact = await ds.search(queries, { k, tau: TAU });
@@ -154,7 +154,7 @@ for (const w of workloads) {
   // answer checked is the int8 store's own exact search: int8 keys change some neighbours
   // against f32 (npm run bench:int8-accuracy says how many).
   if (args['int8-storage']) {
-    const exact8 = new Datastore({ keyDim: d, valueDim: dv, precision: 'int8' });
+    const exact8 = new Datastore({ keyDim: d, valueDim: dv, precision: 'int8', fastPath: 'off' });
     await exact8.add(keys, values);
     const int8Bytes = (4 * Math.ceil(d / 4) + 8) / d; // per key value, scale and code sum included
     record('rapm int8 keys', await time(() => exact8.search(queries, { k, tau: TAU })), int8Bytes);
