@@ -18,9 +18,9 @@ export interface SeedJob {
 
 export interface SeedTrainingOptions extends Pick<TrainOptions, 'epochs' | 'patience' | 'batchSize' | 'lr' | 'weightDecay' | 'signal'> {
   /**
-   * Nets trained at once. Default: as many as the kernel pool has threads (setConcurrency /
-   * RAPM_THREADS), each on one thread of its own; while fewer nets than threads are left, each
-   * gets a share of the threads. 1: one after another, each on the whole pool. Only backends
+   * Nets trained at once. Default: all of them, up to twice the kernel pool's threads
+   * (setConcurrency / RAPM_THREADS), each on one thread of its own. 1: one after another, each
+   * on the whole pool. Only backends
    * that train whole epochs off the JS thread (MlpBackend.trainEpoch) run nets at once; the
    * weights never depend on it (each net's arithmetic is the same for any thread count).
    */
@@ -44,15 +44,17 @@ export interface SeedTrainingResult {
 
 /**
  * Train one net per job (the training seeds of an evaluation point), several at once when the
- * backend trains epochs off the JS thread. On 2 cores two nets on one thread each beat one net
- * on two threads (a minibatch of 32 rows is too small to split well: 2-thread training is
- * ~1.4x 1-thread), so by default as many nets run as the pool has threads. The weights are
+ * backend trains epochs off the JS thread. Each net trains on one thread of its own: a minibatch
+ * of 32 rows is too small to split well (in this round's quiet `npm run bench:train` one net ran
+ * at 78.5K samples/s on 1 thread and 40.6K on 2; the previous round measured 2 threads at ~1.4x),
+ * so by default all nets of a step run at once (up to twice the pool's threads), and a net left
+ * alone keeps its one thread rather than taking a pool it would train slower on. The weights are
  * bit-identical to training the jobs one after another (test/experiments/train-seeds.test.ts).
  */
 export async function trainFusionSeeds(backend: MlpBackend, spec: MlpSpec, jobs: readonly SeedJob[], o: SeedTrainingOptions): Promise<SeedTrainingResult> {
   const threads = concurrency();
   const canOverlap = backend.trainEpoch !== undefined;
-  const parallel = Math.max(1, Math.min(jobs.length, canOverlap ? (o.parallel ?? threads) : 1));
+  const parallel = Math.max(1, Math.min(jobs.length, canOverlap ? (o.parallel ?? 2 * threads) : 1));
   const started = performance.now();
   const results: (TrainResult | undefined)[] = new Array(jobs.length);
   const rows = jobs.map((j) => j.fit.target.length / spec.outDim);
@@ -62,37 +64,31 @@ export async function trainFusionSeeds(backend: MlpBackend, spec: MlpSpec, jobs:
   const total = rows.reduce((a, r) => a + r * epochs, 0);
   const report = () => o.onProgress?.(done.reduce((a, b) => a + b, 0) + inEpoch.reduce((a, b) => a + b, 0), total);
   let next = 0;
-  let active = 0;
   const lane = async (): Promise<void> => {
     for (let s = next++; s < jobs.length; s = next++) {
       const job = jobs[s]!;
-      active++;
-      try {
-        results[s] = await trainMlp(backend, spec, job.fit, job.val, {
-          epochs: o.epochs,
-          patience: o.patience,
-          batchSize: o.batchSize,
-          lr: o.lr,
-          weightDecay: o.weightDecay,
-          signal: o.signal,
-          seed: job.seed,
-          init: job.init ?? null,
-          // The nets running now share the pool's threads (0: the shared pool itself, when alone
-          // and nothing is left to start); read again at every epoch as nets finish.
-          threads: () => (parallel === 1 || (active === 1 && next >= jobs.length) ? 0 : Math.max(1, Math.floor(threads / active))),
-          onStep: (d) => {
-            inEpoch[s] = d;
-            report();
-          },
-          onEpoch: (e) => {
-            done[s] = done[s]! + rows[s]!;
-            inEpoch[s] = 0;
-            o.onEpoch?.(s, e);
-          },
-        });
-      } finally {
-        active--;
-      }
+      results[s] = await trainMlp(backend, spec, job.fit, job.val, {
+        epochs: o.epochs,
+        patience: o.patience,
+        batchSize: o.batchSize,
+        lr: o.lr,
+        weightDecay: o.weightDecay,
+        signal: o.signal,
+        seed: job.seed,
+        init: job.init ?? null,
+        // One thread per net when several may run at once (0: the shared pool, when they run
+        // one after another).
+        threads: () => (parallel === 1 ? 0 : 1),
+        onStep: (d) => {
+          inEpoch[s] = d;
+          report();
+        },
+        onEpoch: (e) => {
+          done[s] = done[s]! + rows[s]!;
+          inEpoch[s] = 0;
+          o.onEpoch?.(s, e);
+        },
+      });
       // Stopped early: the epochs it did not run are no longer ahead of the bar.
       done[s] = rows[s]! * epochs;
       report();
