@@ -9,27 +9,12 @@
 #include <immintrin.h>
 
 #include "kernels.h"
+#include "pack_queries.h"
 
 namespace rapm {
 namespace {
 
 constexpr int kMr = 6;  // as the avx2 table (a.qpack holds round_up(nq, 6) * d floats)
-
-void pack_queries(const ScanArgs& a) {
-  const int panels = (a.nq + kMr - 1) / kMr;
-  for (int qp = 0; qp < panels; ++qp) {
-    float* dst = a.qpack + static_cast<size_t>(qp) * a.d * kMr;
-    for (int i = 0; i < kMr; ++i) {
-      const int q = qp * kMr + i;
-      if (q < a.nq) {
-        const float* src = a.queries + static_cast<size_t>(q) * a.d;
-        for (int p = 0; p < a.d; ++p) dst[p * kMr + i] = src[p];
-      } else {
-        for (int p = 0; p < a.d; ++p) dst[p * kMr + i] = 0.0f;
-      }
-    }
-  }
-}
 
 template <int J>
 inline __m256 dim_of(__m256i v) {
@@ -108,7 +93,7 @@ void tile_dispatch(int mr, const ScanArgs& a, const float* q, int q0, int64_t p0
 }  // namespace
 
 void scan_i8keys_avx2(const ScanArgs& a) {
-  pack_queries(a);
+  pack_queries<kMr>(a);
   const int qpanels = (a.nq + kMr - 1) / kMr;
   for (int64_t kb = a.panel_begin; kb < a.panel_end; kb += a.block_panels) {
     const int64_t kb_end = kb + a.block_panels < a.panel_end ? kb + a.block_panels : a.panel_end;

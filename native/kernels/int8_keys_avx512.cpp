@@ -10,27 +10,12 @@
 #include <immintrin.h>
 
 #include "kernels.h"
+#include "pack_queries.h"
 
 namespace rapm {
 namespace {
 
 constexpr int kMr = 12;  // as the avx512 tables (a.qpack holds round_up(nq, 12) * d floats)
-
-void pack_queries(const ScanArgs& a) {
-  const int panels = (a.nq + kMr - 1) / kMr;
-  for (int qp = 0; qp < panels; ++qp) {
-    float* dst = a.qpack + static_cast<size_t>(qp) * a.d * kMr;
-    for (int i = 0; i < kMr; ++i) {
-      const int q = qp * kMr + i;
-      if (q < a.nq) {
-        const float* src = a.queries + static_cast<size_t>(q) * a.d;
-        for (int p = 0; p < a.d; ++p) dst[p * kMr + i] = src[p];
-      } else {
-        for (int p = 0; p < a.d; ++p) dst[p * kMr + i] = 0.0f;
-      }
-    }
-  }
-}
 
 // Dim j (0..3) of each int32 lane of v, sign-extended, as float.
 template <int J>
@@ -120,7 +105,7 @@ void tile_dispatch(int mr, const ScanArgs& a, const float* q, int q0, int64_t p0
 }  // namespace
 
 void scan_i8keys_avx512(const ScanArgs& a) {
-  pack_queries(a);
+  pack_queries<kMr>(a);
   const int qpanels = (a.nq + kMr - 1) / kMr;
   for (int64_t kb = a.panel_begin; kb < a.panel_end; kb += a.block_panels) {
     const int64_t kb_end = kb + a.block_panels < a.panel_end ? kb + a.block_panels : a.panel_end;

@@ -9,22 +9,12 @@
 #include <arm_neon.h>
 
 #include "kernels.h"
+#include "pack_queries.h"
 
 namespace rapm {
 namespace {
 
 constexpr int kMr = 4;  // as the neon table (a.qpack holds round_up(nq, 4) * d floats)
-
-void pack_queries(const ScanArgs& a) {
-  const int panels = (a.nq + kMr - 1) / kMr;
-  for (int qp = 0; qp < panels; ++qp) {
-    float* dst = a.qpack + static_cast<size_t>(qp) * a.d * kMr;
-    for (int i = 0; i < kMr; ++i) {
-      const int q = qp * kMr + i;
-      for (int p = 0; p < a.d; ++p) dst[p * kMr + i] = q < a.nq ? a.queries[static_cast<size_t>(q) * a.d + p] : 0.0f;
-    }
-  }
-}
 
 template <int J>
 inline float32x4_t dim_of(int32x4_t v) {
@@ -47,7 +37,7 @@ inline void fma_dim(const float* q, const int32x4_t* k, float32x4_t (*acc)[4]) {
 }  // namespace
 
 void scan_i8keys_neon(const ScanArgs& a) {
-  pack_queries(a);
+  pack_queries<kMr>(a);
   const int d = a.d, d4 = (d + 3) / 4, full = d / 4, rest = d % 4;
   const int qpanels = (a.nq + kMr - 1) / kMr;
   for (int64_t kb = a.panel_begin; kb < a.panel_end; kb += a.block_panels) {
