@@ -19,7 +19,8 @@ export interface SeedJob {
 export interface SeedTrainingOptions extends Pick<TrainOptions, 'epochs' | 'patience' | 'batchSize' | 'lr' | 'weightDecay' | 'signal'> {
   /**
    * Nets trained at once. Default: all of them, up to twice the kernel pool's threads
-   * (setConcurrency / RAPM_THREADS), each on one thread of its own. 1: one after another, each
+   * (setConcurrency / RAPM_THREADS), each on one thread of its own; with a one-thread pool, one
+   * at a time. 1: one after another, each
    * on the whole pool. Only backends
    * that train whole epochs off the JS thread (MlpBackend.trainEpoch) run nets at once; the
    * weights never depend on it (each net's arithmetic is the same for any thread count).
@@ -54,7 +55,8 @@ export interface SeedTrainingResult {
 export async function trainFusionSeeds(backend: MlpBackend, spec: MlpSpec, jobs: readonly SeedJob[], o: SeedTrainingOptions): Promise<SeedTrainingResult> {
   const threads = concurrency();
   const canOverlap = backend.trainEpoch !== undefined;
-  const parallel = Math.max(1, Math.min(jobs.length, canOverlap ? (o.parallel ?? 2 * threads) : 1));
+  // A pool of one thread (RAPM_THREADS=1) means one thread in all: the nets then run in turn.
+  const parallel = Math.max(1, Math.min(jobs.length, canOverlap ? (o.parallel ?? (threads > 1 ? 2 * threads : 1)) : 1));
   const started = performance.now();
   const results: (TrainResult | undefined)[] = new Array(jobs.length);
   const rows = jobs.map((j) => j.fit.target.length / spec.outDim);

@@ -142,7 +142,7 @@ export class Datastore {
     this.valueIndices =
       options.valueIndices === undefined ? allIndices(this.valueDim) : checkIndexList('valueIndices', options.valueIndices, this.valueDim);
     this.precision = options.precision ?? 'f32';
-    if (!PRECISIONS.includes(this.precision)) throw invalidParam('precision', "'f32', 'bf16' or 'int8'", options.precision);
+    if (!PRECISIONS.includes(this.precision)) throw invalidParam('precision', PRECISIONS.map((x) => `'${x}'`).join(', '), options.precision);
     this.fastPath = resolveFastPath(checkSetting('fastPath', options.fastPath), this.precision);
     if (this.fastPath === 'int8' && this.keyIndices.length > 65536) {
       throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a key width <= 65536 for fastPath 'int8' but received ${this.keyIndices.length}`);
