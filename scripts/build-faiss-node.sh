@@ -10,8 +10,11 @@
 #      include adding faiss::idx_t, missing in faiss 1.7.3), and apply
 #      scripts/faiss-node/rapm-faiss-node.patch: fixes the toBuffer()/fromBuffer() leak (a
 #      heap VectorIOWriter/Reader holding the whole index, never freed) and adds, on Index,
-#      setSearchParam/getSearchParam (faiss::ParameterSpace: nprobe, efSearch, ...) and
-#      addFloat32/trainFloat32/searchFloat32 (Float32Array in, typed arrays out),
+#      setSearchParam/getSearchParam (faiss::ParameterSpace: nprobe, efSearch, ...),
+#      addFloat32/trainFloat32/searchFloat32 (Float32Array in, typed arrays out), and
+#      searchAsync (the same search on a libuv worker thread, a Promise; the worker holds the
+#      index through a shared_ptr; mutating calls throw code FAISS_INDEX_BUSY meanwhile) with
+#      searchesInFlight(),
 #   3. build with the local cmake-js (Node-API build: no header download),
 #   4. install the result as node_modules/faiss-node/build/Release/faiss-node.node,
 #      which is where require('bindings')('faiss-node') in faiss-node/lib/index.js looks.
@@ -58,6 +61,16 @@ smoke_test() {
     const t = iv.searchFloat32(new Float32Array([0.2, 0.9]), 1);
     if (!(t.labels instanceof Int32Array) || t.labels[0] !== 1) throw new Error("unexpected searchFloat32 result");
     if (f.Index.fromBuffer(iv.toBuffer()).ntotal() !== 2) throw new Error("toBuffer/fromBuffer round trip failed");
+    // searchAsync (a libuv worker thread; a build without it fails here and is rebuilt).
+    const p = iv.searchAsync(new Float32Array([0.2, 0.9]), 1);
+    if (iv.searchesInFlight() !== 1) throw new Error("searchAsync not counted in flight");
+    let refused = false;
+    try { iv.addFloat32(new Float32Array([1, 0])); } catch (e) { refused = e.code === "FAISS_INDEX_BUSY"; }
+    if (!refused) throw new Error("add during searchAsync was not refused");
+    p.then((r) => {
+      if (!(r.labels instanceof Int32Array) || r.labels[0] !== 1 || r.distances[0] !== t.distances[0]) throw new Error("unexpected searchAsync result");
+      if (iv.searchesInFlight() !== 0) throw new Error("searchAsync still counted after it settled");
+    });
   ' "$ROOT/$PKG_DIR" >/dev/null 2>&1
 }
 
