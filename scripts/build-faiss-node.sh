@@ -20,17 +20,22 @@
 #      which is where require('bindings')('faiss-node') in faiss-node/lib/index.js looks.
 #
 # Idempotent: does nothing if the installed addon already loads and works.
-# Usage (from anywhere): bash scripts/build-faiss-node.sh [--force]
+# Usage (from anywhere): bash scripts/build-faiss-node.sh [--force | --asan]
+#   --asan: build the same patched addon with AddressSanitizer + UBSan into
+#           build-faiss-node/asan/faiss-node.node (node_modules untouched); load it with
+#           RAPM_FAISS_NODE=<that file> and LD_PRELOAD of libasan/libubsan (scripts/test-asan.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 FORCE=0
+ASAN=0
 case "${1:-}" in
   --force) FORCE=1 ;;
+  --asan) ASAN=1 ;;
   "") ;;
-  *) echo "usage: $0 [--force]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--force | --asan]" >&2; exit 2 ;;
 esac
 
 PKG_DIR="node_modules/faiss-node"
@@ -81,7 +86,13 @@ smoke_test() {
 PKG_VERSION="$(node -p "require('./$PKG_DIR/package.json').version")"
 [ "$PKG_VERSION" = "0.5.1" ] || echo "build-faiss-node: warning: expected faiss-node 0.5.1, found $PKG_VERSION" >&2
 
-if [ "$FORCE" -eq 0 ] && [ -f "$TARGET" ] && smoke_test; then
+if [ "$ASAN" -eq 1 ]; then
+  SRC_COPY="$BUILD_DIR/asan-pkg"
+  TARGET_DIR="$BUILD_DIR/asan"
+  TARGET="$TARGET_DIR/faiss-node.node"
+fi
+
+if [ "$FORCE" -eq 0 ] && [ "$ASAN" -eq 0 ] && [ -f "$TARGET" ] && smoke_test; then
   echo "build-faiss-node: OK (already built; $TARGET loads and searches)"
   exit 0
 fi
@@ -125,10 +136,15 @@ JSON
 # --- build -------------------------------------------------------------------
 JOBS="$(nproc 2>/dev/null || echo 2)"
 start=$(date +%s)
-echo "build-faiss-node: building faiss-node against system faiss (-j$JOBS)..."
+SAN_FLAGS=()
+if [ "$ASAN" -eq 1 ]; then
+  SAN_FLAGS=(--CDCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+             --CDCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined")
+fi
+echo "build-faiss-node: building faiss-node against system faiss (-j$JOBS)${SAN_FLAGS[*]:+ with ASan + UBSan}..."
 node_modules/.bin/cmake-js build \
   --directory "$SRC_COPY" --out "$SRC_COPY/build" \
-  --config Release --parallel "$JOBS" --log-level warn \
+  --config Release --parallel "$JOBS" --log-level warn ${SAN_FLAGS[@]+"${SAN_FLAGS[@]}"} \
   || die "cmake-js build failed"
 
 BUILT="$(find "$SRC_COPY/build" -name faiss-node.node -type f | head -n 1)"
@@ -137,6 +153,10 @@ BUILT="$(find "$SRC_COPY/build" -name faiss-node.node -type f | head -n 1)"
 mkdir -p "$TARGET_DIR"
 cp "$BUILT" "$TARGET.tmp"
 mv -f "$TARGET.tmp" "$TARGET"
+if [ "$ASAN" -eq 1 ]; then
+  echo "build-faiss-node: OK (sanitized build in $(( $(date +%s) - start ))s: $TARGET; load it with RAPM_FAISS_NODE=$ROOT/$TARGET and LD_PRELOAD of libasan + libubsan)"
+  exit 0
+fi
 
 smoke_test || die "built $TARGET but require('faiss-node') smoke test fails (try: node -e \"require('faiss-node')\")"
 echo "build-faiss-node: OK (built in $(( $(date +%s) - start ))s; installed $TARGET)"

@@ -425,7 +425,7 @@ async function sourceFor(ds: Datastore): Promise<PredictorNeighborSource | null>
   const mod = (await import(String(new URL('../src/retrieval/sources.js', import.meta.url)))) as {
     openNeighborSource(ds: Datastore, args: Record<string, unknown>): Promise<PredictorNeighborSource>;
   };
-  return mod.openNeighborSource(ds, extra);
+  return mod.openNeighborSource(ds, { ...extra, log: (line: string) => console.log(line) });
 }
 
 async function main(): Promise<void> {

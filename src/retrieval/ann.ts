@@ -77,7 +77,12 @@ let faissModule: FaissModule | null = null;
 export function loadFaiss(): FaissModule {
   if (faissModule) return faissModule;
   try {
-    const mod = createRequire(import.meta.url)('faiss-node') as FaissModule;
+    // RAPM_FAISS_NODE: another build of the patched addon (a .node file), e.g. the sanitizer
+    // build of `bash scripts/build-faiss-node.sh --asan` that scripts/test-asan.sh runs against.
+    const override = process.env.RAPM_FAISS_NODE;
+    const mod = (override
+      ? { ...(createRequire(import.meta.url)(path.resolve(override)) as object), MetricType: { METRIC_INNER_PRODUCT: 0 } }
+      : createRequire(import.meta.url)('faiss-node')) as FaissModule;
     if (typeof mod?.Index?.fromFactory !== 'function' || typeof mod.Index.fromBuffer !== 'function') {
       throw new Error('faiss-node does not export Index.fromFactory / Index.fromBuffer');
     }

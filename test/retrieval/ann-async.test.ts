@@ -7,6 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RapmError, RapmRangeError, RapmTypeError } from '../../src/errors.js';
 import { AnnIndex, annSearchWithValues, annSearchWithValuesSync, faissAvailable, loadFaiss, type AnnSearchResult } from '../../src/retrieval/ann.js';
@@ -237,19 +238,20 @@ describe.skipIf(!faissAvailable())('AnnIndex.searchAsync (faiss on a libuv worke
     // A child process with --expose-gc: the JS wrapper is dropped and collected while its
     // searchAsync runs; the worker holds the faiss index (shared_ptr), so the search completes
     // with the right answer instead of reading freed memory.
-    const faissPath = createRequire(import.meta.url).resolve('faiss-node');
+    // The addon the library loads (RAPM_FAISS_NODE: the sanitizer build under npm run test:asan).
+    const faissPath = process.env.RAPM_FAISS_NODE ? path.resolve(process.env.RAPM_FAISS_NODE) : createRequire(import.meta.url).resolve('faiss-node');
     const script = `
       const f = require(${JSON.stringify(faissPath)});
       const dim = 64, rows = 80000, nq = 2000;
       const rnd = (len, seed) => { const a = new Float32Array(len); let s = seed; for (let i = 0; i < len; i++) { s = (s * 1103515245 + 12345) >>> 0; a[i] = s / 2 ** 32 - 0.5; } return a; };
       const keys = rnd(rows * dim, 1), q = rnd(nq * dim, 2);
-      const reference = f.Index.fromFactory(dim, 'Flat', f.MetricType.METRIC_INNER_PRODUCT);
+      const reference = f.Index.fromFactory(dim, 'Flat', 0 /* METRIC_INNER_PRODUCT */);
       reference.addFloat32(keys);
       const want = reference.searchFloat32(q, 4);
       let collected = false, done = false, collectedBeforeDone = null;
       const registry = new FinalizationRegistry(() => { collected = true; collectedBeforeDone = !done; });
       const start = () => {
-        const ix = f.Index.fromFactory(dim, 'Flat', f.MetricType.METRIC_INNER_PRODUCT);
+        const ix = f.Index.fromFactory(dim, 'Flat', 0 /* METRIC_INNER_PRODUCT */);
         ix.addFloat32(keys);
         registry.register(ix, 'ix');
         return ix.searchAsync(q, 4);
