@@ -11,22 +11,12 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RapmError, RapmRangeError, RapmTypeError } from '../../src/errors.js';
 import { AnnIndex, annSearchWithValues, annSearchWithValuesSync, faissAvailable, loadFaiss, type AnnSearchResult } from '../../src/retrieval/ann.js';
-import { randn } from '../helpers/random.js';
+import { clustered as clusteredRows, randn, thrown } from '../helpers/random.js';
 
 const d = 16, n = 4000, b = 64, k = 10;
 
 /** Clustered keys (centre + noise), so IVF / HNSW neighbourhoods mean something. */
-function clustered(rows: number, dim: number, seed: number): Float32Array {
-  const centres = 24;
-  const c = randn(centres * dim, 7);
-  const noise = randn(rows * dim, seed);
-  const out = new Float32Array(rows * dim);
-  for (let r = 0; r < rows; r++) {
-    const j = (r * 7919 + seed) % centres;
-    for (let t = 0; t < dim; t++) out[r * dim + t] = c[j * dim + t]! + 0.4 * noise[r * dim + t]!;
-  }
-  return out;
-}
+const clustered = (rows: number, dim: number, seed: number): Float32Array => clusteredRows(rows, dim, seed, 24, 0.4);
 
 /** Bit-level equality of two search results (Float32Array toEqual would treat -0 / NaN loosely). */
 function expectIdentical(got: AnnSearchResult, want: AnnSearchResult): void {
@@ -48,15 +38,6 @@ async function rejection(p: Promise<unknown>): Promise<Error & { code?: string }
     return e as Error & { code?: string };
   }
   throw new Error('expected a rejection');
-}
-
-function thrown(fn: () => unknown): Error & { code?: string } {
-  try {
-    fn();
-  } catch (e) {
-    return e as Error & { code?: string };
-  }
-  throw new Error('expected a throw');
 }
 
 /** A Flat index big enough that one searchAsync of `queries` rows takes far longer than one loop turn. */
