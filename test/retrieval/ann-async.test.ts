@@ -42,10 +42,10 @@ async function rejection(p: Promise<unknown>): Promise<Error & { code?: string }
 
 /** A Flat index big enough that one searchAsync of `queries` rows takes far longer than one loop turn. */
 function bigFlat(): { index: AnnIndex; queries: Float32Array } {
-  const dim = 64, rows = 60_000;
+  const dim = 64, rows = 40_000;
   const index = AnnIndex.create({ d: dim, factory: 'Flat' });
   index.addSync(randn(rows * dim, 11));
-  return { index, queries: randn(1500 * dim, 12) };
+  return { index, queries: randn(1000 * dim, 12) };
 }
 
 describe.skipIf(!faissAvailable())('AnnIndex.searchAsync (faiss on a libuv worker thread)', () => {
@@ -202,7 +202,7 @@ describe.skipIf(!faissAvailable())('AnnIndex.searchAsync (faiss on a libuv worke
     // The faiss-node level, without AnnIndex's bookkeeping.
     const faiss = loadFaiss();
     const raw = faiss.Index.fromFactory(64, 'Flat', faiss.MetricType.METRIC_INNER_PRODUCT);
-    raw.addFloat32(randn(60_000 * 64, 11));
+    raw.addFloat32(randn(40_000 * 64, 11));
     const p = raw.searchAsync(many, 2);
     expect(raw.searchesInFlight()).toBe(1);
     for (const call of [() => raw.addFloat32(more.subarray(0, 64)), () => raw.setSearchParam('nprobe', 1), () => raw.trainFloat32(more)]) {
@@ -212,7 +212,7 @@ describe.skipIf(!faissAvailable())('AnnIndex.searchAsync (faiss on a libuv worke
     expect(raw.searchesInFlight()).toBe(0);
     expect(Buffer.from(r.labels.buffer)).toEqual(Buffer.from(raw.searchFloat32(many, 2).labels.buffer));
     raw.addFloat32(more.subarray(0, 64)); // accepted once idle
-    expect(raw.ntotal()).toBe(60_001);
+    expect(raw.ntotal()).toBe(40_001);
   });
 
   it('the index outlives its JS wrapper while a search runs (wrapper collected mid-search, results intact)', () => {
@@ -223,7 +223,7 @@ describe.skipIf(!faissAvailable())('AnnIndex.searchAsync (faiss on a libuv worke
     const faissPath = process.env.RAPM_FAISS_NODE ? path.resolve(process.env.RAPM_FAISS_NODE) : createRequire(import.meta.url).resolve('faiss-node');
     const script = `
       const f = require(${JSON.stringify(faissPath)});
-      const dim = 64, rows = 80000, nq = 2000;
+      const dim = 64, rows = 50000, nq = 1200;
       const rnd = (len, seed) => { const a = new Float32Array(len); let s = seed; for (let i = 0; i < len; i++) { s = (s * 1103515245 + 12345) >>> 0; a[i] = s / 2 ** 32 - 0.5; } return a; };
       const keys = rnd(rows * dim, 1), q = rnd(nq * dim, 2);
       const reference = f.Index.fromFactory(dim, 'Flat', 0 /* METRIC_INNER_PRODUCT */);
