@@ -20,11 +20,20 @@
  * the same datastore, b = 1 and b = --b) and datastore memory per million pairs (d = 103 /
  * 1024, f32 / bf16). IVF nlist defaults to 4 sqrt(n) rounded to a power of two (4096 at 2M).
  *
+ * Event loop: for every setting, LOOP_BATCHES batches of LOOP_ROWS queries are searched one after
+ * another (as rapm serve's micro-batcher does, one batch at a time) through the synchronous
+ * search (faiss on the JS thread) and through the asynchronous one (AnnIndex.searchAsync: faiss
+ * on a libuv worker thread), each with perf_hooks.monitorEventLoopDelay (1 ms resolution)
+ * running: the event-loop delay p99 / max of each and the async / sync wall-time ratio (what
+ * the worker-thread hop costs), same index, same queries, same run.
+ *
  * IVF nprobe and HNSW efSearch are set with AnnIndex.setSearchParams (faiss ParameterSpace, exposed
  * by scripts/faiss-node/rapm-faiss-node.patch; O(1), no index copy).
  * HNSW is not in the default list: at 2M its build takes minutes on 2 cores.
  */
 import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { setFlagsFromString } from 'node:v8';
@@ -33,7 +42,7 @@ import { ensureDir, writeFileAtomicSync } from '../src/io/atomic.js';
 import { generateDataset } from '../src/data/generate.js';
 import { ENGLISH_WINNERS, SPANISH_WINNERS } from '../src/data/indices.js';
 import { setConcurrency } from '../src/native/simd.js';
-import { AnnIndex, annSearchWithValuesSync, recallAtK } from '../src/retrieval/ann.js';
+import { AnnIndex, annSearchWithValues, annSearchWithValuesSync, recallAtK } from '../src/retrieval/ann.js';
 import { Datastore, type SearchResult } from '../src/retrieval/datastore.js';
 
 const { values: args } = parseArgs({
@@ -262,6 +271,32 @@ interface Row {
   buildS: number; trainS: number; addS: number; memoryBytes: number; bytesPerRow: number;
   searchMs: number; speedup: number; b1Ms: number; b1Speedup: number; recall: number; missing: number;
   priorCos: number; targetCos: number; targetCosDelta: number;
+  loopSync: LoopDelay; loopAsync: LoopDelay;
+}
+
+interface LoopDelay {
+  /** Wall time of the LOOP_BATCHES batches. */
+  ms: number;
+  /** Event-loop delay percentiles over that time. */
+  p99Ms: number;
+  maxMs: number;
+}
+const LOOP_BATCHES = 24, LOOP_ROWS = 16;
+
+/** Event-loop delay while LOOP_BATCHES batches of LOOP_ROWS queries are searched one after another. */
+async function loopDelay(queries: Float32Array, search: (q: Float32Array) => unknown): Promise<LoopDelay> {
+  const h = monitorEventLoopDelay({ resolution: 1 });
+  await nextTurn();
+  h.enable();
+  const t0 = now();
+  for (let i = 0; i < LOOP_BATCHES; i++) {
+    const r0 = (i * LOOP_ROWS) % Math.max(1, B - LOOP_ROWS + 1);
+    await search(queries.subarray(r0 * D, Math.min(B, r0 + LOOP_ROWS) * D));
+    await nextTurn();
+  }
+  const ms = now() - t0;
+  h.disable();
+  return { ms, p99Ms: h.percentile(99) / 1e6, maxMs: h.max / 1e6 };
 }
 
 async function main(): Promise<void> {
@@ -379,15 +414,19 @@ async function main(): Promise<void> {
         single.push(now() - t1);
       }
       const b1Ms = median(single.slice(1));
+      const loopSync = await loopDelay(queries, (q) => annSearchWithValuesSync(ix, values, q, opts));
+      const loopAsync = await loopDelay(queries, (q) => annSearchWithValues(ix, values, q, opts));
       const targetCos = meanRowCosine(res.prior, targets, DV);
       const row: Row = {
         index: cfg.name, factory: cfg.factory, param: p.label,
         buildS: trainS + addS, trainS, addS, memoryBytes, bytesPerRow: memoryBytes / N,
         searchMs, speedup: exactMs / searchMs, b1Ms, b1Speedup: exactB1Ms / b1Ms, recall: recallAtK(res.neighbors, exact!.neighbors, K), missing: res.missing,
         priorCos: meanRowCosine(res.prior, exact!.prior, DV), targetCos, targetCosDelta: targetCos - exactTargetCos,
+        loopSync, loopAsync,
       };
       rows.push(row);
-      log(`  ${p.label}: ${fmt(searchMs)} ms (x${fmt(row.speedup)}), b=1 ${fmt(b1Ms, 2)} ms (x${fmt(row.b1Speedup)}), recall@${K} ${row.recall.toFixed(4)}, cos(prior, exact prior) ${row.priorCos.toFixed(5)}, Δcos(target) ${row.targetCosDelta >= 0 ? '+' : ''}${row.targetCosDelta.toFixed(5)}${row.missing ? `, ${row.missing} missing` : ''}`);
+      log(`  ${p.label}: ${fmt(searchMs)} ms (x${fmt(row.speedup)}), b=1 ${fmt(b1Ms, 2)} ms (x${fmt(row.b1Speedup)}), recall@${K} ${row.recall.toFixed(4)}, cos(prior, exact prior) ${row.priorCos.toFixed(5)}, Δcos(target) ${row.targetCosDelta >= 0 ? '+' : ''}${row.targetCosDelta.toFixed(5)}${row.missing ? `, ${row.missing} missing` : ''}, ` +
+        `event-loop delay p99 ${fmt(loopSync.p99Ms)} ms sync / ${fmt(loopAsync.p99Ms)} ms async (${LOOP_BATCHES} batches of ${LOOP_ROWS}, async/sync time ${(loopAsync.ms / loopSync.ms).toFixed(2)}x)`);
     }
     ix = null as unknown as AnnIndex;
     gc();
@@ -402,6 +441,13 @@ async function main(): Promise<void> {
   log(`| rapm exact f32 | - | ${exactBuildS.toFixed(1)} | ${(ds.memoryBytes / 2 ** 20).toFixed(0)} | ${fmt(exactMs)} | 1.0 | ${fmt(exactB1Ms, 2)} | 1.0 | 1.0000 | 1.00000 | 0 |`);
   for (const r of rows) {
     log(`| ${r.index} | ${r.param} | ${r.buildS.toFixed(1)} | ${(r.memoryBytes / 2 ** 20).toFixed(0)} | ${fmt(r.searchMs)} | ${fmt(r.speedup)} | ${fmt(r.b1Ms, 2)} | ${fmt(r.b1Speedup)} | ${r.recall.toFixed(4)} | ${r.priorCos.toFixed(5)} | ${r.targetCosDelta >= 0 ? '+' : ''}${r.targetCosDelta.toFixed(5)} |`);
+  }
+  log('');
+  log(`event-loop delay while ${LOOP_BATCHES} batches of ${LOOP_ROWS} queries are searched one after another (one batch at a time, as rapm serve's batcher):`);
+  log('| index | search setting | sync: loop p99 ms | sync: loop max ms | async: loop p99 ms | async: loop max ms | async / sync wall time |');
+  log('|---|---|---:|---:|---:|---:|---:|');
+  for (const r of rows) {
+    log(`| ${r.index} | ${r.param} | ${fmt(r.loopSync.p99Ms)} | ${fmt(r.loopSync.maxMs)} | ${fmt(r.loopAsync.p99Ms)} | ${fmt(r.loopAsync.maxMs)} | ${(r.loopAsync.ms / r.loopSync.ms).toFixed(2)}x |`);
   }
   // The pick: per index, the fastest single-query setting that reaches recall@K >= 0.95.
   log('');

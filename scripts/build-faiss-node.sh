@@ -10,24 +10,32 @@
 #      include adding faiss::idx_t, missing in faiss 1.7.3), and apply
 #      scripts/faiss-node/rapm-faiss-node.patch: fixes the toBuffer()/fromBuffer() leak (a
 #      heap VectorIOWriter/Reader holding the whole index, never freed) and adds, on Index,
-#      setSearchParam/getSearchParam (faiss::ParameterSpace: nprobe, efSearch, ...) and
-#      addFloat32/trainFloat32/searchFloat32 (Float32Array in, typed arrays out),
+#      setSearchParam/getSearchParam (faiss::ParameterSpace: nprobe, efSearch, ...),
+#      addFloat32/trainFloat32/searchFloat32 (Float32Array in, typed arrays out), and
+#      searchAsync (the same search on a libuv worker thread, a Promise; the worker holds the
+#      index through a shared_ptr; mutating calls throw code FAISS_INDEX_BUSY meanwhile) with
+#      searchesInFlight(),
 #   3. build with the local cmake-js (Node-API build: no header download),
 #   4. install the result as node_modules/faiss-node/build/Release/faiss-node.node,
 #      which is where require('bindings')('faiss-node') in faiss-node/lib/index.js looks.
 #
 # Idempotent: does nothing if the installed addon already loads and works.
-# Usage (from anywhere): bash scripts/build-faiss-node.sh [--force]
+# Usage (from anywhere): bash scripts/build-faiss-node.sh [--force | --asan]
+#   --asan: build the same patched addon with AddressSanitizer + UBSan into
+#           build-faiss-node/asan/faiss-node.node (node_modules untouched); load it with
+#           RAPM_FAISS_NODE=<that file> and LD_PRELOAD of libasan/libubsan (scripts/test-asan.sh).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 FORCE=0
+ASAN=0
 case "${1:-}" in
   --force) FORCE=1 ;;
+  --asan) ASAN=1 ;;
   "") ;;
-  *) echo "usage: $0 [--force]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--force | --asan]" >&2; exit 2 ;;
 esac
 
 PKG_DIR="node_modules/faiss-node"
@@ -58,6 +66,16 @@ smoke_test() {
     const t = iv.searchFloat32(new Float32Array([0.2, 0.9]), 1);
     if (!(t.labels instanceof Int32Array) || t.labels[0] !== 1) throw new Error("unexpected searchFloat32 result");
     if (f.Index.fromBuffer(iv.toBuffer()).ntotal() !== 2) throw new Error("toBuffer/fromBuffer round trip failed");
+    // searchAsync (a libuv worker thread; a build without it fails here and is rebuilt).
+    const p = iv.searchAsync(new Float32Array([0.2, 0.9]), 1);
+    if (iv.searchesInFlight() !== 1) throw new Error("searchAsync not counted in flight");
+    let refused = false;
+    try { iv.addFloat32(new Float32Array([1, 0])); } catch (e) { refused = e.code === "FAISS_INDEX_BUSY"; }
+    if (!refused) throw new Error("add during searchAsync was not refused");
+    p.then((r) => {
+      if (!(r.labels instanceof Int32Array) || r.labels[0] !== 1 || r.distances[0] !== t.distances[0]) throw new Error("unexpected searchAsync result");
+      if (iv.searchesInFlight() !== 0) throw new Error("searchAsync still counted after it settled");
+    });
   ' "$ROOT/$PKG_DIR" >/dev/null 2>&1
 }
 
@@ -68,7 +86,13 @@ smoke_test() {
 PKG_VERSION="$(node -p "require('./$PKG_DIR/package.json').version")"
 [ "$PKG_VERSION" = "0.5.1" ] || echo "build-faiss-node: warning: expected faiss-node 0.5.1, found $PKG_VERSION" >&2
 
-if [ "$FORCE" -eq 0 ] && [ -f "$TARGET" ] && smoke_test; then
+if [ "$ASAN" -eq 1 ]; then
+  SRC_COPY="$BUILD_DIR/asan-pkg"
+  TARGET_DIR="$BUILD_DIR/asan"
+  TARGET="$TARGET_DIR/faiss-node.node"
+fi
+
+if [ "$FORCE" -eq 0 ] && [ "$ASAN" -eq 0 ] && [ -f "$TARGET" ] && smoke_test; then
   echo "build-faiss-node: OK (already built; $TARGET loads and searches)"
   exit 0
 fi
@@ -112,10 +136,15 @@ JSON
 # --- build -------------------------------------------------------------------
 JOBS="$(nproc 2>/dev/null || echo 2)"
 start=$(date +%s)
-echo "build-faiss-node: building faiss-node against system faiss (-j$JOBS)..."
+SAN_FLAGS=()
+if [ "$ASAN" -eq 1 ]; then
+  SAN_FLAGS=(--CDCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+             --CDCMAKE_SHARED_LINKER_FLAGS="-fsanitize=address,undefined")
+fi
+echo "build-faiss-node: building faiss-node against system faiss (-j$JOBS)${SAN_FLAGS[*]:+ with ASan + UBSan}..."
 node_modules/.bin/cmake-js build \
   --directory "$SRC_COPY" --out "$SRC_COPY/build" \
-  --config Release --parallel "$JOBS" --log-level warn \
+  --config Release --parallel "$JOBS" --log-level warn ${SAN_FLAGS[@]+"${SAN_FLAGS[@]}"} \
   || die "cmake-js build failed"
 
 BUILT="$(find "$SRC_COPY/build" -name faiss-node.node -type f | head -n 1)"
@@ -124,6 +153,10 @@ BUILT="$(find "$SRC_COPY/build" -name faiss-node.node -type f | head -n 1)"
 mkdir -p "$TARGET_DIR"
 cp "$BUILT" "$TARGET.tmp"
 mv -f "$TARGET.tmp" "$TARGET"
+if [ "$ASAN" -eq 1 ]; then
+  echo "build-faiss-node: OK (sanitized build in $(( $(date +%s) - start ))s: $TARGET; load it with RAPM_FAISS_NODE=$ROOT/$TARGET and LD_PRELOAD of libasan + libubsan)"
+  exit 0
+fi
 
 smoke_test || die "built $TARGET but require('faiss-node') smoke test fails (try: node -e \"require('faiss-node')\")"
 echo "build-faiss-node: OK (built in $(( $(date +%s) - start ))s; installed $TARGET)"

@@ -3,7 +3,7 @@
  *                        --requests 30000 --seconds 20 --fusion-requests 3000 --fusion-b 64
  *                        --fusion-concurrency 8 --sample-every 16 --out results/load-test.json
  *                        --variants '[{"fastPath":"off"},{"fastPath":"auto"}]' --data uniform
- *                        --cache DIR --prepare]
+ *                        --cache DIR --prepare --min-recall 0.95]
  *
  * A bounded load run of `rapm serve` on 127.0.0.1 only, driven by autocannon (a standard
  * HTTP load generator), with the service in a child process (the serve command's runServe).
@@ -34,7 +34,9 @@
  * --serve-extra '{"ann": "IVF4096,Flat", "nprobe": 32, "annIndex": "..."}' adds serve options to
  * every server (e.g. a neighbour source); the direct library calls then use the same source
  * (openNeighborSource from src/retrieval/sources.ts), and the run reports that source's
- * recall@K against the exact search on the 256 single-row queries.
+ * recall@K against the exact search on the 256 single-row queries (exit 1 below --min-recall,
+ * default 0.95). The faiss source searches on a libuv worker thread (AnnIndex.searchAsync), so
+ * the event loop keeps serving while a batch's approximate search runs.
  *
  * --data uniform (default): keys and values are uniform noise (fast to make; fine for exact
  * search, whose cost does not depend on the data). --data rapm: rapm's calibrated DRAL-like
@@ -95,10 +97,14 @@ const { values: args } = parseArgs({
     data: { type: 'string', default: 'uniform' },
     cache: { type: 'string' },
     prepare: { type: 'boolean', default: false },
+    'min-recall': { type: 'string', default: '0.95' },
   },
 });
 if (args.data !== 'uniform' && args.data !== 'rapm') throw new Error(`--data takes uniform or rapm, got ${args.data}`);
 const K = SETTINGS.k.check(args.k, 'cli'), TAU = SETTINGS.tau.check(args.tau, 'cli');
+/** The recall@K an approximate --serve-extra source must reach against the exact search (else exit 1). */
+const MIN_RECALL = Number(args['min-recall']);
+if (!(MIN_RECALL >= 0 && MIN_RECALL <= 1)) throw new Error(`--min-recall takes a number in [0, 1], got ${args['min-recall']}`);
 
 /** xorshift32 uniforms in [-1, 1): fast enough to fill 400M values. */
 function filler(seed: number): (a: Float32Array) => Float32Array {
@@ -419,7 +425,7 @@ async function sourceFor(ds: Datastore): Promise<PredictorNeighborSource | null>
   const mod = (await import(String(new URL('../src/retrieval/sources.js', import.meta.url)))) as {
     openNeighborSource(ds: Datastore, args: Record<string, unknown>): Promise<PredictorNeighborSource>;
   };
-  return mod.openNeighborSource(ds, extra);
+  return mod.openNeighborSource(ds, { ...extra, log: (line: string) => console.log(line) });
 }
 
 async function main(): Promise<void> {
@@ -464,8 +470,8 @@ async function main(): Promise<void> {
         const exact = await ds.search(singles, { k: K });
         const approx = await source.search(singles, K);
         const recall = recallAtK(approx.rows, exact.neighbors, K);
-        recalls.push({ config, source: source.name, k: K, queries: singles.length / FEATURE_DIM, recall });
-        console.log(`recall@${K} of ${source.name} against the exact search: ${recall.toFixed(4)} (${singles.length / FEATURE_DIM} queries)`);
+        recalls.push({ config, source: source.name, k: K, queries: singles.length / FEATURE_DIM, recall, minRecall: MIN_RECALL, ok: recall >= MIN_RECALL });
+        console.log(`recall@${K} of ${source.name} against the exact search: ${recall.toFixed(4)} (${singles.length / FEATURE_DIM} queries; required >= ${MIN_RECALL}: ${recall >= MIN_RECALL ? 'ok' : 'BELOW'})`);
       }
       const plans: { batching: boolean; variant: Record<string, unknown> }[] = [{ batching: false, variant: variants[0]! }, ...variants.map((variant) => ({ batching: true, variant }))];
       for (const { batching, variant } of plans) {
@@ -569,7 +575,8 @@ async function main(): Promise<void> {
   ensureDir(path.dirname(path.resolve(args.out!)));
   writeFileAtomicSync(args.out!, JSON.stringify(out, null, 2) + '\n');
   console.log(`wrote ${args.out}`);
-  const bad = results.some((r) => r.errors + r.timeouts + r.non2xx > 0 || r.mismatches > 0 || r.checked === 0 || r.serverExitCode !== 0);
+  for (const r of recalls) console.log(`Config ${String(r.config)}: recall@${K} of ${String(r.source)} ${(r.recall as number).toFixed(4)} (required >= ${MIN_RECALL}: ${r.ok ? 'ok' : 'BELOW'})`);
+  const bad = results.some((r) => r.errors + r.timeouts + r.non2xx > 0 || r.mismatches > 0 || r.checked === 0 || r.serverExitCode !== 0) || recalls.some((r) => !r.ok);
   process.exitCode = bad ? 1 : 0;
 }
 

@@ -57,6 +57,17 @@ for lib in "$asan" "$ubsan"; do
     fail "$addon links $(readlink -f "$linked_path") but $cxx provides $lib"
 done
 
+# The patched faiss-node addon (scripts/faiss-node/rapm-faiss-node.patch: searchAsync's worker
+# thread, typed-array I/O) sanitized too, when faiss-node builds here (it is optional): the
+# library loads it through RAPM_FAISS_NODE instead of node_modules' unsanitized copy.
+if bash scripts/build-faiss-node.sh --asan >"$out/faiss-node-build.log" 2>&1 &&
+  ldd "$root/build-faiss-node/asan/faiss-node.node" | grep -q libasan; then
+  export RAPM_FAISS_NODE="$root/build-faiss-node/asan/faiss-node.node"
+  echo "test-asan: faiss-node sanitized too ($RAPM_FAISS_NODE)"
+else
+  echo "test-asan: faiss-node sanitized build unavailable (see $out/faiss-node-build.log); ANN tests use the unsanitized addon or skip"
+fi
+
 rm -rf "$logs"
 mkdir -p "$logs"
 export RAPM_NATIVE="$addon"

@@ -13,8 +13,16 @@
  * faiss-node 0.5.1's toBuffer()/fromBuffer(), which leaked a full native copy of the index per
  * call, and adds Float32Array add/train/search (no per-element JS arrays).
  *
- * faiss-node is synchronous: search() and the add() blocks run on the JS thread. faiss's
- * OpenMP pool reads OMP_NUM_THREADS when the addon is first loaded (the first create()).
+ * Searching off the event loop: the patch adds Index.searchAsync, which runs faiss's search on
+ * a libuv worker thread (a Napi::AsyncWorker resolving a Promise) with the same results as the
+ * synchronous searchFloat32, bit for bit. The worker copies the queries and holds the faiss
+ * index through a shared_ptr, so a search in flight outlives its JS wrapper. faiss's search on
+ * a const index is thread-safe, so searches may run concurrently; add / train / parameter
+ * changes are not, so the native side refuses them while a searchAsync is in flight (error
+ * code FAISS_INDEX_BUSY), and AnnIndex serialises: add() waits for the searches in flight and
+ * searchAsync() waits for an add() in progress; addSync(), train() and setSearchParams() refuse
+ * (RAPM_STATE) instead of blocking. search() (synchronous, on the JS thread) stays for scripts.
+ * faiss's OpenMP pool reads OMP_NUM_THREADS when the addon is first loaded (the first create()).
  */
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
@@ -50,6 +58,8 @@ interface FaissIndex {
   addFloat32(x: Float32Array): void;
   trainFloat32(x: Float32Array): void;
   searchFloat32(x: Float32Array, k: number): { distances: Float32Array; labels: Int32Array };
+  searchAsync(x: Float32Array, k: number): Promise<{ distances: Float32Array; labels: Int32Array }>;
+  searchesInFlight(): number;
 }
 interface FaissModule {
   Index: {
@@ -67,12 +77,18 @@ let faissModule: FaissModule | null = null;
 export function loadFaiss(): FaissModule {
   if (faissModule) return faissModule;
   try {
-    const mod = createRequire(import.meta.url)('faiss-node') as FaissModule;
+    // RAPM_FAISS_NODE: another build of the patched addon (a .node file), e.g. the sanitizer
+    // build of `bash scripts/build-faiss-node.sh --asan` that scripts/test-asan.sh runs against.
+    const override = process.env.RAPM_FAISS_NODE;
+    const mod = (override
+      ? { ...(createRequire(import.meta.url)(path.resolve(override)) as object), MetricType: { METRIC_INNER_PRODUCT: 0 } }
+      : createRequire(import.meta.url)('faiss-node')) as FaissModule;
     if (typeof mod?.Index?.fromFactory !== 'function' || typeof mod.Index.fromBuffer !== 'function') {
       throw new Error('faiss-node does not export Index.fromFactory / Index.fromBuffer');
     }
-    if (typeof mod.Index.prototype?.setSearchParam !== 'function' || typeof mod.Index.prototype.searchFloat32 !== 'function') {
-      throw new Error('faiss-node was built without the rapm patch (no Index.setSearchParam / searchFloat32); rebuild with: bash scripts/build-faiss-node.sh --force');
+    const proto = mod.Index.prototype;
+    if (typeof proto?.setSearchParam !== 'function' || typeof proto.searchFloat32 !== 'function' || typeof proto.searchAsync !== 'function') {
+      throw new Error('faiss-node was built without the current rapm patch (no Index.setSearchParam / searchFloat32 / searchAsync); rebuild with: bash scripts/build-faiss-node.sh --force');
     }
     faissModule = mod;
     return mod;
@@ -97,6 +113,7 @@ export function faissAvailable(): boolean {
 
 function faissError(what: string, e: unknown): RapmError {
   const msg = e instanceof Error ? e.message : String(e);
+  if ((e as { code?: unknown } | null)?.code === 'FAISS_INDEX_BUSY') return new RapmError('RAPM_STATE', `faiss ${what} refused: ${msg}`, { cause: e });
   return new RapmError('RAPM_NATIVE', `faiss ${what} failed: ${msg}`, { cause: e });
 }
 
@@ -276,6 +293,10 @@ export class AnnIndex {
   /** Whether the factory's index needs train() before add() (IVF, SQ, PQ). */
   readonly needsTraining: boolean;
   readonly #index: FaissIndex;
+  /** searchAsync() calls whose native searches have not settled. */
+  readonly #searches = new Set<Promise<unknown>>();
+  /** The add() in progress (searchAsync() and other add() calls wait for it). */
+  #adding: Promise<void> | null = null;
 
   private constructor(index: FaissIndex, d: number, factory: string, kind: AnnKind, nlist: number, trainSize: number, seed: number) {
     this.#index = index;
@@ -400,6 +421,7 @@ export class AnnIndex {
    */
   setSearchParams(params: AnnSearchParams): void {
     if (!is.object(params as unknown)) throw invalidParam('params', 'object', params);
+    this.#refuseWhileBusy('setSearchParams');
     const { nprobe, efSearch } = params;
     if (nprobe !== undefined && this.kind !== 'ivf') {
       throw new RapmRangeError('RAPM_INVALID_ARG', `nprobe applies to IVF indexes only, but factory '${this.factory}' built a ${this.kind} index`);
@@ -423,6 +445,7 @@ export class AnnIndex {
    */
   train(keys: Float32Array): void {
     const m = checkMatrix('keys', keys, this.d);
+    this.#refuseWhileBusy('train');
     if (this.#index.isTrained()) {
       if (this.needsTraining) throw new RapmError('RAPM_STATE', `The index '${this.factory}' is already trained`);
       return;
@@ -470,41 +493,72 @@ export class AnnIndex {
    * (NaN, zero) stops the add there: rows of earlier blocks stay added (see ntotal).
    */
   async add(keys: Float32Array): Promise<void> {
-    const m = this.#checkAdd(keys);
-    const block = Math.max(1, Math.floor(ADD_BLOCK_VALUES / this.d));
-    const base = this.ntotal;
-    for (let r = 0; r < m; r += block) {
-      if (r > 0) await yieldToLoop();
-      this.#addBlock(keys, r, Math.min(m, r + block), base);
+    this.#checkAdd(keys);
+    // One add at a time, after the searches in flight (faiss's add must not race a search).
+    while (this.#adding) await this.#adding.catch(() => {});
+    const run = (async () => {
+      while (this.#searches.size > 0) await Promise.allSettled([...this.#searches]);
+      const m = this.#checkAdd(keys);
+      const block = Math.max(1, Math.floor(ADD_BLOCK_VALUES / this.d));
+      const base = this.ntotal;
+      for (let r = 0; r < m; r += block) {
+        if (r > 0) await yieldToLoop();
+        this.#addBlock(keys, r, Math.min(m, r + block), base);
+      }
+    })();
+    this.#adding = run;
+    try {
+      await run;
+    } finally {
+      if (this.#adding === run) this.#adding = null;
     }
   }
 
-  /** add(), without yielding. */
+  /** Refuses (RAPM_STATE) a mutation while searchAsync() searches or an add() runs. */
+  #refuseWhileBusy(what: string): void {
+    const searching = this.#index.searchesInFlight();
+    if (searching > 0 || this.#adding) {
+      throw new RapmError('RAPM_STATE', `${what} refused: the index '${this.factory}' is busy (${searching > 0 ? `${searching} searchAsync call(s) in flight` : 'an add() is in progress'}); await them first, or use add(), which waits`);
+    }
+  }
+
+  /** add(), without yielding; refused (RAPM_STATE) while a searchAsync() or add() is in progress. */
   addSync(keys: Float32Array): void {
+    this.#refuseWhileBusy('addSync');
     const m = this.#checkAdd(keys);
     const block = Math.max(1, Math.floor(ADD_BLOCK_VALUES / this.d));
     const base = this.ntotal;
     for (let r = 0; r < m; r += block) this.#addBlock(keys, r, Math.min(m, r + block), base);
   }
 
-  /**
-   * Approximate top-k by cosine for queries [b, d] (normalised here). Missing results
-   * (an IVF probe that holds fewer than k rows) come back as -1 / -Infinity and are counted.
-   */
-  search(queries: Float32Array, k: number): AnnSearchResult {
+  /** Checks a search's arguments and state; returns b. */
+  #checkSearch(queries: Float32Array, k: number): number {
     const b = checkMatrix('queries', queries, this.d);
     checkInteger('k', k, 1);
     if (!this.#index.isTrained()) throw new RapmError('RAPM_STATE', `The index '${this.factory}' is not trained: call train(keys) and add(keys) first`);
     const n = this.ntotal;
     if (n === 0) throw new RapmError('RAPM_STATE', `The index '${this.factory}' is empty: add() rows before searching`);
     if (k > n) throw new RapmRangeError('RAPM_K_TOO_LARGE', `Expected k <= ${n} (rows in the index) but received k = ${k}`);
-    const neighbors = new Int32Array(b * k);
-    const similarities = new Float32Array(b * k);
-    const found = new Int32Array(b);
-    let missing = 0;
+    return b;
+  }
+
+  /** Query blocks [q0, q1) searched per faiss call (bounds the normalised copy and the results). */
+  #blocks(b: number, k: number): [number, number][] {
     const block = Math.max(1, Math.floor(SEARCH_BLOCK_VALUES / Math.max(this.d, k)));
-    for (let q0 = 0; q0 < b; q0 += block) {
-      const q1 = Math.min(b, q0 + block);
+    const out: [number, number][] = [];
+    for (let q0 = 0; q0 < b; q0 += block) out.push([q0, Math.min(b, q0 + block)]);
+    return out;
+  }
+
+  /**
+   * Approximate top-k by cosine for queries [b, d] (normalised here). Missing results
+   * (an IVF probe that holds fewer than k rows) come back as -1 / -Infinity and are counted.
+   * Synchronous: faiss runs on the JS thread. Servers use searchAsync().
+   */
+  search(queries: Float32Array, k: number): AnnSearchResult {
+    const b = this.#checkSearch(queries, k);
+    const out = emptyResult(b, k);
+    for (const [q0, q1] of this.#blocks(b, k)) {
       const x = normalizedRows('queries', queries, this.d, q0, q1);
       let res: { distances: Float32Array; labels: Int32Array };
       try {
@@ -512,20 +566,62 @@ export class AnnIndex {
       } catch (e) {
         throw faissError('search', e);
       }
-      const off = q0 * k;
-      neighbors.set(res.labels, off);
-      similarities.set(res.distances, off);
-      for (let i = 0; i < (q1 - q0) * k; i++) {
-        if (res.labels[i]! < 0) {
-          neighbors[off + i] = -1;
-          similarities[off + i] = -Infinity;
-          missing++;
-        } else {
-          found[q0 + Math.floor(i / k)]!++;
-        }
-      }
+      collectBlock(out, q0, q1, res);
     }
-    return { b, k, neighbors, similarities, found, missing };
+    return out;
+  }
+
+  /**
+   * search() on a libuv worker thread: the same neighbours and similarities, bit for bit, while
+   * the event loop keeps turning. Waits for an add() in progress; concurrent searchAsync() /
+   * search() calls are fine (faiss search on a const index is thread-safe). The queries are
+   * normalised into a copy before the Promise is returned, so the caller may reuse them at once.
+   */
+  async searchAsync(queries: Float32Array, k: number): Promise<AnnSearchResult> {
+    while (this.#adding) await this.#adding.catch(() => {});
+    const b = this.#checkSearch(queries, k);
+    const out = emptyResult(b, k);
+    const blocks = this.#blocks(b, k).map(([q0, q1]) => ({ q0, q1, x: normalizedRows('queries', queries, this.d, q0, q1) }));
+    for (const { q0, q1, x } of blocks) {
+      let pending: Promise<{ distances: Float32Array; labels: Int32Array }>;
+      try {
+        pending = this.#index.searchAsync(x, k);
+      } catch (e) {
+        throw faissError('search', e);
+      }
+      this.#searches.add(pending);
+      let res: { distances: Float32Array; labels: Int32Array };
+      try {
+        res = await pending;
+      } catch (e) {
+        throw faissError('search', e);
+      } finally {
+        this.#searches.delete(pending);
+      }
+      collectBlock(out, q0, q1, res);
+    }
+    return out;
+  }
+}
+
+function emptyResult(b: number, k: number): AnnSearchResult {
+  return { b, k, neighbors: new Int32Array(b * k), similarities: new Float32Array(b * k), found: new Int32Array(b), missing: 0 };
+}
+
+/** Copies one faiss result block (queries [q0, q1)) into `out`: -1 labels become row -1 / -Infinity and are counted. */
+function collectBlock(out: AnnSearchResult, q0: number, q1: number, res: { distances: Float32Array; labels: Int32Array }): void {
+  const { k, neighbors, similarities, found } = out;
+  const off = q0 * k;
+  neighbors.set(res.labels, off);
+  similarities.set(res.distances, off);
+  for (let i = 0; i < (q1 - q0) * k; i++) {
+    if (res.labels[i]! < 0) {
+      neighbors[off + i] = -1;
+      similarities[off + i] = -Infinity;
+      out.missing++;
+    } else {
+      found[q0 + Math.floor(i / k)]!++;
+    }
   }
 }
 
@@ -538,15 +634,8 @@ export interface AnnValuesSearchResult extends SearchResult {
   missing: number;
 }
 
-/**
- * Datastore.search() on an AnnIndex: approximate top-k, weights by `aggregate` (softmax(sim /
- * tau) by default) over the neighbours found, prior = sum of weight x value. `values` [ntotal,
- * dv] holds the value rows in add() order. Returns Datastore.search()'s shape plus `found` and
- * `missing`: a query with fewer than k neighbours is aggregated over those it has (weight 0 and
- * row -1 in the empty slots); one with none gets a NaN prior row. Synchronous underneath
- * (faiss-node has no async search); the Promise is for drop-in use.
- */
-export function annSearchWithValuesSync(index: AnnIndex, values: Float32Array, queries: Float32Array, options?: Pick<SearchOptions, 'k' | 'tau' | 'aggregate'>): AnnValuesSearchResult {
+/** Checks annSearchWithValues' arguments; returns the resolved options and dv. */
+function checkValuesSearch(index: AnnIndex, values: Float32Array, options: Pick<SearchOptions, 'k' | 'tau' | 'aggregate'> | undefined) {
   if (!(index instanceof AnnIndex)) throw invalidParam('index', 'AnnIndex', index);
   if (!(values instanceof Float32Array)) throw new RapmTypeError('RAPM_TYPE', `Expected Float32Array for values but received ${describe(values)}`);
   if (options !== undefined && is.object(options) && ('excludeRows' in options || 'excludeIds' in options || 'rowRange' in options)) {
@@ -558,9 +647,25 @@ export function annSearchWithValuesSync(index: AnnIndex, values: Float32Array, q
   if (values.length === 0 || values.length % n !== 0) {
     throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected values to hold ${n} rows (one per indexed key) but received length ${values.length}`);
   }
-  const res = index.search(queries, opts.k);
-  const agg = priorFromNeighbors(res.neighbors, res.similarities, values, values.length / n, opts);
+  return { opts, dv: values.length / n };
+}
+
+function withValues(res: AnnSearchResult, values: Float32Array, dv: number, opts: ReturnType<typeof resolveSearchOptions>): AnnValuesSearchResult {
+  const agg = priorFromNeighbors(res.neighbors, res.similarities, values, dv, opts);
   return { b: res.b, k: res.k, prior: agg.prior, neighbors: res.neighbors, weights: agg.weights, similarities: res.similarities, found: agg.found, missing: agg.missing };
+}
+
+/**
+ * Datastore.search() on an AnnIndex: approximate top-k, weights by `aggregate` (softmax(sim /
+ * tau) by default) over the neighbours found, prior = sum of weight x value. `values` [ntotal,
+ * dv] holds the value rows in add() order. Returns Datastore.search()'s shape plus `found` and
+ * `missing`: a query with fewer than k neighbours is aggregated over those it has (weight 0 and
+ * row -1 in the empty slots); one with none gets a NaN prior row. The search runs on the JS
+ * thread; annSearchWithValues() runs it on a libuv worker thread.
+ */
+export function annSearchWithValuesSync(index: AnnIndex, values: Float32Array, queries: Float32Array, options?: Pick<SearchOptions, 'k' | 'tau' | 'aggregate'>): AnnValuesSearchResult {
+  const { opts, dv } = checkValuesSearch(index, values, options);
+  return withValues(index.search(queries, opts.k), values, dv, opts);
 }
 
 /**
@@ -621,9 +726,10 @@ export function priorFromNeighbors(
   return { prior, weights, found, missing };
 }
 
-/** annSearchWithValuesSync(), returning a Promise like Datastore.search(). */
+/** annSearchWithValuesSync() with the search on a libuv worker thread (AnnIndex.searchAsync), like Datastore.search(). */
 export async function annSearchWithValues(index: AnnIndex, values: Float32Array, queries: Float32Array, options?: Pick<SearchOptions, 'k' | 'tau' | 'aggregate'>): Promise<AnnValuesSearchResult> {
-  return annSearchWithValuesSync(index, values, queries, options);
+  const { opts, dv } = checkValuesSearch(index, values, options);
+  return withValues(await index.searchAsync(queries, opts.k), values, dv, opts);
 }
 
 /** Mean over queries of |ANN top-k ∩ exact top-k| / k (rows of [b, k] neighbour matrices). In [0, 1]. */

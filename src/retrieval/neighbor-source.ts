@@ -168,7 +168,7 @@ export class AnnSource implements NeighborSource {
   async search(queries: Float32Array, k: number): Promise<{ rows: Int32Array; similarities: Float32Array }> {
     checkMatrix('queries', queries, this.keyDim);
     const q = this.keyIndices ? selectColumns(queries, this.keyDim, this.keyIndices) : queries;
-    const r = this.index.search(q, k);
+    const r = await this.index.searchAsync(q, k); // faiss on a libuv worker thread, off the event loop
     return { rows: r.neighbors, similarities: r.similarities };
   }
 }

@@ -17,30 +17,12 @@ import { Datastore, type SearchResult } from '../../src/retrieval/datastore.js';
 import { AnnSource, datastoreValues, predictFromSource } from '../../src/retrieval/neighbor-source.js';
 import { Predictor } from '../../src/serve/predictor.js';
 import { maxRelErr } from '../helpers/compare.js';
-import { randn } from '../helpers/random.js';
+import { clustered as clusteredRows, randn, thrown } from '../helpers/random.js';
 
 const n = 5000, d = 16, dv = 4, b = 40, k = 20, centres = 40;
 
 /** Clustered keys: centre + noise (ANN on uniform noise would say nothing). */
-function clustered(rows: number, seed: number): Float32Array {
-  const c = randn(centres * d, 7);
-  const noise = randn(rows * d, seed);
-  const out = new Float32Array(rows * d);
-  for (let r = 0; r < rows; r++) {
-    const j = (r * 7919 + seed) % centres;
-    for (let t = 0; t < d; t++) out[r * d + t] = c[j * d + t]! + 0.35 * noise[r * d + t]!;
-  }
-  return out;
-}
-
-function thrown(fn: () => unknown): Error & { code?: string } {
-  try {
-    fn();
-  } catch (e) {
-    return e as Error & { code?: string };
-  }
-  throw new Error('expected a throw');
-}
+const clustered = (rows: number, seed: number): Float32Array => clusteredRows(rows, d, seed, centres, 0.35);
 
 /** Same neighbours as exact, except where both lists hold equal similarities (ties). */
 function expectSameUpToTies(got: { neighbors: Int32Array; similarities: Float32Array }, want: SearchResult): void {
