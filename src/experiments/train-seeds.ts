@@ -3,15 +3,23 @@
  * several at once when the backend trains epochs off the JS thread. Used by fitAndScore
  * (evaluate.ts) for the progressive loop and the experiments.
  */
-import type { MlpSpec } from '../fusion/layout.js';
-import { trainMlp, type EpochStats, type MlpBackend, type MlpData, type TrainOptions, type TrainResult } from '../fusion/train.js';
+import { paramLayout, type MlpSpec } from '../fusion/layout.js';
+import { checkMlpData, trainMlpOnCheckedData, type EpochStats, type MlpBackend, type MlpData, type TrainOptions, type TrainResult } from '../fusion/train.js';
 import { concurrency } from '../native/simd.js';
 
-/** One training seed's net: its seed (initialisation, shuffling, dropout), rows and warm start. */
+/**
+ * One training seed's net: its seed (initialisation, shuffling, dropout), rows and warm start.
+ * The seeds of a point usually share one matrix (fit and val the same MlpData) and differ in
+ * fitRows / valRows (trainMlp's trainRows / valRows): no copies, and it is validated once.
+ */
 export interface SeedJob {
   seed: number;
   fit: MlpData;
   val: MlpData;
+  /** Rows of `fit` this net is fitted on (default all). */
+  fitRows?: Int32Array | null;
+  /** Rows of `val` it validates on (default all). */
+  valRows?: Int32Array | null;
   /** Warm start (see TrainOptions.init); null or absent: a fresh seeded initialisation. */
   init?: Float32Array | null;
 }
@@ -59,7 +67,16 @@ export async function trainFusionSeeds(backend: MlpBackend, spec: MlpSpec, jobs:
   const parallel = Math.max(1, Math.min(jobs.length, canOverlap ? (o.parallel ?? (threads > 1 ? 2 * threads : 1)) : 1));
   const started = performance.now();
   const results: (TrainResult | undefined)[] = new Array(jobs.length);
-  const rows = jobs.map((j) => j.fit.target.length / spec.outDim);
+  const rows = jobs.map((j) => (j.fitRows ? j.fitRows.length : j.fit.target.length / spec.outDim));
+  // Every matrix the nets read is validated once here (the seeds of a point share one), not per net.
+  const layout = paramLayout(spec);
+  const checked = new Set<MlpData>();
+  for (const j of jobs) {
+    for (const [name, d] of [['fit', j.fit], ['val', j.val]] as const) {
+      if (!checked.has(d)) checkMlpData(j.fit === j.val ? 'train' : name, d, layout);
+      checked.add(d);
+    }
+  }
   const epochs = o.epochs ?? 100;
   const done = new Float64Array(jobs.length); // rows trained per job over finished epochs
   const inEpoch = new Float64Array(jobs.length);
@@ -69,7 +86,9 @@ export async function trainFusionSeeds(backend: MlpBackend, spec: MlpSpec, jobs:
   const lane = async (): Promise<void> => {
     for (let s = next++; s < jobs.length; s = next++) {
       const job = jobs[s]!;
-      results[s] = await trainMlp(backend, spec, job.fit, job.val, {
+      results[s] = await trainMlpOnCheckedData(backend, spec, job.fit, job.val, {
+        trainRows: job.fitRows ?? null,
+        valRows: job.valRows ?? null,
         epochs: o.epochs,
         patience: o.patience,
         batchSize: o.batchSize,
