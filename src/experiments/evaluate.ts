@@ -7,7 +7,6 @@ import { hierarchicalBootstrap, type ClusterUnit, type GainInterval } from '../e
 import { mean, rowCosines } from '../eval/cosine.js';
 import { fusionSpec, type ParamLayout } from '../fusion/layout.js';
 import { scoreRows, scoreRowsAsync, trainMlp, type MlpBackend, type MlpData } from '../fusion/train.js';
-import { concurrency } from '../native/simd.js';
 import { Datastore } from '../retrieval/datastore.js';
 import { trainFusionSeeds } from './train-seeds.js';
 import { IncrementalPriors } from '../retrieval/priors.js';
@@ -257,6 +256,9 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
   // and ETA run from its start (an upper bound: early stopping may end it sooner; closed below).
   let trainWall = 0;
   let trainRate = 0;
+  // Each net's mean cosine on its fit rows (read in place), scored in its lane as soon as it has
+  // trained, beside the nets still training (train-seeds.ts afterNet).
+  const fitScores: number[] = new Array(S).fill(Number.NaN);
   if (!o.plainOnly) {
     const bar = `${label}: fusion training${S > 1 ? `, ${S} seeds` : ''} (<= ${o.epochs} epochs)`;
     let last = 0;
@@ -274,6 +276,9 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
         }
       },
       onEpoch: (s, e) => o.log?.(`${S > 1 ? `${label} seed ${s + 1}/${S}` : label}: epoch ${e.epoch} train cos ${e.trainCosine.toFixed(4)} val cos ${e.valCosine.toFixed(4)}${e.best ? ' *' : ''} (${Math.round(e.samplesPerSecond)} samples/s)`),
+      afterNet: async (s, r, threads) => {
+        fitScores[s] = mean(await scoreRowsAsync(o.backend, r.layout, r.params, train, runs[s]!.fit, threads));
+      },
     });
     t.results.forEach((r, s) => (runs[s]!.trained = r));
     trainWall = t.seconds;
@@ -312,9 +317,7 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
   const first = runs[0]!;
   const trainPlain = meanAt(plainTrain, first.fit);
   const valPlain = meanAt(plainTrain, first.val);
-  // Every seed's net on its fit rows, read in place; the seeds score at once, one thread each.
-  const fitScores = await Promise.all(runs.map((run) => (run.trained ? scoreRowsAsync(o.backend, run.trained.layout, run.trained.params, train, run.fit, S > 1 && concurrency() > 1 ? 1 : 0).then(mean) : meanAt(plainTrain, run.fit))));
-  const trainFusion = fitScores.reduce((a, f) => a + f, 0) / S;
+  const trainFusion = runs.reduce((a, run, s) => a + (run.trained ? fitScores[s]! : meanAt(plainTrain, run.fit)), 0) / S;
   return {
     pairs: n,
     seeds,

@@ -38,12 +38,19 @@ export interface SeedTrainingOptions extends Pick<TrainOptions, 'epochs' | 'pati
   onEpoch?: (s: number, e: EpochStats) => void;
   /** Rows trained so far over all nets and epochs, against the most there can be (every net running every epoch). */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Work on net `s` once it has finished training (fitAndScore: scoring its fit rows), run in its
+   * lane, so it overlaps the nets still training (a core the last nets leave idle), when every net
+   * has a lane of its own (else after all nets, on the pool); `threads` is what to run it on
+   * (TrainOptions.threads). Not part of the training time.
+   */
+  afterNet?: (s: number, result: TrainResult, threads: number) => Promise<void>;
 }
 
 export interface SeedTrainingResult {
   /** Per job, in job order. */
   results: TrainResult[];
-  /** Wall time of training all nets (validation passes included). */
+  /** Wall time of training all nets (validation passes included), to the end of the last net's training (afterNet work left then is not in it). */
   seconds: number;
   /** Minibatch rows of all nets and epochs over `seconds`: the throughput of the training phase. */
   samplesPerSecond: number;
@@ -83,6 +90,8 @@ export async function trainFusionSeeds(backend: MlpBackend, spec: MlpSpec, jobs:
   const total = rows.reduce((a, r) => a + r * epochs, 0);
   const report = () => o.onProgress?.(done.reduce((a, b) => a + b, 0) + inEpoch.reduce((a, b) => a + b, 0), total);
   let next = 0;
+  let trainedAt = started;
+  const threadsOf = () => (parallel === 1 ? 0 : 1);
   const lane = async (): Promise<void> => {
     for (let s = next++; s < jobs.length; s = next++) {
       const job = jobs[s]!;
@@ -99,7 +108,7 @@ export async function trainFusionSeeds(backend: MlpBackend, spec: MlpSpec, jobs:
         init: job.init ?? null,
         // One thread per net when several may run at once (0: the shared pool, when they run
         // one after another).
-        threads: () => (parallel === 1 ? 0 : 1),
+        threads: threadsOf,
         onStep: (d) => {
           inEpoch[s] = d;
           report();
@@ -113,10 +122,14 @@ export async function trainFusionSeeds(backend: MlpBackend, spec: MlpSpec, jobs:
       // Stopped early: the epochs it did not run are no longer ahead of the bar.
       done[s] = rows[s]! * epochs;
       report();
+      trainedAt = Math.max(trainedAt, performance.now());
+      // With a lane per net, at once beside the nets still training; otherwise after them all.
+      if (o.afterNet && parallel >= jobs.length) await o.afterNet(s, results[s]!, threadsOf());
     }
   };
   await Promise.all(Array.from({ length: parallel }, lane));
-  const seconds = (performance.now() - started) / 1000;
+  const seconds = (trainedAt - started) / 1000;
+  if (o.afterNet && parallel < jobs.length) for (let s = 0; s < jobs.length; s++) await o.afterNet(s, results[s]!, 0);
   const samples = results.reduce((a, r, s) => a + (r?.history.length ?? 0) * rows[s]!, 0);
   return { results: results as TrainResult[], seconds, samplesPerSecond: samples / Math.max(1e-9, seconds), parallel };
 }
