@@ -5,8 +5,8 @@ import { RapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { hierarchicalBootstrap, type ClusterUnit, type GainInterval } from '../eval/bootstrap.js';
 import { mean, rowCosines } from '../eval/cosine.js';
-import { fusionSpec, type ParamLayout } from '../fusion/layout.js';
-import { scoreRows, scoreRowsAsync, trainMlp, type MlpBackend, type MlpData } from '../fusion/train.js';
+import { fusionSpec, paramLayout, type ParamLayout } from '../fusion/layout.js';
+import { checkMlpData, scoreRows, scoreRowsAsync, trainMlp, type MlpBackend, type MlpData } from '../fusion/train.js';
 import { Datastore } from '../retrieval/datastore.js';
 import { trainFusionSeeds } from './train-seeds.js';
 import { IncrementalPriors } from '../retrieval/priors.js';
@@ -231,6 +231,12 @@ export interface FitExtras {
   init?: readonly (Float32Array | null)[];
   /** Seed of the id-based validation split per training seed (default: the run seed + s). */
   splitSeed?: number;
+  /**
+   * The first rows of train.en / train.target were validated at an earlier call and have not
+   * changed (a training set that only grows: the progressive loop passes the previous step's row
+   * count). Only the new rows and the priors are checked; default 0 (all).
+   */
+  checkedRows?: number;
 }
 
 /**
@@ -260,9 +266,12 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
   // trained, beside the nets still training (train-seeds.ts afterNet).
   const fitScores: number[] = new Array(S).fill(Number.NaN);
   if (!o.plainOnly) {
+    const spec = fusionSpec({ hidden: o.hidden, dropout: o.dropout });
+    // The one validation of the training rows (all seeds read them): only rows new since the last call.
+    checkMlpData('train', train, paramLayout(spec), extra.checkedRows ?? 0);
     const bar = `${label}: fusion training${S > 1 ? `, ${S} seeds` : ''} (<= ${o.epochs} epochs)`;
     let last = 0;
-    const t = await trainFusionSeeds(o.backend, fusionSpec({ hidden: o.hidden, dropout: o.dropout }), runs.map((r, s) => ({ seed: r.seed, fit: train, val: train, fitRows: r.fit, valRows: r.val, init: extra.init?.[s] ?? null })), {
+    const t = await trainFusionSeeds(o.backend, spec, runs.map((r, s) => ({ seed: r.seed, fit: train, val: train, fitRows: r.fit, valRows: r.val, init: extra.init?.[s] ?? null })), {
       epochs: o.epochs,
       patience: o.patience,
       batchSize: o.batchSize,
@@ -276,6 +285,7 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
         }
       },
       onEpoch: (s, e) => o.log?.(`${S > 1 ? `${label} seed ${s + 1}/${S}` : label}: epoch ${e.epoch} train cos ${e.trainCosine.toFixed(4)} val cos ${e.valCosine.toFixed(4)}${e.best ? ' *' : ''} (${Math.round(e.samplesPerSecond)} samples/s)`),
+      dataChecked: true,
       afterNet: async (s, r, threads) => {
         fitScores[s] = mean(await scoreRowsAsync(o.backend, r.layout, r.params, train, runs[s]!.fit, threads));
       },

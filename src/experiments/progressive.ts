@@ -208,6 +208,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const en = new GrowableRows(FEATURE_DIM, trainRows);
   const values = new GrowableRows(dv, trainRows);
   const ids: string[] = [];
+  let checkedRows = 0; // training rows validated by an earlier step's fitAndScore (rows are only appended)
   let stepIndex = 0;
   const resultOf = (status: 'running' | 'complete'): ProgressiveResult => finalResult(state!, status, o.threshold, decider.name, { k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout }, trainChunks.length, o.all ?? false, runSeconds());
   let stop = state.complete;
@@ -258,7 +259,9 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
       ids,
       init: isWarm ? warm : undefined,
       splitSeed: o.seed,
+      checkedRows,
     });
+    checkedRows = n;
     if (o.warmStart) {
       warm = point.seedParams;
       // Written before the state names this step done; the previous step's file goes after.

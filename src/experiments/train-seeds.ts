@@ -45,6 +45,8 @@ export interface SeedTrainingOptions extends Pick<TrainOptions, 'epochs' | 'pati
    * (TrainOptions.threads). Not part of the training time.
    */
   afterNet?: (s: number, result: TrainResult, threads: number) => Promise<void>;
+  /** The caller has validated every job's matrices with checkMlpData for this spec (fitAndScore); they are not read again here. */
+  dataChecked?: boolean;
 }
 
 export interface SeedTrainingResult {
@@ -78,7 +80,7 @@ export async function trainFusionSeeds(backend: MlpBackend, spec: MlpSpec, jobs:
   // Every matrix the nets read is validated once here (the seeds of a point share one), not per net.
   const layout = paramLayout(spec);
   const checked = new Set<MlpData>();
-  for (const j of jobs) {
+  for (const j of o.dataChecked ? [] : jobs) {
     for (const [name, d] of [['fit', j.fit], ['val', j.val]] as const) {
       if (!checked.has(d)) checkMlpData(j.fit === j.val ? 'train' : name, d, layout);
       checked.add(d);

@@ -154,13 +154,17 @@ export const TRAIN_DEFAULTS = { ...defaultsOf(['epochs', 'batchSize', 'lr', 'wei
  * Validate training or validation rows for `layout` (shapes, the prior a fusion net needs, and
  * every value finite: a RapmError naming the matrix, row and column). Returns the row count.
  * trainMlp calls it on its inputs; trainFusionSeeds once for the rows every seed of a point shares.
+ * `checkedRows`: the first rows of en and target were validated before and have not changed (a
+ * training set that only grows, fitAndScore in the progressive loop); their values are not read
+ * again. The prior is always read in full.
  */
-export function checkMlpData(name: string, d: MlpData, layout: ParamLayout): number {
+export function checkMlpData(name: string, d: MlpData, layout: ParamLayout, checkedRows = 0): number {
   const { enDim, outDim, kind } = layout.spec;
   const n = checkMatrix(`${name}.en`, d.en, enDim);
   checkMatrix(`${name}.target`, d.target, outDim, n);
-  checkFinite(`${name}.en`, d.en, enDim);
-  checkFinite(`${name}.target`, d.target, outDim);
+  const from = Math.min(n, Math.max(0, Math.floor(checkedRows)));
+  checkFinite(`${name}.en`, d.en, enDim, from);
+  checkFinite(`${name}.target`, d.target, outDim, from);
   if (kind === 'fusion') {
     if (!d.prior) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected ${name}.prior: the fusion net needs the retrieval prior of every row`);
     checkMatrix(`${name}.prior`, d.prior, outDim, n);

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { splitFitValByIds, subsetMlp } from '../../src/experiments/evaluate.js';
 import { trainFusionSeeds } from '../../src/experiments/train-seeds.js';
-import { fusionSpec } from '../../src/fusion/layout.js';
+import { fusionSpec, paramLayout } from '../../src/fusion/layout.js';
 import { nativeMlpBackend } from '../../src/fusion/native-mlp.js';
-import { scoreRows, trainMlp, type MlpBackend, type MlpData } from '../../src/fusion/train.js';
+import { checkMlpData, scoreRows, trainMlp, type MlpBackend, type MlpData } from '../../src/fusion/train.js';
 import { rowCosines } from '../../src/eval/cosine.js';
 import { randn } from '../helpers/random.js';
 
@@ -60,5 +60,18 @@ describe('training seeds on row lists of one shared matrix', () => {
     await expect(trainMlp(nativeMlpBackend, spec, data, data, { ...opts, trainRows: [1, 2] as unknown as Int32Array })).rejects.toMatchObject({ code: 'RAPM_TYPE' });
     await expect(trainMlp(nativeMlpBackend, spec, bad, data, { ...opts, trainRows: Int32Array.from([0, 1]) })).rejects.toMatchObject({ code: 'RAPM_NON_FINITE' });
     expect(() => rowCosines(new Float32Array(2 * DV), data.target, DV, [0, n])).toThrow(/targetRows\[1\]/);
+  });
+
+  it('a training set that only grows is validated once: checkMlpData reads rows from checkedRows on (priors in full), naming absolute rows', () => {
+    const layout = paramLayout(spec);
+    const bad: MlpData = { en: data.en.slice(), prior: data.prior!.slice(), target: data.target.slice() };
+    bad.en[3 * 1024] = Number.NaN; // an old row: validated at an earlier step, not read again
+    expect(checkMlpData('train', bad, layout, 5)).toBe(n);
+    expect(() => checkMlpData('train', bad, layout, 0)).toThrow(/train\.en but row 3, column 0/);
+    bad.target[7 * DV + 2] = Number.POSITIVE_INFINITY; // a new row
+    expect(() => checkMlpData('train', bad, layout, 5)).toThrow(/train\.target but row 7, column 2 is Infinity/);
+    const badPrior: MlpData = { ...data, prior: data.prior!.slice() };
+    badPrior.prior[1 * DV] = Number.NaN; // priors change every step: always read
+    expect(() => checkMlpData('train', badPrior, layout, n)).toThrow(/train\.prior but row 1, column 0/);
   }, 60_000);
 });
