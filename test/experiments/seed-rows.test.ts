@@ -70,8 +70,9 @@ describe('training seeds on row lists of one shared matrix', () => {
     expect(() => checkMlpData('train', bad, layout, 0)).toThrow(/train\.en but row 3, column 0/);
     bad.target[7 * DV + 2] = Number.POSITIVE_INFINITY; // a new row
     expect(() => checkMlpData('train', bad, layout, 5)).toThrow(/train\.target but row 7, column 2 is Infinity/);
-    const badPrior: MlpData = { ...data, prior: data.prior!.slice() };
-    badPrior.prior[1 * DV] = Number.NaN; // priors change every step: always read
-    expect(() => checkMlpData('train', badPrior, layout, n)).toThrow(/train\.prior but row 1, column 0/);
+    const prior = data.prior!.slice();
+    prior[1 * DV] = Number.NaN;
+    const badPrior: MlpData = { ...data, prior }; // priors change every step: always read
+    expect(() => checkMlpData('train', badPrior, layout, n)).toThrow(/train\.prior but row 1, column 0/); // priors change every step: always read
   }, 60_000);
 });
