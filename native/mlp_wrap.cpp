@@ -195,6 +195,53 @@ Napi::Value MlpTrainEpoch(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// mlpForwardRows(spec, params, en [src, enDim], prior [src, outDim] | null, rows Int32Array [n] | null,
+//                out [n, outDim], threads) -> Promise<void>
+// Inference off the JS thread on rows read in place (core mlp_forward_rows): out row m = the net on
+// en[rows[m]] (+ prior[rows[m]]), bit-identical to mlpForward on those rows copied out. threads 0:
+// the addon's pool; t >= 1 a pool of its own (1: this libuv thread only), so several nets can score
+// at once. Every array is pinned until the promise settles.
+Napi::Value MlpForwardRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const MlpShape s = spec_arg(info, 0);
+  Napi::Float32Array params = f32_arg(info, 1, "params", s.size);
+  const int en_dim = s.kind == 0 ? s.input_dim - s.out_dim : s.input_dim;
+  if (en_dim < 1) throw range_error(env, "RAPM_SHAPE_MISMATCH", "Expected a fusion net wider than its output");
+  const int64_t src = rows_of(info, 2, "en", en_dim);
+  Napi::Float32Array en = info[2].As<Napi::Float32Array>();
+  const float* prior = opt_f32(info, 3, "prior", src * s.out_dim, s.kind == 0);
+  const bool has_rows = info.Length() > 4 && !info[4].IsNull() && !info[4].IsUndefined();
+  Napi::Int32Array rows = has_rows ? i32_arg(info, 4, "rows", -1) : Napi::Int32Array();
+  const int64_t n = has_rows ? static_cast<int64_t>(rows.ElementLength()) : src;
+  Napi::Float32Array out = f32_arg(info, 5, "out", n * s.out_dim);
+  const int threads = static_cast<int>(int_arg(info, 6, "threads", 0, 1024));
+  Addon& addon = Addon::of(env);
+  const MlpKernels* kern = addon.mlp_kernels.load();
+  std::shared_ptr<ThreadPool> shared = threads == 0 ? addon.get_pool() : nullptr;
+  MlpRowsInput in;
+  in.en = en.Data();
+  in.prior = prior;
+  in.en_dim = en_dim;
+  in.src_rows = src;
+  in.rows = has_rows ? rows.Data() : nullptr;
+  in.n = n;
+  const float* p = params.Data();
+  float* o = out.Data();
+  auto* w = new PromiseWorker(
+      env,
+      [=] {
+        std::shared_ptr<ThreadPool> pool = shared ? shared : std::make_shared<ThreadPool>(threads);
+        return mlp_forward_rows(s, *kern, *pool, p, in, o);
+      },
+      "mlpForwardRows");
+  for (size_t i : {1, 2, 3, 4, 5}) {
+    if (info.Length() > i) w->Pin(info[i]);
+  }
+  Napi::Promise promise = w->Promise();
+  w->Queue();
+  return promise;
+}
+
 // _mlpGradient(spec, params, x, residual | null, target, dropoutP, dropoutSeed, step, grad [size]) -> loss
 Napi::Value MlpGradient(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -238,6 +285,7 @@ void MlpWrapInit(Napi::Env env, Napi::Object exports) {
   exports.Set("mlpForward", Napi::Function::New(env, MlpForward, "mlpForward"));
   exports.Set("mlpTrainStep", Napi::Function::New(env, MlpTrainStep, "mlpTrainStep"));
   exports.Set("mlpTrainEpoch", Napi::Function::New(env, MlpTrainEpoch, "mlpTrainEpoch"));
+  exports.Set("mlpForwardRows", Napi::Function::New(env, MlpForwardRows, "mlpForwardRows"));
   exports.Set("_mlpGradient", Napi::Function::New(env, MlpGradient, "_mlpGradient"));
   exports.Set("_mlpLayout", Napi::Function::New(env, MlpLayout, "_mlpLayout"));
   exports.Set("_mlpDropoutBits", Napi::Function::New(env, MlpDropoutBits, "_mlpDropoutBits"));

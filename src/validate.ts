@@ -57,9 +57,9 @@ export function checkMatrix(name: string, v: unknown, cols: number, rows?: numbe
   return v.length / cols;
 }
 
-/** Throw naming the first non-finite value of a [rows, cols] matrix by row and column. */
-export function checkFinite(name: string, m: Float32Array, cols: number): void {
-  for (let i = 0; i < m.length; i++) {
+/** Throw naming the first non-finite value of a [rows, cols] matrix by row and column (rows before `firstRow` are not read). */
+export function checkFinite(name: string, m: Float32Array, cols: number, firstRow = 0): void {
+  for (let i = firstRow * cols; i < m.length; i++) {
     const x = m[i]!;
     if (x - x !== 0) {
       const row = Math.floor(i / cols);

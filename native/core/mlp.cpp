@@ -704,6 +704,116 @@ Status run_train_step(TrainWorkspace* ws, const MlpShape& s, const MlpKernels& k
 
 }  // namespace
 
+namespace {
+
+// Where inference row m's input is: packed ([n, input_dim] x and [n, out_dim] residual) or
+// gathered in place (x's first `head` columns from en[rows[m]], the rest and the residual from
+// prior[rows[m]]).
+struct FwdRows {
+  const float* x;         // packed x, or en [*, head] when gathered
+  const float* residual;  // packed residual, or prior [*, out_dim] (fusion)
+  const int32_t* rows;    // nullptr: packed
+  int head;               // columns of the input read from x (input_dim when packed)
+  int out_dim;
+  int64_t src(int64_t m) const { return rows ? rows[m] : m; }
+  const float* x_row(int64_t m) const { return x + src(m) * head; }
+  const float* res_row(int64_t m) const { return residual ? residual + src(m) * out_dim : nullptr; }
+};
+
+inline bool non_finite(float v) {
+  uint32_t b;
+  std::memcpy(&b, &v, 4);
+  return (b & 0x7f800000U) == 0x7f800000U;
+}
+
+// Inference over n rows in chunks of kInferRows, chunks spread over the pool's tasks (each task
+// owns a slice of ws). A row's result depends only on the row (columns of a chunk never mix),
+// so it is the same for any chunking, thread count or row order. With `scan`, the values are
+// checked for NaN/Inf while they are copied in (no second pass): the first bad source row goes
+// to *bad_row (the caller reports it; out is then unspecified).
+void forward_rows(const MlpShape& s, const MlpKernels& k, ThreadPool& pool, ForwardWorkspace* ws, int tasks,
+                  const float* params, const FwdRows& in, int64_t n, float* out, bool scan, int64_t* bad_row) {
+  const int D = s.out_dim;
+  const int L = static_cast<int>(s.layers.size());
+  const int chunks = ceil_div(n, kInferRows);
+  const size_t xt_len = (static_cast<size_t>(s.input_dim) * kInferRows + 15) & ~size_t{15};
+  const size_t buf_len = static_cast<size_t>(s.max_width) * kInferRows;
+  std::atomic<int> next{0};
+  std::atomic<int64_t> first_bad{-1};
+  pool.parallel_for(tasks, [&](int64_t task) {
+    const FlushDenormals ftz;
+    float* xt = ws->xt(static_cast<int>(task));
+    float* bufs[2] = {xt + xt_len, xt + xt_len + buf_len};
+    for (;;) {
+      const int c = next.fetch_add(1, std::memory_order_relaxed);
+      if (c >= chunks) break;
+      const int64_t r0 = static_cast<int64_t>(c) * kInferRows;
+      const int M = static_cast<int>(std::min<int64_t>(kInferRows, n - r0));
+      const int mp = round_up(M, kMlpColBlock);
+      int64_t bad = -1;  // first bad row of this chunk (rows are visited in order)
+      for (int m = 0; m < M; ++m) {
+        const float* xr = in.x_row(r0 + m);
+        bool b = false;
+        for (int j = 0; j < in.head; ++j) {
+          xt[static_cast<int64_t>(j) * mp + m] = xr[j];
+          if (scan) b |= non_finite(xr[j]);
+        }
+        if (in.head < s.input_dim) {  // gathered fusion input: the prior completes the row
+          const float* tail = in.res_row(r0 + m);
+          for (int j = in.head; j < s.input_dim; ++j) {
+            xt[static_cast<int64_t>(j) * mp + m] = tail[j - in.head];
+            if (scan) b |= non_finite(tail[j - in.head]);
+          }
+        } else if (scan && in.residual) {
+          const float* rr = in.res_row(r0 + m);
+          for (int j = 0; j < D; ++j) b |= non_finite(rr[j]);
+        }
+        if (b && bad < 0) bad = r0 + m;
+      }
+      if (bad >= 0) {
+        int64_t cur = first_bad.load(std::memory_order_relaxed);
+        while ((cur < 0 || bad < cur) && !first_bad.compare_exchange_weak(cur, bad, std::memory_order_relaxed)) {
+        }
+        continue;
+      }
+      for (int j = 0; j < s.input_dim; ++j)
+        for (int m = M; m < mp; ++m) xt[static_cast<int64_t>(j) * mp + m] = 0.0f;
+      const float* cur = xt;
+      float* dst = nullptr;
+      for (int l = 0; l < L; ++l) {
+        const MlpLayer& ly = s.layers[l];
+        dst = bufs[l & 1];
+        k.gemm_bcast(params + ly.w, ly.in, 1, cur, ly.in, mp, params + ly.b, dst, ly.out);
+        if (l + 1 < L) {
+          HiddenFwdArgs a{};
+          a.z = dst;
+          a.n = ly.out;
+          a.mp = mp;
+          a.m0 = 0;
+          a.m1 = mp;
+          a.gamma = s.layer_norm ? params + ly.gamma : nullptr;
+          a.beta = s.layer_norm ? params + ly.beta : nullptr;
+          a.act = s.act;
+          a.a = dst;
+          k.hidden_fwd(&a);
+        }
+        cur = dst;
+      }
+      for (int m = 0; m < M; ++m) {
+        float* o = out + (r0 + m) * D;
+        const float* rr = in.res_row(r0 + m);
+        for (int j = 0; j < D; ++j) {
+          const float v = dst[static_cast<int64_t>(j) * mp + m];
+          o[j] = rr ? v + rr[j] : v;
+        }
+      }
+    }
+  });
+  *bad_row = first_bad.load();
+}
+
+}  // namespace
+
 Status MlpCache::forward(const MlpShape& s, const MlpKernels& k, ThreadPool& pool, const float* params,
                          const float* x, const float* residual, int64_t n, float* out) {
   if (n < 0) return Status::Error(StatusCode::kInvalidArg, "row count out of range");
@@ -733,59 +843,34 @@ Status MlpCache::forward(const MlpShape& s, const MlpKernels& k, ThreadPool& poo
     fwd_.push_back(std::move(fresh));
   }
   ws->used = ++tick_;
-  const int D = s.out_dim;
-  const int L = static_cast<int>(s.layers.size());
-  const size_t xt_len = (static_cast<size_t>(s.input_dim) * kInferRows + 15) & ~size_t{15};
-  const size_t buf_len = static_cast<size_t>(s.max_width) * kInferRows;
-  // One phase; each task owns a slice of the workspace (task index = slot).
-  std::atomic<int> next{0};
-  pool.parallel_for(tasks, [&](int64_t task) {
-    const FlushDenormals ftz;
-    float* xt = ws->xt(static_cast<int>(task));
-    float* bufs[2] = {xt + xt_len, xt + xt_len + buf_len};
-    for (;;) {
-      const int c = next.fetch_add(1, std::memory_order_relaxed);
-      if (c >= chunks) break;
-      const int64_t r0 = static_cast<int64_t>(c) * kInferRows;
-      const int M = static_cast<int>(std::min<int64_t>(kInferRows, n - r0));
-      const int mp = round_up(M, kMlpColBlock);
-      for (int m = 0; m < M; ++m) {
-        const float* xr = x + (r0 + m) * s.input_dim;
-        for (int j = 0; j < s.input_dim; ++j) xt[static_cast<int64_t>(j) * mp + m] = xr[j];
-      }
-      for (int j = 0; j < s.input_dim; ++j)
-        for (int m = M; m < mp; ++m) xt[static_cast<int64_t>(j) * mp + m] = 0.0f;
-      const float* cur = xt;
-      float* dst = nullptr;
-      for (int l = 0; l < L; ++l) {
-        const MlpLayer& ly = s.layers[l];
-        dst = bufs[l & 1];
-        k.gemm_bcast(params + ly.w, ly.in, 1, cur, ly.in, mp, params + ly.b, dst, ly.out);
-        if (l + 1 < L) {
-          HiddenFwdArgs a{};
-          a.z = dst;
-          a.n = ly.out;
-          a.mp = mp;
-          a.m0 = 0;
-          a.m1 = mp;
-          a.gamma = s.layer_norm ? params + ly.gamma : nullptr;
-          a.beta = s.layer_norm ? params + ly.beta : nullptr;
-          a.act = s.act;
-          a.a = dst;
-          k.hidden_fwd(&a);
-        }
-        cur = dst;
-      }
-      for (int m = 0; m < M; ++m) {
-        float* o = out + (r0 + m) * D;
-        const float* rr = residual ? residual + (r0 + m) * D : nullptr;
-        for (int j = 0; j < D; ++j) {
-          const float v = dst[static_cast<int64_t>(j) * mp + m];
-          o[j] = rr ? v + rr[j] : v;
-        }
-      }
+  int64_t bad = -1;
+  forward_rows(s, k, pool, ws, tasks, params, FwdRows{x, residual, nullptr, s.input_dim, s.out_dim}, n, out, false, &bad);
+  return Status::Ok();
+}
+
+Status mlp_forward_rows(const MlpShape& s, const MlpKernels& k, ThreadPool& pool, const float* params,
+                        const MlpRowsInput& in, float* out) {
+  const int en_dim = s.kind == 0 ? s.input_dim - s.out_dim : s.input_dim;
+  if (in.en_dim != en_dim || (s.kind == 0) != (in.prior != nullptr))
+    return Status::Error(StatusCode::kShape, "forward rows: en/prior widths do not make the net's input");
+  if (in.n < 0) return Status::Error(StatusCode::kInvalidArg, "row count out of range");
+  if (in.n == 0) return Status::Ok();
+  if (in.rows) {
+    for (int64_t i = 0; i < in.n; ++i) {
+      if (in.rows[i] < 0 || in.rows[i] >= in.src_rows) return Status::Error(StatusCode::kInvalidArg, "forward rows: a row out of range", i, "rows");
     }
-  });
+  } else if (in.n > in.src_rows) {
+    return Status::Error(StatusCode::kShape, "forward rows: more rows than the matrices hold");
+  }
+  const int tasks = std::min(pool.threads(), ceil_div(in.n, kInferRows));
+  ForwardWorkspace ws;  // this call's own (it may run on any thread, beside other calls)
+  if (!ws.init(s, tasks)) return Status::Error(StatusCode::kOutOfMemory, "out of memory for the forward workspace");
+  int64_t bad = -1;
+  forward_rows(s, k, pool, &ws, tasks, params, FwdRows{in.en, in.prior, in.rows, en_dim, s.out_dim}, in.n, out, true, &bad);
+  if (bad >= 0) {
+    const bool in_en = mlp_first_nonfinite_row(in.en + (in.rows ? in.rows[bad] : bad) * en_dim, 1, en_dim) >= 0;
+    return Status::Error(StatusCode::kNonFinite, "NaN or Infinity", in.rows ? in.rows[bad] : bad, in_en ? "en" : "prior");
+  }
   return Status::Ok();
 }
 

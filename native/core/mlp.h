@@ -101,6 +101,23 @@ struct MlpEpoch {
 Status mlp_train_epoch(const MlpShape& shape, const MlpKernels& k, ThreadPool& pool, float* params, float* adam_m,
                        float* adam_v, const MlpEpoch& epoch, const MlpTrainArgs& args, double* loss_sum);
 
+// Inference on rows read in place: row m of the input is en[rows[m]] followed (fusion) by
+// prior[rows[m]], and out [n, out_dim] = prior[rows[m]] + net(x) (fusion) or net(x). rows ==
+// nullptr: rows 0..n-1. Bit-identical to MlpCache::forward on those rows copied out (a row's
+// result depends only on the row). Values are checked for NaN/Inf while they are copied in (the
+// first bad source row is reported, named "en" or "prior"). Uses a workspace of its own, so it
+// may run on any thread, beside other calls (several nets scoring at once).
+struct MlpRowsInput {
+  const float* en;        // [src_rows, en_dim]
+  const float* prior;     // [src_rows, out_dim] (fusion) or nullptr (baseline)
+  int en_dim = 0;
+  int64_t src_rows = 0;
+  const int32_t* rows = nullptr;  // [n] indices in [0, src_rows), or nullptr
+  int64_t n = 0;
+};
+Status mlp_forward_rows(const MlpShape& shape, const MlpKernels& k, ThreadPool& pool, const float* params,
+                        const MlpRowsInput& in, float* out);
+
 // Workspaces (activations, masks, gradients) allocated once per (spec, batch) and reused.
 // One cache per addon instance; calls are synchronous on that instance's JS thread.
 class MlpCache {

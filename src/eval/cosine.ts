@@ -1,17 +1,23 @@
 import { RapmRangeError } from '../errors.js';
 
-/** Cosine similarity of each row pair of two [n, d] matrices; 0 where a row has zero norm. */
-export function rowCosines(pred: Float32Array, target: Float32Array, d: number): Float64Array {
-  if (pred.length !== target.length || pred.length % d !== 0) {
-    throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected two [n, ${d}] matrices of equal length but received ${pred.length} and ${target.length}`);
+/**
+ * Cosine similarity of each row pair of two [n, d] matrices; 0 where a row has zero norm. With
+ * `targetRows`, row r of pred is paired with row targetRows[r] of target (the same numbers as
+ * copying those target rows out first).
+ */
+export function rowCosines(pred: Float32Array, target: Float32Array, d: number, targetRows: ArrayLike<number> | null = null): Float64Array {
+  if (targetRows ? pred.length !== targetRows.length * d || target.length % d !== 0 : pred.length !== target.length || pred.length % d !== 0) {
+    throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected two [n, ${d}] matrices of equal length but received ${pred.length} and ${targetRows ? `${targetRows.length} rows of ${target.length}` : target.length}`);
   }
   const n = pred.length / d;
   const out = new Float64Array(n);
   for (let r = 0; r < n; r++) {
     let dot = 0, pp = 0, tt = 0;
     const o = r * d;
+    const ot = targetRows ? targetRows[r]! * d : o;
+    if (!(ot >= 0 && ot + d <= target.length)) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected targetRows[${r}] to be a row of target (${target.length / d} rows) but received ${targetRows![r]}`);
     for (let j = 0; j < d; j++) {
-      const p = pred[o + j]!, t = target[o + j]!;
+      const p = pred[o + j]!, t = target[ot + j]!;
       dot += p * t;
       pp += p * p;
       tt += t * t;

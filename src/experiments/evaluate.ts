@@ -5,10 +5,9 @@ import { RapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { hierarchicalBootstrap, type ClusterUnit, type GainInterval } from '../eval/bootstrap.js';
 import { mean, rowCosines } from '../eval/cosine.js';
-import { fusionSpec, type ParamLayout } from '../fusion/layout.js';
-import { scoreRows, trainMlp, type MlpBackend, type MlpData } from '../fusion/train.js';
+import { fusionSpec, paramLayout, type ParamLayout } from '../fusion/layout.js';
+import { checkMlpData, scoreRows, scoreRowsAsync, trainMlp, type MlpBackend, type MlpData } from '../fusion/train.js';
 import { Datastore } from '../retrieval/datastore.js';
-import { GrowableRows } from './growable.js';
 import { trainFusionSeeds } from './train-seeds.js';
 import { IncrementalPriors } from '../retrieval/priors.js';
 import type { Aggregate } from '../retrieval/search-options.js';
@@ -225,62 +224,19 @@ export function trainSeedOf(stepSeed: number, s: number): number {
   return s === 0 ? stepSeed >>> 0 : (Math.imul(stepSeed ^ 0x5bd1e995, 0x9e3779b1) + Math.imul(s, 0x85ebca6b)) >>> 0;
 }
 
-/**
- * One training seed's fit (or validation) rows, kept between the points of a training set that
- * only grows (the progressive loop): the rows listed at the previous call are a prefix of the
- * rows listed now, so only the new rows' EN vectors and targets are copied (a step used to copy
- * all of them, per seed, for fit and validation). The priors change as the datastore grows and
- * are gathered afresh. The caller guarantees that rows already seen keep their content (rows
- * are appended, never edited); a list that is not an extension of the previous one is copied
- * from scratch. The result is the same MlpData {@link subsetMlp} returns.
- */
-class GrowingSubset {
-  #rows = new Int32Array(0);
-  #en: GrowableRows;
-  #target: GrowableRows;
-  constructor(readonly enDim: number, readonly dv: number, capacityRows: number) {
-    this.#en = new GrowableRows(enDim, capacityRows);
-    this.#target = new GrowableRows(dv, capacityRows);
-  }
-  take(d: MlpData, rows: Int32Array): MlpData {
-    const prev = this.#rows;
-    let extends_ = prev.length <= rows.length;
-    for (let i = 0; extends_ && i < prev.length; i++) extends_ = prev[i] === rows[i];
-    if (!extends_) {
-      this.#en = new GrowableRows(this.enDim, rows.length);
-      this.#target = new GrowableRows(this.dv, rows.length);
-    }
-    const fresh = extends_ ? rows.subarray(prev.length) : rows;
-    this.#en.pushRows(d.en, fresh);
-    this.#target.pushRows(d.target, fresh);
-    this.#rows = rows.slice();
-    return { en: this.#en.view(), prior: d.prior ? pickRows(d.prior, this.dv, rows) : null, target: this.#target.view() };
-  }
-}
-
-/**
- * Every training seed's fit and validation rows across the steps of a growing training set
- * (see GrowingSubset). `capacityRows`: the most rows the training set will reach, and
- * `valFraction` the validation share (buffers are sized once from them; growing past doubles).
- */
-export class SeedSubsets {
-  readonly #seeds: { fit: GrowingSubset; val: GrowingSubset }[] = [];
-  constructor(readonly capacityRows = 1024, readonly valFraction = 0.5) {}
-  take(s: number, d: MlpData, split: { fit: Int32Array; val: Int32Array }, enDim: number, dv: number): { fitData: MlpData; valData: MlpData } {
-    const c = (this.#seeds[s] ??= { fit: new GrowingSubset(enDim, dv, this.capacityRows), val: new GrowingSubset(enDim, dv, Math.ceil(this.capacityRows * Math.min(1, this.valFraction * 1.5)) + 64) });
-    return { fitData: c.fit.take(d, split.fit), valData: c.val.take(d, split.val) };
-  }
-}
-
 export interface FitExtras {
-  /** Keep each seed's fit/validation rows between calls on a growing training set (the progressive loop). */
-  subsets?: SeedSubsets;
   /** Utterance ids of the training rows: validation rows are chosen by id (stable as the data grows). */
   ids?: readonly string[];
   /** Warm start: per training seed, the parameters to start from (null: fresh). */
   init?: readonly (Float32Array | null)[];
   /** Seed of the id-based validation split per training seed (default: the run seed + s). */
   splitSeed?: number;
+  /**
+   * The first rows of train.en / train.target were validated at an earlier call and have not
+   * changed (a training set that only grows: the progressive loop passes the previous step's row
+   * count). Only the new rows and the priors are checked; default 0 (all).
+   */
+  checkedRows?: number;
 }
 
 /**
@@ -294,21 +250,28 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
   const dv = ds.dv;
   const n = train.target.length / dv;
   const S = checkInteger('trainSeeds', o.trainSeeds ?? 1, 1, 64);
-  const runs: { seed: number; trained: Awaited<ReturnType<typeof trainMlp>> | null; fitData: MlpData; valData: MlpData }[] = [];
+  // Each seed's fit and validation rows are index lists into `train`: nothing is copied, and the
+  // nets read the rows in place (trainMlp trainRows / valRows: the same weights as on copies).
+  const runs: { seed: number; trained: Awaited<ReturnType<typeof trainMlp>> | null; fit: Int32Array; val: Int32Array }[] = [];
   for (let s = 0; s < S; s++) {
     const seed = trainSeedOf(stepSeed, s);
     const { fit, val } = extra.ids ? splitFitValByIds(extra.ids, o.valFraction, (extra.splitSeed ?? o.seed) + s) : splitFitVal(n, o.valFraction, seed);
-    const { fitData, valData } = extra.subsets ? extra.subsets.take(s, train, { fit, val }, FEATURE_DIM, dv) : { fitData: subsetMlp(train, fit, FEATURE_DIM, dv), valData: subsetMlp(train, val, FEATURE_DIM, dv) };
-    runs.push({ seed, trained: null, fitData, valData });
+    runs.push({ seed, trained: null, fit, val });
   }
   // All seeds' nets, several at once (train-seeds.ts); one bar for the whole training, so elapsed
   // and ETA run from its start (an upper bound: early stopping may end it sooner; closed below).
   let trainWall = 0;
   let trainRate = 0;
+  // Each net's mean cosine on its fit rows (read in place), scored in its lane as soon as it has
+  // trained, beside the nets still training (train-seeds.ts afterNet).
+  const fitScores: number[] = new Array(S).fill(Number.NaN);
   if (!o.plainOnly) {
+    const spec = fusionSpec({ hidden: o.hidden, dropout: o.dropout });
+    // The one validation of the training rows (all seeds read them): only rows new since the last call.
+    checkMlpData('train', train, paramLayout(spec), extra.checkedRows ?? 0);
     const bar = `${label}: fusion training${S > 1 ? `, ${S} seeds` : ''} (<= ${o.epochs} epochs)`;
     let last = 0;
-    const t = await trainFusionSeeds(o.backend, fusionSpec({ hidden: o.hidden, dropout: o.dropout }), runs.map((r, s) => ({ seed: r.seed, fit: r.fitData, val: r.valData, init: extra.init?.[s] ?? null })), {
+    const t = await trainFusionSeeds(o.backend, spec, runs.map((r, s) => ({ seed: r.seed, fit: train, val: train, fitRows: r.fit, valRows: r.val, init: extra.init?.[s] ?? null })), {
       epochs: o.epochs,
       patience: o.patience,
       batchSize: o.batchSize,
@@ -322,6 +285,10 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
         }
       },
       onEpoch: (s, e) => o.log?.(`${S > 1 ? `${label} seed ${s + 1}/${S}` : label}: epoch ${e.epoch} train cos ${e.trainCosine.toFixed(4)} val cos ${e.valCosine.toFixed(4)}${e.best ? ' *' : ''} (${Math.round(e.samplesPerSecond)} samples/s)`),
+      dataChecked: true,
+      afterNet: async (s, r, threads) => {
+        fitScores[s] = mean(await scoreRowsAsync(o.backend, r.layout, r.params, train, runs[s]!.fit, threads));
+      },
     });
     t.results.forEach((r, s) => (runs[s]!.trained = r));
     trainWall = t.seconds;
@@ -341,24 +308,26 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
     gain.seedGains.forEach((g, s) => seedGains[s]!.push({ name: t.name, diff: g }));
     scores.push({ name: t.name, n: t.n, plain: gain.meanA, fusion: gain.meanB, gain, plainRows, fusionRows, fusionRowsBySeed: bySeed, prior: r.prior });
   }
+  // Plain retrieval's cosine of every training row, once: each seed's fit/validation means read it.
+  const plainTrain = rowCosines(train.prior!, train.target, dv);
   const seeds: SeedRun[] = runs.map((run, s) => {
     const h = run.trained?.history ?? [];
     return {
       seed: run.seed,
-      valFusion: run.trained ? run.trained.bestValCosine : mean(rowCosines(run.valData.prior!, run.valData.target, dv)),
+      valFusion: run.trained ? run.trained.bestValCosine : meanAt(plainTrain, run.val),
       epochs: h.length,
       bestEpoch: run.trained?.bestEpoch ?? 0,
       trainSeconds: run.trained?.seconds ?? 0,
       // Minibatch samples over minibatch time, all epochs (validation excluded).
-      samplesPerSecond: h.length ? (h.length * run.fitData.target.length) / dv / h.reduce((a, e) => a + (e.seconds - e.valSeconds), 0) : 0,
+      samplesPerSecond: h.length ? (h.length * run.fit.length) / h.reduce((a, e) => a + (e.seconds - e.valSeconds), 0) : 0,
       gains: seedGains[s]!,
     };
   });
   const avg = (f: (r: SeedRun) => number) => seeds.reduce((a, r) => a + f(r), 0) / S;
   const first = runs[0]!;
-  const trainPlain = mean(rowCosines(first.fitData.prior!, first.fitData.target, dv));
-  const valPlain = mean(rowCosines(first.valData.prior!, first.valData.target, dv));
-  const trainFusion = runs.reduce((a, run) => a + (run.trained ? mean(scoreRows(o.backend, run.trained.layout, run.trained.params, run.fitData)) : mean(rowCosines(run.fitData.prior!, run.fitData.target, dv))), 0) / S;
+  const trainPlain = meanAt(plainTrain, first.fit);
+  const valPlain = meanAt(plainTrain, first.val);
+  const trainFusion = runs.reduce((a, run, s) => a + (run.trained ? fitScores[s]! : meanAt(plainTrain, run.fit)), 0) / S;
   return {
     pairs: n,
     seeds,
@@ -375,6 +344,13 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
     layout: first.trained?.layout ?? null,
     params: first.trained?.params ?? null,
   };
+}
+
+/** mean(v[rows[0]], v[rows[1]], ...) in that order: the mean over a row subset, as on a copy of it. */
+function meanAt(v: Float64Array, rows: Int32Array): number {
+  let sum = 0;
+  for (let i = 0; i < rows.length; i++) sum += v[rows[i]!]!;
+  return rows.length ? sum / rows.length : Number.NaN;
 }
 
 /** One evaluation point from scratch: datastore of `pool`, leave-one-out priors, fusion, scores. */

@@ -8,7 +8,7 @@ import { RapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { checkSetting, defaultsOf } from '../settings.js';
 import type { MlpBackend, MlpData } from '../fusion/train.js';
-import { clusterLabels, describeGain, fitAndScore, SeedSubsets, type ClusterChoice, type SeedRun, type TestSet, type TestSetScore } from './evaluate.js';
+import { clusterLabels, describeGain, fitAndScore, type ClusterChoice, type SeedRun, type TestSet, type TestSetScore } from './evaluate.js';
 import { paramLayout, fusionSpec } from '../fusion/layout.js';
 import { Datastore } from '../retrieval/datastore.js';
 import { IncrementalPriors } from '../retrieval/priors.js';
@@ -207,9 +207,8 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   // Sized once for every training row of the run (pages are only touched as rows arrive).
   const en = new GrowableRows(FEATURE_DIM, trainRows);
   const values = new GrowableRows(dv, trainRows);
-  // Each seed's fit / validation rows grow with the datastore (ids keep their side of the split).
-  const subsets = new SeedSubsets(trainRows, o.valFraction);
   const ids: string[] = [];
+  let checkedRows = 0; // training rows validated by an earlier step's fitAndScore (rows are only appended)
   let stepIndex = 0;
   const resultOf = (status: 'running' | 'complete'): ProgressiveResult => finalResult(state!, status, o.threshold, decider.name, { k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout }, trainChunks.length, o.all ?? false, runSeconds());
   let stop = state.complete;
@@ -260,8 +259,9 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
       ids,
       init: isWarm ? warm : undefined,
       splitSeed: o.seed,
-      subsets,
+      checkedRows,
     });
+    checkedRows = n;
     if (o.warmStart) {
       warm = point.seedParams;
       // Written before the state names this step done; the previous step's file goes after.

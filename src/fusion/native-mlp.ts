@@ -202,6 +202,45 @@ export async function nativeTrainEpoch(
   return out[0]!;
 }
 
+/**
+ * Inference off the JS thread on rows of `data` read in place: out [n, outDim] row m is the net's
+ * prediction for row rows[m] (default: every row), the prior added for fusion. Bit-identical to
+ * {@link nativeForward} on those rows copied out (concat[en, prior] and the prior as residual).
+ * Values are checked for NaN/Infinity as they are read (RAPM_NON_FINITE naming en or prior and
+ * the source row). `threads` 0: the addon's pool; t >= 1 a pool of its own (several nets scoring at
+ * once). The arrays must not change until it settles.
+ */
+export async function nativeForwardRows(
+  layout: ParamLayout,
+  params: Float32Array,
+  data: Pick<MlpData, 'en' | 'prior'>,
+  rows: Int32Array | null,
+  options: { threads?: number; out?: Float32Array } = {},
+): Promise<Float32Array> {
+  const spec = encodeMlpSpec(layout);
+  checkArena('params', params, layout.size);
+  const fusion = layout.spec.kind === 'fusion';
+  const src = checkMatrix('en', data.en, layout.spec.enDim);
+  if (fusion) {
+    if (!(data.prior instanceof Float32Array)) throw new RapmTypeError('RAPM_TYPE', `Expected Float32Array for prior (the fusion net's input and residual) but received ${describe(data.prior)}`);
+    checkMatrix('prior', data.prior, layout.spec.outDim, src);
+  } else if (data.prior !== null && data.prior !== undefined) {
+    throw new RapmTypeError('RAPM_TYPE', `Expected null for prior (the baseline net has no prior) but received ${describe(data.prior)}`);
+  }
+  if (rows !== null && !(rows instanceof Int32Array)) throw new RapmTypeError('RAPM_TYPE', `Expected an Int32Array of rows or null but received ${describe(rows)}`);
+  const n = rows ? rows.length : src;
+  const out = options.out ?? new Float32Array(n * layout.spec.outDim);
+  checkMatrix('out', out, layout.spec.outDim, n);
+  const threads = checkInteger('threads', options.threads ?? 0, 0, 1024);
+  if (n === 0) return out;
+  try {
+    await loadBinding().mlpForwardRows(spec, params, data.en, fusion ? data.prior : null, rows, out, threads);
+  } catch (e) {
+    throw nativeError(e, new Error().stack);
+  }
+  return out;
+}
+
 export interface MlpGradientResult {
   loss: number;
   /** [layout.size] dLoss/dparams, in arena order. */
@@ -239,6 +278,9 @@ export const nativeMlpBackend: MlpBackend = {
   },
   forward(layout, params, x, residual, out) {
     nativeForward(layout, params, x, residual, out);
+  },
+  async forwardRows(layout, params, data, rows, out, threads) {
+    await nativeForwardRows(layout, params, data, rows, { out, threads });
   },
   trainEpoch(layout, params, adamM, adamV, step, lr, weightDecay, data, order, batchSize, dropout, dropoutSeed, threads, progress) {
     const seed = Number.isInteger(dropoutSeed) ? dropoutSeed >>> 0 : dropoutSeed;

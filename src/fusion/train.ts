@@ -1,6 +1,6 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Rng } from '../rng.js';
-import { RapmRangeError } from '../errors.js';
+import { RapmRangeError, RapmTypeError, describe } from '../errors.js';
 import { rowCosines, mean } from '../eval/cosine.js';
 import { checkFinite, checkMatrix } from '../validate.js';
 import { checkSetting, defaultsOf } from '../settings.js';
@@ -28,6 +28,12 @@ export interface MlpBackend {
   ): number;
   /** Inference: out = residual + net(x) (fusion) or net(x). */
   forward(layout: ParamLayout, params: Float32Array, x: Float32Array, residual: Float32Array | null, out: Float32Array): void;
+  /**
+   * Optional: inference off the JS thread on rows `rows` of `data` (default all) read in place,
+   * bit-identical to gathering them (gatherInput) and calling forward; out [rows, outDim].
+   * `threads` as in trainEpoch. trainMlp scores its validation rows with it when present.
+   */
+  forwardRows?(layout: ParamLayout, params: Float32Array, data: MlpData, rows: Int32Array | null, out: Float32Array, threads: number): Promise<void>;
   /**
    * Optional: a whole epoch off the JS thread, bit-identical to gathering each minibatch of
    * `order` (gatherInput) and calling trainStep with steps step, step + 1, ...; resolves to the
@@ -101,6 +107,15 @@ export interface TrainOptions {
    * every epoch. Results do not depend on it.
    */
   threads?: number | (() => number);
+  /**
+   * Fit on these rows of `train` only (indices, in this order; default all rows): the same weights,
+   * bit for bit, as passing those rows copied out (evaluate.ts subsetMlp), without the copy.
+   * Minibatches are gathered from `train` by index, so the training sets of several seeds can share
+   * one matrix.
+   */
+  trainRows?: Int32Array | null;
+  /** Validate on these rows of `val` only (default all rows), as trainRows. */
+  valRows?: Int32Array | null;
 }
 
 export interface EpochStats {
@@ -135,12 +150,21 @@ export interface TrainResult {
 /** Defaults from the settings schema (src/settings.ts). */
 export const TRAIN_DEFAULTS = { ...defaultsOf(['epochs', 'batchSize', 'lr', 'weightDecay', 'patience', 'seed']), minDelta: 0, yieldMs: 10, threads: 0 };
 
-function checkData(name: string, d: MlpData, layout: ParamLayout): number {
+/**
+ * Validate training or validation rows for `layout` (shapes, the prior a fusion net needs, and
+ * every value finite: a RapmError naming the matrix, row and column). Returns the row count.
+ * trainMlp calls it on its inputs; trainFusionSeeds once for the rows every seed of a point shares.
+ * `checkedRows`: the first rows of en and target were validated before and have not changed (a
+ * training set that only grows, fitAndScore in the progressive loop); their values are not read
+ * again. The prior is always read in full.
+ */
+export function checkMlpData(name: string, d: MlpData, layout: ParamLayout, checkedRows = 0): number {
   const { enDim, outDim, kind } = layout.spec;
   const n = checkMatrix(`${name}.en`, d.en, enDim);
   checkMatrix(`${name}.target`, d.target, outDim, n);
-  checkFinite(`${name}.en`, d.en, enDim);
-  checkFinite(`${name}.target`, d.target, outDim);
+  const from = Math.min(n, Math.max(0, Math.floor(checkedRows)));
+  checkFinite(`${name}.en`, d.en, enDim, from);
+  checkFinite(`${name}.target`, d.target, outDim, from);
   if (kind === 'fusion') {
     if (!d.prior) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected ${name}.prior: the fusion net needs the retrieval prior of every row`);
     checkMatrix(`${name}.prior`, d.prior, outDim, n);
@@ -165,16 +189,27 @@ export function gatherInput(layout: ParamLayout, d: MlpData, idx: ArrayLike<numb
   }
 }
 
-/** pred [n, outDim] for all rows of `d`, in blocks. */
-export function predict(backend: MlpBackend, layout: ParamLayout, params: Float32Array, d: MlpData, block = 4096): Float32Array {
+/** A row list (trainRows / valRows): a non-empty Int32Array of indices into a matrix of `n` rows. */
+function checkRowList(name: string, rows: unknown, n: number): Int32Array {
+  if (!(rows instanceof Int32Array)) throw new RapmTypeError('RAPM_TYPE', `Expected ${name} as an Int32Array of row indices but received ${describe(rows)}`);
+  if (rows.length === 0) throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected at least one row in ${name}`);
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!;
+    if (r < 0 || r >= n) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected ${name}[${i}] in [0, ${n - 1}] (a row of the data) but received ${r}`);
+  }
+  return rows;
+}
+
+/** pred [n, outDim] for all rows of `d` (or rows `rows` of it, in that order), in blocks. */
+export function predict(backend: MlpBackend, layout: ParamLayout, params: Float32Array, d: MlpData, block = 4096, rows: Int32Array | null = null): Float32Array {
   const { outDim, kind } = layout.spec;
-  const n = d.en.length / layout.spec.enDim;
+  const n = rows ? rows.length : d.en.length / layout.spec.enDim;
   const out = new Float32Array(n * outDim);
   const x = new Float32Array(Math.min(block, n) * layout.inputDim);
   const res = kind === 'fusion' ? new Float32Array(Math.min(block, n) * outDim) : null;
   for (let s = 0; s < n; s += block) {
     const e = Math.min(n, s + block);
-    const idx = Int32Array.from({ length: e - s }, (_, i) => s + i);
+    const idx = rows ? rows.subarray(s, e) : Int32Array.from({ length: e - s }, (_, i) => s + i);
     const xb = x.subarray(0, (e - s) * layout.inputDim);
     const rb = res ? res.subarray(0, (e - s) * outDim) : null;
     gatherInput(layout, d, idx, xb, rb, null);
@@ -183,9 +218,20 @@ export function predict(backend: MlpBackend, layout: ParamLayout, params: Float3
   return out;
 }
 
-/** Per-row cosine of the net's prediction against the targets. */
-export function scoreRows(backend: MlpBackend, layout: ParamLayout, params: Float32Array, d: MlpData): Float64Array {
-  return rowCosines(predict(backend, layout, params, d), d.target, layout.spec.outDim);
+/** Per-row cosine of the net's prediction against the targets (of rows `rows` of `d`, in that order, when given). */
+export function scoreRows(backend: MlpBackend, layout: ParamLayout, params: Float32Array, d: MlpData, rows: Int32Array | null = null): Float64Array {
+  return rowCosines(predict(backend, layout, params, d, 4096, rows), d.target, layout.spec.outDim, rows);
+}
+
+/**
+ * scoreRows off the JS thread when the backend can (MlpBackend.forwardRows: rows read in place, on
+ * `threads` threads as in TrainOptions.threads), else scoreRows itself. The same numbers either way.
+ */
+export async function scoreRowsAsync(backend: MlpBackend, layout: ParamLayout, params: Float32Array, d: MlpData, rows: Int32Array | null = null, threads = 0): Promise<Float64Array> {
+  if (!backend.forwardRows) return scoreRows(backend, layout, params, d, rows);
+  const pred = new Float32Array((rows ? rows.length : d.en.length / layout.spec.enDim) * layout.spec.outDim);
+  await backend.forwardRows(layout, params, d, rows, pred, threads);
+  return rowCosines(pred, d.target, layout.spec.outDim, rows);
 }
 
 /**
@@ -194,13 +240,29 @@ export function scoreRows(backend: MlpBackend, layout: ParamLayout, params: Floa
  * a turn every `yieldMs`. Same seed, same machine and SIMD level: same weights.
  */
 export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions = {}): Promise<TrainResult> {
+  return train_(backend, spec, train, val, options, false);
+}
+
+/**
+ * trainMlp on data the caller has validated with {@link checkMlpData} for this spec's layout
+ * (trainFusionSeeds: once for the rows all seeds of a point share, instead of once per seed).
+ * Options and row lists are still checked. Internal: not part of the public API.
+ */
+export async function trainMlpOnCheckedData(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions = {}): Promise<TrainResult> {
+  return train_(backend, spec, train, val, options, true);
+}
+
+async function train_(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions, dataChecked: boolean): Promise<TrainResult> {
   // An option given as undefined takes its default (callers pass optional settings straight through).
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as TrainOptions;
   const o = { ...TRAIN_DEFAULTS, ...given };
   for (const key of ['epochs', 'batchSize', 'lr', 'weightDecay', 'patience', 'seed'] as const) checkSetting(key, o[key]);
   const layout = paramLayout(spec);
-  const n = checkData('train', train, layout);
-  checkData('val', val, layout);
+  const nTrain = dataChecked ? train.en.length / spec.enDim : checkMlpData('train', train, layout);
+  const nVal = dataChecked ? val.en.length / spec.enDim : val === train ? nTrain : checkMlpData('val', val, layout);
+  const fitRows = o.trainRows ? checkRowList('trainRows', o.trainRows, nTrain) : null;
+  const valRows = o.valRows ? checkRowList('valRows', o.valRows, nVal) : null;
+  const n = fitRows ? fitRows.length : nTrain;
   if (!(typeof o.yieldMs === 'number' && o.yieldMs >= 0 && Number.isFinite(o.yieldMs))) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected yieldMs >= 0 but received ${String(o.yieldMs)}`);
   const threadsNow = (): number => {
     const t = typeof o.threads === 'function' ? o.threads() : o.threads;
@@ -223,7 +285,7 @@ export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpDat
   const m = new Float32Array(layout.size);
   const v = new Float32Array(layout.size);
   let best = params.slice();
-  const initialValCosine = mean(scoreRows(backend, layout, params, val));
+  const initialValCosine = mean(await scoreRowsAsync(backend, layout, params, val, valRows, threadsNow()));
   let bestVal = initialValCosine;
   let bestEpoch = 0;
   let sinceBest = 0;
@@ -246,7 +308,9 @@ export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpDat
   try {
     for (let epoch = 1; epoch <= o.epochs; epoch++) {
       const t0 = performance.now();
-      const order = shuffle.permutation(n);
+      const perm = shuffle.permutation(n);
+      // Positions in the fit rows -> rows of `train` (the same minibatches as on a copy of them).
+      const order = fitRows ? perm.map((i) => fitRows[i]!) : perm;
       let lossSum = 0;
       let batches = 0;
       let lastYield = t0;
@@ -288,7 +352,7 @@ export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpDat
         }
       }
       const tTrain = performance.now();
-      const valCos = mean(scoreRows(backend, layout, params, val));
+      const valCos = mean(await scoreRowsAsync(backend, layout, params, val, valRows, threadsNow()));
       const tEnd = performance.now();
       const seconds = (tEnd - t0) / 1000;
       const improved = valCos > bestVal + o.minDelta;

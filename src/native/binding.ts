@@ -106,6 +106,16 @@ export interface NativeBinding {
     out: Float64Array, // [1]
     progress: Int32Array | null, // [2]
   ): Promise<void>;
+  /** Inference off the JS thread on rows read in place (native/mlp_wrap.cpp mlpForwardRows). */
+  mlpForwardRows(
+    spec: Int32Array,
+    params: Float32Array,
+    en: Float32Array, // [src, enDim]
+    prior: Float32Array | null, // [src, outDim]
+    rows: Int32Array | null, // [n]
+    out: Float32Array, // [n, outDim]
+    threads: number,
+  ): Promise<void>;
   _mlpGradient(
     spec: Int32Array,
     params: Float32Array,

@@ -33,6 +33,29 @@ describe('trainFusionSeeds: the training seeds of a point, several at once', () 
     expect(seq.samplesPerSecond).toBeCloseTo(samples / seq.seconds, 6);
   }, 60_000);
 
+  it('afterNet runs once per net, in its lane, with its result, and its time is not training time', async () => {
+    for (const parallel of [1, 3]) {
+      const seen: number[] = [];
+      const t0 = performance.now();
+      const r = await trainFusionSeeds(nativeMlpBackend, spec, jobs, {
+        ...opts,
+        epochs: 1,
+        parallel,
+        afterNet: async (s, res, threads) => {
+          expect(threads).toBe(parallel === 1 ? 0 : 1);
+          expect(res.history.length).toBe(1);
+          seen.push(s);
+          await new Promise((done) => setTimeout(done, 400));
+        },
+      });
+      const wall = (performance.now() - t0) / 1000;
+      expect([...seen].sort()).toEqual([0, 1, 2]);
+      r.results.forEach((res, s) => expect(res.seed).toBe(jobs[s]!.seed));
+      // At least the last net's 0.4 s of afterNet came after its training ended.
+      expect(wall - r.seconds).toBeGreaterThanOrEqual(0.39);
+    }
+  }, 60_000);
+
   it('warm starts go to their own net; a backend without off-thread epochs trains one net at a time', async () => {
     const first = await trainFusionSeeds(nativeMlpBackend, spec, jobs.slice(0, 2), { ...opts, epochs: 1, patience: 1 });
     const warmJobs = jobs.slice(0, 2).map((j, s) => ({ ...j, init: first.results[s]!.params }));
