@@ -54,6 +54,14 @@ void tile(const ScanArgs& a, const uint32_t* qp, int q0, int64_t p0, int64_t p1,
         acc1[i] = _mm512_dpbusd_epi32(acc1[i], qv, k1);
       }
     }
+    // The sums leave the registers here, in a plain unrolled loop: indexing acc0/acc1 in the
+    // branchy loop below kept them in memory, with a stack store per VPDPBUSD in the loop above.
+    alignas(64) int32_t sums[MR][kPanel];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      _mm512_store_si512(sums[i], acc0[i]);
+      _mm512_store_si512(sums[i] + 16, acc1[i]);
+    }
     const int64_t valid = a.n_rows - row0;
     const uint32_t lanes = valid >= kPanel ? 0xFFFFFFFFu : ((1u << valid) - 1u);
     const __m512 ks0 = _mm512_loadu_ps(a.key_scale + row0);
@@ -65,19 +73,19 @@ void tile(const ScanArgs& a, const uint32_t* qp, int q0, int64_t p0, int64_t p1,
     // float (three more roundings, < 2^-21 relative in all) and lowered by 2^-16 relative, so
     // A < trunc(bound) rules out every lane. Padding lanes have ks = 0; qs > 0 always.
     const float ks_max = _mm512_reduce_max_ps(_mm512_max_ps(ks0, ks1));
-#pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
+      const __m512i a0 = _mm512_load_si512(sums[i]), a1 = _mm512_load_si512(sums[i] + 16);
       const float t = a.thr[q0 + i];
       if (t > 0) {
         // bound >= 2^30 (or ks_max = 0: no lane can be > 0): above every |A| (<= 128 * 127 * d <= 2^30).
         const float bound = ks_max > 0 ? t / (a.query_scale[q0 + i] * ks_max) * (1.0f - 1.0f / 65536) : INFINITY;
         const int32_t lim = bound < 1073741824.0f ? static_cast<int32_t>(bound) : INT32_MAX;
         const __m512i tv = _mm512_set1_epi32(lim);
-        if (!(_mm512_cmpge_epi32_mask(acc0[i], tv) | _mm512_cmpge_epi32_mask(acc1[i], tv))) continue;
+        if (!(_mm512_cmpge_epi32_mask(a0, tv) | _mm512_cmpge_epi32_mask(a1, tv))) continue;
       }
       const __m512 qs = _mm512_set1_ps(a.query_scale[q0 + i]);
-      const __m512 s0 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc0[i]), _mm512_mul_ps(qs, ks0));
-      const __m512 s1 = _mm512_mul_ps(_mm512_cvtepi32_ps(acc1[i]), _mm512_mul_ps(qs, ks1));
+      const __m512 s0 = _mm512_mul_ps(_mm512_cvtepi32_ps(a0), _mm512_mul_ps(qs, ks0));
+      const __m512 s1 = _mm512_mul_ps(_mm512_cvtepi32_ps(a1), _mm512_mul_ps(qs, ks1));
       const __m512 tt = _mm512_set1_ps(t);
       uint32_t m = static_cast<uint32_t>(_mm512_cmp_ps_mask(s0, tt, _CMP_GE_OQ)) |
                    (static_cast<uint32_t>(_mm512_cmp_ps_mask(s1, tt, _CMP_GE_OQ)) << 16);
