@@ -93,6 +93,49 @@ struct Queries {
   const int32_t* exclude = nullptr; // [b] or null
 };
 
+// How a pass splits its work: query chunks (whole micro-tiles, spread evenly: chunk sizes
+// differ by at most one tile) x key chunks (equal runs of key panels; parts merged after).
+struct Grid {
+  int64_t qtasks = 1, ktasks = 1;
+  std::vector<int64_t> q0;  // query chunk qt is [q0[qt], q0[qt + 1])
+  int64_t tasks() const { return qtasks * ktasks; }
+  int64_t chunk_of(int64_t q) const { return std::upper_bound(q0.begin(), q0.end(), q) - q0.begin() - 1; }
+};
+
+// Keys up to this size stay in the last-level cache between the query chunks' sweeps.
+constexpr int64_t kCachedKeyBytes = 16 << 20;
+// Queries of one chunk kept beside a key block in L2 (the kernels block keys at 384 KiB).
+constexpr int64_t kQueryChunkBytes = 512 << 10;
+
+// Each query chunk sweeps every key of its key chunk, so keys are read from memory once per
+// query chunk. Keys that fit in cache: up to 4 chunks per thread, split by queries alone
+// (keys are split too only when there are fewer query tiles than threads). Larger keys stream
+// from memory: a batch whose queries fit in L2 beside a key block is one query chunk (keys
+// read once), more only as L2 requires, up to 4 per thread; the key split then supplies the
+// tasks (at least 4 per thread, a multiple of the thread count). A 16-query Config A batch
+// (200K keys) was two query chunks, each reading all 0.8 GB of keys; now it is one, in 8 key
+// chunks.
+Grid plan_grid(int64_t b, int mr, int threads, int64_t key_bytes_total, int64_t query_row_bytes) {
+  Grid g;
+  const int64_t qtiles = (b + mr - 1) / mr;
+  const int64_t most = std::min<int64_t>(qtiles, 4 * static_cast<int64_t>(threads));
+  if (key_bytes_total <= kCachedKeyBytes) {
+    g.qtasks = most;
+    g.ktasks = g.qtasks >= threads ? 1 : (4 * threads + g.qtasks - 1) / g.qtasks;
+  } else {
+    const int64_t tiles_fit = std::max<int64_t>(1, kQueryChunkBytes / std::max<int64_t>(1, query_row_bytes * mr));
+    g.qtasks = std::min(most, (qtiles + tiles_fit - 1) / tiles_fit);
+    g.ktasks = 1;
+    if (g.qtasks < 4 * threads) {
+      g.ktasks = (4 * threads + g.qtasks - 1) / g.qtasks;
+      while ((g.qtasks * g.ktasks) % threads != 0) ++g.ktasks;
+    }
+  }
+  g.q0.resize(static_cast<size_t>(g.qtasks) + 1);
+  for (int64_t qt = 0; qt <= g.qtasks; ++qt) g.q0[qt] = std::min(b, qtiles * qt / g.qtasks * mr);
+  return g;
+}
+
 // The best k rows of [rb, re) per query, best first: out[q*keep + i], count[q] of them.
 // Exact pass: keep = k, margins null. First pass: margins[q] > 0 keeps every row within
 // margins[q] of the k-th best too (TopK::margin), up to keep = the buffer length; overflow[q]
@@ -101,19 +144,14 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
                  int k, int keep, const float* margins, int64_t rb, int64_t re, std::vector<TopKEntry>& out,
                  std::vector<int>& count, std::vector<char>& overflow) {
   const int d = snap.d, d4 = (snap.d + 3) / 4;
-  // Task grid: query chunks x key chunks. Query chunks are whole micro-tiles, spread evenly
-  // (tile counts differ by at most one, so 4 tasks per thread finish together); when there
-  // are too few queries to feed every thread, keys are split too and heaps merged after.
-  const int threads = pool.threads();
-  const int mr = kern.mr;
-  const int64_t qtiles = (b + mr - 1) / mr;
-  const int64_t qtasks_real = std::min<int64_t>(qtiles, 4 * threads);
-  auto task_q0 = [&](int64_t qt) { return std::min(b, qtiles * qt / qtasks_real * mr); };
-  const int64_t ktasks = qtasks_real >= threads ? 1 : (4 * threads + qtasks_real - 1) / qtasks_real;
-  // Exact passes keeping many rows per query select from whole similarity rows (core/select.h).
-  const int64_t most_queries = (qtiles + qtasks_real - 1) / qtasks_real * mr;
-  const bool by_row = pass == Pass::kExact && !margins && ktasks == 1 && select_by_row(re - rb, k, most_queries);
   const int64_t key_bytes = pass == Pass::kInt8 || snap.int8 ? 1 : pass == Pass::kBf16 || snap.bf16 ? 2 : 4;
+  const int64_t query_bytes = pass == Pass::kInt8 ? 1 : pass == Pass::kBf16 ? 2 : 4;
+  const Grid grid = plan_grid(b, kern.mr, pool.threads(), (re - rb) * d * key_bytes, d * query_bytes);
+  const int64_t ktasks = grid.ktasks;
+  // Exact passes keeping many rows per query select from whole similarity rows (core/select.h).
+  int64_t most_queries = 0;
+  for (int64_t qt = 0; qt < grid.qtasks; ++qt) most_queries = std::max(most_queries, grid.q0[qt + 1] - grid.q0[qt]);
+  const bool by_row = pass == Pass::kExact && !margins && ktasks == 1 && select_by_row(re - rb, k, most_queries);
   const int64_t block_panels = std::max<int64_t>(1, (384 * 1024) / (static_cast<int64_t>(d) * kPanel * key_bytes));
   void (*scan)(const ScanArgs&) = pass == Pass::kExact ? (snap.int8 ? kern.scan_i8keys : kern.scan)  // int8 store hook
                                   : pass == Pass::kBf16 ? kern.scan_bf16 : kern.scan_i8;
@@ -133,10 +171,10 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
   std::vector<int> heap_sizes(static_cast<size_t>(ktasks) * b, 0);
   std::atomic<bool> row_oom{false};
 
-  pool.parallel_for(qtasks_real * ktasks, [&](int64_t task) {
+  pool.parallel_for(grid.tasks(), [&](int64_t task) {
     const int64_t qt = task / ktasks, kt = task % ktasks;
-    const int64_t q0 = task_q0(qt);
-    const int nq = static_cast<int>(task_q0(qt + 1) - q0);
+    const int64_t q0 = grid.q0[qt];
+    const int nq = static_cast<int>(grid.q0[qt + 1] - q0);
     std::vector<TopK> heaps(by_row ? 0 : static_cast<size_t>(nq));
     std::vector<float> thr(static_cast<size_t>(nq), -std::numeric_limits<float>::infinity());
     for (int i = 0; i < static_cast<int>(heaps.size()); ++i) {
@@ -268,20 +306,13 @@ struct FirstPass {
 Status first_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pass pass, const Queries& qs, int64_t b,
                   int k, const float* margins, int64_t rb, int64_t re, FirstPass& fp) {
   const int d = snap.d, d4 = (snap.d + 3) / 4;
-  // Task grid as in topk_pass: query chunks of whole micro-tiles, keys split too when there
-  // are too few queries to feed every thread (the parts are merged after).
-  const int threads = pool.threads();
-  const int mr = kern.mr;
-  const int64_t qtiles = (b + mr - 1) / mr;
-  const int64_t qtasks = std::min<int64_t>(qtiles, 4 * threads);
-  const int64_t qchunk = (qtiles + qtasks - 1) / qtasks * mr;
-  const int64_t qtasks_real = (b + qchunk - 1) / qchunk;
-  const int64_t ktasks = qtasks_real >= threads ? 1 : (4 * threads + qtasks_real - 1) / qtasks_real;
   const int64_t key_bytes = pass == Pass::kInt8 ? 1 : 2;
+  const Grid grid = plan_grid(b, kern.mr, pool.threads(), (re - rb) * d * key_bytes, pass == Pass::kInt8 ? d4 * 4 : d * 2);
+  const int64_t ktasks = grid.ktasks;
   const int64_t block_panels = std::max<int64_t>(1, (384 * 1024) / (static_cast<int64_t>(d) * kPanel * key_bytes));
   void (*scan)(const ScanArgs&) = pass == Pass::kBf16 ? kern.scan_bf16 : kern.scan_i8;
   const int cap = fast_buffer(k);
-  const int64_t ntasks = qtasks_real * ktasks;
+  const int64_t ntasks = grid.tasks();
 
   // Per task its queries' kept sets back to back; per (key part, query) where and how many.
   std::vector<std::vector<TopKEntry>> kept(static_cast<size_t>(ntasks));
@@ -292,8 +323,8 @@ Status first_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, P
   std::vector<char> task_oom(static_cast<size_t>(ntasks), 0);
   pool.parallel_for(ntasks, [&](int64_t task) {
     const int64_t qt = task / ktasks, kt = task % ktasks;
-    const int64_t q0 = qt * qchunk;
-    const int nq = static_cast<int>(std::min(b, q0 + qchunk) - q0);
+    const int64_t q0 = grid.q0[qt];
+    const int nq = static_cast<int>(grid.q0[qt + 1] - q0);
     std::unique_ptr<TopKEntry[]> buf(new (std::nothrow) TopKEntry[static_cast<size_t>(nq) * cap]);  // uninitialised
     if (!buf) {
       task_oom[task] = 1;
@@ -354,7 +385,7 @@ Status first_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, P
     if (oom) return Status::Error(StatusCode::kOutOfMemory, "out of memory for the fast path's candidate buffers");
 
   const auto part = [&](int64_t kt, int64_t q) {
-    return kept[static_cast<size_t>((q / qchunk) * ktasks + kt)].data() + part_off[static_cast<size_t>(kt * b + q)];
+    return kept[static_cast<size_t>(grid.chunk_of(q) * ktasks + kt)].data() + part_off[static_cast<size_t>(kt * b + q)];
   };
   try {
     fp.start.assign(static_cast<size_t>(b) + 1, 0);
@@ -371,23 +402,26 @@ Status first_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, P
       fp.cand.resize(static_cast<size_t>(fp.start[b]));
       for (int64_t q = 0; q < b; ++q) std::copy(part(0, q), part(0, q) + part_n[q], fp.cand.begin() + fp.start[q]);
     } else {
-      // Few queries (b is below a tile per thread): merge the key parts one query at a time.
+      // Keys were split: merge each query's parts (queries in parallel), then compact.
       std::vector<TopKEntry> mbuf(static_cast<size_t>(b) * cap);
       std::vector<int> msize(static_cast<size_t>(b));
-      for (int64_t q = 0; q < b; ++q) {
-        Candidates h(mbuf.data() + q * cap, cap, k, margins[q]);
-        for (int64_t kt = 0; kt < ktasks; ++kt) {
-          h.overflow = h.overflow || part_ovf[kt * b + q];
-          const TopKEntry* e = part(kt, q);
-          for (int i = 0; i < part_n[kt * b + q]; ++i) h.push(topk_value(e[i]), topk_id(e[i]));
+      const int64_t mtasks = std::min<int64_t>(b, 64);
+      pool.parallel_for(mtasks, [&](int64_t t) {
+        for (int64_t q = b * t / mtasks; q < b * (t + 1) / mtasks; ++q) {
+          Candidates h(mbuf.data() + q * cap, cap, k, margins[q]);
+          for (int64_t kt = 0; kt < ktasks; ++kt) {
+            h.overflow = h.overflow || part_ovf[kt * b + q];
+            const TopKEntry* e = part(kt, q);
+            for (int i = 0; i < part_n[kt * b + q]; ++i) h.push(topk_value(e[i]), topk_id(e[i]));
+          }
+          h.select();
+          msize[q] = h.size;
+          fp.kth[q] = h.kth();
+          fp.last[q] = h.last();
+          fp.overflow[q] = h.overflow;
         }
-        h.select();
-        msize[q] = h.size;
-        fp.start[q + 1] = fp.start[q] + h.size;
-        fp.kth[q] = h.kth();
-        fp.last[q] = h.last();
-        fp.overflow[q] = h.overflow;
-      }
+      });
+      for (int64_t q = 0; q < b; ++q) fp.start[q + 1] = fp.start[q] + msize[q];
       fp.cand.resize(static_cast<size_t>(fp.start[b]));
       for (int64_t q = 0; q < b; ++q) std::copy(mbuf.begin() + q * cap, mbuf.begin() + q * cap + msize[q], fp.cand.begin() + fp.start[q]);
     }

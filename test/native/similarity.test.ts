@@ -96,6 +96,26 @@ describe('similarity kernels', () => {
     }
   });
 
+  it('stores larger than the cache: few-query batches split over key ranges, larger ones over queries too, match the TS reference', { timeout: 180_000 }, () => {
+    // 4,500 x 1024 f32 keys = 18 MB, past the 16 MB a pass treats as cache-resident
+    // (native/core/search.cpp plan_grid): 3 queries run as one query chunk in key chunks,
+    // 160 queries (640 KB, past the 512 KB L2 share) as two query chunks x key chunks.
+    const d = 1024, n = 4500, dv = 5, k = 17;
+    const { keys, values } = dataset(d, n, 0, dv, 51);
+    const ds = new Datastore({ keyDim: d, valueDim: dv });
+    ds.addSync(keys.subarray(0, 1000 * d), values.subarray(0, 1000 * dv)); // two segments: key chunks cross them
+    ds.addSync(keys.subarray(1000 * d), values.subarray(1000 * dv));
+    const normed = l2normalizeRows(keys, d);
+    for (const b of [3, 160]) {
+      const queries = randn(b * d, 60 + b);
+      const ref = referenceSearch({ keys: normed, values, n, d, dv, queries, k, tau: 0.05, aggregate: 'softmax' });
+      for (const level of [simdLevels()[0]!, 'scalar' as const]) {
+        setSimdLevel(level);
+        expectSameSearch(ds.searchSync(queries, { k, tau: 0.05 }), ref, 1e-5);
+      }
+    }
+  });
+
   it('segments appended in pieces give the same result as one add', () => {
     const d = 17, dv = 3, n = 500, b = 13, k = 20;
     const { keys, values, queries } = dataset(d, n, b, dv, 21);
