@@ -228,6 +228,28 @@ for (const key of [...new Set(rows.map(keyOf))]) {
   );
 }
 
+// Issue 13's targets, each from this run's rows against this run's f32 bound (a workload
+// not in this run is listed as such; W4 needs --large or --workloads W4).
+const TARGETS: { workload: string; d: number; engine: string; path: string; max: number }[] = [
+  { workload: 'W2', d: 1024, engine: 'rapm f32+bf16 fast', path: 'bf16 first pass, f32 keys + bf16 shadow', max: 0.6 },
+  { workload: 'W2', d: 1024, engine: 'rapm bf16 fast', path: 'bf16 first pass, bf16 keys', max: 0.6 },
+  { workload: 'W2', d: 103, engine: 'rapm f32+bf16 fast', path: 'bf16 first pass, f32 keys + bf16 shadow', max: 0.8 },
+  { workload: 'W2', d: 103, engine: 'rapm bf16 fast', path: 'bf16 first pass, bf16 keys', max: 0.8 },
+  { workload: 'W4', d: 103, engine: 'rapm f32+int8 fast', path: 'int8 first pass, f32 keys + int8 shadow', max: 0.5 },
+  { workload: 'W4', d: 103, engine: 'rapm int8 keys fast', path: 'int8 first pass, int8 keys (--int8-storage)', max: 0.5 },
+  { workload: 'W1', d: 1024, engine: 'rapm f32', path: 'f32 exact', max: 1.3 },
+];
+console.log('\n| target (issue 13) | path | x f32 bound | target | met |');
+console.log('|---|---|---|---|---|');
+for (const t of TARGETS) {
+  const group = rows.filter((r) => r.workload === t.workload && r.d === t.d);
+  const bound = group.find((r) => r.engine === 'rapm f32')?.boundMs;
+  const r = group.find((x) => x.engine === t.engine);
+  const x = r && bound ? r.minMs / bound : undefined;
+  const ran = x === undefined ? 'not in this run' : x.toFixed(2);
+  console.log(`| ${t.workload} d = ${t.d} | ${t.path} | ${ran} | <= ${t.max} | ${x === undefined ? '-' : x <= t.max ? 'yes' : 'no'} |`);
+}
+
 if (args['int8-storage']) {
   // int8 storage block: times against the f32 bound of the same run (and the int8 keys' own bound).
   console.log('\n| workload | d | int8 keys exact x f32-bound | int8 keys exact x int8-bound | int8 keys + VNNI fast x f32-bound | redone | key bytes/row f32 / int8 |');

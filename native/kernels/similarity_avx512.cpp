@@ -3,27 +3,12 @@
 #include <immintrin.h>
 
 #include "kernels.h"
+#include "pack_queries.h"
 
 namespace rapm {
 namespace {
 
 constexpr int kMr = 12;  // 12 queries x 32 keys = 24 zmm accumulators
-
-void pack_queries(const ScanArgs& a) {
-  const int panels = (a.nq + kMr - 1) / kMr;
-  for (int qp = 0; qp < panels; ++qp) {
-    float* dst = a.qpack + static_cast<size_t>(qp) * a.d * kMr;
-    for (int i = 0; i < kMr; ++i) {
-      const int q = qp * kMr + i;
-      const float* src = a.queries + static_cast<size_t>(q) * a.d;
-      if (q < a.nq) {
-        for (int p = 0; p < a.d; ++p) dst[p * kMr + i] = src[p];
-      } else {
-        for (int p = 0; p < a.d; ++p) dst[p * kMr + i] = 0.0f;
-      }
-    }
-  }
-}
 
 template <bool kBf16>
 inline void load_keys(const ScanArgs& a, size_t off, __m512* k0, __m512* k1) {
@@ -99,7 +84,7 @@ void tile_dispatch(int mr, const ScanArgs& a, const float* q, int q0, int64_t p0
 
 template <bool kBf16>
 void scan_impl(const ScanArgs& a) {
-  pack_queries(a);
+  pack_queries<kMr>(a);
   const int qpanels = (a.nq + kMr - 1) / kMr;
   for (int64_t kb = a.panel_begin; kb < a.panel_end; kb += a.block_panels) {
     const int64_t kb_end = kb + a.block_panels < a.panel_end ? kb + a.block_panels : a.panel_end;

@@ -9,7 +9,9 @@
 // threshold test.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <array>
+#include <climits>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -27,9 +29,11 @@ inline __m512bh as_bh(__m512i v) {
   return r;
 }
 
+#include "tile_loop.inc"
+
 template <int MR>
-void tile(const ScanArgs& a, const uint32_t* qp, int q0, int64_t p0, int64_t p1) {
-  const int d = a.d, d2 = (a.d + 1) / 2;
+void tile(const ScanArgs& a, const uint32_t* qp, int q0, int64_t p0, int64_t p1, Prefetch pf) {
+  const int d = a.d, dfull = a.d / 2;  // dim pairs (2h, 2h+1) with both dims; odd d leaves one
   // lo holds keys 8j+t, hi keys 8j+4+t (j = 128-bit lane, t = 0..3): back to key order.
   const __m512i idx0 = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
   const __m512i idx1 = _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
@@ -41,10 +45,7 @@ void tile(const ScanArgs& a, const uint32_t* qp, int q0, int64_t p0, int64_t p1)
       hi[i] = _mm512_setzero_ps();
     }
     const uint16_t* kp = a.keys_bf16 + static_cast<size_t>(P) * d * kPanel;
-    for (int h = 0; h < d2; ++h) {
-      const __m512i ka = _mm512_loadu_si512(kp + static_cast<size_t>(2 * h) * kPanel);
-      const __m512i kb = 2 * h + 1 < d ? _mm512_loadu_si512(kp + static_cast<size_t>(2 * h + 1) * kPanel)
-                                       : _mm512_setzero_si512();
+    const auto step = [&](int h, __m512i ka, __m512i kb) {
       const __m512bh k0 = as_bh(_mm512_unpacklo_epi16(ka, kb));
       const __m512bh k1 = as_bh(_mm512_unpackhi_epi16(ka, kb));
       const uint32_t* q = qp + static_cast<size_t>(h) * kMr;
@@ -54,29 +55,38 @@ void tile(const ScanArgs& a, const uint32_t* qp, int q0, int64_t p0, int64_t p1)
         lo[i] = _mm512_dpbf16_ps(lo[i], qv, k0);
         hi[i] = _mm512_dpbf16_ps(hi[i], qv, k1);
       }
+    };
+    for (int h = 0; h < dfull; ++h) {
+      pf.step();
+      step(h, _mm512_loadu_si512(kp + static_cast<size_t>(2 * h) * kPanel),
+           _mm512_loadu_si512(kp + static_cast<size_t>(2 * h + 1) * kPanel));
     }
+    if (d & 1) step(dfull, _mm512_loadu_si512(kp + static_cast<size_t>(d - 1) * kPanel), _mm512_setzero_si512());
     const int64_t row0 = P * kPanel;
     const int64_t valid = a.n_rows - row0;
     const uint32_t lanes = valid >= kPanel ? 0xFFFFFFFFu : ((1u << valid) - 1u);
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
-      const __m512 s0 = _mm512_permutex2var_ps(lo[i], idx0, hi[i]);
-      const __m512 s1 = _mm512_permutex2var_ps(lo[i], idx1, hi[i]);
+      // The threshold is one value per query, so lo/hi are tested as they are and put back in
+      // key order only when some lane passes (rare once the threshold has settled).
       const __m512 t = _mm512_set1_ps(a.thr[q0 + i]);
-      uint32_t m = static_cast<uint32_t>(_mm512_cmp_ps_mask(s0, t, _CMP_GE_OQ)) |
-                   (static_cast<uint32_t>(_mm512_cmp_ps_mask(s1, t, _CMP_GE_OQ)) << 16);
-      m &= lanes;
-      if (m) {
-        alignas(64) float s[kPanel];
-        _mm512_store_ps(s, s0);
-        _mm512_store_ps(s + 16, s1);
-        a.push(a.push_ctx, q0 + i, s, m, row0);
+      if (_mm512_cmp_ps_mask(lo[i], t, _CMP_GE_OQ) | _mm512_cmp_ps_mask(hi[i], t, _CMP_GE_OQ)) {
+        const __m512 s0 = _mm512_permutex2var_ps(lo[i], idx0, hi[i]);
+        const __m512 s1 = _mm512_permutex2var_ps(lo[i], idx1, hi[i]);
+        uint32_t m = static_cast<uint32_t>(_mm512_cmp_ps_mask(s0, t, _CMP_GE_OQ)) |
+                     (static_cast<uint32_t>(_mm512_cmp_ps_mask(s1, t, _CMP_GE_OQ)) << 16);
+        m &= lanes;
+        if (m) {
+          alignas(64) float s[kPanel];
+          _mm512_store_ps(s, s0);
+          _mm512_store_ps(s + 16, s1);
+          a.push(a.push_ctx, q0 + i, s, m, row0);
+        }
       }
     }
   }
 }
 
-#include "tile_loop.inc"
 
 void scan_bf16(const ScanArgs& a) {
   const int d = a.d, d2 = (a.d + 1) / 2;
@@ -91,7 +101,8 @@ void scan_bf16(const ScanArgs& a) {
       dst[static_cast<size_t>(h) * kMr] = static_cast<uint32_t>(src[2 * h]) | (hi << 16);
     }
   }
-  scan_tiles(a, qpack.data(), d2);
+  const auto key_at = [&](int64_t P) { return a.keys_bf16 + static_cast<size_t>(P) * d * kPanel; };
+  scan_tiles(a, qpack.data(), d2, key_at, static_cast<int64_t>(d) * kPanel * 2, d / 2);
 }
 
 }  // namespace

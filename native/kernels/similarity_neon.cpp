@@ -3,22 +3,12 @@
 #include <arm_neon.h>
 
 #include "kernels.h"
+#include "pack_queries.h"
 
 namespace rapm {
 namespace {
 
 constexpr int kMr = 4;  // 4 queries x 16 keys (half a panel) = 16 q-register accumulators
-
-void pack_queries(const ScanArgs& a) {
-  const int panels = (a.nq + kMr - 1) / kMr;
-  for (int qp = 0; qp < panels; ++qp) {
-    float* dst = a.qpack + static_cast<size_t>(qp) * a.d * kMr;
-    for (int i = 0; i < kMr; ++i) {
-      const int q = qp * kMr + i;
-      for (int p = 0; p < a.d; ++p) dst[p * kMr + i] = q < a.nq ? a.queries[static_cast<size_t>(q) * a.d + p] : 0.0f;
-    }
-  }
-}
 
 template <bool kBf16>
 inline float32x4_t load4(const ScanArgs& a, size_t off) {
@@ -28,7 +18,7 @@ inline float32x4_t load4(const ScanArgs& a, size_t off) {
 
 template <bool kBf16>
 void scan_impl(const ScanArgs& a) {
-  pack_queries(a);
+  pack_queries<kMr>(a);
   const int d = a.d;
   const int qpanels = (a.nq + kMr - 1) / kMr;
   for (int64_t kb = a.panel_begin; kb < a.panel_end; kb += a.block_panels) {

@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "kernels.h"
+#include "pack_queries.h"
 
 namespace rapm {
 namespace {
@@ -15,23 +16,9 @@ inline float bf16_to_f32(uint16_t h) {
   return f;
 }
 
-// Pack queries into panels of kMr rows, dimension-major: qpack[(panel*d + p)*kMr + i].
-void pack_queries(const ScanArgs& a) {
-  const int panels = (a.nq + kMr - 1) / kMr;
-  for (int qp = 0; qp < panels; ++qp) {
-    float* dst = a.qpack + static_cast<size_t>(qp) * a.d * kMr;
-    for (int p = 0; p < a.d; ++p) {
-      for (int i = 0; i < kMr; ++i) {
-        const int q = qp * kMr + i;
-        dst[p * kMr + i] = q < a.nq ? a.queries[static_cast<size_t>(q) * a.d + p] : 0.0f;
-      }
-    }
-  }
-}
-
 template <bool kBf16>
 void scan_impl(const ScanArgs& a) {
-  pack_queries(a);
+  pack_queries<kMr>(a);
   const int d = a.d;
   const int qpanels = (a.nq + kMr - 1) / kMr;
   float acc[kMr][kPanel];

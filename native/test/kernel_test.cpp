@@ -467,6 +467,170 @@ void test_select_row() {
   check(cases > 200, "select_row ran %d cases", cases);
 }
 
+// The fast paths' first passes (scan_bf16, scan_i8) of a level against the reference: every
+// valid lane of [panel_begin, panel_end) pushed exactly once and nothing else; bf16 sums within
+// gamma(d) sum |q'_p k'_p| of the exact (double) dot product of the bf16 values (any summation
+// order, kernels.h); int8 bit for bit equal to scan_i8_scalar. Then, with a threshold per
+// query, exactly the lanes whose (same) value reaches it. Key blocks of 2 panels over 5 panels
+// (a partial last one), panel_begin 0 and 1, query counts around the micro-tile sizes.
+struct FirstPassLog {
+  int nq, rows;
+  std::vector<float> sims;    // [nq, rows], NaN = not pushed
+  std::vector<int> pushes;    // [nq, rows] times pushed
+};
+
+void log_push(void* ctx, int qi, const float* sims, uint32_t mask, int64_t row0) {
+  auto* g = static_cast<FirstPassLog*>(ctx);
+  while (mask) {
+    const int l = __builtin_ctz(mask);
+    mask &= mask - 1;
+    const int64_t r = row0 + l;
+    if (qi < 0 || qi >= g->nq || r < 0 || r >= g->rows) {
+      check(false, "push outside the scanned range: query %d row %lld", qi, static_cast<long long>(r));
+      continue;
+    }
+    g->sims[static_cast<size_t>(qi) * g->rows + r] = sims[l];
+    ++g->pushes[static_cast<size_t>(qi) * g->rows + r];
+  }
+}
+
+void test_first_pass(const Kernels& kern, int d, uint64_t seed) {
+  Rng rng(seed);
+  const int panels = 5, n_rows = panels * kPanel - 7, d4 = (d + 3) / 4, nq_max = 30;
+  const double u = std::ldexp(1.0, -23);
+  const double gamma_d = d * u / (1 - d * u);
+  // bf16 keys in panels, bf16 queries row-major (normals / sqrt(d): about unit rows).
+  const float sc = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  auto to_bf16 = [](float x) {
+    uint32_t v;
+    std::memcpy(&v, &x, sizeof v);
+    return static_cast<uint16_t>((v + 0x7FFFu + ((v >> 16) & 1u)) >> 16);
+  };
+  auto from_bf16 = [](uint16_t h) {
+    const uint32_t v = static_cast<uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &v, sizeof f);
+    return f;
+  };
+  std::vector<uint16_t> kb(static_cast<size_t>(panels) * d * kPanel), qb(static_cast<size_t>(nq_max) * d);
+  for (auto& h : kb) h = to_bf16(sc * rng.normal());
+  for (auto& h : qb) h = to_bf16(sc * rng.normal());
+  // int8 keys (codes in [-127, 127], pad dims 0), scales, sums; u8 queries (pad 128).
+  std::vector<int8_t> ki(static_cast<size_t>(panels) * d4 * kPanel * 4, 0);
+  std::vector<float> kscale(static_cast<size_t>(panels) * kPanel, 0.0f), qscale(nq_max);
+  std::vector<int32_t> ksum(static_cast<size_t>(panels) * kPanel, 0);
+  std::vector<uint8_t> qu(static_cast<size_t>(nq_max) * d4 * 4, 128);
+  for (int r = 0; r < panels * kPanel; ++r) {
+    const int P = r / kPanel, l = r % kPanel;
+    const int mode = r % 7;  // a few rows at the extremes (all +127 / all -127)
+    for (int p = 0; p < d; ++p) {
+      const int v = mode == 3 ? 127 : mode == 5 ? -127 : static_cast<int>(rng.next() % 255) - 127;
+      ki[(static_cast<size_t>(P) * d4 + p / 4) * kPanel * 4 + l * 4 + p % 4] = static_cast<int8_t>(v);
+      ksum[r] += v;
+    }
+    kscale[r] = r < n_rows ? static_cast<float>(0.5 + rng.uniform()) / (127.0f * std::sqrt(static_cast<float>(d))) : 0.0f;
+  }
+  for (int q = 0; q < nq_max; ++q) {
+    for (int p = 0; p < d; ++p)
+      qu[static_cast<size_t>(q) * d4 * 4 + p] = static_cast<uint8_t>(q % 5 == 2 ? 255 : q % 5 == 4 ? 1 : 1 + rng.next() % 255);
+    qscale[q] = static_cast<float>(0.5 + rng.uniform()) / (127.0f * std::sqrt(static_cast<float>(d)));
+  }
+  for (bool int8 : {false, true}) {
+    g_where = std::string("first pass ") + (int8 ? "int8" : "bf16") + " d=" + std::to_string(d);
+    for (int nq : {1, 5, 12, 13, 30}) {
+      for (int64_t pb : {0, 1}) {
+        const int64_t rows = n_rows;
+        FirstPassLog all{nq, static_cast<int>(rows), std::vector<float>(static_cast<size_t>(nq) * rows, NAN),
+                         std::vector<int>(static_cast<size_t>(nq) * rows, 0)};
+        std::vector<float> thr(nq, -std::numeric_limits<float>::infinity());
+        ScanArgs a{nullptr, nq, d, nullptr, nullptr, pb, panels, rows, 2, nullptr, thr.data(), log_push, &all};
+        if (int8) {
+          a.keys_i8 = ki.data();
+          a.key_scale = kscale.data();
+          a.key_sum = ksum.data();
+          a.queries_u8 = qu.data();
+          a.query_scale = qscale.data();
+        } else {
+          a.keys_bf16 = kb.data();
+          a.queries_bf16 = qb.data();
+        }
+        (int8 ? kern.scan_i8 : kern.scan_bf16)(a);
+        // The reference values.
+        FirstPassLog ref{nq, static_cast<int>(rows), std::vector<float>(static_cast<size_t>(nq) * rows, NAN),
+                         std::vector<int>(static_cast<size_t>(nq) * rows, 0)};
+        if (int8) {
+          ScanArgs r = a;
+          r.push_ctx = &ref;
+          scan_i8_scalar(r);
+        }
+        int64_t bad_push = 0, bad_value = 0;
+        for (int q = 0; q < nq; ++q) {
+          for (int64_t r = 0; r < rows; ++r) {
+            const size_t at = static_cast<size_t>(q) * rows + r;
+            const int want_pushes = r >= pb * kPanel ? 1 : 0;
+            if (all.pushes[at] != want_pushes) {
+              if (bad_push++ == 0)
+                check(false, "%d queries, panel_begin %lld: query %d row %lld pushed %d times (want %d)", nq,
+                      static_cast<long long>(pb), q, static_cast<long long>(r), all.pushes[at], want_pushes);
+              continue;
+            }
+            if (!want_pushes) continue;
+            const float got = all.sims[at];
+            if (int8) {
+              if (std::memcmp(&got, &ref.sims[at], sizeof got) != 0 && bad_value++ == 0)
+                check(false, "%d queries: query %d row %lld: %.9g, scan_i8_scalar %.9g", nq, q, static_cast<long long>(r),
+                      got, ref.sims[at]);
+            } else {
+              const int P = static_cast<int>(r / kPanel), l = static_cast<int>(r % kPanel);
+              double exact = 0, mag = 0;
+              for (int p = 0; p < d; ++p) {
+                const double t = static_cast<double>(from_bf16(qb[static_cast<size_t>(q) * d + p])) *
+                                 from_bf16(kb[(static_cast<size_t>(P) * d + p) * kPanel + l]);
+                exact += t;
+                mag += std::fabs(t);
+              }
+              const double tol = gamma_d * mag + 3.0 * d * std::ldexp(1.0, -126);
+              if (!(std::fabs(got - exact) <= tol) && bad_value++ == 0)
+                check(false, "%d queries: query %d row %lld: %.9g, exact %.17g, bound %.3g", nq, q,
+                      static_cast<long long>(r), got, exact, tol);
+            }
+          }
+        }
+        check(bad_push == 0 && bad_value == 0, "%d queries, panel_begin %lld: %lld bad pushes, %lld bad values", nq,
+              static_cast<long long>(pb), static_cast<long long>(bad_push), static_cast<long long>(bad_value));
+        // Thresholds: each query's own median, upper quartile and largest value (then only the
+        // lanes equal to it); exactly the lanes at or above it are pushed, with the same values.
+        for (double frac : {0.5, 0.75, 1.0}) {
+          FirstPassLog cut{nq, static_cast<int>(rows), std::vector<float>(static_cast<size_t>(nq) * rows, NAN),
+                           std::vector<int>(static_cast<size_t>(nq) * rows, 0)};
+          for (int q = 0; q < nq; ++q) {
+            std::vector<float> v(all.sims.begin() + static_cast<size_t>(q) * rows + pb * kPanel,
+                                 all.sims.begin() + static_cast<size_t>(q + 1) * rows);
+            const size_t at = std::min(v.size() - 1, static_cast<size_t>(frac * static_cast<double>(v.size())));
+            std::nth_element(v.begin(), v.begin() + at, v.end());
+            thr[q] = v[at];
+          }
+          a.push_ctx = &cut;
+          (int8 ? kern.scan_i8 : kern.scan_bf16)(a);
+          int64_t bad_cut = 0, passed = 0;
+          for (int q = 0; q < nq; ++q) {
+            for (int64_t r = pb * kPanel; r < rows; ++r) {
+              const size_t at = static_cast<size_t>(q) * rows + r;
+              const bool want = all.sims[at] >= thr[q];
+              passed += want;
+              if (cut.pushes[at] != (want ? 1 : 0) ||
+                  (want && std::memcmp(&cut.sims[at], &all.sims[at], sizeof(float)) != 0))
+                ++bad_cut;
+            }
+          }
+          check(bad_cut == 0 && passed >= nq, "%d queries, panel_begin %lld, threshold at %.2f: %lld lanes pushed against the rule",
+                nq, static_cast<long long>(pb), frac, static_cast<long long>(bad_cut));
+        }
+      }
+    }
+  }
+}
+
 // K larger than what remains after exclusion is a status, not a crash (any level).
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -1123,6 +1287,7 @@ int main(int argc, char** argv) {
       g_tally = &tallies[li];
       test_probes(*levels[li], d, 4000 + d);
       test_dot_panel(*levels[li], d, 8000 + d);
+      test_first_pass(*levels[li], d, 9000 + d);
       const MlpKernels* mk = mlp_kernels_for(levels[li]->level);
       test_gemm(*mk, d, 5000 + d);
       test_hidden_and_loss(*mk, d, 6000 + d);

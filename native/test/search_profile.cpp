@@ -11,6 +11,9 @@
 //
 // Arguments: n b d k threads reps (defaults: W1 d = 1024, 2 threads, 50 reps).
 // RAPM_SELECT=reservoir|row forces a top-K strategy (core/select.h); RAPM_SIMD picks the level.
+// RAPM_PROFILE_FAST=bf16|int8 searches with that fast path (a shadow of the f32 keys; with
+// RAPM_PROFILE_PRECISION=bf16|int8 the keys are stored so instead), printing its counters;
+// the answer hash then equals the exact search's (an f32 store) when the fast path is exact.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -74,6 +77,24 @@ int main(int argc, char** argv) {
     }
     set_select_mode(m == "row" ? SelectMode::kRow : SelectMode::kReservoir);
   }
+  FastPath fast = FastPath::kOff;
+  KeyPrecision precision = KeyPrecision::kF32;
+  if (const char* s = std::getenv("RAPM_PROFILE_FAST")) {
+    const std::string m = s;
+    if (m != "bf16" && m != "int8" && m != "off") {
+      std::fprintf(stderr, "RAPM_PROFILE_FAST must be off, bf16 or int8\n");
+      return 2;
+    }
+    fast = m == "bf16" ? FastPath::kBf16 : m == "int8" ? FastPath::kInt8 : FastPath::kOff;
+  }
+  if (const char* s = std::getenv("RAPM_PROFILE_PRECISION")) {
+    const std::string m = s;
+    if (m != "f32" && m != "bf16" && m != "int8") {
+      std::fprintf(stderr, "RAPM_PROFILE_PRECISION must be f32, bf16 or int8\n");
+      return 2;
+    }
+    precision = m == "bf16" ? KeyPrecision::kBf16 : m == "int8" ? KeyPrecision::kInt8 : KeyPrecision::kF32;
+  }
   ThreadPool pool(threads);
   const Kernels* kern = default_kernels();
   float sink = 0;
@@ -83,7 +104,7 @@ int main(int argc, char** argv) {
     const double fl = kern->fma_probe(2000000, &sink);
     peak = std::max(peak, fl / ((cpu_ms() - c0) / 1e3) * threads);
   }
-  Datastore ds(d, dv, false);
+  Datastore ds(d, dv, precision, fast);
   const auto keys = uniform(static_cast<size_t>(n) * d, 1 + d), vals = uniform(static_cast<size_t>(n) * dv, 2),
              qs = uniform(static_cast<size_t>(b) * d, 3 + d);
   std::vector<int32_t> groups(n);
@@ -110,6 +131,12 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "search failed: %s\n", st.message.c_str());
       return 1;
     }
+  }
+  if (fast != FastPath::kOff) {
+    const FastPathCounters& c = ds.fast_counters();
+    std::printf("fast path: %lld queries, %lld redone, %.1f candidates per proven query\n",
+                static_cast<long long>(c.queries.load()), static_cast<long long>(c.redone.load()),
+                static_cast<double>(c.candidates.load()) / std::max<int64_t>(1, c.queries.load() - c.redone.load()));
   }
   uint64_t h = 1469598103934665603ull;
   mix(h, nb);

@@ -99,7 +99,7 @@ describe('similarity kernels', () => {
   it('stores larger than the cache: few-query batches split over key ranges, larger ones over queries too, match the TS reference', { timeout: 180_000 }, () => {
     // 4,500 x 1024 f32 keys = 18 MB, past the 16 MB a pass treats as cache-resident
     // (native/core/search.cpp plan_grid): 3 queries run as one query chunk in key chunks,
-    // 160 queries (640 KB, past the 512 KB L2 share) as two query chunks x key chunks.
+    // 160 queries (at least 4 query tiles per thread) in query chunks alone.
     const d = 1024, n = 4500, dv = 5, k = 17;
     const { keys, values } = dataset(d, n, 0, dv, 51);
     const ds = new Datastore({ keyDim: d, valueDim: dv });
