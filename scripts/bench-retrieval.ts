@@ -23,6 +23,7 @@ import { ensureDir, writeFileAtomicSync } from '../src/io/atomic.js';
 import { loadBinding } from '../src/native/binding.js';
 import { setConcurrency, simdLevel } from '../src/native/simd.js';
 import { Datastore } from '../src/retrieval/datastore.js';
+import { uniformSigned } from '../src/rng.js';
 import { aggregateWeights, l2normalizeRows, referenceSearch } from '../src/retrieval/reference.js';
 
 const { values: args } = parseArgs({
@@ -60,18 +61,6 @@ const peers = new Set(args.peers!.split(','));
 const TAU = 0.04;
 const maxSeconds = Number(args['max-seconds']);
 
-function uniform(n: number, seed: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return out;
-}
-
 /** min and median of repeated runs (ms): at least 3 runs, more while under the time budget. */
 async function time(fn: () => unknown | Promise<unknown>, budget = maxSeconds): Promise<{ min: number; median: number; runs: number }> {
   await fn(); // warm-up
@@ -108,9 +97,9 @@ const rows: Row[] = [];
 for (const w of workloads) {
   const { n, b, d, dv, k } = w;
   const label = `${w.name} N=${n} B=${b} d=${d} K=${k}`;
-  const keys = uniform(n * d, 1 + d);
-  const values = uniform(n * dv, 2);
-  const queries = uniform(b * d, 3 + d);
+  const keys = uniformSigned(n * d, 1 + d);
+  const values = uniformSigned(n * dv, 2);
+  const queries = uniformSigned(b * d, 3 + d);
   const flops = 2 * b * n * d;
   const boundFor = (bytesPerKey: number) => Math.max(flops / (peakGflops * 1e9), (n * d * bytesPerKey) / (bandwidthGBs * 1e9)) * 1000;
   const record = (engine: string, t: { min: number; median: number; runs: number }, bytesPerKey: number, scale = 1, fromB?: number, redone?: number) => {

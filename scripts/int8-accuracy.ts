@@ -23,6 +23,7 @@ import { keyIndices, pickRows, selectColumns, valueIndices } from '../src/data/i
 import { ensureDir, writeFileAtomicSync } from '../src/io/atomic.js';
 import { simdLevel } from '../src/native/simd.js';
 import { Datastore, type KeyPrecision, type SearchResult } from '../src/retrieval/datastore.js';
+import { uniformSigned } from '../src/rng.js';
 import { SETTINGS } from '../src/settings.js';
 
 const { values: args } = parseArgs({
@@ -38,19 +39,6 @@ for (const [name, v] of [['--pairs', pairs], ['--rows', rows], ['--queries', nq]
   if (!Number.isInteger(v) || v < 100) throw new Error(`${name} must be an integer >= 100 (received ${String(v)})`);
 }
 const K = SETTINGS.k.default, TAU = SETTINGS.tau.default;
-
-/** The benchmark's generator (scripts/bench-retrieval.ts): uniform in [-1, 1). */
-function uniform(n: number, seed: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return out;
-}
 
 function cosine(a: Float32Array, b: Float32Array): number {
   let dot = 0, na = 0, nb = 0;
@@ -128,8 +116,8 @@ const log = (r: Row): void => {
 };
 
 // Benchmark-like (uniform) data: the W1 shapes, and a W2-like one.
-for (const d of [1024, 103]) log(await compare(`W1 uniform d=${d}`, uniform(2316 * d, 1 + d), uniform(2316 * 101, 2), uniform(578 * d, 3 + d), d, 101, 70));
-for (const d of [103, 1024]) log(await compare(`W2-like uniform d=${d}`, uniform(rows * d, 11 + d), uniform(rows * 101, 12), uniform(nq * d, 13 + d), d, 101, K));
+for (const d of [1024, 103]) log(await compare(`W1 uniform d=${d}`, uniformSigned(2316 * d, 1 + d), uniformSigned(2316 * 101, 2), uniformSigned(578 * d, 3 + d), d, 101, 70));
+for (const d of [103, 1024]) log(await compare(`W2-like uniform d=${d}`, uniformSigned(rows * d, 11 + d), uniformSigned(rows * 101, 12), uniformSigned(nq * d, 13 + d), d, 101, K));
 
 // DRAL-like data: training rows as the datastore, test utterances as queries.
 const data = generateDataset({ pairs, testPairs: Math.min(578, Math.floor(pairs / 5)), seed: 1 });

@@ -227,3 +227,27 @@ const ZIG_F = new Float64Array(128);
     ZIG_W[i] = dn / m;
   }
 })();
+
+/**
+ * mulberry32: a small 32-bit generator, uniform in [0, 1). Not the library's Rng: it is the
+ * fixed sequence behind the benchmarks' data (scripts/bench-retrieval.ts, scripts/int8-accuracy.ts,
+ * the fast-path tests), the test helpers and the ANN training sample, kept so their data stay
+ * the same between rounds.
+ */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n values uniform in [-1, 1) from mulberry32(seed): the benchmarks' key, value and query data. */
+export function uniformSigned(n: number, seed: number): Float32Array {
+  const r = mulberry32(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = r() * 2 - 1;
+  return out;
+}

@@ -36,6 +36,7 @@ import { aggregateWeights } from './aggregate.js';
 import type { SearchResult } from './datastore.js';
 import { resolveSearchOptions, type SearchOptions } from './search-options.js';
 import { assertRegularFile } from '../io/files.js';
+import { mulberry32 } from '../rng.js';
 
 // ------------------------------------------------------------------ faiss-node binding
 
@@ -208,13 +209,7 @@ function normalizedRows(name: string, m: Float32Array, d: number, r0: number, r1
 /** Deterministic sample of `take` distinct row numbers out of m (sorted). */
 function sampleRows(m: number, take: number, seed: number): Int32Array {
   const perm = Int32Array.from({ length: m }, (_, i) => i);
-  let a = seed >>> 0;
-  const rand = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rand = mulberry32(seed);
   for (let i = 0; i < take; i++) {
     const j = i + Math.floor(rand() * (m - i));
     const t = perm[i]!;

@@ -1,14 +1,7 @@
-/** Deterministic test data: mulberry32 + Box-Muller. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../../src/rng.js';
+
+/** Deterministic test data: mulberry32 (src/rng.ts) + Box-Muller. */
+export const rng = mulberry32;
 
 export function randn(n: number, seed: number): Float32Array {
   const r = rng(seed);

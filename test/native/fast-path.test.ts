@@ -9,6 +9,7 @@ import { generateDataset } from '../../src/data/generate.js';
 import { setSimdLevel, simdLevel, simdLevels } from '../../src/native/simd.js';
 import { Datastore, type FastPath, type KeyPrecision, type SearchResult } from '../../src/retrieval/datastore.js';
 import { IncrementalPriors } from '../../src/retrieval/priors.js';
+import { uniformSigned } from '../../src/rng.js';
 import { randn } from '../helpers/random.js';
 
 const initial = simdLevel();
@@ -18,19 +19,6 @@ afterAll(() => {
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 // Levels whose kernels run the first pass in hardware (native/kernels/kernels.h fast_bf16 / fast_i8).
 const hardware: Record<Exclude<FastPath, 'off'>, string[]> = { bf16: ['avx512bf16'], int8: ['avx512bf16', 'avx512vnni'] };
-
-/** The benchmark's generator (scripts/bench-retrieval.ts): uniform in [-1, 1). */
-function uniform(n: number, seed: number): Float32Array {
-  let a = seed >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  }
-  return out;
-}
 
 /** Fraction of queries whose top-K neighbour lists are identical, and max |prior difference|. */
 function compare(got: SearchResult, want: SearchResult): { same: number; prior: number; sims: boolean } {
@@ -67,7 +55,7 @@ describe('fast search paths', () => {
       for (const fastPath of ['bf16', 'int8'] as const) {
         it(`benchmark data d=${d} ${precision} keys, fastPath ${fastPath}: the exact answer on every level`, { timeout: 180_000 }, () => {
           const dv = 11;
-          const keys = uniform(n * d, 1 + d), values = uniform(n * dv, 2), queries = uniform(b * d, 3 + d);
+          const keys = uniformSigned(n * d, 1 + d), values = uniformSigned(n * dv, 2), queries = uniformSigned(b * d, 3 + d);
           const exact = store(keys, values, d, dv, precision, 'off');
           setSimdLevel('scalar');
           const scalar = exact.searchSync(queries, { k });
@@ -159,7 +147,7 @@ describe('fast search paths', () => {
     // Two chunks; step 2 searches the old queries against the 7,000 new rows only (219 panels,
     // above 4 (k + 32) = 208) and the new queries against all 15,000.
     const d = 103, dv = 7, k = 20, n1 = 8000, n2 = 7000;
-    const keys = uniform((n1 + n2) * d, 11), values = uniform((n1 + n2) * dv, 12);
+    const keys = uniformSigned((n1 + n2) * d, 11), values = uniformSigned((n1 + n2) * dv, 12);
     const ids = Array.from({ length: n1 + n2 }, (_, r) => `u${r >> 1}`); // pairs of rows share an utterance
     const run = async (fastPath: FastPath) => {
       const ds = new Datastore({ keyDim: d, valueDim: dv, fastPath });
