@@ -107,33 +107,28 @@ constexpr int64_t kCachedKeyBytes = 16 << 20;
 // Queries of one chunk kept beside a key block in L2 (the kernels block keys at 384 KiB).
 constexpr int64_t kQueryChunkBytes = 512 << 10;
 
-// Each query chunk sweeps every key of its key chunk, so keys are read from memory once per
-// query chunk. Keys that fit in cache: up to 4 chunks per thread, split by queries alone
-// (keys are split too only when there are fewer query tiles than threads). Larger keys stream
-// from memory: a batch whose queries fit in L2 beside a key block is one query chunk (keys
-// read once), more only as L2 requires, up to 4 per thread; the key split then supplies the
-// tasks (at least 4 per thread, a multiple of the thread count). A 16-query Config A batch
-// (200K keys) was two query chunks, each reading all 0.8 GB of keys; now it is one, in 8 key
-// chunks.
+// Each query chunk sweeps every key of its key chunk, so keys are read once per query chunk.
+// With at least 4 query tiles per thread, or keys that stay in the last-level cache, the work
+// is split by queries alone (up to 4 chunks per thread; keys too only when there are fewer
+// query tiles than threads). Keys are not split more than that because every key part admits
+// its candidates again from a threshold of -inf (measured with the profile driver, kernels
+// branch: a key split cost W2 d = 103's bf16 first pass 60-75% more CPU time, W4 int8 45%).
+// Small batches over keys that stream from memory (Config A's 16-query serving batches over
+// 0.8 GB of keys) are one query chunk, more only if their queries outgrow their share of L2,
+// in key chunks (at least 4 tasks per thread, a multiple of the thread count): the keys are
+// read once, not once per query chunk.
 Grid plan_grid(int64_t b, int mr, int threads, int64_t key_bytes_total, int64_t query_row_bytes) {
   Grid g;
   const int64_t qtiles = (b + mr - 1) / mr;
-  const int64_t most = std::min<int64_t>(qtiles, 4 * static_cast<int64_t>(threads));
-  // With at least 4 query tiles per thread the query chunks alone feed the threads, and keys
-  // are not split: each key part starts its thresholds from -inf, so its candidates are
-  // admitted again (measured with the profile driver, kernels branch: W2 d = 103 bf16 first
-  // pass +60-75% CPU time, W4 int8 +45%, against 4 query chunks per thread).
-  if (key_bytes_total <= kCachedKeyBytes || qtiles >= 4 * static_cast<int64_t>(threads)) {
-    g.qtasks = most;
-    g.ktasks = g.qtasks >= threads ? 1 : (4 * threads + g.qtasks - 1) / g.qtasks;
+  const int64_t per_thread4 = 4 * static_cast<int64_t>(threads);
+  if (key_bytes_total <= kCachedKeyBytes || qtiles >= per_thread4) {
+    g.qtasks = std::min(qtiles, per_thread4);
+    g.ktasks = g.qtasks >= threads ? 1 : (per_thread4 + g.qtasks - 1) / g.qtasks;
   } else {
     const int64_t tiles_fit = std::max<int64_t>(1, kQueryChunkBytes / std::max<int64_t>(1, query_row_bytes * mr));
-    g.qtasks = std::min(most, (qtiles + tiles_fit - 1) / tiles_fit);
-    g.ktasks = 1;
-    if (g.qtasks < 4 * threads) {
-      g.ktasks = (4 * threads + g.qtasks - 1) / g.qtasks;
-      while ((g.qtasks * g.ktasks) % threads != 0) ++g.ktasks;
-    }
+    g.qtasks = (qtiles + tiles_fit - 1) / tiles_fit;  // <= qtiles < per_thread4
+    g.ktasks = (per_thread4 + g.qtasks - 1) / g.qtasks;
+    while ((g.qtasks * g.ktasks) % threads != 0) ++g.ktasks;
   }
   g.q0.resize(static_cast<size_t>(g.qtasks) + 1);
   for (int64_t qt = 0; qt <= g.qtasks; ++qt) g.q0[qt] = std::min(b, qtiles * qt / g.qtasks * mr);
