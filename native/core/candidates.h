@@ -2,13 +2,18 @@
 // seen so far by first-pass similarity, plus every row within `margin` of the k-th best.
 //
 // A reservoir like TopK (core/topk.h): candidates at or above the admission threshold are
-// appended, and when the buffer reaches its trigger size, select() keeps the k best and all
-// others >= kth - margin, and the threshold becomes kth - margin. The threshold never
-// exceeds (final kth) - margin, which is what the exactness proof needs. The trigger size
-// starts small (2k + 64) and doubles, up to the buffer length, whenever a selection keeps
-// more than half of it, so a selection costs O(trigger) and happens at most once per
-// trigger/2 admissions. If the kept set outgrows 3/4 of the buffer, `overflow` is set and the
-// set falls back to the best cap/2 (the caller then redoes the query exactly).
+// appended, and when the buffer reaches its trigger size, select() keeps every row whose
+// value is >= kth - margin (which includes the k best), and the threshold becomes
+// kth - margin. The threshold never exceeds (final kth) - margin, which is what the
+// exactness proof needs. The trigger size starts small (2k + 64) and doubles, up to the
+// buffer length, whenever a selection keeps more than half of it, so a selection costs
+// O(trigger) and happens at most once per trigger/2 admissions. If the kept set outgrows 3/4
+// of the buffer, `overflow` is set and the set falls back to the best cap/2 (the caller then
+// redoes the query exactly).
+//
+// select() needs only the k-th best VALUE (kth_largest below, a quickselect on a copy of the
+// values in a per-thread work space), then one pass that keeps the rows at or above the
+// limit: the rows' order in the buffer carries no meaning.
 #pragma once
 #include <cstdint>
 #include <limits>
@@ -16,6 +21,9 @@
 #include "topk.h"
 
 namespace rapm {
+
+// The k-th largest of x[0, n) (1 <= k <= n, no NaN; -0 and +0 count as equal); reorders x.
+float kth_largest(float* x, int n, int k);
 
 struct Candidates {
   TopKEntry* buf;  // [cap]
@@ -25,6 +33,7 @@ struct Candidates {
   int size = 0;
   int trigger = 0;  // select() when size reaches it; 0 = not set yet
   float thr = -std::numeric_limits<float>::infinity();
+  float kth_value = 0;  // the k-th best value at the last select() with size > k
   bool overflow = false;
 
   Candidates(TopKEntry* b, int c, int kk, float m);
@@ -33,8 +42,7 @@ struct Candidates {
     buf[size++] = topk_pack(v, id);
     if (size >= trigger) select();
   }
-  // Keeps the k best and those within margin of the k-th; updates thr. Afterwards (size > k)
-  // buf[k - 1] holds the k-th best.
+  // Keeps the rows within margin of the k-th best (so the k best too); updates thr.
   void select();
   // The k-th best first-pass similarity (size >= k) and the smallest kept one, after select().
   float kth() const;

@@ -6,24 +6,6 @@
 
 namespace rapm {
 
-// Order-preserving float -> uint32 (finite inputs): flip all bits of negatives, the sign of positives.
-TopKEntry topk_pack(float v, int32_t id) {
-  uint32_t u;
-  std::memcpy(&u, &v, sizeof u);
-  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-  return (static_cast<uint64_t>(u) << 32) | static_cast<uint32_t>(~static_cast<uint32_t>(id));
-}
-
-float topk_value(TopKEntry e) {
-  uint32_t u = static_cast<uint32_t>(e >> 32);
-  u = (u & 0x80000000u) ? (u & 0x7FFFFFFFu) : ~u;
-  float v;
-  std::memcpy(&v, &u, sizeof v);
-  return v;
-}
-
-int32_t topk_id(TopKEntry e) { return static_cast<int32_t>(~static_cast<uint32_t>(e)); }
-
 int topk_capacity(int k) { return 2 * k + 32; }
 
 bool TopK::push(float v, int32_t id) {

@@ -9,14 +9,31 @@
 // plain integer '>', which selection and sorting compare much faster than (float, id).
 #pragma once
 #include <cstdint>
+#include <cstring>
 
 namespace rapm {
 
 using TopKEntry = uint64_t;
 
-TopKEntry topk_pack(float v, int32_t id);
-float topk_value(TopKEntry e);
-int32_t topk_id(TopKEntry e);
+// Inline: they run once per admitted candidate. (Only baseline translation units include
+// this header, never a kernels/*_<isa>.cpp one, so no ISA-flagged copy can be merged in.)
+// Order-preserving float -> uint32 (finite inputs): flip all bits of negatives, the sign of positives.
+inline TopKEntry topk_pack(float v, int32_t id) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+  return (static_cast<uint64_t>(u) << 32) | static_cast<uint32_t>(~static_cast<uint32_t>(id));
+}
+
+inline float topk_value(TopKEntry e) {
+  uint32_t u = static_cast<uint32_t>(e >> 32);
+  u = (u & 0x80000000u) ? (u & 0x7FFFFFFFu) : ~u;
+  float v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+
+inline int32_t topk_id(TopKEntry e) { return static_cast<int32_t>(~static_cast<uint32_t>(e)); }
 
 //
 // With margin > 0 (the fast path's first pass) it keeps every candidate within `margin` of

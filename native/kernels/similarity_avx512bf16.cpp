@@ -65,24 +65,32 @@ void tile(const ScanArgs& a, const uint32_t* qp, int q0, int64_t p0, int64_t p1,
     const int64_t row0 = P * kPanel;
     const int64_t valid = a.n_rows - row0;
     const uint32_t lanes = valid >= kPanel ? 0xFFFFFFFFu : ((1u << valid) - 1u);
+    // Test every query first, then push: a call while accumulators are live would spill
+    // them all (every zmm register is caller-saved). A query's threshold changes only in its
+    // own push, so testing them all before pushing any is the same test.
+    alignas(64) float s[MR][kPanel];
+    uint32_t masks[MR];
+    uint32_t any = 0;
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       // The threshold is one value per query, so lo/hi are tested as they are and put back in
       // key order only when some lane passes (rare once the threshold has settled).
       const __m512 t = _mm512_set1_ps(a.thr[q0 + i]);
+      masks[i] = 0;
       if (_mm512_cmp_ps_mask(lo[i], t, _CMP_GE_OQ) | _mm512_cmp_ps_mask(hi[i], t, _CMP_GE_OQ)) {
         const __m512 s0 = _mm512_permutex2var_ps(lo[i], idx0, hi[i]);
         const __m512 s1 = _mm512_permutex2var_ps(lo[i], idx1, hi[i]);
-        uint32_t m = static_cast<uint32_t>(_mm512_cmp_ps_mask(s0, t, _CMP_GE_OQ)) |
-                     (static_cast<uint32_t>(_mm512_cmp_ps_mask(s1, t, _CMP_GE_OQ)) << 16);
-        m &= lanes;
-        if (m) {
-          alignas(64) float s[kPanel];
-          _mm512_store_ps(s, s0);
-          _mm512_store_ps(s + 16, s1);
-          a.push(a.push_ctx, q0 + i, s, m, row0);
-        }
+        masks[i] = (static_cast<uint32_t>(_mm512_cmp_ps_mask(s0, t, _CMP_GE_OQ)) |
+                    (static_cast<uint32_t>(_mm512_cmp_ps_mask(s1, t, _CMP_GE_OQ)) << 16)) &
+                   lanes;
+        _mm512_store_ps(s[i], s0);
+        _mm512_store_ps(s[i] + 16, s1);
+        any |= masks[i];
       }
+    }
+    if (any) {
+      for (int i = 0; i < MR; ++i)
+        if (masks[i]) a.push(a.push_ctx, q0 + i, s[i], masks[i], row0);
     }
   }
 }

@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "../core/candidates.h"
 #include "../core/cpu.h"
 #include "../core/datastore.h"
 #include "../core/mlp.h"
@@ -465,6 +466,103 @@ void test_select_row() {
   run(few, 3, "fewer finite rows than k");
   run(std::vector<float>(40, ninf), 2, "no finite row");
   check(cases > 200, "select_row ran %d cases", cases);
+}
+
+// kth_largest (core/candidates.h) against a sort: every rank of arrays with ties, signed
+// zeros, negatives and a single repeated value, around its small-range cutoff (16) and above.
+void test_kth_largest() {
+  g_where = "kth_largest";
+  Rng rng(777);
+  int cases = 0, bad = 0;
+  for (int n : {1, 2, 3, 15, 16, 17, 18, 33, 100, 257, 1000}) {
+    for (int kind = 0; kind < 5; ++kind) {
+      std::vector<float> x(static_cast<size_t>(n));
+      for (float& v : x) {
+        v = kind == 0   ? rng.normal()
+            : kind == 1 ? std::round(rng.normal() * 3.0f) / 3.0f                            // few levels
+            : kind == 2 ? (rng.next() % 3 == 0 ? -0.0f : rng.next() % 2 ? 0.0f : -rng.normal())  // zeros
+            : kind == 3 ? 0.5f                                                                  // all equal
+                        : static_cast<float>(rng.next() % 4) - 2.0f;                           // 4 values
+      }
+      std::vector<float> sorted = x;
+      std::sort(sorted.begin(), sorted.end(), std::greater<float>());
+      for (int k = 1; k <= n; k += (n > 40 ? 1 + n / 40 : 1)) {
+        std::vector<float> y = x;
+        const float got = kth_largest(y.data(), n, k);
+        std::vector<float> ys = y;
+        std::sort(ys.begin(), ys.end(), std::greater<float>());
+        // The k-th value (as a value: -0 == +0), and y a permutation of x.
+        if (!(got == sorted[k - 1]) || ys != sorted) {
+          if (bad++ == 0) check(false, "n=%d kind %d k=%d: %.9g, want %.9g", n, kind, k, got, sorted[k - 1]);
+        }
+        ++cases;
+      }
+    }
+  }
+  check(bad == 0 && cases > 500, "%d of %d cases wrong", bad, cases);
+}
+
+// Candidates (core/candidates.h) against a sort of everything pushed: after the last select()
+// kth() is the k-th best value, every pushed row within margin of it is kept (and nothing
+// else: no row below the limit, none twice, none that was not pushed), the admission
+// threshold never passed kth - margin; a set that outgrows its buffer reports overflow.
+void test_candidates() {
+  g_where = "candidates";
+  Rng rng(4343);
+  int cases = 0;
+  for (int k : {1, 5, 20, 90}) {
+    for (float margin : {0.0f, 0.01f, 0.2f, 5.0f}) {
+      for (int kind = 0; kind < 4; ++kind) {
+        const int cap = 8 * k + 256, n = 5000;
+        std::vector<TopKEntry> buf(static_cast<size_t>(cap));
+        Candidates c(buf.data(), cap, k, margin);
+        std::vector<TopKEntry> pushed;
+        float max_thr = -std::numeric_limits<float>::infinity();
+        for (int i = 0; i < n; ++i) {
+          // Rising values (the threshold keeps moving), ties on a grid, signed zeros.
+          // Kind 3: k-th best a zero (a limit of 0 with margin 0), the other zero's sign too.
+          const float z = rng.next() % 2 ? 0.0f : -0.0f;
+          float v = kind == 0   ? rng.normal() + 1e-3f * static_cast<float>(i)
+                    : kind == 1 ? std::round(rng.normal() * 8.0f) / 8.0f
+                    : kind == 2 ? (rng.next() % 4 == 0 ? z : 0.05f * rng.normal())
+                                : (i % 2000 == 0 ? 1.0f : rng.next() % 64 == 0 ? z : -std::fabs(rng.normal()));
+          const int32_t id = static_cast<int32_t>(rng.next() % 1000000) * 8 + i % 8;  // distinct ids
+          if (v >= c.thr) pushed.push_back(topk_pack(v, id));  // what push() admits
+          c.push(v, id);
+          max_thr = std::max(max_thr, c.thr);
+        }
+        c.select();
+        std::vector<float> all_vals;
+        for (TopKEntry e : pushed) all_vals.push_back(topk_value(e));
+        std::sort(all_vals.begin(), all_vals.end(), std::greater<float>());
+        const float kth = all_vals[static_cast<size_t>(k - 1)], lim = kth - margin;
+        std::vector<TopKEntry> want;
+        for (TopKEntry e : pushed)
+          if (topk_value(e) >= lim) want.push_back(e);
+        std::vector<TopKEntry> got(buf.begin(), buf.begin() + c.size);
+        std::sort(want.begin(), want.end());
+        std::sort(got.begin(), got.end());
+        if (c.overflow) {
+          // The set outgrew 3/4 of its buffer at some select() (the caller then redoes the
+          // query): a wide margin only. Whatever is kept was pushed.
+          check(margin >= 0.2f, "k=%d margin %g kind %d: overflow with a narrow margin", k, margin, kind);
+          std::vector<TopKEntry> sp = pushed;
+          std::sort(sp.begin(), sp.end());
+          check(std::includes(sp.begin(), sp.end(), got.begin(), got.end()) && c.size <= cap,
+                "k=%d margin %g kind %d: overflowed set holds rows never pushed", k, margin, kind);
+        } else {
+          check(static_cast<int>(want.size()) <= cap - cap / 4, "k=%d margin %g kind %d: %zu rows within margin, no overflow",
+                k, margin, kind, want.size());
+          check(got == want, "k=%d margin %g kind %d: %d kept, want %zu", k, margin, kind, c.size, want.size());
+          check(c.kth() == kth, "k=%d margin %g kind %d: kth %.9g, want %.9g", k, margin, kind, c.kth(), kth);
+          check(max_thr <= lim, "k=%d margin %g kind %d: threshold reached %.9g above kth - margin %.9g", k, margin, kind,
+                max_thr, lim);
+        }
+        ++cases;
+      }
+    }
+  }
+  check(cases == 64, "candidates ran %d cases", cases);
 }
 
 // The fast paths' first passes (scan_bf16, scan_i8) of a level against the reference: every
@@ -1277,6 +1375,8 @@ int main(int argc, char** argv) {
   test_dispatch(all);
   test_search_errors(*levels[0], pool3);
   test_select_row();
+  test_kth_largest();
+  test_candidates();
   for (int d : dims) {
     g_tally = &tallies[0];
     test_normalize(d, pool3);
