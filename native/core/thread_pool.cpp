@@ -1,8 +1,42 @@
 #include "thread_pool.h"
 
 #include <atomic>
+#include <chrono>
+
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace rapm {
+
+namespace {
+
+// How long a thread polls before it sleeps: above a wake-up, below what keeps a core busy
+// for nothing when the pool is idle between searches.
+constexpr auto kSpin = std::chrono::microseconds(200);
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+// Polls done() for up to kSpin; true if it became true.
+template <typename F>
+bool spin_until(F done) {
+  const auto end = std::chrono::steady_clock::now() + kSpin;
+  for (;;) {
+    for (int i = 0; i < 64; ++i) {
+      if (done()) return true;
+      cpu_relax();
+    }
+    if (std::chrono::steady_clock::now() >= end) return done();
+  }
+}
+
+}  // namespace
 
 struct ThreadPool::Job {
   const std::function<void(int64_t)>* fn;
@@ -43,11 +77,17 @@ void ThreadPool::worker_loop() {
     std::shared_ptr<Job> job;
     {
       std::unique_lock<std::mutex> lock(mu_);
+      if (queue_.empty() && !stop_) {
+        lock.unlock();
+        spin_until([this] { return queued_.load(std::memory_order_relaxed) > 0; });
+        lock.lock();
+      }
       cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
       if (stop_ && queue_.empty()) return;
       job = queue_.front();
       if (job->next.load(std::memory_order_relaxed) >= job->n) {
         queue_.pop_front();  // every task claimed; the job's owner waits for the rest
+        queued_.store(static_cast<int>(queue_.size()), std::memory_order_relaxed);
         continue;
       }
     }
@@ -68,10 +108,12 @@ void ThreadPool::parallel_for(int64_t n, const std::function<void(int64_t)>& fn)
   {
     std::lock_guard<std::mutex> lock(mu_);
     queue_.push_back(job);
+    queued_.store(static_cast<int>(queue_.size()), std::memory_order_relaxed);
   }
   cv_.notify_all();
   while (run_one(*job)) {
   }
+  if (spin_until([&] { return job->done.load(std::memory_order_acquire) == n; })) return;
   std::unique_lock<std::mutex> lock(job->mu);
   job->cv.wait(lock, [&] { return job->done.load(std::memory_order_acquire) == n; });
 }
