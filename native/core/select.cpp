@@ -48,17 +48,30 @@ int64_t count_at_least(const float* row, int64_t n, float t) {
   return c;
 }
 
-// Writes the indices of the rows with sim >= t to idx (ascending); returns how many.
+// Writes the indices of the rows with sim >= t to idx (ascending); returns how many. idx needs
+// room for 4 entries past the count (the blocks below write them unconditionally).
 int64_t compress_at_least(const float* row, int64_t n, float t, uint64_t* idx) {
   int64_t i = 0, c = 0;
 #ifdef RAPM_SELECT_SSE2
   const __m128 tv = _mm_set1_ps(t);
-  for (; i + 16 <= n; i += 16) {
-    uint32_t m = static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(row + i), tv))) |
-                 static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(row + i + 4), tv))) << 4 |
-                 static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(row + i + 8), tv))) << 8 |
-                 static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(row + i + 12), tv))) << 12;
-    for (; m; m &= m - 1) idx[c++] = static_cast<uint64_t>(i + __builtin_ctz(m));
+  for (; i + 64 <= n; i += 64) {
+    uint64_t m = 0;
+    for (int j = 0; j < 64; j += 16) {
+      const uint64_t b = static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(row + i + j), tv))) |
+                         static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(row + i + j + 4), tv))) << 4 |
+                         static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(row + i + j + 8), tv))) << 8 |
+                         static_cast<uint32_t>(_mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(row + i + j + 12), tv))) << 12;
+      m |= b << j;
+    }
+    // The selected rows are few (about k of n): the first four of a block are written
+    // without a data-dependent branch (slots past the block's count are overwritten later),
+    // a loop takes any more.
+    for (int j = 0; j < 4; ++j) {
+      idx[c] = static_cast<uint64_t>(i + (m ? __builtin_ctzll(m) : 0));
+      c += m != 0;
+      m &= m - 1;
+    }
+    for (; m; m &= m - 1) idx[c++] = static_cast<uint64_t>(i + __builtin_ctzll(m));
   }
 #endif
   for (; i < n; ++i) {
@@ -69,18 +82,20 @@ int64_t compress_at_least(const float* row, int64_t n, float t, uint64_t* idx) {
 }
 
 // Mean and standard deviation of the finite entries (a guess for the first threshold only:
-// any value would give the same answer, a good one saves passes).
-void finite_moments(const float* row, int64_t n, double* mean, double* sd, int64_t* finite) {
+// any value would give the same answer, a good one saves passes), from a sample of about one
+// entry in `stride` (with SSE2 every stride-th block of 8); *finite estimates their count.
+void finite_moments(const float* row, int64_t n, int64_t stride, double* mean, double* sd, int64_t* finite) {
   double ts = 0, ts2 = 0;
   int64_t tc = 0, i = 0;
 #ifdef RAPM_SELECT_SSE2
   const __m128 lowest = _mm_set1_ps(-FLT_MAX);
+  const int64_t step = 8 * stride;
   while (i + 8 <= n) {
     // Blocks of at most 2^16 rows: float sums of values in [-2, 2] stay accurate enough.
     const int64_t end = std::min(n, i + (int64_t{1} << 16));
     __m128 s0 = _mm_setzero_ps(), s1 = s0, q0 = s0, q1 = s0;
     __m128i c0 = _mm_setzero_si128(), c1 = c0;
-    for (; i + 8 <= end; i += 8) {
+    for (; i + 8 <= end; i += step) {
       const __m128 x0 = _mm_loadu_ps(row + i), x1 = _mm_loadu_ps(row + i + 4);
       const __m128 f0 = _mm_cmpge_ps(x0, lowest), f1 = _mm_cmpge_ps(x1, lowest);
       const __m128 v0 = _mm_and_ps(x0, f0), v1 = _mm_and_ps(x1, f1);
@@ -103,14 +118,14 @@ void finite_moments(const float* row, int64_t n, double* mean, double* sd, int64
     }
   }
 #endif
-  for (; i < n; ++i) {
+  for (; i < n; i += stride) {
     if (row[i] >= -FLT_MAX) {
       ts += row[i];
       ts2 += static_cast<double>(row[i]) * row[i];
       ++tc;
     }
   }
-  *finite = tc;
+  *finite = std::min(n, tc * stride);
   *mean = tc > 0 ? ts / static_cast<double>(tc) : 0.0;
   const double var = tc > 1 ? (ts2 - ts * ts / static_cast<double>(tc)) / static_cast<double>(tc - 1) : 0.0;
   *sd = var > 0 ? std::sqrt(var) : 0.0;
@@ -218,7 +233,8 @@ int select_row(const float* row, int64_t n, int k, int64_t id_base, TopKEntry* o
   const int64_t hi = k + k / 8 + 8;  // accepted counts: [k, hi]
   double mean, sd;
   int64_t finite;
-  finite_moments(row, n, &mean, &sd, &finite);
+  // A sample of about 512 entries is enough for the guess (W1's rows: 2,316 entries).
+  finite_moments(row, n, std::max<int64_t>(1, n / 512), &mean, &sd, &finite);
   float t_lo = -FLT_MAX;  // count(t_lo) >= k, or t_lo = -FLT_MAX: every finite row
   if (finite > hi && sd > 0) {
     float t_hi = std::numeric_limits<float>::infinity();  // count(t_hi) < k
@@ -257,7 +273,7 @@ int select_row(const float* row, int64_t n, int k, int64_t id_base, TopKEntry* o
     }
   }
   // Keep the rows at or above t_lo (their indices), then the k best of them, best first.
-  if (scratch.idx.size() < static_cast<size_t>(n)) scratch.idx.resize(static_cast<size_t>(n));
+  if (scratch.idx.size() < static_cast<size_t>(n) + 4) scratch.idx.resize(static_cast<size_t>(n) + 4);
   uint64_t* idx = scratch.idx.data();
   const int64_t c = compress_at_least(row, n, t_lo, idx);
   return sort_best(row, idx, c, k, id_base, out, scratch.vals);
