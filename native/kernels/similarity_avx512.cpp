@@ -48,18 +48,27 @@ void tile(const ScanArgs& a, const float* q, int q0, int64_t p0, int64_t p1) {
     const int64_t row0 = P * kPanel;
     const int64_t valid = a.n_rows - row0;
     const uint32_t lanes = valid >= kPanel ? 0xFFFFFFFFu : ((1u << valid) - 1u);
+    // Test every query first, then push: a call while accumulators are live would spill
+    // them all (every zmm register is caller-saved; with W1's whole rows every query pushes
+    // every panel). A query's threshold changes only in its own push, so this is the same test.
+    alignas(64) float s[MR][kPanel];
+    uint32_t masks[MR];
+    uint32_t any = 0;
 #pragma GCC unroll 16
     for (int i = 0; i < MR; ++i) {
       const __m512 t = _mm512_set1_ps(a.thr[q0 + i]);
-      uint32_t m = static_cast<uint32_t>(_mm512_cmp_ps_mask(acc0[i], t, _CMP_GE_OQ)) |
-                   (static_cast<uint32_t>(_mm512_cmp_ps_mask(acc1[i], t, _CMP_GE_OQ)) << 16);
-      m &= lanes;
-      if (m) {
-        alignas(64) float s[kPanel];
-        _mm512_store_ps(s, acc0[i]);
-        _mm512_store_ps(s + 16, acc1[i]);
-        a.push(a.push_ctx, q0 + i, s, m, row0);
+      masks[i] = (static_cast<uint32_t>(_mm512_cmp_ps_mask(acc0[i], t, _CMP_GE_OQ)) |
+                  (static_cast<uint32_t>(_mm512_cmp_ps_mask(acc1[i], t, _CMP_GE_OQ)) << 16)) &
+                 lanes;
+      if (masks[i]) {
+        _mm512_store_ps(s[i], acc0[i]);
+        _mm512_store_ps(s[i] + 16, acc1[i]);
       }
+      any |= masks[i];
+    }
+    if (any) {
+      for (int i = 0; i < MR; ++i)
+        if (masks[i]) a.push(a.push_ctx, q0 + i, s[i], masks[i], row0);
     }
   }
 }
