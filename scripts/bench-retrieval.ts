@@ -1,5 +1,6 @@
 /**
- * npm run bench:retrieval [-- --workloads W1,W2,W3 --large --threads 2 --int8-storage --out results/bench-retrieval.json]
+ * npm run bench:retrieval [-- --workloads W1,W2,W3 --dims 103,1024 --large --threads 2 --peers faiss,ts --int8-storage --out results/bench-retrieval.json]
+ * (--help lists the options)
  *
  * Measures rapm's exact search against its peers in one run, on random data with a
  * fixed seed (tau = 0.04), and against the machine's lower bound measured in the same
@@ -28,7 +29,9 @@ import { aggregateWeights, l2normalizeRows, referenceSearch } from '../src/retri
 
 const { values: args } = parseArgs({
   options: {
+    help: { type: 'boolean', default: false },
     workloads: { type: 'string', default: 'W1,W2,W3' },
+    dims: { type: 'string', default: '' },
     large: { type: 'boolean', default: false },
     threads: { type: 'string', default: '2' },
     peers: { type: 'string', default: 'faiss,ts' },
@@ -38,6 +41,19 @@ const { values: args } = parseArgs({
     'int8-storage': { type: 'boolean', default: false },
   },
 });
+if (args.help) {
+  console.log(`npm run bench:retrieval -- [options]
+  --workloads W1,W2,W3   workloads to run (W4: 2M rows, also with --large); default W1,W2,W3
+  --dims 103,1024        only these key dimensions of each workload (default: all)
+  --threads 2            search threads (the bound is measured on as many)
+  --peers faiss,ts       peers in the same run: faiss (faiss-node), ts (plain TypeScript); '' for none
+  --max-seconds 4        time budget per engine (at least 3 timed runs, at most 50)
+  --int8-storage         add the int8-store rows (precision 'int8')
+  --out results/bench-retrieval.json
+Each engine line also gives the CPU time per search (all threads, from process.cpuUsage) against
+the bound times the thread count: "wall x bound" above "cpu x bound" is time the threads waited.`);
+  process.exit(0);
+}
 const threads = Number(args.threads);
 // faiss (OpenMP) and OpenBLAS read their thread counts when first loaded.
 process.env.OMP_NUM_THREADS = String(threads);
@@ -56,23 +72,30 @@ const ALL: Workload[] = [
 ];
 const wanted = new Set(args.workloads!.split(',').map((s) => s.trim().toUpperCase()));
 if (args.large) wanted.add('W4');
-const workloads = ALL.filter((w) => wanted.has(w.name));
+const dims = args.dims ? new Set(args.dims.split(',').map(Number)) : null;
+if (dims && [...dims].some((x) => !Number.isInteger(x) || x < 1)) {
+  console.error(`--dims takes a comma-separated list of key dimensions (e.g. 103,1024), got '${args.dims}'`);
+  process.exit(2);
+}
+const workloads = ALL.filter((w) => wanted.has(w.name) && (!dims || dims.has(w.d)));
 const peers = new Set(args.peers!.split(','));
 const TAU = 0.04;
 const maxSeconds = Number(args['max-seconds']);
 
-/** min and median of repeated runs (ms): at least 3 runs, more while under the time budget. */
-async function time(fn: () => unknown | Promise<unknown>, budget = maxSeconds): Promise<{ min: number; median: number; runs: number }> {
+/** min and median of repeated runs (ms): at least 3 runs, more while under the time budget; cpu: mean process CPU ms a run. */
+async function time(fn: () => unknown | Promise<unknown>, budget = maxSeconds): Promise<{ min: number; median: number; runs: number; cpu: number }> {
   await fn(); // warm-up
   const t: number[] = [];
   const start = performance.now();
+  const cpu0 = process.cpuUsage();
   while (t.length < 3 || (t.length < 50 && performance.now() - start < budget * 1000)) {
     const t0 = performance.now();
     await fn();
     t.push(performance.now() - t0);
   }
+  const cpu = process.cpuUsage(cpu0);
   t.sort((a, b) => a - b);
-  return { min: t[0]!, median: t[Math.floor(t.length / 2)]!, runs: t.length };
+  return { min: t[0]!, median: t[Math.floor(t.length / 2)]!, runs: t.length, cpu: (cpu.user + cpu.system) / 1000 / t.length };
 }
 
 const native = loadBinding();
@@ -91,7 +114,7 @@ if (peers.has('faiss')) {
   }
 }
 
-interface Row { workload: string; n: number; b: number; d: number; k: number; engine: string; minMs: number; medianMs: number; runs: number; extrapolatedFromB?: number; gflops: number; boundMs: number; xBound: number; redonePerSearch?: number }
+interface Row { workload: string; n: number; b: number; d: number; k: number; engine: string; minMs: number; medianMs: number; runs: number; cpuMs?: number; extrapolatedFromB?: number; gflops: number; boundMs: number; xBound: number; redonePerSearch?: number }
 const rows: Row[] = [];
 
 for (const w of workloads) {
@@ -102,15 +125,18 @@ for (const w of workloads) {
   const queries = uniformSigned(b * d, 3 + d);
   const flops = 2 * b * n * d;
   const boundFor = (bytesPerKey: number) => Math.max(flops / (peakGflops * 1e9), (n * d * bytesPerKey) / (bandwidthGBs * 1e9)) * 1000;
-  const record = (engine: string, t: { min: number; median: number; runs: number }, bytesPerKey: number, scale = 1, fromB?: number, redone?: number) => {
+  const record = (engine: string, t: { min: number; median: number; runs: number; cpu: number }, bytesPerKey: number, scale = 1, fromB?: number, redone?: number) => {
     const row: Row = {
       workload: w.name, n, b, d, k, engine, minMs: t.min * scale, medianMs: t.median * scale, runs: t.runs,
       gflops: flops / (t.min * scale * 1e6), boundMs: boundFor(bytesPerKey), xBound: (t.min * scale) / boundFor(bytesPerKey),
     };
+    if (fromB === undefined) row.cpuMs = t.cpu;
     if (fromB !== undefined) row.extrapolatedFromB = fromB;
     if (redone !== undefined) row.redonePerSearch = redone;
     rows.push(row);
-    console.log(`  ${engine.padEnd(22)} min ${fmt(row.minMs)} ms  median ${fmt(row.medianMs)} ms  ${row.gflops.toFixed(1).padStart(6)} GFLOP/s  ${row.xBound.toFixed(2)}x bound${fromB ? `  (~ from B=${fromB})` : ''}${redone !== undefined ? `  redone ${redone.toFixed(1)}/${b} queries` : ''}`);
+    // CPU against the bound times the threads (the bound assumes every thread busy): below the wall ratio by the waiting.
+    const cpu = row.cpuMs !== undefined ? `  cpu ${(row.cpuMs / (row.boundMs * threads)).toFixed(2)}x` : '';
+    console.log(`  ${engine.padEnd(22)} min ${fmt(row.minMs)} ms  median ${fmt(row.medianMs)} ms  ${row.gflops.toFixed(1).padStart(6)} GFLOP/s  ${row.xBound.toFixed(2)}x bound${cpu}${fromB ? `  (~ from B=${fromB})` : ''}${redone !== undefined ? `  redone ${redone.toFixed(1)}/${b} queries` : ''}`);
   };
   console.log(`${label}: bound ${fmt(boundFor(4))} ms (f32 keys), ${fmt(boundFor(2))} ms (bf16 keys)`);
 
