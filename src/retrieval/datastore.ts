@@ -456,6 +456,18 @@ export class Datastore {
     }
   }
 
+  /**
+   * @internal For IncrementalPriors: prior [n, dv] from neighbour rows [n, k] of `values` [*, dv]
+   * and their weights [n, k] (NativeDatastore.blendPriors; rows are checked natively).
+   */
+  _blendPriors(rows: Int32Array, weights: Float32Array, values: Float32Array, n: number, k: number, prior: Float32Array): void {
+    try {
+      this.#native.blendPriors(rows, weights, values, n, k, prior);
+    } catch (e) {
+      throw nativeError(e, new Error().stack);
+    }
+  }
+
   /** @internal For persist.ts: append rows in stored form (NativeDatastore.importRows; scales: int8 store only) with their ids; returns the groups assigned. */
   _importRows(keys: StoredKeys, values: Float32Array, ids: readonly string[] | undefined, m: number, scales?: Float32Array): Int32Array {
     this.#checkNoPendingAdd('import rows');

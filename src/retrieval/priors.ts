@@ -143,18 +143,16 @@ export class IncrementalPriors {
     if (values.length < this.#covered * dv) {
       throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected values for at least ${this.#covered} rows (${this.#covered * dv} floats) but received ${values.length}`);
     }
-    const prior = new Float32Array(this.#n * dv);
     const weights = new Float32Array(this.#n * k);
     for (let i = 0; i < this.#n; i++) {
-      const w = weights.subarray(i * k, i * k + k);
-      aggregateWeights(this.#sims.subarray(i * k, i * k + k), this.tau, this.aggregate, w);
-      for (let j = 0; j < k; j++) {
-        const wj = w[j]!;
-        if (wj === 0) continue;
-        const row = this.#rows[i * k + j]!;
-        for (let c = 0; c < dv; c++) prior[i * dv + c] = prior[i * dv + c]! + wj * values[row * dv + c]!;
-      }
+      aggregateWeights(this.#sims.subarray(i * k, i * k + k), this.tau, this.aggregate, weights.subarray(i * k, i * k + k));
     }
+    // The n x k x dv blend runs natively on every thread, with this loop's arithmetic (each step
+    // f32(double(prior) + double(w) * double(v)), neighbours in order, zero weights skipped), so
+    // the priors are the same bits as blendPriorsReference's (test/retrieval/priors.test.ts):
+    //   for (j < k) { if (w[j] === 0) continue; for (c < dv) prior[i, c] = prior[i, c] + w[j] * values[row[j], c]; }
+    const prior = new Float32Array(this.#n * dv);
+    this.ds._blendPriors(this.#rows, weights, values.subarray(0, this.#covered * dv), this.#n, k, prior);
     return { prior, neighbors: this.#rows.slice(), weights };
   }
 }
