@@ -35,7 +35,7 @@ AddArgs read_add(const Napi::CallbackInfo& info, const Datastore& ds) {
 }
 
 // Arguments of search/searchSync:
-// (queries [b,d], b, k, tau, aggregate, excludeGroups [b] | null, prior [b,dv], neighbors [b,k],
+// (queries [b,d], b, k, tau, aggregate, excludeGroups [b] | null, prior [b,dv] | null, neighbors [b,k],
 //  weights [b,k], similarities [b,k], rowBegin?, rowEnd?).
 struct SearchArgs {
   int64_t b;
@@ -78,7 +78,12 @@ SearchArgs read_search(const Napi::CallbackInfo& info, const Snapshot& snap) {
   } else {
     a.exclude = env.Null();
   }
-  a.prior = f32_arg(info, 6, "prior", a.b * snap.dv);
+  // prior null: the caller wants the neighbour lists only (no blend of value rows).
+  if (info.Length() > 6 && info[6].IsNull()) {
+    a.prior = Napi::Float32Array();
+  } else {
+    a.prior = f32_arg(info, 6, "prior", a.b * snap.dv);
+  }
   a.neighbors = i32_arg(info, 7, "neighbors", a.b * k);
   a.weights = f32_arg(info, 8, "weights", a.b * k);
   a.sims = f32_arg(info, 9, "similarities", a.b * k);

@@ -90,7 +90,7 @@ struct SearchParams {
 };
 
 struct SearchOutputs {
-  float* prior;         // [b, dv]
+  float* prior;         // [b, dv], or null: no blend (the neighbour lists only)
   int32_t* neighbors;   // [b, k]
   float* weights;       // [b, k]
   float* similarities;  // [b, k]

@@ -15,7 +15,7 @@ export interface NativeDatastore {
     tau: number,
     aggregate: number,
     excludeGroups: Int32Array | null, // [b]
-    prior: Float32Array, // [b, dv]
+    prior: Float32Array | null, // [b, dv]; null: no blend (neighbours, weights and similarities only)
     neighbors: Int32Array, // [b, k]
     weights: Float32Array, // [b, k]
     similarities: Float32Array, // [b, k]

@@ -71,3 +71,27 @@ describe('native priors blend (Datastore._blendPriors)', () => {
     expect(() => ds._blendPriors(Int32Array.from([0, 1]), new Float32Array(2), values, 2, 1, new Float32Array(5))).toThrow(/prior/);
   });
 });
+
+describe('Datastore._searchNeighbors (the prior phase\'s search: no blend)', () => {
+  it("returns search()'s neighbours, similarities and weights, exact scan and fast path, with rowRange and excludeIds", async () => {
+    const n = 6000, d = 32, dv = 7, b = 300;
+    const keys = randn(n * d, 11), values = randn(n * dv, 12);
+    const ids = Array.from({ length: n }, (_, i) => `u${i % 5000}`);
+    for (const fastPath of ['off', 'bf16'] as const) {
+      const ds = new Datastore({ keyDim: d, valueDim: dv, fastPath });
+      await ds.add(keys, values, ids);
+      for (const [k, rowRange] of [[5, undefined], [20, [1000, 6000]], [3, [5990, 6000]]] as const) {
+        const opts = { k, tau: 0.05, excludeIds: ids.slice(0, b), ...(rowRange ? { rowRange } : {}) };
+        const want = await ds.search(keys.subarray(0, b * d), opts);
+        const got = await ds._searchNeighbors(keys.subarray(0, b * d), opts);
+        expect('prior' in got).toBe(false);
+        expect([got.b, got.k]).toEqual([b, k]);
+        expect(Array.from(got.neighbors)).toEqual(Array.from(want.neighbors));
+        expect(bits(got.similarities)).toEqual(bits(want.similarities));
+        expect(bits(got.weights)).toEqual(bits(want.weights));
+      }
+      if (fastPath === 'bf16' && ds.fastPath === 'bf16') expect(ds.fastPathStats.queries).toBeGreaterThan(0);
+    }
+  });
+});
+
