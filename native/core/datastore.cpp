@@ -56,11 +56,22 @@ Status allocate_segment(int64_t base, int64_t n, int d, int dv, bool bf16, bool 
       Status st = i8_allocate(*seg, d);
       if (!st.ok()) return st;
     } else if (bf16) {
-      seg->keys_bf16 = aligned_zeroed<uint16_t>(key_elems);
+      seg->keys_bf16 = aligned_uninit<uint16_t>(key_elems);
       if (!seg->keys_bf16) throw std::bad_alloc();
     } else {
-      seg->keys_f32 = aligned_zeroed<float>(key_elems);
+      seg->keys_f32 = aligned_uninit<float>(key_elems);
       if (!seg->keys_f32) throw std::bad_alloc();
+    }
+    // Every lane of a row < n is written by the caller (copied or added rows); only the last
+    // panel's lanes past n stay padding, which must be zero (norms, shadows and scans read it).
+    // Zeroing that one panel instead of the whole array saves a pass over the segment's keys.
+    if (!int8 && seg->npanels > 0) {
+      const size_t last = static_cast<size_t>(seg->npanels - 1) * d * kPanel, panel = static_cast<size_t>(d) * kPanel;
+      if (bf16) {
+        std::memset(seg->keys_bf16.get() + last, 0, panel * sizeof(uint16_t));
+      } else {
+        std::memset(seg->keys_f32.get() + last, 0, panel * sizeof(float));
+      }
     }
     seg->values.resize(static_cast<size_t>(n) * dv);
     seg->groups.resize(static_cast<size_t>(n));

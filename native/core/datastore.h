@@ -35,6 +35,15 @@ std::unique_ptr<T, AlignedFree> aligned_zeroed(size_t count) {
   return std::unique_ptr<T, AlignedFree>(static_cast<T*>(p));
 }
 
+// A 64-byte aligned array of count T, uninitialised (nullptr when out of memory): for arrays the
+// caller writes in full, so no memset pass precedes the real writes.
+template <typename T>
+std::unique_ptr<T, AlignedFree> aligned_uninit(size_t count) {
+  size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
+  if (bytes == 0) bytes = 64;
+  return std::unique_ptr<T, AlignedFree>(static_cast<T*>(std::aligned_alloc(64, bytes)));
+}
+
 // Key storage: f32, bf16, or int8 codes with a per-row scale (core/int8_store.cpp).
 enum class KeyPrecision : int { kF32 = 0, kBf16 = 1, kInt8 = 2 };
 

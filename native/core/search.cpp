@@ -591,7 +591,7 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
       key_norm = std::max(key_norm, seg->key_norm_max);
       key_err = std::max(key_err, seg->shadow_err_max);
     }
-    std::vector<uint16_t> qb;
+    UninitVector<uint16_t> qb;  // written in full below
     std::vector<uint8_t> qu;
     std::vector<float> qscale;
     std::vector<double> bound(static_cast<size_t>(b));
