@@ -2,7 +2,8 @@
 // dv-dim values, and an exclusion group per row (rows of the same utterance share one).
 //
 // Rows live in immutable segments. add() builds a new segment (merging small trailing
-// ones, log-structured, so there are O(log n) segments) and swaps it in under a short
+// ones, log-structured; segments of kSettledRows and more are left alone, so there are
+// O(n / kSettledRows + log n) segments: see Datastore::add) and swaps it in under a short
 // lock; a search works on the snapshot it took when it started, so appends may run
 // while searches do.
 #pragma once

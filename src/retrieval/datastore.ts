@@ -199,6 +199,10 @@ export class Datastore {
   get fastPathStats(): { queries: number; redone: number; candidates: number } {
     return this.#native.fastPathStats;
   }
+  /** @internal Native segments holding the rows (tests: the merge policy, native/core/datastore.cpp). */
+  get _segmentCount(): number {
+    return this.#native._segmentCount;
+  }
   /** Utterance id of a row (or its row number as a string when added without ids). */
   idOf(row: number): string {
     const id = this.#ids[row];
