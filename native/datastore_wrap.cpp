@@ -7,6 +7,7 @@
 #include <string>
 
 #include "addon.h"
+#include "core/priors.h"
 #include "napi_util.h"
 #include "search_worker.h"
 
@@ -34,7 +35,7 @@ AddArgs read_add(const Napi::CallbackInfo& info, const Datastore& ds) {
 }
 
 // Arguments of search/searchSync:
-// (queries [b,d], b, k, tau, aggregate, excludeGroups [b] | null, prior [b,dv], neighbors [b,k],
+// (queries [b,d], b, k, tau, aggregate, excludeGroups [b] | null, prior [b,dv] | null, neighbors [b,k],
 //  weights [b,k], similarities [b,k], rowBegin?, rowEnd?).
 struct SearchArgs {
   int64_t b;
@@ -77,7 +78,12 @@ SearchArgs read_search(const Napi::CallbackInfo& info, const Snapshot& snap) {
   } else {
     a.exclude = env.Null();
   }
-  a.prior = f32_arg(info, 6, "prior", a.b * snap.dv);
+  // prior null: the caller wants the neighbour lists only (no blend of value rows).
+  if (info.Length() > 6 && info[6].IsNull()) {
+    a.prior = Napi::Float32Array();
+  } else {
+    a.prior = f32_arg(info, 6, "prior", a.b * snap.dv);
+  }
   a.neighbors = i32_arg(info, 7, "neighbors", a.b * k);
   a.weights = f32_arg(info, 8, "weights", a.b * k);
   a.sims = f32_arg(info, 9, "similarities", a.b * k);
@@ -102,6 +108,7 @@ Napi::Function DatastoreWrap::Init(Napi::Env env) {
                          InstanceAccessor<&DatastoreWrap::FastPathStats>("fastPathStats"),
                          InstanceMethod<&DatastoreWrap::ExportRows>("exportRows"),
                          InstanceMethod<&DatastoreWrap::ImportRows>("importRows"),
+                         InstanceMethod<&DatastoreWrap::BlendPriors>("blendPriors"),
                      });
 }
 
@@ -282,6 +289,37 @@ Napi::Value DatastoreWrap::ImportRows(const Napi::CallbackInfo& info) {
   Status st = store_->import_rows(keys.f32, keys.bf16, values.Data(), groups.Data(), m, *Addon::of(env).get_pool(), keys.i8,
                                   scales);
   if (!st.ok()) throw status_error(env, st, "keys/values");
+  return env.Undefined();
+}
+
+// blendPriors(rows [n,k], weights [n,k], values [m,dv], n, k, prior [n,dv]): the priors of n
+// queries from their neighbour lists (core/priors.h), on the calling thread and the pool. The
+// values are the caller's (any m rows of this store's dv columns), not the stored ones. Sync.
+Napi::Value DatastoreWrap::BlendPriors(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const int dv = store_->dv();
+  const int64_t n = int_arg(info, 3, "n", 0, kMaxRows);
+  const int k = static_cast<int>(int_arg(info, 4, "k", 1, kMaxRows));
+  auto rows = i32_arg(info, 0, "rows", n * k);
+  auto weights = f32_arg(info, 1, "weights", n * k);
+  if (info.Length() <= 2 || !info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+    throw type_error(env, "RAPM_TYPE", "Expected Float32Array for values");
+  }
+  auto values = info[2].As<Napi::Float32Array>();
+  if (values.ElementLength() % static_cast<size_t>(dv) != 0) {
+    throw range_error(env, "RAPM_SHAPE_MISMATCH", "Expected values of a multiple of " + std::to_string(dv) +
+                                                      " floats (rows of dv) but received " + std::to_string(values.ElementLength()));
+  }
+  const int64_t m = static_cast<int64_t>(values.ElementLength() / static_cast<size_t>(dv));
+  auto prior = f32_arg(info, 5, "prior", n * dv);
+  const int32_t* r = rows.Data();
+  for (int64_t i = 0; i < n * k; ++i) {
+    if (r[i] < 0 || r[i] >= m) {
+      throw range_error(env, "RAPM_INVALID_ARG", "Expected rows[" + std::to_string(i) + "] between 0 and " + std::to_string(m - 1) +
+                                                     " (rows of values) but received " + std::to_string(r[i]));
+    }
+  }
+  blend_priors(r, weights.Data(), values.Data(), n, k, dv, prior.Data(), *Addon::of(env).get_pool());
   return env.Undefined();
 }
 

@@ -27,6 +27,7 @@ class DatastoreWrap : public Napi::ObjectWrap<DatastoreWrap> {
   Napi::Value FastPathStats(const Napi::CallbackInfo& info);
   Napi::Value ExportRows(const Napi::CallbackInfo& info);
   Napi::Value ImportRows(const Napi::CallbackInfo& info);
+  Napi::Value BlendPriors(const Napi::CallbackInfo& info);
 
   std::shared_ptr<Datastore> store_;
 };

@@ -10,6 +10,7 @@
 
 #include "bf16.h"
 #include "int8_store.h"
+#include "uninit.h"
 
 namespace rapm {
 
@@ -56,11 +57,22 @@ Status allocate_segment(int64_t base, int64_t n, int d, int dv, bool bf16, bool 
       Status st = i8_allocate(*seg, d);
       if (!st.ok()) return st;
     } else if (bf16) {
-      seg->keys_bf16 = aligned_zeroed<uint16_t>(key_elems);
+      seg->keys_bf16 = aligned_uninit<uint16_t>(key_elems);
       if (!seg->keys_bf16) throw std::bad_alloc();
     } else {
-      seg->keys_f32 = aligned_zeroed<float>(key_elems);
+      seg->keys_f32 = aligned_uninit<float>(key_elems);
       if (!seg->keys_f32) throw std::bad_alloc();
+    }
+    // Every lane of a row < n is written by the caller (copied or added rows); only the last
+    // panel's lanes past n stay padding, which must be zero (norms, shadows and scans read it).
+    // Zeroing that one panel instead of the whole array saves a pass over the segment's keys.
+    if (!int8 && seg->npanels > 0) {
+      const size_t last = static_cast<size_t>(seg->npanels - 1) * d * kPanel, panel = static_cast<size_t>(d) * kPanel;
+      if (bf16) {
+        std::memset(seg->keys_bf16.get() + last, 0, panel * sizeof(uint16_t));
+      } else {
+        std::memset(seg->keys_f32.get() + last, 0, panel * sizeof(float));
+      }
     }
     seg->values.resize(static_cast<size_t>(n) * dv);
     seg->groups.resize(static_cast<size_t>(n));
@@ -167,25 +179,15 @@ Status Datastore::add(const float* keys, const float* values, const int32_t* gro
                       ThreadPool& pool) {
   if (m <= 0) return Status::Ok();
   std::lock_guard<std::mutex> add_lock(add_mu_);
-  // Normalise (and validate) first: on error nothing changes.
-  std::vector<float> normed;
-  try {
-    normed.resize(static_cast<size_t>(m) * d_);
-  } catch (const std::bad_alloc&) {
-    return Status::Error(StatusCode::kOutOfMemory, "out of memory normalising keys");
-  }
-  Status st = normalize_rows(keys, normed.data(), m, d_, pool);
-  if (!st.ok()) {
-    st.subject = "keys";
-    return st;
-  }
-  for (int64_t r = 0; r < m * dv_; ++r) {
-    if (!std::isfinite(values[r])) {
-      return Status::Error(StatusCode::kNonFinite, "row contains NaN or Infinity", r / dv_, "values");
-    }
-  }
 
-  // Log-structured merge: fold trailing segments no larger than what is being added.
+  // Log-structured merge: fold trailing segments no larger than what is being added, except
+  // settled ones (>= kSettledRows). A segment that size costs a search nothing measurable as a
+  // segment of its own (a scan call and a query packing per segment, next to its rows' dot
+  // products), while folding it copies every one of its rows into fresh memory at each
+  // doubling: with equal chunks each row was copied log2(n / chunk) times, and fresh pages
+  // (page faults, zeroing) dominated add(). Small appends still merge into segments of at
+  // least kSettledRows / 2 rows, so there are at most O(n / kSettledRows + log n) segments.
+  constexpr int64_t kSettledRows = 16384;
   std::vector<std::shared_ptr<const Segment>> segs;
   int64_t n_old;
   {
@@ -195,38 +197,63 @@ Status Datastore::add(const float* keys, const float* values, const int32_t* gro
   }
   size_t keep = segs.size();
   int64_t merged_rows = m;
-  while (keep > 0 && segs[keep - 1]->n <= merged_rows) {
+  while (keep > 0 && segs[keep - 1]->n <= merged_rows && segs[keep - 1]->n < kSettledRows) {
     merged_rows += segs[keep - 1]->n;
     --keep;
   }
   std::shared_ptr<Segment> seg;
-  st = allocate_segment(n_old + m - merged_rows, merged_rows, d_, dv_, bf16_, int8_, &seg);
+  Status st = allocate_segment(n_old + m - merged_rows, merged_rows, d_, dv_, bf16_, int8_, &seg);
   if (!st.ok()) return st;
   int64_t at = 0;
   for (size_t s = keep; s < segs.size(); ++s) {
     copy_segment_rows(*segs[s], *seg, at, d_, dv_, int8_);
     at += segs[s]->n;
   }
-  // New rows into panel layout, in parallel over panels' worth of rows.
+  // New rows: normalised (and validated) block by block through one reused buffer, straight
+  // into panel layout. The segment is published only at the end: on error nothing changes.
   const int64_t first = at;
-  const int64_t tasks = (m + 1023) / 1024;
   Segment* dst = seg.get();
   const int d = d_;
-  if (int8_) i8_quantize_rows(normed.data(), m, d, *dst, first, pool);
-  pool.parallel_for(int8_ ? 0 : tasks, [&](int64_t t) {
-    const int64_t r1 = std::min(m, (t + 1) * 1024);
-    for (int64_t r = t * 1024; r < r1; ++r) {
-      const float* x = normed.data() + r * d;
-      for (int p = 0; p < d; ++p) {
-        const size_t o = panel_offset(first + r, p, d);
-        if (dst->keys_bf16) {
-          dst->keys_bf16.get()[o] = to_bf16(x[p]);
-        } else {
-          dst->keys_f32.get()[o] = x[p];
+  constexpr int64_t kBlockRows = 2048;
+  UninitVector<float> normed;  // written in full by normalize_rows
+  try {
+    normed.resize(static_cast<size_t>(std::min(m, kBlockRows)) * d);
+  } catch (const std::bad_alloc&) {
+    return Status::Error(StatusCode::kOutOfMemory, "out of memory normalising keys");
+  }
+  for (int64_t b0 = 0; b0 < m; b0 += kBlockRows) {
+    const int64_t rows = std::min(kBlockRows, m - b0);
+    st = normalize_rows(keys + b0 * d, normed.data(), rows, d, pool);
+    if (!st.ok()) {
+      st.subject = "keys";
+      if (st.row >= 0) st.row += b0;
+      return st;
+    }
+    if (int8_) {
+      i8_quantize_rows(normed.data(), rows, d, *dst, first + b0, pool);
+      continue;
+    }
+    const int64_t tasks = (rows + 255) / 256;
+    pool.parallel_for(tasks, [&](int64_t t) {
+      const int64_t r1 = std::min(rows, (t + 1) * 256);
+      for (int64_t r = t * 256; r < r1; ++r) {
+        const float* x = normed.data() + r * d;
+        for (int p = 0; p < d; ++p) {
+          const size_t o = panel_offset(first + b0 + r, p, d);
+          if (dst->keys_bf16) {
+            dst->keys_bf16.get()[o] = to_bf16(x[p]);
+          } else {
+            dst->keys_f32.get()[o] = x[p];
+          }
         }
       }
+    });
+  }
+  for (int64_t r = 0; r < m * dv_; ++r) {
+    if (!std::isfinite(values[r])) {
+      return Status::Error(StatusCode::kNonFinite, "row contains NaN or Infinity", r / dv_, "values");
     }
-  });
+  }
   std::copy(values, values + m * dv_, seg->values.begin() + first * dv_);
   std::copy(groups, groups + m, seg->groups.begin() + first);
   if (int8_) {

@@ -2,7 +2,8 @@
 // dv-dim values, and an exclusion group per row (rows of the same utterance share one).
 //
 // Rows live in immutable segments. add() builds a new segment (merging small trailing
-// ones, log-structured, so there are O(log n) segments) and swaps it in under a short
+// ones, log-structured; segments of kSettledRows and more are left alone, so there are
+// O(n / kSettledRows + log n) segments: see Datastore::add) and swaps it in under a short
 // lock; a search works on the snapshot it took when it started, so appends may run
 // while searches do.
 #pragma once
@@ -33,6 +34,15 @@ std::unique_ptr<T, AlignedFree> aligned_zeroed(size_t count) {
   if (p == nullptr) return nullptr;
   std::memset(p, 0, bytes);
   return std::unique_ptr<T, AlignedFree>(static_cast<T*>(p));
+}
+
+// A 64-byte aligned array of count T, uninitialised (nullptr when out of memory): for arrays the
+// caller writes in full, so no memset pass precedes the real writes.
+template <typename T>
+std::unique_ptr<T, AlignedFree> aligned_uninit(size_t count) {
+  size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
+  if (bytes == 0) bytes = 64;
+  return std::unique_ptr<T, AlignedFree>(static_cast<T*>(std::aligned_alloc(64, bytes)));
 }
 
 // Key storage: f32, bf16, or int8 codes with a per-row scale (core/int8_store.cpp).
@@ -90,7 +100,7 @@ struct SearchParams {
 };
 
 struct SearchOutputs {
-  float* prior;         // [b, dv]
+  float* prior;         // [b, dv], or null: no blend (the neighbour lists only)
   int32_t* neighbors;   // [b, k]
   float* weights;       // [b, k]
   float* similarities;  // [b, k]

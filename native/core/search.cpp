@@ -591,7 +591,7 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
       key_norm = std::max(key_norm, seg->key_norm_max);
       key_err = std::max(key_err, seg->shadow_err_max);
     }
-    std::vector<uint16_t> qb;
+    UninitVector<uint16_t> qb;  // written in full below
     std::vector<uint8_t> qu;
     std::vector<float> qscale;
     std::vector<double> bound(static_cast<size_t>(b));
@@ -726,9 +726,10 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
   pool.parallel_for(ftasks, [&](int64_t t) {
     std::vector<const float*> vrows(static_cast<size_t>(k));
     const int64_t qb = b * t / ftasks, qe = b * (t + 1) / ftasks;
-    if (qb < qe) prefetch_rows(qb);
+    const bool blend = out.prior != nullptr;  // null: neighbour lists only (no value rows read)
+    if (blend && qb < qe) prefetch_rows(qb);
     for (int64_t q = qb; q < qe; ++q) {
-      if (q + 1 < qe) prefetch_rows(q + 1);
+      if (blend && q + 1 < qe) prefetch_rows(q + 1);
       const TopKEntry* e = best.data() + q * k;
       float* w = out.weights + q * k;
       float* s = out.similarities + q * k;
@@ -738,6 +739,7 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
         nb[i] = topk_id(e[i]);
       }
       aggregate_weights(s, k, params.tau, params.aggregate, w);
+      if (!blend) continue;
       for (int i = 0; i < k; ++i) {
         vrows[i] = value_row(nb[i]);
       }

@@ -15,7 +15,7 @@ export interface NativeDatastore {
     tau: number,
     aggregate: number,
     excludeGroups: Int32Array | null, // [b]
-    prior: Float32Array, // [b, dv]
+    prior: Float32Array | null, // [b, dv]; null: no blend (neighbours, weights and similarities only)
     neighbors: Int32Array, // [b, k]
     weights: Float32Array, // [b, k]
     similarities: Float32Array, // [b, k]
@@ -51,6 +51,12 @@ export interface NativeDatastore {
   exportRows(rowBegin: number, rowEnd: number, keysOut: Float32Array | Uint16Array | Int8Array | null, valuesOut: Float32Array | null, groupsOut: Int32Array | null, scalesOut?: Float32Array | null): void;
   /** Append rows already in stored form (normalised keys, as exportRows wrote them; int8: codes + scales [m]), without re-normalising. */
   importRows(keys: Float32Array | Uint16Array | Int8Array, values: Float32Array, groups: Int32Array, m: number, scales?: Float32Array): void;
+  /**
+   * Priors of n queries from their neighbour lists (native/core/priors.h): prior [n, dv] = the
+   * rows [n, k] of values [*, dv] blended by weights [n, k], each step f32(prior + w * v) in
+   * double, bit for bit IncrementalPriors' TypeScript loop. Sync, on the calling thread and the pool.
+   */
+  blendPriors(rows: Int32Array, weights: Float32Array, values: Float32Array, n: number, k: number, prior: Float32Array): void;
 }
 
 export interface NativeBinding {

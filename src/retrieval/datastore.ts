@@ -91,6 +91,9 @@ interface Prepared {
   out: SearchResult;
 }
 
+/** A search's neighbour lists without the blended prior (Datastore._searchNeighbors). */
+export type NeighborResult = Omit<SearchResult, 'prior'>;
+
 /** Keys in stored form: f32, bf16 bit patterns, or int8 codes (with a separate Float32Array of per-row scales). */
 export type StoredKeys = Float32Array | Uint16Array | Int8Array;
 
@@ -195,6 +198,10 @@ export class Datastore {
    */
   get fastPathStats(): { queries: number; redone: number; candidates: number } {
     return this.#native.fastPathStats;
+  }
+  /** @internal Native segments holding the rows (tests: the merge policy, native/core/datastore.cpp). */
+  get _segmentCount(): number {
+    return this.#native._segmentCount;
   }
   /** Utterance id of a row (or its row number as a string when added without ids). */
   idOf(row: number): string {
@@ -315,7 +322,7 @@ export class Datastore {
     this.#commitIds(p.m, ids, false);
   }
 
-  #prepareSearch(queries: Float32Array, options: SearchOptions | undefined): Prepared {
+  #prepareSearch(queries: Float32Array, options: SearchOptions | undefined, withPrior = true): Prepared {
     const opts = resolveSearchOptions(options);
     const b = checkMatrix('queries', queries, this.keyDim);
     const n = this.size;
@@ -392,7 +399,7 @@ export class Datastore {
       out: {
         b,
         k,
-        prior: new Float32Array(b * this.dv),
+        prior: new Float32Array(withPrior ? b * this.dv : 0),
         neighbors: new Int32Array(b * k),
         weights: new Float32Array(b * k),
         similarities: new Float32Array(b * k),
@@ -415,6 +422,24 @@ export class Datastore {
       throw nativeError(e, stack);
     }
     return out;
+  }
+
+  /**
+   * @internal search() without the prior: the neighbours, their similarities and weights (the
+   * same as search()'s), with no blend of value rows (IncrementalPriors blends its merged lists
+   * itself, so the per-search prior would be discarded).
+   */
+  async _searchNeighbors(queries: Float32Array, options?: SearchOptions): Promise<NeighborResult> {
+    const stack = new Error().stack;
+    const p = this.#prepareSearch(queries, options, false);
+    const { out } = p;
+    try {
+      await this.#native.search(p.queries, p.b, out.k, p.opts.tau, AGGREGATE_CODE[p.opts.aggregate], p.exclude, null, out.neighbors, out.weights, out.similarities, p.range[0], p.range[1]);
+    } catch (e) {
+      throw nativeError(e, stack);
+    }
+    const { prior: _prior, ...rest } = out;
+    return rest;
   }
 
   /** search(), on the calling thread. For small inputs and tests. */
@@ -451,6 +476,18 @@ export class Datastore {
     if (end > this.size) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected rows within the ${this.size} committed rows but received [${begin}, ${end})`);
     try {
       this.#native.exportRows(begin, end, keys, values, groups, scales);
+    } catch (e) {
+      throw nativeError(e, new Error().stack);
+    }
+  }
+
+  /**
+   * @internal For IncrementalPriors: prior [n, dv] from neighbour rows [n, k] of `values` [*, dv]
+   * and their weights [n, k] (NativeDatastore.blendPriors; rows are checked natively).
+   */
+  _blendPriors(rows: Int32Array, weights: Float32Array, values: Float32Array, n: number, k: number, prior: Float32Array): void {
+    try {
+      this.#native.blendPriors(rows, weights, values, n, k, prior);
     } catch (e) {
       throw nativeError(e, new Error().stack);
     }

@@ -1,6 +1,6 @@
 import { RapmRangeError } from '../errors.js';
-import { checkMatrix } from '../validate.js';
-import type { Datastore, SearchResult } from './datastore.js';
+import { checkInteger, checkMatrix } from '../validate.js';
+import type { Datastore, NeighborResult } from './datastore.js';
 import { aggregateWeights } from './aggregate.js';
 import type { Aggregate } from './search-options.js';
 
@@ -10,7 +10,14 @@ export interface PriorOptions {
   aggregate: Aggregate;
   /** Leave-one-out: exclude each query's own utterance (all its copies). Default true. */
   leaveOneOut?: boolean;
+  /**
+   * Queries per native search call (the answers do not depend on it). Default SEARCH_BLOCK_ROWS.
+   */
+  blockRows?: number;
 }
+
+/** Queries per native search call of IncrementalPriors.update (see PriorOptions.blockRows). */
+export const SEARCH_BLOCK_ROWS = 8192;
 
 /**
  * Retrieval priors for a fixed set of queries that are themselves rows of a growing
@@ -28,6 +35,7 @@ export class IncrementalPriors {
   readonly tau: number;
   readonly aggregate: Aggregate;
   readonly leaveOneOut: boolean;
+  readonly blockRows: number;
   readonly dv: number;
   #n = 0; // queries tracked
   #covered = 0; // datastore rows already searched for the tracked queries
@@ -41,6 +49,7 @@ export class IncrementalPriors {
     this.tau = options.tau;
     this.aggregate = options.aggregate;
     this.leaveOneOut = options.leaveOneOut ?? true;
+    this.blockRows = options.blockRows === undefined ? SEARCH_BLOCK_ROWS : checkInteger('blockRows', options.blockRows, 1);
     this.dv = ds.dv;
   }
 
@@ -59,26 +68,32 @@ export class IncrementalPriors {
     const k = this.k;
     const total = (this.#covered < n ? this.#n : 0) + (newQueries?.ids.length ?? 0);
     let done = 0;
-    const blockRows = 8192;
+    const blockRows = this.blockRows;
     if (this.#covered < n && this.#n > 0) {
-      // Old queries x new rows only, then merge.
+      // Old queries x new rows only, then merge. Each block's merge (JS) runs while the next
+      // block's search runs natively.
+      const blocks: { q0: number; en: Float32Array }[] = [];
       let q0 = 0;
       for (const block of this.#queries) {
         const m = block.length / ds.keyDim;
-        for (let s = 0; s < m; s += blockRows) {
-          const e = Math.min(m, s + blockRows);
-          const r = await ds.search(block.subarray(s * ds.keyDim, e * ds.keyDim), {
-            k: Math.min(k, n - this.#covered),
-            tau: this.tau,
-            aggregate: this.aggregate,
-            rowRange: [this.#covered, n],
-            ...(this.leaveOneOut ? { excludeIds: this.#ids.slice(q0 + s, q0 + e) } : {}),
-          });
-          this.#merge(q0 + s, r);
-          done += e - s;
-          onProgress?.(done, total);
-        }
+        for (let s = 0; s < m; s += blockRows) blocks.push({ q0: q0 + s, en: block.subarray(s * ds.keyDim, Math.min(m, s + blockRows) * ds.keyDim) });
         q0 += m;
+      }
+      const search = (b: { q0: number; en: Float32Array }) =>
+        ds._searchNeighbors(b.en, {
+          k: Math.min(k, n - this.#covered),
+          tau: this.tau,
+          aggregate: this.aggregate,
+          rowRange: [this.#covered, n],
+          ...(this.leaveOneOut ? { excludeIds: this.#ids.slice(b.q0, b.q0 + b.en.length / ds.keyDim) } : {}),
+        });
+      let pending = search(blocks[0]!);
+      for (let i = 0; i < blocks.length; i++) {
+        const r = await pending;
+        if (i + 1 < blocks.length) pending = search(blocks[i + 1]!);
+        this.#merge(blocks[i]!.q0, r);
+        done += r.b;
+        onProgress?.(done, total);
       }
     }
     this.#covered = n;
@@ -90,7 +105,7 @@ export class IncrementalPriors {
       rows.set(this.#rows);
       for (let s = 0; s < m; s += blockRows) {
         const e = Math.min(m, s + blockRows);
-        const r = await ds.search(newQueries.en.subarray(s * ds.keyDim, e * ds.keyDim), {
+        const r = await ds._searchNeighbors(newQueries.en.subarray(s * ds.keyDim, e * ds.keyDim), {
           k,
           tau: this.tau,
           aggregate: this.aggregate,
@@ -110,7 +125,7 @@ export class IncrementalPriors {
   }
 
   /** Merge a search over new rows (k' <= k per query) into the kept lists of queries q0.. */
-  #merge(q0: number, r: SearchResult): void {
+  #merge(q0: number, r: NeighborResult): void {
     const k = this.k, kn = r.k;
     const vs = new Float32Array(k), rs = new Int32Array(k);
     for (let i = 0; i < r.b; i++) {
@@ -143,18 +158,16 @@ export class IncrementalPriors {
     if (values.length < this.#covered * dv) {
       throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected values for at least ${this.#covered} rows (${this.#covered * dv} floats) but received ${values.length}`);
     }
-    const prior = new Float32Array(this.#n * dv);
     const weights = new Float32Array(this.#n * k);
     for (let i = 0; i < this.#n; i++) {
-      const w = weights.subarray(i * k, i * k + k);
-      aggregateWeights(this.#sims.subarray(i * k, i * k + k), this.tau, this.aggregate, w);
-      for (let j = 0; j < k; j++) {
-        const wj = w[j]!;
-        if (wj === 0) continue;
-        const row = this.#rows[i * k + j]!;
-        for (let c = 0; c < dv; c++) prior[i * dv + c] = prior[i * dv + c]! + wj * values[row * dv + c]!;
-      }
+      aggregateWeights(this.#sims.subarray(i * k, i * k + k), this.tau, this.aggregate, weights.subarray(i * k, i * k + k));
     }
+    // The n x k x dv blend runs natively on every thread, with this loop's arithmetic (each step
+    // f32(double(prior) + double(w) * double(v)), neighbours in order, zero weights skipped), so
+    // the priors are the same bits as blendPriorsReference's (test/retrieval/priors.test.ts):
+    //   for (j < k) { if (w[j] === 0) continue; for (c < dv) prior[i, c] = prior[i, c] + w[j] * values[row[j], c]; }
+    const prior = new Float32Array(this.#n * dv);
+    this.ds._blendPriors(this.#rows, weights, values.subarray(0, this.#covered * dv), this.#n, k, prior);
     return { prior, neighbors: this.#rows.slice(), weights };
   }
 }

@@ -89,6 +89,41 @@ describe('Datastore: construction and add', () => {
     expect(ds.size).toBe(10);
   });
 
+  it('a bad key past the first normalisation block (2048 rows) is named by its own row, and nothing is added', () => {
+    const dd = 4, m = 5000;
+    const ds = new Datastore({ keyDim: dd, valueDim: 1 });
+    ds.addSync(randn(40 * dd, 1), randn(40, 2));
+    const keys = randn(m * dd, 3), values = randn(m, 4);
+    keys[4100 * dd + 1] = Number.NaN;
+    const e = thrown(() => ds.addSync(keys, values));
+    expect([e.code, e.row]).toEqual(['RAPM_NON_FINITE', 4100]);
+    keys[4100 * dd + 1] = 0.5;
+    keys.fill(0, 2048 * dd, 2049 * dd);
+    expect([thrown(() => ds.addSync(keys, values)).row, ds.size]).toEqual([2048, 40]);
+    keys[2048 * dd] = 1;
+    ds.addSync(keys, values);
+    expect(ds.size).toBe(40 + m);
+  });
+
+  it('segments of 16384 rows and more are not merged again; answers do not depend on the segments', () => {
+    const dd = 8, dvv = 2, chunk = 17000;
+    const keys = randn(3 * chunk * dd, 5), values = randn(3 * chunk * dvv, 6);
+    const oneGo = new Datastore({ keyDim: dd, valueDim: dvv });
+    oneGo.addSync(keys, values);
+    const chunked = new Datastore({ keyDim: dd, valueDim: dvv });
+    // A small first segment merges into the first big chunk; the big chunks then stay apart.
+    const cuts = [0, 100, chunk, 2 * chunk, 3 * chunk];
+    for (let c = 0; c + 1 < cuts.length; c++) chunked.addSync(keys.subarray(cuts[c]! * dd, cuts[c + 1]! * dd), values.subarray(cuts[c]! * dvv, cuts[c + 1]! * dvv));
+    expect([oneGo._segmentCount, chunked._segmentCount]).toEqual([1, 3]);
+    const q = randn(50 * dd, 7);
+    for (const opts of [{ k: 7 }, { k: 5, rowRange: [chunk - 30, 2 * chunk + 30] as [number, number] }]) {
+      const a = oneGo.searchSync(q, opts), b = chunked.searchSync(q, opts);
+      expect(Array.from(b.neighbors)).toEqual(Array.from(a.neighbors));
+      expect(Array.from(b.similarities)).toEqual(Array.from(a.similarities));
+      expect(Array.from(b.prior)).toEqual(Array.from(a.prior));
+    }
+  });
+
   it('async add rejects the same way and leaves earlier rows intact', async () => {
     const { ds } = filled(40);
     const keys = randn(5 * d, 9);

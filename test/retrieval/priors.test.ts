@@ -28,6 +28,30 @@ describe('IncrementalPriors', () => {
     }
   });
 
+  it('equal answers whatever the search block size (several blocks per update: merges overlap the next search)', async () => {
+    const n = 700;
+    const keys = randn(n * d, 21), values = randn(n * dv, 22);
+    const ids = Array.from({ length: n }, (_, i) => `u${i % 650}`);
+    const ds = new Datastore({ keyDim: d, valueDim: dv });
+    const runs = [1000, 64, 37].map((blockRows) => new IncrementalPriors(ds, { k, tau: 0.05, aggregate: 'softmax', blockRows }));
+    const cuts = [0, 150, 300, 420, 700];
+    for (let c = 0; c + 1 < cuts.length; c++) {
+      const [s, e] = [cuts[c]!, cuts[c + 1]!];
+      await ds.add(keys.subarray(s * d, e * d), values.subarray(s * dv, e * dv), ids.slice(s, e));
+      const got = [];
+      for (const inc of runs) {
+        await inc.update({ en: keys.subarray(s * d, e * d), ids: ids.slice(s, e) });
+        got.push(inc.priors(values));
+      }
+      const want = ds.searchSync(keys.subarray(0, e * d), { k, tau: 0.05, excludeIds: ids.slice(0, e) });
+      for (const g of got) {
+        expect(Array.from(g.neighbors)).toEqual(Array.from(want.neighbors));
+        expect(Array.from(g.prior)).toEqual(Array.from(got[0]!.prior));
+      }
+    }
+    expect(() => new IncrementalPriors(ds, { k, tau: 0.05, aggregate: 'softmax', blockRows: 0 })).toThrow(/blockRows/);
+  });
+
   it('leaky mode finds each query itself first', async () => {
     const n = 50, keys = randn(n * d, 3), values = randn(n * dv, 4);
     const ids = Array.from({ length: n }, (_, i) => `x${i}`);
