@@ -152,6 +152,11 @@ int batch_ld(int cols) {
   return ld % 512 == 0 ? ld + 16 : ld;
 }
 int ceil_div(int64_t v, int64_t m) { return static_cast<int>((v + m - 1) / m); }
+// Every 64-byte line of p[0, n).
+inline void prefetch_floats(const float* p, int n) {
+  for (int o = 0; o < n; o += 16) __builtin_prefetch(p + o);
+  __builtin_prefetch(p + n - 1);
+}
 
 // 64-byte aligned, zero-initialised floats.
 class AlignedFloats {
@@ -491,6 +496,8 @@ Status mlp_train_epoch(const MlpShape& s, const MlpKernels& k, ThreadPool& pool,
     MlpBatch b{e.en, e.prior, e.target, M};
     b.rows = e.order + s0;
     b.en_dim = e.en_dim;
+    b.next_rows = e.order + s0 + M;
+    b.next_n = static_cast<int>(std::min<int64_t>(e.batch, e.n_order - s0 - M));
     if (Status st = check_batch(s, b); !st.ok()) return st;
     double loss = 0;
     if (Status st = run_train_step(ws.get(), s, k, pool, params, adam_m, adam_v, nullptr, b, a, &loss); !st.ok()) return st;
@@ -589,12 +596,15 @@ Status run_train_step(TrainWorkspace* ws, const MlpShape& s, const MlpKernels& k
           const uint32_t key = dropout_key(args.seed, step32, static_cast<uint32_t>(l));
           uint32_t rowh[kMlpColBlock];
           for (int m = m0; m < m1; ++m) rowh[m - m0] = dropout_row(key, static_cast<uint32_t>(m));
+          // Branch-free over the block's 16 columns (the hash is computed for padding columns
+          // too, then masked), so that the compiler vectorises it: scalar, it cost more than
+          // the whole LayerNorm + GELU epilogue.
+          float keep[kMlpColBlock];
+          for (int j = 0; j < kMlpColBlock; ++j) keep[j] = m0 + j < M ? keep_scale : 0.0f;
           for (int f = 0; f < ly.out; ++f) {
-            float* mrow = b.mask + static_cast<int64_t>(f) * mp;
+            float* mrow = b.mask + static_cast<int64_t>(f) * mp + m0;
             const uint32_t col = static_cast<uint32_t>(f);
-            for (int m = m0; m < m1; ++m) {
-              mrow[m] = m < M && mix32(rowh[m - m0] ^ col) >= thr ? keep_scale : 0.0f;
-            }
+            for (int j = 0; j < kMlpColBlock; ++j) mrow[j] = mix32(rowh[j] ^ col) >= thr ? keep[j] : 0.0f;
           }
         }
         HiddenFwdArgs a{};
@@ -665,6 +675,16 @@ Status run_train_step(TrainWorkspace* ws, const MlpShape& s, const MlpKernels& k
           if (l > 0) {  // input gradient first: it reads W before the update below
             k.gemm_bcast(params + ly.w + k0, 1, ly.in, b.dz, ly.out, mp, nullptr,
                          ws->lb[l - 1].da + static_cast<int64_t>(k0) * mp, k1 - k0);
+          }
+          if (l == 0 && in.next_n > 0) {
+            // The first layer's chunks end the step: each prefetches its share of the next
+            // minibatch's source rows, late enough that the step's own traffic leaves them cached.
+            for (int m = c * in.next_n / nk, m_end = (c + 1) * in.next_n / nk; m < m_end; ++m) {
+              const int64_t r = in.next_rows[m];
+              prefetch_floats(in.x + r * br.head, br.head);
+              if (in.residual) prefetch_floats(in.residual + r * D, D);
+              prefetch_floats(in.target + r * D, D);
+            }
           }
           const float* ain = l == 0 ? ws->xb : ws->lb[l - 1].ab;
           const int lda = l == 0 ? ws->ldx : ws->lb[l - 1].lda;

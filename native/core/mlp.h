@@ -63,6 +63,10 @@ struct MlpBatch {
   // being the rest: en_dim + out_dim == input_dim), residual and target [*, out_dim].
   const int32_t* rows = nullptr;
   int en_dim = 0;
+  // Optional (gathered form): the rows of the minibatch that follows, prefetched while this one
+  // trains (they are read first by the next step's checks, a cache miss per line otherwise).
+  const int32_t* next_rows = nullptr;
+  int next_n = 0;
 };
 
 struct MlpTrainArgs {

@@ -20,6 +20,7 @@ struct V {
   static constexpr int kBcastVecs = 2, kBcastRows = 6, kBcastRows1 = 6;
   // gemm_wgrad: 4 rows x 24 columns = 12 ymm accumulators.
   static constexpr int kWgVecs = 3, kWgRows = 4;
+  static constexpr int kWgQueueRows = 0;  // AdamW right after each tile (no queued updates)
   static __m256i lanes(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
   }

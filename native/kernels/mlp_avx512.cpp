@@ -20,6 +20,8 @@ struct V {
   static constexpr int kBcastVecs = 2, kBcastRows = 12, kBcastRows1 = 24;
   // gemm_wgrad: 6 rows x 64 columns = 24 zmm accumulators.
   static constexpr int kWgVecs = 4, kWgRows = 6;
+  // AdamW tiles: 5 rows x 64 columns (20 accumulators), leaving registers for the queued update.
+  static constexpr int kWgQueueRows = 5;
   static __mmask16 lanes(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
   static R zero() { return _mm512_setzero_ps(); }
   static R set1(float x) { return _mm512_set1_ps(x); }

@@ -21,6 +21,7 @@ struct V {
   static constexpr int kBcastVecs = 4, kBcastRows = 6, kBcastRows1 = 6;
   // gemm_wgrad: 4 rows x 16 columns = 16 accumulators.
   static constexpr int kWgVecs = 4, kWgRows = 4;
+  static constexpr int kWgQueueRows = 0;  // AdamW right after each tile (no queued updates)
   static R zero() { return vdupq_n_f32(0.0f); }
   static R set1(float x) { return vdupq_n_f32(x); }
   static R load(const float* p) { return vld1q_f32(p); }

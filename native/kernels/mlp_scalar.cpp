@@ -18,6 +18,7 @@ struct V {
   static constexpr bool kExactMath = true;
   static constexpr int kBcastVecs = 16, kBcastRows = 2, kBcastRows1 = 2;
   static constexpr int kWgVecs = 16, kWgRows = 2;
+  static constexpr int kWgQueueRows = 0;  // AdamW right after each tile (no queued updates)
   static R zero() { return 0.0f; }
   static R set1(float x) { return x; }
   static R load(const float* p) { return *p; }

@@ -235,8 +235,16 @@ describe('native forward', () => {
 });
 
 describe('native train step (AdamW)', () => {
-  it('equals torch-style AdamW (float64) applied to the native gradient, on every level', () => {
-    const layout = paramLayout(CONFIGS[0]![1]);
+  // The small net has only partial weight-gradient tiles; the wide one (first layer 137 inputs x
+  // 23 outputs) also has full ones, whose AdamW updates the AVX-512 kernels run inside the next
+  // tile's loop, plus a row tail and a column tail. Batch 13 is fewer minibatch rows than a
+  // tile's queued updates (the rest run after the loop), 33 more.
+  it.each([
+    ['small', CONFIGS[0]![1], 13],
+    ['wide, batch 13', fusionSpec({ enDim: 130, outDim: 7, hidden: [23, 9] }), 13],
+    ['wide, batch 33', fusionSpec({ enDim: 130, outDim: 7, hidden: [23, 9] }), 33],
+  ] as const)('equals torch-style AdamW (float64) applied to the native gradient, on every level (%s)', (_name, spec, bs) => {
+    const layout = paramLayout(spec);
     for (const level of simdLevels()) {
       setSimdLevel(level);
       const params = randomParams(layout, 3);
@@ -244,7 +252,7 @@ describe('native train step (AdamW)', () => {
       const p64 = Float64Array.from(params), m64 = new Float64Array(layout.size), v64 = new Float64Array(layout.size);
       const lr = 1e-2, wd = 0.05;
       for (let step = 1; step <= 3; step++) {
-        const { x, residual, target } = batch(layout, 13, 50 + step);
+        const { x, residual, target } = batch(layout, bs, 50 + step);
         const opts = { dropout: 0.2, dropoutSeed: 77, step };
         const { grad, loss } = nativeGradient(layout, params, x, residual, target, opts);
         const l2 = nativeTrainStep(layout, params, m, v, x, residual, target, { ...opts, lr, weightDecay: wd });
