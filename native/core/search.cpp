@@ -715,20 +715,53 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
       proven[q] = !fp.overflow[q] && fk - last <= margins[q] && margins[q] > 2 * bound[q];
       redo += !proven[q];
     }
+    // Exact re-rank in two rounds (the second skips candidates that cannot be among the K
+    // best). Round 1: per proven query the candidates with f >= f_K (its K best by first pass,
+    // ties included: at least K). Their K-th best exact similarity s_q is at most the exact
+    // K-th best over all rows (the K-th best of a subset). Round 2: the other candidates with
+    // f + E_q >= s_q. A candidate left out has exact similarity <= f + E_q < s_q, strictly
+    // below the exact K-th best: neither among the K best nor tied with the K-th. (f + E_q is
+    // summed in double; its rounding error, about 2^-53 N_q N_k at most, is far inside the
+    // 1e-6 relative inflation of E_q >= gamma(d + 1) N_q N_k.) So the K best of the
+    // re-ranked candidates are the K best of all rows. The first-pass error is mostly far
+    // below its bound E_q, so s_q is about f_K and round 2 skips roughly the lower half of
+    // the margin band [f_K - 2 E_q, f_K).
     std::vector<float> exact(fp.cand.size(), 0.0f);
     std::vector<char> pick(fp.cand.size(), 0);
-    for (int64_t q = 0; q < b; ++q)
-      if (proven[q]) std::fill(pick.begin() + fp.start[q], pick.begin() + fp.start[q + 1], 1);
+    for (int64_t q = 0; q < b; ++q) {
+      if (!proven[q]) continue;
+      for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) pick[i] = topk_value(fp.cand[i]) >= fp.kth[q];
+    }
     rerank(snap, kern, pool, qn.data(), b, fp, pick, exact);
-    best.assign(static_cast<size_t>(b) * k, 0);
-    nbest.assign(static_cast<size_t>(b), k);
-    pool.parallel_for(std::min<int64_t>(b, 64), [&](int64_t t) {
-      const int64_t nt = std::min<int64_t>(b, 64);
-      std::vector<TopKEntry> e;
-      for (int64_t q = b * t / nt; q < b * (t + 1) / nt; ++q) {
+    const int64_t ftasks = std::min<int64_t>(b, 64);
+    pool.parallel_for(ftasks, [&](int64_t t) {
+      std::vector<float> e;
+      for (int64_t q = b * t / ftasks; q < b * (t + 1) / ftasks; ++q) {
         if (!proven[q]) continue;
         e.clear();
-        for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) e.push_back(topk_pack(exact[i], topk_id(fp.cand[i])));
+        for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i)
+          if (pick[i]) e.push_back(exact[i]);
+        double s_q = -std::numeric_limits<double>::infinity();  // (fewer than k: skip none)
+        if (static_cast<int64_t>(e.size()) >= k) {
+          std::nth_element(e.begin(), e.begin() + (k - 1), e.end(), std::greater<float>());
+          s_q = e[k - 1];
+        }
+        for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i)
+          pick[i] = !pick[i] && static_cast<double>(topk_value(fp.cand[i])) + bound[q] >= s_q ? 2 : pick[i] ? 1 : 0;
+      }
+    });
+    std::vector<char> pick2(pick.size());
+    for (size_t i = 0; i < pick.size(); ++i) pick2[i] = pick[i] == 2;
+    rerank(snap, kern, pool, qn.data(), b, fp, pick2, exact);
+    best.assign(static_cast<size_t>(b) * k, 0);
+    nbest.assign(static_cast<size_t>(b), k);
+    pool.parallel_for(ftasks, [&](int64_t t) {
+      std::vector<TopKEntry> e;
+      for (int64_t q = b * t / ftasks; q < b * (t + 1) / ftasks; ++q) {
+        if (!proven[q]) continue;
+        e.clear();
+        for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i)
+          if (pick[i]) e.push_back(topk_pack(exact[i], topk_id(fp.cand[i])));
         std::partial_sort(e.begin(), e.begin() + k, e.end(), std::greater<TopKEntry>());
         std::copy(e.begin(), e.begin() + k, best.begin() + q * k);
       }
