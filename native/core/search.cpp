@@ -19,7 +19,8 @@
 //     bf16 for a bf16 store) by the level's dot_panel (kernels.h: the exact scan's own
 //     per-lane FMA chain, queries read in place) or, on levels without one, by its scan;
 //     candidates are bucketed by key panel and each panel is dotted once with every query
-//     holding a candidate there. The values are bit for bit the exact scan's; the K best by
+//     holding a candidate there (with only the half of the panel its candidates sit in, when
+//     they sit in one: same values). The values are bit for bit the exact scan's; the K best by
 //     (similarity, lower row) are then the exact search's neighbours, similarities, weights
 //     and prior.
 //
@@ -430,12 +431,16 @@ Status first_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, P
   return Status::Ok();
 }
 
-// Exact similarities of the candidates of the queries with use[q] (fp.cand, compact) -> sims
-// at the same place, bit for bit the exact scan's values (kernels.h, dot_panel).
-// The candidates are bucketed by key panel (counting sort, queries ascending within a
-// panel) and each panel is dotted once with all the queries holding a candidate in it.
+// Exact similarities of the candidates fp.cand[i] with pick[i] set -> sims[i], bit for bit
+// the exact scan's values (kernels.h, dot_panel). The candidates are bucketed by key panel
+// (counting sort, queries ascending within a panel) and each panel is dotted once with the
+// queries holding a candidate in it: a query whose candidates there all sit in one half of
+// the panel (lanes 0-15 or 16-31) with that half only (kernels.h: the same values, half the
+// reads of an f32 panel and half the FMAs), the others with the whole panel. While a panel
+// is dotted, the lines of the next one the task visits are prefetched (the candidates are
+// scattered over the store, so without it every panel starts with a run of cache misses).
 void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const float* qn, int64_t b,
-            const FirstPass& fp, const std::vector<char>& use, std::vector<float>& sims) {
+            const FirstPass& fp, const std::vector<char>& pick, std::vector<float>& sims) {
   const int d = snap.d;
   const size_t nseg = snap.segments.size();
   std::vector<int64_t> seg_panel(nseg + 1, 0);  // first global panel of each segment
@@ -447,14 +452,14 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
     int64_t at;  // index into fp.cand / sims
   };
   int64_t nrefs = 0;
-  for (int64_t q = 0; q < b; ++q) nrefs += use[q] ? fp.start[q + 1] - fp.start[q] : 0;
+  for (char c : pick) nrefs += c != 0;
   std::vector<int64_t> first(static_cast<size_t>(npanels) + 1, 0);
   std::vector<int64_t> panel_of(static_cast<size_t>(nrefs));
   std::vector<uint8_t> lane_of(static_cast<size_t>(nrefs));
   int64_t j = 0;
   for (int64_t q = 0; q < b; ++q) {
-    if (!use[q]) continue;
-    for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i, ++j) {
+    for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) {
+      if (!pick[i]) continue;
       const int64_t row = topk_id(fp.cand[i]);
       size_t si = 0;
       if (nseg > 1) {
@@ -466,6 +471,7 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
       panel_of[j] = seg_panel[si] + lr / kPanel;
       lane_of[j] = static_cast<uint8_t>(lr % kPanel);
       ++first[panel_of[j] + 1];
+      ++j;
     }
   }
   for (int64_t P = 0; P < npanels; ++P) first[P + 1] += first[P];
@@ -475,11 +481,12 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
     std::vector<int64_t> fill(first.begin(), first.end() - 1);
     j = 0;
     for (int64_t q = 0; q < b; ++q) {
-      if (!use[q]) continue;
-      for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i, ++j) {
+      for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) {
+        if (!pick[i]) continue;
         const int64_t at = fill[panel_of[j]]++;
         refs[at] = Ref{static_cast<int32_t>(q), i};
         lanes[at] = lane_of[j];
+        ++j;
       }
     }
   }
@@ -492,23 +499,73 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
     const int64_t P1 = std::lower_bound(first.begin(), pend, nrefs * (t + 1) / tasks) - first.begin();
     std::vector<const float*> qptr;
     std::vector<float> out, qbuf, qpack, thr;
-    for (int64_t P = P0; P < P1; ++P) {
-      const int64_t r0 = first[P], r1 = first[P + 1];
-      if (r0 == r1) continue;
-      qptr.clear();
-      for (int64_t r = r0; r < r1; ++r)
-        if (r == r0 || refs[r].q != refs[r - 1].q) qptr.push_back(qn + static_cast<size_t>(refs[r].q) * d);
-      const int nq = static_cast<int>(qptr.size());
-      out.resize(static_cast<size_t>(nq) * kPanel);
-      const size_t si = static_cast<size_t>(std::upper_bound(seg_panel.begin(), seg_panel.end(), P) - seg_panel.begin() - 1);
+    std::vector<int> slot;  // per query of the panel (in ref order): its row of out
+    const auto segment_at = [&](int64_t P) {
+      return static_cast<size_t>(std::upper_bound(seg_panel.begin(), seg_panel.end(), P) - seg_panel.begin() - 1);
+    };
+    // Panel P's keys: f32, or bf16 for a bf16 store.
+    const auto keys_at = [&](int64_t P) -> const void* {
+      const size_t si = segment_at(P);
       const Segment& seg = *snap.segments[si];
-      const int64_t lp = P - seg_panel[si];
-      const float* kf = seg.keys_f32 ? seg.keys_f32.get() + static_cast<size_t>(lp) * d * kPanel : nullptr;
-      const uint16_t* kb = seg.keys_bf16 ? seg.keys_bf16.get() + static_cast<size_t>(lp) * d * kPanel : nullptr;
-      if (kern.dot_panel != nullptr && !snap.int8) {  // int8 stores re-rank through scan_i8keys below
-        kern.dot_panel(qptr.data(), nq, d, kf, kb, out.data());
+      const size_t off = static_cast<size_t>(P - seg_panel[si]) * d * kPanel;
+      return snap.bf16 ? static_cast<const void*>(seg.keys_bf16.get() + off) : seg.keys_f32.get() + off;
+    };
+    // The half of refs [r0, r1) of one panel: 0 or 1, or -1 when they sit in both.
+    const auto half_of = [&](int64_t r0, int64_t r1) {
+      bool low = false, high = false;
+      for (int64_t r = r0; r < r1; ++r) (lanes[r] < kPanel / 2 ? low : high) = true;
+      return low && high ? -1 : high ? 1 : 0;
+    };
+    const bool by_dot = kern.dot_panel != nullptr && !snap.int8;  // int8 stores re-rank through scan_i8keys
+    const auto next_after = [&](int64_t P) {  // the next panel with refs after P, or P1
+      do ++P;
+      while (P < P1 && first[P] == first[P + 1]);
+      return P;
+    };
+    for (int64_t P = next_after(P0 - 1); P < P1; P = next_after(P)) {
+      const int64_t r0 = first[P], r1 = first[P + 1];
+      // The panel's queries by the lanes they need: one half (0, 1) or the whole panel (2),
+      // out rows grouped so (low half, high half, whole).
+      slot.clear();
+      int nclass[3] = {0, 0, 0};
+      for (int64_t r = r0, e; r < r1; r = e) {
+        for (e = r + 1; e < r1 && refs[e].q == refs[r].q;) ++e;
+        const int h = by_dot ? half_of(r, e) : -1;
+        slot.push_back(h < 0 ? 2 : h);
+        ++nclass[slot.back()];
+      }
+      const int nq = static_cast<int>(slot.size());
+      int at[3] = {0, nclass[0], nclass[0] + nclass[1]};
+      qptr.resize(static_cast<size_t>(nq));
+      for (int64_t r = r0, i = 0; r < r1; ++r) {
+        if (r > r0 && refs[r].q == refs[r - 1].q) continue;
+        int& s = slot[static_cast<size_t>(i++)];
+        s = at[s]++;
+        qptr[static_cast<size_t>(s)] = qn + static_cast<size_t>(refs[r].q) * d;
+      }
+      out.resize(static_cast<size_t>(nq) * kPanel);
+      if (by_dot) {
+        const void* keys = keys_at(P);
+        const bool bf16 = snap.bf16;
+        const int64_t next = next_after(P);
+        bool prefetch = next < P1;
+        for (int c = 0, q0 = 0; c < 3; q0 += nclass[c++]) {
+          if (nclass[c] == 0) continue;
+          DotPanelArgs a{qptr.data() + q0, nclass[c], d, bf16 ? nullptr : static_cast<const float*>(keys),
+                         bf16 ? static_cast<const uint16_t*>(keys) : nullptr, c == 2 ? -1 : c,
+                         out.data() + static_cast<size_t>(q0) * kPanel};
+          if (prefetch) {  // once, with the first dot
+            a.next = keys_at(next);
+            a.next_half = half_of(first[next], first[next + 1]);
+            prefetch = false;
+          }
+          kern.dot_panel(a);
+        }
       } else {
         // Through the level's scan: the queries copied side by side, every lane pushed.
+        const size_t si = segment_at(P);
+        const Segment& seg = *snap.segments[si];
+        const int64_t lp = P - seg_panel[si];
         qbuf.resize(static_cast<size_t>(nq) * d);
         for (int i = 0; i < nq; ++i) std::copy(qptr[i], qptr[i] + d, qbuf.begin() + static_cast<size_t>(i) * d);
         qpack.resize(static_cast<size_t>((nq + kern.mr - 1) / kern.mr * kern.mr) * d);
@@ -529,7 +586,7 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
       int i = -1;
       for (int64_t r = r0; r < r1; ++r) {
         if (r == r0 || refs[r].q != refs[r - 1].q) ++i;
-        sims[refs[r].at] = out[static_cast<size_t>(i) * kPanel + lanes[r]];
+        sims[refs[r].at] = out[static_cast<size_t>(slot[i]) * kPanel + lanes[r]];
       }
     }
   });
@@ -658,17 +715,53 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
       proven[q] = !fp.overflow[q] && fk - last <= margins[q] && margins[q] > 2 * bound[q];
       redo += !proven[q];
     }
+    // Exact re-rank in two rounds (the second skips candidates that cannot be among the K
+    // best). Round 1: per proven query the candidates with f >= f_K (its K best by first pass,
+    // ties included: at least K). Their K-th best exact similarity s_q is at most the exact
+    // K-th best over all rows (the K-th best of a subset). Round 2: the other candidates with
+    // f + E_q >= s_q. A candidate left out has exact similarity <= f + E_q < s_q, strictly
+    // below the exact K-th best: neither among the K best nor tied with the K-th. (f + E_q is
+    // summed in double; its rounding error, about 2^-53 N_q N_k at most, is far inside the
+    // 1e-6 relative inflation of E_q >= gamma(d + 1) N_q N_k.) So the K best of the
+    // re-ranked candidates are the K best of all rows. The first-pass error is mostly far
+    // below its bound E_q, so s_q is about f_K and round 2 skips roughly the lower half of
+    // the margin band [f_K - 2 E_q, f_K).
     std::vector<float> exact(fp.cand.size(), 0.0f);
-    rerank(snap, kern, pool, qn.data(), b, fp, proven, exact);
-    best.assign(static_cast<size_t>(b) * k, 0);
-    nbest.assign(static_cast<size_t>(b), k);
-    pool.parallel_for(std::min<int64_t>(b, 64), [&](int64_t t) {
-      const int64_t nt = std::min<int64_t>(b, 64);
-      std::vector<TopKEntry> e;
-      for (int64_t q = b * t / nt; q < b * (t + 1) / nt; ++q) {
+    std::vector<char> pick(fp.cand.size(), 0);
+    for (int64_t q = 0; q < b; ++q) {
+      if (!proven[q]) continue;
+      for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) pick[i] = topk_value(fp.cand[i]) >= fp.kth[q];
+    }
+    rerank(snap, kern, pool, qn.data(), b, fp, pick, exact);
+    const int64_t ftasks = std::min<int64_t>(b, 64);
+    pool.parallel_for(ftasks, [&](int64_t t) {
+      std::vector<float> e;
+      for (int64_t q = b * t / ftasks; q < b * (t + 1) / ftasks; ++q) {
         if (!proven[q]) continue;
         e.clear();
-        for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) e.push_back(topk_pack(exact[i], topk_id(fp.cand[i])));
+        for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i)
+          if (pick[i]) e.push_back(exact[i]);
+        double s_q = -std::numeric_limits<double>::infinity();  // (fewer than k: skip none)
+        if (static_cast<int64_t>(e.size()) >= k) {
+          std::nth_element(e.begin(), e.begin() + (k - 1), e.end(), std::greater<float>());
+          s_q = e[k - 1];
+        }
+        for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i)
+          pick[i] = !pick[i] && static_cast<double>(topk_value(fp.cand[i])) + bound[q] >= s_q ? 2 : pick[i] ? 1 : 0;
+      }
+    });
+    std::vector<char> pick2(pick.size());
+    for (size_t i = 0; i < pick.size(); ++i) pick2[i] = pick[i] == 2;
+    rerank(snap, kern, pool, qn.data(), b, fp, pick2, exact);
+    best.assign(static_cast<size_t>(b) * k, 0);
+    nbest.assign(static_cast<size_t>(b), k);
+    pool.parallel_for(ftasks, [&](int64_t t) {
+      std::vector<TopKEntry> e;
+      for (int64_t q = b * t / ftasks; q < b * (t + 1) / ftasks; ++q) {
+        if (!proven[q]) continue;
+        e.clear();
+        for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i)
+          if (pick[i]) e.push_back(topk_pack(exact[i], topk_id(fp.cand[i])));
         std::partial_sort(e.begin(), e.begin() + k, e.end(), std::greater<TopKEntry>());
         std::copy(e.begin(), e.begin() + k, best.begin() + q * k);
       }

@@ -65,6 +65,26 @@ void scan_i8keys_avx512(const ScanArgs& args);  // kernels/int8_keys_avx512.cpp 
 void scan_i8keys_neon(const ScanArgs& args);    // kernels/int8_keys_neon.cpp (neon table only)
 #endif
 
+// The fast paths' exact re-rank: similarities of nq queries (row pointers, each [d],
+// normalised) to the rows of ONE key panel (keys_f32, or keys_bf16 for a bf16 store, pointing
+// at the panel): out[i * kPanel + l], bit for bit the value `scan` computes for that query and
+// lane (each lane's sum is an independent chain, so no packing or tile shape changes it).
+// half = 0 or 1 computes lanes 16 half .. 16 half + 15 only (the other lanes of out are not
+// written): the same values, reading one 64-byte line per dim of an f32 panel instead of two
+// and doing half the FMAs. next, when set, is the panel (same key type) the caller dots after
+// this one; the lines of next_half (-1: all lanes) are prefetched while this one is dotted.
+struct DotPanelArgs {
+  const float* const* queries;
+  int nq;
+  int d;
+  const float* keys_f32;
+  const uint16_t* keys_bf16;
+  int half;  // -1: all 32 lanes; 0: lanes 0-15; 1: lanes 16-31
+  float* out;
+  const void* next = nullptr;
+  int next_half = -1;
+};
+
 struct Kernels {
   SimdLevel level;
   const char* name;
@@ -88,13 +108,9 @@ struct Kernels {
   bool fast_i8;
   // Exact scan of an int8 store (see scan_i8keys_scalar above); the re-rank of its fast path too.
   void (*scan_i8keys)(const ScanArgs& args) = scan_i8keys_scalar;
-  // The fast paths' exact re-rank: similarities of nq queries (row pointers, each [d],
-  // normalised) to the 32 rows of ONE key panel (keys_f32, or keys_bf16 for a bf16 store,
-  // pointing at the panel): out[i * kPanel + l], bit for bit the value `scan` computes for
-  // that query and lane (each lane's sum is an independent chain, so no packing or tile
-  // shape changes it). Null on levels without one; core/search.cpp then goes through scan.
-  void (*dot_panel)(const float* const* queries, int nq, int d, const float* keys_f32, const uint16_t* keys_bf16,
-                    float* out) = nullptr;
+  // The fast paths' exact re-rank (DotPanelArgs above); null on levels without one
+  // (core/search.cpp then goes through scan).
+  void (*dot_panel)(const DotPanelArgs& args) = nullptr;
 };
 
 const Kernels* kernels_scalar();

@@ -733,13 +733,17 @@ void test_first_pass(const Kernels& kern, int d, uint64_t seed) {
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
 // dot_panel (the fast paths' re-rank) against the level's own scan: bit for bit, f32 and bf16
-// keys, queries read through pointers in any order, tile remainders 1..7.
+// keys, queries read through pointers in any order, tile remainders 1..7; whole panels and
+// each half (its 16 lanes as scan's, the other 16 of out left as they were), with and without
+// a next panel to prefetch (the last panel of the keys, partial: rows past n are zero padding).
 void test_dot_panel(const Kernels& kern, int d, uint64_t seed) {
   if (kern.dot_panel == nullptr) return;  // search.cpp goes through scan on this level
   g_where = "dot_panel d=" + std::to_string(d);
   Rng rng(seed);
-  const int panels = 2, rows = panels * kPanel, nq_max = 13;
-  std::vector<float> keys = rng.normals(static_cast<size_t>(rows) * d);
+  const int panels = 3, rows = panels * kPanel - 7, nq_max = 13;
+  std::vector<float> keys = rng.normals(static_cast<size_t>(panels) * kPanel * d);
+  for (int p = 0; p < d; ++p)  // panel layout: zero the padding lanes of the last panel
+    for (int l = rows % kPanel; l < kPanel; ++l) keys[(static_cast<size_t>(panels - 1) * d + p) * kPanel + l] = 0.0f;
   std::vector<uint16_t> keys_bf16(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     uint32_t u;
@@ -747,28 +751,49 @@ void test_dot_panel(const Kernels& kern, int d, uint64_t seed) {
     keys_bf16[i] = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
   }
   const std::vector<float> queries = rng.normals(static_cast<size_t>(nq_max) * d);
+  const size_t off = static_cast<size_t>(d) * kPanel;
   for (bool bf16 : {false, true}) {
     for (int nq : {1, 5, 8, 13}) {
-      // scan over panel 1 for queries nq-1 .. 0 (reversed), every lane pushed.
-      std::vector<float> qrows(static_cast<size_t>(nq) * d), qpack(static_cast<size_t>(round_up(nq, kern.mr)) * d);
-      std::vector<const float*> ptrs(nq);
-      for (int i = 0; i < nq; ++i) {
-        ptrs[i] = &queries[static_cast<size_t>(nq - 1 - i) * d];
-        std::copy_n(ptrs[i], d, &qrows[static_cast<size_t>(i) * d]);
+      for (int P : {1, panels - 1}) {
+        // scan over panel P for queries nq-1 .. 0 (reversed), every lane pushed.
+        std::vector<float> qrows(static_cast<size_t>(nq) * d), qpack(static_cast<size_t>(round_up(nq, kern.mr)) * d);
+        std::vector<const float*> ptrs(nq);
+        for (int i = 0; i < nq; ++i) {
+          ptrs[i] = &queries[static_cast<size_t>(nq - 1 - i) * d];
+          std::copy_n(ptrs[i], d, &qrows[static_cast<size_t>(i) * d]);
+        }
+        std::vector<float> want(static_cast<size_t>(nq) * kPanel, std::nanf(""));
+        std::vector<float> thr(nq, -std::numeric_limits<float>::infinity());
+        auto push = [](void* o, int qi, const float* sv, uint32_t, int64_t) {
+          std::copy_n(sv, kPanel, static_cast<float*>(o) + static_cast<size_t>(qi) * kPanel);
+        };
+        ScanArgs a{qrows.data(), nq, d, bf16 ? nullptr : keys.data(), bf16 ? keys_bf16.data() : nullptr, P, P + 1, rows, 1,
+                   qpack.data(), thr.data(), push, want.data()};
+        kern.scan(a);
+        for (int half : {-1, 0, 1}) {
+          for (int next : {-1, 0, 2}) {
+            // Lanes outside the half keep this marker.
+            const float mark = -1234.5f;
+            std::vector<float> got(want.size(), mark);
+            DotPanelArgs da{ptrs.data(), nq, d, bf16 ? nullptr : keys.data() + P * off,
+                            bf16 ? keys_bf16.data() + P * off : nullptr, half, got.data()};
+            if (next >= 0) {
+              da.next = bf16 ? static_cast<const void*>(keys_bf16.data() + next * off) : keys.data() + next * off;
+              da.next_half = half;
+            }
+            kern.dot_panel(da);
+            int64_t bad = 0;
+            for (int i = 0; i < nq; ++i)
+              for (int l = 0; l < kPanel; ++l) {
+                const size_t at = static_cast<size_t>(i) * kPanel + l;
+                const bool in = half < 0 || l / (kPanel / 2) == half;
+                bad += in ? std::memcmp(&got[at], &want[at], sizeof(float)) != 0 : got[at] != mark;
+              }
+            check(bad == 0, "dot_panel (%s keys, %d queries, panel %d, half %d, next %d) differs from scan in %lld lanes",
+                  bf16 ? "bf16" : "f32", nq, P, half, next, static_cast<long long>(bad));
+          }
+        }
       }
-      std::vector<float> want(static_cast<size_t>(nq) * kPanel, std::nanf("")), got(want.size(), std::nanf(""));
-      std::vector<float> thr(nq, -std::numeric_limits<float>::infinity());
-      auto push = [](void* o, int qi, const float* sv, uint32_t, int64_t) {
-        std::copy_n(sv, kPanel, static_cast<float*>(o) + static_cast<size_t>(qi) * kPanel);
-      };
-      ScanArgs a{qrows.data(), nq, d, bf16 ? nullptr : keys.data(), bf16 ? keys_bf16.data() : nullptr, 1, 2, rows, 1,
-                 qpack.data(), thr.data(), push, want.data()};
-      kern.scan(a);
-      const size_t off = static_cast<size_t>(d) * kPanel;
-      kern.dot_panel(ptrs.data(), nq, d, bf16 ? nullptr : keys.data() + off, bf16 ? keys_bf16.data() + off : nullptr,
-                     got.data());
-      check(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0,
-            "dot_panel (%s keys, %d queries) differs from scan", bf16 ? "bf16" : "f32", nq);
     }
   }
 }

@@ -92,6 +92,105 @@ describe('fast search paths', () => {
     }
   }
 
+  it('re-rank: planted candidates in one half of a panel, in both, shared by two queries, in the partial last panels of a three-segment store: bit for bit the exact scan on every level', { timeout: 180_000 }, () => {
+    // Three adds, each smaller than the one before: three segments (no log-structured merge),
+    // each ending in a partial panel (4001 = 125 * 32 + 1, 2003 = 62 * 32 + 19, 1007 = 31 * 32 + 15 rows).
+    const d = 64, dv = 3, k = 10;
+    const sizes = [4001, 2003, 1007];
+    const n = sizes[0]! + sizes[1]! + sizes[2]!;
+    const keys = uniformSigned(n * d, 21), values = uniformSigned(n * dv, 22);
+    const lanes = (panel: number, from: number, to: number) => Array.from({ length: to - from }, (_, l) => panel * 32 + from + l);
+    const tails = [4000, ...lanes(0, 5985, 6004), ...lanes(0, 6996, 7011)]; // the three segments' last panels
+    const planted = [
+      [...lanes(10, 0, 16), ...lanes(11, 0, 8)], // low halves only
+      [...lanes(20, 16, 32), ...lanes(21, 16, 24)], // high halves only
+      [...lanes(30, 8, 24), ...lanes(31, 4, 12)], // both halves of panel 30
+      tails,
+    ];
+    const b = 16;
+    const queries = uniformSigned(b * d, 23);
+    const noise = uniformSigned(n * d, 24);
+    planted.forEach((rows, j) => {
+      // Query j's rows: its direction scaled by 1 - 0.0008 i, plus noise (first-pass and exact
+      // orders differ; the set spans the margin band and beyond it).
+      rows.forEach((r, i) => {
+        for (let t = 0; t < d; t++) keys[r * d + t] = queries[j * d + t]! * (1 - 0.0008 * i) + 0.002 * noise[r * d + t]!;
+      });
+    });
+    // Query 4 near query 2: they share panels 30 and 31 (one dot, the queries in both classes).
+    for (let t = 0; t < d; t++) queries[4 * d + t] = queries[2 * d + t]! + 0.003 * noise[t]!;
+    // Query 5 (q its unit direction): a fourth segment of 40 rows stored as given (_importRows,
+    // as persist.ts loads a store): rows n + i (i < 20) at cosine 1 - 0.0008 (i + 1) to q, and
+    // row n + 20 at about 1 - 0.0008 * 9.5 (9th or 10th best) whose components each sit
+    // 0.49 bf16 ulp above their bf16 rounding towards zero: its bf16 shadow rounds every one
+    // down, all on q's side, so its first-pass similarity falls about as far below its exact
+    // one as the bound E_q allows: below f_K, so only the re-rank's second round, which keeps
+    // candidates within the full E_q of s_q, brings it back. Rows n + 21 .. n + 39: random.
+    const extra = 40, adversarial = n + 20;
+    const q5 = Array.from(queries.subarray(5 * d, 6 * d));
+    const unit = (v: number[]) => {
+      const norm = Math.hypot(...v);
+      return v.map((x) => x / norm);
+    };
+    const q = unit(q5);
+    const orthogonal = (seed: number) => {
+      const w = Array.from(uniformSigned(d, seed));
+      const dot = w.reduce((acc, x, t) => acc + x * q[t]!, 0);
+      return unit(w.map((x, t) => x - dot * q[t]!));
+    };
+    const stored = new Float32Array(extra * d);
+    const at = (cos: number, seed: number) => {
+      const w = orthogonal(seed), sin = Math.sqrt(1 - cos * cos);
+      return q.map((x, t) => cos * x + sin * w[t]!);
+    };
+    for (let i = 0; i < 20; i++) stored.set(at(1 - 0.0008 * (i + 1), 100 + i), i * d);
+    const f32 = new Float32Array(1), u32 = new Uint32Array(f32.buffer);
+    at(1 - 0.0008 * 9.5, 200).forEach((x, t) => {
+      f32[0] = x;
+      u32[0] = u32[0]! & 0xffff0000; // towards zero, to bf16
+      const lo = f32[0]!;
+      u32[0] = u32[0]! + 0x10000; // one bf16 ulp further from zero
+      stored[20 * d + t] = lo + 0.49 * (f32[0]! - lo);
+    });
+    for (let i = 21; i < extra; i++) stored.set(unit(Array.from(uniformSigned(d, 300 + i))), i * d);
+    const storedValues = uniformSigned(extra * dv, 25);
+    planted.push(planted[2]!, Array.from({ length: 21 }, (_, i) => n + i));
+    const build = (fastPath: FastPath) => {
+      const ds = new Datastore({ keyDim: d, valueDim: dv, fastPath });
+      let from = 0;
+      for (const m of sizes) {
+        ds.addSync(keys.subarray(from * d, (from + m) * d), values.subarray(from * dv, (from + m) * dv));
+        from += m;
+      }
+      ds._importRows(stored, storedValues, undefined, extra);
+      return ds;
+    };
+    const exact = build('off');
+    for (const fastPath of ['bf16', 'int8'] as const) {
+      const ds = build(fastPath);
+      for (const level of simdLevels()) {
+        setSimdLevel(level);
+        const want = exact.searchSync(queries, { k });
+        const before = ds.fastPathStats;
+        const got = ds.searchSync(queries, { k });
+        const after = ds.fastPathStats;
+        const c = compare(got, want);
+        expect(c.same).toBe(1);
+        expect(c.sims).toBe(true);
+        expect(c.prior).toBe(0);
+        // The planted rows are the neighbours (the test places what it means to).
+        for (let j = 0; j < planted.length; j++) {
+          for (let i = 0; i < k; i++) expect(planted[j]).toContain(want.neighbors[j * k + i]);
+        }
+        expect(Array.from(want.neighbors.subarray(5 * k, 6 * k))).toContain(adversarial);
+        if (hardware[fastPath].includes(level)) {
+          expect(after.queries - before.queries).toBe(b);
+          expect(after.redone - before.redone).toBe(0);
+        }
+      }
+    }
+  });
+
   it('DRAL-like data (src/data/generate.ts), leave-one-out as the priors do: identical top-K and priors', { timeout: 180_000 }, () => {
     setSimdLevel(initial);
     const data = generateDataset({ pairs: 14000, testPairs: 578, seed: 1 });
