@@ -414,10 +414,14 @@ export class Datastore {
    */
   async search(queries: Float32Array, options?: SearchOptions): Promise<SearchResult> {
     const stack = new Error().stack;
-    const p = this.#prepareSearch(queries, options);
+    return this.#runSearch(this.#prepareSearch(queries, options), true, stack);
+  }
+
+  /** The native search of a prepared call; withPrior false passes no prior buffer, so no value rows are blended. */
+  async #runSearch(p: Prepared, withPrior: boolean, stack: string | undefined): Promise<SearchResult> {
     const { out } = p;
     try {
-      await this.#native.search(p.queries, p.b, out.k, p.opts.tau, AGGREGATE_CODE[p.opts.aggregate], p.exclude, out.prior, out.neighbors, out.weights, out.similarities, p.range[0], p.range[1]);
+      await this.#native.search(p.queries, p.b, out.k, p.opts.tau, AGGREGATE_CODE[p.opts.aggregate], p.exclude, withPrior ? out.prior : null, out.neighbors, out.weights, out.similarities, p.range[0], p.range[1]);
     } catch (e) {
       throw nativeError(e, stack);
     }
@@ -431,14 +435,7 @@ export class Datastore {
    */
   async _searchNeighbors(queries: Float32Array, options?: SearchOptions): Promise<NeighborResult> {
     const stack = new Error().stack;
-    const p = this.#prepareSearch(queries, options, false);
-    const { out } = p;
-    try {
-      await this.#native.search(p.queries, p.b, out.k, p.opts.tau, AGGREGATE_CODE[p.opts.aggregate], p.exclude, null, out.neighbors, out.weights, out.similarities, p.range[0], p.range[1]);
-    } catch (e) {
-      throw nativeError(e, stack);
-    }
-    const { prior: _prior, ...rest } = out;
+    const { prior: _prior, ...rest } = await this.#runSearch(this.#prepareSearch(queries, options, false), false, stack);
     return rest;
   }
 

@@ -37,6 +37,20 @@ function compare(got: SearchResult, want: SearchResult): { same: number; prior: 
   return { same: same / want.b, prior, sims };
 }
 
+/** One fast-path search against the exact store's on the current level: bit for bit the same
+ * neighbours, similarities and prior; returns both results and the fast path's counters' change. */
+function searchBoth(ds: Datastore, exact: Datastore, queries: Float32Array, k: number) {
+  const want = exact.searchSync(queries, { k });
+  const before = ds.fastPathStats;
+  const got = ds.searchSync(queries, { k });
+  const after = ds.fastPathStats;
+  const c = compare(got, want);
+  expect(c.same).toBe(1);
+  expect(c.sims).toBe(true);
+  expect(c.prior).toBe(0);
+  return { got, want, before, after };
+}
+
 function store(keys: Float32Array, values: Float32Array, d: number, dv: number, precision: KeyPrecision, fastPath: FastPath, ids?: string[]) {
   const ds = new Datastore({ keyDim: d, valueDim: dv, precision, fastPath });
   // Two appends: the shadow must follow segment merges.
@@ -62,15 +76,8 @@ describe('fast search paths', () => {
           const ds = store(keys, values, d, dv, precision, fastPath);
           for (const level of simdLevels()) {
             setSimdLevel(level);
-            const want = exact.searchSync(queries, { k });
-            const before = ds.fastPathStats;
-            const got = ds.searchSync(queries, { k });
-            const after = ds.fastPathStats;
             // Bit for bit the exact search of the same level (the re-rank runs its kernel) ...
-            const c = compare(got, want);
-            expect(c.same).toBe(1);
-            expect(c.sims).toBe(true);
-            expect(c.prior).toBe(0);
+            const { got, before, after } = searchBoth(ds, exact, queries, k);
             // ... and the scalar reference's neighbours, up to near-ties that FMA rounding
             // (the exact scans of two levels) may order differently: similarities within 1e-5.
             const s = compare(got, scalar);
@@ -170,14 +177,7 @@ describe('fast search paths', () => {
       const ds = build(fastPath);
       for (const level of simdLevels()) {
         setSimdLevel(level);
-        const want = exact.searchSync(queries, { k });
-        const before = ds.fastPathStats;
-        const got = ds.searchSync(queries, { k });
-        const after = ds.fastPathStats;
-        const c = compare(got, want);
-        expect(c.same).toBe(1);
-        expect(c.sims).toBe(true);
-        expect(c.prior).toBe(0);
+        const { want, before, after } = searchBoth(ds, exact, queries, k);
         // The planted rows are the neighbours (the test places what it means to).
         for (let j = 0; j < planted.length; j++) {
           for (let i = 0; i < k; i++) expect(planted[j]).toContain(want.neighbors[j * k + i]);
