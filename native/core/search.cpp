@@ -94,8 +94,9 @@ struct Queries {
   const int32_t* exclude = nullptr; // [b] or null
 };
 
-// How a pass splits its work: query chunks (whole micro-tiles, spread evenly: chunk sizes
-// differ by at most one tile) x key chunks (equal runs of key panels; parts merged after).
+// How a pass splits its work: query chunks (sizes differ by at most one query; the kernels
+// then cut each chunk into micro-tiles whose sizes differ by at most one, kernels/pack_queries.h)
+// x key chunks (equal runs of key panels; parts merged after).
 struct Grid {
   int64_t qtasks = 1, ktasks = 1;
   std::vector<int64_t> q0;  // query chunk qt is [q0[qt], q0[qt + 1])
@@ -132,7 +133,7 @@ Grid plan_grid(int64_t b, int mr, int threads, int64_t key_bytes_total, int64_t 
     while ((g.qtasks * g.ktasks) % threads != 0) ++g.ktasks;
   }
   g.q0.resize(static_cast<size_t>(g.qtasks) + 1);
-  for (int64_t qt = 0; qt <= g.qtasks; ++qt) g.q0[qt] = std::min(b, qtiles * qt / g.qtasks * mr);
+  for (int64_t qt = 0; qt <= g.qtasks; ++qt) g.q0[qt] = b * qt / g.qtasks;
   return g;
 }
 

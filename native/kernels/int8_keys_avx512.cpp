@@ -106,12 +106,11 @@ void tile_dispatch(int mr, const ScanArgs& a, const float* q, int q0, int64_t p0
 
 void scan_i8keys_avx512(const ScanArgs& a) {
   pack_queries<kMr>(a);
-  const int qpanels = (a.nq + kMr - 1) / kMr;
+  const QueryTiles tiles(a.nq, kMr);
   for (int64_t kb = a.panel_begin; kb < a.panel_end; kb += a.block_panels) {
     const int64_t kb_end = kb + a.block_panels < a.panel_end ? kb + a.block_panels : a.panel_end;
-    for (int qp = 0; qp < qpanels; ++qp) {
-      const int mr = a.nq - qp * kMr < kMr ? a.nq - qp * kMr : kMr;
-      tile_dispatch(mr, a, a.qpack + static_cast<size_t>(qp) * a.d * kMr, qp * kMr, kb, kb_end);
+    for (int qp = 0; qp < tiles.count; ++qp) {
+      tile_dispatch(tiles.size(qp), a, a.qpack + static_cast<size_t>(qp) * a.d * kMr, tiles.start(qp), kb, kb_end);
     }
   }
 }

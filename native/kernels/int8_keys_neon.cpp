@@ -39,13 +39,13 @@ inline void fma_dim(const float* q, const int32x4_t* k, float32x4_t (*acc)[4]) {
 void scan_i8keys_neon(const ScanArgs& a) {
   pack_queries<kMr>(a);
   const int d = a.d, d4 = (d + 3) / 4, full = d / 4, rest = d % 4;
-  const int qpanels = (a.nq + kMr - 1) / kMr;
+  const QueryTiles tiles(a.nq, kMr);
   for (int64_t kb = a.panel_begin; kb < a.panel_end; kb += a.block_panels) {
     const int64_t kb_end = kb + a.block_panels < a.panel_end ? kb + a.block_panels : a.panel_end;
-    for (int qp = 0; qp < qpanels; ++qp) {
+    for (int qp = 0; qp < tiles.count; ++qp) {
       const float* q = a.qpack + static_cast<size_t>(qp) * d * kMr;
-      const int q0 = qp * kMr;
-      const int mr = a.nq - q0 < kMr ? a.nq - q0 : kMr;
+      const int q0 = tiles.start(qp);
+      const int mr = tiles.size(qp);
       for (int64_t P = kb; P < kb_end; ++P) {
         const int64_t row0 = P * kPanel;
         const int64_t valid = a.n_rows - row0;

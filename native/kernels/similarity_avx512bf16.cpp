@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "pack_queries.h"
 
 namespace rapm {
 namespace {
@@ -98,15 +99,18 @@ void tile(const ScanArgs& a, const uint32_t* qp, int q0, int64_t p0, int64_t p1,
 
 void scan_bf16(const ScanArgs& a) {
   const int d = a.d, d2 = (a.d + 1) / 2;
-  const int qpanels = (a.nq + kMr - 1) / kMr;
-  // Query panels: one uint32 = bf16 of dims (2h, 2h+1) (low half = 2h) per query; odd d pads with 0.
-  std::vector<uint32_t> qpack(static_cast<size_t>(qpanels) * d2 * kMr, 0u);
-  for (int q = 0; q < a.nq; ++q) {
-    const uint16_t* src = a.queries_bf16 + static_cast<size_t>(q) * d;
-    uint32_t* dst = qpack.data() + static_cast<size_t>(q / kMr) * d2 * kMr + q % kMr;
-    for (int h = 0; h < d2; ++h) {
-      const uint32_t hi = 2 * h + 1 < d ? src[2 * h + 1] : 0u;
-      dst[static_cast<size_t>(h) * kMr] = static_cast<uint32_t>(src[2 * h]) | (hi << 16);
+  const QueryTiles tiles(a.nq, kMr);
+  // Tile panels (pack_queries.h): one uint32 = bf16 of dims (2h, 2h+1) (low half = 2h) per
+  // query; odd d pads with 0.
+  std::vector<uint32_t> qpack(static_cast<size_t>(tiles.count) * d2 * kMr, 0u);
+  for (int t = 0; t < tiles.count; ++t) {
+    for (int i = 0; i < tiles.size(t); ++i) {
+      const uint16_t* src = a.queries_bf16 + static_cast<size_t>(tiles.start(t) + i) * d;
+      uint32_t* dst = qpack.data() + static_cast<size_t>(t) * d2 * kMr + i;
+      for (int h = 0; h < d2; ++h) {
+        const uint32_t hi = 2 * h + 1 < d ? src[2 * h + 1] : 0u;
+        dst[static_cast<size_t>(h) * kMr] = static_cast<uint32_t>(src[2 * h]) | (hi << 16);
+      }
     }
   }
   const auto key_at = [&](int64_t P) { return a.keys_bf16 + static_cast<size_t>(P) * d * kPanel; };

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels.h"
+#include "pack_queries.h"
 
 namespace rapm {
 namespace {
@@ -102,13 +103,16 @@ void tile(const ScanArgs& a, const uint32_t* qp, int q0, int64_t p0, int64_t p1,
 
 void scan_i8(const ScanArgs& a) {
   const int d4 = (a.d + 3) / 4;
-  const int qpanels = (a.nq + kMr - 1) / kMr;
-  // Query panels: 4 bytes (one dim group) of kMr queries side by side; padding queries are 128 (zero).
-  std::vector<uint32_t> qpack(static_cast<size_t>(qpanels) * d4 * kMr, 0x80808080u);
-  for (int q = 0; q < a.nq; ++q) {
-    const uint8_t* src = a.queries_u8 + static_cast<size_t>(q) * d4 * 4;
-    uint32_t* dst = qpack.data() + static_cast<size_t>(q / kMr) * d4 * kMr + q % kMr;
-    for (int g = 0; g < d4; ++g) std::memcpy(dst + static_cast<size_t>(g) * kMr, src + g * 4, 4);
+  const QueryTiles tiles(a.nq, kMr);
+  // Tile panels (pack_queries.h): 4 bytes (one dim group) of kMr queries side by side; padding
+  // queries are 128 (zero).
+  std::vector<uint32_t> qpack(static_cast<size_t>(tiles.count) * d4 * kMr, 0x80808080u);
+  for (int t = 0; t < tiles.count; ++t) {
+    for (int i = 0; i < tiles.size(t); ++i) {
+      const uint8_t* src = a.queries_u8 + static_cast<size_t>(tiles.start(t) + i) * d4 * 4;
+      uint32_t* dst = qpack.data() + static_cast<size_t>(t) * d4 * kMr + i;
+      for (int g = 0; g < d4; ++g) std::memcpy(dst + static_cast<size_t>(g) * kMr, src + g * 4, 4);
+    }
   }
   const auto key_at = [&](int64_t P) { return a.keys_i8 + static_cast<size_t>(P) * d4 * kPanel * 4; };
   scan_tiles(a, qpack.data(), d4, key_at, static_cast<int64_t>(d4) * kPanel * 4, d4);

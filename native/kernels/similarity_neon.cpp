@@ -20,13 +20,13 @@ template <bool kBf16>
 void scan_impl(const ScanArgs& a) {
   pack_queries<kMr>(a);
   const int d = a.d;
-  const int qpanels = (a.nq + kMr - 1) / kMr;
+  const QueryTiles tiles(a.nq, kMr);
   for (int64_t kb = a.panel_begin; kb < a.panel_end; kb += a.block_panels) {
     const int64_t kb_end = kb + a.block_panels < a.panel_end ? kb + a.block_panels : a.panel_end;
-    for (int qp = 0; qp < qpanels; ++qp) {
+    for (int qp = 0; qp < tiles.count; ++qp) {
       const float* q = a.qpack + static_cast<size_t>(qp) * d * kMr;
-      const int q0 = qp * kMr;
-      const int mr = a.nq - q0 < kMr ? a.nq - q0 : kMr;
+      const int q0 = tiles.start(qp);
+      const int mr = tiles.size(qp);
       for (int64_t P = kb; P < kb_end; ++P) {
         const int64_t row0 = P * kPanel;
         const int64_t valid = a.n_rows - row0;

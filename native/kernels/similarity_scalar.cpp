@@ -20,14 +20,14 @@ template <bool kBf16>
 void scan_impl(const ScanArgs& a) {
   pack_queries<kMr>(a);
   const int d = a.d;
-  const int qpanels = (a.nq + kMr - 1) / kMr;
+  const QueryTiles tiles(a.nq, kMr);
   float acc[kMr][kPanel];
   float key[kPanel];
   for (int64_t kb = a.panel_begin; kb < a.panel_end; kb += a.block_panels) {
     const int64_t kb_end = kb + a.block_panels < a.panel_end ? kb + a.block_panels : a.panel_end;
-    for (int qp = 0; qp < qpanels; ++qp) {
+    for (int qp = 0; qp < tiles.count; ++qp) {
       const float* q = a.qpack + static_cast<size_t>(qp) * d * kMr;
-      const int mr = a.nq - qp * kMr < kMr ? a.nq - qp * kMr : kMr;
+      const int mr = tiles.size(qp);
       for (int64_t P = kb; P < kb_end; ++P) {
         for (int i = 0; i < kMr; ++i)
           for (int l = 0; l < kPanel; ++l) acc[i][l] = 0.0f;
@@ -47,7 +47,7 @@ void scan_impl(const ScanArgs& a) {
         const int64_t valid = a.n_rows - row0;
         const uint32_t lanes = valid >= kPanel ? 0xFFFFFFFFu : ((1u << valid) - 1u);
         for (int i = 0; i < mr; ++i) {
-          const int qi = qp * kMr + i;
+          const int qi = tiles.start(qp) + i;
           const float t = a.thr[qi];
           uint32_t m = 0;
           for (int l = 0; l < kPanel; ++l) m |= static_cast<uint32_t>(acc[i][l] >= t) << l;
