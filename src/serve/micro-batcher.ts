@@ -8,7 +8,10 @@
  *
  * When a batch is dispatched:
  * - at once when the queued rows reach `maxBatchRows`;
- * - when the batch in flight finishes (everything that arrived while it ran goes next);
+ * - when the batch in flight finishes (everything that arrived while it ran goes next): as
+ *   soon as its search returns, before its callers are answered, so the next search runs
+ *   while the event loop writes those responses (otherwise the native threads sit idle
+ *   between batches for the time it takes to answer a whole batch);
  * - otherwise after `maxWaitUs` microseconds from the first queued request (below 1,000 us
  *   this is one event-loop turn, setImmediate: the requests parsed in the same turn join;
  *   from 1,000 us up, a timer with Node's millisecond resolution).
@@ -182,23 +185,35 @@ export class MicroBatcher {
     const event = { rows, requests: n, waitMs: performance.now() - batch[0]!.at };
     for (const fn of this.#observers) fn(event);
     const t0 = performance.now();
-    void this.#execute(batch, rows).finally(() => {
+    let released = false;
+    // Called once, when this batch no longer needs its slot: whatever queued while it ran has
+    // waited a whole search, so it is dispatched now, before this batch's callers are answered.
+    const release = (): void => {
+      if (released) return;
+      released = true;
       this.#running--;
+      if (this.#queue.length > 0) this.#flush();
+    };
+    void this.#execute(batch, rows, release).finally(() => {
+      release();
       const done = { ...event, runMs: performance.now() - t0 };
       for (const fn of this.#doneObservers) fn(done);
-      // Whatever queued while this batch ran has waited a whole search: dispatch it now.
-      if (this.#queue.length > 0) this.#flush();
     });
   }
 
-  async #execute(batch: Pending[], rows: number): Promise<void> {
+  async #execute(batch: Pending[], rows: number, release: () => void): Promise<void> {
     if (batch.length === 1) {
       const p = batch[0]!;
+      let r: RowBlocks;
       try {
-        p.resolve(await this.#run(p.x, p.rows));
+        r = await this.#run(p.x, p.rows);
       } catch (e) {
+        release();
         p.reject(e);
+        return;
       }
+      release();
+      p.resolve(r);
       return;
     }
     const w = this.#width;
@@ -212,10 +227,11 @@ export class MicroBatcher {
     try {
       r = await this.#run(x, rows);
     } catch {
-      // Attribute the failure: run each request on its own.
+      // Attribute the failure: run each request on its own (still in this batch's slot).
       await Promise.all(batch.map((p) => this.#run(p.x, p.rows).then(p.resolve, p.reject)));
       return;
     }
+    release();
     const k = r.k, dv = r.prior.length / r.b;
     o = 0;
     for (const p of batch) {

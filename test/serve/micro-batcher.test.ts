@@ -90,6 +90,45 @@ describe('micro-batching', () => {
     expect(calls).toBe(3); // 3 + 3 rows > maxBatchRows 4: two batches
   });
 
+  it('starts the next batch as soon as a search returns, before answering its callers; a failed batch keeps its slot while its requests are retried', async () => {
+    const log: string[] = [];
+    const gates: (() => void)[] = [];
+    const b = new MicroBatcher(1, async (x, rows) => {
+      log.push(`run ${Array.from(x).join(',')}`);
+      await new Promise<void>((r) => gates.push(r));
+      if (x[0] === 9 && rows > 1) throw new Error('batch failed');
+      return { b: rows, k: 1, prior: x.slice(), neighbors: new Int32Array(rows), weights: new Float32Array(rows), similarities: new Float32Array(rows) };
+    }, { maxBatchRows: 4, maxWaitUs: 0 });
+    const first = b.submit(Float32Array.of(1), 1).then(() => log.push('answered 1'));
+    await new Promise((r) => setImmediate(r));
+    const second = [b.submit(Float32Array.of(2), 1), b.submit(Float32Array.of(3), 1)].map((p) => p.then(() => log.push('answered 2,3')));
+    gates.shift()!();
+    await first;
+    // The queued batch was dispatched before the first caller's continuation ran.
+    expect(log).toEqual(['run 1', 'run 2,3', 'answered 1']);
+    expect(b.running).toBe(1);
+    gates.shift()!();
+    await Promise.all(second);
+    expect(b.running).toBe(0);
+    // A failing batch: its requests are retried one by one inside its slot, so a request
+    // queued meanwhile waits for them (maxConcurrent 1 holds).
+    log.length = 0;
+    const failing = [b.submit(Float32Array.of(9), 1), b.submit(Float32Array.of(9), 1)];
+    await new Promise((r) => setImmediate(r));
+    const later = b.submit(Float32Array.of(7), 1);
+    gates.shift()!(); // the joint batch throws; the two retries start
+    await new Promise((r) => setImmediate(r));
+    expect(log).toEqual(['run 9,9', 'run 9', 'run 9']);
+    expect(b.running).toBe(1);
+    gates.shift()!();
+    gates.shift()!();
+    await Promise.all(failing);
+    await new Promise((r) => setImmediate(r));
+    expect(log).toEqual(['run 9,9', 'run 9', 'run 9', 'run 7']);
+    gates.shift()!();
+    expect(Array.from((await later).prior)).toEqual([7]);
+  });
+
   it('rejects bad batching limits with coded errors', () => {
     const ds = store('f32', 100);
     expect(() => new Predictor(ds, { batching: { maxBatchRows: 0 } })).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG' }));
