@@ -137,6 +137,43 @@ Grid plan_grid(int64_t b, int mr, int threads, int64_t key_bytes_total, int64_t 
   return g;
 }
 
+// The key panels a pass searches, segment by segment in row order: key chunk kt of ktasks is
+// the run [total kt / ktasks, total (kt + 1) / ktasks) of this sequence, so a store of many
+// segments is split like a store of one. (Split segment by segment, every task took a slice of
+// every segment: a loaded store holds one segment per ~16 MB block of its file, 53 at Config A,
+// so a 16-query batch made ~420 scan calls of 2-3 key blocks, each starting on keys no
+// prefetch had asked for, and ran ~1.4x as long as on a store of one segment.)
+struct KeySpan {
+  const Segment* seg;
+  int64_t lr0, lr1;        // searched rows of the segment, segment-local
+  int64_t first_panel;     // its first searched panel (segment-local)
+  int64_t panels;          // searched panels
+  int64_t before;          // searched panels of the segments before it
+};
+
+struct KeySpans {
+  std::vector<KeySpan> spans;
+  int64_t total = 0;
+  // Segment-local panels [p0, p1) of span s in key chunk kt; empty when p0 >= p1.
+  void chunk(const KeySpan& s, int64_t kt, int64_t ktasks, int64_t* p0, int64_t* p1) const {
+    const int64_t g0 = std::max(total * kt / ktasks, s.before), g1 = std::min(total * (kt + 1) / ktasks, s.before + s.panels);
+    *p0 = s.first_panel + (g0 - s.before);
+    *p1 = s.first_panel + (g1 - s.before);
+  }
+};
+
+KeySpans key_spans(const Snapshot& snap, int64_t rb, int64_t re) {
+  KeySpans ks;
+  for (const auto& seg : snap.segments) {
+    const int64_t lr0 = std::max<int64_t>(rb - seg->base, 0), lr1 = std::min<int64_t>(re - seg->base, seg->n);
+    if (lr0 >= lr1) continue;
+    const int64_t first_panel = lr0 / kPanel, panels = (lr1 + kPanel - 1) / kPanel - first_panel;
+    ks.spans.push_back(KeySpan{seg.get(), lr0, lr1, first_panel, panels, ks.total});
+    ks.total += panels;
+  }
+  return ks;
+}
+
 // The best k rows of [rb, re) per query, best first: out[q*keep + i], count[q] of them.
 // Exact pass: keep = k, margins null. First pass: margins[q] > 0 keeps every row within
 // margins[q] of the k-th best too (TopK::margin), up to keep = the buffer length; overflow[q]
@@ -171,6 +208,7 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
   }
   std::vector<int> heap_sizes(static_cast<size_t>(ktasks) * b, 0);
   std::atomic<bool> row_oom{false};
+  const KeySpans spans = key_spans(snap, rb, re);
 
   pool.parallel_for(grid.tasks(), [&](int64_t task) {
     const int64_t qt = task / ktasks, kt = task % ktasks;
@@ -192,12 +230,11 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
       return;
     }
     RowSink sink{rows.get(), re - rb, rb, ctx.exclude};
-    for (const auto& seg : snap.segments) {
-      // The searched rows of this segment, segment-local: [lr0, lr1).
-      const int64_t lr0 = std::max<int64_t>(rb - seg->base, 0), lr1 = std::min<int64_t>(re - seg->base, seg->n);
-      if (lr0 >= lr1) continue;
-      const int64_t first_panel = lr0 / kPanel, panels = (lr1 + kPanel - 1) / kPanel - first_panel;
-      const int64_t p0 = first_panel + panels * kt / ktasks, p1 = first_panel + panels * (kt + 1) / ktasks;
+    for (const KeySpan& span : spans.spans) {
+      const Segment* seg = span.seg;
+      const int64_t lr0 = span.lr0, lr1 = span.lr1;
+      int64_t p0, p1;
+      spans.chunk(span, kt, ktasks, &p0, &p1);
       if (p0 >= p1) continue;
       ctx.groups = seg->groups.data();
       ctx.base = seg->base;
@@ -322,6 +359,7 @@ Status first_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, P
   std::vector<float> part_kth(static_cast<size_t>(ktasks * b), 0), part_last(static_cast<size_t>(ktasks * b), 0);
   std::vector<char> part_ovf(static_cast<size_t>(ktasks * b), 0);
   std::vector<char> task_oom(static_cast<size_t>(ntasks), 0);
+  const KeySpans spans = key_spans(snap, rb, re);
   pool.parallel_for(ntasks, [&](int64_t task) {
     const int64_t qt = task / ktasks, kt = task % ktasks;
     const int64_t q0 = grid.q0[qt];
@@ -336,12 +374,11 @@ Status first_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, P
     for (int i = 0; i < nq; ++i) sets.emplace_back(buf.get() + static_cast<size_t>(i) * cap, cap, k, margins[q0 + i]);
     std::vector<float> thr(static_cast<size_t>(nq), -std::numeric_limits<float>::infinity());
     FirstPushCtx ctx{sets.data(), thr.data(), nullptr, 0, 0, qs.exclude ? qs.exclude + q0 : nullptr};
-    for (const auto& seg : snap.segments) {
-      // The searched rows of this segment, segment-local: [lr0, lr1).
-      const int64_t lr0 = std::max<int64_t>(rb - seg->base, 0), lr1 = std::min<int64_t>(re - seg->base, seg->n);
-      if (lr0 >= lr1) continue;
-      const int64_t first_panel = lr0 / kPanel, panels = (lr1 + kPanel - 1) / kPanel - first_panel;
-      const int64_t p0 = first_panel + panels * kt / ktasks, p1 = first_panel + panels * (kt + 1) / ktasks;
+    for (const KeySpan& span : spans.spans) {
+      const Segment* seg = span.seg;
+      const int64_t lr0 = span.lr0, lr1 = span.lr1;
+      int64_t p0, p1;
+      spans.chunk(span, kt, ktasks, &p0, &p1);
       if (p0 >= p1) continue;
       ctx.groups = seg->groups.data();
       ctx.base = seg->base;
