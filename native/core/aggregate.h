@@ -7,8 +7,7 @@ namespace rapm {
 // sims: the k similarities of one query, best first. Writes k weights summing to 1.
 void aggregate_weights(const float* sims, int k, float tau, Aggregate agg, float* weights);
 
-// out[j] = the float sum, over i = 0..m-1 in order, of w[i] * rows[i][j], j < dv (the prior:
-// the neighbours' values blended by their weights). Rows whose weight is 0 are skipped.
-void blend_rows(const float* const* rows, const float* w, int m, int dv, float* out);
+// blend_rows (the prior: the neighbours' values blended by their weights) is declared in
+// kernels/kernels.h beside the levels' own versions (Kernels::blend), which give the same bits.
 
 }  // namespace rapm

@@ -874,7 +874,7 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
       for (int i = 0; i < k; ++i) {
         vrows[i] = value_row(nb[i]);
       }
-      blend_rows(vrows.data(), w, k, dv, out.prior + q * dv);
+      kern.blend(vrows.data(), w, k, dv, out.prior + q * dv);
     }
   });
   return Status::Ok();

@@ -85,6 +85,11 @@ struct DotPanelArgs {
   int next_half = -1;
 };
 
+// The prior blend (core/aggregate.h blend_rows): out[j] = the float sum over i = 0..m-1, in
+// order, of w[i] * rows[i][j], each product and each sum rounded to float (no FMA), rows of
+// weight 0 skipped; so every level gives the same bits. blend_rows is the portable one.
+void blend_rows(const float* const* rows, const float* w, int m, int dv, float* out);
+
 struct Kernels {
   SimdLevel level;
   const char* name;
@@ -111,6 +116,8 @@ struct Kernels {
   // The fast paths' exact re-rank (DotPanelArgs above); null on levels without one
   // (core/search.cpp then goes through scan).
   void (*dot_panel)(const DotPanelArgs& args) = nullptr;
+  // The prior blend (blend_rows above); the portable one unless the level has its own.
+  void (*blend)(const float* const* rows, const float* w, int m, int dv, float* out) = blend_rows;
 };
 
 const Kernels* kernels_scalar();

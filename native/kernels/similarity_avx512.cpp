@@ -213,6 +213,59 @@ void dot_panel(const DotPanelArgs& a) {
   }
 }
 
+// The prior blend (kernels.h blend_rows): each column's products and sums rounded as in the
+// portable version (multiply, then add: no FMA), rows in order, zero weights skipped; 16
+// columns per register, up to 64 kept in registers across the rows, the last block masked.
+template <int NV>
+void blend_block(const float* const* rows, const float* w, int m, int j0, __mmask16 last, float* out) {
+  __m512 acc[NV];
+#pragma GCC unroll 4
+  for (int c = 0; c < NV; ++c) acc[c] = _mm512_setzero_ps();
+  for (int i = 0; i < m; ++i) {
+    if (w[i] == 0.0f) continue;
+    const __m512 wi = _mm512_set1_ps(w[i]);
+    const float* v = rows[i] + j0;
+#pragma GCC unroll 4
+    for (int c = 0; c < NV; ++c) {
+      const __m512 x = c + 1 < NV ? _mm512_loadu_ps(v + 16 * c) : _mm512_maskz_loadu_ps(last, v + 16 * c);
+      // The *_round_ forms (current rounding mode, i.e. the same IEEE operations) because GCC
+      // contracts a plain _mm512_mul_ps + _mm512_add_ps into an FMA in C++ even under
+      // -std=c++17 (its -ffp-contract=off default is for ISO C only), which rounds once
+      // instead of twice: kernel_test's blend check caught exactly that.
+      acc[c] = _mm512_add_round_ps(acc[c], _mm512_mul_round_ps(wi, x, _MM_FROUND_CUR_DIRECTION), _MM_FROUND_CUR_DIRECTION);
+    }
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < NV; ++c) {
+    if (c + 1 < NV) {
+      _mm512_storeu_ps(out + j0 + 16 * c, acc[c]);
+    } else {
+      _mm512_mask_storeu_ps(out + j0 + 16 * c, last, acc[c]);
+    }
+  }
+}
+
+void blend(const float* const* rows, const float* w, int m, int dv, float* out) {
+  // The rows are scattered over the value table: ask for all of them up front.
+  for (int i = 0; i < m; ++i) {
+    if (w[i] == 0.0f) continue;
+    for (int j = 0; j < dv; j += 16) _mm_prefetch(reinterpret_cast<const char*>(rows[i] + j), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(rows[i] + dv - 1), _MM_HINT_T0);
+  }
+  int j0 = 0;
+  for (; dv - j0 > 64; j0 += 64) blend_block<4>(rows, w, m, j0, 0xFFFF, out);
+  const int rest = dv - j0;  // 1..64
+  if (rest <= 0) return;
+  const int nv = (rest + 15) / 16;
+  const __mmask16 last = static_cast<__mmask16>(0xFFFFu >> (16 * nv - rest));
+  switch (nv) {
+    case 1: return blend_block<1>(rows, w, m, j0, last, out);
+    case 2: return blend_block<2>(rows, w, m, j0, last, out);
+    case 3: return blend_block<3>(rows, w, m, j0, last, out);
+    default: return blend_block<4>(rows, w, m, j0, last, out);
+  }
+}
+
 double fma_probe(int64_t iters, float* sink) {
   constexpr int kChains = 16;
   __m512 x[kChains];
@@ -245,7 +298,7 @@ float read_sum(const float* p, size_t n) {
 const Kernels kTable = {SimdLevel::kAvx512, "avx512", kMr, scan, fma_probe, read_sum,
                             scan_bf16_scalar, scan_i8_scalar, false, false,
                             scan_i8keys_avx512,  // int8 store: kernels/int8_keys_avx512.cpp
-                            dot_panel};
+                            dot_panel, blend};
 
 }  // namespace
 

@@ -798,6 +798,33 @@ void test_dot_panel(const Kernels& kern, int d, uint64_t seed) {
   }
 }
 
+// The level's prior blend against the portable blend_rows, bit for bit: value widths around
+// the 16-column registers and 64-column blocks (dv = d), zero weights (skipped), a -0 term,
+// rows in a scattered order, and nothing written past out[dv - 1].
+void test_blend(const Kernels& kern, int d, uint64_t seed) {
+  g_where = "blend dv=" + std::to_string(d);
+  Rng rng(seed);
+  const int dv = d, nrows = 97;
+  const std::vector<float> table = rng.normals(static_cast<size_t>(nrows) * dv + 16);
+  for (int m : {1, 7, 70, 90}) {
+    std::vector<const float*> rows(m);
+    std::vector<float> w(m);
+    for (int i = 0; i < m; ++i) {
+      rows[i] = &table[static_cast<size_t>((i * 37 + 11) % nrows) * dv];
+      w[i] = (i % 5 == 3) ? 0.0f : std::fabs(rng.normals(1)[0]) / m;
+    }
+    if (m > 1) w[1] = -0.0f;  // a zero of either sign is skipped
+    const float mark = -1234.5f;
+    std::vector<float> want(static_cast<size_t>(dv) + 16, mark), got(static_cast<size_t>(dv) + 16, mark);
+    blend_rows(rows.data(), w.data(), m, dv, want.data());
+    kern.blend(rows.data(), w.data(), m, dv, got.data());
+    int64_t bad = 0;
+    for (size_t j = 0; j < got.size(); ++j) bad += std::memcmp(&got[j], &want[j], sizeof(float)) != 0;
+    check(bad == 0, "blend (%d rows, dv %d) differs from blend_rows in %lld of %d columns (or wrote past dv)", m, dv,
+          static_cast<long long>(bad), dv);
+  }
+}
+
 void test_search_errors(const Kernels& kern, ThreadPool& pool) {
   g_where = "search errors";
   Rng rng(99);
@@ -1412,6 +1439,7 @@ int main(int argc, char** argv) {
       g_tally = &tallies[li];
       test_probes(*levels[li], d, 4000 + d);
       test_dot_panel(*levels[li], d, 8000 + d);
+      test_blend(*levels[li], d, 8500 + d);
       test_first_pass(*levels[li], d, 9000 + d);
       const MlpKernels* mk = mlp_kernels_for(levels[li]->level);
       test_gemm(*mk, d, 5000 + d);
