@@ -1,6 +1,8 @@
 // Exact scan over int8-stored keys, the portable reference (precision 'int8'; see kernels.h
 // scan_i8keys_scalar for the definition). No intrinsics, fixed order: p ascending, multiply
-// and add rounded separately (-std=c++17 turns contraction off), then the row's scale.
+// and add rounded separately (on x86-64: this baseline file gets no FMA flags, so GCC cannot
+// contract them; note that -std=c++17 does NOT turn contraction off in C++, and aarch64's
+// baseline has FMA), then the row's scale.
 // Also the default table entry (kernels.h) for a level without its own version: the qpack
 // scratch is sized for the calling level's mr, so this reads the queries unpacked.
 #include "kernels.h"

@@ -104,7 +104,7 @@ inline uint32_t lanes_of(const ScanArgs& a, int64_t row0) {
 }  // namespace
 
 // bf16 first pass, the reference: products of two bf16 values are exact in f32, the sum
-// runs p ascending in f32 (no contraction: -std=c++17 turns it off).
+// runs p ascending in f32 (an FMA contraction would give the same bits: the product is exact).
 void scan_bf16_scalar(const ScanArgs& a) {
   const int d = a.d;
   float acc[kPanel];
