@@ -245,13 +245,8 @@ void blend_block(const float* const* rows, const float* w, int m, int j0, __mmas
   }
 }
 
+// No prefetch of its own: search() prefetches the next query's rows while this one is blended.
 void blend(const float* const* rows, const float* w, int m, int dv, float* out) {
-  // The rows are scattered over the value table: ask for all of them up front.
-  for (int i = 0; i < m; ++i) {
-    if (w[i] == 0.0f) continue;
-    for (int j = 0; j < dv; j += 16) _mm_prefetch(reinterpret_cast<const char*>(rows[i] + j), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(rows[i] + dv - 1), _MM_HINT_T0);
-  }
   int j0 = 0;
   for (; dv - j0 > 64; j0 += 64) blend_block<4>(rows, w, m, j0, 0xFFFF, out);
   const int rest = dv - j0;  // 1..64
