@@ -15,9 +15,10 @@
 //     similarity >= f_K - E_q; a row left out has < f_K - m_q + E_q <= f_K - E_q), and the
 //     exact top-K lies inside the candidates. A query whose set outgrew the buffer
 //     (Candidates::overflow) has no proof and is redone by the exact scan (FastPathCounters::redone).
-//  3. Exact re-rank: the candidates' similarities are recomputed on the stored keys (f32, or
-//     bf16 for a bf16 store) by the level's dot_panel (kernels.h: the exact scan's own
-//     per-lane FMA chain, queries read in place) or, on levels without one, by its scan;
+//  3. Exact re-rank: the candidates' similarities are recomputed on the stored keys (f32,
+//     bf16 for a bf16 store, int8 codes and scales for an int8 store) by the level's dot_panel
+//     (dot_panel_i8 for an int8 store; kernels.h: the exact scan's own per-lane chain, queries
+//     read in place) or, on levels without one, by its scan (scan_i8keys for an int8 store);
 //     candidates are bucketed by key panel and each panel is dotted once with every query
 //     holding a candidate there (with only the half of the panel its candidates sit in, when
 //     they sit in one: same values). The values are bit for bit the exact scan's; the K best by
@@ -432,16 +433,16 @@ Status first_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, P
 }
 
 // Exact similarities of the candidates fp.cand[i] with pick[i] set -> sims[i], bit for bit
-// the exact scan's values (kernels.h, dot_panel). The candidates are bucketed by key panel
-// (counting sort, queries ascending within a panel) and each panel is dotted once with the
-// queries holding a candidate in it: a query whose candidates there all sit in one half of
-// the panel (lanes 0-15 or 16-31) with that half only (kernels.h: the same values, half the
-// reads of an f32 panel and half the FMAs), the others with the whole panel. While a panel
+// the exact scan's values (kernels.h, dot_panel / dot_panel_i8). The candidates are bucketed
+// by key panel (counting sort, queries ascending within a panel) and each panel is dotted once
+// with the queries holding a candidate in it: a query whose candidates there all sit in one
+// half of the panel (lanes 0-15 or 16-31) with that half only (kernels.h: the same values,
+// half the reads of an f32 or int8 panel and half the FMAs), the others with the whole panel. While a panel
 // is dotted, the lines of the next one the task visits are prefetched (the candidates are
 // scattered over the store, so without it every panel starts with a run of cache misses).
 void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const float* qn, int64_t b,
             const FirstPass& fp, const std::vector<char>& pick, std::vector<float>& sims) {
-  const int d = snap.d;
+  const int d = snap.d, d4 = (snap.d + 3) / 4;
   const size_t nseg = snap.segments.size();
   std::vector<int64_t> seg_panel(nseg + 1, 0);  // first global panel of each segment
   for (size_t s = 0; s < nseg; ++s) seg_panel[s + 1] = seg_panel[s] + snap.segments[s]->npanels;
@@ -503,12 +504,19 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
     const auto segment_at = [&](int64_t P) {
       return static_cast<size_t>(std::upper_bound(seg_panel.begin(), seg_panel.end(), P) - seg_panel.begin() - 1);
     };
-    // Panel P's keys: f32, or bf16 for a bf16 store.
+    // Panel P's keys: f32, bf16 for a bf16 store, int8 codes for an int8 store (whose
+    // panels are d4 groups of kPanel * 4 bytes).
     const auto keys_at = [&](int64_t P) -> const void* {
       const size_t si = segment_at(P);
       const Segment& seg = *snap.segments[si];
-      const size_t off = static_cast<size_t>(P - seg_panel[si]) * d * kPanel;
-      return snap.bf16 ? static_cast<const void*>(seg.keys_bf16.get() + off) : seg.keys_f32.get() + off;
+      const size_t lp = static_cast<size_t>(P - seg_panel[si]);
+      if (snap.int8) return seg.keys_i8.get() + lp * d4 * kPanel * 4;
+      return snap.bf16 ? static_cast<const void*>(seg.keys_bf16.get() + lp * d * kPanel) : seg.keys_f32.get() + lp * d * kPanel;
+    };
+    // Panel P's row scales (int8 store).
+    const auto scales_at = [&](int64_t P) {
+      const size_t si = segment_at(P);
+      return snap.segments[si]->i8_scale.data() + static_cast<size_t>(P - seg_panel[si]) * kPanel;
     };
     // The half of refs [r0, r1) of one panel: 0 or 1, or -1 when they sit in both.
     const auto half_of = [&](int64_t r0, int64_t r1) {
@@ -516,7 +524,8 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
       for (int64_t r = r0; r < r1; ++r) (lanes[r] < kPanel / 2 ? low : high) = true;
       return low && high ? -1 : high ? 1 : 0;
     };
-    const bool by_dot = kern.dot_panel != nullptr && !snap.int8;  // int8 stores re-rank through scan_i8keys
+    void (*const dot)(const DotPanelArgs&) = snap.int8 ? kern.dot_panel_i8 : kern.dot_panel;
+    const bool by_dot = dot != nullptr;
     const auto next_after = [&](int64_t P) {  // the next panel with refs after P, or P1
       do ++P;
       while (P < P1 && first[P] == first[P + 1]);
@@ -551,15 +560,23 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
         bool prefetch = next < P1;
         for (int c = 0, q0 = 0; c < 3; q0 += nclass[c++]) {
           if (nclass[c] == 0) continue;
-          DotPanelArgs a{qptr.data() + q0, nclass[c], d, bf16 ? nullptr : static_cast<const float*>(keys),
-                         bf16 ? static_cast<const uint16_t*>(keys) : nullptr, c == 2 ? -1 : c,
+          DotPanelArgs a{qptr.data() + q0, nclass[c], d, nullptr, nullptr, c == 2 ? -1 : c,
                          out.data() + static_cast<size_t>(q0) * kPanel};
+          if (snap.int8) {
+            a.keys_i8 = static_cast<const int8_t*>(keys);
+            a.key_scale = scales_at(P);
+          } else if (bf16) {
+            a.keys_bf16 = static_cast<const uint16_t*>(keys);
+          } else {
+            a.keys_f32 = static_cast<const float*>(keys);
+          }
           if (prefetch) {  // once, with the first dot
             a.next = keys_at(next);
             a.next_half = half_of(first[next], first[next + 1]);
+            if (snap.int8) a.next_scale = scales_at(next);
             prefetch = false;
           }
-          kern.dot_panel(a);
+          dot(a);
         }
       } else {
         // Through the level's scan: the queries copied side by side, every lane pushed.
