@@ -432,14 +432,40 @@ Status first_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, P
   return Status::Ok();
 }
 
+struct RerankRef {
+  int32_t q;
+  int64_t at;  // index into fp.cand / sims
+};
+
+// rerank()'s bucket arrays, one set per calling thread, reused by its next call (rerank never
+// runs twice at once on one thread: a parallel_for caller runs only its own job's tasks,
+// core/thread_pool.h, and search() is not called from pool tasks). A set that
+// grew past kRerankScratchKeep bytes (a store of more than about 4M key panels, or a batch with
+// millions of candidates) is released after the call instead of kept.
+constexpr size_t kRerankScratchKeep = 32u << 20;
+struct RerankScratch {
+  std::vector<int64_t> first;
+  std::vector<RerankRef> refs;
+  std::vector<uint8_t> lanes;
+  void trim() {
+    const size_t bytes = first.capacity() * sizeof(int64_t) + refs.capacity() * sizeof(RerankRef) + lanes.capacity();
+    if (bytes > kRerankScratchKeep) *this = RerankScratch{};
+  }
+};
+RerankScratch& rerank_scratch() {
+  thread_local RerankScratch s;
+  return s;
+}
+
 // Exact similarities of the candidates fp.cand[i] with pick[i] set -> sims[i], bit for bit
 // the exact scan's values (kernels.h, dot_panel / dot_panel_i8). The candidates are bucketed
 // by key panel (counting sort, queries ascending within a panel) and each panel is dotted once
 // with the queries holding a candidate in it: a query whose candidates there all sit in one
 // half of the panel (lanes 0-15 or 16-31) with that half only (kernels.h: the same values,
-// half the reads of an f32 or int8 panel and half the FMAs), the others with the whole panel. While a panel
-// is dotted, the lines of the next one the task visits are prefetched (the candidates are
-// scattered over the store, so without it every panel starts with a run of cache misses).
+// half the reads of an f32 or int8 panel and half the FMAs), the others with the whole
+// panel. While a panel is dotted, the lines of the next one the task visits are prefetched
+// (the candidates are scattered over the store, so without it every panel starts with a run
+// of cache misses).
 void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const float* qn, int64_t b,
             const FirstPass& fp, const std::vector<char>& pick, std::vector<float>& sims) {
   const int d = snap.d, d4 = (snap.d + 3) / 4;
@@ -447,50 +473,56 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
   std::vector<int64_t> seg_panel(nseg + 1, 0);  // first global panel of each segment
   for (size_t s = 0; s < nseg; ++s) seg_panel[s + 1] = seg_panel[s] + snap.segments[s]->npanels;
   const int64_t npanels = seg_panel[nseg];
-  // Per candidate: its global panel and lane; then the refs bucketed by panel.
-  struct Ref {
-    int32_t q;
-    int64_t at;  // index into fp.cand / sims
+  // Candidate row -> its global panel and lane.
+  const auto locate = [&](int64_t row, int64_t& panel, uint8_t& lane) {
+    size_t si = 0;
+    if (nseg > 1) {
+      auto it = std::upper_bound(snap.segments.begin(), snap.segments.end(), row,
+                                 [](int64_t r, const std::shared_ptr<const Segment>& s) { return r < s->base; });
+      si = static_cast<size_t>(it - snap.segments.begin() - 1);
+    }
+    const int64_t lr = row - snap.segments[si]->base;
+    panel = seg_panel[si] + lr / kPanel;
+    lane = static_cast<uint8_t>(lr % kPanel);
   };
+  // The refs bucketed by panel (counting sort, stable: queries ascending within a panel):
+  // panel P's are refs[first[P], first[P + 1]). The arrays are the calling thread's, kept
+  // between calls (RerankScratch): freshly allocated they cost a page fault per 4 KiB on
+  // every search (first alone is 8 bytes a panel: 500 KB at 2M rows), more than the dots.
+  RerankScratch& sc = rerank_scratch();
+  std::vector<int64_t>& first = sc.first;
+  std::vector<RerankRef>& refs = sc.refs;
+  std::vector<uint8_t>& lanes = sc.lanes;
   int64_t nrefs = 0;
   for (char c : pick) nrefs += c != 0;
-  std::vector<int64_t> first(static_cast<size_t>(npanels) + 1, 0);
-  std::vector<int64_t> panel_of(static_cast<size_t>(nrefs));
-  std::vector<uint8_t> lane_of(static_cast<size_t>(nrefs));
-  int64_t j = 0;
+  first.assign(static_cast<size_t>(npanels) + 1, 0);
+  refs.resize(static_cast<size_t>(nrefs));
+  lanes.resize(static_cast<size_t>(nrefs));
   for (int64_t q = 0; q < b; ++q) {
     for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) {
       if (!pick[i]) continue;
-      const int64_t row = topk_id(fp.cand[i]);
-      size_t si = 0;
-      if (nseg > 1) {
-        auto it = std::upper_bound(snap.segments.begin(), snap.segments.end(), row,
-                                   [](int64_t r, const std::shared_ptr<const Segment>& s) { return r < s->base; });
-        si = static_cast<size_t>(it - snap.segments.begin() - 1);
-      }
-      const int64_t lr = row - snap.segments[si]->base;
-      panel_of[j] = seg_panel[si] + lr / kPanel;
-      lane_of[j] = static_cast<uint8_t>(lr % kPanel);
-      ++first[panel_of[j] + 1];
-      ++j;
+      int64_t P;
+      uint8_t lane;
+      locate(topk_id(fp.cand[i]), P, lane);
+      ++first[P + 1];
     }
   }
   for (int64_t P = 0; P < npanels; ++P) first[P + 1] += first[P];
-  std::vector<Ref> refs(static_cast<size_t>(nrefs));
-  std::vector<uint8_t> lanes(static_cast<size_t>(nrefs));
-  {
-    std::vector<int64_t> fill(first.begin(), first.end() - 1);
-    j = 0;
-    for (int64_t q = 0; q < b; ++q) {
-      for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) {
-        if (!pick[i]) continue;
-        const int64_t at = fill[panel_of[j]]++;
-        refs[at] = Ref{static_cast<int32_t>(q), i};
-        lanes[at] = lane_of[j];
-        ++j;
-      }
+  // Fill, first[P] as panel P's cursor: it ends at the old first[P + 1], so one shift right
+  // restores the starts.
+  for (int64_t q = 0; q < b; ++q) {
+    for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) {
+      if (!pick[i]) continue;
+      int64_t P;
+      uint8_t lane;
+      locate(topk_id(fp.cand[i]), P, lane);
+      const int64_t at = first[P]++;
+      refs[at] = RerankRef{static_cast<int32_t>(q), i};
+      lanes[at] = lane;
     }
   }
+  std::copy_backward(first.begin(), first.end() - 1, first.end());
+  first[0] = 0;
   // Tasks: runs of panels holding about the same number of refs.
   const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(nrefs / 64, 16 * pool.threads()));
   pool.parallel_for(tasks, [&](int64_t t) {
@@ -607,6 +639,7 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
       }
     }
   });
+  sc.trim();
 }
 
 double gamma_n(double n) {
