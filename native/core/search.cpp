@@ -15,9 +15,10 @@
 //     similarity >= f_K - E_q; a row left out has < f_K - m_q + E_q <= f_K - E_q), and the
 //     exact top-K lies inside the candidates. A query whose set outgrew the buffer
 //     (Candidates::overflow) has no proof and is redone by the exact scan (FastPathCounters::redone).
-//  3. Exact re-rank: the candidates' similarities are recomputed on the stored keys (f32, or
-//     bf16 for a bf16 store) by the level's dot_panel (kernels.h: the exact scan's own
-//     per-lane FMA chain, queries read in place) or, on levels without one, by its scan;
+//  3. Exact re-rank: the candidates' similarities are recomputed on the stored keys (f32,
+//     bf16 for a bf16 store, int8 codes and scales for an int8 store) by the level's dot_panel
+//     (dot_panel_i8 for an int8 store; kernels.h: the exact scan's own per-lane chain, queries
+//     read in place) or, on levels without one, by its scan (scan_i8keys for an int8 store);
 //     candidates are bucketed by key panel and each panel is dotted once with every query
 //     holding a candidate there (with only the half of the panel its candidates sit in, when
 //     they sit in one: same values). The values are bit for bit the exact scan's; the K best by
@@ -469,65 +470,97 @@ Status first_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, P
   return Status::Ok();
 }
 
+struct RerankRef {
+  int32_t q;
+  int64_t at;  // index into fp.cand / sims
+};
+
+// rerank()'s bucket arrays, one set per calling thread, reused by its next call (rerank never
+// runs twice at once on one thread: a parallel_for caller runs only its own job's tasks,
+// core/thread_pool.h, and search() is not called from pool tasks). A set that
+// grew past kRerankScratchKeep bytes (a store of more than about 4M key panels, or a batch with
+// millions of candidates) is released after the call instead of kept.
+constexpr size_t kRerankScratchKeep = 32u << 20;
+struct RerankScratch {
+  std::vector<int64_t> first;
+  std::vector<RerankRef> refs;
+  std::vector<uint8_t> lanes;
+  void trim() {
+    const size_t bytes = first.capacity() * sizeof(int64_t) + refs.capacity() * sizeof(RerankRef) + lanes.capacity();
+    if (bytes > kRerankScratchKeep) *this = RerankScratch{};
+  }
+};
+RerankScratch& rerank_scratch() {
+  thread_local RerankScratch s;
+  return s;
+}
+
 // Exact similarities of the candidates fp.cand[i] with pick[i] set -> sims[i], bit for bit
-// the exact scan's values (kernels.h, dot_panel). The candidates are bucketed by key panel
-// (counting sort, queries ascending within a panel) and each panel is dotted once with the
-// queries holding a candidate in it: a query whose candidates there all sit in one half of
-// the panel (lanes 0-15 or 16-31) with that half only (kernels.h: the same values, half the
-// reads of an f32 panel and half the FMAs), the others with the whole panel. While a panel
-// is dotted, the lines of the next one the task visits are prefetched (the candidates are
-// scattered over the store, so without it every panel starts with a run of cache misses).
+// the exact scan's values (kernels.h, dot_panel / dot_panel_i8). The candidates are bucketed
+// by key panel (counting sort, queries ascending within a panel) and each panel is dotted once
+// with the queries holding a candidate in it: a query whose candidates there all sit in one
+// half of the panel (lanes 0-15 or 16-31) with that half only (kernels.h: the same values,
+// half the reads of an f32 or int8 panel and half the FMAs), the others with the whole
+// panel. While a panel is dotted, the lines of the next one the task visits are prefetched
+// (the candidates are scattered over the store, so without it every panel starts with a run
+// of cache misses).
 void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const float* qn, int64_t b,
             const FirstPass& fp, const std::vector<char>& pick, std::vector<float>& sims) {
-  const int d = snap.d;
+  const int d = snap.d, d4 = (snap.d + 3) / 4;
   const size_t nseg = snap.segments.size();
   std::vector<int64_t> seg_panel(nseg + 1, 0);  // first global panel of each segment
   for (size_t s = 0; s < nseg; ++s) seg_panel[s + 1] = seg_panel[s] + snap.segments[s]->npanels;
   const int64_t npanels = seg_panel[nseg];
-  // Per candidate: its global panel and lane; then the refs bucketed by panel.
-  struct Ref {
-    int32_t q;
-    int64_t at;  // index into fp.cand / sims
+  // Candidate row -> its global panel and lane.
+  const auto locate = [&](int64_t row, int64_t& panel, uint8_t& lane) {
+    size_t si = 0;
+    if (nseg > 1) {
+      auto it = std::upper_bound(snap.segments.begin(), snap.segments.end(), row,
+                                 [](int64_t r, const std::shared_ptr<const Segment>& s) { return r < s->base; });
+      si = static_cast<size_t>(it - snap.segments.begin() - 1);
+    }
+    const int64_t lr = row - snap.segments[si]->base;
+    panel = seg_panel[si] + lr / kPanel;
+    lane = static_cast<uint8_t>(lr % kPanel);
   };
+  // The refs bucketed by panel (counting sort, stable: queries ascending within a panel):
+  // panel P's are refs[first[P], first[P + 1]). The arrays are the calling thread's, kept
+  // between calls (RerankScratch): freshly allocated they cost a page fault per 4 KiB on
+  // every search (first alone is 8 bytes a panel: 500 KB at 2M rows), more than the dots.
+  RerankScratch& sc = rerank_scratch();
+  std::vector<int64_t>& first = sc.first;
+  std::vector<RerankRef>& refs = sc.refs;
+  std::vector<uint8_t>& lanes = sc.lanes;
   int64_t nrefs = 0;
   for (char c : pick) nrefs += c != 0;
-  std::vector<int64_t> first(static_cast<size_t>(npanels) + 1, 0);
-  std::vector<int64_t> panel_of(static_cast<size_t>(nrefs));
-  std::vector<uint8_t> lane_of(static_cast<size_t>(nrefs));
-  int64_t j = 0;
+  first.assign(static_cast<size_t>(npanels) + 1, 0);
+  refs.resize(static_cast<size_t>(nrefs));
+  lanes.resize(static_cast<size_t>(nrefs));
   for (int64_t q = 0; q < b; ++q) {
     for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) {
       if (!pick[i]) continue;
-      const int64_t row = topk_id(fp.cand[i]);
-      size_t si = 0;
-      if (nseg > 1) {
-        auto it = std::upper_bound(snap.segments.begin(), snap.segments.end(), row,
-                                   [](int64_t r, const std::shared_ptr<const Segment>& s) { return r < s->base; });
-        si = static_cast<size_t>(it - snap.segments.begin() - 1);
-      }
-      const int64_t lr = row - snap.segments[si]->base;
-      panel_of[j] = seg_panel[si] + lr / kPanel;
-      lane_of[j] = static_cast<uint8_t>(lr % kPanel);
-      ++first[panel_of[j] + 1];
-      ++j;
+      int64_t P;
+      uint8_t lane;
+      locate(topk_id(fp.cand[i]), P, lane);
+      ++first[P + 1];
     }
   }
   for (int64_t P = 0; P < npanels; ++P) first[P + 1] += first[P];
-  std::vector<Ref> refs(static_cast<size_t>(nrefs));
-  std::vector<uint8_t> lanes(static_cast<size_t>(nrefs));
-  {
-    std::vector<int64_t> fill(first.begin(), first.end() - 1);
-    j = 0;
-    for (int64_t q = 0; q < b; ++q) {
-      for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) {
-        if (!pick[i]) continue;
-        const int64_t at = fill[panel_of[j]]++;
-        refs[at] = Ref{static_cast<int32_t>(q), i};
-        lanes[at] = lane_of[j];
-        ++j;
-      }
+  // Fill, first[P] as panel P's cursor: it ends at the old first[P + 1], so one shift right
+  // restores the starts.
+  for (int64_t q = 0; q < b; ++q) {
+    for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) {
+      if (!pick[i]) continue;
+      int64_t P;
+      uint8_t lane;
+      locate(topk_id(fp.cand[i]), P, lane);
+      const int64_t at = first[P]++;
+      refs[at] = RerankRef{static_cast<int32_t>(q), i};
+      lanes[at] = lane;
     }
   }
+  std::copy_backward(first.begin(), first.end() - 1, first.end());
+  first[0] = 0;
   // Tasks: runs of panels holding about the same number of refs.
   const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(nrefs / 64, 16 * pool.threads()));
   pool.parallel_for(tasks, [&](int64_t t) {
@@ -541,12 +574,19 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
     const auto segment_at = [&](int64_t P) {
       return static_cast<size_t>(std::upper_bound(seg_panel.begin(), seg_panel.end(), P) - seg_panel.begin() - 1);
     };
-    // Panel P's keys: f32, or bf16 for a bf16 store.
+    // Panel P's keys: f32, bf16 for a bf16 store, int8 codes for an int8 store (whose
+    // panels are d4 groups of kPanel * 4 bytes).
     const auto keys_at = [&](int64_t P) -> const void* {
       const size_t si = segment_at(P);
       const Segment& seg = *snap.segments[si];
-      const size_t off = static_cast<size_t>(P - seg_panel[si]) * d * kPanel;
-      return snap.bf16 ? static_cast<const void*>(seg.keys_bf16.get() + off) : seg.keys_f32.get() + off;
+      const size_t lp = static_cast<size_t>(P - seg_panel[si]);
+      if (snap.int8) return seg.keys_i8.get() + lp * d4 * kPanel * 4;
+      return snap.bf16 ? static_cast<const void*>(seg.keys_bf16.get() + lp * d * kPanel) : seg.keys_f32.get() + lp * d * kPanel;
+    };
+    // Panel P's row scales (int8 store).
+    const auto scales_at = [&](int64_t P) {
+      const size_t si = segment_at(P);
+      return snap.segments[si]->i8_scale.data() + static_cast<size_t>(P - seg_panel[si]) * kPanel;
     };
     // The half of refs [r0, r1) of one panel: 0 or 1, or -1 when they sit in both.
     const auto half_of = [&](int64_t r0, int64_t r1) {
@@ -554,7 +594,8 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
       for (int64_t r = r0; r < r1; ++r) (lanes[r] < kPanel / 2 ? low : high) = true;
       return low && high ? -1 : high ? 1 : 0;
     };
-    const bool by_dot = kern.dot_panel != nullptr && !snap.int8;  // int8 stores re-rank through scan_i8keys
+    void (*const dot)(const DotPanelArgs&) = snap.int8 ? kern.dot_panel_i8 : kern.dot_panel;
+    const bool by_dot = dot != nullptr;
     const auto next_after = [&](int64_t P) {  // the next panel with refs after P, or P1
       do ++P;
       while (P < P1 && first[P] == first[P + 1]);
@@ -589,15 +630,23 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
         bool prefetch = next < P1;
         for (int c = 0, q0 = 0; c < 3; q0 += nclass[c++]) {
           if (nclass[c] == 0) continue;
-          DotPanelArgs a{qptr.data() + q0, nclass[c], d, bf16 ? nullptr : static_cast<const float*>(keys),
-                         bf16 ? static_cast<const uint16_t*>(keys) : nullptr, c == 2 ? -1 : c,
+          DotPanelArgs a{qptr.data() + q0, nclass[c], d, nullptr, nullptr, c == 2 ? -1 : c,
                          out.data() + static_cast<size_t>(q0) * kPanel};
+          if (snap.int8) {
+            a.keys_i8 = static_cast<const int8_t*>(keys);
+            a.key_scale = scales_at(P);
+          } else if (bf16) {
+            a.keys_bf16 = static_cast<const uint16_t*>(keys);
+          } else {
+            a.keys_f32 = static_cast<const float*>(keys);
+          }
           if (prefetch) {  // once, with the first dot
             a.next = keys_at(next);
             a.next_half = half_of(first[next], first[next + 1]);
+            if (snap.int8) a.next_scale = scales_at(next);
             prefetch = false;
           }
-          kern.dot_panel(a);
+          dot(a);
         }
       } else {
         // Through the level's scan: the queries copied side by side, every lane pushed.
@@ -628,6 +677,7 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
       }
     }
   });
+  sc.trim();
 }
 
 double gamma_n(double n) {

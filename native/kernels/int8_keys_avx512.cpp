@@ -1,7 +1,7 @@
 // Exact scan over int8-stored keys with AVX-512 (precision 'int8'; definition in kernels.h,
 // reference: int8_keys_scalar.cpp). Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq
-// by file suffix; everything but scan_i8keys_avx512 (called only through the avx512 tables)
-// stays in the anonymous namespace.
+// by file suffix; everything but scan_i8keys_avx512 and dot_panel_i8_avx512 (called only
+// through the avx512 tables) stays in the anonymous namespace.
 //
 // Per group of 4 dims, two 64-byte loads hold the 32 lanes' codes (one int32 lane per key row,
 // byte j = dim 4g + j); each dim is sign-extended by a shift pair, converted to f32 and
@@ -102,7 +102,122 @@ void tile_dispatch(int mr, const ScanArgs& a, const float* q, int q0, int64_t p0
   }
 }
 
+// dot_panel_i8 (kernels.h): tile<> for one panel with the queries read through row pointers
+// instead of a packed panel. Per lane the same chain as tile<>: acc = fma(q[p], k[p], acc) over
+// the real dims p ascending from 0, then acc * scale; a half panel (kHalf) runs the chains of
+// lanes lo .. lo + 15 only, which are tile<>'s acc0 (lo = 0, the group's first 64-byte line)
+// or acc1 (lo = 16, its second line). pf, when set, is another panel whose pf_lines lines per
+// group (from pf + g * 128) are prefetched while this one is dotted.
+template <int MR, bool kHalf, int J>
+inline void dot_dim(const float* const* q, int p, __m512i k0, __m512i k1, __m512* acc0, __m512* acc1) {
+  const __m512 f0 = dim_of<J>(k0);
+  const __m512 f1 = kHalf ? f0 : dim_of<J>(k1);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    const __m512 qv = _mm512_set1_ps(q[i][p]);
+    acc0[i] = _mm512_fmadd_ps(qv, f0, acc0[i]);
+    if (!kHalf) acc1[i] = _mm512_fmadd_ps(qv, f1, acc1[i]);
+  }
+}
+
+template <int MR, bool kHalf>
+void dot_tile(const float* const* q, int d, const int8_t* kp, const float* ks, int lo, float* out, const char* pf,
+              int pf_lines) {
+  const int full = d / 4, rest = d % 4;
+  __m512 acc0[MR], acc1[MR];
+  const float* qi[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    acc0[i] = _mm512_setzero_ps();
+    acc1[i] = _mm512_setzero_ps();
+    qi[i] = q[i];
+  }
+  const int8_t* kh = kp + 4 * lo;  // the half's line of each group (lo = 0 for a whole panel)
+  for (int g = 0; g < full; ++g) {
+    if (pf != nullptr) {
+      _mm_prefetch(pf + static_cast<size_t>(g) * kPanel * 4, _MM_HINT_T0);
+      if (pf_lines > 1) _mm_prefetch(pf + static_cast<size_t>(g) * kPanel * 4 + 64, _MM_HINT_T0);
+    }
+    const int8_t* kg = kh + static_cast<size_t>(g) * kPanel * 4;
+    const __m512i k0 = _mm512_loadu_si512(kg);
+    const __m512i k1 = kHalf ? k0 : _mm512_loadu_si512(kg + 64);
+    dot_dim<MR, kHalf, 0>(qi, 4 * g, k0, k1, acc0, acc1);
+    dot_dim<MR, kHalf, 1>(qi, 4 * g + 1, k0, k1, acc0, acc1);
+    dot_dim<MR, kHalf, 2>(qi, 4 * g + 2, k0, k1, acc0, acc1);
+    dot_dim<MR, kHalf, 3>(qi, 4 * g + 3, k0, k1, acc0, acc1);
+  }
+  if (rest > 0) {  // the last, partial group: only its real dims (as tile<>)
+    if (pf != nullptr) {
+      _mm_prefetch(pf + static_cast<size_t>(full) * kPanel * 4, _MM_HINT_T0);
+      if (pf_lines > 1) _mm_prefetch(pf + static_cast<size_t>(full) * kPanel * 4 + 64, _MM_HINT_T0);
+    }
+    const int8_t* kg = kh + static_cast<size_t>(full) * kPanel * 4;
+    const __m512i k0 = _mm512_loadu_si512(kg);
+    const __m512i k1 = kHalf ? k0 : _mm512_loadu_si512(kg + 64);
+    dot_dim<MR, kHalf, 0>(qi, 4 * full, k0, k1, acc0, acc1);
+    if (rest > 1) dot_dim<MR, kHalf, 1>(qi, 4 * full + 1, k0, k1, acc0, acc1);
+    if (rest > 2) dot_dim<MR, kHalf, 2>(qi, 4 * full + 2, k0, k1, acc0, acc1);
+  }
+  const __m512 ks0 = _mm512_loadu_ps(ks + lo);
+  const __m512 ks1 = kHalf ? ks0 : _mm512_loadu_ps(ks + 16);
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    _mm512_storeu_ps(out + i * kPanel + lo, _mm512_mul_ps(acc0[i], ks0));
+    if (!kHalf) _mm512_storeu_ps(out + i * kPanel + 16, _mm512_mul_ps(acc1[i], ks1));
+  }
+}
+
+template <bool kHalf>
+void dot_panel_impl(const DotPanelArgs& a, const char* pf, int pf_lines) {
+  constexpr int kDotMr = 8;  // 16 accumulators + 8 query pointers: no spills
+  const float* const* q = a.queries;
+  const int nq = a.nq, d = a.d, lo = kHalf ? 16 * a.half : 0;
+  const int8_t* kp = a.keys_i8;
+  const float* ks = a.key_scale;
+  int i = 0;
+  for (; i + kDotMr <= nq; i += kDotMr) {
+    dot_tile<kDotMr, kHalf>(q + i, d, kp, ks, lo, a.out + static_cast<size_t>(i) * kPanel, pf, pf_lines);
+    pf = nullptr;  // the first tile prefetched it
+  }
+  float* o = a.out + static_cast<size_t>(i) * kPanel;
+  switch (nq - i) {
+    case 7: return dot_tile<7, kHalf>(q + i, d, kp, ks, lo, o, pf, pf_lines);
+    case 6: return dot_tile<6, kHalf>(q + i, d, kp, ks, lo, o, pf, pf_lines);
+    case 5: return dot_tile<5, kHalf>(q + i, d, kp, ks, lo, o, pf, pf_lines);
+    case 4: return dot_tile<4, kHalf>(q + i, d, kp, ks, lo, o, pf, pf_lines);
+    case 3: return dot_tile<3, kHalf>(q + i, d, kp, ks, lo, o, pf, pf_lines);
+    case 2: return dot_tile<2, kHalf>(q + i, d, kp, ks, lo, o, pf, pf_lines);
+    case 1: return dot_tile<1, kHalf>(q + i, d, kp, ks, lo, o, pf, pf_lines);
+    default: return;
+  }
+}
+
 }  // namespace
+
+void dot_panel_i8_avx512(const DotPanelArgs& a) {
+  // The next panel's lines of each group: one (its half's) or both; and its scales' lines.
+  const char* pf = static_cast<const char*>(a.next);
+  int pf_lines = 1;
+  if (pf != nullptr) {
+    if (a.next_half >= 0) {
+      pf += 64 * a.next_half;
+    } else {
+      pf_lines = 2;
+    }
+    if (a.next_scale != nullptr) {
+      const float* s = a.next_scale + (a.next_half > 0 ? 16 : 0);
+      const int n = a.next_half >= 0 ? 16 : kPanel;
+      _mm_prefetch(reinterpret_cast<const char*>(s), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(s + n - 1), _MM_HINT_T0);
+      if (n == kPanel) _mm_prefetch(reinterpret_cast<const char*>(s + 16), _MM_HINT_T0);
+    }
+  }
+  if (a.half >= 0) {
+    dot_panel_impl<true>(a, pf, pf_lines);
+  } else {
+    dot_panel_impl<false>(a, pf, pf_lines);
+  }
+}
 
 void scan_i8keys_avx512(const ScanArgs& a) {
   pack_queries<kMr>(a);

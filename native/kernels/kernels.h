@@ -73,6 +73,13 @@ void scan_i8keys_neon(const ScanArgs& args);    // kernels/int8_keys_neon.cpp (n
 // written): the same values, reading one 64-byte line per dim of an f32 panel instead of two
 // and doing half the FMAs. next, when set, is the panel (same key type) the caller dots after
 // this one; the lines of next_half (-1: all lanes) are prefetched while this one is dotted.
+//
+// dot_panel_i8 is the same for an int8 STORE (precision 'int8'): keys_i8 points at one int8
+// panel (layout of ScanArgs::keys_i8) and key_scale at its 32 row scales; out[i * kPanel + l]
+// is bit for bit the value scan_i8keys of the same level computes (same per-lane chain: p
+// ascending over the real dims, then one multiply by the scale). A half reads the first
+// (half 0) or second (half 1) 64-byte line of each dim group of 4 (lanes 0-15 / 16-31);
+// next / next_half prefetch another int8 panel's lines the same way, and its scales.
 struct DotPanelArgs {
   const float* const* queries;
   int nq;
@@ -83,7 +90,13 @@ struct DotPanelArgs {
   float* out;
   const void* next = nullptr;
   int next_half = -1;
+  const int8_t* keys_i8 = nullptr;      // dot_panel_i8 only: the panel's codes
+  const float* key_scale = nullptr;     // dot_panel_i8 only: the panel's [kPanel] row scales
+  const float* next_scale = nullptr;    // dot_panel_i8 only: next's scales (prefetched)
 };
+#if defined(__x86_64__) || defined(_M_X64)
+void dot_panel_i8_avx512(const DotPanelArgs& args);  // kernels/int8_keys_avx512.cpp (avx512 tables only)
+#endif
 
 // The prior blend (core/aggregate.h blend_rows): out[j] = the float sum over i = 0..m-1, in
 // order, of w[i] * rows[i][j], each product and each sum rounded to float (no FMA), rows of
@@ -116,6 +129,9 @@ struct Kernels {
   // The fast paths' exact re-rank (DotPanelArgs above); null on levels without one
   // (core/search.cpp then goes through scan).
   void (*dot_panel)(const DotPanelArgs& args) = nullptr;
+  // The int8 store's re-rank (DotPanelArgs above); null on levels without one (core/search.cpp
+  // then goes through scan_i8keys).
+  void (*dot_panel_i8)(const DotPanelArgs& args) = nullptr;
   // The prior blend (blend_rows above); the portable one unless the level has its own.
   void (*blend)(const float* const* rows, const float* w, int m, int dv, float* out) = blend_rows;
 };

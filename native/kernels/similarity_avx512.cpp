@@ -293,7 +293,9 @@ float read_sum(const float* p, size_t n) {
 const Kernels kTable = {SimdLevel::kAvx512, "avx512", kMr, scan, fma_probe, read_sum,
                             scan_bf16_scalar, scan_i8_scalar, false, false,
                             scan_i8keys_avx512,  // int8 store: kernels/int8_keys_avx512.cpp
-                            dot_panel, blend};
+                            dot_panel,
+                            dot_panel_i8_avx512,  // int8 store's re-rank: kernels/int8_keys_avx512.cpp
+                            blend};
 
 }  // namespace
 

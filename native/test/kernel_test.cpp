@@ -822,6 +822,72 @@ void test_blend(const Kernels& kern, int d, uint64_t seed) {
     for (size_t j = 0; j < got.size(); ++j) bad += std::memcmp(&got[j], &want[j], sizeof(float)) != 0;
     check(bad == 0, "blend (%d rows, dv %d) differs from blend_rows in %lld of %d columns (or wrote past dv)", m, dv,
           static_cast<long long>(bad), dv);
+// dot_panel_i8 (an int8 store's re-rank) against the level's own scan_i8keys: bit for bit,
+// queries read through pointers in any order, tile remainders 1..7 and a full tile of 8 (13),
+// whole panels and each half (its 16 lanes as scan_i8keys', the other 16 of out untouched),
+// with and without a next panel to prefetch (one half of it, or all); the last panel partial
+// (codes and scales of the padding rows zero, as core/int8_store.cpp leaves them).
+void test_dot_panel_i8(const Kernels& kern, int d, uint64_t seed) {
+  if (kern.dot_panel_i8 == nullptr) return;  // search.cpp goes through scan_i8keys on this level
+  g_where = "dot_panel_i8 d=" + std::to_string(d);
+  Rng rng(seed);
+  const int panels = 3, rows = panels * kPanel - 7, nq_max = 13, d4 = (d + 3) / 4;
+  const size_t off = static_cast<size_t>(d4) * kPanel * 4;  // bytes per panel
+  std::vector<int8_t> codes(static_cast<size_t>(panels) * off, 0);
+  std::vector<float> scale(static_cast<size_t>(panels) * kPanel, 0.0f);
+  const std::vector<float> u = rng.normals(static_cast<size_t>(rows) * (d + 1));
+  for (int r = 0; r < rows; ++r) {
+    for (int p = 0; p < d; ++p) {  // codes in [-127, 127]; pad dims of the last group stay 0
+      const float x = u[static_cast<size_t>(r) * (d + 1) + p] * 50.0f;
+      const int v = static_cast<int>(std::max(-127.0f, std::min(127.0f, std::nearbyint(x))));
+      codes[(static_cast<size_t>(r / kPanel) * d4 + p / 4) * kPanel * 4 + (r % kPanel) * 4 + p % 4] = static_cast<int8_t>(v);
+    }
+    scale[r] = 1e-3f * (1.0f + std::fabs(u[static_cast<size_t>(r) * (d + 1) + d]));
+  }
+  const std::vector<float> queries = rng.normals(static_cast<size_t>(nq_max) * d);
+  for (int nq : {1, 5, 8, 13}) {
+    for (int P : {1, panels - 1}) {
+      // scan_i8keys over panel P for queries nq-1 .. 0 (reversed), every lane pushed.
+      std::vector<float> qrows(static_cast<size_t>(nq) * d), qpack(static_cast<size_t>(round_up(nq, kern.mr)) * d);
+      std::vector<const float*> ptrs(nq);
+      for (int i = 0; i < nq; ++i) {
+        ptrs[i] = &queries[static_cast<size_t>(nq - 1 - i) * d];
+        std::copy_n(ptrs[i], d, &qrows[static_cast<size_t>(i) * d]);
+      }
+      std::vector<float> want(static_cast<size_t>(nq) * kPanel, std::nanf(""));
+      std::vector<float> thr(nq, -std::numeric_limits<float>::infinity());
+      auto push = [](void* o, int qi, const float* sv, uint32_t, int64_t) {
+        std::copy_n(sv, kPanel, static_cast<float*>(o) + static_cast<size_t>(qi) * kPanel);
+      };
+      ScanArgs a{qrows.data(), nq, d, nullptr, nullptr, P, P + 1, rows, 1, qpack.data(), thr.data(), push, want.data()};
+      a.keys_i8 = codes.data();
+      a.key_scale = scale.data();
+      kern.scan_i8keys(a);
+      for (int half : {-1, 0, 1}) {
+        for (int next : {-1, 0, 2}) {
+          const float mark = -1234.5f;  // lanes outside the half keep it
+          std::vector<float> got(want.size(), mark);
+          DotPanelArgs da{ptrs.data(), nq, d, nullptr, nullptr, half, got.data()};
+          da.keys_i8 = codes.data() + P * off;
+          da.key_scale = scale.data() + P * kPanel;
+          if (next >= 0) {
+            da.next = codes.data() + next * off;
+            da.next_half = next == 0 ? half : -1;
+            da.next_scale = scale.data() + next * kPanel;
+          }
+          kern.dot_panel_i8(da);
+          int64_t bad = 0;
+          for (int i = 0; i < nq; ++i)
+            for (int l = 0; l < kPanel; ++l) {
+              const size_t at = static_cast<size_t>(i) * kPanel + l;
+              const bool in = half < 0 || l / (kPanel / 2) == half;
+              bad += in ? std::memcmp(&got[at], &want[at], sizeof(float)) != 0 : got[at] != mark;
+            }
+          check(bad == 0, "dot_panel_i8 (%d queries, panel %d, half %d, next %d) differs from scan_i8keys in %lld lanes", nq,
+                P, half, next, static_cast<long long>(bad));
+        }
+      }
+    }
   }
 }
 
@@ -1440,6 +1506,7 @@ int main(int argc, char** argv) {
       test_probes(*levels[li], d, 4000 + d);
       test_dot_panel(*levels[li], d, 8000 + d);
       test_blend(*levels[li], d, 8500 + d);
+      test_dot_panel_i8(*levels[li], d, 8500 + d);
       test_first_pass(*levels[li], d, 9000 + d);
       const MlpKernels* mk = mlp_kernels_for(levels[li]->level);
       test_gemm(*mk, d, 5000 + d);

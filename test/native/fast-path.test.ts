@@ -191,6 +191,61 @@ describe('fast search paths', () => {
     }
   });
 
+  it("int8 store re-rank (dot_panel_i8): planted candidates in one half of a panel, in both, shared by two queries, in the partial last panels of a three-segment store: bit for bit the exact int8 scan on every level", { timeout: 180_000 }, () => {
+    // As the test above, with precision 'int8' (native/core/int8_store.cpp): the first pass reads
+    // the stored codes, the re-rank dots their panels (whole or one half) on the level's
+    // dot_panel_i8, or its scan_i8keys where it has none; the exact store is searched by scan_i8keys.
+    const d = 103, dv = 3, k = 10;
+    const sizes = [4001, 2003, 1007]; // three segments, each ending in a partial panel
+    const n = sizes[0]! + sizes[1]! + sizes[2]!;
+    const keys = uniformSigned(n * d, 31), values = uniformSigned(n * dv, 32);
+    const lanes = (panel: number, from: number, to: number) => Array.from({ length: to - from }, (_, l) => panel * 32 + from + l);
+    const planted = [
+      [...lanes(10, 0, 16), ...lanes(11, 0, 8)], // low halves only
+      [...lanes(20, 16, 32), ...lanes(21, 16, 24)], // high halves only
+      [...lanes(30, 8, 24), ...lanes(31, 4, 12)], // both halves of panel 30
+      [4000, ...lanes(0, 5985, 6004), ...lanes(0, 6996, 7011)], // the three segments' last panels
+      [...lanes(40, 0, 6), ...lanes(40, 26, 32), ...lanes(41, 10, 22), ...lanes(124, 28, 32)], // the edges of both halves
+    ];
+    const b = 16;
+    const queries = uniformSigned(b * d, 33);
+    const noise = uniformSigned(n * d, 34);
+    planted.forEach((rows, j) => {
+      rows.forEach((r, i) => {
+        for (let t = 0; t < d; t++) keys[r * d + t] = queries[j * d + t]! * (1 - 0.0008 * i) + 0.002 * noise[r * d + t]!;
+      });
+    });
+    // Query 5 near query 2: they share panels 30 and 31 (one dot, the queries in both classes).
+    for (let t = 0; t < d; t++) queries[5 * d + t] = queries[2 * d + t]! + 0.003 * noise[t]!;
+    planted.push(planted[2]!);
+    const build = (fastPath: FastPath) => {
+      const ds = new Datastore({ keyDim: d, valueDim: dv, precision: 'int8', fastPath });
+      let from = 0;
+      for (const m of sizes) {
+        ds.addSync(keys.subarray(from * d, (from + m) * d), values.subarray(from * dv, (from + m) * dv));
+        from += m;
+      }
+      return ds;
+    };
+    const exact = build('off'), ds = build('int8');
+    let ran = 0;
+    for (const level of simdLevels()) {
+      setSimdLevel(level);
+      const { want, before, after } = searchBoth(ds, exact, queries, k);
+      for (let j = 0; j < planted.length; j++) {
+        for (let i = 0; i < k; i++) expect(planted[j]).toContain(want.neighbors[j * k + i]);
+      }
+      if (hardware.int8.includes(level)) {
+        expect(after.queries - before.queries).toBe(b);
+        expect(after.redone - before.redone).toBe(0); // every answer came through the re-rank
+        ran++;
+      } else {
+        expect(after).toEqual(before);
+      }
+    }
+    expect(ran).toBe(simdLevels().filter((l) => hardware.int8.includes(l)).length);
+  });
+
   it('DRAL-like data (src/data/generate.ts), leave-one-out as the priors do: identical top-K and priors', { timeout: 180_000 }, () => {
     setSimdLevel(initial);
     const data = generateDataset({ pairs: 14000, testPairs: 578, seed: 1 });
