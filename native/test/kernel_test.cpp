@@ -822,6 +822,9 @@ void test_blend(const Kernels& kern, int d, uint64_t seed) {
     for (size_t j = 0; j < got.size(); ++j) bad += std::memcmp(&got[j], &want[j], sizeof(float)) != 0;
     check(bad == 0, "blend (%d rows, dv %d) differs from blend_rows in %lld of %d columns (or wrote past dv)", m, dv,
           static_cast<long long>(bad), dv);
+  }
+}
+
 // dot_panel_i8 (an int8 store's re-rank) against the level's own scan_i8keys: bit for bit,
 // queries read through pointers in any order, tile remainders 1..7 and a full tile of 8 (13),
 // whole panels and each half (its 16 lanes as scan_i8keys', the other 16 of out untouched),
