@@ -732,6 +732,51 @@ void test_first_pass(const Kernels& kern, int d, uint64_t seed) {
 // K larger than what remains after exclusion is a status, not a crash (any level).
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
+// The reference of the dot-panel tests: `scan` (with the keys set in `a`) over panel P for
+// queries nq-1 .. 0 (reversed, so the dot reads them through pointers out of order), every
+// lane pushed: want[i * kPanel + l] for query pointer ptrs[i].
+struct PanelReference {
+  std::vector<const float*> ptrs;
+  std::vector<float> want;
+};
+PanelReference scan_panel(void (*scan)(const ScanArgs&), ScanArgs a, const Kernels& kern,
+                          const std::vector<float>& queries, int nq, int d, int64_t P) {
+  PanelReference r{std::vector<const float*>(nq), std::vector<float>(static_cast<size_t>(nq) * kPanel, std::nanf(""))};
+  std::vector<float> qrows(static_cast<size_t>(nq) * d), qpack(static_cast<size_t>(round_up(nq, kern.mr)) * d);
+  for (int i = 0; i < nq; ++i) {
+    r.ptrs[i] = &queries[static_cast<size_t>(nq - 1 - i) * d];
+    std::copy_n(r.ptrs[i], d, &qrows[static_cast<size_t>(i) * d]);
+  }
+  std::vector<float> thr(nq, -std::numeric_limits<float>::infinity());
+  a.queries = qrows.data();
+  a.nq = nq;
+  a.d = d;
+  a.panel_begin = P;
+  a.panel_end = P + 1;
+  a.block_panels = 1;
+  a.qpack = qpack.data();
+  a.thr = thr.data();
+  a.push = [](void* o, int qi, const float* sv, uint32_t, int64_t) {
+    std::copy_n(sv, kPanel, static_cast<float*>(o) + static_cast<size_t>(qi) * kPanel);
+  };
+  a.push_ctx = r.want.data();
+  scan(a);
+  return r;
+}
+
+// Lanes where a dot of `half` (-1: all) differs from the reference: inside the half not the same
+// bits, outside it not left at `mark`.
+int64_t dot_mismatches(const std::vector<float>& got, const std::vector<float>& want, int nq, int half, float mark) {
+  int64_t bad = 0;
+  for (int i = 0; i < nq; ++i)
+    for (int l = 0; l < kPanel; ++l) {
+      const size_t at = static_cast<size_t>(i) * kPanel + l;
+      const bool in = half < 0 || l / (kPanel / 2) == half;
+      bad += in ? std::memcmp(&got[at], &want[at], sizeof(float)) != 0 : got[at] != mark;
+    }
+  return bad;
+}
+
 // dot_panel (the fast paths' re-rank) against the level's own scan: bit for bit, f32 and bf16
 // keys, queries read through pointers in any order, tile remainders 1..7; whole panels and
 // each half (its 16 lanes as scan's, the other 16 of out left as they were), with and without
@@ -755,21 +800,11 @@ void test_dot_panel(const Kernels& kern, int d, uint64_t seed) {
   for (bool bf16 : {false, true}) {
     for (int nq : {1, 5, 8, 13}) {
       for (int P : {1, panels - 1}) {
-        // scan over panel P for queries nq-1 .. 0 (reversed), every lane pushed.
-        std::vector<float> qrows(static_cast<size_t>(nq) * d), qpack(static_cast<size_t>(round_up(nq, kern.mr)) * d);
-        std::vector<const float*> ptrs(nq);
-        for (int i = 0; i < nq; ++i) {
-          ptrs[i] = &queries[static_cast<size_t>(nq - 1 - i) * d];
-          std::copy_n(ptrs[i], d, &qrows[static_cast<size_t>(i) * d]);
-        }
-        std::vector<float> want(static_cast<size_t>(nq) * kPanel, std::nanf(""));
-        std::vector<float> thr(nq, -std::numeric_limits<float>::infinity());
-        auto push = [](void* o, int qi, const float* sv, uint32_t, int64_t) {
-          std::copy_n(sv, kPanel, static_cast<float*>(o) + static_cast<size_t>(qi) * kPanel);
-        };
-        ScanArgs a{qrows.data(), nq, d, bf16 ? nullptr : keys.data(), bf16 ? keys_bf16.data() : nullptr, P, P + 1, rows, 1,
-                   qpack.data(), thr.data(), push, want.data()};
-        kern.scan(a);
+        ScanArgs a{};
+        a.keys_f32 = bf16 ? nullptr : keys.data();
+        a.keys_bf16 = bf16 ? keys_bf16.data() : nullptr;
+        a.n_rows = rows;
+        const auto [ptrs, want] = scan_panel(kern.scan, a, kern, queries, nq, d, P);
         for (int half : {-1, 0, 1}) {
           for (int next : {-1, 0, 2}) {
             // Lanes outside the half keep this marker.
@@ -782,13 +817,7 @@ void test_dot_panel(const Kernels& kern, int d, uint64_t seed) {
               da.next_half = half;
             }
             kern.dot_panel(da);
-            int64_t bad = 0;
-            for (int i = 0; i < nq; ++i)
-              for (int l = 0; l < kPanel; ++l) {
-                const size_t at = static_cast<size_t>(i) * kPanel + l;
-                const bool in = half < 0 || l / (kPanel / 2) == half;
-                bad += in ? std::memcmp(&got[at], &want[at], sizeof(float)) != 0 : got[at] != mark;
-              }
+            const int64_t bad = dot_mismatches(got, want, nq, half, mark);
             check(bad == 0, "dot_panel (%s keys, %d queries, panel %d, half %d, next %d) differs from scan in %lld lanes",
                   bf16 ? "bf16" : "f32", nq, P, half, next, static_cast<long long>(bad));
           }
@@ -850,22 +879,11 @@ void test_dot_panel_i8(const Kernels& kern, int d, uint64_t seed) {
   const std::vector<float> queries = rng.normals(static_cast<size_t>(nq_max) * d);
   for (int nq : {1, 5, 8, 13}) {
     for (int P : {1, panels - 1}) {
-      // scan_i8keys over panel P for queries nq-1 .. 0 (reversed), every lane pushed.
-      std::vector<float> qrows(static_cast<size_t>(nq) * d), qpack(static_cast<size_t>(round_up(nq, kern.mr)) * d);
-      std::vector<const float*> ptrs(nq);
-      for (int i = 0; i < nq; ++i) {
-        ptrs[i] = &queries[static_cast<size_t>(nq - 1 - i) * d];
-        std::copy_n(ptrs[i], d, &qrows[static_cast<size_t>(i) * d]);
-      }
-      std::vector<float> want(static_cast<size_t>(nq) * kPanel, std::nanf(""));
-      std::vector<float> thr(nq, -std::numeric_limits<float>::infinity());
-      auto push = [](void* o, int qi, const float* sv, uint32_t, int64_t) {
-        std::copy_n(sv, kPanel, static_cast<float*>(o) + static_cast<size_t>(qi) * kPanel);
-      };
-      ScanArgs a{qrows.data(), nq, d, nullptr, nullptr, P, P + 1, rows, 1, qpack.data(), thr.data(), push, want.data()};
+      ScanArgs a{};
       a.keys_i8 = codes.data();
       a.key_scale = scale.data();
-      kern.scan_i8keys(a);
+      a.n_rows = rows;
+      const auto [ptrs, want] = scan_panel(kern.scan_i8keys, a, kern, queries, nq, d, P);
       for (int half : {-1, 0, 1}) {
         for (int next : {-1, 0, 2}) {
           const float mark = -1234.5f;  // lanes outside the half keep it
@@ -879,13 +897,7 @@ void test_dot_panel_i8(const Kernels& kern, int d, uint64_t seed) {
             da.next_scale = scale.data() + next * kPanel;
           }
           kern.dot_panel_i8(da);
-          int64_t bad = 0;
-          for (int i = 0; i < nq; ++i)
-            for (int l = 0; l < kPanel; ++l) {
-              const size_t at = static_cast<size_t>(i) * kPanel + l;
-              const bool in = half < 0 || l / (kPanel / 2) == half;
-              bad += in ? std::memcmp(&got[at], &want[at], sizeof(float)) != 0 : got[at] != mark;
-            }
+          const int64_t bad = dot_mismatches(got, want, nq, half, mark);
           check(bad == 0, "dot_panel_i8 (%d queries, panel %d, half %d, next %d) differs from scan_i8keys in %lld lanes", nq,
                 P, half, next, static_cast<long long>(bad));
         }
