@@ -133,7 +133,8 @@ void dot_tile(const float* const* q, int d, const int8_t* kp, const float* ks, i
     qi[i] = q[i];
   }
   const int8_t* kh = kp + 4 * lo;  // the half's line of each group (lo = 0 for a whole panel)
-  for (int g = 0; g < full; ++g) {
+  // Dim group g: its first `dims` dims (4, or the real dims of the last, partial group, as tile<>).
+  const auto group = [&](int g, int dims) {
     if (pf != nullptr) {
       _mm_prefetch(pf + static_cast<size_t>(g) * kPanel * 4, _MM_HINT_T0);
       if (pf_lines > 1) _mm_prefetch(pf + static_cast<size_t>(g) * kPanel * 4 + 64, _MM_HINT_T0);
@@ -142,22 +143,12 @@ void dot_tile(const float* const* q, int d, const int8_t* kp, const float* ks, i
     const __m512i k0 = _mm512_loadu_si512(kg);
     const __m512i k1 = kHalf ? k0 : _mm512_loadu_si512(kg + 64);
     dot_dim<MR, kHalf, 0>(qi, 4 * g, k0, k1, acc0, acc1);
-    dot_dim<MR, kHalf, 1>(qi, 4 * g + 1, k0, k1, acc0, acc1);
-    dot_dim<MR, kHalf, 2>(qi, 4 * g + 2, k0, k1, acc0, acc1);
-    dot_dim<MR, kHalf, 3>(qi, 4 * g + 3, k0, k1, acc0, acc1);
-  }
-  if (rest > 0) {  // the last, partial group: only its real dims (as tile<>)
-    if (pf != nullptr) {
-      _mm_prefetch(pf + static_cast<size_t>(full) * kPanel * 4, _MM_HINT_T0);
-      if (pf_lines > 1) _mm_prefetch(pf + static_cast<size_t>(full) * kPanel * 4 + 64, _MM_HINT_T0);
-    }
-    const int8_t* kg = kh + static_cast<size_t>(full) * kPanel * 4;
-    const __m512i k0 = _mm512_loadu_si512(kg);
-    const __m512i k1 = kHalf ? k0 : _mm512_loadu_si512(kg + 64);
-    dot_dim<MR, kHalf, 0>(qi, 4 * full, k0, k1, acc0, acc1);
-    if (rest > 1) dot_dim<MR, kHalf, 1>(qi, 4 * full + 1, k0, k1, acc0, acc1);
-    if (rest > 2) dot_dim<MR, kHalf, 2>(qi, 4 * full + 2, k0, k1, acc0, acc1);
-  }
+    if (dims > 1) dot_dim<MR, kHalf, 1>(qi, 4 * g + 1, k0, k1, acc0, acc1);
+    if (dims > 2) dot_dim<MR, kHalf, 2>(qi, 4 * g + 2, k0, k1, acc0, acc1);
+    if (dims > 3) dot_dim<MR, kHalf, 3>(qi, 4 * g + 3, k0, k1, acc0, acc1);
+  };
+  for (int g = 0; g < full; ++g) group(g, 4);
+  if (rest > 0) group(full, rest);
   const __m512 ks0 = _mm512_loadu_ps(ks + lo);
   const __m512 ks1 = kHalf ? ks0 : _mm512_loadu_ps(ks + 16);
 #pragma GCC unroll 16
