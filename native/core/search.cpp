@@ -536,29 +536,28 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
   first.assign(static_cast<size_t>(npanels) + 1, 0);
   refs.resize(static_cast<size_t>(nrefs));
   lanes.resize(static_cast<size_t>(nrefs));
-  for (int64_t q = 0; q < b; ++q) {
-    for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) {
-      if (!pick[i]) continue;
-      int64_t P;
-      uint8_t lane;
-      locate(topk_id(fp.cand[i]), P, lane);
-      ++first[P + 1];
+  // fn(q, i, panel, lane) for every picked candidate, queries ascending (the locate is redone by
+  // the second pass rather than kept: 9 bytes a candidate the scratch need not hold).
+  const auto each_pick = [&](auto&& fn) {
+    for (int64_t q = 0; q < b; ++q) {
+      for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) {
+        if (!pick[i]) continue;
+        int64_t P;
+        uint8_t lane;
+        locate(topk_id(fp.cand[i]), P, lane);
+        fn(q, i, P, lane);
+      }
     }
-  }
+  };
+  each_pick([&](int64_t, int64_t, int64_t P, uint8_t) { ++first[P + 1]; });
   for (int64_t P = 0; P < npanels; ++P) first[P + 1] += first[P];
   // Fill, first[P] as panel P's cursor: it ends at the old first[P + 1], so one shift right
   // restores the starts.
-  for (int64_t q = 0; q < b; ++q) {
-    for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i) {
-      if (!pick[i]) continue;
-      int64_t P;
-      uint8_t lane;
-      locate(topk_id(fp.cand[i]), P, lane);
-      const int64_t at = first[P]++;
-      refs[at] = RerankRef{static_cast<int32_t>(q), i};
-      lanes[at] = lane;
-    }
-  }
+  each_pick([&](int64_t q, int64_t i, int64_t P, uint8_t lane) {
+    const int64_t at = first[P]++;
+    refs[at] = RerankRef{static_cast<int32_t>(q), i};
+    lanes[at] = lane;
+  });
   std::copy_backward(first.begin(), first.end() - 1, first.end());
   first[0] = 0;
   // Tasks: runs of panels holding about the same number of refs.
