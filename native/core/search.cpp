@@ -595,6 +595,41 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
     };
     void (*const dot)(const DotPanelArgs&) = snap.int8 ? kern.dot_panel_i8 : kern.dot_panel;
     const bool by_dot = dot != nullptr;
+    // Panels held by at most kFewQueries queries are not dotted at once but queued as
+    // (query, half) dots for kern.dot_halves, which runs several side by side (kernels.h: a
+    // lone query's chain waits on the FMA latency). Their values land in pout (per queued
+    // panel nq rows of kPanel, as `out` below) and are scattered when the queue is run.
+    constexpr int kFewQueries = 3;
+    constexpr size_t kQueueDots = 24;
+    const bool by_halves = by_dot && !snap.int8 && kern.dot_halves != nullptr;
+    struct Queued {
+      int64_t r0, r1;  // the panel's refs
+      size_t out0;     // its first row in pout
+      size_t slot0;    // its slots in qslot
+    };
+    std::vector<Queued> queued;
+    std::vector<float> pout;
+    std::vector<int> qslot;
+    std::vector<DotHalf> halves;
+    std::vector<size_t> half_out;  // per queued dot, its 16 values' offset in pout
+    // sims of the refs [r0, r1) of one panel from its rows (slots in ref order, as `slot`).
+    const auto scatter = [&](int64_t r0, int64_t r1, const int* slots, const float* rows) {
+      int i = -1;
+      for (int64_t r = r0; r < r1; ++r) {
+        if (r == r0 || refs[r].q != refs[r - 1].q) ++i;
+        sims[refs[r].at] = rows[static_cast<size_t>(slots[i]) * kPanel + lanes[r]];
+      }
+    };
+    const auto run_queue = [&] {
+      for (size_t j = 0; j < halves.size(); ++j) halves[j].out = pout.data() + half_out[j];
+      kern.dot_halves(halves.data(), static_cast<int>(halves.size()), d, snap.bf16);
+      for (const Queued& u : queued) scatter(u.r0, u.r1, qslot.data() + u.slot0, pout.data() + u.out0);
+      queued.clear();
+      pout.clear();
+      qslot.clear();
+      halves.clear();
+      half_out.clear();
+    };
     const auto next_after = [&](int64_t P) {  // the next panel with refs after P, or P1
       do ++P;
       while (P < P1 && first[P] == first[P + 1]);
@@ -620,6 +655,22 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
         int& s = slot[static_cast<size_t>(i++)];
         s = at[s]++;
         qptr[static_cast<size_t>(s)] = qn + static_cast<size_t>(refs[r].q) * d;
+      }
+      if (by_halves && nq <= kFewQueries) {
+        const void* keys = keys_at(P);
+        const size_t out0 = pout.size();
+        pout.resize(out0 + static_cast<size_t>(nq) * kPanel);
+        for (int s = 0; s < nq; ++s) {
+          const int c = s < nclass[0] ? 0 : s < nclass[0] + nclass[1] ? 1 : 2;
+          for (int h = c == 2 ? 0 : c; h <= (c == 2 ? 1 : c); ++h) {
+            halves.push_back(DotHalf{qptr[static_cast<size_t>(s)], keys, h, nullptr});
+            half_out.push_back(out0 + static_cast<size_t>(s) * kPanel + 16 * h);
+          }
+        }
+        queued.push_back(Queued{r0, r1, out0, qslot.size()});
+        qslot.insert(qslot.end(), slot.begin(), slot.end());
+        if (halves.size() >= kQueueDots) run_queue();
+        continue;
       }
       out.resize(static_cast<size_t>(nq) * kPanel);
       if (by_dot) {
@@ -669,12 +720,9 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
           kern.scan(a);
         }
       }
-      int i = -1;
-      for (int64_t r = r0; r < r1; ++r) {
-        if (r == r0 || refs[r].q != refs[r - 1].q) ++i;
-        sims[refs[r].at] = out[static_cast<size_t>(slot[i]) * kPanel + lanes[r]];
-      }
+      scatter(r0, r1, slot.data(), out.data());
     }
+    if (!halves.empty()) run_queue();
   });
   sc.trim();
 }

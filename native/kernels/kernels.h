@@ -94,6 +94,20 @@ struct DotPanelArgs {
   const float* key_scale = nullptr;     // dot_panel_i8 only: the panel's [kPanel] row scales
   const float* next_scale = nullptr;    // dot_panel_i8 only: next's scales (prefetched)
 };
+// dot_halves: the re-rank of a panel that few queries hold candidates in. dot_panel then runs
+// one FMA chain per query and half, d FMAs long, so it waits on the FMA latency rather than
+// on memory or the FMA units (measured: ~4 cycles per dim for a lone query). dot_halves runs
+// n independent (query, panel half) dots side by side, each with its own chain: out[l] is bit
+// for bit dot_panel's (so the scan's) value of lane 16 * half + l for that query (the same
+// chain: acc = fma(q[p], k[p], acc) from 0, p ascending). keys: the panel (f32, or bf16 for a
+// bf16 store), not offset by the half.
+struct DotHalf {
+  const float* query;  // [d], normalised
+  const void* keys;
+  int half;            // 0: lanes 0-15; 1: lanes 16-31
+  float* out;          // [16]
+};
+
 #if defined(__x86_64__) || defined(_M_X64)
 void dot_panel_i8_avx512(const DotPanelArgs& args);  // kernels/int8_keys_avx512.cpp (avx512 tables only)
 #endif
@@ -134,6 +148,9 @@ struct Kernels {
   void (*dot_panel_i8)(const DotPanelArgs& args) = nullptr;
   // The prior blend (blend_rows above); the portable one unless the level has its own.
   void (*blend)(const float* const* rows, const float* w, int m, int dv, float* out) = blend_rows;
+  // Independent (query, half panel) re-rank dots (DotHalf above; keys bf16 when bf16 is set);
+  // null on levels without one (core/search.cpp then uses dot_panel).
+  void (*dot_halves)(const DotHalf* jobs, int n, int d, bool bf16) = nullptr;
 };
 
 const Kernels* kernels_scalar();

@@ -213,6 +213,58 @@ void dot_panel(const DotPanelArgs& a) {
   }
 }
 
+// dot_halves (kernels.h): J (query, half panel) dots side by side, each lane's chain
+// acc = fma(q[p], k[p], acc) from 0, p ascending: dot_tile<, , kHalf>'s acc0 for that query,
+// so the same bits. J <= 6 keeps the 2 J row pointers in registers (no reloads in the loop).
+template <int J, bool kBf16>
+void dot_halves_group(const DotHalf* jb, int d) {
+  __m512 acc[J];
+  const float* q[J];
+  const float* kf[J];
+  const uint16_t* kb[J];
+#pragma GCC unroll 8
+  for (int j = 0; j < J; ++j) {
+    acc[j] = _mm512_setzero_ps();
+    q[j] = jb[j].query;
+    kf[j] = static_cast<const float*>(jb[j].keys) + 16 * jb[j].half;
+    kb[j] = static_cast<const uint16_t*>(jb[j].keys) + 16 * jb[j].half;
+  }
+  for (int p = 0; p < d; ++p) {
+#pragma GCC unroll 8
+    for (int j = 0; j < J; ++j) {
+      __m512 k;
+      if (kBf16) {
+        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb[j] + static_cast<size_t>(p) * kPanel));
+        k = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+      } else {
+        k = _mm512_loadu_ps(kf[j] + static_cast<size_t>(p) * kPanel);
+      }
+      acc[j] = _mm512_fmadd_ps(_mm512_set1_ps(q[j][p]), k, acc[j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int j = 0; j < J; ++j) _mm512_storeu_ps(jb[j].out, acc[j]);
+}
+
+template <bool kBf16>
+void dot_halves_impl(const DotHalf* jobs, int n, int d) {
+  constexpr int kJ = 6;
+  int i = 0;
+  for (; i + kJ <= n; i += kJ) dot_halves_group<kJ, kBf16>(jobs + i, d);
+  switch (n - i) {
+    case 5: return dot_halves_group<5, kBf16>(jobs + i, d);
+    case 4: return dot_halves_group<4, kBf16>(jobs + i, d);
+    case 3: return dot_halves_group<3, kBf16>(jobs + i, d);
+    case 2: return dot_halves_group<2, kBf16>(jobs + i, d);
+    case 1: return dot_halves_group<1, kBf16>(jobs + i, d);
+    default: return;
+  }
+}
+
+void dot_halves(const DotHalf* jobs, int n, int d, bool bf16) {
+  bf16 ? dot_halves_impl<true>(jobs, n, d) : dot_halves_impl<false>(jobs, n, d);
+}
+
 // The prior blend (kernels.h blend_rows): each column's products and sums rounded as in the
 // portable version (multiply, then add: no FMA), rows in order, zero weights skipped; 16
 // columns per register, up to 64 kept in registers across the rows, the last block masked.
@@ -295,7 +347,7 @@ const Kernels kTable = {SimdLevel::kAvx512, "avx512", kMr, scan, fma_probe, read
                             scan_i8keys_avx512,  // int8 store: kernels/int8_keys_avx512.cpp
                             dot_panel,
                             dot_panel_i8_avx512,  // int8 store's re-rank: kernels/int8_keys_avx512.cpp
-                            blend};
+                            blend, dot_halves};
 
 }  // namespace
 

@@ -827,6 +827,65 @@ void test_dot_panel(const Kernels& kern, int d, uint64_t seed) {
   }
 }
 
+// dot_halves (the re-rank of panels few queries hold) against the level's own scan: bit for
+// bit, f32 and bf16 keys, 1..13 dots in one call (groups and their remainders), each its own
+// query (any order, repeats allowed), panel (the partial last one too) and half; every dot
+// writes its 16 values and nothing next to them.
+void test_dot_halves(const Kernels& kern, int d, uint64_t seed) {
+  if (kern.dot_halves == nullptr) return;  // search.cpp uses dot_panel on this level
+  g_where = "dot_halves d=" + std::to_string(d);
+  Rng rng(seed);
+  const int panels = 3, rows = panels * kPanel - 7, nq = 5;
+  std::vector<float> keys = rng.normals(static_cast<size_t>(panels) * kPanel * d);
+  for (int p = 0; p < d; ++p)  // panel layout: zero the padding lanes of the last panel
+    for (int l = rows % kPanel; l < kPanel; ++l) keys[(static_cast<size_t>(panels - 1) * d + p) * kPanel + l] = 0.0f;
+  std::vector<uint16_t> keys_bf16(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    uint32_t u;
+    std::memcpy(&u, &keys[i], sizeof u);
+    keys_bf16[i] = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+  }
+  const std::vector<float> queries = rng.normals(static_cast<size_t>(nq) * d);
+  const size_t off = static_cast<size_t>(d) * kPanel;
+  for (bool bf16 : {false, true}) {
+    // want[P][i * kPanel + l]: the scan's value of query i (row order), lane l of panel P.
+    std::vector<std::vector<float>> want(panels);
+    std::vector<const float*> qrow;
+    for (int P = 0; P < panels; ++P) {
+      ScanArgs a{};
+      a.keys_f32 = bf16 ? nullptr : keys.data();
+      a.keys_bf16 = bf16 ? keys_bf16.data() : nullptr;
+      a.n_rows = rows;
+      auto [ptrs, w] = scan_panel(kern.scan, a, kern, queries, nq, d, P);
+      want[P] = w;
+      qrow = ptrs;
+    }
+    for (int n = 1; n <= 13; ++n) {
+      const float mark = -1234.5f;
+      std::vector<float> got(static_cast<size_t>(n) * 18, mark);  // 16 values + 2 guards per dot
+      std::vector<DotHalf> jobs(n);
+      std::vector<int> jq(n), jp(n);
+      for (int j = 0; j < n; ++j) {
+        jq[j] = (j * 3 + n) % nq;
+        jp[j] = (j + n) % panels;
+        const void* k = bf16 ? static_cast<const void*>(keys_bf16.data() + jp[j] * off) : keys.data() + jp[j] * off;
+        jobs[j] = DotHalf{qrow[jq[j]], k, (j + n / 2) % 2, got.data() + static_cast<size_t>(j) * 18 + 1};
+      }
+      kern.dot_halves(jobs.data(), n, d, bf16);
+      int64_t bad = 0;
+      for (int j = 0; j < n; ++j) {
+        const float* g = got.data() + static_cast<size_t>(j) * 18;
+        bad += g[0] != mark || g[17] != mark;
+        for (int l = 0; l < 16; ++l)
+          bad += std::memcmp(&g[1 + l], &want[jp[j]][static_cast<size_t>(jq[j]) * kPanel + 16 * jobs[j].half + l],
+                             sizeof(float)) != 0;
+      }
+      check(bad == 0, "dot_halves (%s keys, %d dots) differs from scan in %lld values (or wrote outside them)",
+            bf16 ? "bf16" : "f32", n, static_cast<long long>(bad));
+    }
+  }
+}
+
 // The level's prior blend against the portable blend_rows, bit for bit: value widths around
 // the 16-column registers and 64-column blocks (dv = d), zero weights (skipped), a -0 term,
 // rows in a scattered order, and nothing written past out[dv - 1].
@@ -1520,6 +1579,7 @@ int main(int argc, char** argv) {
       g_tally = &tallies[li];
       test_probes(*levels[li], d, 4000 + d);
       test_dot_panel(*levels[li], d, 8000 + d);
+      test_dot_halves(*levels[li], d, 8200 + d);
       test_blend(*levels[li], d, 8500 + d);
       test_dot_panel_i8(*levels[li], d, 8500 + d);
       test_first_pass(*levels[li], d, 9000 + d);
