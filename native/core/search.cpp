@@ -897,7 +897,10 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
         e.clear();
         for (int64_t i = fp.start[q]; i < fp.start[q + 1]; ++i)
           if (pick[i]) e.push_back(topk_pack(exact[i], topk_id(fp.cand[i])));
-        std::partial_sort(e.begin(), e.begin() + k, e.end(), std::greater<TopKEntry>());
+        // The entries are distinct (ids differ), so this is partial_sort's order; its heap
+        // sort of the k kept was ~2% of a W2 d = 103 search, an introsort of them is cheaper.
+        std::nth_element(e.begin(), e.begin() + (k - 1), e.end(), std::greater<TopKEntry>());
+        std::sort(e.begin(), e.begin() + k, std::greater<TopKEntry>());
         std::copy(e.begin(), e.begin() + k, best.begin() + q * k);
       }
     });
