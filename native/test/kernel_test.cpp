@@ -777,6 +777,28 @@ int64_t dot_mismatches(const std::vector<float>& got, const std::vector<float>& 
   return bad;
 }
 
+// Keys of the dot tests: `panels` panels of normal f32 keys in the panel layout, rows past
+// `rows` (in the last panel) zero as padding, the same keys rounded to bf16 (RNE), and nq
+// normal query rows (drawn after the keys).
+struct DotKeys {
+  std::vector<float> f32;
+  std::vector<uint16_t> bf16;
+  std::vector<float> queries;
+};
+DotKeys dot_keys(Rng& rng, int panels, int rows, int d, int nq) {
+  DotKeys k{rng.normals(static_cast<size_t>(panels) * kPanel * d), {}, {}};
+  for (int p = 0; p < d; ++p)  // panel layout: zero the padding lanes of the last panel
+    for (int l = rows % kPanel; l < kPanel; ++l) k.f32[(static_cast<size_t>(panels - 1) * d + p) * kPanel + l] = 0.0f;
+  k.bf16.resize(k.f32.size());
+  for (size_t i = 0; i < k.f32.size(); ++i) {
+    uint32_t u;
+    std::memcpy(&u, &k.f32[i], sizeof u);
+    k.bf16[i] = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+  }
+  k.queries = rng.normals(static_cast<size_t>(nq) * d);
+  return k;
+}
+
 // dot_panel (the fast paths' re-rank) against the level's own scan: bit for bit, f32 and bf16
 // keys, queries read through pointers in any order, tile remainders 1..7; whole panels and
 // each half (its 16 lanes as scan's, the other 16 of out left as they were), with and without
@@ -786,16 +808,10 @@ void test_dot_panel(const Kernels& kern, int d, uint64_t seed) {
   g_where = "dot_panel d=" + std::to_string(d);
   Rng rng(seed);
   const int panels = 3, rows = panels * kPanel - 7, nq_max = 13;
-  std::vector<float> keys = rng.normals(static_cast<size_t>(panels) * kPanel * d);
-  for (int p = 0; p < d; ++p)  // panel layout: zero the padding lanes of the last panel
-    for (int l = rows % kPanel; l < kPanel; ++l) keys[(static_cast<size_t>(panels - 1) * d + p) * kPanel + l] = 0.0f;
-  std::vector<uint16_t> keys_bf16(keys.size());
-  for (size_t i = 0; i < keys.size(); ++i) {
-    uint32_t u;
-    std::memcpy(&u, &keys[i], sizeof u);
-    keys_bf16[i] = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-  }
-  const std::vector<float> queries = rng.normals(static_cast<size_t>(nq_max) * d);
+  const DotKeys dk = dot_keys(rng, panels, rows, d, nq_max);
+  const std::vector<float>& keys = dk.f32;
+  const std::vector<float>& queries = dk.queries;
+  const std::vector<uint16_t>& keys_bf16 = dk.bf16;
   const size_t off = static_cast<size_t>(d) * kPanel;
   for (bool bf16 : {false, true}) {
     for (int nq : {1, 5, 8, 13}) {
@@ -836,16 +852,10 @@ void test_dot_halves(const Kernels& kern, int d, uint64_t seed) {
   g_where = "dot_halves d=" + std::to_string(d);
   Rng rng(seed);
   const int panels = 3, rows = panels * kPanel - 7, nq = 5;
-  std::vector<float> keys = rng.normals(static_cast<size_t>(panels) * kPanel * d);
-  for (int p = 0; p < d; ++p)  // panel layout: zero the padding lanes of the last panel
-    for (int l = rows % kPanel; l < kPanel; ++l) keys[(static_cast<size_t>(panels - 1) * d + p) * kPanel + l] = 0.0f;
-  std::vector<uint16_t> keys_bf16(keys.size());
-  for (size_t i = 0; i < keys.size(); ++i) {
-    uint32_t u;
-    std::memcpy(&u, &keys[i], sizeof u);
-    keys_bf16[i] = static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-  }
-  const std::vector<float> queries = rng.normals(static_cast<size_t>(nq) * d);
+  const DotKeys dk = dot_keys(rng, panels, rows, d, nq);
+  const std::vector<float>& keys = dk.f32;
+  const std::vector<float>& queries = dk.queries;
+  const std::vector<uint16_t>& keys_bf16 = dk.bf16;
   const size_t off = static_cast<size_t>(d) * kPanel;
   for (bool bf16 : {false, true}) {
     // want[P][i * kPanel + l]: the scan's value of query i (row order), lane l of panel P.
