@@ -4,7 +4,7 @@
 // 12 broadcasts and 24 VDPBF16PS; "nounpack" drops the two unpacks (timing only: wrong sums).
 // Prints instructions per ns (VDPBF16PS or FMA), three rounds. Not part of any build:
 //   g++ -O2 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 native/test/bf16_loop.cpp -o /tmp/bf16_loop && /tmp/bf16_loop
-// (run two copies at once to see both cores). Measured here (AMD Zen 5), runs on two days:
+// (run two copies at once to see both cores). Measured here (AMD Zen 5), several runs:
 // FMA, tile 12 with unpacks and without all 6.3-7.0 per ns: the kernel runs at the FMA
 // instruction rate in cache, so the time it loses inside the search is in feeding it keys.
 #include <immintrin.h>
