@@ -598,7 +598,10 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
     // Panels held by at most kFewQueries queries are not dotted at once but queued as
     // (query, half) dots for kern.dot_halves, which runs several side by side (kernels.h: a
     // lone query's chain waits on the FMA latency). Their values land in pout (per queued
-    // panel nq rows of kPanel, as `out` below) and are scattered when the queue is run.
+    // panel nq rows of kPanel, as `out` below) and are scattered when the queue is run. The
+    // queue runs once it holds kQueueDots dots; a panel adds at least 1 and at most
+    // 2 kFewQueries, so at most kQueueDots panels of kFewQueries rows are ever queued: pout is
+    // sized for that once and never moves, and each dot's out points into it directly.
     constexpr int kFewQueries = 3;
     constexpr size_t kQueueDots = 24;
     const bool by_halves = by_dot && !snap.int8 && kern.dot_halves != nullptr;
@@ -608,10 +611,10 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
       size_t slot0;    // its slots in qslot
     };
     std::vector<Queued> queued;
-    std::vector<float> pout;
+    std::vector<float> pout(by_halves ? kQueueDots * kFewQueries * kPanel : 0);
+    size_t pout_used = 0;
     std::vector<int> qslot;
     std::vector<DotHalf> halves;
-    std::vector<size_t> half_out;  // per queued dot, its 16 values' offset in pout
     // sims of the refs [r0, r1) of one panel from its rows (slots in ref order, as `slot`).
     const auto scatter = [&](int64_t r0, int64_t r1, const int* slots, const float* rows) {
       int i = -1;
@@ -621,14 +624,12 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
       }
     };
     const auto run_queue = [&] {
-      for (size_t j = 0; j < halves.size(); ++j) halves[j].out = pout.data() + half_out[j];
       kern.dot_halves(halves.data(), static_cast<int>(halves.size()), d, snap.bf16);
       for (const Queued& u : queued) scatter(u.r0, u.r1, qslot.data() + u.slot0, pout.data() + u.out0);
       queued.clear();
-      pout.clear();
+      pout_used = 0;
       qslot.clear();
       halves.clear();
-      half_out.clear();
     };
     const auto next_after = [&](int64_t P) {  // the next panel with refs after P, or P1
       do ++P;
@@ -658,14 +659,16 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
       }
       if (by_halves && nq <= kFewQueries) {
         const void* keys = keys_at(P);
-        const size_t out0 = pout.size();
-        pout.resize(out0 + static_cast<size_t>(nq) * kPanel);
+        const size_t rows = static_cast<size_t>(nq) * kPanel;
+        if (pout_used + rows > pout.size()) run_queue();  // never, by the count above; kept as the guard
+        const size_t out0 = pout_used;
+        pout_used += rows;
         for (int s = 0; s < nq; ++s) {
+          // Out row s holds a class-0 (low half), class-1 (high half) or class-2 (both) query.
           const int c = s < nclass[0] ? 0 : s < nclass[0] + nclass[1] ? 1 : 2;
-          for (int h = c == 2 ? 0 : c; h <= (c == 2 ? 1 : c); ++h) {
-            halves.push_back(DotHalf{qptr[static_cast<size_t>(s)], keys, h, nullptr});
-            half_out.push_back(out0 + static_cast<size_t>(s) * kPanel + 16 * h);
-          }
+          const int h0 = c == 1 ? 1 : 0, h1 = c == 0 ? 0 : 1;
+          for (int h = h0; h <= h1; ++h)
+            halves.push_back(DotHalf{qptr[static_cast<size_t>(s)], keys, h, pout.data() + out0 + s * kPanel + 16 * h});
         }
         queued.push_back(Queued{r0, r1, out0, qslot.size()});
         qslot.insert(qslot.end(), slot.begin(), slot.end());
