@@ -74,6 +74,11 @@ Napi::Value SetConcurrency(const Napi::CallbackInfo& info) {
 // makes every "x bound" ratio measured against it look better than it is.
 Napi::Value FmaPeak(const Napi::CallbackInfo& info) {
   const double seconds = number_arg(info, 0, "seconds");
+  // Infinity would never return; NaN, 0 or less would time no round and report a peak of 0.
+  if (!(seconds > 0 && seconds <= 60)) {
+    throw range_error(info.Env(), "RAPM_INVALID_ARG",
+                      "Expected seconds in (0, 60] for _fmaPeak but received " + std::to_string(seconds));
+  }
   Addon& addon = Addon::of(info.Env());
   const Kernels* k = addon.kernels.load();
   auto pool = addon.get_pool();
