@@ -7,7 +7,9 @@
  *   POST /predict   body JSON `{ "en": number[] | number[][] }` (one row or a batch of rows of
  *                   keyDim numbers; Content-Type application/json, text/plain or none), or
  *                   `application/octet-stream`: little-endian float32 rows of keyDim values
- *                   (b = bytes / (4 keyDim)).
+ *                   (b = bytes / (4 keyDim)); an optional `X-Rapm-Shape: <b>,<keyDim>` header
+ *                   must then match the body. Fields of a JSON body other than `en` are refused
+ *                   (400 RAPM_INVALID_ARG): k, tau and the aggregate are the server's settings.
  *                   JSON reply: `{ b, dv, k, pred, prior, neighbors, weights }`; pred and prior are
  *                   number[] for a one-row `en: number[]` and number[][] otherwise (neighbors and
  *                   weights likewise per row). Numbers are float32 values, printed exactly.
@@ -244,6 +246,16 @@ export function createHandler(options: HandlerOptions): RapmHandler {
     if (typeof v !== 'object' || v === null || Array.isArray(v) || !Array.isArray(en)) {
       throw new HttpError(400, 'RAPM_INVALID_ARG', 'Expected a JSON object { "en": number[] | number[][] }');
     }
+    // A field the service does not read is refused rather than ignored: `{ "en": ..., "k": 10 }`
+    // would otherwise be answered with the server's k as if it were the caller's.
+    const extra = Object.keys(v).find((key) => key !== 'en');
+    if (extra !== undefined) {
+      throw new HttpError(
+        400,
+        'RAPM_INVALID_ARG',
+        `Unknown field ${JSON.stringify(extra)} in the request body: only "en" is read. k, tau and the aggregate are the server's settings (rapm serve --k, --tau, --aggregate; GET /health shows them)`,
+      );
+    }
     if (en.length === 0) throw new HttpError(400, 'RAPM_SHAPE_MISMATCH', 'Expected at least one row in en but received an empty array');
     const single = !Array.isArray(en[0]);
     const rows = (single ? [en] : en) as unknown[];
@@ -263,13 +275,21 @@ export function createHandler(options: HandlerOptions): RapmHandler {
     return { en: out, b: rows.length, single, binary: false };
   }
 
-  function parseBinary(body: Uint8Array): ParsedInput {
+  function parseBinary(body: Uint8Array, shape: string | string[] | undefined): ParsedInput {
     const rowBytes = 4 * keyDim;
     if (body.length === 0) throw new HttpError(400, 'RAPM_SHAPE_MISMATCH', 'Expected at least one row of float32 values but the body is empty');
     if (body.length % rowBytes !== 0) {
       throw new HttpError(400, 'RAPM_SHAPE_MISMATCH', `Expected whole rows of ${keyDim} float32 values (${rowBytes} bytes each) but received ${body.length} bytes`);
     }
     const b = body.length / rowBytes;
+    // Optional on requests (replies always carry it): when sent, it must describe the body.
+    if (shape !== undefined) {
+      const text = Array.isArray(shape) ? shape.join(',') : shape;
+      const m = /^\s*(\d+)\s*,\s*(\d+)\s*$/.exec(text);
+      if (!m || Number(m[1]) !== b || Number(m[2]) !== keyDim) {
+        throw new HttpError(400, 'RAPM_SHAPE_MISMATCH', `X-Rapm-Shape says ${JSON.stringify(text)} but the body holds ${b},${keyDim} (${body.length} bytes of float32 rows of ${keyDim} values)`);
+      }
+    }
     if (b > maxBatch) throw new HttpError(413, 'RAPM_BATCH_TOO_LARGE', `Expected at most maxBatch = ${maxBatch} rows but received ${b}`);
     const en = body.byteOffset % 4 === 0 ? new Float32Array(body.buffer, body.byteOffset, b * keyDim) : new Float32Array(body.slice().buffer);
     return { en, b, single: false, binary: true };
@@ -298,7 +318,7 @@ export function createHandler(options: HandlerOptions): RapmHandler {
       throw new HttpError(415, 'RAPM_MEDIA_TYPE', `Expected Content-Type application/json or application/octet-stream but received ${type}`);
     }
     const body = await readBody(req, ctx);
-    return json ? parseJson(body) : parseBinary(body);
+    return json ? parseJson(body) : parseBinary(body, req.headers['x-rapm-shape']);
   }
 
   /**

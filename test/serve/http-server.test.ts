@@ -67,6 +67,10 @@ describe('HTTP service', () => {
     expect(bits(body.subarray(0, 5 * dv)).equals(bits(want.pred)) && bits(body.subarray(5 * dv)).equals(bits(want.prior))).toBe(true);
     const asJson = await post('/predict', new Uint8Array(en.buffer), 'application/octet-stream', { Accept: 'application/json' });
     expect(bits(f32(((await asJson.json()) as { pred: number[][] }).pred)).equals(bits(want.pred))).toBe(true);
+    // A request may state its own shape; a matching X-Rapm-Shape changes nothing.
+    const shaped = await post('/predict', new Uint8Array(en.buffer), 'application/octet-stream', { 'X-Rapm-Shape': ` 5, ${keyDim}` });
+    expect(shaped.status).toBe(200);
+    expect(bits(new Float32Array(await shaped.arrayBuffer())).equals(bits(body))).toBe(true);
   });
 
   it('POST /explain: ids, rows, weights, similarities', async () => {
@@ -98,6 +102,13 @@ describe('HTTP service', () => {
       [post('/predict', JSON.stringify({ en: [] })), 400, 'RAPM_SHAPE_MISMATCH'],
       [post('/predict', JSON.stringify({ en: [...row.slice(1), 'x'] })), 400, 'RAPM_TYPE'],
       [post('/predict', JSON.stringify({ vectors: [row] })), 400, 'RAPM_INVALID_ARG'],
+      // Fields the service does not read are refused, not ignored (k and tau are the server's).
+      [post('/predict', JSON.stringify({ en: row, k: 3 })), 400, 'RAPM_INVALID_ARG'],
+      [post('/explain', JSON.stringify({ en: [row], tau: 1 })), 400, 'RAPM_INVALID_ARG'],
+      // A request X-Rapm-Shape must describe the body.
+      [post('/predict', new Uint8Array(4 * keyDim), 'application/octet-stream', { 'X-Rapm-Shape': `2,${keyDim}` }), 400, 'RAPM_SHAPE_MISMATCH'],
+      [post('/predict', new Uint8Array(4 * keyDim), 'application/octet-stream', { 'X-Rapm-Shape': `1,${keyDim + 1}` }), 400, 'RAPM_SHAPE_MISMATCH'],
+      [post('/predict', new Uint8Array(4 * keyDim), 'application/octet-stream', { 'X-Rapm-Shape': 'one row' }), 400, 'RAPM_SHAPE_MISMATCH'],
       [post('/predict', '{"en": [1, 2'), 400, 'RAPM_BAD_JSON'],
       [post('/predict', `{"en": [1e999${', 0'.repeat(keyDim - 1)}]}`), 400, 'RAPM_NON_FINITE'],
       [post('/predict', JSON.stringify({ en: new Array(keyDim).fill(0) })), 400, 'RAPM_ZERO_NORM'],
