@@ -99,6 +99,28 @@ describe('every command refuses bad options before reading data', () => {
     }
   });
 
+  it('serve refuses options that the rest of its command line would leave without effect', async () => {
+    const cases: [string[], string[]][] = [
+      [['--no-batching', '--max-batch-rows', '8'], ['--max-batch-rows', '--no-batching']],
+      [['--no-batching', '--max-wait-us', '100'], ['--max-wait-us', '--no-batching']],
+      [['--no-batching', '--max-queue-rows', '10'], ['--max-queue-rows', '--no-batching']],
+      [['--no-batching', '--max-concurrent-batches', '2'], ['--max-concurrent-batches', '--no-batching']],
+      [['--fast-path', 'bf16', '--ann', 'IVF64,Flat'], ['--fast-path', '--ann']],
+      [['--fast-path', 'auto', '--pg-url', 'postgres://u@127.0.0.1:1/db'], ['--fast-path', '--pg-url']],
+    ];
+    for (const [extra, flags] of cases) {
+      const r = await run(['serve', ...BASE.serve!, ...extra]);
+      expect(r.code, `${extra.join(' ')}: ${r.stderr}`).toBe(2);
+      for (const f of flags) expect(r.stderr).toContain(f);
+      expect(r.stderr).not.toMatch(/RAPM_IO|ENOTDIR|ENOENT/);
+    }
+    // Controls: the same flags alone, or with batching on / fast path off, reach the data.
+    for (const ok of [['--max-batch-rows', '8'], ['--batching', '--max-batch-rows', '8'], ['--no-batching'], ['--fast-path', 'off', '--ann', 'IVF64,Flat']]) {
+      const r = await run(['serve', ...BASE.serve!, ...ok]);
+      expect(r.code, `${ok.join(' ')}: ${r.stderr}`).toBe(1);
+    }
+  });
+
   it('generate refuses before creating its output folder', async () => {
     const out = path.join(tmp, 'gen');
     const r = await run(['generate', out, '--pairs', '1']);

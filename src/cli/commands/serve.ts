@@ -222,6 +222,17 @@ export const serveCommand: CommandModule = defineCommand({
     for (const k of ['nprobe', 'efSearch'] as const) {
       if (given.has(k) && !given.has('ann') && !given.has('pgUrl')) throw new CliUsageError(`--${SETTINGS[k].flag} needs --ann (faiss) or --pg-url with --pg-mode index`);
     }
+    // Options that would be accepted and then have no effect are refused, naming both flags.
+    if (given.has('batching') && a.batching === false) {
+      for (const k of ['maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'maxConcurrentBatches'] as const) {
+        if (given.has(k)) throw new CliUsageError(`--${SETTINGS[k].flag} sets micro-batching, which --no-batching turns off: drop one of them`);
+      }
+    }
+    if (given.has('fastPath') && a.fastPath !== 'off' && (given.has('ann') || given.has('pgUrl'))) {
+      throw new CliUsageError(
+        `--fast-path ${a.fastPath} speeds up the exact search, which --${given.has('ann') ? 'ann' : 'pg-url'} replaces (neighbours come from that source; the shadow would only cost memory): drop --fast-path`,
+      );
+    }
     if (a.bundle === undefined && a.datastore === undefined) throw new CliUsageError('Give --bundle DIR (from rapm train --out or rapm index) or --datastore FILE');
     if (a.bundle !== undefined && (a.datastore !== undefined || a.model !== undefined)) throw new CliUsageError('--bundle already holds the datastore and model: drop --datastore / --model');
     if (a.headersTimeoutMs > a.requestTimeoutMs) {
