@@ -123,6 +123,16 @@ export function defineCommand<const K extends SettingKey>(spec: CommandSpec<K>):
   };
 }
 
+/**
+ * --tau with --aggregate mean or top1: the temperature only shapes the softmax, so an explicit
+ * tau there would be accepted and ignored; refused instead (both flags named).
+ */
+export function refuseTauWithoutSoftmax(a: { aggregate?: string }, given: ReadonlySet<string>): void {
+  if (given.has('tau') && given.has('aggregate') && a.aggregate !== 'softmax') {
+    throw new CliUsageError(`--tau only shapes --aggregate softmax; with --aggregate ${a.aggregate} it would have no effect: drop --tau`);
+  }
+}
+
 /** Edit distance (Levenshtein), for "did you mean". */
 export function editDistance(a: string, b: string): number {
   const prev = Array.from({ length: b.length + 1 }, (_, j) => j);

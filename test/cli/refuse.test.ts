@@ -107,6 +107,8 @@ describe('every command refuses bad options before reading data', () => {
       [['--no-batching', '--max-concurrent-batches', '2'], ['--max-concurrent-batches', '--no-batching']],
       [['--fast-path', 'bf16', '--ann', 'IVF64,Flat'], ['--fast-path', '--ann']],
       [['--fast-path', 'auto', '--pg-url', 'postgres://u@127.0.0.1:1/db'], ['--fast-path', '--pg-url']],
+      [['--aggregate', 'mean', '--tau', '0.1'], ['--tau', '--aggregate mean']],
+      [['--aggregate', 'top1', '--tau', '0.1'], ['--tau', '--aggregate top1']],
     ];
     for (const [extra, flags] of cases) {
       const r = await run(['serve', ...BASE.serve!, ...extra]);
@@ -115,10 +117,13 @@ describe('every command refuses bad options before reading data', () => {
       expect(r.stderr).not.toMatch(/RAPM_IO|ENOTDIR|ENOENT/);
     }
     // Controls: the same flags alone, or with batching on / fast path off, reach the data.
-    for (const ok of [['--max-batch-rows', '8'], ['--batching', '--max-batch-rows', '8'], ['--no-batching'], ['--fast-path', 'off', '--ann', 'IVF64,Flat']]) {
+    for (const ok of [['--max-batch-rows', '8'], ['--batching', '--max-batch-rows', '8'], ['--no-batching'], ['--fast-path', 'off', '--ann', 'IVF64,Flat'], ['--aggregate', 'softmax', '--tau', '0.1'], ['--aggregate', 'mean']]) {
       const r = await run(['serve', ...BASE.serve!, ...ok]);
       expect(r.code, `${ok.join(' ')}: ${r.stderr}`).toBe(1);
     }
+    // index shares the tau check (and stops before reading its data).
+    const idx = await run(['index', ...BASE.index!, '--aggregate', 'top1', '--tau', '0.2']);
+    expect([idx.code, idx.stderr.includes('--tau'), /RAPM_IO|ENOTDIR/.test(idx.stderr)]).toEqual([2, true, false]);
   });
 
   it('generate refuses before creating its output folder', async () => {

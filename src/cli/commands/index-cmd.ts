@@ -9,7 +9,7 @@ import { ensureDefaultData } from '../../data/generate.js';
 import { keyIndices, SPANISH_WINNERS } from '../../data/indices.js';
 import { trainingDatastore } from '../../experiments/train-model.js';
 import { BUNDLE_FILES, writeBundle } from '../../serve/bundle.js';
-import { defineCommand } from '../options.js';
+import { defineCommand, refuseTauWithoutSoftmax } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting } from '../run.js';
 import { DATA_SETTINGS, checkDataArgs, loadExperimentData, usesDefaultData } from '../data-args.js';
@@ -25,6 +25,7 @@ export const indexCommand: CommandModule = defineCommand({
   },
   check: (a, given) => {
     checkDataArgs(given);
+    refuseTauWithoutSoftmax(a, given);
     refuseExisting(a.out, a.overwrite, '--out');
   },
   handler: async (a) => {

@@ -14,7 +14,7 @@ import type { FastPathSetting } from '../../retrieval/datastore.js';
 import { SEARCH_DEFAULTS, type Aggregate } from '../../retrieval/search-options.js';
 import { applyOverrides, checkModelMatchesDatastore } from '../../serve/bundle.js';
 import { checkSetting } from '../../settings.js';
-import { CliUsageError, defineCommand } from '../options.js';
+import { CliUsageError, defineCommand, refuseTauWithoutSoftmax } from '../options.js';
 import { applyThreads } from '../run.js';
 import { simdLevel } from '../../native/simd.js';
 import { Predictor, type FusionModel, type PredictorOptions } from '../../serve/predictor.js';
@@ -223,6 +223,7 @@ export const serveCommand: CommandModule = defineCommand({
       if (given.has(k) && !given.has('ann') && !given.has('pgUrl')) throw new CliUsageError(`--${SETTINGS[k].flag} needs --ann (faiss) or --pg-url with --pg-mode index`);
     }
     // Options that would be accepted and then have no effect are refused, naming both flags.
+    refuseTauWithoutSoftmax(a, given);
     if (given.has('batching') && a.batching === false) {
       for (const k of ['maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'maxConcurrentBatches'] as const) {
         if (given.has(k)) throw new CliUsageError(`--${SETTINGS[k].flag} sets micro-batching, which --no-batching turns off: drop one of them`);
