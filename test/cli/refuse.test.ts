@@ -109,6 +109,8 @@ describe('every command refuses bad options before reading data', () => {
       [['--fast-path', 'auto', '--pg-url', 'postgres://u@127.0.0.1:1/db'], ['--fast-path', '--pg-url']],
       [['--aggregate', 'mean', '--tau', '0.1'], ['--tau', '--aggregate mean']],
       [['--aggregate', 'top1', '--tau', '0.1'], ['--tau', '--aggregate top1']],
+      [['--device', 'cuda'], ['--device', '--model']],
+      [['--fusion-workers', '2'], ['--fusion-workers', '--model']],
     ];
     for (const [extra, flags] of cases) {
       const r = await run(['serve', ...BASE.serve!, ...extra]);
@@ -117,7 +119,7 @@ describe('every command refuses bad options before reading data', () => {
       expect(r.stderr).not.toMatch(/RAPM_IO|ENOTDIR|ENOENT/);
     }
     // Controls: the same flags alone, or with batching on / fast path off, reach the data.
-    for (const ok of [['--max-batch-rows', '8'], ['--batching', '--max-batch-rows', '8'], ['--no-batching'], ['--fast-path', 'off', '--ann', 'IVF64,Flat'], ['--aggregate', 'softmax', '--tau', '0.1'], ['--aggregate', 'mean']]) {
+    for (const ok of [['--max-batch-rows', '8'], ['--batching', '--max-batch-rows', '8'], ['--no-batching'], ['--fast-path', 'off', '--ann', 'IVF64,Flat'], ['--aggregate', 'softmax', '--tau', '0.1'], ['--aggregate', 'mean'], ['--model', path.join(missing, 'm.onnx'), '--device', 'cuda', '--fusion-workers', '2']]) {
       const r = await run(['serve', ...BASE.serve!, ...ok]);
       expect(r.code, `${ok.join(' ')}: ${r.stderr}`).toBe(1);
     }

@@ -224,6 +224,11 @@ export const serveCommand: CommandModule = defineCommand({
     }
     // Options that would be accepted and then have no effect are refused, naming both flags.
     refuseTauWithoutSoftmax(a, given);
+    if (given.has('datastore') && !given.has('model')) {
+      for (const k of ['device', 'fusionWorkers'] as const) {
+        if (given.has(k)) throw new CliUsageError(`--${SETTINGS[k].flag} sets where the fusion model runs, but --datastore without --model serves the retrieval prior: drop --${SETTINGS[k].flag} or add --model`);
+      }
+    }
     if (given.has('batching') && a.batching === false) {
       for (const k of ['maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'maxConcurrentBatches'] as const) {
         if (given.has(k)) throw new CliUsageError(`--${SETTINGS[k].flag} sets micro-batching, which --no-batching turns off: drop one of them`);
