@@ -21,6 +21,14 @@ export type DataArgs = SettingValues<(typeof DATA_SETTINGS)[number]> & { data: s
 /** Cross-flag checks (before any data is read): --data and --features name the same thing. */
 export function checkDataArgs(given: ReadonlySet<string>): void {
   if (given.has('data') && given.has('features')) throw new CliUsageError('Give either --data DIR or --features DIR (with --filelists DIR), not both');
+  refuseTestFractionWithoutSplit(given);
+}
+
+/** --test-fraction sizes a split made here; without --split the official filelists' split is used and it would be ignored. */
+export function refuseTestFractionWithoutSplit(given: ReadonlySet<string>): void {
+  if (given.has('testFraction') && !given.has('split')) {
+    throw new CliUsageError("--test-fraction sizes a split made here: give --split speaker or --split random too (without --split the filelists' official split is used)");
+  }
 }
 
 /** True when the command reads the default data folder (not --features, not another --data). */

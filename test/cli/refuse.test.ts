@@ -128,6 +128,30 @@ describe('every command refuses bad options before reading data', () => {
     expect([idx.code, idx.stderr.includes('--tau'), /RAPM_IO|ENOTDIR/.test(idx.stderr)]).toEqual([2, true, false]);
   });
 
+  it('--tau with a non-softmax aggregate, and --test-fraction without --split, are refused by every command taking them', async () => {
+    let tried = 0;
+    for (const [cmd, keys] of COMMAND_SETTINGS) {
+      const has = (k: SettingKey) => keys.includes(k);
+      if (has('tau') && has('aggregate')) {
+        const r = await run([cmd, ...BASE[cmd]!, '--aggregate', 'mean', '--tau', '0.1']);
+        expect([cmd, r.code, r.stderr.includes('--tau') && r.stderr.includes('--aggregate mean')], r.stderr).toEqual([cmd, 2, true]);
+        tried++;
+      }
+      if (has('testFraction') && has('split') && cmd !== 'progressive') {
+        const r = await run([cmd, ...BASE[cmd]!, '--test-fraction', '0.3']);
+        expect([cmd, r.code, r.stderr.includes('--test-fraction') && r.stderr.includes('--split')], r.stderr).toEqual([cmd, 2, true]);
+        // With --split the same value reaches the data.
+        const ok = await run([cmd, ...BASE[cmd]!, '--test-fraction', '0.3', '--split', 'random']);
+        expect([cmd, ok.code], ok.stderr).toEqual([cmd, 1]);
+        tried++;
+      }
+    }
+    // progressive: --split needs --initial, so the control names one.
+    const p = await run(['progressive', ...BASE.progressive!, '--test-fraction', '0.3']);
+    expect([p.code, p.stderr.includes('--test-fraction')]).toEqual([2, true]);
+    expect(tried).toBeGreaterThanOrEqual(12);
+  });
+
   it('generate refuses before creating its output folder', async () => {
     const out = path.join(tmp, 'gen');
     const r = await run(['generate', out, '--pairs', '1']);

@@ -3,7 +3,7 @@ import type { CommandModule } from 'yargs';
 import { ensureDefaultData } from '../../data/generate.js';
 import { clampSizes, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentData, type ExperimentOutput } from '../../experiments/sweeps.js';
 import { SETTINGS, type SettingKey, type SettingValues } from '../../settings.js';
-import { defineCommand, POINT_SETTINGS, pointOptions, type Overrides, type PointSettings } from '../options.js';
+import { defineCommand, POINT_SETTINGS, pointOptions, refuseTauWithoutSoftmax, type Overrides, type PointSettings } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting, warn } from '../run.js';
 import { DATA_SETTINGS, checkDataArgs, loadExperimentData, usesDefaultData, type DataArgs } from '../data-args.js';
@@ -51,7 +51,10 @@ function pointExperiment<const E extends SettingKey>(
     describe,
     settings: [...RUN, ...extra, ...POINT_SETTINGS],
     overrides: { ...runOverrides(name), ...overrides } as Overrides<(typeof RUN)[number] | E | (typeof POINT_SETTINGS)[number]>,
-    check: (_a, given) => checkDataArgs(given),
+    check: (a, given) => {
+      checkDataArgs(given);
+      refuseTauWithoutSoftmax(a, given);
+    },
     handler: async (a) => {
       prepare(a);
       const bar = progressBars(a.quiet || a.json);
@@ -95,7 +98,10 @@ export const experimentCommands: CommandModule[] = [
     // Every point setting but --dropout, which --dropouts replaces.
     settings: [...RUN, 'sizes', 'dropouts', ...POINT_SETTINGS.filter((k): k is Exclude<typeof k, 'dropout'> => k !== 'dropout')],
     overrides: { ...runOverrides('dropout'), sizes: { default: [2316, 20000] } },
-    check: (_a, given) => checkDataArgs(given),
+    check: (a, given) => {
+      checkDataArgs(given);
+      refuseTauWithoutSoftmax(a, given);
+    },
     handler: async (a) => {
       prepare(a);
       const bar = progressBars(a.quiet || a.json);

@@ -3,7 +3,8 @@ import type { CommandModule } from 'yargs';
 import { runProgressive } from '../../experiments/progressive.js';
 import { generateProgressiveData } from '../../experiments/progressive-data.js';
 import { PROGRESSIVE_FILES } from '../../experiments/progressive-report.js';
-import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions } from '../options.js';
+import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions, refuseTauWithoutSoftmax } from '../options.js';
+import { refuseTestFractionWithoutSplit } from '../data-args.js';
 import { applyThreads, refuseExisting, warn } from '../run.js';
 import { progressBars } from '../progress.js';
 
@@ -27,7 +28,9 @@ export const progressiveCommand: CommandModule = defineCommand({
     filelists: { help: 'Folder holding the filelists of --initial, when they are not beside its feature files' },
     split: { help: 'Split the initial set here (seeded by --seed, --test-fraction of its pairs): speaker-disjoint or random. For an initial set without filelists; replaces them when given' },
   },
-  check: (a) => {
+  check: (a, given) => {
+    refuseTauWithoutSoftmax(a, given);
+    refuseTestFractionWithoutSplit(given);
     if (a.filelists !== undefined && a.initial === undefined) throw new CliUsageError('--filelists names the filelists of --initial: give --initial too');
     if (a.split !== undefined && a.initial === undefined) throw new CliUsageError('--split splits the initial set: give --initial too');
     if (a.resume && a.overwrite) throw new CliUsageError('--resume and --overwrite exclude each other: continue the run in --out, or replace it');

@@ -6,7 +6,7 @@ import type { OnnxMeta } from '../../fusion/onnx-export.js';
 import { BUNDLE_FILES, writeBundle } from '../../serve/bundle.js';
 import { simdLevel } from '../../native/simd.js';
 import { SETTINGS } from '../../settings.js';
-import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions } from '../options.js';
+import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions, refuseTauWithoutSoftmax } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting } from '../run.js';
 import { DATA_SETTINGS, checkDataArgs, loadExperimentData, usesDefaultData } from '../data-args.js';
@@ -27,6 +27,7 @@ export const trainCommand: CommandModule = defineCommand({
   },
   check: (a, given) => {
     checkDataArgs(given);
+    refuseTauWithoutSoftmax(a, given);
     if (a.trainModel === 'baseline') {
       // The baseline is the official 1024-500-250-125-101 ReLU MLP; fusion-only settings are refused, not ignored.
       for (const k of ['hidden', 'leakyPriors'] as const) {
