@@ -79,9 +79,10 @@ interface ChunkPlan {
   kept: number;
 }
 
+/** The lines of a chunk's text file (ids, speakers, split): CRLF or LF, trailing spaces and tabs dropped. */
 function readLines(file: string): string[] {
   const text = readTextFileSync(file, path.basename(file));
-  const lines = text.split(/\r?\n/);
+  const lines = text.split(/\r?\n/).map((l) => l.replace(/[ \t]+$/, ''));
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   return lines;
 }

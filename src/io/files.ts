@@ -85,11 +85,16 @@ export async function openRegular(file: string, what = 'file'): Promise<fs.promi
   return fh;
 }
 
-/** Read a whole text file that must be a regular file (filelists, ids.txt, meta.json). */
+/**
+ * Read a whole text file that must be a regular file (filelists, ids.txt, meta.json). A leading
+ * UTF-8 byte-order mark (Notepad, pandas' utf-8-sig) is dropped: it would otherwise become part
+ * of the first id, or make JSON.parse fail, though nothing of it shows.
+ */
 export function readTextFileSync(file: string, what = 'file'): string {
   const fd = openRegularSync(file, what);
   try {
-    return fs.readFileSync(fd, 'utf8');
+    const text = fs.readFileSync(fd, 'utf8');
+    return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
   } catch (e) {
     throw ioError(`read ${what}`, file, e);
   } finally {

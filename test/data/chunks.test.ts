@@ -57,6 +57,28 @@ describe('packed chunks', () => {
     expect(meta).toMatchObject({ format: 'rapm-chunk', version: 1, n: 5, dim: 1024, dtype: 'float32' });
   });
 
+  it('text files as Windows tools write them (BOM, CRLF, trailing blanks) load as the same dataset', async () => {
+    const ds = toyDataset(10);
+    const dir = path.join(root, 'windows');
+    await writeChunks(ds, dir, { chunkSize: 5 });
+    const want = hashDataset(await loadChunks(dir));
+    for (const c of [0, 1]) {
+      for (const f of ['ids.txt', 'speakers.txt', 'split.txt']) {
+        const file = path.join(dir, chunkName(c), f);
+        const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
+        fs.writeFileSync(file, '\ufeff' + lines.map((l, i) => l + (i % 2 ? ' \t' : '') + '\r\n').join(''));
+      }
+      const meta = path.join(dir, chunkName(c), 'meta.json');
+      fs.writeFileSync(meta, '\ufeff' + fs.readFileSync(meta, 'utf8'));
+    }
+    const back = await loadChunks(dir);
+    expect(back.ids).toEqual(ds.ids); // no BOM glued to the first id, no blanks kept
+    expect(back.speakers).toEqual(ds.speakers);
+    expect(back.official).toEqual({ train: ds.official!.train, test: ds.official!.test });
+    expect(hashDataset(back)).toBe(want);
+    expect(await hashChunks(dir)).toBe(want); // the streaming hash (progressive's data identity) too
+  });
+
   it('iterate one chunk at a time, in name order', async () => {
     const ds = toyDataset(7, false);
     const dir = path.join(root, 'order');
