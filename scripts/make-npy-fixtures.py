@@ -45,6 +45,9 @@ save('v3_f4_3.npy', rng.normal(size=3).astype('<f4'), version=(3, 0))
 save('empty_0x1024.npy', np.zeros((0, 1024), dtype='<f4'))
 # Fortran order (2-D, so not also C-contiguous) and a 1-D Fortran-flagged array (same bytes as C).
 save('f4_fortran_3x4.npy', np.asfortranarray(np.arange(12, dtype='<f4').reshape(3, 4)), record=False)
+# Half floats (features are often saved so): read widened to float32, exactly. Values include
+# the largest half, the smallest subnormal, the smallest normal, -0 and inexact thirds/tenths.
+save('f2_2x4.npy', np.array([[1.0, -2.0, 65504.0, 2.0**-24], [-0.0, 1 / 3, 2.0**-14, -0.1]], dtype='<f2'))
 # Unsupported dtypes.
 save('u2_4.npy', np.arange(4, dtype='<u2'), record=False)
 save('be_f4_4.npy', np.arange(4, dtype='>f4'), record=False)

@@ -167,7 +167,7 @@ function planChunk(dir: string, name: string, index: number, dim: number, proble
       continue;
     }
     try {
-      const h = readNpyHeaderSync(file, { accept: ['float32', 'float64'] });
+      const h = readNpyHeaderSync(file, { accept: ['float32', 'float64', 'float16'] });
       if (h.shape.length !== 2 || h.shape[1] !== dim) problem('wrong-shape', `${f} has shape (${h.shape.join(', ')}), expected (n, ${dim})`);
       else rows.push(h.shape[0]!);
     } catch (e) {

@@ -275,7 +275,7 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
     for (const [lang, target] of [['EN', enData], ['ES', esData]] as const) {
       const name = `${lang}_${id}_features.npy`;
       try {
-        const arr = readNpySync(path.join(dir, name), { accept: ['float32', 'float64'] });
+        const arr = readNpySync(path.join(dir, name), { accept: ['float32', 'float64', 'float16'] });
         const shape = `(${arr.shape.join(', ')}${arr.shape.length === 1 ? ',' : ''})`;
         let vec: Float32Array | null = null;
         if (arr.shape.length === 1 && arr.shape[0] === dim) vec = arr.data as Float32Array;

@@ -1,7 +1,8 @@
 /**
  * A small .npy reader and writer (NumPy format versions 1.0, 2.0 and 3.0).
  *
- * Supported: little-endian float32 ('<f4'), float64 ('<f8', converted to float32 on read),
+ * Supported: little-endian float32 ('<f4'), float64 ('<f8', rounded to float32 on read),
+ * float16 ('<f2', widened to float32 on read: exact; features are often saved as half floats),
  * int32 ('<i4') and int64 ('<i8'), C order (or Fortran order when at most one axis is
  * longer than 1, where both layouts are the same bytes). Files are read with positioned
  * reads straight into the destination typed array, so there is no 2 GiB readFile limit and
@@ -23,8 +24,8 @@ if (os.endianness() !== 'LE') {
   throw new RapmError('RAPM_FORMAT', 'rapm .npy I/O requires a little-endian host');
 }
 
-/** Element types as read: float32 and float64 files both read as Float32Array. */
-export type NpyDtype = 'float32' | 'float64' | 'int32' | 'int64';
+/** Element types as read: float32, float64 and float16 files all read as Float32Array. */
+export type NpyDtype = 'float32' | 'float64' | 'float16' | 'int32' | 'int64';
 export type NpyData = Float32Array | Int32Array | BigInt64Array;
 
 export interface NpyHeader {
@@ -54,7 +55,7 @@ export interface NpyArray {
 export interface ReadNpyOptions {
   /** Shape the caller expects; `null` entries match any length. A mismatch is RAPM_SHAPE_MISMATCH. */
   expectShape?: readonly (number | null)[];
-  /** Element types accepted (default: all four). float64 always arrives as Float32Array. */
+  /** Element types accepted (default: all). float64 and float16 always arrive as Float32Array. */
   accept?: readonly NpyDtype[];
   /** Called after each piece with (bytes done, bytes total) of element data. */
   onProgress?: (done: number, total: number) => void;
@@ -63,6 +64,7 @@ export interface ReadNpyOptions {
 const DTYPES: Record<string, { dtype: NpyDtype; size: number }> = {
   '<f4': { dtype: 'float32', size: 4 },
   '<f8': { dtype: 'float64', size: 8 },
+  '<f2': { dtype: 'float16', size: 2 },
   '<i4': { dtype: 'int32', size: 4 },
   '<i8': { dtype: 'int64', size: 8 },
 };
@@ -211,7 +213,7 @@ export function parseNpyHeader(bytes: Uint8Array, file = '<buffer>'): NpyHeader 
   if (!dt) {
     const shown = typeof descr === 'string' ? `'${descr}'` : JSON.stringify(descr);
     const hint = typeof descr === 'string' && descr.startsWith('>') ? ' (big-endian; re-save with arr.astype("<f4"))' : '';
-    throw new RapmError('RAPM_FORMAT', `${file}: unsupported dtype ${shown}${hint}; supported: '<f4', '<f8', '<i4', '<i8'`);
+    throw new RapmError('RAPM_FORMAT', `${file}: unsupported dtype ${shown}${hint}; supported: '<f4', '<f8', '<f2', '<i4', '<i8'`);
   }
   const fortranOrder = d['fortran_order'] as boolean;
   if (fortranOrder && shape.filter((s) => s > 1).length > 1) {
@@ -284,19 +286,47 @@ function readFullySync(fd: number, dst: Uint8Array, position: number, file: stri
   }
 }
 
-/** Read elements [first, first + out.length) of the file's data into `out`, converting float64. */
+/** A piece buffer for a dtype read through a conversion (float64, float16), and how to widen it into float32. */
+function converter(h: NpyHeader, len: number): { scratch: Float64Array | Uint16Array; put: (out: Float32Array, at: number, m: number) => void } {
+  if (h.dtype === 'float64') {
+    const scratch = new Float64Array(Math.min(len, IO_PIECE / 8));
+    return { scratch, put: (out, at, m) => out.set(scratch.subarray(0, m), at) };
+  }
+  const scratch = new Uint16Array(Math.min(len, IO_PIECE / 2));
+  const table = halfTable();
+  return {
+    scratch,
+    put: (out, at, m) => {
+      for (let i = 0; i < m; i++) out[at + i] = table[scratch[i]!]!;
+    },
+  };
+}
+
+let half: Float32Array | null = null;
+/** float32 value of every float16 bit pattern (exact: every half is a float32). */
+function halfTable(): Float32Array {
+  if (half) return half;
+  half = new Float32Array(65536);
+  for (let b = 0; b < 65536; b++) {
+    const e = (b >> 10) & 31, m = b & 1023;
+    const v = e === 0 ? m * 2 ** -24 : e === 31 ? (m === 0 ? Infinity : NaN) : (1 + m / 1024) * 2 ** (e - 15);
+    half[b] = b & 0x8000 ? -v : v;
+  }
+  return half;
+}
+
+/** Read elements [first, first + out.length) of the file's data into `out`, converting float64 and float16. */
 function readElemsSync(fd: number, h: NpyHeader, first: number, out: NpyData, file: string): void {
-  if (h.dtype !== 'float64') {
+  if (h.dtype !== 'float64' && h.dtype !== 'float16') {
     readFullySync(fd, bytesOf(out), h.dataOffset + first * h.itemSize, file);
     return;
   }
   const f32 = out as Float32Array;
-  const scratch = new Float64Array(Math.min(f32.length, IO_PIECE / 8));
+  const { scratch, put } = converter(h, f32.length);
   for (let done = 0; done < f32.length; ) {
     const m = Math.min(scratch.length, f32.length - done);
-    const view = scratch.subarray(0, m);
-    readFullySync(fd, bytesOf(view), h.dataOffset + (first + done) * 8, file);
-    f32.set(view, done);
+    readFullySync(fd, bytesOf(scratch.subarray(0, m)), h.dataOffset + (first + done) * h.itemSize, file);
+    put(f32, done, m);
     done += m;
   }
 }
@@ -379,17 +409,16 @@ async function readElems(
         onProgress(done, total);
       }
     : undefined;
-  if (h.dtype !== 'float64') {
+  if (h.dtype !== 'float64' && h.dtype !== 'float16') {
     await readFully(fh, bytesOf(out), h.dataOffset + first * h.itemSize, file, progress);
     return;
   }
   const f32 = out as Float32Array;
-  const scratch = new Float64Array(Math.min(f32.length, IO_PIECE / 8));
+  const { scratch, put } = converter(h, f32.length);
   for (let k = 0; k < f32.length; ) {
     const m = Math.min(scratch.length, f32.length - k);
-    const view = scratch.subarray(0, m);
-    await readFully(fh, bytesOf(view), h.dataOffset + (first + k) * 8, file, progress);
-    f32.set(view, k);
+    await readFully(fh, bytesOf(scratch.subarray(0, m)), h.dataOffset + (first + k) * h.itemSize, file, progress);
+    put(f32, k, m);
     k += m;
   }
 }
@@ -463,9 +492,9 @@ export async function readNpyInto(
 ): Promise<NpyHeader> {
   return withFd(file, async (fh, size) => {
     const h = await readHeaderAsync(fh, file);
-    checkHeader(h, file, size, { ...options, accept: options?.accept ?? ['float32', 'float64'] });
-    if (h.dtype !== 'float32' && h.dtype !== 'float64') {
-      throw new RapmError('RAPM_FORMAT', `${file}: expected a float32 or float64 array but the dtype is '${h.descr}'`);
+    checkHeader(h, file, size, { ...options, accept: options?.accept ?? ['float32', 'float64', 'float16'] });
+    if (h.dtype !== 'float32' && h.dtype !== 'float64' && h.dtype !== 'float16') {
+      throw new RapmError('RAPM_FORMAT', `${file}: expected a float32, float64 or float16 array but the dtype is '${h.descr}'`);
     }
     const rows = h.shape.length === 0 ? 1 : h.shape[0]!;
     const start = options?.start ?? 0;

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadDral } from '../../src/data/dataset.js';
 import { loadDataset } from '../../src/data/load.js';
-import { writeNpySync } from '../../src/data/npy.js';
+import { buildNpyHeader, writeNpySync } from '../../src/data/npy.js';
 import { officialSplit } from '../../src/data/split.js';
 
 const D = 1024;
@@ -142,5 +142,22 @@ describe('loadDral', () => {
     await expect(loadDral(empty)).rejects.toMatchObject({ code: 'RAPM_DATA', message: expect.stringMatching(/holds no EN_<uttid>/) });
     await expect(loadDral(path.join(root, 'missing'))).rejects.toMatchObject({ code: 'RAPM_IO' });
     await expect(loadDral(dir, { onProblem: 'ignore' as 'skip' })).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG' });
+  });
+
+  it('accepts float16 feature files (widened exactly), with a BOM on the filelist', async () => {
+    const dir = path.join(root, 'f16');
+    fs.mkdirSync(dir);
+    // Halves 0.5 + i/2048 (i < 1024: exact in float16), written as numpy would ('<f2').
+    const halves = new Uint16Array(D).map((_, i) => 0x3800 + (i % 512));
+    for (const lang of ['EN', 'ES']) {
+      fs.writeFileSync(path.join(dir, `${lang}_b_7_features.npy`), Buffer.concat([Buffer.from(buildNpyHeader('<f2', [D])), Buffer.from(halves.buffer)]));
+    }
+    fs.writeFileSync(path.join(dir, 'train_filelist_en.txt'), '\ufeffEN_b_7.wav\n');
+    fs.writeFileSync(path.join(dir, 'test_filelist_en.txt'), '');
+    const ds = await loadDral(dir);
+    expect(ds.ids).toEqual(['b_7']);
+    expect(Array.from(ds.en.subarray(0, 3))).toEqual([0.5, 0.5 + 1 / 2048, 0.5 + 2 / 2048]);
+    expect(ds.es[511]).toBe(0.5 + 511 / 2048);
+    expect(ds.official!.train).toEqual(['b_7']);
   });
 });

@@ -139,6 +139,27 @@ describe('row ranges', () => {
     expect(Array.from(r.data as Float32Array)).toEqual(expected['f8_3x4.npy']!.values.slice(4));
   });
 
+  it('widens float16 exactly, on every read path, for every half bit pattern', async () => {
+    const r = await readNpyRows(fix('f2_2x4.npy'), 1, 2);
+    expect(Array.from(r.data as Float32Array)).toEqual(expected['f2_2x4.npy']!.values.slice(4)); // -0 stays -0
+    // All 65,536 patterns: known values, and every path (sync, async, rows, into) agrees.
+    const file = path.join(tmp, 'all-halves.npy');
+    const bitsOf = new Uint16Array(65536).map((_, i) => i);
+    fs.writeFileSync(file, Buffer.concat([Buffer.from(buildNpyHeader('<f2', [256, 256])), Buffer.from(bitsOf.buffer)]));
+    const all = (await readNpy(file)).data as Float32Array;
+    expect(all).toBeInstanceOf(Float32Array);
+    expect([all[0x3c00], all[0xc000], all[0x7bff], all[0x0001], all[0x0400], all[0x3555], all[0x7c00], all[0xfc00]]).toEqual([
+      1, -2, 65504, 2 ** -24, 2 ** -14, 0.333251953125, Infinity, -Infinity,
+    ]);
+    expect(Object.is(all[0x8000], -0)).toBe(true);
+    expect(all.filter((v) => Number.isNaN(v)).length).toBe(2 * 1023); // exponent 31, mantissa != 0
+    expect(readNpySync(file).data).toEqual(all);
+    expect((await readNpyRows(file, 100, 101)).data).toEqual(all.subarray(100 * 256, 101 * 256));
+    const into = new Float32Array(3 * 256);
+    await readNpyInto(file, into, { start: 7, end: 10 });
+    expect(into).toEqual(all.subarray(7 * 256, 10 * 256));
+  });
+
   it('reads into a caller buffer (the chunk-streaming path)', async () => {
     const target = new Float32Array(5 * 8);
     await readNpyInto(fix('f4_rows_100x8.npy'), target, { start: 50, end: 55 });
