@@ -91,3 +91,49 @@ export function checkIndexList(name: string, v: unknown, limit: number): Int32Ar
   });
   return Int32Array.from(arr);
 }
+
+/** Edit distance (Levenshtein), for "did you mean". */
+export function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0]!;
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const up = prev[j]!;
+      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = up;
+    }
+  }
+  return prev[b.length]!;
+}
+
+/** The closest flag of `flags` to `unknown` (within a third of its length, at least 2 edits), or null. */
+/** The name of `names` closest to `unknown` (a likely misspelling), or null when none is close. */
+export function closestName(unknown: string, flags: readonly string[]): string | null {
+  let best: string | null = null;
+  let bestD = Infinity;
+  for (const f of flags) {
+    const d = editDistance(unknown, f);
+    if (d < bestD) {
+      bestD = d;
+      best = f;
+    }
+  }
+  return best !== null && bestD <= Math.max(2, Math.floor(unknown.length / 3)) ? best : null;
+}
+
+/**
+ * Refuse keys of an options object that nothing reads (a misspelt `{ K: 5 }` or `precison`
+ * would otherwise be ignored and the default used), naming the key, the closest known one
+ * and `where`. Keys whose value is undefined are let through (spread objects carry them).
+ */
+export function checkKnownKeys(where: string, o: Record<string, unknown>, known: readonly string[]): void {
+  for (const key of Object.keys(o)) {
+    if (known.includes(key) || o[key] === undefined) continue;
+    const near = closestName(key, known);
+    throw new RapmRangeError(
+      'RAPM_INVALID_ARG',
+      `Unknown option '${key}' for ${where}${near ? ` (did you mean '${near}'?)` : ''}; expected ${known.map((k) => `'${k}'`).join(', ')}`,
+    );
+  }
+}

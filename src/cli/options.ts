@@ -133,34 +133,8 @@ export function refuseTauWithoutSoftmax(a: { aggregate?: string }, given: Readon
   }
 }
 
-/** Edit distance (Levenshtein), for "did you mean". */
-export function editDistance(a: string, b: string): number {
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const up = prev[j]!;
-      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = up;
-    }
-  }
-  return prev[b.length]!;
-}
-
-/** The closest flag of `flags` to `unknown` (within a third of its length, at least 2 edits), or null. */
-export function closestFlag(unknown: string, flags: readonly string[]): string | null {
-  let best: string | null = null;
-  let bestD = Infinity;
-  for (const f of flags) {
-    const d = editDistance(unknown, f);
-    if (d < bestD) {
-      bestD = d;
-      best = f;
-    }
-  }
-  return best !== null && bestD <= Math.max(2, Math.floor(unknown.length / 3)) ? best : null;
-}
+/** "Did you mean" for misspelt flags: the library's option checks use the same matcher (src/validate.ts). */
+export { closestName as closestFlag, editDistance } from '../validate.js';
 
 /** The retrieval, fusion and training settings of a point as the experiments take them. */
 export const POINT_SETTINGS = ['config', 'k', 'tau', 'aggregate', 'leakyPriors', 'hidden', 'dropout', 'epochs', 'patience', 'batchSize', 'lr', 'weightDecay', 'valFraction', 'seed', 'resamples', 'level', 'trainSeeds', 'clusterUnit', 'threads'] as const;

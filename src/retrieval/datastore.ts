@@ -1,7 +1,7 @@
 import { RapmError, RapmRangeError, describe, invalidParam } from '../errors.js';
 import { loadBinding, type NativeDatastore, nativeError } from '../native/binding.js';
 import { selectColumns } from '../data/indices.js';
-import { checkIndexList, checkInteger, checkMatrix, is } from '../validate.js';
+import { checkIndexList, checkInteger, checkKnownKeys, checkMatrix, is } from '../validate.js';
 import { AGGREGATE_CODE, resolveSearchOptions, type ResolvedSearchOptions, type SearchOptions } from './search-options.js';
 import { loadDatastore, saveDatastore, type LoadDatastoreOptions, type SaveDatastoreOptions, type SaveDatastoreResult } from './persist.js';
 import { PRECISIONS, checkSetting } from '../settings.js';
@@ -61,6 +61,8 @@ export interface DatastoreOptions {
    */
   fastPath?: FastPathSetting;
 }
+
+const DATASTORE_OPTION_KEYS = ['keyDim', 'valueDim', 'keyIndices', 'valueIndices', 'precision', 'fastPath'] as const satisfies readonly (keyof DatastoreOptions)[];
 
 export interface SearchResult {
   /** Number of queries. */
@@ -139,6 +141,7 @@ export class Datastore {
 
   constructor(options: DatastoreOptions = {}) {
     if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
+    checkKnownKeys('new Datastore', options as Record<string, unknown>, DATASTORE_OPTION_KEYS);
     this.keyDim = options.keyDim === undefined ? 1024 : checkInteger('keyDim', options.keyDim, 1, 1 << 20);
     this.valueDim = options.valueDim === undefined ? 1024 : checkInteger('valueDim', options.valueDim, 1, 1 << 20);
     this.keyIndices = options.keyIndices === undefined ? allIndices(this.keyDim) : checkIndexList('keyIndices', options.keyIndices, this.keyDim);

@@ -1,5 +1,5 @@
 import { RapmRangeError, invalidParam } from '../errors.js';
-import { is } from '../validate.js';
+import { checkKnownKeys, is } from '../validate.js';
 import { checkSetting, defaultsOf } from '../settings.js';
 import type { Aggregate } from './aggregate.js';
 
@@ -39,9 +39,13 @@ export const SEARCH_DEFAULTS: ResolvedSearchOptions = defaultsOf(['k', 'tau', 'a
 
 export { K_MAX, TAU_MAX, TAU_MIN } from '../settings.js';
 
+/** Every key SearchOptions has: any other key is refused, not ignored. */
+const SEARCH_OPTION_KEYS = ['k', 'tau', 'aggregate', 'excludeRows', 'excludeIds', 'rowRange'] as const satisfies readonly (keyof SearchOptions)[];
+
 export function resolveSearchOptions(options: SearchOptions | undefined): ResolvedSearchOptions {
   if (options !== undefined && !is.object(options)) throw invalidParam('options', 'object', options);
   const o = options ?? {};
+  checkKnownKeys('search options', o as Record<string, unknown>, SEARCH_OPTION_KEYS);
   const k = checkSetting('k', o.k);
   const tau = checkSetting('tau', o.tau);
   const aggregate = checkSetting('aggregate', o.aggregate);

@@ -21,7 +21,7 @@
  * row, never returned.
  */
 import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
-import { checkFinite, checkMatrix, is } from '../validate.js';
+import { checkFinite, checkKnownKeys, checkMatrix, is } from '../validate.js';
 import { Datastore, type FastPath, type SearchResult } from '../retrieval/datastore.js';
 import { resolveSearchOptions, type Aggregate } from '../retrieval/search-options.js';
 import type { BundleInfo, BundleOverrides } from './bundle.js';
@@ -124,6 +124,8 @@ export interface PredictorInfo {
   source: string;
 }
 
+const PREDICTOR_OPTION_KEYS = ['k', 'tau', 'aggregate', 'fusion', 'bundle', 'batching', 'source'] as const satisfies readonly (keyof PredictorOptions)[];
+
 export class Predictor {
   readonly datastore: Datastore;
   readonly k: number;
@@ -139,6 +141,7 @@ export class Predictor {
   constructor(datastore: Datastore, options: PredictorOptions = {}) {
     if (!(datastore instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(datastore)}`);
     if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
+    checkKnownKeys('new Predictor', options as Record<string, unknown>, PREDICTOR_OPTION_KEYS);
     const { k, tau, aggregate } = resolveSearchOptions({ k: options.k, tau: options.tau, aggregate: options.aggregate });
     const fusion = options.fusion ?? null;
     if (fusion !== null && (typeof fusion !== 'object' || typeof (fusion as { run?: unknown }).run !== 'function')) {

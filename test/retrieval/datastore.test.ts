@@ -153,6 +153,17 @@ describe('Datastore: search options and bad input', () => {
     expect(thrown(() => ds.searchSync(q, { tau: '1' as never })).code).toBe('RAPM_TYPE');
   });
 
+  it('an option key nothing reads is refused, naming it and the likely intended one, not ignored', async () => {
+    // { K: 3 } used to search with the default k = 90 and say nothing.
+    const e = thrown(() => ds.searchSync(q, { K: 3 } as never));
+    expect([e.name, e.code]).toEqual(['RangeError', 'RAPM_INVALID_ARG']);
+    expect(e.message).toMatch(/Unknown option 'K' for search options \(did you mean 'k'\?\)/);
+    await expect(ds.search(q, { k: 5, topK: 3 } as never)).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/'topK'/) });
+    expect(thrown(() => new Datastore({ keyDim: d, precison: 'bf16' } as never)).message).toMatch(/'precison' for new Datastore \(did you mean 'precision'\?\)/);
+    // Keys set to undefined (spread objects) and every real key pass.
+    expect(ds.searchSync(q, { k: 4, tau: 0.1, aggregate: 'softmax', rowRange: [0, 200], excludeRows: [-1, -1, -1], extra: undefined } as never).k).toBe(4);
+  });
+
   it('tau must be a normal float32 (1e-46 rounds to 0 and gave NaN weights), k an int32', async () => {
     for (const tau of [1e-46, 1e-40, TAU_MIN / 2, 1e39]) {
       for (const e of [thrown(() => ds.searchSync(q, { tau })), await ds.search(q, { tau }).then(() => new Error('resolved') as Error & { code?: string }, (x: Error & { code?: string }) => x)]) {

@@ -102,6 +102,9 @@ describe('Predictor', () => {
     expect(() => new Predictor(ds, { tau: -1 })).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG' }));
     expect(() => new Predictor({} as Datastore)).toThrow(expect.objectContaining({ code: 'RAPM_TYPE' }));
     expect(() => new Predictor(ds, { fusion: {} as FusionModel })).toThrow(expect.objectContaining({ code: 'RAPM_TYPE' }));
+    // Misspelt keys are refused, not ignored (tua: the default tau was used silently).
+    expect(() => new Predictor(ds, { k: 5, tua: 0.1 } as never)).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/'tua' for new Predictor \(did you mean 'tau'\?\)/) }));
+    expect(() => new Predictor(ds, { batching: { maxBatchRow: 8 } as never })).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/'maxBatchRow' for batching \(did you mean 'maxBatchRows'\?\)/) }));
     const short: FusionModel = { run: async () => ({ pred: new Float32Array(1), delta: new Float32Array(1) }) };
     expect((await rejection(new Predictor(ds, { k: 5, fusion: short }).predict(randn(keyDim, 2)))).code).toBe('RAPM_ONNX');
     const broken: FusionModel = { run: async () => Promise.reject(new Error('boom')) };
