@@ -40,6 +40,7 @@ import { PRECISIONS, checkSetting } from '../settings.js';
 import { atomicWrite, ioError } from '../io/atomic.js';
 import { Datastore, type FastPathSetting, type KeyPrecision } from './datastore.js';
 import { assertRegularFile } from '../io/files.js';
+import { checkKnownKeys } from '../validate.js';
 
 export const DATASTORE_MAGIC = Uint8Array.from([0x89, 0x52, 0x41, 0x50, 0x4d, 0x44, 0x53, 0x0a]);
 export const DATASTORE_END = Uint8Array.from([0x52, 0x41, 0x50, 0x4d, 0x45, 0x4e, 0x44, 0x0a]); // RAPMEND\n
@@ -174,6 +175,8 @@ function rowsPerBlock(d: number, dv: number, kb: number): number {
 export async function saveDatastore(ds: Datastore, file: string, options: SaveDatastoreOptions = {}): Promise<SaveDatastoreResult> {
   if (!(ds instanceof Datastore)) throw new RapmError('RAPM_TYPE', `Expected a Datastore for ds but received ${describe(ds)}`);
   if (typeof file !== 'string' || file.length === 0) throw new RapmError('RAPM_TYPE', `Expected a file path for file but received ${describe(file)}`);
+  if (options === null || typeof options !== 'object') throw new RapmTypeError('RAPM_TYPE', `Expected an options object but received ${describe(options)}`);
+  checkKnownKeys('saveDatastore', options as Record<string, unknown>, ['speakers', 'meta'] satisfies (keyof SaveDatastoreOptions)[]);
   const ids = ds._ids();
   const n = ids.length;
   let speakers: string[] | null = null;
@@ -388,6 +391,7 @@ export async function readDatastoreHeader(file: string): Promise<DatastoreFileHe
  */
 export async function loadDatastore(file: string, options: LoadDatastoreOptions = {}): Promise<Datastore> {
   if (options === null || typeof options !== 'object') throw new RapmTypeError('RAPM_TYPE', `Expected an options object but received ${describe(options)}`);
+  checkKnownKeys('loadDatastore', options as Record<string, unknown>, ['fastPath'] satisfies (keyof LoadDatastoreOptions)[]);
   const fastPath = checkSetting('fastPath', options.fastPath);
   if (typeof file === 'string' && file.length > 0) assertRegularFile(file, 'datastore');
   const { fh, header: h, digests } = await openDatastoreFile(file);

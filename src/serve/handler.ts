@@ -39,6 +39,7 @@ import type net from 'node:net';
 import os from 'node:os';
 import pino from 'pino';
 import { RapmError, isRapmError } from '../errors.js';
+import { checkKnownKeys } from '../validate.js';
 import { simdLevel } from '../native/simd.js';
 import { checkSetting } from '../settings.js';
 import { createMetrics, type HandlerMetrics } from './metrics.js';
@@ -147,8 +148,12 @@ function rowsOf(a: Float32Array | Int32Array, w: number, single: boolean): numbe
 
 const KNOWN_ROUTES = new Set(['/predict', '/explain', '/health', '/metrics']);
 
+/** Every key HandlerOptions has (createServer adds its timeouts): any other key is refused, not ignored. */
+export const HANDLER_OPTION_KEYS = ['predictor', 'maxBatch', 'maxBodyBytes', 'maxBufferedBytes', 'retryAfterSeconds', 'basePath', 'metrics', 'accessLog', 'log'] as const satisfies readonly (keyof HandlerOptions)[];
+
 export function createHandler(options: HandlerOptions): RapmHandler {
   if (options === null || typeof options !== 'object') throw new RapmError('RAPM_TYPE', 'Expected an options object');
+  checkKnownKeys('createHandler', options as unknown as Record<string, unknown>, HANDLER_OPTION_KEYS);
   const { predictor } = options;
   if (!(predictor instanceof Predictor)) throw new RapmError('RAPM_TYPE', 'Expected a Predictor for options.predictor');
   const maxBatch = checkSetting('maxBatch', options.maxBatch);

@@ -25,8 +25,8 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { RapmError } from '../errors.js';
 import { checkSetting } from '../settings.js';
-import { checkInteger } from '../validate.js';
-import { createHandler, type HandlerOptions, type RapmHandler } from './handler.js';
+import { checkInteger, checkKnownKeys } from '../validate.js';
+import { createHandler, HANDLER_OPTION_KEYS, type HandlerOptions, type RapmHandler } from './handler.js';
 
 export { createHandler, HANDLER_DEFAULTS, type HandlerOptions, type RapmHandler } from './handler.js';
 
@@ -76,13 +76,16 @@ export function checkDurationMs(name: string, v: unknown, min = 0): number {
 }
 
 export function createServer(options: ServerOptions): RapmServer {
+  if (options === null || typeof options !== 'object') throw new RapmError('RAPM_TYPE', 'Expected an options object');
+  const { headersTimeoutMs: _h, requestTimeoutMs: _r, idleTimeoutMs: _i, ...handlerOptions } = options;
+  checkKnownKeys('createServer', options as unknown as Record<string, unknown>, [...HANDLER_OPTION_KEYS, 'headersTimeoutMs', 'requestTimeoutMs', 'idleTimeoutMs']);
   const headersTimeout = checkSetting('headersTimeoutMs', options.headersTimeoutMs);
   const requestTimeout = checkSetting('requestTimeoutMs', options.requestTimeoutMs);
   const idleTimeout = checkSetting('idleTimeoutMs', options.idleTimeoutMs);
   if (headersTimeout > requestTimeout) {
     throw new RapmError('RAPM_INVALID_ARG', `Expected headersTimeoutMs (${headersTimeout}) <= requestTimeoutMs (${requestTimeout})`);
   }
-  const handler = createHandler(options);
+  const handler = createHandler(handlerOptions);
   const server = http.createServer({
     headersTimeout,
     requestTimeout,

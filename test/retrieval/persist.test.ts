@@ -105,6 +105,18 @@ describe('saveDatastore / loadDatastore: round trip', () => {
     expect(back.idOf(320)).toBe('320');
   });
 
+  it('an option key nothing reads is refused on save and load, before any file is touched', async () => {
+    const { ds } = build('f32', 50, 6, false);
+    const file = path.join(tmp, 'opts.rds');
+    // fastpath (lower-case p) used to be ignored: the store loaded with the default 'auto' shadow.
+    await expect(saveDatastore(ds, file, { speaker: [] } as never)).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/'speaker' for saveDatastore \(did you mean 'speakers'\?\)/) });
+    expect(fs.existsSync(file)).toBe(false);
+    await saveDatastore(ds, file);
+    await expect(loadDatastore(file, { fastpath: 'off' } as never)).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/'fastpath' for loadDatastore \(did you mean 'fastPath'\?\)/) });
+    await expect(saveDatastore(ds, file, null as never)).rejects.toMatchObject({ code: 'RAPM_TYPE' });
+    expect((await loadDatastore(file, { fastPath: 'off' })).fastPath).toBe('off');
+  });
+
   it('saves an empty datastore, and only the rows present when save started', async () => {
     const empty = new Datastore({ keyDim: 4, valueDim: 2, precision: 'bf16' });
     const f0 = path.join(tmp, 'empty.rds');

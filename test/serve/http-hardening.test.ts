@@ -12,6 +12,7 @@ import { FusionSession } from '../../src/fusion/onnx-session.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Datastore } from '../../src/retrieval/datastore.js';
 import { createServer, type RapmServer, type ServerOptions } from '../../src/serve/http-server.js';
+import { createHandler } from '../../src/serve/handler.js';
 import { Predictor, type FusionModel } from '../../src/serve/predictor.js';
 import { randn } from '../helpers/random.js';
 
@@ -227,6 +228,11 @@ describe('HTTP service hardening (issue 10)', () => {
     for (const bad of [{ requestTimeoutMs: 0 }, { headersTimeoutMs: -1 }, { idleTimeoutMs: 2 ** 31 }, { headersTimeoutMs: 5000, requestTimeoutMs: 1000 }]) {
       expect(() => createServer({ predictor: new Predictor(ds, { k: 5 }), ...bad })).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG' }));
     }
+    // A misspelt limit is refused, not ignored (maxBodyByte left the default body limit in force).
+    const p = new Predictor(ds, { k: 5 });
+    expect(() => createServer({ predictor: p, maxBodyByte: 10 } as never)).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/'maxBodyByte' for createServer \(did you mean 'maxBodyBytes'\?\)/) }));
+    // A handler has no connection timeouts to set: they are the server's (or the host app's).
+    expect(() => createHandler({ predictor: p, idleTimeoutMs: 10 } as never)).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/'idleTimeoutMs' for createHandler/) }));
   });
 
   it('finite or refused (issue 10 item 4): a huge but finite input gets 400 RAPM_NON_FINITE, never a 200 with null predictions', async () => {
