@@ -2,7 +2,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Rng } from '../rng.js';
 import { RapmRangeError, RapmTypeError, describe } from '../errors.js';
 import { rowCosines, mean } from '../eval/cosine.js';
-import { checkFinite, checkMatrix } from '../validate.js';
+import { checkFinite, checkKnownKeys, checkMatrix } from '../validate.js';
 import { checkSetting, defaultsOf } from '../settings.js';
 import { initParams, paramLayout, type MlpSpec, type ParamLayout } from './layout.js';
 
@@ -239,6 +239,8 @@ export async function scoreRowsAsync(backend: MlpBackend, layout: ParamLayout, p
  * on validation cosine with patience, and restore of the best epoch. The event loop gets
  * a turn every `yieldMs`. Same seed, same machine and SIMD level: same weights.
  */
+const TRAIN_OPTION_KEYS = ['epochs', 'batchSize', 'lr', 'weightDecay', 'patience', 'minDelta', 'seed', 'onEpoch', 'onStep', 'signal', 'init', 'yieldMs', 'threads', 'trainRows', 'valRows'] as const satisfies readonly (keyof TrainOptions)[];
+
 export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions = {}): Promise<TrainResult> {
   return train_(backend, spec, train, val, options, false);
 }
@@ -253,6 +255,8 @@ export async function trainMlpOnCheckedData(backend: MlpBackend, spec: MlpSpec, 
 }
 
 async function train_(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions, dataChecked: boolean): Promise<TrainResult> {
+  if (options === null || typeof options !== 'object') throw new RapmTypeError('RAPM_TYPE', `Expected an options object but received ${describe(options)}`);
+  checkKnownKeys('trainMlp', options as Record<string, unknown>, TRAIN_OPTION_KEYS);
   // An option given as undefined takes its default (callers pass optional settings straight through).
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as TrainOptions;
   const o = { ...TRAIN_DEFAULTS, ...given };

@@ -91,6 +91,11 @@ describe('trainMlp with the native backend', () => {
     await expect(trainMlp(nativeMlpBackend, baselineSpec(), bad, cut(all, 50, 80))).rejects.toMatchObject({ code: 'RAPM_NON_FINITE' });
     await expect(trainMlp(nativeMlpBackend, fusionSpec(), cut(all, 0, 50), cut(all, 50, 80))).rejects.toThrow(/prior/);
     await expect(trainMlp(nativeMlpBackend, baselineSpec(), cut(all, 0, 50), cut(all, 50, 80), { lr: 0 })).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG' });
+    // A misspelt option is refused, not ignored ({ epoch: 3 } trained the default 100 epochs).
+    await expect(trainMlp(nativeMlpBackend, baselineSpec(), cut(all, 0, 50), cut(all, 50, 80), { epoch: 3 } as never)).rejects.toMatchObject({
+      code: 'RAPM_INVALID_ARG',
+      message: expect.stringMatching(/'epoch' for trainMlp \(did you mean 'epochs'\?\)/),
+    });
   });
 });
 
