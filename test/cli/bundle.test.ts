@@ -85,6 +85,8 @@ describe('model bundles', () => {
     const ds = await loadDataset(data);
     const b = 9;
     const en = ds.en.slice(0, b * 1024);
+    // A misspelt override is refused before anything loads ({ kk: 5 } served the trained k).
+    await expect(Predictor.fromBundle(demo, { kk: 5 } as never)).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/'kk' for Predictor.fromBundle \(did you mean 'k'\?\)/) });
     const p = await Predictor.fromBundle(demo);
     expect([p.k, p.tau, p.aggregate]).toEqual([17, 0.07, 'softmax']);
     expect(p.datastore.keyIndices.length).toBe(ENGLISH_WINNERS.length);
