@@ -10,12 +10,13 @@
 // The second part runs tile 12 the way the scan does, panel after panel (accumulators zeroed
 // and summed per panel), over keys in L1 (one panel, or 24 KB) or streaming from L2 (a 384 KB
 // key block, the scan's block size), at d = 104 (W2's 103 rounded to pairs) and d = 1024.
-// Measured here, one copy or two at once: d = 104 ~6.0-6.15 per ns wherever the keys are,
-// d = 1024 ~6.75-6.9 per ns. So reading a key block from L2 costs nothing measurable, and a
-// short panel costs ~11% (per-panel zeroing and sums). With 32 bf16 products per VDPBF16PS
-// against 16 per FMA (the FMA loop: ~7.0 per ns), those rates put the micro-kernel alone at
-// ~0.51x (d = 1024) and ~0.58x (d = 103, computed as 104) of the f32 bound: what remains of
-// the W2 bf16 targets (0.6x, 0.8x) for admission, re-rank and everything around the kernel.
+// Measured here (several runs, one copy or two at once): d = 104 ~5.6-6.15 per ns wherever
+// the keys are, d = 1024 ~6.5-6.9 per ns, the two ~11% apart within a run. So reading a key
+// block from L2 costs nothing measurable, and a short panel costs ~11% (per-panel zeroing and
+// sums). With 32 bf16 products per VDPBF16PS against 16 per FMA (the FMA loop: ~7.0 per ns),
+// those rates put the micro-kernel alone at ~0.51-0.54x (d = 1024) and ~0.58-0.63x (d = 103,
+// computed as 104) of the f32 bound: what remains of the W2 bf16 targets (0.6x, 0.8x) for
+// admission, re-rank and everything around the kernel.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -32,25 +33,30 @@ __m512bh as_bh(__m512i v) {
   return r;
 }
 
+// One step of the micro-kernel: dims (2h, 2h+1) of a 32-key panel (unpacked into pairs, or
+// not: timing only) against MR packed queries.
+template <int MR, bool kUnpack>
+inline void dim_pair(const uint16_t* keys, const uint32_t* q, int h, __m512* lo, __m512* hi) {
+  const __m512i ka = _mm512_loadu_si512(keys + static_cast<size_t>(2 * h) * 32);
+  const __m512i kb = _mm512_loadu_si512(keys + static_cast<size_t>(2 * h + 1) * 32);
+  const __m512bh k0 = as_bh(kUnpack ? _mm512_unpacklo_epi16(ka, kb) : ka);
+  const __m512bh k1 = as_bh(kUnpack ? _mm512_unpackhi_epi16(ka, kb) : kb);
+  const uint32_t* qq = q + static_cast<size_t>(h) * MR;
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    const __m512bh qv = as_bh(_mm512_set1_epi32(static_cast<int>(qq[i])));
+    lo[i] = _mm512_dpbf16_ps(lo[i], qv, k0);
+    hi[i] = _mm512_dpbf16_ps(hi[i], qv, k1);
+  }
+}
+
 template <int MR, bool kUnpack>
 double tile_rate(const uint16_t* keys, const uint32_t* q, int steps, int reps) {
   __m512 lo[MR], hi[MR];
   for (int i = 0; i < MR; ++i) lo[i] = hi[i] = _mm512_setzero_ps();
   const auto t0 = std::chrono::steady_clock::now();
   for (int r = 0; r < reps; ++r) {
-    for (int h = 0; h < steps; ++h) {
-      const __m512i ka = _mm512_loadu_si512(keys + static_cast<size_t>(2 * h) * 32);
-      const __m512i kb = _mm512_loadu_si512(keys + static_cast<size_t>(2 * h + 1) * 32);
-      const __m512bh k0 = as_bh(kUnpack ? _mm512_unpacklo_epi16(ka, kb) : ka);
-      const __m512bh k1 = as_bh(kUnpack ? _mm512_unpackhi_epi16(ka, kb) : kb);
-      const uint32_t* qq = q + static_cast<size_t>(h) * MR;
-#pragma GCC unroll 16
-      for (int i = 0; i < MR; ++i) {
-        const __m512bh qv = as_bh(_mm512_set1_epi32(static_cast<int>(qq[i])));
-        lo[i] = _mm512_dpbf16_ps(lo[i], qv, k0);
-        hi[i] = _mm512_dpbf16_ps(hi[i], qv, k1);
-      }
-    }
+    for (int h = 0; h < steps; ++h) dim_pair<MR, kUnpack>(keys, q, h, lo, hi);
   }
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   float sink = 0;
@@ -71,18 +77,7 @@ double panel_rate(const uint16_t* keys, const uint32_t* q, int d, int panels, lo
       __m512 lo[MR], hi[MR];
       for (int i = 0; i < MR; ++i) lo[i] = hi[i] = _mm512_setzero_ps();
       const uint16_t* kp = keys + static_cast<size_t>(P) * d * 32;
-      for (int h = 0; h < steps; ++h) {
-        const __m512i ka = _mm512_loadu_si512(kp + static_cast<size_t>(2 * h) * 32);
-        const __m512i kb = _mm512_loadu_si512(kp + static_cast<size_t>(2 * h + 1) * 32);
-        const __m512bh k0 = as_bh(_mm512_unpacklo_epi16(ka, kb)), k1 = as_bh(_mm512_unpackhi_epi16(ka, kb));
-        const uint32_t* qq = q + static_cast<size_t>(h) * MR;
-#pragma GCC unroll 16
-        for (int i = 0; i < MR; ++i) {
-          const __m512bh qv = as_bh(_mm512_set1_epi32(static_cast<int>(qq[i])));
-          lo[i] = _mm512_dpbf16_ps(lo[i], qv, k0);
-          hi[i] = _mm512_dpbf16_ps(hi[i], qv, k1);
-        }
-      }
+      for (int h = 0; h < steps; ++h) dim_pair<MR, true>(kp, q, h, lo, hi);
       __m512 t = _mm512_setzero_ps();
       for (int i = 0; i < MR; ++i) t = _mm512_add_ps(t, _mm512_add_ps(lo[i], hi[i]));
       s += _mm512_reduce_add_ps(t);
