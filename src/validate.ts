@@ -127,9 +127,9 @@ export function closestName(unknown: string, flags: readonly string[]): string |
  * would otherwise be ignored and the default used), naming the key, the closest known one
  * and `where`. Keys whose value is undefined are let through (spread objects carry them).
  */
-export function checkKnownKeys(where: string, o: Record<string, unknown>, known: readonly string[]): void {
+export function checkKnownKeys(where: string, o: object, known: readonly string[]): void {
   for (const key of Object.keys(o)) {
-    if (known.includes(key) || o[key] === undefined) continue;
+    if (known.includes(key) || (o as Record<string, unknown>)[key] === undefined) continue;
     const near = closestName(key, known);
     throw new RapmRangeError(
       'RAPM_INVALID_ARG',

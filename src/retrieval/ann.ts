@@ -31,7 +31,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
-import { checkInteger, checkMatrix, is } from '../validate.js';
+import { checkInteger, checkKnownKeys, checkMatrix, is } from '../validate.js';
 import { aggregateWeights } from './aggregate.js';
 import type { SearchResult } from './datastore.js';
 import { resolveSearchOptions, type SearchOptions } from './search-options.js';
@@ -221,6 +221,9 @@ function sampleRows(m: number, take: number, seed: number): Int32Array {
 
 // ------------------------------------------------------------------ AnnIndex
 
+/** Every key AnnIndexOptions has: any other key is refused, not ignored. */
+export const ANN_INDEX_OPTION_KEYS = ['d', 'factory', 'nprobe', 'efSearch', 'trainSize', 'seed'] as const;
+
 export interface AnnIndexOptions {
   /** Key width (after any column selection). */
   d: number;
@@ -312,6 +315,7 @@ export class AnnIndex {
   /** Build an empty index from a faiss factory string (inner-product metric). */
   static create(options: AnnIndexOptions): AnnIndex {
     if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
+    checkKnownKeys('AnnIndex.create', options, ANN_INDEX_OPTION_KEYS);
     const d = checkInteger('d', options.d, 1, 1 << 16);
     const factory = options.factory;
     if (typeof factory !== 'string' || factory.trim() === '') throw invalidParam('factory', "non-empty faiss factory string such as 'IVF4096,Flat'", factory);

@@ -14,8 +14,8 @@
  */
 import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
 import { selectColumns } from '../data/indices.js';
-import { checkInteger, checkMatrix, is } from '../validate.js';
-import { AnnIndex, priorFromNeighbors, type AnnIndexOptions, type AnnValuesSearchResult } from './ann.js';
+import { checkInteger, checkKnownKeys, checkMatrix, is } from '../validate.js';
+import { ANN_INDEX_OPTION_KEYS, AnnIndex, priorFromNeighbors, type AnnIndexOptions, type AnnValuesSearchResult } from './ann.js';
 import { Datastore } from './datastore.js';
 import { resolveSearchOptions, type SearchOptions } from './search-options.js';
 
@@ -128,6 +128,7 @@ export class AnnSource implements NeighborSource {
   static async fromDatastore(ds: Datastore, options: AnnSourceOptions): Promise<AnnSource> {
     if (!(ds instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(ds)}`);
     if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
+    checkKnownKeys('AnnSource.fromDatastore', options, ['block', ...ANN_INDEX_OPTION_KEYS.filter((k) => k !== 'd')]);
     const n = ds.size;
     if (n === 0) throw new RapmError('RAPM_STATE', 'The datastore is empty: add() rows before building an approximate index');
     const block = options.block === undefined ? 65_536 : checkInteger('block', options.block, 1);

@@ -20,7 +20,7 @@
 import pg from 'pg';
 import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
 import { selectColumns } from '../data/indices.js';
-import { checkInteger, checkMatrix, is } from '../validate.js';
+import { checkInteger, checkKnownKeys, checkMatrix, is } from '../validate.js';
 import { Datastore } from './datastore.js';
 import { datastoreKeys, keySelection, type NeighborSource } from './neighbor-source.js';
 
@@ -77,6 +77,8 @@ export function vectorLiteral(m: Float32Array, d: number, row: number): string {
   }
   return s + ']';
 }
+
+const PG_CONNECT_KEYS = ['url', 'pool', 'maxConnections'] as const satisfies readonly (keyof PgConnectOptions)[];
 
 export interface PgConnectOptions {
   /** postgres:// URL (or give `pool`). */
@@ -159,6 +161,7 @@ export interface PgLoadResult {
 export async function loadDatastoreIntoPg(ds: Datastore, options: PgLoadOptions): Promise<PgLoadResult> {
   if (!(ds instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(ds)}`);
   if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
+  checkKnownKeys('loadDatastoreIntoPg', options, [...PG_CONNECT_KEYS, 'table', 'replace', 'batch', 'index', 'm', 'efConstruction', 'lists', 'onProgress'] satisfies (keyof PgLoadOptions)[]);
   const quoted = quoteTable(options.table);
   const batch = options.batch === undefined ? 1000 : checkInteger('batch', options.batch, 1, 100_000);
   const index = options.index ?? 'none';
@@ -272,6 +275,7 @@ export class PgVectorSource implements NeighborSource {
   /** Connect, check the table (exists, key vector(d), rows 0..n-1), set the index search parameters. */
   static async open(options: PgVectorSourceOptions): Promise<PgVectorSource> {
     if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
+    checkKnownKeys('PgVectorSource.open', options, [...PG_CONNECT_KEYS, 'table', 'keyDim', 'keyIndices', 'mode', 'efSearch', 'probes', 'expectRows'] satisfies (keyof PgVectorSourceOptions)[]);
     const quoted = quoteTable(options.table);
     const keyDim = checkInteger('keyDim', options.keyDim, 1);
     const keyIndices = options.keyIndices ?? null;

@@ -106,6 +106,8 @@ describe.skipIf(!faissAvailable())('AnnIndex (faiss-node)', () => {
   });
 
   it('the nprobe set at create() goes through faiss ParameterSpace and survives train/add and serialisation', async () => {
+    // A misspelt parameter is refused, not ignored (nprob: 8 left faiss's default nprobe of 1).
+    expect(() => AnnIndex.create({ d, factory: 'IVF32,Flat', nprob: 8 } as never)).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/'nprob' for AnnIndex.create \(did you mean 'nprobe'\?\)/) }));
     const ix = AnnIndex.create({ d, factory: 'IVF32,Flat', nprobe: 8 });
     expect([ix.kind, ix.nlist, ix.nprobe]).toEqual(['ivf', 32, 8]);
     ix.train(keys);

@@ -152,6 +152,9 @@ describe('PgVectorSource (PostgreSQL + pgvector over the wire: PGlite + pglite-s
     expect(await codeOf(PgVectorSource.forDatastore(longer, { url, table: 'rapm_exact' }))).toBe('RAPM_DATA');
     expect(await codeOf(loadDatastoreIntoPg(ds, { url, table: 'rapm_exact' }))).toBe('RAPM_STATE');
     expect(await codeOf(PgVectorSource.forDatastore(ds, { url, table: 'rapm_exact', efSearch: 10 }))).toBe('RAPM_INVALID_ARG');
+    // Misspelt options are refused before any connection (ef_search / btach used to be ignored).
+    await expect(PgVectorSource.forDatastore(ds, { url, table: 'rapm_exact', ef_search: 10 } as never)).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/'ef_search' for PgVectorSource.open/) });
+    await expect(loadDatastoreIntoPg(ds, { url, table: 'rapm_x', btach: 5 } as never)).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/'btach' for loadDatastoreIntoPg \(did you mean 'batch'\?\)/) });
     // A port nothing listens on (bound then closed here).
     const port = await new Promise<number>((resolve) => {
       const s = net.createServer().listen(0, '127.0.0.1', () => {
