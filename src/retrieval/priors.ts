@@ -1,8 +1,8 @@
-import { RapmRangeError } from '../errors.js';
-import { checkInteger, checkMatrix } from '../validate.js';
+import { RapmRangeError, invalidParam } from '../errors.js';
+import { checkInteger, checkKnownKeys, checkMatrix, is } from '../validate.js';
 import type { Datastore, NeighborResult } from './datastore.js';
 import { aggregateWeights } from './aggregate.js';
-import type { Aggregate } from './search-options.js';
+import { resolveSearchOptions, type Aggregate } from './search-options.js';
 
 export interface PriorOptions {
   k: number;
@@ -45,9 +45,11 @@ export class IncrementalPriors {
   #rows = new Int32Array(0); // [n, k]
 
   constructor(readonly ds: Datastore, options: PriorOptions) {
-    this.k = options.k;
-    this.tau = options.tau;
-    this.aggregate = options.aggregate;
+    if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
+    checkKnownKeys('new IncrementalPriors', options, ['k', 'tau', 'aggregate', 'leaveOneOut', 'blockRows'] satisfies (keyof PriorOptions)[]);
+    // Checked here, not at the first update(): the same checks (and defaults) as a search.
+    ({ k: this.k, tau: this.tau, aggregate: this.aggregate } = resolveSearchOptions({ k: options.k, tau: options.tau, aggregate: options.aggregate }));
+    if (options.leaveOneOut !== undefined && typeof options.leaveOneOut !== 'boolean') throw invalidParam('leaveOneOut', 'boolean', options.leaveOneOut);
     this.leaveOneOut = options.leaveOneOut ?? true;
     this.blockRows = options.blockRows === undefined ? SEARCH_BLOCK_ROWS : checkInteger('blockRows', options.blockRows, 1);
     this.dv = ds.dv;

@@ -50,6 +50,10 @@ describe('IncrementalPriors', () => {
       }
     }
     expect(() => new IncrementalPriors(ds, { k, tau: 0.05, aggregate: 'softmax', blockRows: 0 })).toThrow(/blockRows/);
+    // Options are checked at construction, like a search's, and a key nothing reads is refused.
+    expect(() => new IncrementalPriors(ds, { k, tau: 0.05, aggregate: 'softmax', leaveOnOut: false } as never)).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/'leaveOnOut' for new IncrementalPriors \(did you mean 'leaveOneOut'\?\)/) }));
+    expect(() => new IncrementalPriors(ds, { k: 0, tau: 0.05, aggregate: 'softmax' })).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG' }));
+    expect(() => new IncrementalPriors(ds, { k, tau: 0.05, aggregate: 'softmax', leaveOneOut: 'no' as never })).toThrow(expect.objectContaining({ code: 'RAPM_TYPE' }));
   });
 
   it('leaky mode finds each query itself first', async () => {
