@@ -1,8 +1,8 @@
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Rng } from '../rng.js';
-import { RapmRangeError, RapmTypeError, describe } from '../errors.js';
+import { RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
 import { rowCosines, mean } from '../eval/cosine.js';
-import { checkFinite, checkKnownKeys, checkMatrix } from '../validate.js';
+import { checkFinite, checkKnownKeys, checkMatrix, is } from '../validate.js';
 import { checkSetting, defaultsOf } from '../settings.js';
 import { initParams, paramLayout, type MlpSpec, type ParamLayout } from './layout.js';
 
@@ -234,13 +234,14 @@ export async function scoreRowsAsync(backend: MlpBackend, layout: ParamLayout, p
   return rowCosines(pred, d.target, layout.spec.outDim, rows);
 }
 
+/** Every key TrainOptions has: any other key is refused, not ignored. */
+const TRAIN_OPTION_KEYS = ['epochs', 'batchSize', 'lr', 'weightDecay', 'patience', 'minDelta', 'seed', 'onEpoch', 'onStep', 'signal', 'init', 'yieldMs', 'threads', 'trainRows', 'valRows'] as const satisfies readonly (keyof TrainOptions)[];
+
 /**
  * Train a layout.ts network with AdamW on loss 1 - cos, seeded shuffling, early stopping
  * on validation cosine with patience, and restore of the best epoch. The event loop gets
  * a turn every `yieldMs`. Same seed, same machine and SIMD level: same weights.
  */
-const TRAIN_OPTION_KEYS = ['epochs', 'batchSize', 'lr', 'weightDecay', 'patience', 'minDelta', 'seed', 'onEpoch', 'onStep', 'signal', 'init', 'yieldMs', 'threads', 'trainRows', 'valRows'] as const satisfies readonly (keyof TrainOptions)[];
-
 export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions = {}): Promise<TrainResult> {
   return train_(backend, spec, train, val, options, false);
 }
@@ -255,8 +256,8 @@ export async function trainMlpOnCheckedData(backend: MlpBackend, spec: MlpSpec, 
 }
 
 async function train_(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions, dataChecked: boolean): Promise<TrainResult> {
-  if (options === null || typeof options !== 'object') throw new RapmTypeError('RAPM_TYPE', `Expected an options object but received ${describe(options)}`);
-  checkKnownKeys('trainMlp', options as Record<string, unknown>, TRAIN_OPTION_KEYS);
+  if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
+  checkKnownKeys('trainMlp', options, TRAIN_OPTION_KEYS);
   // An option given as undefined takes its default (callers pass optional settings straight through).
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as TrainOptions;
   const o = { ...TRAIN_DEFAULTS, ...given };

@@ -222,7 +222,7 @@ function sampleRows(m: number, take: number, seed: number): Int32Array {
 // ------------------------------------------------------------------ AnnIndex
 
 /** Every key AnnIndexOptions has: any other key is refused, not ignored. */
-export const ANN_INDEX_OPTION_KEYS = ['d', 'factory', 'nprobe', 'efSearch', 'trainSize', 'seed'] as const;
+export const ANN_INDEX_OPTION_KEYS = ['d', 'factory', 'nprobe', 'efSearch', 'trainSize', 'seed'] as const satisfies readonly (keyof AnnIndexOptions)[];
 
 export interface AnnIndexOptions {
   /** Key width (after any column selection). */

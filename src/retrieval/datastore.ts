@@ -141,7 +141,7 @@ export class Datastore {
 
   constructor(options: DatastoreOptions = {}) {
     if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
-    checkKnownKeys('new Datastore', options as Record<string, unknown>, DATASTORE_OPTION_KEYS);
+    checkKnownKeys('new Datastore', options, DATASTORE_OPTION_KEYS);
     this.keyDim = options.keyDim === undefined ? 1024 : checkInteger('keyDim', options.keyDim, 1, 1 << 20);
     this.valueDim = options.valueDim === undefined ? 1024 : checkInteger('valueDim', options.valueDim, 1, 1 << 20);
     this.keyIndices = options.keyIndices === undefined ? allIndices(this.keyDim) : checkIndexList('keyIndices', options.keyIndices, this.keyDim);

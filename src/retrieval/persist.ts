@@ -176,7 +176,7 @@ export async function saveDatastore(ds: Datastore, file: string, options: SaveDa
   if (!(ds instanceof Datastore)) throw new RapmError('RAPM_TYPE', `Expected a Datastore for ds but received ${describe(ds)}`);
   if (typeof file !== 'string' || file.length === 0) throw new RapmError('RAPM_TYPE', `Expected a file path for file but received ${describe(file)}`);
   if (options === null || typeof options !== 'object') throw new RapmTypeError('RAPM_TYPE', `Expected an options object but received ${describe(options)}`);
-  checkKnownKeys('saveDatastore', options as Record<string, unknown>, ['speakers', 'meta'] satisfies (keyof SaveDatastoreOptions)[]);
+  checkKnownKeys('saveDatastore', options, ['speakers', 'meta'] satisfies (keyof SaveDatastoreOptions)[]);
   const ids = ds._ids();
   const n = ids.length;
   let speakers: string[] | null = null;
@@ -391,7 +391,7 @@ export async function readDatastoreHeader(file: string): Promise<DatastoreFileHe
  */
 export async function loadDatastore(file: string, options: LoadDatastoreOptions = {}): Promise<Datastore> {
   if (options === null || typeof options !== 'object') throw new RapmTypeError('RAPM_TYPE', `Expected an options object but received ${describe(options)}`);
-  checkKnownKeys('loadDatastore', options as Record<string, unknown>, ['fastPath'] satisfies (keyof LoadDatastoreOptions)[]);
+  checkKnownKeys('loadDatastore', options, ['fastPath'] satisfies (keyof LoadDatastoreOptions)[]);
   const fastPath = checkSetting('fastPath', options.fastPath);
   if (typeof file === 'string' && file.length > 0) assertRegularFile(file, 'datastore');
   const { fh, header: h, digests } = await openDatastoreFile(file);

@@ -48,7 +48,10 @@ export class IncrementalPriors {
     if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
     checkKnownKeys('new IncrementalPriors', options, ['k', 'tau', 'aggregate', 'leaveOneOut', 'blockRows'] satisfies (keyof PriorOptions)[]);
     // Checked here, not at the first update(): the same checks (and defaults) as a search.
-    ({ k: this.k, tau: this.tau, aggregate: this.aggregate } = resolveSearchOptions({ k: options.k, tau: options.tau, aggregate: options.aggregate }));
+    const s = resolveSearchOptions({ k: options.k, tau: options.tau, aggregate: options.aggregate });
+    this.k = s.k;
+    this.tau = s.tau;
+    this.aggregate = s.aggregate;
     if (options.leaveOneOut !== undefined && typeof options.leaveOneOut !== 'boolean') throw invalidParam('leaveOneOut', 'boolean', options.leaveOneOut);
     this.leaveOneOut = options.leaveOneOut ?? true;
     this.blockRows = options.blockRows === undefined ? SEARCH_BLOCK_ROWS : checkInteger('blockRows', options.blockRows, 1);

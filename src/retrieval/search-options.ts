@@ -45,7 +45,7 @@ const SEARCH_OPTION_KEYS = ['k', 'tau', 'aggregate', 'excludeRows', 'excludeIds'
 export function resolveSearchOptions(options: SearchOptions | undefined): ResolvedSearchOptions {
   if (options !== undefined && !is.object(options)) throw invalidParam('options', 'object', options);
   const o = options ?? {};
-  checkKnownKeys('search options', o as Record<string, unknown>, SEARCH_OPTION_KEYS);
+  checkKnownKeys('search options', o, SEARCH_OPTION_KEYS);
   const k = checkSetting('k', o.k);
   const tau = checkSetting('tau', o.tau);
   const aggregate = checkSetting('aggregate', o.aggregate);

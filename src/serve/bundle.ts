@@ -19,8 +19,8 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { RapmError, RapmTypeError, describe, isRapmError } from '../errors.js';
-import { checkKnownKeys } from '../validate.js';
+import { RapmError, RapmTypeError, describe, invalidParam, isRapmError } from '../errors.js';
+import { checkKnownKeys, is } from '../validate.js';
 import { codeVersion } from '../experiments/run-record.js';
 import { encodeOnnx, type OnnxMeta } from '../fusion/onnx-export.js';
 import type { FusionSession, OnnxDevice } from '../fusion/onnx-session.js';
@@ -332,15 +332,16 @@ function servingFastPath(dir: string, recorded: unknown, o: BundleOverrides): { 
   return { trained, serving };
 }
 
+/** Every key BundleOverrides has: any other key is refused, not ignored. */
+const BUNDLE_OVERRIDE_KEYS = ['k', 'tau', 'aggregate', 'fastPath', 'device', 'threads', 'log', 'batching', 'fusionWorkers', 'source'] as const satisfies readonly (keyof BundleOverrides)[];
+
 /**
  * Load a bundle into a Predictor with its trained settings (plus explicit `overrides`).
  * The model and datastore are checked against each other and the manifest.
  */
-const BUNDLE_OVERRIDE_KEYS = ['k', 'tau', 'aggregate', 'fastPath', 'device', 'threads', 'log', 'batching', 'fusionWorkers', 'source'] as const satisfies readonly (keyof BundleOverrides)[];
-
 export async function loadBundle(dir: string, overrides: BundleOverrides = {}): Promise<Predictor> {
-  if (overrides === null || typeof overrides !== 'object') throw new RapmError('RAPM_TYPE', `Expected an overrides object but received ${describe(overrides)}`);
-  checkKnownKeys('Predictor.fromBundle', overrides as Record<string, unknown>, BUNDLE_OVERRIDE_KEYS);
+  if (!is.object(overrides as unknown)) throw invalidParam('overrides', 'object', overrides);
+  checkKnownKeys('Predictor.fromBundle', overrides, BUNDLE_OVERRIDE_KEYS);
   const { dir: root, manifest: m, modelFile, datastoreFile } = readBundle(dir);
   if (m.kind === 'baseline') throw new RapmError('RAPM_STATE', `Bundle ${dir} holds the baseline MLP (trained for comparison); serve a fusion bundle (rapm train --model fusion) or a retrieval bundle (rapm index)`);
   const header = await readDatastoreHeader(datastoreFile);

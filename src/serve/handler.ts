@@ -153,7 +153,7 @@ export const HANDLER_OPTION_KEYS = ['predictor', 'maxBatch', 'maxBodyBytes', 'ma
 
 export function createHandler(options: HandlerOptions): RapmHandler {
   if (options === null || typeof options !== 'object') throw new RapmError('RAPM_TYPE', 'Expected an options object');
-  checkKnownKeys('createHandler', options as unknown as Record<string, unknown>, HANDLER_OPTION_KEYS);
+  checkKnownKeys('createHandler', options, HANDLER_OPTION_KEYS);
   const { predictor } = options;
   if (!(predictor instanceof Predictor)) throw new RapmError('RAPM_TYPE', 'Expected a Predictor for options.predictor');
   const maxBatch = checkSetting('maxBatch', options.maxBatch);

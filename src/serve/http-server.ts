@@ -78,7 +78,7 @@ export function checkDurationMs(name: string, v: unknown, min = 0): number {
 export function createServer(options: ServerOptions): RapmServer {
   if (options === null || typeof options !== 'object') throw new RapmError('RAPM_TYPE', 'Expected an options object');
   const { headersTimeoutMs: _h, requestTimeoutMs: _r, idleTimeoutMs: _i, ...handlerOptions } = options;
-  checkKnownKeys('createServer', options as unknown as Record<string, unknown>, [...HANDLER_OPTION_KEYS, 'headersTimeoutMs', 'requestTimeoutMs', 'idleTimeoutMs']);
+  checkKnownKeys('createServer', options, [...HANDLER_OPTION_KEYS, 'headersTimeoutMs', 'requestTimeoutMs', 'idleTimeoutMs']);
   const headersTimeout = checkSetting('headersTimeoutMs', options.headersTimeoutMs);
   const requestTimeout = checkSetting('requestTimeoutMs', options.requestTimeoutMs);
   const idleTimeout = checkSetting('idleTimeoutMs', options.idleTimeoutMs);

@@ -52,7 +52,7 @@ export const BATCHING_DEFAULTS: Required<BatchingOptions> = { maxBatchRows: D.ma
 export function resolveBatching(options: BatchingOptions | undefined): Required<BatchingOptions> {
   if (options !== undefined && !is.object(options)) throw new RapmError('RAPM_TYPE', 'Expected an object for batching');
   const o = options ?? {};
-  checkKnownKeys('batching', o as Record<string, unknown>, ['maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'maxConcurrent'] satisfies (keyof BatchingOptions)[]);
+  checkKnownKeys('batching', o, ['maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'maxConcurrent'] satisfies (keyof BatchingOptions)[]);
   return {
     maxBatchRows: checkSetting('maxBatchRows', o.maxBatchRows),
     maxWaitUs: checkSetting('maxWaitUs', o.maxWaitUs),

@@ -141,7 +141,7 @@ export class Predictor {
   constructor(datastore: Datastore, options: PredictorOptions = {}) {
     if (!(datastore instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(datastore)}`);
     if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
-    checkKnownKeys('new Predictor', options as Record<string, unknown>, PREDICTOR_OPTION_KEYS);
+    checkKnownKeys('new Predictor', options, PREDICTOR_OPTION_KEYS);
     const { k, tau, aggregate } = resolveSearchOptions({ k: options.k, tau: options.tau, aggregate: options.aggregate });
     const fusion = options.fusion ?? null;
     if (fusion !== null && (typeof fusion !== 'object' || typeof (fusion as { run?: unknown }).run !== 'function')) {
