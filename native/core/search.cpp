@@ -271,7 +271,7 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
     if (rows) {  // the k best of each whole row, best first, straight into out
       SelectScratch scratch;
       for (int i = 0; i < nq; ++i) {
-        count[q0 + i] = select_row(rows.get() + static_cast<size_t>(i) * (re - rb), re - rb, k, rb,
+        count[q0 + i] = select_row(*kern.row_select, rows.get() + static_cast<size_t>(i) * (re - rb), re - rb, k, rb,
                                    out.data() + (q0 + i) * keep, scratch);
       }
       return;

@@ -24,8 +24,8 @@ std::atomic<int> g_mode{static_cast<int>(SelectMode::kAuto)};
 #define RAPM_SELECT_SSE2 1
 #endif
 
-// Rows with sim >= t.
-int64_t count_at_least(const float* row, int64_t n, float t) {
+// RowSelect::count_at_least (kernels.h).
+int64_t count_at_least_portable(const float* row, int64_t n, float t) {
   int64_t i = 0, c = 0;
 #ifdef RAPM_SELECT_SSE2
   const __m128 tv = _mm_set1_ps(t);
@@ -48,9 +48,9 @@ int64_t count_at_least(const float* row, int64_t n, float t) {
   return c;
 }
 
-// Writes the indices of the rows with sim >= t to idx (ascending); returns how many. idx needs
-// room for 4 entries past the count (the blocks below write them unconditionally).
-int64_t compress_at_least(const float* row, int64_t n, float t, uint64_t* idx) {
+// RowSelect::compress_at_least (kernels.h; the blocks below write up to 4 entries past the
+// count unconditionally).
+int64_t compress_at_least_portable(const float* row, int64_t n, float t, uint64_t* idx) {
   int64_t i = 0, c = 0;
 #ifdef RAPM_SELECT_SSE2
   const __m128 tv = _mm_set1_ps(t);
@@ -79,6 +79,30 @@ int64_t compress_at_least(const float* row, int64_t n, float t, uint64_t* idx) {
     c += row[i] >= t ? 1 : 0;
   }
   return c;
+}
+
+// RowSelect::rank (kernels.h).
+void rank_portable(const float* v, int64_t c, int64_t padded, int32_t* ranks) {
+  for (int64_t i = 0; i < c; ++i) {
+    // Rows before i (lower index) are better when >=, rows after i when >.
+    const float vi = v[i];
+    const int64_t blk = i / 4 * 4;
+    int64_t rank = 0;
+    int64_t j = 0;
+#ifdef RAPM_SELECT_SSE2
+    const __m128 b = _mm_set1_ps(vi);
+    __m128i acc = _mm_setzero_si128();
+    for (; j < blk; j += 4) acc = _mm_sub_epi32(acc, _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(v + j), b)));
+    for (; j < blk + 4; ++j) rank += j < i ? (v[j] >= vi) : j > i ? (v[j] > vi) : 0;
+    for (; j < padded; j += 4) acc = _mm_sub_epi32(acc, _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(v + j), b)));
+    alignas(16) int32_t lanes[4];
+    _mm_store_si128(reinterpret_cast<__m128i*>(lanes), acc);
+    rank += static_cast<int64_t>(lanes[0]) + lanes[1] + lanes[2] + lanes[3];
+#else
+    for (; j < padded; ++j) rank += j < i ? (v[j] >= vi) : j > i ? (v[j] > vi) : 0;
+#endif
+    ranks[i] = static_cast<int32_t>(rank);
+  }
 }
 
 // Mean and standard deviation of the finite entries (a guess for the first threshold only:
@@ -143,15 +167,15 @@ double upper_quantile(double p) {
 // The k best of the c rows idx[0, c) (ascending indices) of `row`, best first, into out;
 // returns min(c, k). For up to kRankMax candidates each one's rank is counted directly
 // (how many others are better: a higher similarity, or an equal one at a lower index),
-// which costs c^2/4 vector compares but no unpredictable branches; otherwise, and when a
+// which costs c^2/4 SSE2 compares (c^2/16 with AVX-512) but no unpredictable branches; otherwise, and when a
 // zero similarity makes the float compare disagree with the entry order (-0 < +0 there),
 // nth_element and sort on the packed entries.
-int sort_best(const float* row, uint64_t* idx, int64_t c, int k, int64_t id_base, TopKEntry* out,
-              std::vector<float>& vals) {
+int sort_best(const RowSelect& ops, const float* row, uint64_t* idx, int64_t c, int k, int64_t id_base, TopKEntry* out,
+              std::vector<float>& vals, std::vector<int32_t>& ranks) {
   constexpr int64_t kRankMax = 256;
   bool plain = c <= kRankMax;
   if (plain) {
-    vals.resize(static_cast<size_t>((c + 3) / 4 * 4));
+    vals.resize(static_cast<size_t>((c + 15) / 16 * 16));  // RowSelect::rank's padding
     for (int64_t j = 0; j < c; ++j) {
       vals[j] = row[idx[j]];
       plain = plain && vals[j] != 0.0f;
@@ -169,32 +193,17 @@ int sort_best(const float* row, uint64_t* idx, int64_t c, int k, int64_t id_base
     std::copy(idx, idx + m, out);
     return static_cast<int>(m);
   }
-  const float* v = vals.data();
   const int64_t padded = static_cast<int64_t>(vals.size());
-  for (int64_t i = 0; i < c; ++i) {
-    // Rows before i (lower index) are better when >=, rows after i when >.
-    const float vi = v[i];
-    const int64_t blk = i / 4 * 4;
-    int64_t rank = 0;
-    int64_t j = 0;
-#ifdef RAPM_SELECT_SSE2
-    const __m128 b = _mm_set1_ps(vi);
-    __m128i acc = _mm_setzero_si128();
-    for (; j < blk; j += 4) acc = _mm_sub_epi32(acc, _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(v + j), b)));
-    for (; j < blk + 4; ++j) rank += j < i ? (v[j] >= vi) : j > i ? (v[j] > vi) : 0;
-    for (; j < padded; j += 4) acc = _mm_sub_epi32(acc, _mm_castps_si128(_mm_cmpgt_ps(_mm_loadu_ps(v + j), b)));
-    alignas(16) int32_t lanes[4];
-    _mm_store_si128(reinterpret_cast<__m128i*>(lanes), acc);
-    rank += static_cast<int64_t>(lanes[0]) + lanes[1] + lanes[2] + lanes[3];
-#else
-    for (; j < padded; ++j) rank += j < i ? (v[j] >= vi) : j > i ? (v[j] > vi) : 0;
-#endif
-    if (rank < k) out[rank] = topk_pack(vi, static_cast<int32_t>(id_base + static_cast<int64_t>(idx[i])));
-  }
+  ranks.resize(static_cast<size_t>(c));
+  ops.rank(vals.data(), c, padded, ranks.data());
+  for (int64_t i = 0; i < c; ++i)
+    if (ranks[i] < k) out[ranks[i]] = topk_pack(vals[i], static_cast<int32_t>(id_base + static_cast<int64_t>(idx[i])));
   return static_cast<int>(std::min<int64_t>(c, k));
 }
 
 }  // namespace
+
+const RowSelect kRowSelectPortable = {count_at_least_portable, compress_at_least_portable, rank_portable};
 
 void set_select_mode(SelectMode mode) { g_mode.store(static_cast<int>(mode)); }
 
@@ -226,7 +235,8 @@ void push_row(void* ctx, int qi, const float* sims, uint32_t mask, int64_t local
   }
 }
 
-int select_row(const float* row, int64_t n, int k, int64_t id_base, TopKEntry* out, SelectScratch& scratch) {
+int select_row(const RowSelect& ops, const float* row, int64_t n, int k, int64_t id_base, TopKEntry* out,
+               SelectScratch& scratch) {
   // Any t with count(sim >= t) >= k is exact: a row below t has at least k rows strictly
   // above it (a float compare, so -0 and +0 are on the same side), so it is not among the
   // k best. The search only tunes t so that few more than k rows pass.
@@ -246,7 +256,7 @@ int select_row(const float* row, int64_t n, int k, int64_t id_base, TopKEntry* o
     for (int it = 0; it < 12; ++it) {
       const float tf = static_cast<float>(t);
       if (!(tf > t_lo && tf < t_hi)) break;  // no float left between the brackets
-      const int64_t c = count_at_least(row, n, tf);
+      const int64_t c = ops.count_at_least(row, n, tf);
       if (c >= k) {
         t_lo = tf;
         if (c <= hi) break;
@@ -273,10 +283,10 @@ int select_row(const float* row, int64_t n, int k, int64_t id_base, TopKEntry* o
     }
   }
   // Keep the rows at or above t_lo (their indices), then the k best of them, best first.
-  if (scratch.idx.size() < static_cast<size_t>(n) + 4) scratch.idx.resize(static_cast<size_t>(n) + 4);
+  if (scratch.idx.size() < static_cast<size_t>(n) + 16) scratch.idx.resize(static_cast<size_t>(n) + 16);
   uint64_t* idx = scratch.idx.data();
-  const int64_t c = compress_at_least(row, n, t_lo, idx);
-  return sort_best(row, idx, c, k, id_base, out, scratch.vals);
+  const int64_t c = ops.compress_at_least(row, n, t_lo, idx);
+  return sort_best(ops, row, idx, c, k, id_base, out, scratch.vals, scratch.ranks);
 }
 
 }  // namespace rapm

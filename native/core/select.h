@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../kernels/kernels.h"
 #include "topk.h"
 
 namespace rapm {
@@ -43,10 +44,13 @@ void push_row(void* ctx, int qi, const float* sims, uint32_t mask, int64_t local
 struct SelectScratch {
   std::vector<uint64_t> idx;
   std::vector<float> vals;
+  std::vector<int32_t> ranks;
 };
 
 // The k best entries of row[0, n) (higher similarity, then lower index), id = id_base + index,
-// best first into out[0, m); returns m = min(k, rows that are not -inf).
-int select_row(const float* row, int64_t n, int k, int64_t id_base, TopKEntry* out, SelectScratch& scratch);
+// best first into out[0, m); returns m = min(k, rows that are not -inf). `ops`: the level's
+// passes over the row (kernels.h RowSelect; the answer is the same with any).
+int select_row(const RowSelect& ops, const float* row, int64_t n, int k, int64_t id_base, TopKEntry* out,
+               SelectScratch& scratch);
 
 }  // namespace rapm

@@ -347,7 +347,8 @@ const Kernels kTable = {SimdLevel::kAvx512, "avx512", kMr, scan, fma_probe, read
                             scan_i8keys_avx512,  // int8 store: kernels/int8_keys_avx512.cpp
                             dot_panel,
                             dot_panel_i8_avx512,  // int8 store's re-rank: kernels/int8_keys_avx512.cpp
-                            blend, dot_halves};
+                            blend, dot_halves,
+                            &kRowSelectAvx512};  // kernels/select_avx512.cpp
 
 }  // namespace
 

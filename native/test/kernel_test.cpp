@@ -417,13 +417,20 @@ void test_search(const std::vector<const Kernels*>& levels, std::vector<Tally>& 
 // built to break it: ties straddling the k-th place, -0 and +0, -inf (excluded) rows, fewer
 // finite rows than k, a single value everywhere, a few levels only (large tie blocks that
 // force the nth_element fallback), skewed and two-peaked distributions, long rows.
-void test_select_row() {
+// Every level's passes (kernels.h RowSelect) are checked, through select_row and each pass
+// alone against the portable one.
+void test_select_row(const std::vector<const Kernels*>& levels) {
   g_where = "select_row";
   Rng rng(4242);
   const float ninf = -std::numeric_limits<float>::infinity();
   SelectScratch scratch;
+  std::vector<const RowSelect*> all_ops;
+  for (const Kernels* kl : levels)
+    if (std::find(all_ops.begin(), all_ops.end(), kl->row_select) == all_ops.end()) all_ops.push_back(kl->row_select);
   int cases = 0;
   auto run = [&](const std::vector<float>& row, int k, const char* what) {
+    for (size_t oi = 0; oi < all_ops.size(); ++oi) {
+    const RowSelect* ops = all_ops[oi];
     const int64_t n = static_cast<int64_t>(row.size());
     const int64_t base = 1000;
     std::vector<TopKEntry> want;
@@ -432,11 +439,12 @@ void test_select_row() {
     std::sort(want.begin(), want.end(), std::greater<TopKEntry>());
     if (static_cast<int64_t>(want.size()) > k) want.resize(static_cast<size_t>(k));
     std::vector<TopKEntry> got(static_cast<size_t>(k) + 1, 0);
-    const int m = select_row(row.data(), n, k, base, got.data(), scratch);
+    const int m = select_row(*ops, row.data(), n, k, base, got.data(), scratch);
     got.resize(static_cast<size_t>(std::max(m, 0)));
-    check(got == want, "%s (n=%lld k=%d): %d entries, want %zu, or a different order", what, static_cast<long long>(n), k, m,
-          want.size());
+    check(got == want, "%s (n=%lld k=%d, passes %s): %d entries, want %zu, or a different order", what,
+          static_cast<long long>(n), k, ops == &kRowSelectPortable ? "portable" : "level's own", m, want.size());
     ++cases;
+    }
   };
   for (int64_t n : {1, 7, 16, 17, 100, 2316, 20000}) {
     for (int k : {1, 5, 70, 300}) {
@@ -466,6 +474,46 @@ void test_select_row() {
   run(few, 3, "fewer finite rows than k");
   run(std::vector<float>(40, ninf), 2, "no finite row");
   check(cases > 200, "select_row ran %d cases", cases);
+
+  // Each pass alone against the portable one: lengths around the 16- and 64-wide blocks,
+  // thresholds equal to entries, signed zeros, -inf; rank on padded candidate lists with ties.
+  int pass_cases = 0;
+  for (const RowSelect* ops : all_ops) {
+    for (int64_t n : {0, 1, 3, 15, 16, 17, 31, 63, 64, 65, 100, 127, 128, 129, 2316}) {
+      std::vector<float> row(static_cast<size_t>(n));
+      for (size_t i = 0; i < row.size(); ++i) {
+        const double u = rng.uniform();
+        row[i] = u < 0.1 ? ninf : u < 0.2 ? (i % 2 ? 0.0f : -0.0f) : std::round(rng.normal() * 8.0f) / 8.0f;
+      }
+      for (float t : {ninf, -FLT_MAX, -0.0f, 0.0f, 0.125f, -0.5f, 1.0f, 3.0f, std::numeric_limits<float>::infinity()}) {
+        const int64_t want_c = kRowSelectPortable.count_at_least(row.data(), n, t);
+        check(ops->count_at_least(row.data(), n, t) == want_c, "count_at_least n=%lld t=%g", static_cast<long long>(n), t);
+        std::vector<uint64_t> want_i(static_cast<size_t>(n) + 16), got_i(static_cast<size_t>(n) + 16, ~uint64_t{0});
+        check(kRowSelectPortable.compress_at_least(row.data(), n, t, want_i.data()) == want_c, "portable compress count");
+        const int64_t got_c = ops->compress_at_least(row.data(), n, t, got_i.data());
+        check(got_c == want_c && std::equal(got_i.begin(), got_i.begin() + got_c, want_i.begin()),
+              "compress_at_least n=%lld t=%g: %lld entries, want %lld", static_cast<long long>(n), t,
+              static_cast<long long>(got_c), static_cast<long long>(want_c));
+        ++pass_cases;
+      }
+      // rank: the row's finite entries as a candidate list, padded with -inf to a multiple of 16.
+      std::vector<float> v;
+      for (float x : row)
+        if (x != ninf) v.push_back(x);
+      const int64_t c = static_cast<int64_t>(v.size());
+      v.resize(static_cast<size_t>((c + 15) / 16 * 16), ninf);
+      std::vector<int32_t> want_r(static_cast<size_t>(c)), got_r(static_cast<size_t>(c), -1);
+      for (int64_t i = 0; i < c; ++i) {
+        int32_t r = 0;
+        for (int64_t j = 0; j < c; ++j) r += j < i ? v[j] >= v[i] : j > i ? v[j] > v[i] : 0;
+        want_r[i] = r;
+      }
+      ops->rank(v.data(), c, static_cast<int64_t>(v.size()), got_r.data());
+      check(got_r == want_r, "rank c=%lld differs from the direct count", static_cast<long long>(c));
+      ++pass_cases;
+    }
+  }
+  check(pass_cases > 100, "select passes ran %d cases", pass_cases);
 }
 
 // kth_largest (core/candidates.h) against a sort: every rank of arrays with ties, signed
@@ -1032,6 +1080,16 @@ void test_normalize(int d, ThreadPool& pool) {
     for (int j = 0; j < d; ++j) want[r * d + j] = x[r * d + j] / std::sqrt(s);
   }
   check_close("normalised", y.data(), want.data(), y.size(), 2 * kEps);
+  // Bit for bit the one-row-at-a-time formula (rows run side by side in groups of 8, the
+  // scaling 4 values at a time: neither may change a bit).
+  int exact = 0;
+  for (int r = 0; r < m; ++r) {
+    double s = 0;
+    for (int j = 0; j < d; ++j) s += static_cast<double>(x[r * d + j]) * x[r * d + j];
+    const double inv = 1.0 / std::sqrt(s);
+    for (int j = 0; j < d; ++j) exact += y[r * d + j] == static_cast<float>(x[r * d + j] * inv);
+  }
+  check(exact == m * d, "normalised rows differ from the one-row formula in %d of %d values", m * d - exact, m * d);
   x[static_cast<size_t>(261) * d + d / 2] = INFINITY;
   Status st = normalize_rows(x.data(), y.data(), m, d, pool);
   check(st.code == StatusCode::kNonFinite && st.row == 261, "Inf in row 261: got code %d row %lld", static_cast<int>(st.code),
@@ -1576,7 +1634,7 @@ int main(int argc, char** argv) {
   g_tally = &tallies[0];
   test_dispatch(all);
   test_search_errors(*levels[0], pool3);
-  test_select_row();
+  test_select_row(levels);
   test_kth_largest();
   test_candidates();
   for (int d : dims) {
