@@ -12,6 +12,10 @@
 #include "int8_store.h"
 #include "uninit.h"
 
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#endif
+
 namespace rapm {
 
 void AlignedFree::operator()(void* p) const { std::free(p); }
@@ -85,6 +89,65 @@ Status allocate_segment(int64_t base, int64_t n, int d, int dv, bool bf16, bool 
 
 }  // namespace
 
+namespace {
+
+#if defined(__SSE2__) || defined(_M_X64)
+#define RAPM_NORMALIZE_SSE2 1  // part of the x86-64 baseline: no ISA flags needed
+#endif
+
+// Squared norms of the rows x[0, rows) (rows <= 8, each [d]): per row the double sum of
+// x[j]^2, j ascending, each product exact (float x float fits a double) and each add rounded
+// once, so the same bits however many rows run side by side. The adds are latency-bound: with
+// SSE2 two rows share a register and four registers run at once (8 chains), else 8 scalar chains.
+void sum_squares(const float* const* x, int rows, int d, double* out) {
+  double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int j = 0;
+#ifdef RAPM_NORMALIZE_SSE2
+  if (rows == 8) {
+    __m128d acc[4] = {_mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd()};
+    for (; j + 4 <= d; j += 4) {
+      for (int p = 0; p < 4; ++p) {
+        const __m128 a = _mm_loadu_ps(x[2 * p] + j), b = _mm_loadu_ps(x[2 * p + 1] + j);
+        const __m128 lo = _mm_unpacklo_ps(a, b), hi = _mm_unpackhi_ps(a, b);  // a0 b0 a1 b1 | a2 b2 a3 b3
+        __m128d v = _mm_cvtps_pd(lo);
+        acc[p] = _mm_add_pd(acc[p], _mm_mul_pd(v, v));
+        v = _mm_cvtps_pd(_mm_movehl_ps(lo, lo));
+        acc[p] = _mm_add_pd(acc[p], _mm_mul_pd(v, v));
+        v = _mm_cvtps_pd(hi);
+        acc[p] = _mm_add_pd(acc[p], _mm_mul_pd(v, v));
+        v = _mm_cvtps_pd(_mm_movehl_ps(hi, hi));
+        acc[p] = _mm_add_pd(acc[p], _mm_mul_pd(v, v));
+      }
+    }
+    for (int p = 0; p < 4; ++p) {
+      _mm_storel_pd(&s[2 * p], acc[p]);
+      _mm_storeh_pd(&s[2 * p + 1], acc[p]);
+    }
+  }
+#endif
+  for (; j < d; ++j) {
+    for (int i = 0; i < rows; ++i) s[i] += static_cast<double>(x[i][j]) * x[i][j];
+  }
+  for (int i = 0; i < rows; ++i) out[i] = s[i];
+}
+
+// y[j] = float(x[j] * inv) in double, element by element (SSE2: 4 at a time, the same operations).
+void scale_row(const float* x, double inv, int d, float* y) {
+  int j = 0;
+#ifdef RAPM_NORMALIZE_SSE2
+  const __m128d iv = _mm_set1_pd(inv);
+  for (; j + 4 <= d; j += 4) {
+    const __m128 a = _mm_loadu_ps(x + j);
+    const __m128 lo = _mm_cvtpd_ps(_mm_mul_pd(_mm_cvtps_pd(a), iv));
+    const __m128 hi = _mm_cvtpd_ps(_mm_mul_pd(_mm_cvtps_pd(_mm_movehl_ps(a, a)), iv));
+    _mm_storeu_ps(y + j, _mm_movelh_ps(lo, hi));
+  }
+#endif
+  for (; j < d; ++j) y[j] = static_cast<float>(x[j] * inv);
+}
+
+}  // namespace
+
 Status normalize_rows(const float* in, float* out, int64_t m, int d, ThreadPool& pool) {
   // Small tasks: a search's few hundred queries still spread over every thread.
   constexpr int64_t kRowsPerTask = 64;
@@ -92,49 +155,28 @@ Status normalize_rows(const float* in, float* out, int64_t m, int d, ThreadPool&
   std::vector<int64_t> bad(static_cast<size_t>(tasks), -1);
   std::vector<StatusCode> why(static_cast<size_t>(tasks), StatusCode::kOk);
   pool.parallel_for(tasks, [&](int64_t t) {
-    const int64_t r1 = std::min(m, (t + 1) * kRowsPerTask);
-    // Squared norms of 4 rows at a time: 4 independent chains, each summed in the same order
-    // as one row alone (the double adds are latency-bound; the results are the same bits).
-    constexpr int kRows = 4;
-    double norms[kRows];
-    for (int64_t r = t * kRowsPerTask; r < r1; ++r) {
-      const int64_t g = (r - t * kRowsPerTask) % kRows;
-      if (g == 0) {
-        const int rows = static_cast<int>(std::min<int64_t>(kRows, r1 - r));
-        const float* x0 = in + r * d;
-        if (rows == kRows) {
-          const float *x1 = x0 + d, *x2 = x1 + d, *x3 = x2 + d;
-          double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-          for (int j = 0; j < d; ++j) {
-            s0 += static_cast<double>(x0[j]) * x0[j];
-            s1 += static_cast<double>(x1[j]) * x1[j];
-            s2 += static_cast<double>(x2[j]) * x2[j];
-            s3 += static_cast<double>(x3[j]) * x3[j];
-          }
-          norms[0] = s0, norms[1] = s1, norms[2] = s2, norms[3] = s3;
-        } else {
-          for (int i = 0; i < rows; ++i) {
-            double s = 0;
-            for (int j = 0; j < d; ++j) s += static_cast<double>(x0[i * d + j]) * x0[i * d + j];
-            norms[i] = s;
-          }
+    const int64_t r0 = t * kRowsPerTask, r1 = std::min(m, (t + 1) * kRowsPerTask);
+    constexpr int kRows = 8;
+    for (int64_t g0 = r0; g0 < r1; g0 += kRows) {
+      const int rows = static_cast<int>(std::min<int64_t>(kRows, r1 - g0));
+      const float* x[kRows];
+      for (int i = 0; i < rows; ++i) x[i] = in + (g0 + i) * d;
+      double norms[kRows];
+      sum_squares(x, rows, d, norms);
+      for (int i = 0; i < rows; ++i) {
+        const double s = norms[i];
+        if (!std::isfinite(s)) {
+          bad[t] = g0 + i;
+          why[t] = StatusCode::kNonFinite;
+          return;
         }
+        if (s == 0) {
+          bad[t] = g0 + i;
+          why[t] = StatusCode::kZeroNorm;
+          return;
+        }
+        scale_row(x[i], 1.0 / std::sqrt(s), d, out + (g0 + i) * d);
       }
-      const float* x = in + r * d;
-      const double s = norms[g];
-      if (!std::isfinite(s)) {
-        bad[t] = r;
-        why[t] = StatusCode::kNonFinite;
-        return;
-      }
-      if (s == 0) {
-        bad[t] = r;
-        why[t] = StatusCode::kZeroNorm;
-        return;
-      }
-      const double inv = 1.0 / std::sqrt(s);
-      float* y = out + r * d;
-      for (int j = 0; j < d; ++j) y[j] = static_cast<float>(x[j] * inv);
     }
   });
   for (int64_t t = 0; t < tasks; ++t) {
