@@ -71,7 +71,7 @@ void Candidates::select() {
   if (size > k) {
     if (float* v = values_scratch(cap)) {
       for (int i = 0; i < size; ++i) v[i] = topk_value(buf[i]);
-      kth_value = kth_largest(v, size, k);
+      kth_value = kth_of(v, size, k);
     } else {  // no work space: select on the entries themselves
       std::nth_element(buf, buf + (k - 1), buf + size, std::greater<TopKEntry>());
       kth_value = topk_value(buf[k - 1]);

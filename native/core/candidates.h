@@ -35,12 +35,25 @@ struct Candidates {
   float thr = -std::numeric_limits<float>::infinity();
   float kth_value = 0;  // the k-th best value at the last select() with size > k
   bool overflow = false;
+  float (*kth_of)(float*, int, int) = kth_largest;  // the level's (kernels.h RowSelect): same value
 
   Candidates(TopKEntry* b, int c, int kk, float m);
   void push(float v, int32_t id) {
     if (v < thr) return;
     buf[size++] = topk_pack(v, id);
     if (size >= trigger) select();
+  }
+  // push(sims[l], id0 + l) for each lane l of mask, lowest first, without a branch on the
+  // threshold (on the kernel's pushes it mostly passes, and a mispredicted test per lane
+  // was most of the cost): the entry is written at buf[size] either way and kept by
+  // advancing size only when it passes (size < trigger <= cap, so the slot exists).
+  void push_lanes(const float* sims, uint32_t mask, int32_t id0) {
+    for (; mask; mask &= mask - 1) {
+      const int l = __builtin_ctz(mask);
+      buf[size] = topk_pack(sims[l], id0 + l);
+      size += sims[l] >= thr ? 1 : 0;
+      if (size >= trigger) select();
+    }
   }
   // Keeps the rows within margin of the k-th best (so the k best too); updates thr.
   void select();

@@ -320,14 +320,17 @@ struct FirstPushCtx {
 void push_first(void* ctx, int qi, const float* sims, uint32_t mask, int64_t row0) {
   auto* c = static_cast<FirstPushCtx*>(ctx);
   Candidates& h = c->sets[qi];
+  // Lanes before the searched range (only in its first panel) and of the query's exclusion
+  // group leave the mask first; the rest go in as push() would take them.
+  if (row0 < c->first) mask &= c->first - row0 >= 32 ? 0u : ~((1u << (c->first - row0)) - 1u);
   const int32_t ex = c->exclude ? c->exclude[qi] : -1;
-  while (mask) {
-    const int l = __builtin_ctz(mask);
-    mask &= mask - 1;
-    const int64_t r = row0 + l;
-    if (r < c->first || (ex >= 0 && c->groups[r] == ex)) continue;
-    h.push(sims[l], static_cast<int32_t>(c->base + r));
+  if (ex >= 0) {
+    for (uint32_t m = mask; m; m &= m - 1) {
+      const int l = __builtin_ctz(m);
+      if (c->groups[row0 + l] == ex) mask &= ~(1u << l);
+    }
   }
+  h.push_lanes(sims, mask, static_cast<int32_t>(c->base + row0));
   c->thr[qi] = h.thr;
 }
 
@@ -372,7 +375,10 @@ Status first_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, P
     }
     std::vector<Candidates> sets;
     sets.reserve(static_cast<size_t>(nq));
-    for (int i = 0; i < nq; ++i) sets.emplace_back(buf.get() + static_cast<size_t>(i) * cap, cap, k, margins[q0 + i]);
+    for (int i = 0; i < nq; ++i) {
+      sets.emplace_back(buf.get() + static_cast<size_t>(i) * cap, cap, k, margins[q0 + i]);
+      sets.back().kth_of = kern.row_select->kth_largest;
+    }
     std::vector<float> thr(static_cast<size_t>(nq), -std::numeric_limits<float>::infinity());
     FirstPushCtx ctx{sets.data(), thr.data(), nullptr, 0, 0, qs.exclude ? qs.exclude + q0 : nullptr};
     for (const KeySpan& span : spans.spans) {
@@ -448,6 +454,7 @@ Status first_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, P
       pool.parallel_for(mtasks, [&](int64_t t) {
         for (int64_t q = b * t / mtasks; q < b * (t + 1) / mtasks; ++q) {
           Candidates h(mbuf.data() + q * cap, cap, k, margins[q]);
+          h.kth_of = kern.row_select->kth_largest;
           for (int64_t kt = 0; kt < ktasks; ++kt) {
             h.overflow = h.overflow || part_ovf[kt * b + q];
             const TopKEntry* e = part(kt, q);

@@ -1,5 +1,7 @@
 #include "select.h"
 
+#include "candidates.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cfloat>
@@ -203,7 +205,8 @@ int sort_best(const RowSelect& ops, const float* row, uint64_t* idx, int64_t c, 
 
 }  // namespace
 
-const RowSelect kRowSelectPortable = {count_at_least_portable, compress_at_least_portable, rank_portable};
+const RowSelect kRowSelectPortable = {count_at_least_portable, compress_at_least_portable, rank_portable,
+                                      kth_largest};  // core/candidates.cpp
 
 void set_select_mode(SelectMode mode) { g_mode.store(static_cast<int>(mode)); }
 

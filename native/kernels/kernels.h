@@ -117,8 +117,8 @@ void dot_panel_i8_avx512(const DotPanelArgs& args);  // kernels/int8_keys_avx512
 // weight 0 skipped; so every level gives the same bits. blend_rows is the portable one.
 void blend_rows(const float* const* rows, const float* w, int m, int dv, float* out);
 
-// select_row's passes over one similarity row (core/select.h). Every level's give the same
-// results; the portable ones (core/select.cpp: SSE2 on x86-64, plain loops elsewhere) unless
+// The selection passes of select_row (core/select.h) and of the fast path's candidate sets
+// (core/candidates.h). Every level's give the same results; the portable ones (core/select.cpp: SSE2 on x86-64, plain loops elsewhere) unless
 // the level has its own.
 //   count_at_least: how many of row[0, n) are >= t (a float compare: NaN never, -0 == +0).
 //   compress_at_least: the indices of those rows, ascending, into idx; returns how many. idx
@@ -126,10 +126,14 @@ void blend_rows(const float* const* rows, const float* w, int m, int dv, float* 
 //   rank: for each i < c, how many entries of v[0, c) rank above v[i]: those >= v[i] at a lower
 //     index and those > v[i] at a higher one, into rank[i]. v holds `padded` entries (a multiple
 //     of 16, >= c), those past c -inf; v[0, c) finite.
+//   kth_largest: the k-th largest of x[0, n) (1 <= k <= n, no NaN; -0 and +0 count as equal,
+//     so either may be returned for a zero); x is scratch (its contents after are unspecified).
+//     Used by the fast path's candidate sets (core/candidates.h).
 struct RowSelect {
   int64_t (*count_at_least)(const float* row, int64_t n, float t);
   int64_t (*compress_at_least)(const float* row, int64_t n, float t, uint64_t* idx);
   void (*rank)(const float* v, int64_t c, int64_t padded, int32_t* rank);
+  float (*kth_largest)(float* x, int n, int k);
 };
 extern const RowSelect kRowSelectPortable;  // core/select.cpp
 #if defined(__x86_64__) || defined(_M_X64)
@@ -170,7 +174,7 @@ struct Kernels {
   // Independent (query, half panel) re-rank dots (DotHalf above; keys bf16 when bf16 is set);
   // null on levels without one (core/search.cpp then uses dot_panel).
   void (*dot_halves)(const DotHalf* jobs, int n, int d, bool bf16) = nullptr;
-  // select_row's passes (RowSelect above).
+  // Selection passes (RowSelect above).
   const RowSelect* row_select = &kRowSelectPortable;
 };
 

@@ -1,10 +1,11 @@
-// select_row's passes over a similarity row (kernels.h RowSelect) with AVX-512: 16 compares
-// to a mask register at a time. Same results as the portable ones (core/select.cpp): the same
+// The selection passes (kernels.h RowSelect) with AVX-512: 16 compares to a mask register at
+// a time. Same results as the portable ones (core/select.cpp): the same
 // float compares (ordered: NaN never passes, -0 == +0), counted or listed in index order.
 // Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512dq by file suffix; only the table
 // leaves the anonymous namespace.
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels.h"
@@ -66,8 +67,55 @@ void rank(const float* v, int64_t c, int64_t padded, int32_t* ranks) {
   }
 }
 
+// Quickselect as the portable one (core/candidates.cpp: median-of-three pivot p, split into
+// > p, == p, < p), each round in two passes over the range: count the lanes > p and == p
+// (compares to masks), then move the one part the rank lies in to the front of the range
+// (VPCOMPRESSPS into a register, stored whole: the store at w <= i never reaches past the
+// 16 values just read, so the range is compacted in place).
+float kth_largest(float* x, int n, int k) {
+  int lo = 0, hi = n;
+  int want = k - 1;  // rank within [lo, hi), 0 = the largest
+  while (hi - lo > 16) {
+    const float a = x[lo], b = x[lo + (hi - lo) / 2], c = x[hi - 1];
+    const float p = std::max(std::min(a, b), std::min(std::max(a, b), c));
+    const __m512 pv = _mm512_set1_ps(p);
+    int gt = 0, eq = 0;
+    for (int i = lo; i < hi; i += 16) {
+      const int left = hi - i;
+      const __mmask16 in = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+      const __m512 v = _mm512_maskz_loadu_ps(in, x + i);
+      gt += __builtin_popcount(_mm512_mask_cmp_ps_mask(in, v, pv, _CMP_GT_OQ));
+      eq += __builtin_popcount(_mm512_mask_cmp_ps_mask(in, v, pv, _CMP_EQ_OQ));
+    }
+    if (want >= gt && want < gt + eq) return p;
+    const int part = want < gt ? _CMP_GT_OQ : _CMP_LT_OQ;
+    if (want >= gt) want -= gt + eq;
+    int w = lo;
+    for (int i = lo; i < hi; i += 16) {
+      const int left = hi - i;
+      const __mmask16 in = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
+      const __m512 v = _mm512_maskz_loadu_ps(in, x + i);
+      const __mmask16 m = part == _CMP_GT_OQ ? _mm512_mask_cmp_ps_mask(in, v, pv, _CMP_GT_OQ)
+                                             : _mm512_mask_cmp_ps_mask(in, v, pv, _CMP_LT_OQ);
+      // A whole-vector store at w could run past hi on the last block: masked to the count.
+      const int cnt = __builtin_popcount(m);
+      _mm512_mask_storeu_ps(x + w, static_cast<__mmask16>((1u << cnt) - 1u), _mm512_maskz_compress_ps(m, v));
+      w += cnt;
+    }
+    hi = w;
+  }
+  // A few left: insertion sort, largest first.
+  for (int i = lo + 1; i < hi; ++i) {
+    const float v = x[i];
+    int j = i;
+    for (; j > lo && x[j - 1] < v; --j) x[j] = x[j - 1];
+    x[j] = v;
+  }
+  return x[lo + want];
+}
+
 }  // namespace
 
-const RowSelect kRowSelectAvx512 = {count_at_least, compress_at_least, rank};
+const RowSelect kRowSelectAvx512 = {count_at_least, compress_at_least, rank, kth_largest};
 
 }  // namespace rapm

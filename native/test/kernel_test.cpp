@@ -517,12 +517,18 @@ void test_select_row(const std::vector<const Kernels*>& levels) {
 }
 
 // kth_largest (core/candidates.h) against a sort: every rank of arrays with ties, signed
-// zeros, negatives and a single repeated value, around its small-range cutoff (16) and above.
-void test_kth_largest() {
+// zeros, negatives and a single repeated value, around its small-range cutoff (16) and above;
+// and every level's own (kernels.h RowSelect::kth_largest, which may overwrite x) the same way.
+void test_kth_largest(const std::vector<const Kernels*>& levels) {
   g_where = "kth_largest";
+  std::vector<float (*)(float*, int, int)> fns;
+  for (const Kernels* kl : levels)
+    if (kl->row_select->kth_largest != kth_largest &&
+        std::find(fns.begin(), fns.end(), kl->row_select->kth_largest) == fns.end())
+      fns.push_back(kl->row_select->kth_largest);
   Rng rng(777);
   int cases = 0, bad = 0;
-  for (int n : {1, 2, 3, 15, 16, 17, 18, 33, 100, 257, 1000}) {
+  for (int n : {1, 2, 3, 15, 16, 17, 18, 31, 32, 33, 100, 244, 257, 1000}) {
     for (int kind = 0; kind < 5; ++kind) {
       std::vector<float> x(static_cast<size_t>(n));
       for (float& v : x) {
@@ -544,6 +550,12 @@ void test_kth_largest() {
           if (bad++ == 0) check(false, "n=%d kind %d k=%d: %.9g, want %.9g", n, kind, k, got, sorted[k - 1]);
         }
         ++cases;
+        for (auto fn : fns) {
+          std::vector<float> z = x;
+          const float zk = fn(z.data(), n, k);
+          if (!(zk == sorted[k - 1]) && bad++ == 0) check(false, "level's own, n=%d kind %d k=%d: %.9g, want %.9g", n, kind, k, zk, sorted[k - 1]);
+          ++cases;
+        }
       }
     }
   }
@@ -554,7 +566,7 @@ void test_kth_largest() {
 // kth() is the k-th best value, every pushed row within margin of it is kept (and nothing
 // else: no row below the limit, none twice, none that was not pushed), the admission
 // threshold never passed kth - margin; a set that outgrows its buffer reports overflow.
-void test_candidates() {
+void test_candidates(const std::vector<const Kernels*>& levels) {
   g_where = "candidates";
   Rng rng(4343);
   int cases = 0;
@@ -611,6 +623,38 @@ void test_candidates() {
     }
   }
   check(cases == 64, "candidates ran %d cases", cases);
+
+  // push_lanes (the first pass's push, branch-free) against push() lane by lane: after every
+  // panel of 32 lanes (a random subset offered, ids id0 + lane) the two sets hold the same
+  // entries in the same order with the same threshold; the second set selects with each
+  // level's kth_largest (the same values, so the same sets).
+  std::vector<float (*)(float*, int, int)> kths = {kth_largest};
+  for (const Kernels* kl : levels)
+    if (std::find(kths.begin(), kths.end(), kl->row_select->kth_largest) == kths.end()) kths.push_back(kl->row_select->kth_largest);
+  int lane_cases = 0;
+  for (auto kth_fn : kths) {
+    for (int k : {1, 20, 90}) {
+      for (float margin : {0.0f, 0.05f}) {
+        const int cap = 8 * k + 256;
+        std::vector<TopKEntry> b1(static_cast<size_t>(cap)), b2(static_cast<size_t>(cap));
+        Candidates c1(b1.data(), cap, k, margin), c2(b2.data(), cap, k, margin);
+        c2.kth_of = kth_fn;
+        bool same = true;
+        for (int panel = 0; panel < 400; ++panel) {
+          float sims[32];
+          for (float& v : sims) v = rng.next() % 16 == 0 ? 0.0f : 0.1f * rng.normal() + 2e-4f * static_cast<float>(panel);
+          uint32_t mask = static_cast<uint32_t>(rng.next()) & static_cast<uint32_t>(rng.next());
+          const int32_t id0 = panel * 32;
+          for (uint32_t m = mask; m; m &= m - 1) c1.push(sims[__builtin_ctz(m)], id0 + __builtin_ctz(m));
+          c2.push_lanes(sims, mask, id0);
+          same = same && c1.size == c2.size && c1.thr == c2.thr && std::equal(b1.begin(), b1.begin() + c1.size, b2.begin());
+        }
+        check(same, "push_lanes k=%d margin %g: the set differs from push() lane by lane", k, margin);
+        ++lane_cases;
+      }
+    }
+  }
+  check(lane_cases >= 6, "push_lanes ran %d cases", lane_cases);
 }
 
 // The fast paths' first passes (scan_bf16, scan_i8) of a level against the reference: every
@@ -1635,8 +1679,8 @@ int main(int argc, char** argv) {
   test_dispatch(all);
   test_search_errors(*levels[0], pool3);
   test_select_row(levels);
-  test_kth_largest();
-  test_candidates();
+  test_kth_largest(levels);
+  test_candidates(levels);
   for (int d : dims) {
     g_tally = &tallies[0];
     test_normalize(d, pool3);
