@@ -135,15 +135,18 @@ DatastoreWrap::DatastoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<
   store_ = std::make_shared<Datastore>(d, dv, static_cast<KeyPrecision>(precision), static_cast<FastPath>(fast));
 }
 
-// { queries, redone, candidates }: queries searched with the fast path, how many of them the
-// exact scan redid because the first pass could not prove its candidates held the exact
-// top-K, and the candidates re-ranked for the others (summed).
+// { queries, redone, candidates, reranked }: queries searched with the fast path, how many of
+// them the exact scan redid because the first pass could not prove its candidates held the
+// exact top-K, the candidates the first pass kept for the others (summed), and how many of
+// those the exact re-rank dotted (all in one round when candidates are dense over the store,
+// fewer in two rounds otherwise: core/search.cpp).
 Napi::Value DatastoreWrap::FastPathStats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   const FastPathCounters& c = store_->fast_counters();
   o.Set("queries", Napi::Number::New(info.Env(), static_cast<double>(c.queries.load())));
   o.Set("redone", Napi::Number::New(info.Env(), static_cast<double>(c.redone.load())));
   o.Set("candidates", Napi::Number::New(info.Env(), static_cast<double>(c.candidates.load())));
+  o.Set("reranked", Napi::Number::New(info.Env(), static_cast<double>(c.reranked.load())));
   return o;
 }
 

@@ -56,7 +56,9 @@ enum class FastPath : int { kOff = 0, kBf16 = 1, kInt8 = 2 };
 struct FastPathCounters {
   std::atomic<int64_t> queries{0};  // queries searched with the fast path
   std::atomic<int64_t> redone{0};   // of those, redone by the exact scan
-  std::atomic<int64_t> candidates{0};  // candidates re-ranked, summed over the other queries
+  std::atomic<int64_t> candidates{0};  // candidates kept by the first pass, summed over the other queries
+  std::atomic<int64_t> reranked{0};    // of those, the ones the exact re-rank dotted (core/search.cpp:
+                                       // all of them in one round, fewer in two)
 };
 
 struct Segment {

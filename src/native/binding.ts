@@ -43,7 +43,7 @@ export interface NativeDatastore {
   readonly bf16: boolean;
   readonly _segmentCount: number;
   /** Fast-path counters: queries searched with it, and how many of those the exact scan redid. */
-  readonly fastPathStats: { queries: number; redone: number; candidates: number };
+  readonly fastPathStats: { queries: number; redone: number; candidates: number; reranked: number };
   /**
    * Rows [rowBegin, rowEnd) in stored form, row-major: keys f32 (Float32Array), bf16 bits (Uint16Array)
    * or int8 codes (Int8Array, with the per-row scales in scalesOut [m], int8 store only); null skips.

@@ -195,11 +195,14 @@ export class Datastore {
     return keys + shadow + 4 * this.dv + 4;
   }
   /**
-   * Fast-path counters since construction: queries searched with the fast path, and how many
-   * of them were redone by the exact scan because the first pass could not prove its
-   * candidates held the exact top-K. Both stay 0 when fastPath is 'off' or the CPU lacks it.
+   * Fast-path counters since construction: queries searched with the fast path; how many of
+   * them were redone by the exact scan because the first pass could not prove its candidates
+   * held the exact top-K; the candidates the first pass kept for the others (summed); and how
+   * many of those the exact re-rank computed (all of them when candidates are dense over the
+   * store, as in a large batch; fewer otherwise, where a second round skips the ones that
+   * cannot be among the K best). All stay 0 when fastPath is 'off' or the CPU lacks it.
    */
-  get fastPathStats(): { queries: number; redone: number; candidates: number } {
+  get fastPathStats(): { queries: number; redone: number; candidates: number; reranked: number } {
     return this.#native.fastPathStats;
   }
   /** @internal Native segments holding the rows (tests: the merge policy, native/core/datastore.cpp). */
