@@ -252,6 +252,13 @@ Status topk_pass(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, Pa
         sink.base = ctx.base;
         a.push = push_row;
         a.push_ctx = &sink;
+        // Levels that store whole rows themselves skip the push per query and panel (~3% of a
+        // W1 search: a call and a copy of 32 values each); push_row still marks excluded rows.
+        if (kern.scan_rows && !ctx.exclude && pass == Pass::kExact && !snap.int8) {
+          a.row_out = rows.get();
+          a.row_out_stride = re - rb;
+          a.row_out_at = seg->base - rb;
+        }
       }
       if (pass == Pass::kBf16) {
         a.keys_f32 = nullptr;

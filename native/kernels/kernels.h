@@ -42,6 +42,14 @@ struct ScanArgs {
                                            // at offset (P*d4 + g)*kPanel*4 + l*4 + p%4 (d4 = ceil(d/4))
   const float* key_scale = nullptr;        // [npanels*kPanel] int8 step of each key row (0 for padding)
   const int32_t* key_sum = nullptr;        // [npanels*kPanel] sum of the row's int8 values
+  // Whole similarity rows (scan of levels with Kernels::scan_rows only; core/select.h): when
+  // set, every threshold is -inf and the kernel stores query qi's similarity to segment row r
+  // at row_out[qi * row_out_stride + row_out_at + r] itself, for each valid lane r with
+  // row_out_at + r >= 0, instead of pushing it (push is still called for a panel whose first
+  // lanes fall before index 0, as it would be without row_out).
+  float* row_out = nullptr;
+  int64_t row_out_stride = 0;
+  int64_t row_out_at = 0;
 };
 
 // int8 first pass: the int8 similarity of query q and row r is, bit for bit on every level,
@@ -176,6 +184,9 @@ struct Kernels {
   void (*dot_halves)(const DotHalf* jobs, int n, int d, bool bf16) = nullptr;
   // Selection passes (RowSelect above).
   const RowSelect* row_select = &kRowSelectPortable;
+  // Whether scan stores whole similarity rows itself (ScanArgs::row_out); otherwise they go
+  // through push (core/select.h push_row).
+  bool scan_rows = false;
 };
 
 const Kernels* kernels_scalar();

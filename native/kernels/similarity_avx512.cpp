@@ -48,6 +48,16 @@ void tile(const ScanArgs& a, const float* q, int q0, int64_t p0, int64_t p1) {
     const int64_t row0 = P * kPanel;
     const int64_t valid = a.n_rows - row0;
     const uint32_t lanes = valid >= kPanel ? 0xFFFFFFFFu : ((1u << valid) - 1u);
+    if (a.row_out && a.row_out_at + row0 >= 0) {
+      // Whole rows (kernels.h ScanArgs::row_out): straight from the accumulators, no push.
+      float* dst = a.row_out + static_cast<int64_t>(q0) * a.row_out_stride + a.row_out_at + row0;
+#pragma GCC unroll 16
+      for (int i = 0; i < MR; ++i) {
+        _mm512_mask_storeu_ps(dst + static_cast<int64_t>(i) * a.row_out_stride, static_cast<__mmask16>(lanes), acc0[i]);
+        _mm512_mask_storeu_ps(dst + static_cast<int64_t>(i) * a.row_out_stride + 16, static_cast<__mmask16>(lanes >> 16), acc1[i]);
+      }
+      continue;
+    }
     // Test every query first, then push: a call while accumulators are live would spill
     // them all (every zmm register is caller-saved; with W1's whole rows every query pushes
     // every panel). A query's threshold changes only in its own push, so this is the same test.
@@ -348,7 +358,8 @@ const Kernels kTable = {SimdLevel::kAvx512, "avx512", kMr, scan, fma_probe, read
                             dot_panel,
                             dot_panel_i8_avx512,  // int8 store's re-rank: kernels/int8_keys_avx512.cpp
                             blend, dot_halves,
-                            &kRowSelectAvx512};  // kernels/select_avx512.cpp
+                            &kRowSelectAvx512,  // kernels/select_avx512.cpp
+                            true};  // scan_rows
 
 }  // namespace
 
