@@ -84,7 +84,14 @@ const maxSeconds = Number(args['max-seconds']);
 
 /** min and median of repeated runs (ms): at least 3 runs, more while under the time budget; cpu: mean process CPU ms a run. */
 async function time(fn: () => unknown | Promise<unknown>, budget = maxSeconds): Promise<{ min: number; median: number; runs: number; cpu: number }> {
-  await fn(); // warm-up
+  // Warm-up: untimed runs for at least 1 s (at least one run). One run was not enough for the
+  // first row of a fresh process: for about half a second after start-up other threads of the
+  // process (V8's compiler and garbage collector, measured as ~5 ms of extra process CPU per
+  // 7.5 ms W1 run) share the 2 cores, and W1's first row read 4-5% above the same exact scan
+  // timed later in the same run (1.37x vs 1.31x of the bound; median 10.7 vs 7.8 ms).
+  const w0 = performance.now();
+  do await fn();
+  while (performance.now() - w0 < 1000);
   const t: number[] = [];
   const start = performance.now();
   const cpu0 = process.cpuUsage();
