@@ -879,13 +879,14 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
     // below its bound E_q, so s_q is about f_K and round 2 skips roughly the lower half of
     // the margin band [f_K - 2 E_q, f_K).
     //
-    // The skip saves reading key panels only when candidates are sparse over the store. When
+    // The skip saves visiting key panels only when candidates are sparse over the store. When
     // there are at least 2 candidates per searched panel (a large batch: W2's 1,024 queries
-    // hold ~20 per panel), both rounds read nearly every panel from memory, and a re-rank
-    // over a store that streams from memory costs its reading, not its dots (measured at W2
-    // d = 1024 with bf16 keys: 19 + 13 ms for the two rounds, the whole store read twice). Then
-    // every candidate is re-ranked in one round: a superset of what the two rounds re-rank,
-    // so the K best of the re-ranked candidates are the same rows with the same values.
+    // hold ~20 per panel), both rounds visit nearly every panel, and a visit costs at least
+    // reading the panel from memory: measured at W2 d = 1024 with bf16 keys, 19 + 13 ms for the
+    // two rounds (the second, ~4 candidates a panel, waits on memory), 23-25 ms for one round
+    // over all candidates. Then every candidate is re-ranked in one round: a superset of what
+    // the two rounds re-rank, so the K best of the re-ranked candidates are the same rows with
+    // the same values.
     std::vector<float> exact(fp.cand.size(), 0.0f);
     std::vector<char> pick(fp.cand.size(), 0);
     const bool one_round = static_cast<int64_t>(fp.cand.size()) >= 2 * std::max<int64_t>(1, searched_panels);
