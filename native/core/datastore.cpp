@@ -8,13 +8,10 @@
 #include <new>
 #include <string>
 
+#include "baseline_sse2.h"
 #include "bf16.h"
 #include "int8_store.h"
 #include "uninit.h"
-
-#if defined(__SSE2__) || defined(_M_X64)
-#include <emmintrin.h>
-#endif
 
 namespace rapm {
 
@@ -91,10 +88,6 @@ Status allocate_segment(int64_t base, int64_t n, int d, int dv, bool bf16, bool 
 
 namespace {
 
-#if defined(__SSE2__) || defined(_M_X64)
-#define RAPM_NORMALIZE_SSE2 1  // part of the x86-64 baseline: no ISA flags needed
-#endif
-
 // Squared norms of the rows x[0, rows) (rows <= 8, each [d]): per row the double sum of
 // x[j]^2, j ascending, each product exact (float x float fits a double) and each add rounded
 // once, so the same bits however many rows run side by side. The adds are latency-bound: with
@@ -102,7 +95,7 @@ namespace {
 void sum_squares(const float* const* x, int rows, int d, double* out) {
   double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int j = 0;
-#ifdef RAPM_NORMALIZE_SSE2
+#ifdef RAPM_BASELINE_SSE2
   if (rows == 8) {
     __m128d acc[4] = {_mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd()};
     for (; j + 4 <= d; j += 4) {
@@ -134,7 +127,7 @@ void sum_squares(const float* const* x, int rows, int d, double* out) {
 // y[j] = float(x[j] * inv) in double, element by element (SSE2: 4 at a time, the same operations).
 void scale_row(const float* x, double inv, int d, float* y) {
   int j = 0;
-#ifdef RAPM_NORMALIZE_SSE2
+#ifdef RAPM_BASELINE_SSE2
   const __m128d iv = _mm_set1_pd(inv);
   for (; j + 4 <= d; j += 4) {
     const __m128 a = _mm_loadu_ps(x + j);

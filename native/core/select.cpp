@@ -1,7 +1,5 @@
 #include "select.h"
 
-#include "candidates.h"
-
 #include <algorithm>
 #include <atomic>
 #include <cfloat>
@@ -10,9 +8,8 @@
 #include <functional>
 #include <limits>
 
-#if defined(__SSE2__) || defined(_M_X64)
-#include <emmintrin.h>
-#endif
+#include "baseline_sse2.h"
+#include "candidates.h"
 
 namespace rapm {
 
@@ -20,16 +17,13 @@ namespace {
 
 std::atomic<int> g_mode{static_cast<int>(SelectMode::kAuto)};
 
-// The linear passes over a row, with SSE2 on x86-64 (part of its baseline, so no ISA flags
-// are needed) and plain loops elsewhere. Each gives the same result either way.
-#if defined(__SSE2__) || defined(_M_X64)
-#define RAPM_SELECT_SSE2 1
-#endif
+// The linear passes over a row use SSE2 on x86-64 (core/baseline_sse2.h) and plain loops
+// elsewhere; each gives the same result either way.
 
 // RowSelect::count_at_least (kernels.h).
 int64_t count_at_least_portable(const float* row, int64_t n, float t) {
   int64_t i = 0, c = 0;
-#ifdef RAPM_SELECT_SSE2
+#ifdef RAPM_BASELINE_SSE2
   const __m128 tv = _mm_set1_ps(t);
   while (i + 16 <= n) {
     // Blocks of at most 2^20 rows: the 32-bit lane counts cannot overflow.
@@ -54,7 +48,7 @@ int64_t count_at_least_portable(const float* row, int64_t n, float t) {
 // count unconditionally).
 int64_t compress_at_least_portable(const float* row, int64_t n, float t, uint64_t* idx) {
   int64_t i = 0, c = 0;
-#ifdef RAPM_SELECT_SSE2
+#ifdef RAPM_BASELINE_SSE2
   const __m128 tv = _mm_set1_ps(t);
   for (; i + 64 <= n; i += 64) {
     uint64_t m = 0;
@@ -91,7 +85,7 @@ void rank_portable(const float* v, int64_t c, int64_t padded, int32_t* ranks) {
     const int64_t blk = i / 4 * 4;
     int64_t rank = 0;
     int64_t j = 0;
-#ifdef RAPM_SELECT_SSE2
+#ifdef RAPM_BASELINE_SSE2
     const __m128 b = _mm_set1_ps(vi);
     __m128i acc = _mm_setzero_si128();
     for (; j < blk; j += 4) acc = _mm_sub_epi32(acc, _mm_castps_si128(_mm_cmpge_ps(_mm_loadu_ps(v + j), b)));
@@ -113,7 +107,7 @@ void rank_portable(const float* v, int64_t c, int64_t padded, int32_t* ranks) {
 void finite_moments(const float* row, int64_t n, int64_t stride, double* mean, double* sd, int64_t* finite) {
   double ts = 0, ts2 = 0;
   int64_t tc = 0, i = 0;
-#ifdef RAPM_SELECT_SSE2
+#ifdef RAPM_BASELINE_SSE2
   const __m128 lowest = _mm_set1_ps(-FLT_MAX);
   const int64_t step = 8 * stride;
   while (i + 8 <= n) {
@@ -169,9 +163,9 @@ double upper_quantile(double p) {
 // The k best of the c rows idx[0, c) (ascending indices) of `row`, best first, into out;
 // returns min(c, k). For up to kRankMax candidates each one's rank is counted directly
 // (how many others are better: a higher similarity, or an equal one at a lower index),
-// which costs c^2/4 SSE2 compares (c^2/16 with AVX-512) but no unpredictable branches; otherwise, and when a
-// zero similarity makes the float compare disagree with the entry order (-0 < +0 there),
-// nth_element and sort on the packed entries.
+// which costs c^2/4 SSE2 compares (c^2/16 with AVX-512) but no unpredictable branches;
+// otherwise, and when a zero similarity makes the float compare disagree with the entry order
+// (-0 < +0 there), nth_element and sort on the packed entries.
 int sort_best(const RowSelect& ops, const float* row, uint64_t* idx, int64_t c, int k, int64_t id_base, TopKEntry* out,
               std::vector<float>& vals, std::vector<int32_t>& ranks) {
   constexpr int64_t kRankMax = 256;

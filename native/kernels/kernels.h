@@ -126,8 +126,8 @@ void dot_panel_i8_avx512(const DotPanelArgs& args);  // kernels/int8_keys_avx512
 void blend_rows(const float* const* rows, const float* w, int m, int dv, float* out);
 
 // The selection passes of select_row (core/select.h) and of the fast path's candidate sets
-// (core/candidates.h). Every level's give the same results; the portable ones (core/select.cpp: SSE2 on x86-64, plain loops elsewhere) unless
-// the level has its own.
+// (core/candidates.h). Every level's give the same results; a level without its own uses the
+// portable ones (core/select.cpp: SSE2 on x86-64, plain loops elsewhere).
 //   count_at_least: how many of row[0, n) are >= t (a float compare: NaN never, -0 == +0).
 //   compress_at_least: the indices of those rows, ascending, into idx; returns how many. idx
 //     needs room for 16 entries past the count (they may be written, their values unspecified).

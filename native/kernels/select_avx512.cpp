@@ -70,8 +70,8 @@ void rank(const float* v, int64_t c, int64_t padded, int32_t* ranks) {
 // Quickselect as the portable one (core/candidates.cpp: median-of-three pivot p, split into
 // > p, == p, < p), each round in two passes over the range: count the lanes > p and == p
 // (compares to masks), then move the one part the rank lies in to the front of the range
-// (VPCOMPRESSPS into a register, stored whole: the store at w <= i never reaches past the
-// 16 values just read, so the range is compacted in place).
+// (VPCOMPRESSPS into a register, then a store masked to the lanes that passed: it writes at
+// w <= i, never past the 16 values just read, so the range is compacted in place).
 float kth_largest(float* x, int n, int k) {
   int lo = 0, hi = n;
   int want = k - 1;  // rank within [lo, hi), 0 = the largest
@@ -88,16 +88,14 @@ float kth_largest(float* x, int n, int k) {
       eq += __builtin_popcount(_mm512_mask_cmp_ps_mask(in, v, pv, _CMP_EQ_OQ));
     }
     if (want >= gt && want < gt + eq) return p;
-    const int part = want < gt ? _CMP_GT_OQ : _CMP_LT_OQ;
-    if (want >= gt) want -= gt + eq;
+    const bool upper = want < gt;  // the rank lies among the values > p (else among those < p)
+    if (!upper) want -= gt + eq;
     int w = lo;
     for (int i = lo; i < hi; i += 16) {
       const int left = hi - i;
       const __mmask16 in = left >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << left) - 1u);
       const __m512 v = _mm512_maskz_loadu_ps(in, x + i);
-      const __mmask16 m = part == _CMP_GT_OQ ? _mm512_mask_cmp_ps_mask(in, v, pv, _CMP_GT_OQ)
-                                             : _mm512_mask_cmp_ps_mask(in, v, pv, _CMP_LT_OQ);
-      // A whole-vector store at w could run past hi on the last block: masked to the count.
+      const __mmask16 m = upper ? _mm512_mask_cmp_ps_mask(in, v, pv, _CMP_GT_OQ) : _mm512_mask_cmp_ps_mask(in, v, pv, _CMP_LT_OQ);
       const int cnt = __builtin_popcount(m);
       _mm512_mask_storeu_ps(x + w, static_cast<__mmask16>((1u << cnt) - 1u), _mm512_maskz_compress_ps(m, v));
       w += cnt;
