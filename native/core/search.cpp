@@ -511,13 +511,15 @@ RerankScratch& rerank_scratch() {
 
 // Exact similarities of the candidates fp.cand[i] with pick[i] set -> sims[i], bit for bit
 // the exact scan's values (kernels.h, dot_panel / dot_panel_i8). The candidates are bucketed
-// by key panel (counting sort, queries ascending within a panel) and each panel is dotted once
-// with the queries holding a candidate in it: a query whose candidates there all sit in one
-// half of the panel (lanes 0-15 or 16-31) with that half only (kernels.h: the same values,
-// half the reads of an f32 or int8 panel and half the FMAs), the others with the whole
-// panel. While a panel is dotted, the lines of the next one the task visits are prefetched
-// (the candidates are scattered over the store, so without it every panel starts with a run
-// of cache misses).
+// by key panel (counting sort, queries ascending within a panel). A panel holding at least
+// kLaneRefs candidates (a W2 batch: ~17-22 per panel) is dotted one candidate per vector lane
+// (kernels.h dot_lanes, where the level has it: a candidate costs ~1/16 of a lane-wide dot);
+// the others are dotted once with the queries holding a candidate in them: a query whose
+// candidates there all sit in one half of the panel (lanes 0-15 or 16-31) with that half only
+// (kernels.h: the same values, half the reads of an f32 or int8 panel and half the FMAs), the
+// others with the whole panel. While a panel is dotted, the lines of the next one the task
+// visits are prefetched (the candidates are scattered over the store, so without it every
+// panel starts with a run of cache misses).
 void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const float* qn, int64_t b,
             const FirstPass& fp, const std::vector<char>& pick, std::vector<float>& sims) {
   const int d = snap.d, d4 = (snap.d + 3) / 4;
@@ -645,6 +647,20 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
       qslot.clear();
       halves.clear();
     };
+    // Panels with at least kLaneRefs refs go to kern.dot_lanes, one (query, lane) job per ref
+    // (kernels.h: up to 16 side by side, so a ref costs about a sixteenth of a lane-wide dot
+    // instead of a whole half panel's), each writing its sims entry directly. The jobs are
+    // queued in panel order, which is the order the kernel wants them in, and run kLaneJobs at
+    // a time.
+    constexpr int64_t kLaneRefs = 4;
+    constexpr size_t kLaneJobs = 512;
+    const bool by_lanes = by_dot && !snap.int8 && kern.dot_lanes != nullptr;
+    std::vector<DotLane> lane_jobs;
+    if (by_lanes) lane_jobs.reserve(kLaneJobs);
+    const auto run_lanes = [&] {
+      kern.dot_lanes(lane_jobs.data(), static_cast<int>(lane_jobs.size()), d, snap.bf16);
+      lane_jobs.clear();
+    };
     const auto next_after = [&](int64_t P) {  // the next panel with refs after P, or P1
       do ++P;
       while (P < P1 && first[P] == first[P + 1]);
@@ -652,6 +668,14 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
     };
     for (int64_t P = next_after(P0 - 1); P < P1; P = next_after(P)) {
       const int64_t r0 = first[P], r1 = first[P + 1];
+      if (by_lanes && r1 - r0 >= kLaneRefs) {
+        const void* keys = keys_at(P);
+        for (int64_t r = r0; r < r1; ++r) {
+          lane_jobs.push_back(DotLane{qn + static_cast<size_t>(refs[r].q) * d, keys, lanes[r], &sims[refs[r].at]});
+        }
+        if (lane_jobs.size() >= kLaneJobs) run_lanes();
+        continue;
+      }
       // The panel's queries by the lanes they need: one half (0, 1) or the whole panel (2),
       // out rows grouped so (low half, high half, whole).
       slot.clear();
@@ -740,6 +764,7 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
       scatter(r0, r1, slot.data(), out.data());
     }
     if (!halves.empty()) run_queue();
+    if (!lane_jobs.empty()) run_lanes();
   });
   sc.trim();
 }

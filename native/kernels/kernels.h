@@ -116,6 +116,21 @@ struct DotHalf {
   float* out;          // [16]
 };
 
+// dot_lanes: the re-rank of panels that many queries hold candidates in, one (query, key row)
+// pair per job: *out is bit for bit dot_panel's (so the scan's) value of lane `lane` of the
+// panel `keys` for that query (the same chain: acc = fma(q[p], k[p], acc) from 0, p
+// ascending). The kernel runs up to 16 jobs side by side, one per vector lane: per dim it
+// permutes the panels' dim rows into the jobs' lanes and dots them with the jobs' queries,
+// transposed 16 dims at a time. It cuts the jobs, in order, into runs of at most 16 that touch
+// at most two panels, so jobs sorted by panel fill its lanes; any order gives the same values.
+// keys: the panel (f32, or bf16 for a bf16 store); lane in [0, kPanel).
+struct DotLane {
+  const float* query;  // [d], normalised
+  const void* keys;
+  int lane;
+  float* out;
+};
+
 #if defined(__x86_64__) || defined(_M_X64)
 void dot_panel_i8_avx512(const DotPanelArgs& args);  // kernels/int8_keys_avx512.cpp (avx512 tables only)
 #endif
@@ -187,6 +202,9 @@ struct Kernels {
   // Whether scan stores whole similarity rows itself (ScanArgs::row_out); otherwise they go
   // through push (core/select.h push_row).
   bool scan_rows = false;
+  // (query, key row) re-rank dots side by side (DotLane above; keys bf16 when bf16 is set);
+  // null on levels without one (core/search.cpp then uses dot_panel / dot_halves).
+  void (*dot_lanes)(const DotLane* jobs, int n, int d, bool bf16) = nullptr;
 };
 
 const Kernels* kernels_scalar();

@@ -5,6 +5,10 @@
 #include "kernels.h"
 #include "pack_queries.h"
 
+
+
+
+
 namespace rapm {
 namespace {
 
@@ -275,6 +279,155 @@ void dot_halves(const DotHalf* jobs, int n, int d, bool bf16) {
   bf16 ? dot_halves_impl<true>(jobs, n, d) : dot_halves_impl<false>(jobs, n, d);
 }
 
+// dot_lanes (kernels.h): up to 16 (query, key row) dots side by side, one per lane, each
+// lane's chain acc = fma(q[p], k[p], acc) from 0, p ascending: dot_tile<>'s for that query
+// and lane, so the same bits. A run's jobs lie in panels a and b (b = a when one panel):
+// lane j takes its key of dim p from row p of its panel with one permute (bf16: VPERMT2W of
+// the two 32-key rows into the high halves of zeroed dwords, which is the key widened to f32
+// exactly as load_keys does; f32: VPERMT2PS of each panel's two 16-key halves, then a blend),
+// and its query value from a 16 x 16 transpose of the run's query rows, done for 16 dims at a
+// time into qt. Two runs go side by side: one run's chain would wait on the FMA latency.
+struct LaneRun {
+  const DotLane* jobs;
+  int n;                 // 1..16
+  const void* pa;        // panel of the jobs with from_b clear
+  const void* pb;        // panel of the others (pa when all share one)
+  __m512i idx;           // per lane: the key's lane, + 32 when it is in pb
+  __mmask16 from_b;      // lanes whose key is in pb
+};
+
+// The next run from jobs[i, n): at most 16 jobs, in at most two panels. Returns its end.
+int next_run(const DotLane* jobs, int i, int n, LaneRun* r) {
+  alignas(64) int32_t lane[16];
+  r->jobs = jobs + i;
+  r->pa = r->pb = jobs[i].keys;
+  r->from_b = 0;
+  int c = 0;
+  for (; c < 16 && i + c < n; ++c) {
+    const DotLane& j = jobs[i + c];
+    if (j.keys != r->pa && j.keys != r->pb) {
+      if (r->pb != r->pa) break;  // a third panel: it starts the next run
+      r->pb = j.keys;
+    }
+    const bool b = j.keys != r->pa;
+    lane[c] = j.lane + (b ? kPanel : 0);
+    r->from_b = static_cast<__mmask16>(r->from_b | (b ? 1u << c : 0u));
+  }
+  for (int t = c; t < 16; ++t) lane[t] = lane[0];  // idle lanes repeat job 0 (never stored)
+  r->n = c;
+  r->idx = _mm512_load_si512(lane);
+  return i + c;
+}
+
+// qt[t] = (q_0[p0 + t], ..., q_15[p0 + t]) for t < w (w <= 16): the rows loaded masked to w
+// values (no read past a row's end), then the usual four shuffle rounds.
+inline void transpose16(const float* const* q, int p0, int w, float (*qt)[16]) {
+  const __mmask16 m = static_cast<__mmask16>(w >= 16 ? 0xFFFF : (1u << w) - 1u);
+  __m512 r[16], t[16];
+#pragma GCC unroll 16
+  for (int j = 0; j < 16; ++j) r[j] = _mm512_maskz_loadu_ps(m, q[j] + p0);
+#pragma GCC unroll 8
+  for (int j = 0; j < 16; j += 2) {
+    t[j] = _mm512_unpacklo_ps(r[j], r[j + 1]);
+    t[j + 1] = _mm512_unpackhi_ps(r[j], r[j + 1]);
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < 16; j += 4) {
+    r[j] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[j]), _mm512_castps_pd(t[j + 2])));
+    r[j + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[j]), _mm512_castps_pd(t[j + 2])));
+    r[j + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[j + 1]), _mm512_castps_pd(t[j + 3])));
+    r[j + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[j + 1]), _mm512_castps_pd(t[j + 3])));
+  }
+  // r[4g + c] holds dims c, c + 4, c + 8, c + 12 (one per 128-bit lane) of rows 4g .. 4g + 3.
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    t[c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88);       // dims c, c + 8: rows 0-3, 4-7
+    t[4 + c] = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);   // dims c + 4, c + 12
+    t[8 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88);
+    t[12 + c] = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
+  }
+#pragma GCC unroll 4
+  for (int c = 0; c < 4; ++c) {
+    _mm512_store_ps(qt[c], _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88));
+    _mm512_store_ps(qt[c + 8], _mm512_shuffle_f32x4(t[c], t[8 + c], 0xDD));
+    _mm512_store_ps(qt[c + 4], _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88));
+    _mm512_store_ps(qt[c + 12], _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xDD));
+  }
+}
+
+// Lane j's key of dim p. idx: the run's idx, for bf16 shifted into the high word of each
+// dword (VPERMT2W reads 6 bits of each word: lane + 32 b; the low words are zeroed).
+template <bool kBf16>
+inline __m512 lane_keys(const LaneRun& r, __m512i idx, size_t p) {
+  if (kBf16) {
+    const __m512i a = _mm512_loadu_si512(static_cast<const uint16_t*>(r.pa) + p * kPanel);
+    const __m512i b = _mm512_loadu_si512(static_cast<const uint16_t*>(r.pb) + p * kPanel);
+    return _mm512_castsi512_ps(_mm512_maskz_permutex2var_epi16(0xAAAAAAAAu, a, idx, b));
+  }
+  // VPERMT2PS reads 5 bits of each index: the lane within the panel.
+  const float* a = static_cast<const float*>(r.pa) + p * kPanel;
+  const float* b = static_cast<const float*>(r.pb) + p * kPanel;
+  const __m512 ka = _mm512_permutex2var_ps(_mm512_loadu_ps(a), idx, _mm512_loadu_ps(a + 16));
+  const __m512 kb = _mm512_permutex2var_ps(_mm512_loadu_ps(b), idx, _mm512_loadu_ps(b + 16));
+  return _mm512_mask_blend_ps(r.from_b, ka, kb);
+}
+
+template <int NR, bool kBf16>
+void dot_runs(const LaneRun* runs, int d) {
+  constexpr size_t kRow = kBf16 ? kPanel * 2 : kPanel * 4;  // bytes of a panel's dim row
+  constexpr size_t kLaneAhead = 24;
+  alignas(64) float qt[NR][16][16];
+  const float* q[NR][16];
+  __m512 acc[NR];
+  __m512i idx[NR];
+#pragma GCC unroll 2
+  for (int g = 0; g < NR; ++g) {
+    acc[g] = _mm512_setzero_ps();
+    for (int j = 0; j < 16; ++j) q[g][j] = runs[g].jobs[j < runs[g].n ? j : 0].query;
+    idx[g] = kBf16 ? _mm512_slli_epi32(runs[g].idx, 16) : runs[g].idx;
+  }
+  for (int p0 = 0; p0 < d; p0 += 16) {
+    const int w = d - p0 < 16 ? d - p0 : 16;
+#pragma GCC unroll 2
+    for (int g = 0; g < NR; ++g) transpose16(q[g], p0, w, qt[g]);
+    for (int t = 0; t < w; ++t) {
+      const size_t p = static_cast<size_t>(p0 + t);
+      // The panels' rows kLaneAhead dims on (past a panel's end: the lines after it, which
+      // a prefetch may name without touching). Measured at W2 d = 1024 (bf16 keys, the
+      // re-rank reads the whole store): ~18 ms instead of ~20.
+#pragma GCC unroll 2
+      for (int g = 0; g < NR; ++g) {
+        _mm_prefetch(static_cast<const char*>(runs[g].pa) + (p + kLaneAhead) * kRow, _MM_HINT_T0);
+        if (runs[g].pb != runs[g].pa) _mm_prefetch(static_cast<const char*>(runs[g].pb) + (p + kLaneAhead) * kRow, _MM_HINT_T0);
+      }
+#pragma GCC unroll 2
+      for (int g = 0; g < NR; ++g) {
+        const __m512 k = lane_keys<kBf16>(runs[g], idx[g], p);
+        acc[g] = _mm512_fmadd_ps(_mm512_load_ps(qt[g][t]), k, acc[g]);
+      }
+    }
+  }
+#pragma GCC unroll 2
+  for (int g = 0; g < NR; ++g) {
+    alignas(64) float v[16];
+    _mm512_store_ps(v, acc[g]);
+    for (int j = 0; j < runs[g].n; ++j) *runs[g].jobs[j].out = v[j];
+  }
+}
+
+void dot_lanes(const DotLane* jobs, int n, int d, bool bf16) {
+  for (int i = 0; i < n;) {
+    LaneRun runs[2];
+    i = next_run(jobs, i, n, &runs[0]);
+    if (i < n) {
+      i = next_run(jobs, i, n, &runs[1]);
+      bf16 ? dot_runs<2, true>(runs, d) : dot_runs<2, false>(runs, d);
+    } else {
+      bf16 ? dot_runs<1, true>(runs, d) : dot_runs<1, false>(runs, d);
+    }
+  }
+}
+
 // The prior blend (kernels.h blend_rows): each column's products and sums rounded as in the
 // portable version (multiply, then add: no FMA), rows in order, zero weights skipped; 16
 // columns per register, up to 64 kept in registers across the rows, the last block masked.
@@ -359,7 +512,8 @@ const Kernels kTable = {SimdLevel::kAvx512, "avx512", kMr, scan, fma_probe, read
                             dot_panel_i8_avx512,  // int8 store's re-rank: kernels/int8_keys_avx512.cpp
                             blend, dot_halves,
                             &kRowSelectAvx512,  // kernels/select_avx512.cpp
-                            true};  // scan_rows
+                            true,  // scan_rows
+                            dot_lanes};
 
 }  // namespace
 

@@ -994,6 +994,56 @@ void test_dot_halves(const Kernels& kern, int d, uint64_t seed) {
   }
 }
 
+// dot_lanes (the re-rank of panels many queries hold) against the level's own scan: bit for
+// bit, f32 and bf16 keys, 1..40 jobs in one call, each its own query (repeats allowed), panel
+// (the partial last one too) and lane; jobs sorted by panel (runs of 16 across two panels,
+// the kernel's fast case) and in a scattered order (runs cut at a third panel: 1..16 jobs);
+// every job writes its one value and nothing next to it.
+void test_dot_lanes(const Kernels& kern, int d, uint64_t seed) {
+  if (kern.dot_lanes == nullptr) return;  // search.cpp uses dot_panel / dot_halves on this level
+  g_where = "dot_lanes d=" + std::to_string(d);
+  Rng rng(seed);
+  const int panels = 4, rows = panels * kPanel - 7, nq = 7;
+  const DotKeys dk = dot_keys(rng, panels, rows, d, nq);
+  const size_t off = static_cast<size_t>(d) * kPanel;
+  for (bool bf16 : {false, true}) {
+    std::vector<std::vector<float>> want(panels);
+    std::vector<const float*> qrow;
+    for (int P = 0; P < panels; ++P) {
+      ScanArgs a{};
+      a.keys_f32 = bf16 ? nullptr : dk.f32.data();
+      a.keys_bf16 = bf16 ? dk.bf16.data() : nullptr;
+      a.n_rows = rows;
+      auto [ptrs, w] = scan_panel(kern.scan, a, kern, dk.queries, nq, d, P);
+      want[P] = w;
+      qrow = ptrs;
+    }
+    for (bool sorted : {true, false}) {
+      for (int n = 1; n <= 40; ++n) {
+        const float mark = -1234.5f;
+        std::vector<float> got(static_cast<size_t>(n) * 2 + 1, mark);  // value j at 2 j + 1
+        std::vector<DotLane> jobs(n);
+        std::vector<int> jq(n), jp(n);
+        for (int j = 0; j < n; ++j) {
+          jq[j] = static_cast<int>(rng.next() % nq);
+          jp[j] = sorted ? j * panels / n : static_cast<int>(rng.next() % panels);
+          const void* k = bf16 ? static_cast<const void*>(dk.bf16.data() + jp[j] * off) : dk.f32.data() + jp[j] * off;
+          jobs[j] = DotLane{qrow[jq[j]], k, static_cast<int>(rng.next() % kPanel), got.data() + 2 * j + 1};
+        }
+        kern.dot_lanes(jobs.data(), n, d, bf16);
+        int64_t bad = got[0] != mark;
+        for (int j = 0; j < n; ++j) {
+          bad += got[2 * j + 2] != mark;
+          bad += std::memcmp(&got[2 * j + 1], &want[jp[j]][static_cast<size_t>(jq[j]) * kPanel + jobs[j].lane],
+                             sizeof(float)) != 0;
+        }
+        check(bad == 0, "dot_lanes (%s keys, %d jobs, %s) differs from scan in %lld values (or wrote outside them)",
+              bf16 ? "bf16" : "f32", n, sorted ? "sorted by panel" : "scattered", static_cast<long long>(bad));
+      }
+    }
+  }
+}
+
 // The level's prior blend against the portable blend_rows, bit for bit: value widths around
 // the 16-column registers and 64-column blocks (dv = d), zero weights (skipped), a -0 term,
 // rows in a scattered order, and nothing written past out[dv - 1].
@@ -1698,6 +1748,7 @@ int main(int argc, char** argv) {
       test_probes(*levels[li], d, 4000 + d);
       test_dot_panel(*levels[li], d, 8000 + d);
       test_dot_halves(*levels[li], d, 8200 + d);
+      test_dot_lanes(*levels[li], d, 8300 + d);
       test_blend(*levels[li], d, 8500 + d);
       test_dot_panel_i8(*levels[li], d, 8500 + d);
       test_first_pass(*levels[li], d, 9000 + d);
