@@ -2,6 +2,8 @@
 // by file suffix; everything but the table getter stays in the anonymous namespace.
 #include <immintrin.h>
 
+#include <type_traits>
+
 #include "kernels.h"
 #include "pack_queries.h"
 
@@ -30,25 +32,27 @@ inline void load_keys(const ScanArgs& a, size_t off, __m512* k0, __m512* k1) {
 template <int MR, bool kBf16>
 void tile(const ScanArgs& a, const float* q, int q0, int64_t p0, int64_t p1) {
   const int d = a.d;
+  // Each panel's sums start as fma(q, k, zero) with `zero` a register the compiler cannot see
+  // is zero, instead of 2 MR accumulators zeroed per panel (the same bits; the bf16 first pass
+  // does the same, kernels/similarity_avx512bf16.cpp).
+  __m512 zero = _mm512_setzero_ps();
+  __asm__("" : "+v"(zero));
   for (int64_t P = p0; P < p1; ++P) {
     __m512 acc0[MR], acc1[MR];
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      acc0[i] = _mm512_setzero_ps();
-      acc1[i] = _mm512_setzero_ps();
-    }
     const size_t off = static_cast<size_t>(P) * d * kPanel;
-    for (int p = 0; p < d; ++p) {
+    const auto step = [&](auto first, int p) {
       __m512 k0, k1;
       load_keys<kBf16>(a, off + static_cast<size_t>(p) * kPanel, &k0, &k1);
       const float* qp = q + p * kMr;
 #pragma GCC unroll 16
       for (int i = 0; i < MR; ++i) {
         const __m512 qv = _mm512_set1_ps(qp[i]);
-        acc0[i] = _mm512_fmadd_ps(qv, k0, acc0[i]);
-        acc1[i] = _mm512_fmadd_ps(qv, k1, acc1[i]);
+        acc0[i] = _mm512_fmadd_ps(qv, k0, decltype(first)::value ? zero : acc0[i]);
+        acc1[i] = _mm512_fmadd_ps(qv, k1, decltype(first)::value ? zero : acc1[i]);
       }
-    }
+    };
+    step(std::true_type{}, 0);
+    for (int p = 1; p < d; ++p) step(std::false_type{}, p);
     const int64_t row0 = P * kPanel;
     const int64_t valid = a.n_rows - row0;
     const uint32_t lanes = valid >= kPanel ? 0xFFFFFFFFu : ((1u << valid) - 1u);
