@@ -941,6 +941,25 @@ void test_dot_panel(const Kernels& kern, int d, uint64_t seed) {
   }
 }
 
+// The level's scan of every panel of dk (f32 or bf16 keys): want[P][i * kPanel + l] is query
+// i's (row order) value for lane l of panel P; qrow the query row pointers dots are given.
+std::pair<std::vector<std::vector<float>>, std::vector<const float*>> scan_panels(const Kernels& kern, const DotKeys& dk,
+                                                                                   int panels, int rows, int d, int nq,
+                                                                                   bool bf16) {
+  std::vector<std::vector<float>> want(panels);
+  std::vector<const float*> qrow;
+  for (int P = 0; P < panels; ++P) {
+    ScanArgs a{};
+    a.keys_f32 = bf16 ? nullptr : dk.f32.data();
+    a.keys_bf16 = bf16 ? dk.bf16.data() : nullptr;
+    a.n_rows = rows;
+    auto [ptrs, w] = scan_panel(kern.scan, a, kern, dk.queries, nq, d, P);
+    want[P] = w;
+    qrow = ptrs;
+  }
+  return {want, qrow};
+}
+
 // dot_halves (the re-rank of panels few queries hold) against the level's own scan: bit for
 // bit, f32 and bf16 keys, 1..13 dots in one call (groups and their remainders), each its own
 // query (any order, repeats allowed), panel (the partial last one too) and half; every dot
@@ -952,22 +971,10 @@ void test_dot_halves(const Kernels& kern, int d, uint64_t seed) {
   const int panels = 3, rows = panels * kPanel - 7, nq = 5;
   const DotKeys dk = dot_keys(rng, panels, rows, d, nq);
   const std::vector<float>& keys = dk.f32;
-  const std::vector<float>& queries = dk.queries;
   const std::vector<uint16_t>& keys_bf16 = dk.bf16;
   const size_t off = static_cast<size_t>(d) * kPanel;
   for (bool bf16 : {false, true}) {
-    // want[P][i * kPanel + l]: the scan's value of query i (row order), lane l of panel P.
-    std::vector<std::vector<float>> want(panels);
-    std::vector<const float*> qrow;
-    for (int P = 0; P < panels; ++P) {
-      ScanArgs a{};
-      a.keys_f32 = bf16 ? nullptr : keys.data();
-      a.keys_bf16 = bf16 ? keys_bf16.data() : nullptr;
-      a.n_rows = rows;
-      auto [ptrs, w] = scan_panel(kern.scan, a, kern, queries, nq, d, P);
-      want[P] = w;
-      qrow = ptrs;
-    }
+    const auto [want, qrow] = scan_panels(kern, dk, panels, rows, d, nq, bf16);
     for (int n = 1; n <= 13; ++n) {
       const float mark = -1234.5f;
       std::vector<float> got(static_cast<size_t>(n) * 18, mark);  // 16 values + 2 guards per dot
@@ -1007,17 +1014,7 @@ void test_dot_lanes(const Kernels& kern, int d, uint64_t seed) {
   const DotKeys dk = dot_keys(rng, panels, rows, d, nq);
   const size_t off = static_cast<size_t>(d) * kPanel;
   for (bool bf16 : {false, true}) {
-    std::vector<std::vector<float>> want(panels);
-    std::vector<const float*> qrow;
-    for (int P = 0; P < panels; ++P) {
-      ScanArgs a{};
-      a.keys_f32 = bf16 ? nullptr : dk.f32.data();
-      a.keys_bf16 = bf16 ? dk.bf16.data() : nullptr;
-      a.n_rows = rows;
-      auto [ptrs, w] = scan_panel(kern.scan, a, kern, dk.queries, nq, d, P);
-      want[P] = w;
-      qrow = ptrs;
-    }
+    const auto [want, qrow] = scan_panels(kern, dk, panels, rows, d, nq, bf16);
     for (bool sorted : {true, false}) {
       for (int n = 1; n <= 40; ++n) {
         const float mark = -1234.5f;
