@@ -7,10 +7,6 @@
 #include "kernels.h"
 #include "pack_queries.h"
 
-
-
-
-
 namespace rapm {
 namespace {
 
@@ -396,13 +392,14 @@ void dot_runs(const LaneRun* runs, int d) {
     for (int g = 0; g < NR; ++g) transpose16(q[g], p0, w, qt[g]);
     for (int t = 0; t < w; ++t) {
       const size_t p = static_cast<size_t>(p0 + t);
-      // The panels' rows kLaneAhead dims on (past a panel's end: the lines after it, which
-      // a prefetch may name without touching). Measured at W2 d = 1024 (bf16 keys, the
-      // re-rank reads the whole store): ~18 ms instead of ~20.
+      // The panels' rows kLaneAhead dims on. Measured at W2 d = 1024 (bf16 keys, the re-rank
+      // reads the whole store): ~18 ms instead of ~20.
+      if (p + kLaneAhead < static_cast<size_t>(d)) {
 #pragma GCC unroll 2
-      for (int g = 0; g < NR; ++g) {
-        _mm_prefetch(static_cast<const char*>(runs[g].pa) + (p + kLaneAhead) * kRow, _MM_HINT_T0);
-        if (runs[g].pb != runs[g].pa) _mm_prefetch(static_cast<const char*>(runs[g].pb) + (p + kLaneAhead) * kRow, _MM_HINT_T0);
+        for (int g = 0; g < NR; ++g) {
+          _mm_prefetch(static_cast<const char*>(runs[g].pa) + (p + kLaneAhead) * kRow, _MM_HINT_T0);
+          if (runs[g].pb != runs[g].pa) _mm_prefetch(static_cast<const char*>(runs[g].pb) + (p + kLaneAhead) * kRow, _MM_HINT_T0);
+        }
       }
 #pragma GCC unroll 2
       for (int g = 0; g < NR; ++g) {
