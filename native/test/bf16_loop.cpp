@@ -69,8 +69,9 @@ double tile_rate(const uint16_t* keys, const uint32_t* q, int steps, int reps) {
 
 // VDPBF16PS per ns of tile 12 as the scan runs it: `panels` panels of d dims (d even, 32 keys
 // per panel, dims side by side), each started from zero and summed at its end, `reps` times.
-// kZeroReg: the first dim pair's products are added to a register the compiler cannot see is
-// zero (as the scan does) instead of to 24 accumulators zeroed per panel.
+// kZeroReg: the 24 accumulators start as copies of a register the compiler cannot see is zero
+// instead of being zeroed per panel (the scan's first dim pair adds to that register directly;
+// both compile to register copies).
 template <bool kZeroReg>
 double panel_rate(const uint16_t* keys, const uint32_t* q, int d, int panels, long reps, float* sink) {
   constexpr int MR = 12;
