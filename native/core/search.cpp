@@ -16,14 +16,13 @@
 //     exact top-K lies inside the candidates. A query whose set outgrew the buffer
 //     (Candidates::overflow) has no proof and is redone by the exact scan (FastPathCounters::redone).
 //  3. Exact re-rank: the candidates' similarities are recomputed on the stored keys (f32,
-//     bf16 for a bf16 store, int8 codes and scales for an int8 store) by the level's dot_panel
-//     (dot_panel_i8 for an int8 store; kernels.h: the exact scan's own per-lane chain, queries
-//     read in place) or, on levels without one, by its scan (scan_i8keys for an int8 store);
-//     candidates are bucketed by key panel and each panel is dotted once with every query
-//     holding a candidate there (with only the half of the panel its candidates sit in, when
-//     they sit in one: same values). The values are bit for bit the exact scan's; the K best by
-//     (similarity, lower row) are then the exact search's neighbours, similarities, weights
-//     and prior.
+//     bf16 for a bf16 store, int8 codes and scales for an int8 store) by the level's re-rank
+//     kernels (kernels.h: dot_lanes and dot_halves for f32 and bf16 keys, dot_panel_i8 for an
+//     int8 store; each the exact scan's own per-lane chain, queries read in place) or, on
+//     levels without them, by its scan (scan_i8keys for an int8 store); candidates are
+//     bucketed by key panel (rerank() below says which panel goes where). The values are bit
+//     for bit the exact scan's; the K best by (similarity, lower row) are then the exact
+//     search's neighbours, similarities, weights and prior.
 //
 // The bound E_q. Let q be the normalised query, k a stored key, q' and k' what the first pass
 // multiplies (bf16(q), bf16(k); or s_q*Q, s_k*K for int8), a = q - q', c = k - k'. Then
@@ -510,16 +509,16 @@ RerankScratch& rerank_scratch() {
 }
 
 // Exact similarities of the candidates fp.cand[i] with pick[i] set -> sims[i], bit for bit
-// the exact scan's values (kernels.h, dot_panel / dot_panel_i8). The candidates are bucketed
-// by key panel (counting sort, queries ascending within a panel). A panel holding at least
-// kLaneRefs candidates (a W2 batch: ~17-22 per panel) is dotted one candidate per vector lane
-// (kernels.h dot_lanes, where the level has it: a candidate costs ~1/16 of a lane-wide dot);
-// the others are dotted once with the queries holding a candidate in them: a query whose
-// candidates there all sit in one half of the panel (lanes 0-15 or 16-31) with that half only
-// (kernels.h: the same values, half the reads of an f32 or int8 panel and half the FMAs), the
-// others with the whole panel. While a panel is dotted, the lines of the next one the task
-// visits are prefetched (the candidates are scattered over the store, so without it every
-// panel starts with a run of cache misses).
+// the exact scan's values (kernels.h, "The fast paths' exact re-rank"). The candidates are
+// bucketed by key panel (counting sort, queries ascending within a panel), and each panel
+// goes one way (the routes below): f32 and bf16 keys, a panel holding at least kLaneRefs
+// candidates (a W2 batch: ~17-22 per panel) one candidate per vector lane (dot_lanes), a
+// sparser one as (query, half panel) dots side by side (dot_halves; a 16-query serving batch:
+// nearly every panel); an int8 store, each panel once with the queries holding a candidate in
+// it, a query whose candidates there all sit in one half of the panel (lanes 0-15 or 16-31)
+// with that half only (dot_panel_i8: the same values, half the reads and the multiply-adds),
+// while the lines of the next panel the task visits are prefetched (the candidates are
+// scattered over the store, so without it every panel starts with a run of cache misses).
 void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const float* qn, int64_t b,
             const FirstPass& fp, const std::vector<char>& pick, std::vector<float>& sims) {
   const int d = snap.d, d4 = (snap.d + 3) / 4;
@@ -609,25 +608,38 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
       for (int64_t r = r0; r < r1; ++r) (lanes[r] < kPanel / 2 ? low : high) = true;
       return low && high ? -1 : high ? 1 : 0;
     };
-    void (*const dot)(const DotPanelArgs&) = snap.int8 ? kern.dot_panel_i8 : kern.dot_panel;
-    const bool by_dot = dot != nullptr;
-    // Panels held by at most kFewQueries queries are not dotted at once but queued as
-    // (query, half) dots for kern.dot_halves, which runs several side by side (kernels.h: a
-    // lone query's chain waits on the FMA latency). Their values land in pout (per queued
-    // panel nq rows of kPanel, as `out` below) and are scattered when the queue is run. The
-    // queue runs once it holds kQueueDots dots; a panel adds at least 1 and at most
-    // 2 kFewQueries, so at most kQueueDots panels of kFewQueries rows are ever queued: pout is
-    // sized for that once and never moves, and each dot's out points into it directly.
-    constexpr int kFewQueries = 3;
+    // The routes (kernels.h, "The fast paths' exact re-rank"). f32 and bf16 keys: a panel
+    // holding at least kLaneRefs refs goes to kern.dot_lanes, one (query, lane) job per ref (up
+    // to 16 side by side, so a ref costs about a sixteenth of a lane-wide dot), each writing its
+    // sims entry directly; the jobs are queued in panel order, which is the order the kernel
+    // wants them in, and run kLaneJobs at a time. A sparser panel (so held by at most
+    // kFewQueries queries) is queued as (query, half) dots for kern.dot_halves, which runs
+    // several side by side (kernels.h: a lone query's chain waits on the FMA latency); their
+    // values land in pout (per queued panel nq rows of kPanel, as `out` below) and are scattered
+    // when the queue is run. That queue runs once it holds kQueueDots dots; a panel adds at
+    // least 1 and at most 2 kFewQueries, so at most kQueueDots panels of kFewQueries rows are
+    // ever queued: pout is sized for that once and never moves, and each dot's out points into
+    // it directly. An int8 store: each panel once through kern.dot_panel_i8 per class of its
+    // queries (below). A level without these kernels: each panel through its scan.
+    constexpr int64_t kLaneRefs = 4;
+    constexpr int kFewQueries = kLaneRefs - 1;
+    constexpr size_t kLaneJobs = 512;
     constexpr size_t kQueueDots = 24;
-    const bool by_halves = by_dot && !snap.int8 && kern.dot_halves != nullptr;
+    const bool by_lanes = !snap.int8 && kern.dot_lanes != nullptr;  // and dot_halves (a level has both)
+    const bool by_i8_dot = snap.int8 && kern.dot_panel_i8 != nullptr;
+    std::vector<DotLane> lane_jobs;
+    if (by_lanes) lane_jobs.reserve(kLaneJobs);
+    const auto run_lanes = [&] {
+      kern.dot_lanes(lane_jobs.data(), static_cast<int>(lane_jobs.size()), d, snap.bf16);
+      lane_jobs.clear();
+    };
     struct Queued {
       int64_t r0, r1;  // the panel's refs
       size_t out0;     // its first row in pout
       size_t slot0;    // its slots in qslot
     };
     std::vector<Queued> queued;
-    std::vector<float> pout(by_halves ? kQueueDots * kFewQueries * kPanel : 0);
+    std::vector<float> pout(by_lanes ? kQueueDots * kFewQueries * kPanel : 0);
     size_t pout_used = 0;
     std::vector<int> qslot;
     std::vector<DotHalf> halves;
@@ -647,20 +659,6 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
       qslot.clear();
       halves.clear();
     };
-    // Panels with at least kLaneRefs refs go to kern.dot_lanes, one (query, lane) job per ref
-    // (kernels.h: up to 16 side by side, so a ref costs about a sixteenth of a lane-wide dot
-    // instead of a whole half panel's), each writing its sims entry directly. The jobs are
-    // queued in panel order, which is the order the kernel wants them in, and run kLaneJobs at
-    // a time.
-    constexpr int64_t kLaneRefs = 4;
-    constexpr size_t kLaneJobs = 512;
-    const bool by_lanes = by_dot && !snap.int8 && kern.dot_lanes != nullptr;
-    std::vector<DotLane> lane_jobs;
-    if (by_lanes) lane_jobs.reserve(kLaneJobs);
-    const auto run_lanes = [&] {
-      kern.dot_lanes(lane_jobs.data(), static_cast<int>(lane_jobs.size()), d, snap.bf16);
-      lane_jobs.clear();
-    };
     const auto next_after = [&](int64_t P) {  // the next panel with refs after P, or P1
       do ++P;
       while (P < P1 && first[P] == first[P + 1]);
@@ -677,12 +675,12 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
         continue;
       }
       // The panel's queries by the lanes they need: one half (0, 1) or the whole panel (2),
-      // out rows grouped so (low half, high half, whole).
+      // out rows grouped so (low half, high half, whole). The scan computes whole panels only.
       slot.clear();
       int nclass[3] = {0, 0, 0};
       for (int64_t r = r0, e; r < r1; r = e) {
         for (e = r + 1; e < r1 && refs[e].q == refs[r].q;) ++e;
-        const int h = by_dot ? half_of(r, e) : -1;
+        const int h = by_lanes || by_i8_dot ? half_of(r, e) : -1;
         slot.push_back(h < 0 ? 2 : h);
         ++nclass[slot.back()];
       }
@@ -695,7 +693,7 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
         s = at[s]++;
         qptr[static_cast<size_t>(s)] = qn + static_cast<size_t>(refs[r].q) * d;
       }
-      if (by_halves && nq <= kFewQueries) {
+      if (by_lanes) {  // fewer than kLaneRefs refs: nq <= kFewQueries
         const void* keys = keys_at(P);
         const size_t rows = static_cast<size_t>(nq) * kPanel;
         if (pout_used + rows > pout.size()) run_queue();  // never, by the count above; kept as the guard
@@ -714,30 +712,21 @@ void rerank(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const f
         continue;
       }
       out.resize(static_cast<size_t>(nq) * kPanel);
-      if (by_dot) {
-        const void* keys = keys_at(P);
-        const bool bf16 = snap.bf16;
+      if (by_i8_dot) {
+        const auto* keys = static_cast<const int8_t*>(keys_at(P));
         const int64_t next = next_after(P);
         bool prefetch = next < P1;
         for (int c = 0, q0 = 0; c < 3; q0 += nclass[c++]) {
           if (nclass[c] == 0) continue;
-          DotPanelArgs a{qptr.data() + q0, nclass[c], d, nullptr, nullptr, c == 2 ? -1 : c,
+          DotPanelArgs a{qptr.data() + q0, nclass[c], d, keys, scales_at(P), c == 2 ? -1 : c,
                          out.data() + static_cast<size_t>(q0) * kPanel};
-          if (snap.int8) {
-            a.keys_i8 = static_cast<const int8_t*>(keys);
-            a.key_scale = scales_at(P);
-          } else if (bf16) {
-            a.keys_bf16 = static_cast<const uint16_t*>(keys);
-          } else {
-            a.keys_f32 = static_cast<const float*>(keys);
-          }
           if (prefetch) {  // once, with the first dot
             a.next = keys_at(next);
             a.next_half = half_of(first[next], first[next + 1]);
-            if (snap.int8) a.next_scale = scales_at(next);
+            a.next_scale = scales_at(next);
             prefetch = false;
           }
-          dot(a);
+          kern.dot_panel_i8(a);
         }
       } else {
         // Through the level's scan: the queries copied side by side, every lane pushed.

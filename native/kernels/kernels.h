@@ -73,42 +73,41 @@ void scan_i8keys_avx512(const ScanArgs& args);  // kernels/int8_keys_avx512.cpp 
 void scan_i8keys_neon(const ScanArgs& args);    // kernels/int8_keys_neon.cpp (neon table only)
 #endif
 
-// The fast paths' exact re-rank: similarities of nq queries (row pointers, each [d],
-// normalised) to the rows of ONE key panel (keys_f32, or keys_bf16 for a bf16 store, pointing
-// at the panel): out[i * kPanel + l], bit for bit the value `scan` computes for that query and
-// lane (each lane's sum is an independent chain, so no packing or tile shape changes it).
-// half = 0 or 1 computes lanes 16 half .. 16 half + 15 only (the other lanes of out are not
-// written): the same values, reading one 64-byte line per dim of an f32 panel instead of two
-// and doing half the FMAs. next, when set, is the panel (same key type) the caller dots after
-// this one; the lines of next_half (-1: all lanes) are prefetched while this one is dotted.
+// The fast paths' exact re-rank. Every re-rank kernel computes, per (query, key row), bit for
+// bit the value the exact scan of its level computes: each lane's sum is an independent chain
+// (in the AVX-512 kernels acc = fma(q[p], k[p], acc) from 0, p ascending, bf16 keys widened
+// exactly; for an int8 store then one multiply by the row scale), so neither packing nor tile shape nor the order of the jobs changes it. Queries
+// are row pointers, each [d], normalised, read in place. core/search.cpp routes a store's
+// candidates, panel by panel:
+//   f32 or bf16 keys: panels holding many candidates to dot_lanes, the others to dot_halves
+//     (a level has both or neither; without them, the level's scan);
+//   an int8 STORE (precision 'int8'): dot_panel_i8 (without it, the level's scan_i8keys).
 //
-// dot_panel_i8 is the same for an int8 STORE (precision 'int8'): keys_i8 points at one int8
-// panel (layout of ScanArgs::keys_i8) and key_scale at its 32 row scales; out[i * kPanel + l]
-// is bit for bit the value scan_i8keys of the same level computes (same per-lane chain: p
-// ascending over the real dims, then one multiply by the scale). A half reads the first
-// (half 0) or second (half 1) 64-byte line of each dim group of 4 (lanes 0-15 / 16-31);
-// next / next_half prefetch another int8 panel's lines the same way, and its scales.
+// dot_panel_i8: similarities of nq queries to the rows of ONE int8 panel (keys_i8, layout of
+// ScanArgs::keys_i8; key_scale its 32 row scales): out[i * kPanel + l], bit for bit the value
+// scan_i8keys of the same level computes. half = 0 or 1 computes lanes 16 half .. 16 half + 15
+// only (the other lanes of out are not written): the same values from the first (half 0) or
+// second (half 1) 64-byte line of each dim group of 4. next, when set, is the int8 panel the
+// caller dots after this one; the lines of next_half (-1: all lanes) and next_scale are
+// prefetched while this one is dotted.
 struct DotPanelArgs {
   const float* const* queries;
   int nq;
   int d;
-  const float* keys_f32;
-  const uint16_t* keys_bf16;
-  int half;  // -1: all 32 lanes; 0: lanes 0-15; 1: lanes 16-31
+  const int8_t* keys_i8;    // the panel's codes
+  const float* key_scale;   // the panel's [kPanel] row scales
+  int half;                 // -1: all 32 lanes; 0: lanes 0-15; 1: lanes 16-31
   float* out;
   const void* next = nullptr;
   int next_half = -1;
-  const int8_t* keys_i8 = nullptr;      // dot_panel_i8 only: the panel's codes
-  const float* key_scale = nullptr;     // dot_panel_i8 only: the panel's [kPanel] row scales
-  const float* next_scale = nullptr;    // dot_panel_i8 only: next's scales (prefetched)
+  const float* next_scale = nullptr;  // next's scales
 };
-// dot_halves: the re-rank of a panel that few queries hold candidates in. dot_panel then runs
-// one FMA chain per query and half, d FMAs long, so it waits on the FMA latency rather than
-// on memory or the FMA units (measured: ~4 cycles per dim for a lone query). dot_halves runs
-// n independent (query, panel half) dots side by side, each with its own chain: out[l] is bit
-// for bit dot_panel's (so the scan's) value of lane 16 * half + l for that query (the same
-// chain: acc = fma(q[p], k[p], acc) from 0, p ascending). keys: the panel (f32, or bf16 for a
-// bf16 store), not offset by the half.
+// dot_halves: the re-rank of a panel that few queries hold candidates in. One query's dot of a
+// half panel is a single FMA chain d FMAs long, which waits on the FMA latency rather than on
+// memory or the FMA units (measured: ~4 cycles per dim for a lone query). dot_halves runs n
+// independent (query, panel half) dots side by side, each with its own chain: out[l] is the
+// value of lane 16 * half + l for that query. keys: the panel (f32, or bf16 for a bf16
+// store), not offset by the half.
 struct DotHalf {
   const float* query;  // [d], normalised
   const void* keys;
@@ -117,11 +116,10 @@ struct DotHalf {
 };
 
 // dot_lanes: the re-rank of panels that many queries hold candidates in, one (query, key row)
-// pair per job: *out is bit for bit dot_panel's (so the scan's) value of lane `lane` of the
-// panel `keys` for that query (the same chain: acc = fma(q[p], k[p], acc) from 0, p
-// ascending). The kernel runs up to 16 jobs side by side, one per vector lane: per dim it
-// permutes the panels' dim rows into the jobs' lanes and dots them with the jobs' queries,
-// transposed 16 dims at a time. It cuts the jobs, in order, into runs of at most 16 that touch
+// pair per job: *out is the value of lane `lane` of the panel `keys` for that query. The
+// kernel runs up to 16 jobs side by side, one per vector lane: per dim it permutes the panels'
+// dim rows into the jobs' lanes and dots them with the jobs' queries, transposed 16 dims at a
+// time. It cuts the jobs, in order, into runs of at most 16 that touch
 // at most two panels, so jobs sorted by panel fill its lanes; any order gives the same values.
 // keys: the panel (f32, or bf16 for a bf16 store); lane in [0, kPanel).
 struct DotLane {
@@ -186,16 +184,14 @@ struct Kernels {
   bool fast_i8;
   // Exact scan of an int8 store (see scan_i8keys_scalar above); the re-rank of its fast path too.
   void (*scan_i8keys)(const ScanArgs& args) = scan_i8keys_scalar;
-  // The fast paths' exact re-rank (DotPanelArgs above); null on levels without one
-  // (core/search.cpp then goes through scan).
-  void (*dot_panel)(const DotPanelArgs& args) = nullptr;
   // The int8 store's re-rank (DotPanelArgs above); null on levels without one (core/search.cpp
   // then goes through scan_i8keys).
   void (*dot_panel_i8)(const DotPanelArgs& args) = nullptr;
   // The prior blend (blend_rows above); the portable one unless the level has its own.
   void (*blend)(const float* const* rows, const float* w, int m, int dv, float* out) = blend_rows;
   // Independent (query, half panel) re-rank dots (DotHalf above; keys bf16 when bf16 is set);
-  // null on levels without one (core/search.cpp then uses dot_panel).
+  // null on levels without one. A level has both dot_halves and dot_lanes or neither
+  // (kernel_test checks it); without them core/search.cpp re-ranks f32 and bf16 keys by scan.
   void (*dot_halves)(const DotHalf* jobs, int n, int d, bool bf16) = nullptr;
   // Selection passes (RowSelect above).
   const RowSelect* row_select = &kRowSelectPortable;
@@ -203,7 +199,7 @@ struct Kernels {
   // through push (core/select.h push_row).
   bool scan_rows = false;
   // (query, key row) re-rank dots side by side (DotLane above; keys bf16 when bf16 is set);
-  // null on levels without one (core/search.cpp then uses dot_panel / dot_halves).
+  // null on levels without one (see dot_halves).
   void (*dot_lanes)(const DotLane* jobs, int n, int d, bool bf16) = nullptr;
 };
 

@@ -125,111 +125,9 @@ void scan(const ScanArgs& a) {
   }
 }
 
-// dot_panel (kernels.h): tile<> with the queries read through row pointers instead of a
-// packed panel. Per lane the same chain acc = fma(q[p], k[p], acc), p ascending from 0; a
-// half panel (kHalf) runs the chains of lanes lo .. lo + 15 only, which are tile<>'s acc0
-// (lo = 0) or acc1 (lo = 16). pf, when set, is prefetched: pf_lines 64-byte lines from
-// pf + p * pf_stride for each dim p (the next panel's, while this one is dotted).
-template <int MR, bool kBf16, bool kHalf>
-void dot_tile(const float* const* q, int d, const float* kf, const uint16_t* kb, int lo, float* out, const char* pf,
-              int pf_stride, int pf_lines) {
-  __m512 acc0[MR], acc1[MR];
-  const float* qi[MR];
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-    acc0[i] = _mm512_setzero_ps();
-    acc1[i] = _mm512_setzero_ps();
-    qi[i] = q[i];
-  }
-  for (int p = 0; p < d; ++p) {
-    if (pf != nullptr) {
-      _mm_prefetch(pf + static_cast<size_t>(p) * pf_stride, _MM_HINT_T0);
-      if (pf_lines > 1) _mm_prefetch(pf + static_cast<size_t>(p) * pf_stride + 64, _MM_HINT_T0);
-    }
-    __m512 k0, k1;
-    if (kHalf) {
-      if (kBf16) {
-        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(kb + static_cast<size_t>(p) * kPanel + lo));
-        k0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-      } else {
-        k0 = _mm512_loadu_ps(kf + static_cast<size_t>(p) * kPanel + lo);
-      }
-    } else if (kBf16) {
-      const __m512i raw = _mm512_loadu_si512(kb + static_cast<size_t>(p) * kPanel);
-      k0 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(raw)), 16));
-      k1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(raw, 1)), 16));
-    } else {
-      k0 = _mm512_loadu_ps(kf + static_cast<size_t>(p) * kPanel);
-      k1 = _mm512_loadu_ps(kf + static_cast<size_t>(p) * kPanel + 16);
-    }
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; ++i) {
-      const __m512 qv = _mm512_set1_ps(qi[i][p]);
-      acc0[i] = _mm512_fmadd_ps(qv, k0, acc0[i]);
-      if (!kHalf) acc1[i] = _mm512_fmadd_ps(qv, k1, acc1[i]);
-    }
-  }
-#pragma GCC unroll 16
-  for (int i = 0; i < MR; ++i) {
-    if (kHalf) {
-      _mm512_storeu_ps(out + i * kPanel + lo, acc0[i]);
-    } else {
-      _mm512_storeu_ps(out + i * kPanel, acc0[i]);
-      _mm512_storeu_ps(out + i * kPanel + 16, acc1[i]);
-    }
-  }
-}
-
-template <bool kBf16, bool kHalf>
-void dot_panel_impl(const DotPanelArgs& a, const char* pf, int pf_stride, int pf_lines) {
-  constexpr int kDotMr = 8;  // 16 accumulators + 8 query pointers: no spills
-  const float* const* q = a.queries;
-  const int nq = a.nq, d = a.d, lo = kHalf ? 16 * a.half : 0;
-  int i = 0;
-  for (; i + kDotMr <= nq; i += kDotMr) {
-    dot_tile<kDotMr, kBf16, kHalf>(q + i, d, a.keys_f32, a.keys_bf16, lo, a.out + static_cast<size_t>(i) * kPanel, pf,
-                                   pf_stride, pf_lines);
-    pf = nullptr;  // the first tile prefetched it
-  }
-  float* o = a.out + static_cast<size_t>(i) * kPanel;
-  const float* kf = a.keys_f32;
-  const uint16_t* kb = a.keys_bf16;
-  switch (nq - i) {
-    case 7: return dot_tile<7, kBf16, kHalf>(q + i, d, kf, kb, lo, o, pf, pf_stride, pf_lines);
-    case 6: return dot_tile<6, kBf16, kHalf>(q + i, d, kf, kb, lo, o, pf, pf_stride, pf_lines);
-    case 5: return dot_tile<5, kBf16, kHalf>(q + i, d, kf, kb, lo, o, pf, pf_stride, pf_lines);
-    case 4: return dot_tile<4, kBf16, kHalf>(q + i, d, kf, kb, lo, o, pf, pf_stride, pf_lines);
-    case 3: return dot_tile<3, kBf16, kHalf>(q + i, d, kf, kb, lo, o, pf, pf_stride, pf_lines);
-    case 2: return dot_tile<2, kBf16, kHalf>(q + i, d, kf, kb, lo, o, pf, pf_stride, pf_lines);
-    case 1: return dot_tile<1, kBf16, kHalf>(q + i, d, kf, kb, lo, o, pf, pf_stride, pf_lines);
-    default: return;
-  }
-}
-
-void dot_panel(const DotPanelArgs& a) {
-  const bool bf16 = a.keys_bf16 != nullptr, half = a.half >= 0;
-  // The next panel's lines of each dim: a bf16 dim row is one 64-byte line, an f32 one two
-  // (one per half).
-  const char* pf = static_cast<const char*>(a.next);
-  const int pf_stride = bf16 ? kPanel * 2 : kPanel * 4;
-  int pf_lines = 1;
-  if (pf != nullptr && !bf16) {
-    if (a.next_half >= 0) {
-      pf += 64 * a.next_half;
-    } else {
-      pf_lines = 2;
-    }
-  }
-  if (bf16) {
-    half ? dot_panel_impl<true, true>(a, pf, pf_stride, pf_lines) : dot_panel_impl<true, false>(a, pf, pf_stride, pf_lines);
-  } else {
-    half ? dot_panel_impl<false, true>(a, pf, pf_stride, pf_lines) : dot_panel_impl<false, false>(a, pf, pf_stride, pf_lines);
-  }
-}
-
 // dot_halves (kernels.h): J (query, half panel) dots side by side, each lane's chain
-// acc = fma(q[p], k[p], acc) from 0, p ascending: dot_tile<, , kHalf>'s acc0 for that query,
-// so the same bits. J <= 6 keeps the 2 J row pointers in registers (no reloads in the loop).
+// acc = fma(q[p], k[p], acc) from 0, p ascending: tile<>'s for that query and lanes (acc0 for
+// half 0, acc1 for half 1), so the same bits. J <= 6 keeps the 2 J row pointers in registers (no reloads in the loop).
 template <int J, bool kBf16>
 void dot_halves_group(const DotHalf* jb, int d) {
   __m512 acc[J];
@@ -280,7 +178,7 @@ void dot_halves(const DotHalf* jobs, int n, int d, bool bf16) {
 }
 
 // dot_lanes (kernels.h): up to 16 (query, key row) dots side by side, one per lane, each
-// lane's chain acc = fma(q[p], k[p], acc) from 0, p ascending: dot_tile<>'s for that query
+// lane's chain acc = fma(q[p], k[p], acc) from 0, p ascending: tile<>'s for that query
 // and lane, so the same bits. A run's jobs lie in panels a and b (b = a when one panel):
 // lane j takes its key of dim p from row p of its panel with one permute (bf16: VPERMT2W of
 // the two 32-key rows into the high halves of zeroed dwords, which is the key widened to f32
@@ -509,7 +407,6 @@ float read_sum(const float* p, size_t n) {
 const Kernels kTable = {SimdLevel::kAvx512, "avx512", kMr, scan, fma_probe, read_sum,
                             scan_bf16_scalar, scan_i8_scalar, false, false,
                             scan_i8keys_avx512,  // int8 store: kernels/int8_keys_avx512.cpp
-                            dot_panel,
                             dot_panel_i8_avx512,  // int8 store's re-rank: kernels/int8_keys_avx512.cpp
                             blend, dot_halves,
                             &kRowSelectAvx512,  // kernels/select_avx512.cpp

@@ -897,50 +897,6 @@ DotKeys dot_keys(Rng& rng, int panels, int rows, int d, int nq) {
   return k;
 }
 
-// dot_panel (the fast paths' re-rank) against the level's own scan: bit for bit, f32 and bf16
-// keys, queries read through pointers in any order, tile remainders 1..7; whole panels and
-// each half (its 16 lanes as scan's, the other 16 of out left as they were), with and without
-// a next panel to prefetch (the last panel of the keys, partial: rows past n are zero padding).
-void test_dot_panel(const Kernels& kern, int d, uint64_t seed) {
-  if (kern.dot_panel == nullptr) return;  // search.cpp goes through scan on this level
-  g_where = "dot_panel d=" + std::to_string(d);
-  Rng rng(seed);
-  const int panels = 3, rows = panels * kPanel - 7, nq_max = 13;
-  const DotKeys dk = dot_keys(rng, panels, rows, d, nq_max);
-  const std::vector<float>& keys = dk.f32;
-  const std::vector<float>& queries = dk.queries;
-  const std::vector<uint16_t>& keys_bf16 = dk.bf16;
-  const size_t off = static_cast<size_t>(d) * kPanel;
-  for (bool bf16 : {false, true}) {
-    for (int nq : {1, 5, 8, 13}) {
-      for (int P : {1, panels - 1}) {
-        ScanArgs a{};
-        a.keys_f32 = bf16 ? nullptr : keys.data();
-        a.keys_bf16 = bf16 ? keys_bf16.data() : nullptr;
-        a.n_rows = rows;
-        const auto [ptrs, want] = scan_panel(kern.scan, a, kern, queries, nq, d, P);
-        for (int half : {-1, 0, 1}) {
-          for (int next : {-1, 0, 2}) {
-            // Lanes outside the half keep this marker.
-            const float mark = -1234.5f;
-            std::vector<float> got(want.size(), mark);
-            DotPanelArgs da{ptrs.data(), nq, d, bf16 ? nullptr : keys.data() + P * off,
-                            bf16 ? keys_bf16.data() + P * off : nullptr, half, got.data()};
-            if (next >= 0) {
-              da.next = bf16 ? static_cast<const void*>(keys_bf16.data() + next * off) : keys.data() + next * off;
-              da.next_half = half;
-            }
-            kern.dot_panel(da);
-            const int64_t bad = dot_mismatches(got, want, nq, half, mark);
-            check(bad == 0, "dot_panel (%s keys, %d queries, panel %d, half %d, next %d) differs from scan in %lld lanes",
-                  bf16 ? "bf16" : "f32", nq, P, half, next, static_cast<long long>(bad));
-          }
-        }
-      }
-    }
-  }
-}
-
 // The level's scan of every panel of dk (f32 or bf16 keys): want[P][i * kPanel + l] is query
 // i's (row order) value for lane l of panel P; qrow the query row pointers dots are given.
 std::pair<std::vector<std::vector<float>>, std::vector<const float*>> scan_panels(const Kernels& kern, const DotKeys& dk,
@@ -965,8 +921,11 @@ std::pair<std::vector<std::vector<float>>, std::vector<const float*>> scan_panel
 // query (any order, repeats allowed), panel (the partial last one too) and half; every dot
 // writes its 16 values and nothing next to them.
 void test_dot_halves(const Kernels& kern, int d, uint64_t seed) {
-  if (kern.dot_halves == nullptr) return;  // search.cpp uses dot_panel on this level
   g_where = "dot_halves d=" + std::to_string(d);
+  // core/search.cpp routes a panel to one of the two by its candidate count: a level needs both.
+  check((kern.dot_halves == nullptr) == (kern.dot_lanes == nullptr), "%s has only one of dot_halves and dot_lanes",
+        kern.name);
+  if (kern.dot_halves == nullptr) return;  // search.cpp re-ranks by scan on this level
   Rng rng(seed);
   const int panels = 3, rows = panels * kPanel - 7, nq = 5;
   const DotKeys dk = dot_keys(rng, panels, rows, d, nq);
@@ -1007,7 +966,7 @@ void test_dot_halves(const Kernels& kern, int d, uint64_t seed) {
 // the kernel's fast case) and in a scattered order (runs cut at a third panel: 1..16 jobs);
 // every job writes its one value and nothing next to it.
 void test_dot_lanes(const Kernels& kern, int d, uint64_t seed) {
-  if (kern.dot_lanes == nullptr) return;  // search.cpp uses dot_panel / dot_halves on this level
+  if (kern.dot_lanes == nullptr) return;  // search.cpp re-ranks by scan on this level
   g_where = "dot_lanes d=" + std::to_string(d);
   Rng rng(seed);
   const int panels = 4, rows = panels * kPanel - 7, nq = 7;
@@ -1102,9 +1061,7 @@ void test_dot_panel_i8(const Kernels& kern, int d, uint64_t seed) {
         for (int next : {-1, 0, 2}) {
           const float mark = -1234.5f;  // lanes outside the half keep it
           std::vector<float> got(want.size(), mark);
-          DotPanelArgs da{ptrs.data(), nq, d, nullptr, nullptr, half, got.data()};
-          da.keys_i8 = codes.data() + P * off;
-          da.key_scale = scale.data() + P * kPanel;
+          DotPanelArgs da{ptrs.data(), nq, d, codes.data() + P * off, scale.data() + P * kPanel, half, got.data()};
           if (next >= 0) {
             da.next = codes.data() + next * off;
             da.next_half = next == 0 ? half : -1;
@@ -1743,7 +1700,6 @@ int main(int argc, char** argv) {
     for (size_t li = 0; li < levels.size(); ++li) {
       g_tally = &tallies[li];
       test_probes(*levels[li], d, 4000 + d);
-      test_dot_panel(*levels[li], d, 8000 + d);
       test_dot_halves(*levels[li], d, 8200 + d);
       test_dot_lanes(*levels[li], d, 8300 + d);
       test_blend(*levels[li], d, 8500 + d);
