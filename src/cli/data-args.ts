@@ -12,6 +12,7 @@ import { chooseSplit } from '../data/split.js';
 import { experimentData, type ExperimentData } from '../experiments/sweeps.js';
 import type { SettingValues } from '../settings.js';
 import { CliUsageError } from './options.js';
+import { RapmError } from '../errors.js';
 import { warn } from './run.js';
 
 /** The settings a one-dataset command lists besides `data` and `seed`. */
@@ -39,6 +40,25 @@ export function usesDefaultData(a: DataArgs, dir: string): boolean {
 /** Where the data is, as loadDataSource takes it. */
 export function dataLocation(a: Pick<DataArgs, 'data' | 'features' | 'filelists'>): DataLocation {
   return a.features !== undefined ? { features: a.features, filelists: a.filelists } : { data: a.data, filelists: a.filelists };
+}
+
+/** The folders the data is read from (--data, or --features and --filelists): what an output must not replace. */
+export function dataPaths(a: Pick<DataArgs, 'data' | 'features' | 'filelists'>): string[] {
+  const loc = dataLocation(a);
+  return [loc.data, loc.features, loc.filelists].filter((p): p is string => typeof p === 'string' && p.length > 0);
+}
+
+/**
+ * -k against the training rows, before anything is trained or written: a bundle whose k exceeds
+ * its datastore would be refused only later, by rapm serve. Leave-one-out priors search every
+ * row but the query's own, so they need one more row.
+ */
+export function refuseKOverTrainRows(k: number, data: Pick<ExperimentData, 'pool' | 'source'>, leaveOneOut: boolean): void {
+  const most = data.pool.n - (leaveOneOut ? 1 : 0);
+  if (k > most) {
+    const why = leaveOneOut ? ` (${data.pool.n} training pairs, less the query's own with leave-one-out priors)` : ` (the training pairs the datastore holds)`;
+    throw new RapmError('RAPM_K_TOO_LARGE', `-k ${k} is more than the ${most} neighbours ${data.source} can give${why}; pass -k ${Math.max(1, most)} or less`);
+  }
 }
 
 /** Report what --on-problem skip dropped (a warning: --quiet keeps it). */

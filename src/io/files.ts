@@ -101,3 +101,27 @@ export function readTextFileSync(file: string, what = 'file'): string {
     fs.closeSync(fd);
   }
 }
+
+/** Read a whole binary file that must be a regular file (never blocking on a FIFO). */
+export async function readRegularFile(file: string, what = 'file'): Promise<Buffer> {
+  const fh = await openRegular(file, what);
+  try {
+    return await fh.readFile();
+  } catch (e) {
+    throw ioError(`read ${what}`, file, e);
+  } finally {
+    await fh.close().catch(() => undefined);
+  }
+}
+
+/** Read a whole binary file that must be a regular file (sync form of readRegularFile). */
+export function readRegularFileSync(file: string, what = 'file'): Buffer {
+  const fd = openRegularSync(file, what);
+  try {
+    return fs.readFileSync(fd);
+  } catch (e) {
+    throw ioError(`read ${what}`, file, e);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -39,7 +39,7 @@ import { RapmError, RapmTypeError, describe, isRapmError } from '../errors.js';
 import { PRECISIONS, checkSetting } from '../settings.js';
 import { atomicWrite, ioError } from '../io/atomic.js';
 import { Datastore, type FastPathSetting, type KeyPrecision } from './datastore.js';
-import { assertRegularFile } from '../io/files.js';
+import { openRegular } from '../io/files.js';
 import { checkKnownKeys } from '../validate.js';
 
 export const DATASTORE_MAGIC = Uint8Array.from([0x89, 0x52, 0x41, 0x50, 0x4d, 0x44, 0x53, 0x0a]);
@@ -320,12 +320,8 @@ function checkHeader(file: string, raw: unknown, payloadOffset: number, fileByte
 /** Opens `file`, checks magic, version, end marker, header checksum and header; the caller closes fh. */
 async function openDatastoreFile(file: string): Promise<OpenedFile> {
   if (typeof file !== 'string' || file.length === 0) throw new RapmError('RAPM_TYPE', `Expected a file path for file but received ${describe(file)}`);
-  let fh: fs.promises.FileHandle;
-  try {
-    fh = await fs.promises.open(file, 'r');
-  } catch (e) {
-    throw ioError('open', file, e);
-  }
+  // A regular file only, opened without blocking (a FIFO with no writer would hang the open).
+  const fh = await openRegular(file, 'datastore');
   try {
     let size: number;
     try {
@@ -393,7 +389,6 @@ export async function loadDatastore(file: string, options: LoadDatastoreOptions 
   if (options === null || typeof options !== 'object') throw new RapmTypeError('RAPM_TYPE', `Expected an options object but received ${describe(options)}`);
   checkKnownKeys('loadDatastore', options, ['fastPath'] satisfies (keyof LoadDatastoreOptions)[]);
   const fastPath = checkSetting('fastPath', options.fastPath);
-  if (typeof file === 'string' && file.length > 0) assertRegularFile(file, 'datastore');
   const { fh, header: h, digests } = await openDatastoreFile(file);
   try {
     // The fast-path shadow is not in the file: it is rebuilt from the stored keys as each block is imported.

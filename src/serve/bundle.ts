@@ -25,6 +25,7 @@ import { codeVersion } from '../experiments/run-record.js';
 import { encodeOnnx, type OnnxMeta } from '../fusion/onnx-export.js';
 import type { FusionSession, OnnxDevice } from '../fusion/onnx-session.js';
 import type { ParamLayout } from '../fusion/layout.js';
+import { fileKind, readRegularFile, readTextFileSync } from '../io/files.js';
 import { concurrency, simdLevel } from '../native/simd.js';
 import type { Datastore, FastPathSetting } from '../retrieval/datastore.js';
 import { loadDatastore, readDatastoreHeader, saveDatastore } from '../retrieval/persist.js';
@@ -157,6 +158,35 @@ function manifestJson(m: BundleManifest): string {
 const sameList = (a: ArrayLike<number>, b: ArrayLike<number>): boolean => a.length === b.length && Array.from(a).every((v, i) => v === b[i]);
 
 /**
+ * Whether a bundle may be written at `dir`: a new path, or (with `overwrite`) a folder holding
+ * nothing but a bundle's files. Overwriting replaces the whole folder, so anything else in it
+ * (a dataset given as --out, the current folder, a file) is refused rather than deleted; so is
+ * a folder that holds one of `inputs` (the data the bundle is built from). Called by
+ * writeBundle, and by rapm index / rapm train before they load or train anything.
+ */
+export function checkBundleTarget(dir: string, overwrite: boolean, inputs: readonly string[] = []): void {
+  const target = path.resolve(dir);
+  for (const input of inputs) {
+    if (typeof input !== 'string' || input.length === 0) continue;
+    const p = path.resolve(input);
+    if (p === target || p.startsWith(target + path.sep)) throw new RapmError('RAPM_INVALID_ARG', `Cannot write bundle ${dir}: it holds the input data ${input}; choose another output folder`);
+  }
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(target);
+  } catch {
+    return; // absent (or a dangling link, replaced by the rename): nothing to lose
+  }
+  if (!overwrite) throw new RapmError('RAPM_IO', `${dir} already exists; pass --overwrite (overwrite: true) to replace the bundle`);
+  if (!st.isDirectory()) throw new RapmError('RAPM_IO', `Cannot write bundle ${dir}: it is a ${fileKind(st)}, not a bundle folder; --overwrite replaces only a bundle folder`);
+  const known = new Set<string>(Object.values(BUNDLE_FILES));
+  const other = fs.readdirSync(target).filter((n) => !known.has(n));
+  if (other.length > 0) {
+    throw new RapmError('RAPM_IO', `Cannot write bundle ${dir}: it holds files that are not a bundle's (${other.slice(0, 3).join(', ')}${other.length > 3 ? ', ...' : ''}); --overwrite replaces only a bundle folder, so use an empty or new folder`);
+  }
+}
+
+/**
  * Write `ds` (and the model, when given) as a bundle folder at `dir`, atomically: built in a
  * temporary sibling folder, fsynced, renamed into place. An existing `dir` is refused unless
  * `overwrite`; then it is replaced in one rename (the old folder is removed afterwards).
@@ -164,9 +194,7 @@ const sameList = (a: ArrayLike<number>, b: ArrayLike<number>): boolean => a.leng
 export async function writeBundle(dir: string, ds: Datastore, options: WriteBundleOptions): Promise<WriteBundleResult> {
   if (typeof dir !== 'string' || dir.length === 0) throw new RapmTypeError('RAPM_TYPE', `Expected a folder path for dir but received ${describe(dir)}`);
   const target = path.resolve(dir);
-  if (exists(target) && !options.overwrite) {
-    throw new RapmError('RAPM_IO', `${dir} already exists; pass --overwrite (overwrite: true) to replace the bundle`);
-  }
+  checkBundleTarget(dir, options.overwrite ?? false, [options.data.source]);
   const s = options.settings;
   if (!sameList(ds.keyIndices, s.keyIndices)) throw new RapmError('RAPM_DATA', `The datastore's key indices differ from settings.keyIndices (${ds.keyIndices.length} vs ${s.keyIndices.length} columns)`);
   if (ds.precision !== s.precision) throw new RapmError('RAPM_DATA', `The datastore holds ${ds.precision} keys but settings.precision is ${s.precision}`);
@@ -230,9 +258,10 @@ export function readBundle(dir: string): { dir: string; manifest: BundleManifest
   const file = path.join(root, BUNDLE_FILES.manifest);
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readTextFileSync(file, 'bundle manifest'); // a regular file only: a FIFO would block the read
   } catch (e) {
-    throw new RapmError('RAPM_IO', `Cannot read bundle ${dir}: ${BUNDLE_FILES.manifest} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); a bundle is a folder written by rapm train --out or rapm index`, { cause: e });
+    const why = (e as { cause?: NodeJS.ErrnoException }).cause?.code ?? (e as Error).message;
+    throw new RapmError('RAPM_IO', `Cannot read bundle ${dir}: ${BUNDLE_FILES.manifest} (${why}); a bundle is a folder written by rapm train --out or rapm index`, { cause: e });
   }
   let m: BundleManifest;
   try {
@@ -244,6 +273,15 @@ export function readBundle(dir: string): { dir: string; manifest: BundleManifest
   if (m.version !== BUNDLE_VERSION) throw new RapmError('RAPM_FORMAT', `${file} has bundle version ${m.version}; this rapm reads version ${BUNDLE_VERSION}`);
   if (m.kind !== 'fusion' && m.kind !== 'retrieval' && m.kind !== 'baseline') throw new RapmError('RAPM_FORMAT', `${file}: unknown bundle kind ${describe(m.kind)}`);
   if ((m.kind !== 'retrieval') !== (m.model !== null)) throw new RapmError('RAPM_FORMAT', `${file}: kind ${m.kind} but model is ${m.model === null ? 'absent' : 'present'}`);
+  if (m.settings === null || typeof m.settings !== 'object') throw new RapmError('RAPM_FORMAT', `${file}: settings is ${describe(m.settings)}, not an object`);
+  // The recorded search settings, checked here by their one definition, so a bad value names this file.
+  for (const key of ['k', 'tau', 'aggregate'] as const) {
+    try {
+      checkSetting(key, m.settings[key] ?? null);
+    } catch (e) {
+      throw new RapmError('RAPM_FORMAT', `${file}: settings.${key}: ${(e as Error).message}`, { cause: e });
+    }
+  }
   return { dir: root, manifest: m, modelFile: m.model ? path.join(root, m.model.file) : null, datastoreFile: path.join(root, m.datastore.file) };
 }
 
@@ -311,7 +349,7 @@ export function applyOverrides(trained: { k: number; tau: number; aggregate: Agg
     }
     (serving as Record<string, unknown>)[key] = checked;
   }
-  if (serving.k > rows) throw new RapmError('RAPM_K_TOO_LARGE', `k = ${serving.k} but the datastore holds ${rows} rows`);
+  if (serving.k > rows) throw new RapmError('RAPM_K_TOO_LARGE', `k = ${serving.k} but the datastore holds ${rows} rows; serve with -k ${rows} or less (k: ${rows} in the library)`);
   return { ...serving, overrides };
 }
 
@@ -356,8 +394,8 @@ export async function loadBundle(dir: string, overrides: BundleOverrides = {}): 
   if (fastPath.serving !== fastPath.trained) changed.fastPath = { trained: fastPath.trained, serving: fastPath.serving };
   let fusion: (FusionModel & Pick<FusionSession, 'enDim' | 'outDim' | 'metadata' | 'release'>) | null = null;
   if (modelFile) {
-    const bytes = await fs.promises.readFile(modelFile).catch((e: NodeJS.ErrnoException) => {
-      throw new RapmError('RAPM_IO', `Cannot read bundle ${dir}: ${BUNDLE_FILES.model} (${e.code ?? e.message})`);
+    const bytes = await readRegularFile(modelFile, 'ONNX model').catch((e: Error & { cause?: NodeJS.ErrnoException }) => {
+      throw new RapmError('RAPM_IO', `Cannot read bundle ${dir}: ${BUNDLE_FILES.model} (${e.cause?.code ?? e.message})`, { cause: e });
     });
     const sha = createHash('sha256').update(bytes).digest('hex');
     if (sha !== m.model!.sha256) throw new RapmError('RAPM_DATA', `Bundle ${dir}: ${BUNDLE_FILES.model} is not the model rapm.json records (sha256 ${sha.slice(0, 12)}…, expected ${m.model!.sha256.slice(0, 12)}…)`);

@@ -3,11 +3,12 @@
  * /predict bit-for-bit equal to Predictor.fromBundle(...).predict with the trained k, tau and key
  * config, and a model/datastore pair that does not belong together is refused.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generate } from '../../src/data/generate.js';
 import { loadDataset } from '../../src/data/load.js';
@@ -80,6 +81,69 @@ describe('model bundles', () => {
     expect(readBundle(other).manifest.settings.k).toBe(5);
     expect(fs.readdirSync(path.dirname(other)).sort()).toEqual(['demo', 'other']);
   });
+
+  it('--overwrite replaces only a bundle: never the input data, a folder of other files, or a file; -k over the rows is refused before writing', async () => {
+    const listing = (d: string) => fs.readdirSync(d).sort();
+    const dataBefore = listing(data);
+    const r = await run(['index', '--data', data, '--out', data, '--overwrite', '--k', '5', '--quiet']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/Cannot write bundle .*: it holds the input data/);
+    expect(listing(data)).toEqual(dataBefore);
+    const notes = path.join(tmp, 'notes');
+    fs.mkdirSync(notes);
+    fs.writeFileSync(path.join(notes, 'thesis.tex'), 'keep me');
+    fs.writeFileSync(path.join(notes, BUNDLE_FILES.manifest), '{}');
+    const r2 = await run(['train', '--data', data, '--out', notes, '--overwrite', '--epochs', '1', '--quiet']);
+    expect(r2.code).not.toBe(0);
+    expect(r2.stderr).toMatch(/holds files that are not a bundle's \(thesis\.tex\); --overwrite replaces only a bundle folder/);
+    expect(fs.readFileSync(path.join(notes, 'thesis.tex'), 'utf8')).toBe('keep me');
+    const file = path.join(tmp, 'a-file');
+    fs.writeFileSync(file, 'keep me too');
+    const r3 = await run(['index', '--data', data, '--out', file, '--overwrite', '--k', '5', '--quiet']);
+    expect(r3.stderr).toMatch(/a-file: it is a regular file, not a bundle folder/);
+    expect(fs.readFileSync(file, 'utf8')).toBe('keep me too');
+    // k larger than the training rows: refused naming -k, nothing written (the bundle would not serve).
+    const big = path.join(tmp, 'big-k');
+    const r4 = await run(['index', '--data', data, '--out', big, '--k', '100000', '--quiet']);
+    expect(r4.code).not.toBe(0);
+    expect(r4.stderr).toMatch(/-k 100000 is more than the \d+ neighbours .* can give .*; pass -k \d+ or less \[RAPM_K_TOO_LARGE\]/);
+    expect(fs.existsSync(big)).toBe(false);
+  });
+
+  it('a bundle whose rapm.json records a bad k, or whose files are FIFOs, is refused naming the file, without blocking', () => {
+    const bad = path.join(tmp, 'bad-k');
+    fs.cpSync(other, bad, { recursive: true });
+    const mf = path.join(bad, BUNDLE_FILES.manifest);
+    const m = JSON.parse(fs.readFileSync(mf, 'utf8'));
+    m.settings.k = -3;
+    fs.writeFileSync(mf, JSON.stringify(m));
+    expect(() => readBundle(bad)).toThrow(expect.objectContaining({ code: 'RAPM_FORMAT', message: expect.stringMatching(/bad-k\/rapm\.json: settings\.k: /) }));
+    // FIFOs in place of each file, loaded in a child process: a read that blocks would time out.
+    const fifoBundle = (name: string, from: string) => {
+      const dir = path.join(tmp, `fifo-${name}`);
+      fs.cpSync(from, dir, { recursive: true });
+      fs.rmSync(path.join(dir, name));
+      expect(spawnSync('mkfifo', [path.join(dir, name)]).status).toBe(0);
+      return dir;
+    };
+    const dirs = [fifoBundle(BUNDLE_FILES.manifest, demo), fifoBundle(BUNDLE_FILES.model, demo), fifoBundle(BUNDLE_FILES.datastore, other)];
+    const script = `
+      const { Predictor } = await import(${JSON.stringify(pathToFileURL(path.join(root, 'src/serve/predictor.ts')).href)});
+      const out = [];
+      for (const d of ${JSON.stringify(dirs)}) {
+        try { await Predictor.fromBundle(d); out.push('no error'); } catch (e) { out.push((e.code ?? '?') + ' ' + e.message); }
+      }
+      console.log(JSON.stringify(out));
+      process.exit(0);
+    `;
+    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, encoding: 'utf8', timeout: 60_000 });
+    expect(r.error, 'the loads finished (a FIFO read that blocks would time out here)').toBeUndefined();
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as string[];
+    expect(out[0]).toMatch(/^RAPM_IO Cannot read bundle .*fifo-rapm\.json: rapm\.json \(.*it is a FIFO/);
+    expect(out[1]).toMatch(/^RAPM_IO Cannot read bundle .*fifo-model\.onnx: model\.onnx \(.*it is a FIFO/);
+    expect(out[2]).toMatch(/^RAPM_IO Cannot read datastore .*fifo-datastore\.rapm\/datastore\.rapm: it is a FIFO/);
+  }, 120_000);
 
   it('serve --bundle answers /predict bit for bit like Predictor.fromBundle(...).predict, with the trained settings', async () => {
     const ds = await loadDataset(data);

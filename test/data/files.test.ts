@@ -73,6 +73,7 @@ describe('non-regular files', () => {
       await tryIt('loadDralFilelist', () => ds.loadDral(${JSON.stringify(dral)}, { filelistDir: ${JSON.stringify(lists)} }));
       await tryIt('loadChunks', () => ch.loadChunks(${JSON.stringify(chunks)}));
       await tryIt('loadDatastore', () => ps.loadDatastore(fifo));
+      await tryIt('readDatastoreHeader', () => ps.readDatastoreHeader(fifo));
       await tryIt('FusionSession', () => ox.FusionSession.create(fifo));
       await tryIt('AnnIndex', async () => an.AnnIndex.load(fifo));
       console.log(JSON.stringify(out));
@@ -81,7 +82,7 @@ describe('non-regular files', () => {
     expect(r.error, 'the loaders finished (a FIFO read that blocks would time out here)').toBeUndefined();
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, string>;
-    for (const k of ['readNpy', 'readNpySync', 'readNpyHeader', 'readNpyHeaderSync', 'readNpyRows', 'readNpyInto', 'loadDatastore', 'FusionSession', 'AnnIndex']) {
+    for (const k of ['readNpy', 'readNpySync', 'readNpyHeader', 'readNpyHeaderSync', 'readNpyRows', 'readNpyInto', 'loadDatastore', 'readDatastoreHeader', 'FusionSession', 'AnnIndex']) {
       expect(out[k], k).toMatch(/^RAPM_IO .*x\.npy: it is a FIFO \(named pipe\), not a regular file/);
     }
     expect(out.readNpyDevice).toMatch(/^RAPM_IO .*\/dev\/zero: it is a character device/);

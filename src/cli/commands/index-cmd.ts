@@ -8,11 +8,11 @@ import type { CommandModule } from 'yargs';
 import { ensureDefaultData } from '../../data/generate.js';
 import { keyIndices, SPANISH_WINNERS } from '../../data/indices.js';
 import { trainingDatastore } from '../../experiments/train-model.js';
-import { BUNDLE_FILES, writeBundle } from '../../serve/bundle.js';
+import { BUNDLE_FILES, checkBundleTarget, writeBundle } from '../../serve/bundle.js';
 import { defineCommand, refuseTauWithoutSoftmax } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting } from '../run.js';
-import { DATA_SETTINGS, checkDataArgs, loadExperimentData, usesDefaultData } from '../data-args.js';
+import { DATA_SETTINGS, checkDataArgs, dataPaths, loadExperimentData, refuseKOverTrainRows, usesDefaultData } from '../data-args.js';
 
 export const indexCommand: CommandModule = defineCommand({
   command: 'index',
@@ -27,12 +27,14 @@ export const indexCommand: CommandModule = defineCommand({
     checkDataArgs(given);
     refuseTauWithoutSoftmax(a, given);
     refuseExisting(a.out, a.overwrite, '--out');
+    checkBundleTarget(a.out, a.overwrite, dataPaths(a)); // before any loading or training: what --overwrite would delete
   },
   handler: async (a) => {
     applyThreads(a.threads);
     const bar = progressBars(a.quiet || a.json);
     if (usesDefaultData(a, 'data/default')) await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
     const data = await loadExperimentData(a, (d, t) => bar('loading', d, t));
+    refuseKOverTrainRows(a.k, data, false);
     const ds = await trainingDatastore(data, { config: a.config, precision: a.precision });
     const settings = { config: a.config, keyIndices: [...keyIndices(a.config)], valueIndices: [...SPANISH_WINNERS], k: a.k, tau: a.tau, aggregate: a.aggregate, precision: a.precision, fastPath: a.fastPath };
     const written = await writeBundle(a.out, ds, { overwrite: a.overwrite, settings, data: { hash: data.hash, source: data.source } });

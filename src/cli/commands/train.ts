@@ -3,13 +3,13 @@ import { ENGLISH_WINNERS, SPANISH_WINNERS, keyIndices } from '../../data/indices
 import { ensureDefaultData } from '../../data/generate.js';
 import { BASELINE_HIDDEN, trainBaselineModel, trainFusionModel, trainingDatastore } from '../../experiments/train-model.js';
 import type { OnnxMeta } from '../../fusion/onnx-export.js';
-import { BUNDLE_FILES, writeBundle } from '../../serve/bundle.js';
+import { BUNDLE_FILES, checkBundleTarget, writeBundle } from '../../serve/bundle.js';
 import { simdLevel } from '../../native/simd.js';
 import { SETTINGS } from '../../settings.js';
 import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions, refuseTauWithoutSoftmax } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting } from '../run.js';
-import { DATA_SETTINGS, checkDataArgs, loadExperimentData, usesDefaultData } from '../data-args.js';
+import { DATA_SETTINGS, checkDataArgs, dataPaths, loadExperimentData, refuseKOverTrainRows, usesDefaultData } from '../data-args.js';
 
 /**
  * `rapm train --out models/<name>`: train the fusion net (on leave-one-out priors) or the
@@ -35,6 +35,7 @@ export const trainCommand: CommandModule = defineCommand({
       }
     }
     refuseExisting(a.out, a.overwrite, '--out');
+    checkBundleTarget(a.out, a.overwrite, dataPaths(a)); // before any loading or training: what --overwrite would delete
   },
   handler: async (a) => {
     applyThreads(a.threads);
@@ -43,6 +44,7 @@ export const trainCommand: CommandModule = defineCommand({
     // The embedded default is (re)generated when missing or made by another generator version.
     if (usesDefaultData(a, 'data/default')) await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
     const data = await loadExperimentData(a, (d, t) => bar('loading', d, t));
+    refuseKOverTrainRows(a.k, data, !a.leakyPriors);
     const common = { ...pointOptions(a, bar), precision: a.precision };
     const { layout, params, metrics, kind } = a.trainModel === 'fusion' ? await trainFusionModel(data, common) : await trainBaselineModel(data, common);
     // Every point setting as resolved (threads aside: it does not change the numbers), plus the bundle's own.
