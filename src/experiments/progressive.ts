@@ -2,9 +2,10 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ensureDir, writeFileAtomicSync } from '../io/atomic.js';
+import { readRegularFileSync, readTextFileSync } from '../io/files.js';
 import { openSources, readAhead, scanSources, type SourceOptions } from './progressive-sources.js';
 import { FEATURE_DIM, pickRows, keyIndices, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
-import { RapmError } from '../errors.js';
+import { RapmError, isRapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { checkSetting, defaultsOf } from '../settings.js';
 import type { MlpBackend, MlpData } from '../fusion/train.js';
@@ -221,7 +222,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const warmFile = (step: number) => path.join(out, `warm-start-${step}.bin`);
   const paramCount = paramLayout(fusionSpec({ hidden: o.hidden, dropout: o.dropout })).size;
   const lastDone = state.steps.at(-1)?.step ?? 0;
-  let warm: (Float32Array | null)[] = o.warmStart && lastDone > 0 ? readWarm(warmFile(lastDone), o.trainSeeds, paramCount) : [];
+  let warm: (Float32Array | null)[] = o.warmStart && lastDone > 0 ? readWarm(warmFile(lastDone), o.trainSeeds, paramCount, log) : [];
 
   for await (const c of readAhead(src.iterate())) {
     if (stop) break;
@@ -347,38 +348,58 @@ function clusterSummary(t: TestSet, unit: ClusterChoice): { unit: string; cluste
   return { unit: u, clusters: labels ? new Set(labels).size : t.n };
 }
 
-/** Per-seed parameters of the last finished step: [u32 seeds, u32 size, then seeds x size f32]. */
-function writeWarm(file: string, params: (Float32Array | null)[]): void {
+/**
+ * Per-seed parameters of the last finished step: [u32 seeds, u32 size, seeds x size f32, then
+ * the SHA-256 of everything before it], so a resume never starts from a damaged file unnoticed.
+ * (Exported for the tests.)
+ */
+export function writeWarm(file: string, params: (Float32Array | null)[]): void {
   if (params.some((p) => p === null)) return;
   const size = params[0]!.length;
-  const buf = new Uint8Array(8 + params.length * size * 4);
+  const body = 8 + params.length * size * 4;
+  const buf = new Uint8Array(body + 32);
   const head = new Uint32Array(buf.buffer, 0, 2);
   head[0] = params.length;
   head[1] = size;
   params.forEach((p, i) => new Float32Array(buf.buffer, 8 + i * size * 4, size).set(p!));
+  buf.set(createHash('sha256').update(buf.subarray(0, body)).digest(), body);
   writeFileAtomicSync(file, buf);
 }
 
-/** The warm-start parameters saved by the previous step, or [] (fresh nets) when missing or of another shape. */
-function readWarm(file: string, seeds: number, size: number): Float32Array[] {
-  let b: Buffer;
-  try {
-    b = fs.readFileSync(file);
-  } catch {
+/**
+ * The warm-start parameters saved by the step a resume continues from. Missing (a step whose
+ * nets had no parameters to carry writes none): [] and a log line, the nets start fresh. Any
+ * other problem (not a regular file, wrong size or shape, checksum, non-finite values) is
+ * RAPM_FORMAT naming the file: a silent cold start would change the run's numbers.
+ * (Exported for the tests.)
+ */
+export function readWarm(file: string, seeds: number, size: number, log: (line: string) => void): Float32Array[] {
+  if (!fs.existsSync(file)) {
+    log(`${path.basename(file)} is missing: this step's nets start fresh instead of warm`);
     return [];
   }
+  const b = readRegularFileSync(file, 'warm-start file');
+  const bad = (why: string) => new RapmError('RAPM_FORMAT', `Cannot resume from ${file}: ${why}. Delete it to start this step's nets fresh, or rerun with --overwrite`);
+  const body = 8 + seeds * size * 4;
+  if (b.length !== body + 32) throw bad(`${b.length} bytes, expected ${body + 32} (${seeds} seeds x ${size} parameters + header and checksum)`);
   const bytes = new Uint8Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-  if (bytes.length !== 8 + seeds * size * 4) return [];
   const head = new Uint32Array(bytes.buffer, 0, 2);
-  if (head[0] !== seeds || head[1] !== size) return [];
-  return Array.from({ length: seeds }, (_, i) => new Float32Array(bytes.buffer, 8 + i * size * 4, size).slice());
+  if (head[0] !== seeds || head[1] !== size) throw bad(`it holds ${head[0]} seeds x ${head[1]} parameters, expected ${seeds} x ${size}`);
+  if (!createHash('sha256').update(bytes.subarray(0, body)).digest().equals(Buffer.from(bytes.subarray(body)))) throw bad('its checksum does not match (the file is damaged)');
+  const params = Array.from({ length: seeds }, (_, i) => new Float32Array(bytes.buffer, 8 + i * size * 4, size).slice());
+  params.forEach((p, i) => {
+    const j = p.findIndex((v) => !Number.isFinite(v));
+    if (j >= 0) throw bad(`seed ${i}, parameter ${j} is ${p[j]}`);
+  });
+  return params;
 }
 
 function readState(file: string): State {
   let s: State;
   try {
-    s = JSON.parse(fs.readFileSync(file, 'utf8')) as State;
+    s = JSON.parse(readTextFileSync(file, 'progressive state')) as State;
   } catch (e) {
+    if (isRapmError(e)) throw e; // not a regular file, or unreadable: RAPM_IO naming it
     throw new RapmError('RAPM_FORMAT', `Cannot read the progressive state ${file}: ${(e as Error).message}`);
   }
   if (s?.version !== 1 || !Array.isArray(s.steps)) throw new RapmError('RAPM_FORMAT', `${file} is not a rapm progressive state (version 1)`);

@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateProgressiveData } from '../../src/experiments/progressive-data.js';
-import { runProgressive, type ProgressiveOptions, type ProgressiveResult } from '../../src/experiments/progressive.js';
+import { readWarm, runProgressive, writeWarm, type ProgressiveOptions, type ProgressiveResult } from '../../src/experiments/progressive.js';
 import { nativeMlpBackend } from '../../src/fusion/native-mlp.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -166,4 +166,39 @@ describe('progressive loop', () => {
     expect(resumed.status).toBe('complete');
     expect(numbers(resumed)).toEqual(numbers(full));
   }, 300_000);
+});
+
+describe('warm-start files', () => {
+  const dir = path.join(tmp, 'warm');
+  const file = path.join(dir, 'warm-start-3.bin');
+  const params = [Float32Array.from([1, -2, 3.5]), Float32Array.from([0.25, 0, -0])];
+  beforeAll(() => fs.mkdirSync(dir, { recursive: true }));
+
+  it('round-trip bit for bit; a missing file starts the nets fresh and says so', () => {
+    writeWarm(file, params);
+    const lines: string[] = [];
+    expect(readWarm(file, 2, 3, (l) => lines.push(l))).toEqual(params);
+    expect(lines).toEqual([]);
+    expect(readWarm(path.join(dir, 'warm-start-9.bin'), 2, 3, (l) => lines.push(l))).toEqual([]);
+    expect(lines).toEqual(['warm-start-9.bin is missing: this step\'s nets start fresh instead of warm']);
+  });
+
+  it('a damaged, truncated, reshaped or non-regular file is an error naming it, never a silent cold start', () => {
+    const good = fs.readFileSync((writeWarm(file, params), file));
+    const expectBad = (bytes: Buffer, why: RegExp) => {
+      fs.writeFileSync(file, bytes);
+      expect(() => readWarm(file, 2, 3, () => {})).toThrow(expect.objectContaining({ code: 'RAPM_FORMAT', message: expect.stringMatching(why) }));
+    };
+    expectBad(good.subarray(0, good.length - 1), /warm-start-3\.bin: 63 bytes, expected 64/);
+    const flipped = Buffer.from(good);
+    flipped[9]! ^= 0x40; // a parameter's bits: only the checksum can tell
+    expectBad(flipped, /warm-start-3\.bin: its checksum does not match/);
+    expect(() => readWarm((fs.writeFileSync(file, good), file), 3, 2, () => {})).toThrow(/holds 2 seeds x 3 parameters, expected 3 x 2/);
+    writeWarm(file, [Float32Array.from([NaN, 1, 2]), Float32Array.from([1, 2, 3])]);
+    expect(() => readWarm(file, 2, 3, () => {})).toThrow(/warm-start-3\.bin: seed 0, parameter 0 is NaN/);
+    fs.rmSync(file);
+    const r = spawnSync('mkfifo', [file]);
+    expect(r.status).toBe(0);
+    expect(() => readWarm(file, 2, 3, () => {})).toThrow(expect.objectContaining({ code: 'RAPM_IO', message: expect.stringMatching(/warm-start-3\.bin: it is a FIFO/) }));
+  });
 });
