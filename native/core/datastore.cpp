@@ -15,6 +15,11 @@
 
 namespace rapm {
 
+namespace {
+const char* const kValueRangeMessage = "row contains NaN, Infinity or a value beyond +-1e30 (kMaxAbsValue: priors blend values in float32)";
+}  // namespace
+
+
 void AlignedFree::operator()(void* p) const { std::free(p); }
 
 namespace {
@@ -285,8 +290,8 @@ Status Datastore::add(const float* keys, const float* values, const int32_t* gro
     });
   }
   for (int64_t r = 0; r < m * dv_; ++r) {
-    if (!std::isfinite(values[r])) {
-      return Status::Error(StatusCode::kNonFinite, "row contains NaN or Infinity", r / dv_, "values");
+    if (!value_in_range(values[r])) {
+      return Status::Error(StatusCode::kNonFinite, kValueRangeMessage, r / dv_, "values");
     }
   }
   std::copy(values, values + m * dv_, seg->values.begin() + first * dv_);
@@ -420,7 +425,7 @@ Status Datastore::import_rows(const float* keys_f32, const uint16_t* keys_bf16, 
         return;
       }
       for (int j = 0; j < dv; ++j) {
-        if (!std::isfinite(values[r * dv + j])) {
+        if (!value_in_range(values[r * dv + j])) {
           bad[t] = r;
           why[t] = kValueNonFinite;
           return;
@@ -444,7 +449,7 @@ Status Datastore::import_rows(const float* keys_f32, const uint16_t* keys_bf16, 
                                  "): importRows takes keys as stored, already normalised",
                              bad[t], "keys");
       case kValueNonFinite:
-        return Status::Error(StatusCode::kNonFinite, "row contains NaN or Infinity", bad[t], "values");
+        return Status::Error(StatusCode::kNonFinite, kValueRangeMessage, bad[t], "values");
       case kScaleBad:
         return Status::Error(StatusCode::kInvalidArg, "row's int8 scale is not a finite number > 0", bad[t], "keys");
       case kCodeBad:

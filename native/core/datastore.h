@@ -8,6 +8,7 @@
 // while searches do.
 #pragma once
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -20,6 +21,14 @@
 #include "thread_pool.h"
 
 namespace rapm {
+
+// The largest |value| a datastore row may hold. Priors are float32 blends of up to k value
+// rows with weights that sum to 1 within rounding (so a touch above 1), and the scores square
+// them: values near FLT_MAX would overflow to Infinity. Prosody features are many orders of
+// magnitude below this; add and import refuse anything beyond it, and NaN, as non-finite.
+constexpr float kMaxAbsValue = 1e30f;
+inline bool value_in_range(float v) { return std::fabs(v) <= kMaxAbsValue; }  // false for NaN
+
 
 struct AlignedFree {
   void operator()(void* p) const;

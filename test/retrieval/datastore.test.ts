@@ -84,9 +84,18 @@ describe('Datastore: construction and add', () => {
     expect([v.code, v.row]).toEqual(['RAPM_NON_FINITE', 9]);
     expect(v.message).toMatch(/values row 9/);
     expect(ds.size).toBe(0);
-    values[9 * dv] = 0;
+    // A finite value so large that a float32 blend of it overflows (FLT_MAX weighted by weights
+    // summing to a touch above 1 was an Infinity prior): refused like Infinity, at the limit's edge.
+    values[9 * dv] = -3.4e38;
+    const o = thrown(() => ds.addSync(keys, values));
+    expect([o.code, o.row]).toEqual(['RAPM_NON_FINITE', 9]);
+    expect(o.message).toMatch(/values row 9: .*beyond \+-1e30/);
+    expect(ds.size).toBe(0);
+    values[9 * dv] = Math.fround(1e30);
     ds.addSync(keys, values);
     expect(ds.size).toBe(10);
+    const { prior } = ds.searchSync(keys.subarray(9 * d, 10 * d), { k: 10, tau: 0.04 });
+    expect(prior.every(Number.isFinite)).toBe(true);
   });
 
   it('a bad key past the first normalisation block (2048 rows) is named by its own row, and nothing is added', () => {
