@@ -32,6 +32,7 @@ import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { RapmError, RapmRangeError, describe } from '../errors.js';
 import { checkInteger } from '../validate.js';
+import { checkSetting } from '../settings.js';
 import { ensureDir, ioError, tempPathFor } from '../io/atomic.js';
 import { chunkName, writeChunk } from './chunks.js';
 import type { Dataset } from './dataset.js';
@@ -209,9 +210,13 @@ const D = FEATURE_DIM;
 
 // ---------------------------------------------------------------- validation
 
+// The real-valued knobs scale unit-variance draws. Far below float32's range so that no
+// product of them overflows: an esNoise of 1e308 made Infinity features and exited 0.
+const MAX_KNOB = 1e6;
+
 function checkNonNegative(name: string, v: unknown): number {
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
-    throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a finite number >= 0 for ${name} but received ${describe(v)}`);
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > MAX_KNOB) {
+    throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a number in [0, ${MAX_KNOB}] for ${name} but received ${describe(v)}`);
   }
   return v;
 }
@@ -255,8 +260,7 @@ function resolveData(o: GenerateDataOptions): Resolved {
     throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a number strictly between 0 and 1 for testFraction but received ${describe(testFraction)}`);
   }
   const testPairs = o.testPairs !== undefined ? checkInteger('testPairs', o.testPairs, 1, pairs - 1) : Math.min(pairs - 1, Math.max(1, Math.round(pairs * testFraction)));
-  const biasStrength = o.biasStrength ?? 0;
-  if (typeof biasStrength !== 'number' || !Number.isFinite(biasStrength)) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a finite number for biasStrength but received ${describe(biasStrength)}`);
+  const biasStrength = checkSetting('biasStrength', o.biasStrength); // its one definition: range and default
   return { pairs, seed, speakers, unseenSpeakers, testFraction, testPairs, biasStrength, model: resolveModel(o.model) };
 }
 
