@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <string>
@@ -17,13 +18,21 @@
 namespace rapm {
 namespace {
 
-int default_threads() {
-  if (const char* env = std::getenv("RAPM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n >= 1 && n <= 1024) return n;
-  }
+// Threads of the pool: RAPM_THREADS when it is an integer in [1, 1024] (the range of the
+// `threads` setting, src/settings.ts), else one per hardware thread; a value that is set but
+// not such an integer ("abc", "0", "2.5", "1abc") is named in *warning rather than ignored.
+int default_threads(std::string* warning) {
   const unsigned hc = std::thread::hardware_concurrency();
-  return hc == 0 ? 1 : static_cast<int>(hc);
+  const int hw = hc == 0 ? 1 : static_cast<int>(hc);
+  const char* env = std::getenv("RAPM_THREADS");
+  if (env == nullptr || *env == '\0') return hw;
+  char* end = nullptr;
+  errno = 0;
+  const long n = std::strtol(env, &end, 10);
+  if (errno == 0 && end != env && *end == '\0' && n >= 1 && n <= 1024) return static_cast<int>(n);
+  *warning = "RAPM_THREADS=\"" + std::string(env) + "\" is not an integer in [1, 1024]; using " + std::to_string(hw) +
+             " (one per hardware thread)";
+  return hw;
 }
 
 Napi::Value SimdLevel(const Napi::CallbackInfo& info) {
@@ -122,15 +131,15 @@ Napi::Value ReadBandwidth(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), best);
 }
 
-// process.emitWarning(msg, {type: 'RapmSimdWarning', code: 'RAPM_SIMD'}): once per load,
-// visible, and silenced by --no-warnings.
-void emit_simd_warning(Napi::Env env, const std::string& msg) {
+// process.emitWarning(msg, {type, code}) (RapmSimdWarning / RAPM_SIMD, RapmThreadsWarning /
+// RAPM_THREADS): once per load, visible, and silenced by --no-warnings.
+void emit_warning(Napi::Env env, const char* type, const char* code, const std::string& msg) {
   Napi::Object process = env.Global().Get("process").As<Napi::Object>();
   Napi::Value emit = process.Get("emitWarning");
   if (!emit.IsFunction()) return;
   Napi::Object opts = Napi::Object::New(env);
-  opts.Set("type", "RapmSimdWarning");
-  opts.Set("code", "RAPM_SIMD");
+  opts.Set("type", type);
+  opts.Set("code", code);
   emit.As<Napi::Function>().Call(process, {Napi::String::New(env, msg), opts});
 }
 
@@ -138,12 +147,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   // RAPM_SIMD: a supported level is used as named; a misspelt value, or a known level this
   // CPU cannot run, falls back to the best level with a warning naming the valid ones.
   const KernelChoice choice = choose_kernels(std::getenv("RAPM_SIMD"));
-  if (!choice.message.empty()) emit_simd_warning(env, choice.message);
+  if (!choice.message.empty()) emit_warning(env, "RapmSimdWarning", "RAPM_SIMD", choice.message);
   auto* addon = new Addon();
   addon->kernels.store(choice.kernels);
   addon->mlp_kernels.store(mlp_kernels_for(addon->kernels.load()->level));
   addon->mlp_cache = std::make_unique<MlpCache>();
-  addon->pool = std::make_shared<ThreadPool>(default_threads());
+  std::string threads_warning;
+  addon->pool = std::make_shared<ThreadPool>(default_threads(&threads_warning));
+  if (!threads_warning.empty()) emit_warning(env, "RapmThreadsWarning", "RAPM_THREADS", threads_warning);
   env.SetInstanceData<Addon>(addon);  // deleted at environment teardown (worker exit included)
   env.AddCleanupHook([closing = addon->closing] { closing->store(true); });  // see search_worker.h
 

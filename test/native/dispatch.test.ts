@@ -82,3 +82,30 @@ describe('RAPM_SIMD', { timeout: 180_000 }, () => {
     ]);
   });
 });
+
+// RAPM_THREADS at addon load: an integer in [1, 1024] sizes the pool; anything else set is named
+// in one RapmThreadsWarning (code RAPM_THREADS) and the pool takes one thread per core, as unset.
+describe('RAPM_THREADS', { timeout: 180_000 }, () => {
+  function threadsWith(v: string | undefined): { threads: number; warnings: string[]; stderr: string } {
+    const env = { ...process.env, RAPM_SIMD: '' };
+    delete env.RAPM_THREADS;
+    if (v !== undefined) env.RAPM_THREADS = v;
+    const r = spawnSync(process.execPath, ['-e', `process.on('warning', (w) => console.log('WARNING ' + w.name + ' ' + w.code + ' ' + w.message));
+       console.log(JSON.stringify({ threads: require(${JSON.stringify(addonPath)}).concurrency() }));`], { cwd: root, env, encoding: 'utf8', timeout: 120_000 });
+    const lines = r.stdout.trim().split('\n');
+    const line = lines.find((l) => l.startsWith('{')) ?? '{"threads":-1}';
+    return { threads: (JSON.parse(line) as { threads: number }).threads, warnings: lines.filter((l) => l.startsWith('WARNING ')).map((l) => l.slice(8)), stderr: r.stderr };
+  }
+
+  it('a valid value is used; a bad one is named in a warning, never read as a prefix', () => {
+    const unset = threadsWith(undefined);
+    expect(unset.warnings, unset.stderr).toEqual([]);
+    expect(unset.threads).toBeGreaterThanOrEqual(1);
+    expect(threadsWith('3')).toMatchObject({ threads: 3, warnings: [] });
+    for (const bad of ['abc', '0', '-1', '2.5', '1abc', '99999']) {
+      const c = threadsWith(bad);
+      expect(c.threads, bad).toBe(unset.threads); // not atoi's 1 or 2
+      expect(c.warnings).toEqual([`RapmThreadsWarning RAPM_THREADS RAPM_THREADS="${bad}" is not an integer in [1, 1024]; using ${unset.threads} (one per hardware thread)`]);
+    }
+  });
+});
