@@ -58,6 +58,10 @@ export function isSettingError(e: unknown): e is SettingError | SettingTypeError
 const LIBRARY_TYPE: Record<SettingSpec<unknown>['kind'], string> = { number: 'number', integer: 'number', string: 'string', boolean: 'boolean', choice: 'string', list: 'array', path: 'string' };
 
 /** How a value reads in an error: numbers and strings as given. */
+// Numeric text the number settings read: decimal only (Number() would also take '0x10' as 16,
+// '0b1', '0o7'), or +-Infinity (then refused by the range, naming the value).
+const NUMERIC_TEXT = /^[+-]?((\d+\.?\d*|\.\d+)(e[+-]?\d+)?|Infinity)$/i;
+
 function shown(v: unknown): string {
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (typeof v === 'string') return `'${v.length > 60 ? v.slice(0, 60) + '…' : v}'`;
@@ -130,7 +134,7 @@ export function defineSetting<T>(spec: SettingSpec<T>): Setting<T> {
 
 function toNumber(raw: unknown): number {
   if (typeof raw === 'number') return raw;
-  if (typeof raw === 'string' && raw.trim() !== '') return Number(raw.trim());
+  if (typeof raw === 'string' && NUMERIC_TEXT.test(raw.trim())) return Number(raw.trim());
   return Number.NaN;
 }
 

@@ -44,7 +44,7 @@ export function buildCli(argv: readonly string[]): Argv {
   for (const c of COMMANDS) y = y.command(c as CommandModule<object, object>);
   return y
     // One spelling per option (--batch-size, not also --batchSize): resolveArgs reads flags as defined.
-    .parserConfiguration({ 'camel-case-expansion': false })
+    .parserConfiguration({ 'camel-case-expansion': false, 'parse-numbers': false, 'parse-positional-numbers': false })
     .demandCommand(1, 'Name a command (see --help)')
     .strict()
     .recommendCommands()

@@ -62,8 +62,9 @@ export function yargsOption(key: SettingKey, o: { default?: unknown; help?: stri
       return { ...base, type: 'string', describe: `${describe} [choices: ${s.choices!.join(', ')}]`, requiresArg: true };
     case 'integer':
     case 'number':
-      // No yargs type: yargs-parser turns numeric text into numbers and leaves anything else as
-      // the text itself, so the schema's check can quote '--epochs abc' exactly.
+      // No yargs type, and numbers are not parsed by yargs (cli/main.ts parse-numbers: false):
+      // the text reaches the setting's parser, which reads decimal numbers only (yargs-parser
+      // would turn '0x10' into 16), and its check can quote '--epochs abc' exactly.
       return { ...base, requiresArg: true };
     default:
       return { ...base, type: 'string', requiresArg: true };

@@ -192,7 +192,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
       if (state.optionsKey !== key) {
         throw new RapmError('RAPM_STATE', `Cannot resume ${out}: it was started with other options or other data (state ${state.optionsKey}, now ${key}). Use another --out, or --overwrite to start again`);
       }
-      log(`resuming ${out}: ${state.steps.length} step(s) done`);
+      log(state.complete ? `${out} is complete (${state.steps.length} step(s)): nothing to resume (--overwrite runs it again)` : `resuming ${out}: ${state.steps.length} step(s) done`);
     } else if (!o.overwrite) {
       throw new RapmError('RAPM_STATE', `${out} already holds a progressive run: pass --resume to continue it or --overwrite to replace it`);
     }

@@ -187,6 +187,20 @@ export async function saveDatastore(ds: Datastore, file: string, options: SaveDa
     }
     speakers = [...s];
   }
+  if (options.meta !== undefined && options.meta !== null) {
+    // The header is JSON: meta must survive JSON.stringify and come back as the same object.
+    let ok = typeof options.meta === 'object' && !Array.isArray(options.meta);
+    let why = 'not a plain object';
+    if (ok) {
+      try {
+        JSON.stringify(options.meta);
+      } catch (e) {
+        ok = false;
+        why = (e as Error).message;
+      }
+    }
+    if (!ok) throw new RapmTypeError('RAPM_TYPE', `Expected meta as a JSON-serialisable object but received ${describe(options.meta)} (${why})`);
+  }
   const plainIds = ids.every((id, i) => id === String(i));
   const { bytes: head, header } = encodeHeader({
     format: 'rapm-datastore',

@@ -183,21 +183,24 @@ describe('every command refuses bad options before reading data', () => {
 
   it('the issue cases: each refused with the flag named', async () => {
     const cases: [string[], RegExp][] = [
-      [['train', ...BASE.train!, '--resamples', '10'], /--resamples must be an integer in \[1000, 1000000\], got 10/],
-      [['train', ...BASE.train!, '--dropout', '0.995'], /--dropout must be a number in \[0, 0.99\], got 0.995/],
+      [['train', ...BASE.train!, '--resamples', '10'], /--resamples must be an integer in \[1000, 1000000\], got '10'/],
+      [['train', ...BASE.train!, '--dropout', '0.995'], /--dropout must be a number in \[0, 0.99\], got '0.995'/],
       [['train', ...BASE.train!, '--epochs', 'abc'], /--epochs/],
       [['train', ...BASE.train!, '--lr', '1.5'], /--lr must be a number in \(0, 1\]/],
       [['train', ...BASE.train!, '--model', 'baseline', '--hidden', '256,128'], /--hidden applies to --model fusion only/],
       [['grid', ...BASE.grid!, '--hidden', '256,128'], /Unknown argument: hidden/],
       [['grid', ...BASE.grid!, '--dropout', '0.2'], /Unknown argument: dropout/],
-      [['subsample', ...BASE.subsample!, '--seeds', '0'], /--seeds must be an integer in \[1, 10000\], got 0/],
+      [['subsample', ...BASE.subsample!, '--seeds', '0'], /--seeds must be an integer in \[1, 10000\], got '0'/],
       [['progressive', ...BASE.progressive!, '--tau', '1e-46'], /--tau must be a number in \[1.1754944e-38/],
-      [['progressive', ...BASE.progressive!, '--k', '0'], /--k must be an integer in \[1, 2147483647\], got 0/],
+      [['progressive', ...BASE.progressive!, '--k', '0'], /--k must be an integer in \[1, 2147483647\], got '0'/],
+      // Decimal text only: yargs-parser's number parsing read '0x10' as 16.
+      [['progressive', ...BASE.progressive!, '--k', '0x10'], /--k must be an integer in \[1, 2147483647\], got '0x10'/],
+      [['progressive', ...BASE.progressive!, '--tau', '0b1'], /--tau must be .*, got '0b1'/],
       [['progressive', ...BASE.progressive!, '--k', '5', '--k', '6'], /--k must be .*give it once/],
       [['progressive', ...BASE.progressive!, '--resume', '--overwrite'], /--resume and --overwrite/],
       [['dropout', ...BASE.dropout!, '--dropout', '0.2'], /Unknown argument: dropout/],
       [['train', ...BASE.train!, '--k'], /Not enough arguments following: k/],
-      [['train', ...BASE.train!, '--k', '-5'], /--k must be an integer in \[1, 2147483647\], got -5/],
+      [['train', ...BASE.train!, '--k', '-5'], /--k must be an integer in \[1, 2147483647\], got '-5'/],
     ];
     for (const [argv, msg] of cases) {
       const r = await run(argv);

@@ -115,6 +115,13 @@ describe('saveDatastore / loadDatastore: round trip', () => {
     await expect(loadDatastore(file, { fastpath: 'off' } as never)).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/'fastpath' for loadDatastore \(did you mean 'fastPath'\?\)/) });
     await expect(saveDatastore(ds, file, null as never)).rejects.toMatchObject({ code: 'RAPM_TYPE' });
     expect((await loadDatastore(file, { fastPath: 'off' })).fastPath).toBe('off');
+    // meta goes into the JSON header: a BigInt, a cycle or an array is RAPM_TYPE, not a bare TypeError.
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    for (const meta of [{ a: 1n }, cyclic, [1, 2]]) {
+      await expect(saveDatastore(ds, path.join(tmp, 'meta.rds'), { meta } as never)).rejects.toMatchObject({ code: 'RAPM_TYPE', message: expect.stringMatching(/Expected meta as a JSON-serialisable object/) });
+    }
+    expect(fs.existsSync(path.join(tmp, 'meta.rds'))).toBe(false);
   });
 
   it('saves an empty datastore, and only the rows present when save started', async () => {
