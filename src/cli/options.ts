@@ -110,8 +110,11 @@ export function defineCommand<const K extends SettingKey>(spec: CommandSpec<K>):
       let b = y;
       const opts = options(spec.settings, spec.overrides);
       for (const p of positionals) {
-        const { group: _g, requiresArg: _r, ...rest } = opts[p]!;
-        b = b.positional(p, { ...(rest as object), demandOption: true });
+        // A positional is required and takes no flag: no default, and its help without the
+        // flag's range (pack's "(repeat the flag for more)").
+        const { group: _g, requiresArg: _r, defaultDescription: _d, default: _v, describe: _h, ...rest } = opts[p]!;
+        const help = (spec.overrides as Record<string, { help?: string } | undefined> | undefined)?.[p]?.help ?? (SETTINGS[p as SettingKey] as { help: string }).help;
+        b = b.positional(p, { ...(rest as object), describe: help, demandOption: true });
         delete opts[p];
       }
       return b.options(opts);
