@@ -16,6 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RapmError } from '../errors.js';
 import { ioError } from '../io/atomic.js';
+import { fileKind } from '../io/files.js';
 import { isChunkFolder, listChunks, loadChunks, type LoadChunksOptions } from './chunks.js';
 import { loadDral, type LoadDralOptions, type LoadedDataset } from './dataset.js';
 
@@ -49,6 +50,18 @@ function isDir(dir: string): boolean {
   }
 }
 
+/** RAPM_IO for a path that is not a folder: absent (ENOENT), or what it is instead (ENOTDIR). */
+function notAFolder(op: string, dir: string): Error {
+  let st: fs.Stats | null = null;
+  try {
+    st = fs.statSync(dir);
+  } catch {
+    st = null;
+  }
+  const e = st ? Object.assign(new Error(`not a folder but a ${fileKind(st)}`), { code: 'ENOTDIR' }) : Object.assign(new Error('no such folder'), { code: 'ENOENT' });
+  return ioError(op, dir, e);
+}
+
 function hasFeatureFiles(dir: string): boolean {
   try {
     return fs.readdirSync(dir).some((n) => FEATURE_FILE.test(n));
@@ -60,15 +73,15 @@ function hasFeatureFiles(dir: string): boolean {
 /** Work out the layout of a data location (rules in the file comment). Reads only folder listings. */
 export function resolveDataLayout(loc: DataLocation | string): DataLayout {
   const l: DataLocation = typeof loc === 'string' ? { data: loc } : loc;
-  if (l.filelists !== undefined && !isDir(l.filelists)) throw ioError('open filelist folder (--filelists)', l.filelists, Object.assign(new Error('no such folder'), { code: 'ENOENT' }));
+  if (l.filelists !== undefined && !isDir(l.filelists)) throw notAFolder('open filelist folder (--filelists)', l.filelists);
   if (l.features !== undefined) {
     if (l.data !== undefined) throw new RapmError('RAPM_INVALID_ARG', 'Give either --data DIR or --features DIR (with --filelists DIR), not both');
-    if (!isDir(l.features)) throw ioError('open feature folder (--features)', l.features, Object.assign(new Error('no such folder'), { code: 'ENOENT' }));
+    if (!isDir(l.features)) throw notAFolder('open feature folder (--features)', l.features);
     return { kind: 'dral', features: l.features, filelists: l.filelists ?? null };
   }
   const dir = l.data;
   if (dir === undefined) throw new RapmError('RAPM_INVALID_ARG', 'No data given: pass --data DIR, or --features DIR (with --filelists DIR)');
-  if (!isDir(dir)) throw ioError('open dataset folder', dir, Object.assign(new Error(fs.existsSync(dir) ? 'not a folder' : 'no such folder'), { code: fs.existsSync(dir) ? 'ENOTDIR' : 'ENOENT' }));
+  if (!isDir(dir)) throw notAFolder('open dataset folder', dir);
   if (isChunkFolder(dir)) {
     if (l.filelists !== undefined) throw new RapmError('RAPM_INVALID_ARG', `--filelists applies to DRAL feature folders, but ${dir} is a chunk folder`);
     const abs = path.resolve(dir);

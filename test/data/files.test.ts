@@ -74,6 +74,9 @@ describe('non-regular files', () => {
       await tryIt('loadChunks', () => ch.loadChunks(${JSON.stringify(chunks)}));
       await tryIt('loadDatastore', () => ps.loadDatastore(fifo));
       await tryIt('readDatastoreHeader', () => ps.readDatastoreHeader(fifo));
+      const ld = await import(${u('src/data/load.ts')});
+      await tryIt('filelistsFifo', () => ld.resolveDataLayout({ data: ${JSON.stringify(dral)}, filelists: fifo }));
+      await tryIt('dataFifo', () => ld.resolveDataLayout(fifo));
       await tryIt('FusionSession', () => ox.FusionSession.create(fifo));
       await tryIt('AnnIndex', async () => an.AnnIndex.load(fifo));
       console.log(JSON.stringify(out));
@@ -86,6 +89,9 @@ describe('non-regular files', () => {
       expect(out[k], k).toMatch(/^RAPM_IO .*x\.npy: it is a FIFO \(named pipe\), not a regular file/);
     }
     expect(out.readNpyDevice).toMatch(/^RAPM_IO .*\/dev\/zero: it is a character device/);
+    // A FIFO where a folder belongs is named as what it is (it used to read 'ENOENT: no such folder').
+    expect(out.filelistsFifo).toMatch(/^RAPM_IO Cannot open filelist folder \(--filelists\) .*x\.npy \(ENOTDIR: not a folder but a FIFO \(named pipe\)\)/);
+    expect(out.dataFifo).toMatch(/^RAPM_IO Cannot open dataset folder .*x\.npy \(ENOTDIR: not a folder but a FIFO/);
     // The DRAL loader lists the FIFO among its problems (one message), naming the file.
     expect(out.loadDral).toMatch(/^RAPM_DATA [\s\S]*unreadable file \(1\)[\s\S]*EN_s1_a_features\.npy: it is a FIFO/);
     expect(out.loadDralFilelist).toMatch(/^RAPM_IO .*train_filelist_en\.txt: it is a FIFO/);
