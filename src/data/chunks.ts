@@ -151,12 +151,22 @@ function planChunk(dir: string, name: string, index: number, dim: number, proble
       problem('unreadable', isRapmError(e) ? (e as Error).message : `meta.json does not parse (${(e as Error).message})`);
     }
   }
+  // A text file that cannot be read (a FIFO, a folder, no permission) is this chunk's problem,
+  // listed with the others (and skipped with its chunk under --on-problem skip), like en.npy's.
+  const lines = (file: string): string[] | null => {
+    try {
+      return readLines(file);
+    } catch (e) {
+      problem('unreadable', (e as Error).message);
+      return null;
+    }
+  };
   let ids: string[] | null = null;
   const idsFile = path.join(cdir, 'ids.txt');
   if (!fs.existsSync(idsFile)) problem('missing-file', 'ids.txt is missing');
   else {
-    ids = readLines(idsFile);
-    const empty = ids.findIndex((s) => s.trim() === '');
+    ids = lines(idsFile);
+    const empty = ids ? ids.findIndex((s) => s.trim() === '') : -1;
     if (empty >= 0) problem('unreadable', `ids.txt line ${empty + 1} is empty`);
   }
   const rows: number[] = [];
@@ -182,17 +192,17 @@ function planChunk(dir: string, name: string, index: number, dim: number, proble
   let speakers: string[] | null = null;
   const spkFile = path.join(cdir, 'speakers.txt');
   if (fs.existsSync(spkFile)) {
-    speakers = readLines(spkFile);
-    if (n >= 0 && speakers.length !== n) problem('wrong-shape', `speakers.txt has ${speakers.length} lines but en.npy has ${n} rows`);
+    speakers = lines(spkFile);
+    if (speakers && n >= 0 && speakers.length !== n) problem('wrong-shape', `speakers.txt has ${speakers.length} lines but en.npy has ${n} rows`);
   }
   let split: ('train' | 'test')[] | null = null;
   const splitFile = path.join(cdir, 'split.txt');
-  if (fs.existsSync(splitFile)) {
-    const lines = readLines(splitFile);
-    const bad = lines.findIndex((s) => s !== 'train' && s !== 'test');
-    if (bad >= 0) problem('unreadable', `split.txt line ${bad + 1} is '${lines[bad]}', expected 'train' or 'test'`);
-    else if (n >= 0 && lines.length !== n) problem('wrong-shape', `split.txt has ${lines.length} lines but en.npy has ${n} rows`);
-    else split = lines as ('train' | 'test')[];
+  const splitLines = fs.existsSync(splitFile) ? lines(splitFile) : null;
+  if (splitLines) {
+    const bad = splitLines.findIndex((s) => s !== 'train' && s !== 'test');
+    if (bad >= 0) problem('unreadable', `split.txt line ${bad + 1} is '${splitLines[bad]}', expected 'train' or 'test'`);
+    else if (n >= 0 && splitLines.length !== n) problem('wrong-shape', `split.txt has ${splitLines.length} lines but en.npy has ${n} rows`);
+    else split = splitLines as ('train' | 'test')[];
   }
   if (isTestFolderName(name)) {
     if (split === null && n >= 0) split = new Array<'test'>(n).fill('test');

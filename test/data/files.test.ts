@@ -45,6 +45,11 @@ describe('non-regular files', () => {
     writeNpySync(path.join(chunks, 'c0', 'es.npy'), new Float32Array(D), [1, D]);
     mkfifo(path.join(chunks, 'c0', 'en.npy'));
     mkfifo(path.join(chunks, 'c0', 'ids.txt'));
+    // A good chunk beside it: --on-problem skip drops c0 and keeps c1.
+    fs.mkdirSync(path.join(chunks, 'c1'));
+    writeNpySync(path.join(chunks, 'c1', 'en.npy'), new Float32Array(D).fill(1), [1, D]);
+    writeNpySync(path.join(chunks, 'c1', 'es.npy'), new Float32Array(D).fill(1), [1, D]);
+    fs.writeFileSync(path.join(chunks, 'c1', 'ids.txt'), 'b\n');
     const fifo = path.join(tmp, 'x.npy');
     mkfifo(fifo);
     const lists = path.join(tmp, 'lists');
@@ -72,6 +77,7 @@ describe('non-regular files', () => {
       await tryIt('loadDral', () => ds.loadDral(${JSON.stringify(dral)}, { filelists: false }));
       await tryIt('loadDralFilelist', () => ds.loadDral(${JSON.stringify(dral)}, { filelistDir: ${JSON.stringify(lists)} }));
       await tryIt('loadChunks', () => ch.loadChunks(${JSON.stringify(chunks)}));
+      try { out.loadChunksSkip = String((await ch.loadChunks(${JSON.stringify(chunks)}, { onProblem: 'skip' })).n); } catch (e) { out.loadChunksSkip = (e.code ?? '?') + ' ' + e.message; }
       await tryIt('loadDatastore', () => ps.loadDatastore(fifo));
       await tryIt('readDatastoreHeader', () => ps.readDatastoreHeader(fifo));
       const ld = await import(${u('src/data/load.ts')});
@@ -95,6 +101,8 @@ describe('non-regular files', () => {
     // The DRAL loader lists the FIFO among its problems (one message), naming the file.
     expect(out.loadDral).toMatch(/^RAPM_DATA [\s\S]*unreadable file \(1\)[\s\S]*EN_s1_a_features\.npy: it is a FIFO/);
     expect(out.loadDralFilelist).toMatch(/^RAPM_IO .*train_filelist_en\.txt: it is a FIFO/);
-    expect(out.loadChunks).toMatch(/^RAPM_IO .*ids\.txt: it is a FIFO/);
+    // A chunk's unreadable ids.txt is one of its problems (listed; skipped with the chunk), as a FIFO en.npy is.
+    expect(out.loadChunks).toMatch(/^RAPM_DATA [\s\S]*chunk c0: [\s\S]*ids\.txt: it is a FIFO/);
+    expect(out.loadChunksSkip).toBe('1');
   });
 });
