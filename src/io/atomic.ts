@@ -79,15 +79,57 @@ export function ioError(op: string, file: string, e: unknown): Error {
   return new RapmError('RAPM_IO', `Cannot ${op} ${file} (${why})`, { cause: e });
 }
 
+/** What kind of file a Stats is, in words. */
+export function fileKind(st: fs.Stats): string {
+  if (st.isFile()) return 'regular file';
+  if (st.isDirectory()) return 'directory';
+  if (st.isFIFO()) return 'FIFO (named pipe)';
+  if (st.isSocket()) return 'socket';
+  if (st.isCharacterDevice()) return 'character device';
+  if (st.isBlockDevice()) return 'block device';
+  if (st.isSymbolicLink()) return 'symbolic link';
+  return 'special file';
+}
+
+/**
+ * The path a write by rename lands on: `file` itself when absent or a regular file; through a
+ * symbolic link, the regular file it points at (so the link stays a link and its target gets
+ * the new contents). Anything else is refused with RAPM_IO: a rename would replace a device
+ * (save('/dev/null') as root replaced the device with a file), a FIFO, a socket or a folder, and
+ * a dangling link or a loop of links has no file to write.
+ */
+export function writeTarget(file: string): string {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return file;
+    throw ioError('stat', file, e);
+  }
+  let target = file;
+  if (st.isSymbolicLink()) {
+    try {
+      target = fs.realpathSync(file);
+      st = fs.statSync(target);
+    } catch (e) {
+      throw new RapmError('RAPM_IO', `Cannot write ${file}: it is a symbolic link to nothing or a loop of links (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e });
+    }
+  }
+  if (!st.isFile()) throw new RapmError('RAPM_IO', `Cannot write ${file}: it is a ${fileKind(st)}, not a regular file, and writing would replace it`);
+  return target;
+}
+
 /**
  * Write a file atomically: `write(fd)` fills a temporary file beside `file`, which is then
- * renamed over `file`. On any failure the temporary file is removed and `file` keeps its old
+ * renamed over `file` (through a symbolic link: over its target; a device, FIFO, socket or
+ * folder at `file` is refused, see writeTarget). On any failure the temporary file is removed and `file` keeps its old
  * contents (or stays absent). Readers never see a half-written file. A process killed
  * mid-write can't remove its temporary: the next write to the same `file` does (see staleTemps).
  */
 export function atomicWriteSync(file: string, write: (fd: number) => void): void {
-  removeStaleTempsSync(file);
-  const tmp = tempPathFor(file);
+  const dest = writeTarget(file); // a regular file, absent, or a link's regular target
+  removeStaleTempsSync(dest);
+  const tmp = tempPathFor(dest);
   let fd = -1;
   try {
     fd = fs.openSync(tmp, 'wx');
@@ -95,7 +137,7 @@ export function atomicWriteSync(file: string, write: (fd: number) => void): void
     fs.fsyncSync(fd); // the bytes are on disk before the name points at them
     fs.closeSync(fd);
     fd = -1;
-    fs.renameSync(tmp, file);
+    fs.renameSync(tmp, dest);
   } catch (e) {
     if (fd >= 0) {
       try {
@@ -115,8 +157,9 @@ export function atomicWriteSync(file: string, write: (fd: number) => void): void
 
 /** Async form of atomicWriteSync. */
 export async function atomicWrite(file: string, write: (fh: fs.promises.FileHandle) => Promise<void>): Promise<void> {
-  await removeStaleTemps(file);
-  const tmp = tempPathFor(file);
+  const dest = writeTarget(file); // a regular file, absent, or a link's regular target
+  await removeStaleTemps(dest);
+  const tmp = tempPathFor(dest);
   let fh: fs.promises.FileHandle | undefined;
   try {
     fh = await fs.promises.open(tmp, 'wx');
@@ -124,7 +167,7 @@ export async function atomicWrite(file: string, write: (fh: fs.promises.FileHand
     await fh.sync();
     await fh.close();
     fh = undefined;
-    await fs.promises.rename(tmp, file);
+    await fs.promises.rename(tmp, dest);
   } catch (e) {
     if (fh) await fh.close().catch(() => undefined);
     await fs.promises.unlink(tmp).catch(() => undefined);

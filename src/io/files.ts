@@ -8,18 +8,9 @@
  */
 import fs from 'node:fs';
 import { RapmError } from '../errors.js';
-import { ioError } from './atomic.js';
+import { fileKind, ioError } from './atomic.js';
 
-/** What kind of file a Stats is, in words. */
-export function fileKind(st: fs.Stats): string {
-  if (st.isFile()) return 'regular file';
-  if (st.isDirectory()) return 'directory';
-  if (st.isFIFO()) return 'FIFO (named pipe)';
-  if (st.isSocket()) return 'socket';
-  if (st.isCharacterDevice()) return 'character device';
-  if (st.isBlockDevice()) return 'block device';
-  return 'special file';
-}
+export { fileKind } from './atomic.js';
 
 function notRegular(file: string, what: string, st: fs.Stats): RapmError {
   return new RapmError('RAPM_IO', `Cannot read ${what} ${file}: it is a ${fileKind(st)}, not a regular file`);

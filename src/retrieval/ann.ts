@@ -36,6 +36,7 @@ import { aggregateWeights } from './aggregate.js';
 import type { SearchResult } from './datastore.js';
 import { resolveSearchOptions, type SearchOptions } from './search-options.js';
 import { assertRegularFile } from '../io/files.js';
+import { writeTarget } from '../io/atomic.js';
 import { mulberry32 } from '../rng.js';
 
 // ------------------------------------------------------------------ faiss-node binding
@@ -380,10 +381,11 @@ export class AnnIndex {
 
   /** Write the index to `file` (faiss write_index format; written beside it, then renamed). */
   save(file: string): void {
-    const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const dest = writeTarget(file); // refuses a device, FIFO or folder at `file`; writes through a link
+    const tmp = `${dest}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
       this.#write(tmp);
-      fs.renameSync(tmp, file);
+      fs.renameSync(tmp, dest);
     } catch (e) {
       fs.rmSync(tmp, { force: true });
       throw e instanceof RapmError ? e : new RapmError('RAPM_IO', `Cannot write ${file}: ${(e as Error).message}`, { cause: e });

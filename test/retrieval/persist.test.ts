@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -122,6 +122,31 @@ describe('saveDatastore / loadDatastore: round trip', () => {
       await expect(saveDatastore(ds, path.join(tmp, 'meta.rds'), { meta } as never)).rejects.toMatchObject({ code: 'RAPM_TYPE', message: expect.stringMatching(/Expected meta as a JSON-serialisable object/) });
     }
     expect(fs.existsSync(path.join(tmp, 'meta.rds'))).toBe(false);
+  });
+
+  it('save() writes through a symbolic link and refuses to replace a FIFO, a folder or a dangling link', async () => {
+    const { ds } = build('f32', 40, 6, false);
+    const dir = path.join(tmp, 'targets');
+    fs.mkdirSync(dir);
+    // A link: the link stays, its target gets the datastore.
+    const real = path.join(dir, 'real.rds');
+    fs.writeFileSync(real, 'old');
+    const link = path.join(dir, 'link.rds');
+    fs.symlinkSync(real, link);
+    await saveDatastore(ds, link);
+    expect(fs.lstatSync(link).isSymbolicLink()).toBe(true);
+    expect((await loadDatastore(real)).size).toBe(40);
+    // A FIFO (a device such as /dev/null is refused the same way): refused, left as it was.
+    const fifo = path.join(dir, 'pipe.rds');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    await expect(saveDatastore(ds, fifo)).rejects.toMatchObject({ code: 'RAPM_IO', message: expect.stringMatching(/pipe\.rds: it is a FIFO \(named pipe\), not a regular file, and writing would replace it/) });
+    expect(fs.lstatSync(fifo).isFIFO()).toBe(true);
+    await expect(saveDatastore(ds, dir)).rejects.toMatchObject({ code: 'RAPM_IO', message: expect.stringMatching(/it is a directory/) });
+    const dangling = path.join(dir, 'dangling.rds');
+    fs.symlinkSync(path.join(dir, 'nowhere', 'x.rds'), dangling);
+    await expect(saveDatastore(ds, dangling)).rejects.toMatchObject({ code: 'RAPM_IO', message: expect.stringMatching(/symbolic link to nothing/) });
+    expect(fs.lstatSync(dangling).isSymbolicLink()).toBe(true);
+    expect(fs.readdirSync(dir).filter((n) => n.includes('.tmp-'))).toEqual([]);
   });
 
   it('saves an empty datastore, and only the rows present when save started', async () => {
