@@ -192,7 +192,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
       if (state.optionsKey !== key) {
         throw new RapmError('RAPM_STATE', `Cannot resume ${out}: it was started with other options or other data (state ${state.optionsKey}, now ${key}). Use another --out, or --overwrite to start again`);
       }
-      log(state.complete ? `${out} is complete (${state.steps.length} step(s)): nothing to resume (--overwrite runs it again)` : `resuming ${out}: ${state.steps.length} step(s) done`);
+      log(`resuming ${out}: ${state.steps.length} step(s) done${state.complete ? ', the run finished' : ''}`);
     } else if (!o.overwrite) {
       throw new RapmError('RAPM_STATE', `${out} already holds a progressive run: pass --resume to continue it or --overwrite to replace it`);
     }
@@ -212,12 +212,20 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   let checkedRows = 0; // training rows validated by an earlier step's fitAndScore (rows are only appended)
   let stepIndex = 0;
   const resultOf = (status: 'running' | 'complete'): ProgressiveResult => finalResult(state!, status, o.threshold, decider.name, { k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout }, trainChunks.length, o.all ?? false, runSeconds());
-  let stop = state.complete;
   // The rule fires at the first useful step; the loop stops confirmSteps steps later.
   const shouldStop = (step: number) => {
     const first = state!.steps.find((x) => x.useful);
     return !o.all && first !== undefined && step >= first.step + o.confirmSteps;
   };
+  // A run cut by --max-steps (chunks left, the stop rule not fired) is finished as far as it
+  // went; --resume continues it (up to this call's --max-steps, counted from step 1).
+  const lastStep = state.steps.at(-1)?.step;
+  if (state.complete && o.resume && lastStep !== undefined && !shouldStop(lastStep) && state.steps.length < trainChunks.length && (o.maxSteps === undefined || o.maxSteps > lastStep)) {
+    state.complete = false;
+    log(`continuing ${out} after step ${lastStep} (it was cut by --max-steps)`);
+  }
+  if (state.complete && o.resume) log(`${out}: nothing left to run (--overwrite runs it again)`);
+  let stop = state.complete;
   // Warm start: each seed's net from the previous step, also across --resume (warm-start-<step>.bin).
   const warmFile = (step: number) => path.join(out, `warm-start-${step}.bin`);
   const paramCount = paramLayout(fusionSpec({ hidden: o.hidden, dropout: o.dropout })).size;
@@ -244,7 +252,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
       // Finished before a restart: rebuild the datastore only; priors are brought up to date
       // in one pass at the first step that still has to run.
       log(`step ${stepIndex} (${c.name}): done before, ${done.pairs} pairs`);
-      if (shouldStop(stepIndex)) stop = true;
+      if (shouldStop(stepIndex) || (o.maxSteps !== undefined && stepIndex >= o.maxSteps)) stop = true;
       continue;
     }
     if (priors.size < ids.length) {

@@ -130,6 +130,21 @@ describe('progressive loop', () => {
     await expect(runProgressive(base('all', { resume: true, k: 21 }))).rejects.toThrow(/other options/);
   });
 
+  it('a run cut by --max-steps is continued by --resume, to the same numbers as an uncut run', async () => {
+    const opts = { trainSeeds: 1, clusterUnit: 'row' as const, all: true };
+    const uncut = await runProgressive(base('uncut', { ...opts, maxSteps: 2 }));
+    const cut = await runProgressive(base('cut', { ...opts, maxSteps: 1 }));
+    expect(cut.steps).toHaveLength(1);
+    expect(cut.stoppedEarly).toMatchObject({ reason: 'max-steps' });
+    const lines: string[] = [];
+    const same = await runProgressive(base('cut', { ...opts, maxSteps: 1, resume: true, log: (l) => lines.push(l) }));
+    expect(same.steps).toHaveLength(1); // the same cap: nothing more to run
+    expect(lines.some((l) => /nothing left to run/.test(l))).toBe(true);
+    const more = await runProgressive(base('cut', { ...opts, maxSteps: 2, resume: true }));
+    expect(more.steps).toHaveLength(2);
+    expect(numbers(more)).toEqual(numbers(uncut));
+  }, 300_000);
+
   it('after kill -9, --resume ends with the same results as an uninterrupted run', async () => {
     const out = path.join(tmp, 'killed');
     const args = ['--import', 'tsx', path.join(root, 'src/progressive.ts'), '--chunks', chunks, '--out', out, '--all', '--k', '20', '--epochs', '4', '--patience', '2', '--resamples', '1000', '--quiet'];
