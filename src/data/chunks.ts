@@ -459,7 +459,9 @@ export async function writeChunks(
 }
 
 /** The ids and splits of the chunks of `dir` (headers and text files only, no matrices), checked like loadChunks. */
-export function chunkIndex(dir: string, options: LoadChunksOptions = {}): { name: string; ids: string[]; split: ('train' | 'test')[] | null }[] {
-  const { plans } = planAll(dir, options.dim ?? FEATURE_DIM, policyOf(options), options.only);
+export function chunkIndex(dir: string, options: LoadChunksOptions & { onSkipped?: (problems: DataProblem[]) => void } = {}): { name: string; ids: string[]; split: ('train' | 'test')[] | null }[] {
+  const { plans, problems } = planAll(dir, options.dim ?? FEATURE_DIM, policyOf(options), options.only);
+  // Under 'skip' the problems dropped chunks or rows: the caller reports them (under 'fail' planAll threw).
+  if (problems.length > 0) options.onSkipped?.(problems);
   return plans.map((p) => ({ name: p.name, ids: keptList(p.ids, p.keep), split: p.split ? keptList(p.split, p.keep) : null }));
 }

@@ -139,7 +139,7 @@ export async function openSources(o: SourceOptions): Promise<ProgressiveSources>
 
   let chunkRows = 0;
   if (o.chunks !== undefined) {
-    const index = chunkIndex(o.chunks, { onProblem: o.onProblem });
+    const index = chunkIndex(o.chunks, { onProblem: o.onProblem, onSkipped: (p) => report(`chunks ${o.chunks}`, p) });
     for (const c of index) {
       chunkRows += c.ids.length;
       claim(c.ids, (i) => `chunk ${c.name} (${c.split?.[i] ?? 'train'})`);

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateProgressiveData } from '../../src/experiments/progressive-data.js';
 import { readWarm, runProgressive, writeWarm, type ProgressiveOptions, type ProgressiveResult } from '../../src/experiments/progressive.js';
 import { nativeMlpBackend } from '../../src/fusion/native-mlp.js';
+import { openSources } from '../../src/experiments/progressive-sources.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-prog-'));
@@ -216,4 +217,21 @@ describe('warm-start files', () => {
     expect(r.status).toBe(0);
     expect(() => readWarm(file, 2, 3, () => {})).toThrow(expect.objectContaining({ code: 'RAPM_IO', message: expect.stringMatching(/warm-start-3\.bin: it is a FIFO/) }));
   });
+});
+
+describe('progressive sources', () => {
+  it('--on-problem skip reports the chunks it drops (it used to drop them without a word)', async () => {
+    const copy = path.join(tmp, 'chunks-broken');
+    fs.cpSync(chunks, copy, { recursive: true });
+    const names = fs.readdirSync(copy).filter((n) => fs.existsSync(path.join(copy, n, 'ids.txt'))).sort();
+    const victim = names[1]!;
+    fs.truncateSync(path.join(copy, victim, 'es.npy'), 4096); // a header that promises more rows than the file holds
+    const lines: string[] = [];
+    const src = await openSources({ chunks: copy, onProblem: 'skip', log: (l) => lines.push(l) });
+    const seen: string[] = [];
+    for await (const c of src.iterate()) seen.push(c.name);
+    expect(seen).not.toContain(victim);
+    expect(lines.join('\n')).toMatch(new RegExp(`chunks .*chunks-broken: skipped 1 problem\\(s\\) \\(--on-problem skip\\): chunk ${victim}: `));
+    await expect(openSources({ chunks: copy, log: () => {} })).rejects.toMatchObject({ code: 'RAPM_DATA' });
+  }, 120_000);
 });
