@@ -260,6 +260,13 @@ export async function runGap(data: ExperimentData, o: Common & { sizes: number[]
 /** Published Table 2/3: plain retrieval over K x tau, aggregation, Config A vs B. */
 export async function runGrid(data: ExperimentData, o: { out: string; seed: number; ks: number[]; taus: number[]; configs?: KeyConfig[]; log?: (l: string) => void }): Promise<ExperimentOutput> {
   const configs: KeyConfig[] = o.configs ?? ['A', 'B'];
+  // Every K is searched as given: a K above the training pairs was clamped to them and reported
+  // under its own label (K=1602 with the numbers of K=1601). Repeated values would repeat rows.
+  const tooBig = o.ks.filter((k) => k > data.pool.n);
+  if (tooBig.length > 0) throw new RapmError('RAPM_K_TOO_LARGE', `--ks ${tooBig.join(',')}: more than the ${data.pool.n} training pairs of ${data.source}; give K values up to ${data.pool.n}`);
+  for (const [name, list] of [['--ks', o.ks], ['--taus', o.taus]] as const) {
+    if (new Set(list).size !== list.length) throw new RapmError('RAPM_INVALID_ARG', `${name} ${list.join(',')} repeats a value (each would be run and reported twice)`);
+  }
   const record = startRecord('grid', o.seed, { ks: o.ks, taus: o.taus, configs }, { hash: data.hash, source: data.source });
   const rows: Record<string, unknown>[] = [];
   const dv = valueIndices().length;
@@ -268,7 +275,7 @@ export async function runGrid(data: ExperimentData, o: { out: string; seed: numb
     await ds.add(data.pool.en, data.pool.values, data.pool.ids);
     for (const t of data.tests) {
       const run = async (k: number, tau: number, aggregate: Aggregate) => {
-        const r = await ds.search(t.en, { k: Math.min(k, ds.size), tau, aggregate });
+        const r = await ds.search(t.en, { k, tau, aggregate });
         rows.push({ config, test_set: t.name, aggregate, k, tau: aggregate === 'softmax' ? tau : null, cosine: mean(rowCosines(r.prior, t.target, dv)) });
       };
       for (const k of o.ks) for (const tau of o.taus) await run(k, tau, 'softmax');

@@ -64,4 +64,12 @@ describe('experiments with training seeds', () => {
     expect(t).toContain(`**${best.toFixed(4)}**`);
     expect(t.match(/\*\*/g)!.length).toBeGreaterThanOrEqual(2);
   }, 120_000);
+
+  it('grid refuses a K above the training pairs (it was clamped and mislabelled) and repeated values', async () => {
+    const n = data.pool.n;
+    await expect(runGrid(data, { out: path.join(tmp, 'g2'), seed: 1, ks: [10, n + 1], taus: [0.1] })).rejects.toMatchObject({ code: 'RAPM_K_TOO_LARGE', message: expect.stringMatching(new RegExp(`--ks ${n + 1}: more than the ${n} training pairs`)) });
+    await expect(runGrid(data, { out: path.join(tmp, 'g3'), seed: 1, ks: [1, 1], taus: [0.1] })).rejects.toThrow(/--ks 1,1 repeats a value/);
+    await expect(runGrid(data, { out: path.join(tmp, 'g4'), seed: 1, ks: [1], taus: [0.1, 0.1] })).rejects.toThrow(/--taus 0.1,0.1 repeats a value/);
+    expect(fs.existsSync(path.join(tmp, 'g2'))).toBe(false);
+  });
 });
