@@ -238,6 +238,12 @@ export interface PgVectorSourceOptions extends PgConnectOptions {
   probes?: number;
   /** Rows the table must hold (0..size-1), e.g. the Datastore's size. Checked at open. */
   expectRows?: number;
+  /**
+   * The id of every row, in row order (the Datastore's): the table's ids must match, so a table
+   * loaded from another datastore of the same size and width is refused instead of serving its
+   * neighbours under this datastore's ids. Checked at open.
+   */
+  expectIds?: readonly string[];
 }
 
 /** Top-k by cosine from a pgvector table written by loadDatastoreIntoPg / `rapm pg-load`. */
@@ -275,7 +281,7 @@ export class PgVectorSource implements NeighborSource {
   /** Connect, check the table (exists, key vector(d), rows 0..n-1), set the index search parameters. */
   static async open(options: PgVectorSourceOptions): Promise<PgVectorSource> {
     if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
-    checkKnownKeys('PgVectorSource.open', options, [...PG_CONNECT_KEYS, 'table', 'keyDim', 'keyIndices', 'mode', 'efSearch', 'probes', 'expectRows'] satisfies (keyof PgVectorSourceOptions)[]);
+    checkKnownKeys('PgVectorSource.open', options, [...PG_CONNECT_KEYS, 'table', 'keyDim', 'keyIndices', 'mode', 'efSearch', 'probes', 'expectRows', 'expectIds'] satisfies (keyof PgVectorSourceOptions)[]);
     const quoted = quoteTable(options.table);
     const keyDim = checkInteger('keyDim', options.keyDim, 1);
     const keyIndices = options.keyIndices ?? null;
@@ -314,6 +320,20 @@ export class PgVectorSource implements NeighborSource {
       if (expectRows !== undefined && n !== expectRows) {
         throw new RapmError('RAPM_DATA', `Table ${options.table} holds ${n} rows but the datastore holds ${expectRows}: reload it (rapm pg-load --overwrite)`);
       }
+      const expectIds = options.expectIds;
+      if (expectIds !== undefined) {
+        if (!Array.isArray(expectIds) || expectIds.length !== n) throw invalidParam('expectIds', `an array of ${n} ids (one per row)`, expectIds);
+        let ids: pg.QueryResult;
+        try {
+          ids = await pool.query(`SELECT id FROM ${quoted} ORDER BY row`);
+        } catch (e) {
+          throw pgError(`reading ${options.table}`, e);
+        }
+        const r = ids.rows.findIndex((x: { id: string }, i: number) => x.id !== expectIds[i]);
+        if (r >= 0) {
+          throw new RapmError('RAPM_DATA', `Table ${options.table} row ${r} holds id '${String(ids.rows[r].id)}' but the datastore's row ${r} is '${expectIds[r]}': the table was loaded from another datastore; reload it (rapm pg-load --overwrite)`);
+        }
+      }
       return new PgVectorSource(pool, owned, options.table, quoted, keyDim, keyIndices, d, n, mode, settings);
     } catch (e) {
       if (owned) await pool.end().catch(() => {});
@@ -321,10 +341,10 @@ export class PgVectorSource implements NeighborSource {
     }
   }
 
-  /** Open a source over the table loaded from `ds` (same key selection; row count checked). */
+  /** Open a source over the table loaded from `ds` (same key selection; row count and ids checked). */
   static async forDatastore(ds: Datastore, options: Omit<PgVectorSourceOptions, 'keyDim' | 'keyIndices' | 'expectRows'>): Promise<PgVectorSource> {
     if (!(ds instanceof Datastore)) throw new RapmTypeError('RAPM_TYPE', `Expected a Datastore for datastore but received ${describe(ds)}`);
-    return PgVectorSource.open({ ...options, keyDim: ds.keyDim, keyIndices: keySelection(ds), expectRows: ds.size });
+    return PgVectorSource.open({ ...options, keyDim: ds.keyDim, keyIndices: keySelection(ds), expectRows: ds.size, expectIds: ds._ids() });
   }
 
   async search(queries: Float32Array, k: number): Promise<{ rows: Int32Array; similarities: Float32Array }> {

@@ -150,6 +150,10 @@ describe('PgVectorSource (PostgreSQL + pgvector over the wire: PGlite + pglite-s
     const longer = new Datastore({ keyDim, valueDim: dv, keyIndices });
     longer.addSync(clustered(n + 1, 1), randn((n + 1) * dv, 2));
     expect(await codeOf(PgVectorSource.forDatastore(longer, { url, table: 'rapm_exact' }))).toBe('RAPM_DATA');
+    // Same size and width, other data: its ids differ, so the table is not this datastore's.
+    const twin = new Datastore({ keyDim, valueDim: dv, keyIndices });
+    twin.addSync(clustered(n, 7), randn(n * dv, 8), Array.from({ length: n }, (_, r) => `other-${r}`));
+    await expect(PgVectorSource.forDatastore(twin, { url, table: 'rapm_exact' })).rejects.toMatchObject({ code: 'RAPM_DATA', message: expect.stringMatching(/rapm_exact row 0 holds id 'utt-0' but the datastore's row 0 is 'other-0': the table was loaded from another datastore/) });
     expect(await codeOf(loadDatastoreIntoPg(ds, { url, table: 'rapm_exact' }))).toBe('RAPM_STATE');
     expect(await codeOf(PgVectorSource.forDatastore(ds, { url, table: 'rapm_exact', efSearch: 10 }))).toBe('RAPM_INVALID_ARG');
     // Misspelt options are refused before any connection (ef_search / btach used to be ignored).
