@@ -3,8 +3,11 @@
  * datastore itself), approximate (faiss, built over the datastore or loaded from a file), or
  * PostgreSQL + pgvector (a table loaded by `rapm pg-load` from the same datastore).
  */
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
-import { RapmRangeError } from '../errors.js';
+import { RapmError, RapmRangeError } from '../errors.js';
+import { writeFileAtomicSync } from '../io/atomic.js';
+import { readTextFileSync } from '../io/files.js';
 import { AnnIndex } from './ann.js';
 import type { Datastore } from './datastore.js';
 import { AnnSource, type NeighborSource } from './neighbor-source.js';
@@ -24,6 +27,48 @@ export interface SourceSettings {
   pgMode?: PgSearchMode;
   /** Progress lines. */
   log?: (line: string) => void;
+}
+
+/**
+ * What an --ann-index file was built from, kept beside it as `<file>.json`: the factory string and
+ * a fingerprint of the datastore (rows, key columns, ids). A faiss file alone cannot tell: an
+ * index built over another datastore of the same size and width loaded without complaint and
+ * served its neighbours under this datastore's ids, and one built by another factory was
+ * reported under the factory asked for.
+ */
+interface AnnIndexStamp {
+  format: 'rapm-ann-index';
+  factory: string;
+  rows: number;
+  datastore: string;
+}
+
+function datastoreFingerprint(ds: Datastore): string {
+  const h = createHash('sha256');
+  h.update(`${ds.size}\n${ds.keyDim}\n${Array.from(ds.keyIndices).join(',')}\n`);
+  for (const id of ds._ids()) h.update(`${id}\n`);
+  return `sha256:${h.digest('hex')}`;
+}
+
+function checkAnnIndexStamp(file: string, ds: Datastore, factory: string, log: (line: string) => void): void {
+  const stampFile = `${file}.json`;
+  if (!fs.existsSync(stampFile)) {
+    log(`warning: ${stampFile} is missing, so nothing shows which datastore and factory ${file} was built from; delete ${file} to rebuild it with a record`);
+    return;
+  }
+  let stamp: AnnIndexStamp;
+  try {
+    stamp = JSON.parse(readTextFileSync(stampFile, 'ANN index record')) as AnnIndexStamp;
+  } catch (e) {
+    throw new RapmError('RAPM_FORMAT', `Cannot read ${stampFile}: ${(e as Error).message}`, { cause: e });
+  }
+  if (stamp?.format !== 'rapm-ann-index') throw new RapmError('RAPM_FORMAT', `${stampFile} is not a rapm ANN index record`);
+  if (stamp.factory !== factory) {
+    throw new RapmError('RAPM_DATA', `${file} was built with --ann ${stamp.factory}, not ${factory}: pass --ann ${stamp.factory}, or delete ${file} to build it again`);
+  }
+  if (stamp.datastore !== datastoreFingerprint(ds)) {
+    throw new RapmError('RAPM_DATA', `${file} was built over another datastore (${stamp.rows} rows, other ids or key columns than these ${ds.size}): delete it to build it over this one`);
+  }
 }
 
 /** The source for `settings`, or null for exact search on the datastore. Close it with closeSource(). */
@@ -49,6 +94,7 @@ export async function openNeighborSource(ds: Datastore, settings: SourceSettings
   let source: AnnSource;
   const t0 = performance.now();
   if (settings.annIndex !== undefined && fs.existsSync(settings.annIndex)) {
+    checkAnnIndexStamp(settings.annIndex, ds, settings.ann, log);
     const index = AnnIndex.load(settings.annIndex, { factory: settings.ann });
     source = AnnSource.over(ds, index);
     log(`approximate index loaded from ${settings.annIndex} (${index.kind}, ${index.ntotal} rows) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -58,7 +104,9 @@ export async function openNeighborSource(ds: Datastore, settings: SourceSettings
     log(`built in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     if (settings.annIndex !== undefined) {
       source.index.save(settings.annIndex);
-      log(`saved to ${settings.annIndex}`);
+      const stamp: AnnIndexStamp = { format: 'rapm-ann-index', factory: settings.ann, rows: ds.size, datastore: datastoreFingerprint(ds) };
+      writeFileAtomicSync(`${settings.annIndex}.json`, JSON.stringify(stamp, null, 1) + '\n');
+      log(`saved to ${settings.annIndex} (with ${settings.annIndex}.json: the factory and datastore it was built from)`);
     }
   }
   const { kind } = source.index;
