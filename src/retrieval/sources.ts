@@ -5,8 +5,9 @@
  */
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import { RapmError, RapmRangeError } from '../errors.js';
-import { writeFileAtomicSync } from '../io/atomic.js';
+import { writeFileAtomicSync, writeTarget } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
 import { AnnIndex } from './ann.js';
 import type { Datastore } from './datastore.js';
@@ -99,6 +100,12 @@ export async function openNeighborSource(ds: Datastore, settings: SourceSettings
     source = AnnSource.over(ds, index);
     log(`approximate index loaded from ${settings.annIndex} (${index.kind}, ${index.ntotal} rows) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } else {
+    if (settings.annIndex !== undefined) {
+      // Where it will be saved, checked before the build (which can take minutes), not after.
+      const dir = path.dirname(path.resolve(settings.annIndex));
+      if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new RapmError('RAPM_IO', `Cannot save the index to ${settings.annIndex} (--ann-index): its folder ${dir} does not exist`);
+      writeTarget(settings.annIndex);
+    }
     log(`building the approximate index ${settings.ann} over ${ds.size} rows (save it with --ann-index FILE to skip this next time)...`);
     source = await AnnSource.fromDatastore(ds, { factory: settings.ann });
     log(`built in ${((performance.now() - t0) / 1000).toFixed(1)} s`);

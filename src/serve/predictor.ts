@@ -199,7 +199,8 @@ export class Predictor {
     const found = await source.search(en, k);
     const rows = found?.rows, sims = found?.similarities;
     if (!(rows instanceof Int32Array) || !(sims instanceof Float32Array) || rows.length !== b * k || sims.length !== b * k) {
-      throw new RapmError('RAPM_SHAPE_MISMATCH', `The neighbour source '${source.name}' returned rows ${describe(rows)} and similarities ${describe(sims)}; [${b}, ${k}] each were expected`);
+      // The source's fault, not the caller's: RAPM_DATA (HTTP 500, logged), not a 400.
+      throw new RapmError('RAPM_DATA', `The neighbour source '${source.name}' returned rows ${describe(rows)} and similarities ${describe(sims)}; [${b}, ${k}] each were expected`);
     }
     const n = this.datastore.size;
     const slot = new Map<number, number>();
@@ -210,7 +211,7 @@ export class Predictor {
         local[i] = -1;
         continue;
       }
-      if (r >= n) throw new RapmError('RAPM_INVALID_ARG', `The neighbour source '${source.name}' returned row ${r} but the datastore holds ${n} rows`);
+      if (r >= n) throw new RapmError('RAPM_DATA', `The neighbour source '${source.name}' returned row ${r} but the datastore holds ${n} rows: the source no longer matches the datastore`);
       let j = slot.get(r);
       if (j === undefined) slot.set(r, (j = slot.size));
       local[i] = j;

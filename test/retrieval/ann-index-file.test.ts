@@ -40,4 +40,13 @@ describe.skipIf(!faissAvailable())('--ann-index files', () => {
     await openNeighborSource(a, { ann: 'HNSW8,Flat', annIndex: file, log });
     expect(lines[0]).toMatch(/warning: .*idx\.faiss\.json is missing/);
   });
+
+  it('a path the index cannot be saved to is refused before the build, not after it', async () => {
+    const lines: string[] = [];
+    await expect(openNeighborSource(store(1, 'a'), { ann: 'HNSW8,Flat', annIndex: path.join(tmp, 'no', 'such', 'idx.faiss'), log: (l) => lines.push(l) })).rejects.toMatchObject({ code: 'RAPM_IO', message: expect.stringMatching(/\(--ann-index\): its folder .* does not exist/) });
+    const dangling = path.join(tmp, 'dangling.faiss');
+    fs.symlinkSync(path.join(tmp, 'nowhere', 'x'), dangling);
+    await expect(openNeighborSource(store(1, 'a'), { ann: 'HNSW8,Flat', annIndex: dangling, log: (l) => lines.push(l) })).rejects.toMatchObject({ code: 'RAPM_IO', message: expect.stringMatching(/symbolic link to nothing/) });
+    expect(lines.some((l) => l.startsWith('building'))).toBe(false);
+  });
 });
