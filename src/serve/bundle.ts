@@ -336,7 +336,7 @@ export async function checkModelMatchesDatastore(model: Pick<FusionSession, 'enD
 }
 
 /** Trained k/tau/aggregate with explicit overrides applied (each validated by the schema and logged). */
-export function applyOverrides(trained: { k: number; tau: number; aggregate: Aggregate }, o: { k?: number; tau?: number; aggregate?: Aggregate }, rows: number, log?: (line: string) => void): { k: number; tau: number; aggregate: Aggregate; overrides: BundleInfo['overrides'] } {
+export function applyOverrides(trained: { k: number; tau: number; aggregate: Aggregate }, o: { k?: number; tau?: number; aggregate?: Aggregate }, rows: number, log?: (line: string) => void, base: 'trained' | 'default' = 'trained'): { k: number; tau: number; aggregate: Aggregate; overrides: BundleInfo['overrides'] } {
   const serving = { ...trained };
   const overrides: BundleInfo['overrides'] = {};
   for (const key of ['k', 'tau', 'aggregate'] as const) {
@@ -345,7 +345,8 @@ export function applyOverrides(trained: { k: number; tau: number; aggregate: Agg
     const checked = checkSetting(key, v);
     if (checked !== trained[key]) {
       overrides[key] = { trained: trained[key], serving: checked };
-      log?.(`override: ${key} ${String(trained[key])} -> ${String(checked)} (trained with ${String(trained[key])})`);
+      // A bare datastore records no search settings: its base values are the settings' defaults.
+      log?.(`override: ${key} ${String(trained[key])} -> ${String(checked)} (${base === 'trained' ? 'trained with' : 'the default is'} ${String(trained[key])})`);
     }
     (serving as Record<string, unknown>)[key] = checked;
   }

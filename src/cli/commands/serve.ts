@@ -113,7 +113,7 @@ async function openPredictor(args: ServeArgs, log: (line: string) => void): Prom
       aggregate: typeof m['rapm.aggregate'] === 'string' ? checkSetting('aggregate', m['rapm.aggregate']) : trained.aggregate,
     };
   }
-  const s = applyOverrides(trained, { k: args.k, tau: args.tau, aggregate: args.aggregate }, ds.size, log);
+  const s = applyOverrides(trained, { k: args.k, tau: args.tau, aggregate: args.aggregate }, ds.size, log, args.model ? 'trained' : 'default');
   try {
     const source = await openNeighborSource(ds, { ...args, log });
     return new Predictor(ds, { k: s.k, tau: s.tau, aggregate: s.aggregate, fusion, batching: batchingOf(args), source });
