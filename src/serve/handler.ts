@@ -24,7 +24,8 @@
  * Errors are JSON `{ error, code }`: 400 bad input (RAPM_BAD_JSON, RAPM_INVALID_ARG, RAPM_TYPE,
  * RAPM_SHAPE_MISMATCH, RAPM_NON_FINITE: also a row whose squared norm overflows float32 or a
  * fusion output that is not finite, RAPM_ZERO_NORM), 404 RAPM_NOT_FOUND, 405 RAPM_METHOD,
- * 413 RAPM_BODY_TOO_LARGE / RAPM_BATCH_TOO_LARGE, 415 RAPM_MEDIA_TYPE, 503 with
+ * 413 RAPM_BODY_TOO_LARGE / RAPM_BATCH_TOO_LARGE, 415 RAPM_MEDIA_TYPE (also a Content-Encoding
+ * other than identity, or JSON in a charset other than UTF-8), 503 with
  * `Retry-After` for RAPM_BUSY (batch queue full, or the bodies buffered across all requests
  * would pass maxBufferedBytes) and RAPM_UNAVAILABLE (draining / shutting down), 503
  * RAPM_K_TOO_LARGE / RAPM_STATE (datastore too small), 500 otherwise (logged with its stack).
@@ -321,6 +322,14 @@ export function createHandler(options: HandlerOptions): RapmHandler {
     const json = type === 'application/json' || type === 'text/plain'; // text/plain: fetch()'s default for a string body
     if (!json && type !== 'application/octet-stream') {
       throw new HttpError(415, 'RAPM_MEDIA_TYPE', `Expected Content-Type application/json or application/octet-stream but received ${type}`);
+    }
+    // The body is read as sent: a compressed one (gzip bodies were parsed as raw bytes), or JSON
+    // in a charset other than UTF-8, is refused rather than misread.
+    const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+    if (encoding !== 'identity') throw new HttpError(415, 'RAPM_MEDIA_TYPE', `Content-Encoding ${encoding} is not accepted: send the body uncompressed`);
+    const charset = /;\s*charset\s*=\s*"?([^";\s]+)/i.exec(req.headers['content-type'] ?? '')?.[1]?.toLowerCase();
+    if (json && charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+      throw new HttpError(415, 'RAPM_MEDIA_TYPE', `Expected JSON in UTF-8 but Content-Type says charset=${charset}`);
     }
     const body = await readBody(req, ctx);
     return json ? parseJson(body) : parseBinary(body, req.headers['x-rapm-shape']);

@@ -119,6 +119,9 @@ describe('HTTP service', () => {
       [post('/predict', new Uint8Array(17 * 4 * keyDim), 'application/octet-stream'), 413, 'RAPM_BATCH_TOO_LARGE'],
       [post('/predict', new Uint8Array(65 * 1024), 'application/octet-stream'), 413, 'RAPM_BODY_TOO_LARGE'],
       [post('/predict', 'hello', 'text/html'), 415, 'RAPM_MEDIA_TYPE'],
+      // A compressed body, or JSON in another charset, is refused, not parsed as raw UTF-8 bytes.
+      [post('/predict', JSON.stringify({ en: row }), 'application/json', { 'Content-Encoding': 'gzip' }), 415, 'RAPM_MEDIA_TYPE'],
+      [post('/predict', JSON.stringify({ en: row }), 'application/json; charset=utf-16'), 415, 'RAPM_MEDIA_TYPE'],
       [fetch(base + '/predict'), 405, 'RAPM_METHOD'],
       [post('/health', '{}'), 405, 'RAPM_METHOD'],
       [fetch(base + '/nope'), 404, 'RAPM_NOT_FOUND'],
