@@ -105,6 +105,14 @@ export class HttpError extends Error {
 /** The client went away before its reply (not a server error). */
 class ClientAbort extends Error {}
 
+/**
+ * Why the server itself ended a connection whose request was still arriving, set by the HTTP
+ * server before it does (http-server.ts): 'timeout' (requestTimeoutMs ran out: the client got a
+ * 408) or 'shutdown' (graceMs ran out while closing). Such a request is counted and logged as that,
+ * not as aborted by the client.
+ */
+export const serverCut = new WeakMap<object, 'timeout' | 'shutdown'>();
+
 const STATUS_OF: Record<string, number> = {
   RAPM_INVALID_ARG: 400,
   RAPM_TYPE: 400,
@@ -426,8 +434,18 @@ export function createHandler(options: HandlerOptions): RapmHandler {
 
   function fail(req: http.IncomingMessage, res: http.ServerResponse, ctx: Ctx, e: unknown): void {
     if (e instanceof ClientAbort || (res.destroyed && !res.writableFinished)) {
-      log(`${req.method} ${req.url} aborted by the client after ${(performance.now() - ctx.started).toFixed(1)} ms`);
-      finish(req, res, ctx, 'aborted');
+      const ms = (performance.now() - ctx.started).toFixed(1);
+      const cut = req.socket ? serverCut.get(req.socket) : undefined;
+      if (cut === 'timeout') {
+        log(`${req.method} ${req.url} timed out after ${ms} ms (requestTimeoutMs): 408 RAPM_TIMEOUT`);
+        finish(req, res, ctx, '408');
+      } else if (cut === 'shutdown') {
+        log(`${req.method} ${req.url} cut at shutdown after ${ms} ms (its body was still arriving when graceMs ran out)`);
+        finish(req, res, ctx, 'shutdown');
+      } else {
+        log(`${req.method} ${req.url} aborted by the client after ${ms} ms`);
+        finish(req, res, ctx, 'aborted');
+      }
       return;
     }
     let status: number, code: string, message: string;

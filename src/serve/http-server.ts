@@ -26,7 +26,7 @@ import type { AddressInfo } from 'node:net';
 import { RapmError } from '../errors.js';
 import { checkSetting } from '../settings.js';
 import { checkInteger, checkKnownKeys } from '../validate.js';
-import { createHandler, HANDLER_OPTION_KEYS, type HandlerOptions, type RapmHandler } from './handler.js';
+import { createHandler, HANDLER_OPTION_KEYS, serverCut, type HandlerOptions, type RapmHandler } from './handler.js';
 
 export { createHandler, HANDLER_DEFAULTS, type HandlerOptions, type RapmHandler } from './handler.js';
 
@@ -121,6 +121,7 @@ export function createServer(options: ServerOptions): RapmServer {
       return;
     }
     const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : err.code === 'HPE_HEADER_OVERFLOW' ? 431 : 400;
+    if (status === 408) serverCut.set(socket, 'timeout'); // a request in the handler is counted as a 408, not a client abort
     const body = JSON.stringify({ error: status === 408 ? 'Request timed out' : 'Bad request', code: status === 408 ? 'RAPM_TIMEOUT' : 'RAPM_BAD_REQUEST' });
     socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
@@ -173,7 +174,10 @@ export function createServer(options: ServerOptions): RapmServer {
           http.Server.prototype.close.call(server);
           resolve();
         };
-        const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+        const timer = setTimeout(() => {
+          for (const socket of sockets.keys()) serverCut.set(socket, 'shutdown');
+          server.closeAllConnections();
+        }, graceMs);
         timer.unref();
         if (!server.listening) {
           done();

@@ -2,7 +2,8 @@
  * Prometheus metrics of the HTTP handler (prom-client), one Registry per handler so two
  * services in one process never share or clash.
  *
- *   rapm_http_requests_total{route,method,status}        counter (status "aborted": the client left first)
+ *   rapm_http_requests_total{route,method,status}        counter (status "aborted": the client left first;
+ *                                                        "408": its body timed out; "shutdown": cut by graceMs)
  *   rapm_http_request_duration_seconds{route}            histogram, from the request to the last byte written
  *   rapm_http_in_flight_requests                         gauge
  *   rapm_http_buffered_body_bytes                        gauge, body bytes held across all requests

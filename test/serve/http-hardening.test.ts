@@ -144,7 +144,8 @@ describe('HTTP service hardening (issue 10)', () => {
   });
 
   it('a stalled body gets 408 after requestTimeoutMs and its bytes are released; idle connections close after idleTimeoutMs', async () => {
-    const { srv, port } = await start({ headersTimeoutMs: 150, requestTimeoutMs: 300, idleTimeoutMs: 200 });
+    const lines: string[] = [];
+    const { srv, port } = await start({ headersTimeoutMs: 150, requestTimeoutMs: 300, idleTimeoutMs: 200, log: (l) => lines.push(l) });
     const c = connect(port);
     await c.ready;
     const full = binaryRequest(3, 13);
@@ -154,6 +155,8 @@ describe('HTTP service hardening (issue 10)', () => {
     expect(Date.now() - t0).toBeLessThan(2500);
     expect(c.statuses()).toEqual([408]);
     expect(await until(() => srv.handler.bufferedBytes === 0 && srv.inFlight === 0)).toBe(true);
+    // The server's own timeout, not the client leaving: logged (and counted) as a 408.
+    expect(lines.filter((l) => /POST \/predict/.test(l))).toEqual([expect.stringMatching(/^POST \/predict timed out after [\d.]+ ms \(requestTimeoutMs\): 408 RAPM_TIMEOUT$/)]);
     // Idle kept-alive connection: one request, then silence.
     const idle = connect(port);
     await idle.ready;
