@@ -172,6 +172,11 @@ export function createHandler(options: HandlerOptions): RapmHandler {
   if (maxBufferedBytes < maxBodyBytes) {
     throw new RapmError('RAPM_INVALID_ARG', `Expected maxBufferedBytes (${maxBufferedBytes}) >= maxBodyBytes (${maxBodyBytes}): one largest body must fit`);
   }
+  // The smallest request is one binary row (4 bytes per key column): below that every request
+  // would get 413, so such a limit is refused at start, not served.
+  if (maxBodyBytes < 4 * keyDim) {
+    throw new RapmError('RAPM_INVALID_ARG', `Expected maxBodyBytes (${maxBodyBytes}) >= ${4 * keyDim}, one binary row of ${keyDim} float32 keys: every request would be refused`);
+  }
   const retryAfter = String(checkSetting('retryAfterSeconds', options.retryAfterSeconds));
   const basePath = (options.basePath ?? '').replace(/\/+$/, '');
   if (basePath !== '' && !basePath.startsWith('/')) throw new RapmError('RAPM_INVALID_ARG', `Expected basePath to start with '/' but received '${basePath}'`);

@@ -228,6 +228,9 @@ describe('HTTP service hardening (issue 10)', () => {
       expect(() => srv.listen(port as number)).toThrow(expect.objectContaining({ code: expect.stringMatching(/^RAPM_(INVALID_ARG|TYPE)$/) }));
     }
     await expect(srv.close({ graceMs: -5 })).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG' });
+    // A body limit below one binary row would refuse every request with 413.
+    expect(() => createServer({ predictor: new Predictor(ds, { k: 5 }), maxBodyBytes: 4 * keyDim - 1 })).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/maxBodyBytes \(\d+\) >= \d+, one binary row/) }));
+    expect(() => createServer({ predictor: new Predictor(ds, { k: 5 }), maxBodyBytes: 4 * keyDim })).not.toThrow();
     for (const bad of [{ requestTimeoutMs: 0 }, { headersTimeoutMs: -1 }, { idleTimeoutMs: 2 ** 31 }, { headersTimeoutMs: 5000, requestTimeoutMs: 1000 }]) {
       expect(() => createServer({ predictor: new Predictor(ds, { k: 5 }), ...bad })).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG' }));
     }
