@@ -166,6 +166,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setSimdLevel", Napi::Function::New(env, SetSimdLevel, "setSimdLevel"));
   exports.Set("concurrency", Napi::Function::New(env, Concurrency, "concurrency"));
   exports.Set("setConcurrency", Napi::Function::New(env, SetConcurrency, "setConcurrency"));
+  // The value range add and import enforce (core/datastore.h), read by the data loaders so a
+  // file's out-of-range value is reported with its file and row (src/data/dataset.ts).
+  exports.Set("maxAbsValue", Napi::Number::New(env, kMaxAbsValue));
   exports.Set("_fmaPeak", Napi::Function::New(env, FmaPeak, "_fmaPeak"));
   exports.Set("_readBandwidth", Napi::Function::New(env, ReadBandwidth, "_readBandwidth"));
   MlpWrapInit(env, exports);

@@ -23,7 +23,7 @@ import { RapmError, RapmRangeError, describe, isRapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { ensureDir, ioError, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
-import { SKIP_HINT, compareIds, firstNonFinite, formatProblems, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
+import { SKIP_HINT, compareIds, firstNonFinite, formatProblems, valueLimit, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';
 import { readNpyHeaderSync, readNpyInto, writeNpy } from './npy.js';
 
@@ -261,12 +261,12 @@ function policyOf(options: LoadChunksOptions): ProblemPolicy {
 async function readPlanned(plan: ChunkPlan, dim: number, en: Float32Array, es: Float32Array, onBytes?: (done: number, total: number) => void): Promise<void> {
   await readPlannedRows(plan, dim, en, es, onBytes);
   // A NaN is reported here, with its chunk, file and row, not later as a datastore row number.
-  for (const [f, data] of [['en.npy', en], ['es.npy', es]] as const) {
-    const bad = firstNonFinite(data, dim);
+  for (const [f, data, limit] of [['en.npy', en, Infinity], ['es.npy', es, valueLimit()]] as const) {
+    const bad = firstNonFinite(data, dim, limit);
     if (bad !== null) {
       const rowInFile = plan.keep ? keptRowToFileRow(plan.keep, Number(/^row (\d+)/.exec(bad)![1])) : Number(/^row (\d+)/.exec(bad)![1]);
       const id = plan.ids[rowInFile];
-      throw new RapmError('RAPM_DATA', `chunk ${plan.name}: ${path.join(plan.dir, f)} ${bad.replace(/^row \d+/, `row ${rowInFile}`)} (id ${id}): NaN or infinite values cannot be searched; fix or drop that row`);
+      throw new RapmError('RAPM_DATA', `chunk ${plan.name}: ${path.join(plan.dir, f)} ${bad.replace(/^row \d+/, `row ${rowInFile}`)} (id ${id}): NaN, infinite or out-of-range values cannot be searched; fix or drop that row`);
     }
   }
 }

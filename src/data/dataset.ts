@@ -13,6 +13,7 @@ import { RapmError, RapmRangeError, describe } from '../errors.js';
 import { ioError } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
 import { FEATURE_DIM } from './indices.js';
+import { loadBinding } from '../native/binding.js';
 import { readNpySync } from './npy.js';
 
 /** Aligned (EN, ES) pairs in memory. Row i of `en` and `es` belong to `ids[i]`. */
@@ -87,22 +88,31 @@ const KIND_TITLES: Record<DataProblem['kind'], string> = {
   'missing-file': 'missing file',
   'filelist-entry': 'bad filelist entry (no files, or not EN_<uttid>.wav)',
   'speaker-pattern': 'no speaker in id',
-  'non-finite': 'NaN or infinite values',
+  'non-finite': 'NaN, infinite or out-of-range values',
 };
 
 /** The hint printed under a data-problem report: what to do, as CLI flags (the library option in brackets). */
 export const SKIP_HINT = "Fix the files, or pass --on-problem skip to drop the affected pairs and report them (library: onProblem: 'skip').";
 
 /**
- * The first non-finite value of `data`, as 'row r, column c is NaN' (rows of `dim`), or null.
- * Used by every loader so a NaN is reported with its file and row, not later as a datastore row number.
+ * The first value of `data` that is not finite, or beyond +-`maxAbs`, as 'row r, column c is NaN'
+ * (rows of `dim`), or null. Used by every loader so such a value is reported with its file and
+ * row, not later as a datastore row number. ES features become the datastore's values, which the
+ * native store refuses beyond `valueLimit()`; EN features (keys, normalised in double) need only
+ * be finite.
  */
-export function firstNonFinite(data: Float32Array, dim: number): string | null {
+export function firstNonFinite(data: Float32Array, dim: number, maxAbs = Infinity): string | null {
   for (let i = 0; i < data.length; i++) {
     const x = data[i]!;
     if (x - x !== 0) return `row ${Math.floor(i / dim)}, column ${i % dim} is ${String(x)}`;
+    if (Math.abs(x) > maxAbs) return `row ${Math.floor(i / dim)}, column ${i % dim} is ${String(x)}, beyond +-${Number(maxAbs.toPrecision(7))} (the datastore's value range: priors blend values in float32)`;
   }
   return null;
+}
+
+/** The largest |value| an ES feature may hold: the native datastore's limit (native/core/datastore.h kMaxAbsValue). */
+export function valueLimit(): number {
+  return loadBinding().maxAbsValue;
 }
 
 /** One message listing every problem, grouped by kind (at most 20 shown per kind). */
@@ -290,7 +300,7 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
         }
         if (vec === null) good = false;
         else {
-          const bad2 = firstNonFinite(vec, dim);
+          const bad2 = firstNonFinite(vec, dim, lang === 'ES' ? valueLimit() : Infinity);
           if (bad2 !== null) {
             problems.push({ kind: 'non-finite', id, detail: `${path.join(dir, name)}: ${bad2.replace(/^row 0, /, '')}` });
             good = false;

@@ -66,6 +66,8 @@ export interface NativeBinding {
   simdLevels(): string[];
   setSimdLevel(level: string): string;
   concurrency(): number;
+  /** The largest |value| a datastore's value rows may hold (native/core/datastore.h kMaxAbsValue). */
+  readonly maxAbsValue: number;
   setConcurrency(threads: number): number;
   _fmaPeak(seconds: number): number;
   _readBandwidth(floatsPerThread: number, reps: number): number;

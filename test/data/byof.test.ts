@@ -144,7 +144,35 @@ describe('chunk folders', () => {
     fs.mkdirSync(dral);
     writeNpySync(path.join(dral, 'EN_s1_a_features.npy'), new Float32Array(D).fill(1), [D]);
     writeNpySync(path.join(dral, 'ES_s1_a_features.npy'), new Float32Array(D).fill(Number.POSITIVE_INFINITY), [D]);
-    await expect(loadDral(dral)).rejects.toThrow(/NaN or infinite values \(1\):[\s\S]*ES_s1_a_features\.npy: column 0 is Infinity/);
+    await expect(loadDral(dral)).rejects.toThrow(/NaN, infinite or out-of-range values \(1\):[\s\S]*ES_s1_a_features\.npy: column 0 is Infinity/);
+  });
+
+  it("an ES value beyond the datastore's range is reported with its file, not as a datastore row", async () => {
+    // The native store refuses values beyond kMaxAbsValue (1e30) when rows are added; before,
+    // that error named "values row 0" of the datastore and no file.
+    const limit = Math.fround(1e30);
+    const over = Math.fround(3e30);
+    const dir = path.join(tmp, 'range');
+    await writeChunks(subsetDataset(ds, range(0, 40)), dir, { chunkSize: 20 });
+    const sub = subsetDataset(ds, range(20, 40));
+    sub.es[5 * D + 3] = -over;
+    writeNpySync(path.join(dir, chunkName(1), 'es.npy'), sub.es, [20, D]);
+    await expect(loadChunks(dir)).rejects.toThrow(`chunk ${chunkName(1)}: ${path.join(dir, chunkName(1), 'es.npy')} row 5, column 3 is ${-over}, beyond +-1e+30`);
+    // At the limit itself: loaded, and the datastore takes it.
+    sub.es[5 * D + 3] = -limit;
+    writeNpySync(path.join(dir, chunkName(1), 'es.npy'), sub.es, [20, D]);
+    const got = await loadChunks(dir);
+    expect(got.es[25 * D + 3]).toBe(-limit);
+    // DRAL: the ES file is named; EN (keys, normalised in double) may hold such values.
+    const dral = path.join(tmp, 'range-dral');
+    fs.mkdirSync(dral);
+    writeNpySync(path.join(dral, 'EN_s1_a_features.npy'), new Float32Array(D).fill(over), [D]);
+    writeNpySync(path.join(dral, 'ES_s1_a_features.npy'), new Float32Array(D).fill(0.5), [D]);
+    expect((await loadDral(dral)).en[0]).toBe(over);
+    const es = new Float32Array(D).fill(0.5);
+    es[9] = over;
+    writeNpySync(path.join(dral, 'ES_s1_a_features.npy'), es, [D]);
+    await expect(loadDral(dral)).rejects.toThrow(`ES_s1_a_features.npy: column 9 is ${over}, beyond +-1e+30`);
   });
 
   it('a folder named like a test set is test data: all rows without split.txt, refused if split.txt says train', async () => {
