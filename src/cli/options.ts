@@ -51,7 +51,8 @@ export function yargsOption(key: SettingKey, o: { default?: unknown; help?: stri
   const describe = describeSetting(s, o.help);
   // The default is shown, not applied by yargs: resolveArgs applies it, and so knows which
   // settings were given on the command line.
-  const shownDefault = def === undefined ? {} : { defaultDescription: Array.isArray(def) ? def.join(',') : String(def) };
+  // A required flag shows no default: it has to be given (pack --out showed 'results').
+  const shownDefault = def === undefined || o.demand ? {} : { defaultDescription: Array.isArray(def) ? def.join(',') : String(def) };
   const base: Options = { describe, group: `${s.group[0]!.toUpperCase()}${s.group.slice(1)}:`, ...shownDefault };
   if (o.demand) base.demandOption = true;
   switch (s.kind) {
@@ -114,7 +115,8 @@ export function defineCommand<const K extends SettingKey>(spec: CommandSpec<K>):
         // flag's range (pack's "(repeat the flag for more)").
         const { group: _g, requiresArg: _r, defaultDescription: _d, default: _v, describe: _h, ...rest } = opts[p]!;
         const help = (spec.overrides as Record<string, { help?: string } | undefined> | undefined)?.[p]?.help ?? (SETTINGS[p as SettingKey] as { help: string }).help;
-        b = b.positional(p, { ...(rest as object), describe: help, demandOption: true });
+        // default: undefined, said explicitly, keeps yargs from showing a variadic's '[default: []]'.
+        b = b.positional(p, { ...(rest as object), describe: help, demandOption: true, default: undefined });
         delete opts[p];
       }
       return b.options(opts);

@@ -61,6 +61,20 @@ describe('rapm CLI', () => {
     expect(h.stdout).toMatch(/--epochs/);
   });
 
+  it('help shows no default for what must be given: positionals and required flags', async () => {
+    const pack = await run(['pack', '--help']);
+    expect(pack.code).toBe(0);
+    const positionals = /Positionals:\n([\s\S]*?)\n\n/.exec(pack.stdout)![1]!;
+    expect(positionals).toMatch(/inputs\s+DRAL folders[\s\S]*\[required\]/);
+    expect(positionals).not.toMatch(/default|repeat the flag/);
+    // --out must be given to pack: the 'results' default of other commands is not shown.
+    const out = /--out [\s\S]*?\]\n/.exec(pack.stdout)![0];
+    expect(out).toMatch(/\[required\]/);
+    expect(out).not.toMatch(/default/);
+    const gen = await run(['generate', '--help']);
+    expect(/Positionals:\n([\s\S]*?)\n\n/.exec(gen.stdout)![1]).not.toMatch(/default/);
+  });
+
   it('node dist/progressive.js --help runs as a separate process', () => {
     const bin = path.join(root, 'dist/progressive.js');
     expect(fs.existsSync(bin), 'dist/ is built by npm run build:ts (scripts/setup.sh)').toBe(true);
