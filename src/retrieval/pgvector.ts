@@ -12,6 +12,8 @@
  *   rapm's exact search does (the secondary key keeps any vector index out of the plan);
  * - mode 'index': `ORDER BY key <=> q` so an HNSW / IVFFlat index (vector_cosine_ops) answers;
  *   `efSearch` sets `hnsw.ef_search` and `probes` sets `ivfflat.probes` on every connection.
+ *   Such an index must exist (checked at open): without one the same SQL is a full scan (the
+ *   cost of mode 'exact', without its tie rule), so it is refused rather than served as indexed.
  *
  * Any server speaking the PostgreSQL protocol with pgvector works: a local postgres, a managed
  * one (RDS / Cloud SQL / Azure / Supabase / Neon: pass their URL, `?sslmode=require`), or a
@@ -126,6 +128,30 @@ async function tableInfo(pool: pg.Pool | pg.PoolClient, quoted: string, table: s
   const m = /^vector\((\d+)\)$/.exec(String(r.rows[0].t));
   if (!m) throw new RapmError('RAPM_DATA', `Column "key" of table ${table} is ${String(r.rows[0].t)}, expected vector(d) (pgvector)`);
   return { exists: true, d: Number(m[1]) };
+}
+
+/** A vector index on `key` (pgvector's HNSW or IVFFlat access method). */
+export interface PgKeyIndex {
+  name: string;
+  method: 'hnsw' | 'ivfflat';
+  /** Operator class: only vector_cosine_ops answers the cosine `<=>` of the search. */
+  opclass: string;
+}
+
+/** The valid, non-partial HNSW / IVFFlat indexes whose first column is `key`. */
+async function keyIndexes(pool: pg.Pool, quoted: string, table: string): Promise<PgKeyIndex[]> {
+  try {
+    const r = await pool.query<PgKeyIndex>(
+      `SELECT c.relname AS name, am.amname AS method, oc.opcname AS opclass FROM pg_index i ` +
+        `JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam ` +
+        `JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] JOIN pg_opclass oc ON oc.oid = i.indclass[0] ` +
+        `WHERE i.indrelid = to_regclass($1) AND a.attname = 'key' AND am.amname IN ('hnsw', 'ivfflat') AND i.indisvalid AND i.indpred IS NULL ORDER BY c.relname`,
+      [quoted],
+    );
+    return r.rows;
+  } catch (e) {
+    throw pgError(`looking up the indexes of ${table}`, e);
+  }
 }
 
 export interface PgLoadOptions extends PgConnectOptions {
@@ -254,6 +280,8 @@ export class PgVectorSource implements NeighborSource {
   readonly d: number;
   readonly size: number;
   readonly mode: PgSearchMode;
+  /** Mode 'index': the index that answers (checked at open); mode 'exact': null. */
+  readonly index: PgKeyIndex | null;
   readonly keyIndices: Int32Array | null;
   readonly #pool: pg.Pool;
   readonly #owned: boolean;
@@ -262,8 +290,9 @@ export class PgVectorSource implements NeighborSource {
   readonly #settings: string[];
   readonly #ready = new WeakSet<pg.PoolClient>();
 
-  private constructor(pool: pg.Pool, owned: boolean, table: string, quoted: string, keyDim: number, keyIndices: Int32Array | null, d: number, size: number, mode: PgSearchMode, settings: string[]) {
+  private constructor(pool: pg.Pool, owned: boolean, table: string, quoted: string, keyDim: number, keyIndices: Int32Array | null, d: number, size: number, mode: PgSearchMode, index: PgKeyIndex | null, settings: string[]) {
     this.#pool = pool;
+    this.index = index;
     this.#settings = settings;
     this.#owned = owned;
     this.table = table;
@@ -278,7 +307,7 @@ export class PgVectorSource implements NeighborSource {
       `CROSS JOIN LATERAL (SELECT t.row, t.key <=> q.v::vector(${d}) AS dist FROM ${quoted} t ORDER BY ${order} LIMIT $2) n ORDER BY q.i, n.dist, n.row`;
   }
 
-  /** Connect, check the table (exists, key vector(d), rows 0..n-1), set the index search parameters. */
+  /** Connect, check the table (exists, key vector(d), rows 0..n-1; mode 'index': a cosine HNSW / IVFFlat index on key), set the index search parameters. */
   static async open(options: PgVectorSourceOptions): Promise<PgVectorSource> {
     if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
     checkKnownKeys('PgVectorSource.open', options, [...PG_CONNECT_KEYS, 'table', 'keyDim', 'keyIndices', 'mode', 'efSearch', 'probes', 'expectRows', 'expectIds'] satisfies (keyof PgVectorSourceOptions)[]);
@@ -306,6 +335,21 @@ export class PgVectorSource implements NeighborSource {
         throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Table ${options.table} holds vector(${d}) keys but the queries select ${keyIndices !== null ? keyIndices.length : keyDim} columns: load the table from this datastore`);
       }
       if (keyIndices !== null) for (const c of keyIndices) if (c < 0 || c >= keyDim) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected keyIndices in [0, ${keyDim}) but found ${c}`);
+      // Without an index that answers `ORDER BY key <=> q`, mode 'index' runs as a full scan
+      // (mode 'exact''s cost without its tie rule) while it looks indexed: refuse it here.
+      let index: PgKeyIndex | null = null;
+      if (mode === 'index') {
+        const found = await keyIndexes(pool, quoted, options.table);
+        index = found.find((x) => x.opclass === 'vector_cosine_ops') ?? null;
+        if (index === null) {
+          const other = found.length > 0 ? ` (${found.map((x) => `${x.name} uses ${x.opclass}, which cannot answer cosine <=> searches`).join('; ')})` : '';
+          throw new RapmError(
+            'RAPM_DATA',
+            `Table ${options.table} has no HNSW or IVFFlat index on "key" with vector_cosine_ops${other}, so mode 'index' (--pg-mode index) would scan every row: ` +
+              `create one (rapm pg-load --overwrite --pg-index hnsw, or CREATE INDEX ON ${options.table} USING hnsw (key vector_cosine_ops)) or use mode 'exact' (--pg-mode exact)`,
+          );
+        }
+      }
       let stats: pg.QueryResult;
       try {
         stats = await pool.query(`SELECT count(*)::bigint AS n, coalesce(min(row), 0) AS lo, coalesce(max(row), -1) AS hi FROM ${quoted}`);
@@ -334,7 +378,7 @@ export class PgVectorSource implements NeighborSource {
           throw new RapmError('RAPM_DATA', `Table ${options.table} row ${r} holds id '${String(ids.rows[r].id)}' but the datastore's row ${r} is '${expectIds[r]}': the table was loaded from another datastore; reload it (rapm pg-load --overwrite)`);
         }
       }
-      return new PgVectorSource(pool, owned, options.table, quoted, keyDim, keyIndices, d, n, mode, settings);
+      return new PgVectorSource(pool, owned, options.table, quoted, keyDim, keyIndices, d, n, mode, index, settings);
     } catch (e) {
       if (owned) await pool.end().catch(() => {});
       throw e;

@@ -83,7 +83,7 @@ export async function openNeighborSource(ds: Datastore, settings: SourceSettings
     quoteTable(settings.pgTable ?? 'rapm_keys', 'pgTable (--pg-table)');
     const mode = settings.pgMode ?? 'exact';
     const src = await PgVectorSource.forDatastore(ds, { url: settings.pgUrl, table: settings.pgTable ?? 'rapm_keys', mode, efSearch: settings.efSearch, probes: settings.nprobe });
-    log(`neighbours from PostgreSQL table ${src.table} (${src.size} rows, vector(${src.d}), mode ${mode})`);
+    log(`neighbours from PostgreSQL table ${src.table} (${src.size} rows, vector(${src.d}), mode ${mode}${src.index ? `: ${src.index.method} index ${src.index.name}` : ''})`);
     return src;
   }
   if (settings.ann === undefined) {

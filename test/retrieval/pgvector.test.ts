@@ -137,6 +137,32 @@ describe('PgVectorSource (PostgreSQL + pgvector over the wire: PGlite + pglite-s
     expect(recalls[100]!).toBeLessThanOrEqual(1);
   });
 
+  it("index mode refuses a table without a cosine HNSW / IVFFlat index on key (the SQL would scan every row); with one it is accepted", async () => {
+    // No vector index at all (rapm_exact was loaded with index 'none').
+    await expect(PgVectorSource.forDatastore(ds, { url, table: 'rapm_exact', mode: 'index' })).rejects.toMatchObject({
+      code: 'RAPM_DATA',
+      message: expect.stringMatching(/^Table rapm_exact has no HNSW or IVFFlat index on "key" with vector_cosine_ops, so mode 'index' \(--pg-mode index\) would scan every row: create one .* or use mode 'exact' \(--pg-mode exact\)$/),
+    });
+    // An index of another operator class cannot answer <=>: refused, naming it.
+    await db.exec('CREATE TABLE rapm_idx AS SELECT * FROM rapm_exact; CREATE INDEX rapm_idx_l2 ON rapm_idx USING hnsw (key vector_l2_ops) WITH (m = 4, ef_construction = 8)');
+    await expect(PgVectorSource.forDatastore(ds, { url, table: 'rapm_idx', mode: 'index' })).rejects.toMatchObject({
+      code: 'RAPM_DATA',
+      message: expect.stringMatching(/^Table rapm_idx has no HNSW or IVFFlat index .*\(rapm_idx_l2 uses vector_l2_ops, which cannot answer cosine <=> searches\)/),
+    });
+    // Exact mode needs no index.
+    const exactMode = await PgVectorSource.forDatastore(ds, { url, table: 'rapm_exact' });
+    expect(exactMode.index).toBe(null);
+    await exactMode.close();
+    await db.exec('CREATE INDEX rapm_idx_cos ON rapm_idx USING hnsw (key vector_cosine_ops) WITH (m = 4, ef_construction = 8)');
+    const src = await PgVectorSource.forDatastore(ds, { url, table: 'rapm_idx', mode: 'index', efSearch: 40 });
+    try {
+      expect(src.index).toEqual({ name: 'rapm_idx_cos', method: 'hnsw', opclass: 'vector_cosine_ops' });
+      expect((await src.search(queries.subarray(0, keyDim), k)).rows.every((r) => r >= 0)).toBe(true);
+    } finally {
+      await src.close();
+    }
+  });
+
   it('bad input: URL, table name, missing table, dimension and row-count mismatch, existing table, refused connection', async () => {
     expect(() => checkPgUrl('http://x/y')).toThrow(/postgres:\/\//);
     expect(() => checkPgUrl('not a url')).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG' }));
@@ -251,6 +277,9 @@ describe('rapm pg-load and rapm serve --pg-url / --ann (CLI over the same wire s
     expect(viaPg.explain.neighbors.map((x) => x.row)).toEqual(exact.explain.neighbors.map((x) => x.row));
     expect(viaPg.explain.neighbors.map((x) => x.id)).toEqual(exact.explain.neighbors.map((x) => x.id));
     expect(viaPg.lines.some((l) => l.includes('PostgreSQL table cli_keys'))).toBe(true);
+    // cli_keys was reloaded with --pg-index hnsw: --pg-mode index names the index that answers.
+    const viaIndex = await serveOnce({ pgUrl: url, pgTable: 'cli_keys', pgMode: 'index' }, en);
+    expect(viaIndex.lines.some((l) => /cli_keys \(600 rows, vector\(16\), mode index: hnsw index cli_keys_key_idx\)/.test(l)), viaIndex.lines.join('\n')).toBe(true);
     // A table from another datastore is refused before serving.
     await expect(serveOnce({ pgUrl: url, pgTable: 'no_such' }, en)).rejects.toMatchObject({ code: 'RAPM_DATA' });
   });
