@@ -25,6 +25,14 @@ export interface NeighborSource {
   readonly size: number;
   /** Top-k neighbours: rows [b,k] (-1 empty), similarities [b,k], best first. */
   search(queries: Float32Array /* [b, keyDim] */, k: number): Promise<{ rows: Int32Array; similarities: Float32Array }>;
+  /**
+   * Optional health check of an engine outside the process (PgVectorSource: one cheap query):
+   * resolves when it answers, rejects with an Error saying what failed when it does not. It
+   * should settle within a few seconds by itself. GET /health runs it (one at a time, shared by
+   * concurrent calls, and no longer waited for than HEALTH_CHECK_TIMEOUT_MS of handler.ts) and
+   * reports 503 `degraded` when it fails. Without it (exact, ann: in process) a source is healthy.
+   */
+  check?(): Promise<void>;
 }
 
 /** True for objects shaped like a NeighborSource. */

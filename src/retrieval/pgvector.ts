@@ -27,6 +27,9 @@ import { Datastore } from './datastore.js';
 import { datastoreKeys, keySelection, type NeighborSource } from './neighbor-source.js';
 
 export type PgSearchMode = 'exact' | 'index';
+
+/** How long PgVectorSource.check() waits for PostgreSQL by default, ms. */
+export const PG_CHECK_TIMEOUT_MS = 2000;
 export type PgIndexKind = 'none' | 'hnsw' | 'ivfflat';
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
@@ -285,7 +288,10 @@ export class PgVectorSource implements NeighborSource {
   readonly keyIndices: Int32Array | null;
   readonly #pool: pg.Pool;
   readonly #owned: boolean;
+  readonly #quoted: string;
   readonly #sql: string;
+  /** The health query in flight (check()), if any: never more than one, also when it hangs. */
+  #checking: Promise<void> | null = null;
   /** Session settings (SET ...) run once on every pooled connection before its first search. */
   readonly #settings: string[];
   readonly #ready = new WeakSet<pg.PoolClient>();
@@ -295,6 +301,7 @@ export class PgVectorSource implements NeighborSource {
     this.index = index;
     this.#settings = settings;
     this.#owned = owned;
+    this.#quoted = quoted;
     this.table = table;
     this.keyDim = keyDim;
     this.keyIndices = keyIndices;
@@ -433,6 +440,45 @@ export class PgVectorSource implements NeighborSource {
       filled[qi] = slot + 1;
     }
     return { rows, similarities };
+  }
+
+  /**
+   * Health check (NeighborSource.check, run by GET /health): `SELECT 1 FROM table LIMIT 1` through
+   * the pool, so the server answers and the table is readable. Rejects with RAPM_IO when it fails
+   * or has not answered within `timeoutMs`. One query at a time: a call while one is pending
+   * waits on that one (under its own timeout), so a hung database holds at most one connection
+   * for checks, not one per call.
+   */
+  async check(timeoutMs = PG_CHECK_TIMEOUT_MS): Promise<void> {
+    checkInteger('timeoutMs', timeoutMs, 1, 2 ** 31 - 1);
+    const attempt = (this.#checking ??= this.#ping(timeoutMs).finally(() => (this.#checking = null)));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RapmError('RAPM_IO', `PostgreSQL health check on ${this.table} got no answer within ${timeoutMs} ms`)), timeoutMs);
+    });
+    try {
+      await Promise.race([attempt, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  async #ping(timeoutMs: number): Promise<void> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (e) {
+      throw pgError(`health check on ${this.table} (connect)`, e);
+    }
+    try {
+      await client.query({ text: `SELECT 1 FROM ${this.#quoted} LIMIT 1`, query_timeout: timeoutMs } as pg.QueryConfig);
+    } catch (e) {
+      // Dropped, not returned to the pool: after a timeout the query may still be pending on
+      // it, and the next search would wait behind it.
+      client.release(e instanceof Error ? e : true);
+      throw pgError(`health check on ${this.table}`, e);
+    }
+    client.release();
   }
 
   /** Close the pool (only one this source opened from a URL). */

@@ -20,7 +20,10 @@
  *                   `X-Rapm-Layout: pred,prior`; body = pred [b, dv] then prior [b, dv], float32 LE.
  *   POST /explain   same bodies; JSON reply `{ b, k, neighbors: [[{ id, row, weight, similarity }]] }`.
  *   GET  /health    predictor.info's fields and `{ status, simd, uptimeSeconds, inFlight, maxBatch,
- *                   maxBodyBytes, maxBufferedBytes, bufferedBytes, queueRows }`.
+ *                   maxBodyBytes, maxBufferedBytes, bufferedBytes, queueRows }`. With a neighbour
+ *                   source that has a check() (pgvector: the database answers), it runs it first:
+ *                   if that fails, 503 with status 'degraded' and `source: { name, ok: false, error }`
+ *                   in place of the source's name; else 200 'ok' (or 'shutting-down') as always.
  *   GET  /metrics   Prometheus text format (metrics.ts), unless `metrics: false`.
  *
  * Errors are JSON `{ error, code }`: 400 bad input (RAPM_BAD_JSON, RAPM_INVALID_ARG, RAPM_TYPE,
@@ -156,6 +159,13 @@ interface Ctx {
  */
 const STREAM_PIECE_CHARS = 64 * 1024;
 
+/**
+ * Longest wait for a neighbour source's check() in GET /health, ms: a check that has not
+ * settled by then counts as failed, so a hung database cannot hang /health. Sources bound
+ * their own checks below it (PgVectorSource: PG_CHECK_TIMEOUT_MS, 2 s) to report their own cause.
+ */
+export const HEALTH_CHECK_TIMEOUT_MS = 5000;
+
 function sendJson(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string | number> = {}): void {
   sendJsonText(res, status, JSON.stringify(body), headers);
 }
@@ -256,6 +266,35 @@ export function createHandler(options: HandlerOptions): RapmHandler {
   const metrics = options.metrics === false ? null : createMetrics(predictor.batcher, { inFlight: () => inFlight, buffered: () => buffered, fastPath: () => predictor.datastore.fastPathStats });
   /** Per socket: the finishers of its requests still counted (the socket's 'close' runs them all). */
   const perSocket = new WeakMap<net.Socket, Set<() => void>>();
+  /** The neighbour source's check in flight, shared by concurrent GET /health: null when none runs. */
+  let sourceCheck: Promise<string | null> | null = null;
+
+  /**
+   * The neighbour source's check (NeighborSource.check): null when it passed, else why it failed
+   * (also when it has not settled within HEALTH_CHECK_TIMEOUT_MS). One at a time: concurrent
+   * /health calls share the one in flight instead of each sending a query to the engine.
+   * Undefined when the source has no check (exact, ann): nothing to wait for.
+   */
+  function checkSource(): Promise<string | null> | undefined {
+    const source = predictor.source;
+    if (typeof source?.check !== 'function') return undefined;
+    sourceCheck ??= (async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`the check did not settle within ${HEALTH_CHECK_TIMEOUT_MS} ms`)), HEALTH_CHECK_TIMEOUT_MS);
+      });
+      try {
+        await Promise.race([source.check!(), late]);
+        return null;
+      } catch (e) {
+        return e instanceof Error ? e.message : String(e);
+      } finally {
+        clearTimeout(timer);
+        sourceCheck = null;
+      }
+    })();
+    return sourceCheck;
+  }
 
   function overBudget(): HttpError {
     return new HttpError(503, 'RAPM_BUSY', `The server holds ${buffered} bytes of request bodies (maxBufferedBytes = ${maxBufferedBytes}); retry later`);
@@ -474,10 +513,13 @@ export function createHandler(options: HandlerOptions): RapmHandler {
     });
   }
 
-  function health(): Record<string, unknown> {
+  /** The /health body; `sourceError`: why the neighbour source's check failed (null: it passed or there is none). */
+  function health(sourceError: string | null): Record<string, unknown> {
+    const info = predictor.info;
     return {
-      status: draining ? 'shutting-down' : 'ok',
-      ...predictor.info,
+      status: draining ? 'shutting-down' : sourceError !== null ? 'degraded' : 'ok',
+      ...info,
+      ...(sourceError !== null ? { source: { name: info.source, ok: false, error: sourceError } } : {}),
       simd: simdLevel(),
       uptimeSeconds: (Date.now() - started) / 1000,
       inFlight,
@@ -503,10 +545,15 @@ export function createHandler(options: HandlerOptions): RapmHandler {
     if (route === '/health' || (route === '/metrics' && metrics)) {
       if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, 'RAPM_METHOD', `Expected GET for ${route} but received ${req.method}`);
       req.resume();
-      closeHeader(req, res);
       if (route === '/health') {
-        sendJson(res, 200, health());
+        const sourceError = (await checkSource()) ?? null;
+        if (res.destroyed) throw new ClientAbort('gone');
+        closeHeader(req, res);
+        // 503 so that load balancers and orchestrators take a replica whose engine is down out of
+        // rotation; while shutting down the status says so, and the code stays what it was.
+        sendJson(res, sourceError !== null && !draining ? 503 : 200, health(sourceError));
       } else {
+        closeHeader(req, res);
         const text = await metrics!.registry.metrics();
         if (res.destroyed) throw new ClientAbort('gone');
         res.writeHead(200, { 'Content-Type': metrics!.registry.contentType, 'Content-Length': Buffer.byteLength(text) });

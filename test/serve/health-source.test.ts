@@ -1,0 +1,191 @@
+/**
+ * GET /health runs the neighbour source's check(): with PostgreSQL + pgvector (PGlite served
+ * over the wire by @electric-sql/pglite-socket, as in test/retrieval/pgvector.test.ts), a
+ * database that is down or hung turns /health into 503 `degraded`, naming the source; one
+ * check at a time is shared by concurrent /health calls.
+ */
+import net from 'node:net';
+import { PGlite } from '@electric-sql/pglite';
+import { vector } from '@electric-sql/pglite-pgvector';
+import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Datastore } from '../../src/retrieval/datastore.js';
+import type { NeighborSource } from '../../src/retrieval/neighbor-source.js';
+import { PgVectorSource, loadDatastoreIntoPg } from '../../src/retrieval/pgvector.js';
+import { createServer, type RapmServer } from '../../src/serve/http-server.js';
+import { Predictor } from '../../src/serve/predictor.js';
+import { randn } from '../helpers/random.js';
+
+const keyDim = 8, dv = 3, n = 200;
+const ds = new Datastore({ keyDim, valueDim: dv });
+ds.addSync(randn(n * keyDim, 1), randn(n * dv, 2), Array.from({ length: n }, (_, i) => `u${i}`));
+
+/** A free TCP port on 127.0.0.1 (bound, then released). */
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/**
+ * A TCP relay in front of the database: `hang()` keeps accepting and reading but forwards
+ * nothing more (a database that stopped answering), `resume()` relays again on new connections.
+ */
+async function relay(target: number) {
+  let hung = false;
+  const pairs = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const db = net.connect(target, '127.0.0.1');
+    pairs.add(client).add(db);
+    client.on('data', (d) => (hung ? undefined : db.write(d)));
+    db.on('data', (d) => (hung ? undefined : client.write(d)));
+    const end = () => {
+      client.destroy();
+      db.destroy();
+      pairs.delete(client);
+      pairs.delete(db);
+    };
+    client.on('close', end).on('error', end);
+    db.on('close', end).on('error', end);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    hang: () => (hung = true),
+    resume: () => (hung = false),
+    close: () => {
+      for (const s of pairs) s.destroy();
+      return new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+let db: PGlite;
+let port: number;
+let pgServer: PGLiteSocketServer | null = null;
+
+async function startPg(): Promise<void> {
+  const s = new PGLiteSocketServer({ db, host: '127.0.0.1', port, maxConnections: 8 });
+  await s.start();
+  pgServer = s;
+}
+
+async function stopPg(): Promise<void> {
+  const s = pgServer;
+  pgServer = null;
+  await s?.stop();
+}
+
+beforeAll(async () => {
+  db = await PGlite.create({ extensions: { vector } });
+  port = await freePort(); // fixed, so the server can be stopped and started again on it
+  await startPg();
+  await loadDatastoreIntoPg(ds, { url: `postgres://postgres@127.0.0.1:${port}/postgres`, table: 'health_keys' });
+});
+afterAll(async () => {
+  await stopPg();
+  await db?.close();
+});
+
+const servers: RapmServer[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close({ graceMs: 200 })));
+});
+
+async function serve(source: NeighborSource): Promise<string> {
+  const srv = createServer({ predictor: new Predictor(ds, { k: 5, source }) });
+  servers.push(srv);
+  return (await srv.listen(0)).url;
+}
+
+async function health(url: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(url + '/health');
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+describe('GET /health checks the neighbour source', () => {
+  it('pgvector: 503 degraded, naming the source, while the database is down; 200 ok before and after', async () => {
+    const src = await PgVectorSource.forDatastore(ds, { url: `postgres://postgres@127.0.0.1:${port}/postgres`, table: 'health_keys' });
+    try {
+      const url = await serve(src);
+      expect(await health(url)).toMatchObject({ status: 200, body: { status: 'ok', source: 'pgvector', rows: n } });
+      await stopPg();
+      const down = await health(url);
+      expect(down).toMatchObject({
+        status: 503,
+        body: { status: 'degraded', rows: n, source: { name: 'pgvector', ok: false, error: expect.stringMatching(/^PostgreSQL health check on health_keys.* failed: .*ECONNREFUSED/) } },
+      });
+      // The other fields are still there: the service itself answers.
+      expect(down.body.k).toBe(5);
+      await startPg();
+      expect(await health(url)).toMatchObject({ status: 200, body: { status: 'ok', source: 'pgvector' } });
+      // And searches go through again (the pool dropped its dead connections).
+      const res = await fetch(url + '/predict', { method: 'POST', body: JSON.stringify({ en: Array.from(randn(keyDim, 3)) }) });
+      expect(res.status).toBe(200);
+    } finally {
+      if (pgServer === null) await startPg();
+      await src.close();
+    }
+  });
+
+  it('pgvector: a database that stops answering makes /health 503 degraded after the check timeout, not hang it', async () => {
+    const r = await relay(port);
+    const src = await PgVectorSource.forDatastore(ds, { url: `postgres://postgres@127.0.0.1:${r.port}/postgres`, table: 'health_keys', maxConnections: 2 });
+    try {
+      const url = await serve(src);
+      expect((await health(url)).status).toBe(200);
+      r.hang();
+      const hung = await health(url);
+      expect(hung).toMatchObject({ status: 503, body: { status: 'degraded', source: { name: 'pgvector', ok: false, error: 'PostgreSQL health check on health_keys got no answer within 2000 ms' } } });
+      r.resume();
+      // The connection whose query hung was dropped, not pooled again: checks and searches work.
+      await expect(src.check()).resolves.toBeUndefined();
+      expect((await health(url)).status).toBe(200);
+      const res = await fetch(url + '/predict', { method: 'POST', body: JSON.stringify({ en: Array.from(randn(keyDim, 4)) }) });
+      expect(res.status).toBe(200);
+    } finally {
+      await src.close();
+      await r.close();
+    }
+  });
+
+  it('concurrent /health calls share one check; a source without check() is not asked', async () => {
+    let calls = 0;
+    let fail!: (e: Error) => void;
+    const base: NeighborSource = {
+      name: 'remote',
+      keyDim,
+      size: n,
+      search: async (queries, k) => {
+        const r = ds.searchSync(queries, { k });
+        return { rows: r.neighbors, similarities: r.similarities };
+      },
+    };
+    const url = await serve({
+      ...base,
+      check: () => {
+        calls++;
+        return new Promise<void>((_, reject) => (fail = reject));
+      },
+    });
+    const srv = servers.at(-1)!;
+    const replies = Array.from({ length: 5 }, () => health(url));
+    for (let i = 0; srv.inFlight < 5 && i < 2000; i++) await new Promise((r) => setTimeout(r, 2));
+    expect(srv.inFlight, 'all five /health calls are waiting on the check').toBe(5);
+    expect(calls).toBe(1);
+    fail(new Error('remote engine unreachable'));
+    for (const h of await Promise.all(replies)) {
+      expect(h).toMatchObject({ status: 503, body: { status: 'degraded', source: { name: 'remote', ok: false, error: 'remote engine unreachable' } } });
+    }
+    // The next call runs a check of its own.
+    const again = health(url);
+    for (let i = 0; calls < 2 && i < 2000; i++) await new Promise((r) => setTimeout(r, 2));
+    expect(calls).toBe(2);
+    fail(new Error('still unreachable'));
+    expect((await again).body).toMatchObject({ source: { error: 'still unreachable' } });
+    expect(await health(await serve(base))).toMatchObject({ status: 200, body: { status: 'ok', source: 'remote' } });
+  });
+});
