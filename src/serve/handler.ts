@@ -22,8 +22,8 @@
  *   GET  /health    predictor.info's fields and `{ status, simd, uptimeSeconds, inFlight, maxBatch,
  *                   maxBodyBytes, maxBufferedBytes, bufferedBytes, queueRows }`. With a neighbour
  *                   source that has a check() (pgvector: the database answers), it runs it first:
- *                   if that fails, 503 with status 'degraded' and `source: { name, ok: false, error }`
- *                   in place of the source's name; else 200 'ok' (or 'shutting-down') as always.
+ *                   if that fails, 503 with status 'degraded' and `sourceError` (why); else 200 'ok'
+ *                   (or 'shutting-down') as always. `source` is the source's name either way.
  *   GET  /metrics   Prometheus text format (metrics.ts), unless `metrics: false`.
  *
  * Errors are JSON `{ error, code }`: 400 bad input (RAPM_BAD_JSON, RAPM_INVALID_ARG, RAPM_TYPE,
@@ -519,7 +519,8 @@ export function createHandler(options: HandlerOptions): RapmHandler {
     return {
       status: draining ? 'shutting-down' : sourceError !== null ? 'degraded' : 'ok',
       ...info,
-      ...(sourceError !== null ? { source: { name: info.source, ok: false, error: sourceError } } : {}),
+      // `source` stays the source's name (a string, as in predictor.info); why its check failed is a field of its own.
+      ...(sourceError !== null ? { sourceError } : {}),
       simd: simdLevel(),
       uptimeSeconds: (Date.now() - started) / 1000,
       inFlight,
