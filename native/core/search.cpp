@@ -987,12 +987,16 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
     if (nbest[q] < k) return Status::Error(short_of_k.code, short_of_k.message, q);
   }
   const int64_t ftasks = std::min<int64_t>(b, 64);
-  // The neighbours' value rows are scattered over the store (mostly cache misses): the rows
-  // of the next query are prefetched while this one is summed.
+  // The neighbours' value rows are scattered over the store (mostly cache misses in a large
+  // one): the rows of the next query are prefetched while this one is summed. Values that fit
+  // in L2 twice over (the paper's 2,316 rows: 0.9 MB) are read from cache anyway; there the
+  // prefetch loop was ~half of this pass's own time (perf, W1), so it is skipped.
+  const Segment* only = snap.segments.size() == 1 ? snap.segments[0].get() : nullptr;
   const auto value_row = [&](int32_t row) {
-    const Segment* seg = segment_of(snap, row);
+    const Segment* seg = only ? only : segment_of(snap, row);
     return seg->values.data() + (row - seg->base) * dv;
   };
+  const bool prefetch = snap.n * static_cast<int64_t>(dv) * 4 > (int64_t{2} << 20);
   const auto prefetch_rows = [&](int64_t q) {
     for (int i = 0; i < k; ++i) {
       const char* v = reinterpret_cast<const char*>(value_row(topk_id(best[q * k + i])));
@@ -1003,9 +1007,9 @@ Status search(const Snapshot& snap, const Kernels& kern, ThreadPool& pool, const
     std::vector<const float*> vrows(static_cast<size_t>(k));
     const int64_t qb = b * t / ftasks, qe = b * (t + 1) / ftasks;
     const bool blend = out.prior != nullptr;  // null: neighbour lists only (no value rows read)
-    if (blend && qb < qe) prefetch_rows(qb);
+    if (blend && prefetch && qb < qe) prefetch_rows(qb);
     for (int64_t q = qb; q < qe; ++q) {
-      if (blend && q + 1 < qe) prefetch_rows(q + 1);
+      if (blend && prefetch && q + 1 < qe) prefetch_rows(q + 1);
       const TopKEntry* e = best.data() + q * k;
       float* w = out.weights + q * k;
       float* s = out.similarities + q * k;
