@@ -461,9 +461,10 @@ export function createHandler(options: HandlerOptions): RapmHandler {
 
   /**
    * A 200 JSON reply (/predict, /explain): whole with Content-Length when it fits one piece,
-   * else streamed (chunked) piece by piece. Each write waits for 'drain' when the socket's
-   * buffer is full, so a slow client holds a few pieces, not the reply; otherwise it yields
-   * one event-loop turn, so other connections are served between pieces. A client that goes
+   * else streamed (chunked) piece by piece. Each write yields one event-loop turn, so other
+   * connections are served between pieces, and then waits for 'drain' if the socket's buffer
+   * is still full, so a slow client holds a few pieces, not the reply. A piece's JsonRows
+   * elements are built as it is (/explain's neighbour objects: one row at a time). A client that goes
    * away stops the writing (ClientAbort: counted and logged as aborted).
    */
   async function sendJsonReply(res: http.ServerResponse, ctx: Ctx, body: Record<string, unknown>): Promise<void> {
@@ -483,7 +484,11 @@ export function createHandler(options: HandlerOptions): RapmHandler {
       ctx.bytesOut += Buffer.byteLength(text);
       const room = res.write(text);
       text = '';
-      await (room ? nextTurn() : drained(res));
+      // One event-loop turn after every piece, also when the socket is full: its 'drain' can come
+      // on the next tick when the kernel takes the bytes at once, so waiting for 'drain' alone
+      // wrote megabytes of pieces without letting any other request in.
+      await nextTurn();
+      if (!room && res.writableNeedDrain) await drained(res);
       if (res.destroyed) throw new ClientAbort('the client closed the connection during the reply');
     }
     ctx.bytesOut += Buffer.byteLength(text);
@@ -572,11 +577,17 @@ export function createHandler(options: HandlerOptions): RapmHandler {
       if (res.destroyed) throw new ClientAbort('gone');
       await sendPredict(req, res, ctx, input, r);
     } else {
-      const neighbors = await predictor.explain(input.en);
+      // Each row's { id, row, weight, similarity } objects are built as its piece is written,
+      // never the whole batch's at once (predictor.explain() would, before the first byte).
+      const r = await predictor._explainRows(input.en);
       if (res.destroyed) throw new ClientAbort('gone');
       closeHeader(req, res);
-      const list = input.single ? neighbors[0]! : neighbors;
-      await sendJsonReply(res, ctx, { b: input.b, k: predictor.k, neighbors: new JsonRows(list.length, (i) => list[i]) });
+      let neighbors: JsonRows;
+      if (input.single) {
+        const list = r.neighborsOf(0);
+        neighbors = new JsonRows(list.length, (i) => list[i]);
+      } else neighbors = new JsonRows(r.b, r.neighborsOf);
+      await sendJsonReply(res, ctx, { b: input.b, k: predictor.k, neighbors });
     }
   }
 

@@ -102,6 +102,15 @@ export interface Neighbor {
   similarity: number;
 }
 
+/** @internal A search result whose per-query neighbour lists are built on demand (Predictor._explainRows). */
+export interface ExplainRows {
+  /** Queries. */
+  b: number;
+  k: number;
+  /** Query q's neighbours, best first, as explain() lists them (fresh objects on each call). */
+  neighborsOf(q: number): Neighbor[];
+}
+
 export interface PredictorInfo {
   rows: number;
   keyDim: number;
@@ -286,19 +295,36 @@ export class Predictor {
 
   /** The neighbours behind each prediction, best first: per query [{ id, row, weight, similarity }]. */
   async explain(en: Float32Array /* [b, keyDim] */): Promise<Neighbor[][]> {
-    const r = await this.#search(en);
+    const r = await this._explainRows(en);
     const out: Neighbor[][] = [];
-    for (let q = 0; q < r.b; q++) {
-      const list: Neighbor[] = [];
-      for (let j = 0; j < r.k; j++) {
-        const i = q * r.k + j;
-        const row = r.neighbors[i]!;
-        if (row < 0) continue; // a neighbour source found fewer than k
-        list.push({ id: this.datastore.idOf(row), row, weight: r.weights[i]!, similarity: r.similarities[i]! });
-      }
-      out.push(list);
-    }
+    for (let q = 0; q < r.b; q++) out.push(r.neighborsOf(q));
     return out;
+  }
+
+  /**
+   * @internal (handler.ts: POST /explain) explain()'s search, with each query's list built only
+   * when asked for (neighborsOf(q), the same list explain() returns for q). A streamed reply
+   * builds one row's objects per piece: explain() of 1,024 rows at k = 1,601 built 1.6 million
+   * objects in one synchronous run before the first byte went out (a 1.4 s event-loop stall).
+   */
+  async _explainRows(en: Float32Array /* [b, keyDim] */): Promise<ExplainRows> {
+    const r = await this.#search(en);
+    const ds = this.datastore;
+    const { b, k, neighbors, weights, similarities } = r;
+    return {
+      b,
+      k,
+      neighborsOf: (q: number): Neighbor[] => {
+        if (!Number.isInteger(q) || q < 0 || q >= b) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a query index in [0, ${b}) but received ${String(q)}`);
+        const list: Neighbor[] = [];
+        for (let i = q * k, e = i + k; i < e; i++) {
+          const row = neighbors[i]!;
+          if (row < 0) continue; // a neighbour source found fewer than k
+          list.push({ id: ds.idOf(row), row, weight: weights[i]!, similarity: similarities[i]! });
+        }
+        return list;
+      },
+    };
   }
 
   /**

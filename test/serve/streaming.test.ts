@@ -5,7 +5,7 @@
  * Ordering and buffered bytes are asserted, never durations.
  */
 import http from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Datastore } from '../../src/retrieval/datastore.js';
 import { createServer, type RapmServer, type ServerOptions } from '../../src/serve/http-server.js';
 import { Predictor, type PredictorOptions } from '../../src/serve/predictor.js';
@@ -142,6 +142,41 @@ describe('streamed JSON replies', () => {
     expect(order).toEqual(['health', 'explain']);
     expect(text === want, `${text.length} chars, expected ${want.length}`).toBe(true);
     expect(srv.inFlight).toBe(0);
+  });
+
+  it('a large /explain builds its neighbour objects row by row between event-loop turns, not the whole batch before its first byte', async () => {
+    const k = 1000, b = 200; // 200,000 { id, row, weight, similarity } objects, ~ 15 MB of JSON
+    const { port, predictor } = await start({ k, tau: 0.05 });
+    const en = randn(b * keyDim, 6);
+    const want = JSON.stringify({ b, k, neighbors: await predictor.explain(en) });
+    // Every neighbour object is built with one idOf() call: count them between two turns of
+    // the event loop (setImmediate ticks), server side, while the reply is built and written.
+    const idOf = ds.idOf.bind(ds);
+    let built = 0;
+    const spy = vi.spyOn(ds, 'idOf').mockImplementation((row: number) => {
+      built++;
+      return idOf(row);
+    });
+    let ticking = true, last = 0, maxPerTurn = 0, turns = 0;
+    const tick = () => {
+      maxPerTurn = Math.max(maxPerTurn, built - last);
+      last = built;
+      turns++;
+      if (ticking) setImmediate(tick);
+    };
+    setImmediate(tick);
+    try {
+      const got = await post(port, '/explain', en);
+      expect(got.status).toBe(200);
+      expect(got.text === want, `${got.text.length} chars, expected ${want.length}`).toBe(true);
+    } finally {
+      ticking = false;
+      spy.mockRestore();
+    }
+    expect(built).toBe(b * k);
+    // One piece (64 KiB) holds about one row at this k: a turn builds a few rows' objects at most.
+    // Built all at once (predictor.explain() before the reply), one turn built all b * k.
+    expect(maxPerTurn, `most objects built in one event-loop turn (of ${turns} turns)`).toBeLessThanOrEqual(4 * k);
   });
 
   it('a client that stops reading holds a few pieces, not the reply; one that leaves mid-reply stops it, counted and logged as aborted', async () => {
