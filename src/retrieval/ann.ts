@@ -265,6 +265,21 @@ function tempIndexPath(): string {
 }
 
 /** Kind and search parameters, asked of the index itself (getSearchParam returns -1 when absent). */
+const KIND_NAMES: Record<AnnKind, string> = { ivf: 'an IVF index', hnsw: 'an HNSW index', flat: 'a flat index (an exact scan, no search knob)', other: 'an index with no nprobe or efSearch' };
+
+/**
+ * Null when the search knob `knob` applies to an index of `kind` (nprobe: IVF, efSearch: HNSW),
+ * else why not, naming the knob, `what` (e.g. "--ann 'HNSW32,Flat'") and its kind, and the knob
+ * that does apply. `name` spells a knob in the message (e.g. with its CLI flag).
+ */
+export function searchKnobMismatch(kind: AnnKind, knob: 'nprobe' | 'efSearch', what: string, name: (knob: 'nprobe' | 'efSearch') => string = (k) => k): string | null {
+  const wants: AnnKind = knob === 'nprobe' ? 'ivf' : 'hnsw';
+  if (kind === wants) return null;
+  const other = knob === 'nprobe' ? 'efSearch' : 'nprobe';
+  const fix = kind === 'ivf' || kind === 'hnsw' ? `set ${name(other)} instead, or drop ${name(knob)}` : `drop ${name(knob)}`;
+  return `${name(knob)} applies to ${knob === 'nprobe' ? 'IVF' : 'HNSW'} indexes only, but ${what} is ${KIND_NAMES[kind]}: ${fix}`;
+}
+
 function describeIndex(index: FaissIndex, fourcc: string): { kind: AnnKind; nlist: number; nprobe: number; efSearch: number } {
   const nprobe = index.getSearchParam('nprobe');
   if (nprobe >= 0) return { kind: 'ivf', nlist: index.getSearchParam('nlist'), nprobe, efSearch: 0 };
@@ -424,11 +439,9 @@ export class AnnIndex {
     if (!is.object(params as unknown)) throw invalidParam('params', 'object', params);
     this.#refuseWhileBusy('setSearchParams');
     const { nprobe, efSearch } = params;
-    if (nprobe !== undefined && this.kind !== 'ivf') {
-      throw new RapmRangeError('RAPM_INVALID_ARG', `nprobe applies to IVF indexes only, but factory '${this.factory}' built a ${this.kind} index`);
-    }
-    if (efSearch !== undefined && this.kind !== 'hnsw') {
-      throw new RapmRangeError('RAPM_INVALID_ARG', `efSearch applies to HNSW indexes only, but factory '${this.factory}' built a ${this.kind} index`);
+    for (const knob of ['nprobe', 'efSearch'] as const) {
+      const why = params[knob] === undefined ? null : searchKnobMismatch(this.kind, knob, `factory '${this.factory}'`);
+      if (why !== null) throw new RapmRangeError('RAPM_INVALID_ARG', why);
     }
     if (nprobe !== undefined) checkInteger('nprobe', nprobe, 1, this.nlist);
     if (efSearch !== undefined) checkInteger('efSearch', efSearch, 1, 1 << 20);

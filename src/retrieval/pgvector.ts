@@ -14,6 +14,8 @@
  *   `efSearch` sets `hnsw.ef_search` and `probes` sets `ivfflat.probes` on every connection.
  *   Such an index must exist (checked at open): without one the same SQL is a full scan (the
  *   cost of mode 'exact', without its tie rule), so it is refused rather than served as indexed.
+ *   A knob for the other kind of index (efSearch with only an IVFFlat index, probes with only
+ *   an HNSW one) would be ignored by PostgreSQL, so it is refused at open (RAPM_INVALID_ARG).
  *
  * Any server speaking the PostgreSQL protocol with pgvector works: a local postgres, a managed
  * one (RDS / Cloud SQL / Azure / Supabase / Neon: pass their URL, `?sslmode=require`), or a
@@ -327,7 +329,7 @@ export class PgVectorSource implements NeighborSource {
     const efSearch = options.efSearch === undefined ? undefined : checkInteger('efSearch', options.efSearch, 1, 1000);
     const probes = options.probes === undefined ? undefined : checkInteger('probes', options.probes, 1, 32768);
     if ((efSearch !== undefined || probes !== undefined) && mode !== 'index') {
-      throw new RapmRangeError('RAPM_INVALID_ARG', "efSearch and probes apply to mode 'index' only (mode 'exact' scans every row)");
+      throw new RapmRangeError('RAPM_INVALID_ARG', "efSearch (--ef-search) and probes (--nprobe) apply to mode 'index' (--pg-mode index) only: mode 'exact' scans every row");
     }
     const expectRows = options.expectRows === undefined ? undefined : checkInteger('expectRows', options.expectRows, 0);
     const { pool, owned } = openPool(options, 'url');
@@ -354,6 +356,21 @@ export class PgVectorSource implements NeighborSource {
             'RAPM_DATA',
             `Table ${options.table} has no HNSW or IVFFlat index on "key" with vector_cosine_ops${other}, so mode 'index' (--pg-mode index) would scan every row: ` +
               `create one (rapm pg-load --overwrite --pg-index hnsw, or CREATE INDEX ON ${options.table} USING hnsw (key vector_cosine_ops)) or use mode 'exact' (--pg-mode exact)`,
+          );
+        }
+        // hnsw.ef_search does nothing to an IVFFlat scan and ivfflat.probes nothing to an HNSW
+        // one: a knob for an index the table does not have would be set and silently ignored.
+        const methods = new Set(found.filter((x) => x.opclass === 'vector_cosine_ops').map((x) => x.method));
+        if (efSearch !== undefined && !methods.has('hnsw')) {
+          throw new RapmRangeError(
+            'RAPM_INVALID_ARG',
+            `efSearch (--ef-search, hnsw.ef_search) applies to HNSW indexes, but table ${options.table} is searched through the IVFFlat index ${index.name}: set probes (--nprobe, ivfflat.probes) instead, or drop efSearch`,
+          );
+        }
+        if (probes !== undefined && !methods.has('ivfflat')) {
+          throw new RapmRangeError(
+            'RAPM_INVALID_ARG',
+            `probes (--nprobe, ivfflat.probes) applies to IVFFlat indexes, but table ${options.table} is searched through the HNSW index ${index.name}: set efSearch (--ef-search, hnsw.ef_search) instead, or drop probes`,
           );
         }
       }

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { RapmError, RapmRangeError } from '../errors.js';
 import { writeFileAtomicSync, writeTarget } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
-import { AnnIndex } from './ann.js';
+import { AnnIndex, searchKnobMismatch, type AnnKind } from './ann.js';
 import type { Datastore } from './datastore.js';
 import { AnnSource, type NeighborSource } from './neighbor-source.js';
 import { PgVectorSource, checkPgUrl, quoteTable, type PgSearchMode } from './pgvector.js';
@@ -72,8 +72,40 @@ function checkAnnIndexStamp(file: string, ds: Datastore, factory: string, log: (
   }
 }
 
-/** The source for `settings`, or null for exact search on the datastore. Close it with closeSource(). */
+/** Errors openNeighborSource raised over the settings themselves (RAPM_INVALID_ARG), which `rapm serve` reports as usage errors. */
+const settingErrors = new WeakSet<object>();
+
+/** True for an error of openNeighborSource that refuses its settings (a bad or mismatched --nprobe, --ef-search, --pg-url, ...): a usage error in the CLI. */
+export function isSourceSettingError(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && settingErrors.has(e);
+}
+
+const KNOB_NAMES = { nprobe: 'nprobe (--nprobe)', efSearch: 'efSearch (--ef-search)' } as const;
+
+/** Refuse nprobe / efSearch for a faiss index of a kind they do not apply to (faiss would ignore them). */
+function refuseSearchKnobs(settings: SourceSettings, kind: AnnKind): void {
+  for (const knob of ['nprobe', 'efSearch'] as const) {
+    const why = settings[knob] === undefined ? null : searchKnobMismatch(kind, knob, `--ann ${settings.ann}`, (k) => KNOB_NAMES[k]);
+    if (why !== null) throw new RapmRangeError('RAPM_INVALID_ARG', why);
+  }
+}
+
+/**
+ * The source for `settings`, or null for exact search on the datastore. Close it with closeSource().
+ * A search knob for another kind of index (nprobe with HNSW, efSearch with IVF; faiss from the
+ * --ann factory, pgvector from the index that answers) is refused (RAPM_INVALID_ARG), for
+ * faiss before the index is built.
+ */
 export async function openNeighborSource(ds: Datastore, settings: SourceSettings): Promise<NeighborSource | null> {
+  try {
+    return await openSource(ds, settings);
+  } catch (e) {
+    if (typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 'RAPM_INVALID_ARG') settingErrors.add(e);
+    throw e;
+  }
+}
+
+async function openSource(ds: Datastore, settings: SourceSettings): Promise<NeighborSource | null> {
   const log = settings.log ?? (() => {});
   if (settings.ann !== undefined && settings.pgUrl !== undefined) {
     throw new RapmRangeError('RAPM_INVALID_ARG', 'Expected at most one of ann (--ann) and pgUrl (--pg-url)');
@@ -97,9 +129,15 @@ export async function openNeighborSource(ds: Datastore, settings: SourceSettings
   if (settings.annIndex !== undefined && fs.existsSync(settings.annIndex)) {
     checkAnnIndexStamp(settings.annIndex, ds, settings.ann, log);
     const index = AnnIndex.load(settings.annIndex, { factory: settings.ann });
+    refuseSearchKnobs(settings, index.kind);
     source = AnnSource.over(ds, index);
     log(`approximate index loaded from ${settings.annIndex} (${index.kind}, ${index.ntotal} rows) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } else {
+    // The kind of index the factory makes, from an empty one, so that a knob it ignores is
+    // refused before the build (which can take minutes), not after it.
+    const empty = AnnIndex.create({ d: ds.d, factory: settings.ann });
+    refuseSearchKnobs(settings, empty.kind);
+    empty.setSearchParams({ nprobe: settings.nprobe, efSearch: settings.efSearch }); // and a value out of range (nprobe > nlist)
     if (settings.annIndex !== undefined) {
       // Where it will be saved, checked before the build (which can take minutes), not after.
       const dir = path.dirname(path.resolve(settings.annIndex));
@@ -117,8 +155,7 @@ export async function openNeighborSource(ds: Datastore, settings: SourceSettings
     }
   }
   const { kind } = source.index;
-  if (settings.nprobe !== undefined && kind !== 'ivf') throw new RapmRangeError('RAPM_INVALID_ARG', `nprobe (--nprobe) applies to IVF indexes but --ann ${settings.ann} is ${kind}`);
-  if (settings.efSearch !== undefined && kind !== 'hnsw') throw new RapmRangeError('RAPM_INVALID_ARG', `efSearch (--ef-search) applies to HNSW indexes but --ann ${settings.ann} is ${kind}`);
+  refuseSearchKnobs(settings, kind);
   source.index.setSearchParams({ nprobe: settings.nprobe, efSearch: settings.efSearch });
   log(`approximate search: ${settings.ann} (${kind}${kind === 'ivf' ? `, nprobe ${source.index.nprobe}` : kind === 'hnsw' ? `, efSearch ${source.index.efSearch}` : ''})`);
   return source;

@@ -19,6 +19,7 @@ import { run } from '../helpers/cli.js';
 import { Datastore, type SearchResult } from '../../src/retrieval/datastore.js';
 import { ExactSource, datastoreValues, predictFromSource } from '../../src/retrieval/neighbor-source.js';
 import { PgVectorSource, checkPgUrl, loadDatastoreIntoPg, quoteTable } from '../../src/retrieval/pgvector.js';
+import { openNeighborSource } from '../../src/retrieval/sources.js';
 import { maxRelErr } from '../helpers/compare.js';
 import { randn } from '../helpers/random.js';
 
@@ -163,6 +164,28 @@ describe('PgVectorSource (PostgreSQL + pgvector over the wire: PGlite + pglite-s
     }
   });
 
+  it('index mode refuses the search knob of the other kind of index (ef_search for IVFFlat, probes for HNSW), naming both; the right one is accepted', async () => {
+    // rapm_hnsw (HNSW, built above) and an IVFFlat copy of the keys; both cosine.
+    await db.exec('CREATE TABLE rapm_ivf AS SELECT * FROM rapm_exact; CREATE INDEX rapm_ivf_cos ON rapm_ivf USING ivfflat (key vector_cosine_ops) WITH (lists = 8)');
+    await expect(PgVectorSource.forDatastore(ds, { url, table: 'public.rapm_hnsw', mode: 'index', probes: 4 })).rejects.toMatchObject({
+      code: 'RAPM_INVALID_ARG',
+      message: 'probes (--nprobe, ivfflat.probes) applies to IVFFlat indexes, but table public.rapm_hnsw is searched through the HNSW index rapm_hnsw_key_idx: set efSearch (--ef-search, hnsw.ef_search) instead, or drop probes',
+    });
+    await expect(PgVectorSource.forDatastore(ds, { url, table: 'rapm_ivf', mode: 'index', efSearch: 40 })).rejects.toMatchObject({
+      code: 'RAPM_INVALID_ARG',
+      message: 'efSearch (--ef-search, hnsw.ef_search) applies to HNSW indexes, but table rapm_ivf is searched through the IVFFlat index rapm_ivf_cos: set probes (--nprobe, ivfflat.probes) instead, or drop efSearch',
+    });
+    // The knob that applies, or none, is accepted.
+    for (const [table, knobs] of [['rapm_ivf', { probes: 8 }], ['rapm_ivf', {}], ['public.rapm_hnsw', { efSearch: 40 }]] as const) {
+      const src = await PgVectorSource.forDatastore(ds, { url, table, mode: 'index', ...knobs });
+      try {
+        expect((await src.search(queries.subarray(0, keyDim), k)).rows.every((r) => r >= 0), table).toBe(true);
+      } finally {
+        await src.close();
+      }
+    }
+  });
+
   it('bad input: URL, table name, missing table, dimension and row-count mismatch, existing table, refused connection', async () => {
     expect(() => checkPgUrl('http://x/y')).toThrow(/postgres:\/\//);
     expect(() => checkPgUrl('not a url')).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG' }));
@@ -296,5 +319,46 @@ describe('rapm pg-load and rapm serve --pg-url / --ann (CLI over the same wire s
     expect(loaded.lines.some((l) => l.includes(`loaded from ${indexFile}`))).toBe(true);
     expect(loaded.explain.neighbors.map((x) => x.row)).toEqual(exact.explain.neighbors.map((x) => x.row));
     await expect(serveOnce({ ann: 'HNSW8,Flat', nprobe: 4 }, en)).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG' });
+  });
+
+  /** `rapm serve ...` in-process; if it gets as far as serving, SIGTERM stops it (so a knob that is not refused ends, exit 0). */
+  async function serveCli(argv: string[]): Promise<{ code: number; stderr: string }> {
+    const stop = setInterval(() => process.emit('SIGTERM'), 300);
+    try {
+      return await run(['serve', '--datastore', file, '--port', '0', ...argv]);
+    } finally {
+      clearInterval(stop);
+    }
+  }
+
+  it('serve refuses a search knob its index ignores, as a usage error naming the flag, the index and the knob that applies (pgvector)', async () => {
+    // cli_keys holds an HNSW index (pg-load --pg-index hnsw above).
+    const ivf = await serveCli(['--pg-url', url, '--pg-table', 'cli_keys', '--pg-mode', 'index', '--nprobe', '4']);
+    expect(ivf.code, ivf.stderr).toBe(2);
+    expect(ivf.stderr).toContain('probes (--nprobe, ivfflat.probes) applies to IVFFlat indexes, but table cli_keys is searched through the HNSW index cli_keys_key_idx: set efSearch (--ef-search, hnsw.ef_search) instead');
+    // Exact mode has no index to tune: refused before anything is opened.
+    const exactMode = await serveCli(['--pg-url', url, '--pg-table', 'cli_keys', '--ef-search', '40']);
+    expect(exactMode.code, exactMode.stderr).toBe(2);
+    expect(exactMode.stderr).toContain('--ef-search sets the search of a vector index, but --pg-mode exact scans every row: add --pg-mode index or drop --ef-search');
+  });
+
+  it.skipIf(!faissAvailable())('serve --ann refuses a search knob its factory ignores before building the index, as a usage error naming the knob that applies', async () => {
+    const hnsw = await serveCli(['--ann', 'HNSW8,Flat', '--nprobe', '4']);
+    expect(hnsw.code, hnsw.stderr).toBe(2);
+    expect(hnsw.stderr).toContain('nprobe (--nprobe) applies to IVF indexes only, but --ann HNSW8,Flat is an HNSW index: set efSearch (--ef-search) instead, or drop nprobe (--nprobe)');
+    expect(hnsw.stderr).not.toContain('building the approximate index');
+    const ivf = await serveCli(['--ann', 'IVF8,Flat', '--ef-search', '32']);
+    expect(ivf.code, ivf.stderr).toBe(2);
+    expect(ivf.stderr).toContain('efSearch (--ef-search) applies to HNSW indexes only, but --ann IVF8,Flat is an IVF index: set nprobe (--nprobe) instead');
+    expect(ivf.stderr).not.toContain('building the approximate index');
+    const flat = await serveCli(['--ann', 'Flat', '--ef-search', '32']);
+    expect(flat.code, flat.stderr).toBe(2);
+    expect(flat.stderr).toContain('but --ann Flat is a flat index (an exact scan, no search knob): drop efSearch (--ef-search)');
+    // The library says the same, with RAPM_INVALID_ARG.
+    await expect(openNeighborSource(ds, { ann: 'HNSW8,Flat', nprobe: 4 })).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/^nprobe \(--nprobe\) applies to IVF indexes only, but --ann HNSW8,Flat is an HNSW index/) });
+    // A nprobe above the factory's lists is refused before the build too.
+    const lines: string[] = [];
+    await expect(openNeighborSource(ds, { ann: 'IVF8,Flat', nprobe: 9, log: (l) => lines.push(l) })).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG' });
+    expect(lines.join('\n')).not.toContain('building');
   });
 });

@@ -19,7 +19,7 @@ import { applyThreads } from '../run.js';
 import { simdLevel } from '../../native/simd.js';
 import { Predictor, type FusionModel, type PredictorOptions } from '../../serve/predictor.js';
 import { createServer } from '../../serve/http-server.js';
-import { closeSource, openNeighborSource, type SourceSettings } from '../../retrieval/sources.js';
+import { closeSource, isSourceSettingError, openNeighborSource, type SourceSettings } from '../../retrieval/sources.js';
 import { SETTINGS } from '../../settings.js';
 
 /** The serve settings; the neighbour source ones (--ann, --pg-url, ...) are SourceSettings (src/retrieval/sources.ts). */
@@ -221,7 +221,12 @@ export const serveCommand: CommandModule = defineCommand({
     for (const k of ['pgTable', 'pgMode'] as const) if (given.has(k) && !given.has('pgUrl')) throw new CliUsageError(`--${SETTINGS[k].flag} needs --pg-url`);
     for (const k of ['nprobe', 'efSearch'] as const) {
       if (given.has(k) && !given.has('ann') && !given.has('pgUrl')) throw new CliUsageError(`--${SETTINGS[k].flag} needs --ann (faiss) or --pg-url with --pg-mode index`);
+      if (given.has(k) && given.has('pgUrl') && a.pgMode !== 'index') {
+        throw new CliUsageError(`--${SETTINGS[k].flag} sets the search of a vector index, but --pg-mode ${a.pgMode} scans every row: add --pg-mode index or drop --${SETTINGS[k].flag}`);
+      }
     }
+    // Whether --nprobe (IVF) or --ef-search (HNSW) fits the index is known once the source is
+    // open (the faiss factory's index, the table's pgvector index): refused then, as a usage error.
     // Options that would be accepted and then have no effect are refused, naming both flags.
     refuseTauWithoutSoftmax(a, given);
     if (given.has('datastore') && !given.has('model')) {
@@ -251,12 +256,18 @@ export const serveCommand: CommandModule = defineCommand({
   },
   handler: async (a, given) => {
     applyThreads(a.threads);
-    await runServe({
-      ...a,
-      k: given.has('k') ? a.k : undefined,
-      tau: given.has('tau') ? a.tau : undefined,
-      aggregate: given.has('aggregate') ? a.aggregate : undefined,
-      fastPath: given.has('fastPath') ? a.fastPath : undefined,
-    });
+    try {
+      await runServe({
+        ...a,
+        k: given.has('k') ? a.k : undefined,
+        tau: given.has('tau') ? a.tau : undefined,
+        aggregate: given.has('aggregate') ? a.aggregate : undefined,
+        fastPath: given.has('fastPath') ? a.fastPath : undefined,
+      });
+    } catch (e) {
+      // A neighbour-source flag refused once the source is open (a --nprobe for an HNSW index, ...).
+      if (isSourceSettingError(e)) throw new CliUsageError((e as Error).message);
+      throw e;
+    }
   },
 });
