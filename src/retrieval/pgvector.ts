@@ -17,6 +17,14 @@
  *   A knob for the other kind of index (efSearch with only an IVFFlat index, probes with only
  *   an HNSW one) would be ignored by PostgreSQL, so it is refused at open (RAPM_INVALID_ARG).
  *
+ * Timeouts (timeoutMs, default PG_TIMEOUT_MS = 30 s): connecting (or waiting for a free pooled
+ * connection) and each search or table lookup are bounded on the client (pg's
+ * connectionTimeoutMillis and query_timeout), so a database that accepts TCP but never answers,
+ * or a host that drops packets, fails the call with RAPM_IO naming the database, the table and
+ * the timeout instead of holding it forever (a server-side statement_timeout cannot end a wait
+ * on a hung server). A connection whose query timed out is dropped, not pooled again. A search
+ * waits at most about 2 x timeoutMs (a connection, then the answer).
+ *
  * Any server speaking the PostgreSQL protocol with pgvector works: a local postgres, a managed
  * one (RDS / Cloud SQL / Azure / Supabase / Neon: pass their URL, `?sslmode=require`), or a
  * distributed one (Citus: distribute the table by `row`; the same SQL runs on every shard).
@@ -66,10 +74,26 @@ function redact(url: string): string {
   return url.replace(/(\/\/[^:/@]*:)[^@]*@/, '$1***@');
 }
 
-/** A pg error (connection refused, SQL error, ...) as RAPM_IO naming what was being done. */
-function pgError(what: string, e: unknown): RapmError {
+/** pg's errors for a connection or a query that timed out (query_timeout, connectionTimeoutMillis). */
+const PG_TIMEOUT = /^(Query read timeout|timeout expired|Connection terminated due to connection timeout|timeout exceeded when trying to connect)$/;
+
+/** What a pool is bounded by and connects to, for messages. */
+interface PgBound {
+  timeoutMs: number;
+  /** host[:port]/database (never user or password). */
+  database: string;
+}
+
+/**
+ * A pg error (connection refused, SQL error, ...) as RAPM_IO naming what was being done; one
+ * that ran into `bound`'s timeout says so, naming the database and the timeout.
+ */
+function pgError(what: string, e: unknown, bound?: PgBound): RapmError {
   const code = (e as { code?: unknown })?.code;
   const msg = e instanceof Error ? e.message : String(e);
+  if (bound !== undefined && e instanceof Error && PG_TIMEOUT.test(e.message)) {
+    return new RapmError('RAPM_IO', `PostgreSQL ${what} got no answer from ${bound.database} within ${bound.timeoutMs} ms (timeoutMs; pg: ${msg}): the database is down, hung or unreachable`, { cause: e });
+  }
   return new RapmError('RAPM_IO', `PostgreSQL ${what} failed: ${msg}${typeof code === 'string' ? ` (${code})` : ''}`, { cause: e });
 }
 
@@ -85,27 +109,56 @@ export function vectorLiteral(m: Float32Array, d: number, row: number): string {
   return s + ']';
 }
 
-const PG_CONNECT_KEYS = ['url', 'pool', 'maxConnections'] as const satisfies readonly (keyof PgConnectOptions)[];
+const PG_CONNECT_KEYS = ['url', 'pool', 'maxConnections', 'timeoutMs'] as const satisfies readonly (keyof PgConnectOptions)[];
+
+/**
+ * Default bound on waiting for PostgreSQL, ms: for a connection (a new one, or a free one of
+ * the pool) and for the answer to each search and table lookup. A database that accepts TCP
+ * but never answers (or a host that drops packets) otherwise held a /predict forever.
+ */
+export const PG_TIMEOUT_MS = 30_000;
 
 export interface PgConnectOptions {
   /** postgres:// URL (or give `pool`). */
   url?: string;
-  /** An existing pg.Pool (the caller ends it). */
+  /** An existing pg.Pool (the caller ends it; its own connectionTimeoutMillis bounds connecting). */
   pool?: pg.Pool;
   /** Pool size when `url` is given. Default 4. */
   maxConnections?: number;
+  /**
+   * Longest wait for a connection (pool from `url`) and for the answer to each search and
+   * table lookup, ms; beyond it the call fails with RAPM_IO. Loads (loadDatastoreIntoPg) bound
+   * only connecting: building an index can take longer. Default 30,000 (PG_TIMEOUT_MS).
+   */
+  timeoutMs?: number;
 }
 
-function openPool(options: PgConnectOptions, flag: string): { pool: pg.Pool; owned: boolean } {
+/** host[:port]/database of a postgres URL, without user or password. */
+function databaseOf(url: string | undefined): string {
+  if (url === undefined) return 'the database';
+  try {
+    const u = new URL(url);
+    return `${u.host || (u.searchParams.get('host') ?? '')}${u.pathname === '/' ? '' : u.pathname}`;
+  } catch {
+    return 'the database';
+  }
+}
+
+function openPool(options: PgConnectOptions, flag: string): { pool: pg.Pool; owned: boolean; bound: PgBound } {
+  const timeoutMs = options.timeoutMs === undefined ? PG_TIMEOUT_MS : checkInteger('timeoutMs', options.timeoutMs, 1, 2 ** 31 - 1);
   if (options.pool !== undefined) {
     if (!(options.pool instanceof pg.Pool)) throw invalidParam('pool', 'pg.Pool', options.pool);
-    return { pool: options.pool, owned: false };
+    const own = (options.pool as unknown as { options?: { connectionString?: string; host?: string; port?: number; database?: string } }).options ?? {};
+    const database = own.connectionString !== undefined ? databaseOf(own.connectionString) : own.host !== undefined ? `${own.host}${own.port ? `:${own.port}` : ''}/${own.database ?? ''}` : 'the database';
+    return { pool: options.pool, owned: false, bound: { timeoutMs, database } };
   }
   const url = checkPgUrl(options.url, flag);
   const max = options.maxConnections === undefined ? 4 : checkInteger('maxConnections', options.maxConnections, 1, 1000);
-  const pool = new pg.Pool({ connectionString: url, max });
+  // connectionTimeoutMillis bounds connecting and waiting for a free pooled connection; each
+  // query gets its own query_timeout (searches and lookups only: see timeoutMs).
+  const pool = new pg.Pool({ connectionString: url, max, connectionTimeoutMillis: timeoutMs });
   pool.on('error', () => {}); // idle-client errors surface on the next query instead of crashing the process
-  return { pool, owned: true };
+  return { pool, owned: true, bound: { timeoutMs, database: databaseOf(url) } };
 }
 
 interface TableInfo {
@@ -113,19 +166,20 @@ interface TableInfo {
   d: number;
 }
 
-async function tableInfo(pool: pg.Pool | pg.PoolClient, quoted: string, table: string): Promise<TableInfo> {
+async function tableInfo(pool: pg.Pool | pg.PoolClient, quoted: string, table: string, bound?: PgBound): Promise<TableInfo> {
   let r: pg.QueryResult;
   try {
-    r = await pool.query(
-      `SELECT format_type(a.atttypid, a.atttypmod) AS t FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = 'key' AND NOT a.attisdropped`,
-      [quoted],
-    );
+    r = await pool.query({
+      text: `SELECT format_type(a.atttypid, a.atttypmod) AS t FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attname = 'key' AND NOT a.attisdropped`,
+      values: [quoted],
+      query_timeout: bound?.timeoutMs,
+    } as pg.QueryConfig);
   } catch (e) {
-    throw pgError(`looking up table ${table}`, e);
+    throw pgError(`looking up table ${table}`, e, bound);
   }
   if (r.rows.length === 0) {
-    const ex = await pool.query('SELECT to_regclass($1) IS NOT NULL AS e', [quoted]).catch((e: unknown) => {
-      throw pgError(`looking up table ${table}`, e);
+    const ex = await pool.query({ text: 'SELECT to_regclass($1) IS NOT NULL AS e', values: [quoted], query_timeout: bound?.timeoutMs } as pg.QueryConfig).catch((e: unknown) => {
+      throw pgError(`looking up table ${table}`, e, bound);
     });
     if (ex.rows[0].e) throw new RapmError('RAPM_DATA', `Table ${table} has no column "key" (expected (row integer, id text, key vector(d)), as written by rapm pg-load)`);
     return { exists: false, d: 0 };
@@ -144,18 +198,20 @@ export interface PgKeyIndex {
 }
 
 /** The valid, non-partial HNSW / IVFFlat indexes whose first column is `key`. */
-async function keyIndexes(pool: pg.Pool, quoted: string, table: string): Promise<PgKeyIndex[]> {
+async function keyIndexes(pool: pg.Pool, quoted: string, table: string, bound: PgBound): Promise<PgKeyIndex[]> {
   try {
-    const r = await pool.query<PgKeyIndex>(
-      `SELECT c.relname AS name, am.amname AS method, oc.opcname AS opclass FROM pg_index i ` +
+    const r = await pool.query<PgKeyIndex>({
+      text:
+        `SELECT c.relname AS name, am.amname AS method, oc.opcname AS opclass FROM pg_index i ` +
         `JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam ` +
         `JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] JOIN pg_opclass oc ON oc.oid = i.indclass[0] ` +
         `WHERE i.indrelid = to_regclass($1) AND a.attname = 'key' AND am.amname IN ('hnsw', 'ivfflat') AND i.indisvalid AND i.indpred IS NULL ORDER BY c.relname`,
-      [quoted],
-    );
+      values: [quoted],
+      query_timeout: bound.timeoutMs,
+    } as pg.QueryConfig);
     return r.rows;
   } catch (e) {
-    throw pgError(`looking up the indexes of ${table}`, e);
+    throw pgError(`looking up the indexes of ${table}`, e, bound);
   }
 }
 
@@ -205,13 +261,13 @@ export async function loadDatastoreIntoPg(ds: Datastore, options: PgLoadOptions)
   const d = ds.d;
   if (d > 16000) throw new RapmRangeError('RAPM_INVALID_ARG', `pgvector stores at most 16,000 dimensions but the datastore's keys have ${d}`);
   const t0 = performance.now();
-  const { pool, owned } = openPool(options, 'url');
+  const { pool, owned, bound } = openPool(options, 'url');
   let client: pg.PoolClient;
   try {
     client = await pool.connect();
   } catch (e) {
     if (owned) await pool.end().catch(() => {});
-    throw pgError('connect', e);
+    throw pgError('connect', e, bound);
   }
   let inTx = false;
   try {
@@ -290,6 +346,8 @@ export class PgVectorSource implements NeighborSource {
   readonly keyIndices: Int32Array | null;
   readonly #pool: pg.Pool;
   readonly #owned: boolean;
+  /** timeoutMs and the database, for searches and their errors. */
+  readonly #bound: PgBound;
   readonly #quoted: string;
   readonly #sql: string;
   /** The health query in flight (check()), if any: never more than one, also when it hangs. */
@@ -298,8 +356,9 @@ export class PgVectorSource implements NeighborSource {
   readonly #settings: string[];
   readonly #ready = new WeakSet<pg.PoolClient>();
 
-  private constructor(pool: pg.Pool, owned: boolean, table: string, quoted: string, keyDim: number, keyIndices: Int32Array | null, d: number, size: number, mode: PgSearchMode, index: PgKeyIndex | null, settings: string[]) {
+  private constructor(pool: pg.Pool, owned: boolean, bound: PgBound, table: string, quoted: string, keyDim: number, keyIndices: Int32Array | null, d: number, size: number, mode: PgSearchMode, index: PgKeyIndex | null, settings: string[]) {
     this.#pool = pool;
+    this.#bound = bound;
     this.index = index;
     this.#settings = settings;
     this.#owned = owned;
@@ -332,12 +391,12 @@ export class PgVectorSource implements NeighborSource {
       throw new RapmRangeError('RAPM_INVALID_ARG', "efSearch (--ef-search) and probes (--nprobe) apply to mode 'index' (--pg-mode index) only: mode 'exact' scans every row");
     }
     const expectRows = options.expectRows === undefined ? undefined : checkInteger('expectRows', options.expectRows, 0);
-    const { pool, owned } = openPool(options, 'url');
+    const { pool, owned, bound } = openPool(options, 'url');
     const settings: string[] = [];
     if (efSearch !== undefined) settings.push(`SET hnsw.ef_search = ${efSearch}`);
     if (probes !== undefined) settings.push(`SET ivfflat.probes = ${probes}`);
     try {
-      const info = await tableInfo(pool, quoted, options.table);
+      const info = await tableInfo(pool, quoted, options.table, bound);
       if (!info.exists) throw new RapmError('RAPM_DATA', `Table ${options.table} does not exist: load it first (rapm pg-load --datastore FILE --pg-url URL --pg-table ${options.table})`);
       const d = info.d;
       if (keyIndices !== null ? keyIndices.length !== d : keyDim !== d) {
@@ -348,7 +407,7 @@ export class PgVectorSource implements NeighborSource {
       // (mode 'exact''s cost without its tie rule) while it looks indexed: refuse it here.
       let index: PgKeyIndex | null = null;
       if (mode === 'index') {
-        const found = await keyIndexes(pool, quoted, options.table);
+        const found = await keyIndexes(pool, quoted, options.table, bound);
         index = found.find((x) => x.opclass === 'vector_cosine_ops') ?? null;
         if (index === null) {
           const other = found.length > 0 ? ` (${found.map((x) => `${x.name} uses ${x.opclass}, which cannot answer cosine <=> searches`).join('; ')})` : '';
@@ -378,7 +437,7 @@ export class PgVectorSource implements NeighborSource {
       try {
         stats = await pool.query(`SELECT count(*)::bigint AS n, coalesce(min(row), 0) AS lo, coalesce(max(row), -1) AS hi FROM ${quoted}`);
       } catch (e) {
-        throw pgError(`reading ${options.table}`, e);
+        throw pgError(`reading ${options.table}`, e, bound);
       }
       const n = Number(stats.rows[0].n);
       if (n === 0) throw new RapmError('RAPM_DATA', `Table ${options.table} is empty`);
@@ -395,14 +454,14 @@ export class PgVectorSource implements NeighborSource {
         try {
           ids = await pool.query(`SELECT id FROM ${quoted} ORDER BY row`);
         } catch (e) {
-          throw pgError(`reading ${options.table}`, e);
+          throw pgError(`reading ${options.table}`, e, bound);
         }
         const r = ids.rows.findIndex((x: { id: string }, i: number) => x.id !== expectIds[i]);
         if (r >= 0) {
           throw new RapmError('RAPM_DATA', `Table ${options.table} row ${r} holds id '${String(ids.rows[r].id)}' but the datastore's row ${r} is '${expectIds[r]}': the table was loaded from another datastore; reload it (rapm pg-load --overwrite)`);
         }
       }
-      return new PgVectorSource(pool, owned, options.table, quoted, keyDim, keyIndices, d, n, mode, index, settings);
+      return new PgVectorSource(pool, owned, bound, options.table, quoted, keyDim, keyIndices, d, n, mode, index, settings);
     } catch (e) {
       if (owned) await pool.end().catch(() => {});
       throw e;
@@ -428,22 +487,28 @@ export class PgVectorSource implements NeighborSource {
       lits.push(vectorLiteral(q, this.d, i));
     }
     let res: pg.QueryResult<{ i: number; row: number; dist: number }>;
+    // Bounded on the client (query_timeout): statement_timeout cannot end a wait on a server
+    // that is itself hung, or on a network that drops the packets.
+    const query = { text: this.#sql, values: [lits, k], query_timeout: this.#bound.timeoutMs } as pg.QueryConfig;
     try {
-      if (this.#settings.length === 0) res = await this.#pool.query<{ i: number; row: number; dist: number }>(this.#sql, [lits, k]);
+      if (this.#settings.length === 0) res = await this.#pool.query<{ i: number; row: number; dist: number }>(query); // a failed query's connection is dropped by the pool
       else {
         const c = await this.#pool.connect();
         try {
           if (!this.#ready.has(c)) {
-            for (const sql of this.#settings) await c.query(sql);
+            for (const sql of this.#settings) await c.query({ text: sql, query_timeout: this.#bound.timeoutMs } as pg.QueryConfig);
             this.#ready.add(c);
           }
-          res = await c.query<{ i: number; row: number; dist: number }>(this.#sql, [lits, k]);
-        } finally {
-          c.release();
+          res = await c.query<{ i: number; row: number; dist: number }>(query);
+        } catch (e) {
+          // Dropped, not pooled again: after a timeout the query may still be pending on it.
+          c.release(e instanceof Error ? e : true);
+          throw e;
         }
+        c.release();
       }
     } catch (e) {
-      throw pgError(`search on ${this.table}`, e);
+      throw pgError(`search on ${this.table}`, e, this.#bound);
     }
     const rows = new Int32Array(b * k).fill(-1);
     const similarities = new Float32Array(b * k).fill(-Infinity);

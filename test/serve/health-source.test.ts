@@ -152,6 +152,44 @@ describe('GET /health checks the neighbour source', () => {
     }
   });
 
+  it('pgvector: /predict through a database that stops answering fails with 500 RAPM_IO naming the database, table and timeout, instead of hanging', async () => {
+    const r = await relay(port);
+    const database = `127.0.0.1:${r.port}/postgres`;
+    const src = await PgVectorSource.forDatastore(ds, { url: `postgres://postgres@${database}`, table: 'health_keys', maxConnections: 1, timeoutMs: 300 });
+    const predict = async (seed: number) => {
+      // The client's own bound only turns a hang into a failure of this test; the server's is 300 ms.
+      const res = await fetch(url + '/predict', { method: 'POST', body: JSON.stringify({ en: Array.from(randn(keyDim, seed)) }), signal: AbortSignal.timeout(15_000) });
+      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+    };
+    const lines: string[] = [];
+    const srv = createServer({ predictor: new Predictor(ds, { k: 5, source: src }), log: (l) => lines.push(l) });
+    servers.push(srv);
+    const { url } = await srv.listen(0);
+    try {
+      expect((await predict(5)).status).toBe(200);
+      r.hang();
+      // On the pooled connection: the query gets no answer (query_timeout).
+      expect(await predict(6)).toEqual({
+        status: 500,
+        body: { code: 'RAPM_IO', error: `PostgreSQL search on health_keys got no answer from ${database} within 300 ms (timeoutMs; pg: Query read timeout): the database is down, hung or unreachable` },
+      });
+      // That connection was dropped: the next search connects anew, and the connection gets no answer.
+      expect(await predict(7)).toMatchObject({ status: 500, body: { code: 'RAPM_IO', error: expect.stringMatching(/^PostgreSQL search on health_keys got no answer from 127\.0\.0\.1:\d+\/postgres within 300 ms \(timeoutMs; pg: Connection terminated due to connection timeout\)/) } });
+      expect(lines.filter((l) => / -> 500 RAPM_IO: /.test(l))).toHaveLength(2);
+      r.resume();
+      expect((await predict(8)).status).toBe(200);
+      // Opening through a hung database fails the same way, at the first lookup.
+      r.hang();
+      await expect(PgVectorSource.forDatastore(ds, { url: `postgres://postgres@${database}`, table: 'health_keys', timeoutMs: 300 })).rejects.toMatchObject({
+        code: 'RAPM_IO',
+        message: expect.stringMatching(/^PostgreSQL looking up table health_keys got no answer from 127\.0\.0\.1:\d+\/postgres within 300 ms/),
+      });
+    } finally {
+      await src.close();
+      await r.close();
+    }
+  });
+
   it('concurrent /health calls share one check; a source without check() is not asked', async () => {
     let calls = 0;
     let fail!: (e: Error) => void;
