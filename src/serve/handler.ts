@@ -95,6 +95,13 @@ export interface RapmHandler {
   drain(): Promise<void>;
   /** @internal (createServer) Called with each request's socket when it is done. */
   onDone?: (socket: net.Socket) => void;
+  /**
+   * @internal (createServer, when graceMs runs out) If the request next in line on `socket` has
+   * no reply started (its body may still be arriving), write a 503 RAPM_UNAVAILABLE with
+   * Connection: close on the socket, end its writable side, count and log the request, and
+   * return true (the caller then closes the socket); false when there is nothing to answer.
+   */
+  cutAtShutdown(socket: net.Socket): boolean;
   /** Stop the metrics observers. */
   close(): void;
 }
@@ -141,10 +148,14 @@ interface ParsedInput {
 
 /** Per-request bookkeeping. */
 interface Ctx {
+  req: http.IncomingMessage;
+  res: http.ServerResponse;
   route: string;
   started: number;
   reserved: number;
   done: boolean;
+  /** Answered 503 on the socket itself when graceMs ran out (cutAtShutdown): nothing more is written for it. */
+  cut?: boolean;
   finisher?: () => void;
   /** Bytes of a streamed reply written so far (it has no Content-Length to log). */
   bytesOut?: number;
@@ -264,8 +275,8 @@ export function createHandler(options: HandlerOptions): RapmHandler {
   let draining = false;
   let drainWaiters: (() => void)[] = [];
   const metrics = options.metrics === false ? null : createMetrics(predictor.batcher, { inFlight: () => inFlight, buffered: () => buffered, fastPath: () => predictor.datastore.fastPathStats });
-  /** Per socket: the finishers of its requests still counted (the socket's 'close' runs them all). */
-  const perSocket = new WeakMap<net.Socket, Set<() => void>>();
+  /** Per socket: its requests still counted, in arrival order (the socket's 'close' finishes them all). */
+  const perSocket = new WeakMap<net.Socket, Set<Ctx>>();
   /** The neighbour source's check in flight, shared by concurrent GET /health: null when none runs. */
   let sourceCheck: Promise<string | null> | null = null;
 
@@ -329,7 +340,9 @@ export function createHandler(options: HandlerOptions): RapmHandler {
         reject(e);
       };
       req.on('data', (chunk: Buffer) => {
-        if (failed) return;
+        // Also once counted out (answered 503 at shutdown while the body still arrives): its
+        // bytes are dropped, not reserved again after finish() released them.
+        if (failed || ctx.done) return;
         if (len + chunk.length > maxBodyBytes) return fail(tooLarge());
         if (len + chunk.length > buf.length) {
           const size = Math.min(maxBodyBytes, Math.max(buf.length * 2, len + chunk.length));
@@ -553,7 +566,7 @@ export function createHandler(options: HandlerOptions): RapmHandler {
       req.resume();
       if (route === '/health') {
         const sourceError = (await checkSource()) ?? null;
-        if (res.destroyed) throw new ClientAbort('gone');
+        if (gone(ctx)) throw new ClientAbort('gone');
         closeHeader(req, res);
         // 503 so that load balancers and orchestrators take a replica whose engine is down out of
         // rotation; while shutting down the status says so, and the code stays what it was.
@@ -561,7 +574,7 @@ export function createHandler(options: HandlerOptions): RapmHandler {
       } else {
         closeHeader(req, res);
         const text = await metrics!.registry.metrics();
-        if (res.destroyed) throw new ClientAbort('gone');
+        if (gone(ctx)) throw new ClientAbort('gone');
         res.writeHead(200, { 'Content-Type': metrics!.registry.contentType, 'Content-Length': Buffer.byteLength(text) });
         res.end(text);
       }
@@ -572,15 +585,16 @@ export function createHandler(options: HandlerOptions): RapmHandler {
     }
     if (req.method !== 'POST') throw new HttpError(405, 'RAPM_METHOD', `Expected POST for ${route} but received ${req.method}`);
     const input = await readInput(req, ctx);
+    if (gone(ctx)) throw new ClientAbort('gone');
     if (route === '/predict') {
       const r = await predictor.predict(input.en);
-      if (res.destroyed) throw new ClientAbort('gone');
+      if (gone(ctx)) throw new ClientAbort('gone');
       await sendPredict(req, res, ctx, input, r);
     } else {
       // Each row's { id, row, weight, similarity } objects are built as its piece is written,
       // never the whole batch's at once (predictor.explain() would, before the first byte).
       const r = await predictor._explainRows(input.en);
-      if (res.destroyed) throw new ClientAbort('gone');
+      if (gone(ctx)) throw new ClientAbort('gone');
       closeHeader(req, res);
       let neighbors: JsonRows;
       if (input.single) {
@@ -591,7 +605,13 @@ export function createHandler(options: HandlerOptions): RapmHandler {
     }
   }
 
+  /** The reply can no longer be written: the client left, or the request was answered 503 at shutdown. */
+  function gone(ctx: Ctx): boolean {
+    return ctx.res.destroyed || ctx.cut === true;
+  }
+
   function fail(req: http.IncomingMessage, res: http.ServerResponse, ctx: Ctx, e: unknown): void {
+    if (ctx.cut) return; // answered (503) and logged by cutAtShutdown
     if (e instanceof ClientAbort || (res.destroyed && !res.writableFinished)) {
       const ms = (performance.now() - ctx.started).toFixed(1);
       const cut = req.socket ? serverCut.get(req.socket) : undefined;
@@ -646,7 +666,7 @@ export function createHandler(options: HandlerOptions): RapmHandler {
     access?.info({ method: req.method, url: req.url, status, ms: Math.round(seconds * 1e4) / 10, remote: req.socket?.remoteAddress, bytesOut: ctx.bytesOut ?? res.getHeader('content-length') });
     const socket = req.socket;
     if (socket) {
-      perSocket.get(socket)?.delete(ctx.finisher!);
+      perSocket.get(socket)?.delete(ctx);
       handler.onDone?.(socket);
     }
     if (inFlight === 0 && drainWaiters.length > 0) {
@@ -658,7 +678,7 @@ export function createHandler(options: HandlerOptions): RapmHandler {
 
   const handler = ((req: http.IncomingMessage, res: http.ServerResponse) => {
     inFlight++;
-    const ctx: Ctx = { route: 'other', started: performance.now(), reserved: 0, done: false };
+    const ctx: Ctx = { req, res, route: 'other', started: performance.now(), reserved: 0, done: false };
     const onEnd = () => finish(req, res, ctx, res.writableFinished ? String(res.statusCode) : 'aborted');
     ctx.finisher = onEnd;
     res.once('finish', onEnd);
@@ -667,14 +687,14 @@ export function createHandler(options: HandlerOptions): RapmHandler {
     if (socket) {
       let set = perSocket.get(socket);
       if (!set) {
-        const s = new Set<() => void>();
+        const s = new Set<Ctx>();
         perSocket.set(socket, s);
         set = s;
         socket.once('close', () => {
-          for (const f of [...s]) f();
+          for (const c of [...s]) c.finisher!();
         });
       }
-      set.add(onEnd);
+      set.add(ctx);
     }
     handle(req, res, ctx).catch((e: unknown) => fail(req, res, ctx, e));
   }) as RapmHandler;
@@ -694,5 +714,23 @@ export function createHandler(options: HandlerOptions): RapmHandler {
     return new Promise<void>((resolve) => drainWaiters.push(resolve));
   };
   handler.close = () => metrics?.close();
+  handler.cutAtShutdown = (socket) => {
+    const ctx = perSocket.get(socket)?.values().next().value;
+    if (ctx === undefined || ctx.done || ctx.res.headersSent || socket.destroyed || !socket.writable) return false;
+    const { req, res } = ctx;
+    ctx.cut = true;
+    const ms = (performance.now() - ctx.started).toFixed(1);
+    const why = req.complete ? 'before its reply started' : 'while its body was still arriving';
+    log(`${req.method} ${req.url} cut at shutdown after ${ms} ms (graceMs ran out ${why}): 503 RAPM_UNAVAILABLE, connection closed`);
+    // Written on the socket itself, not through `res`: Node would destroy the socket as soon as
+    // the reply was flushed, and a client still sending would be reset before reading it.
+    const body = JSON.stringify({ error: `The server is shutting down: graceMs ran out ${why}`, code: 'RAPM_UNAVAILABLE' });
+    socket.end(
+      `HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+        `Retry-After: ${retryAfter}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    finish(req, res, ctx, '503');
+    return true;
+  };
   return handler;
 }

@@ -19,6 +19,23 @@
  * idle kept-alive connection within idleDrainMs (100 ms) of close() (bytes sent before
  * close() that the event loop had not read yet). Connections idle after that are closed;
  * connections still open after graceMs (10 s) are cut.
+ *
+ * What a client sees once close() has run (rapm serve: on SIGTERM / SIGINT):
+ * - a new connection: ECONNREFUSED (the listening socket is closed: no new connections);
+ * - a connection whose TCP handshake the kernel completed but that Node had not accepted yet
+ *   (in the listen backlog when close() ran): ECONNRESET, before any byte of a reply. The
+ *   kernel resets these when the listening socket closes; no request on them was read;
+ * - a connection Node had accepted (new, or kept alive) whose request arrives within
+ *   idleDrainMs: 503 RAPM_UNAVAILABLE with Retry-After and Connection: close; a request
+ *   already being handled gets its reply (with Connection: close);
+ * - an accepted connection with no request by then: closed by the server (end of stream, or
+ *   ECONNRESET if the client writes after the close);
+ * - when graceMs runs out: a request whose reply has not started (its body still arriving, or
+ *   still being handled) gets 503 RAPM_UNAVAILABLE with Retry-After and Connection: close; the
+ *   server then reads and drops what the client still sends for up to SHUTDOWN_LINGER_MS (1 s)
+ *   before closing, so that a client still sending can read the 503 rather than be reset. A
+ *   reply already being streamed is cut (the client sees a truncated chunked body).
+ * Every case without a 200 means the request was not served: it is safe to retry elsewhere.
  */
 import http from 'node:http';
 import net from 'node:net';
@@ -54,6 +71,13 @@ export const SERVER_DEFAULTS = {
   graceMs: checkSetting('graceMs', undefined),
   idleDrainMs: 100,
 } as const;
+/**
+ * How long a connection answered 503 when graceMs ran out is kept open, reading and dropping
+ * what the client still sends, ms: closing it with the client's bytes unread would reset the
+ * connection, and a client still sending could lose the 503 before reading it.
+ */
+export const SHUTDOWN_LINGER_MS = 1000;
+
 /** Largest timeout or grace period accepted, ms (24 days: setTimeout's limit is 2^31 - 1). */
 export const MAX_DURATION_MS = 2 ** 31 - 1;
 
@@ -97,6 +121,8 @@ export function createServer(options: ServerOptions): RapmServer {
 
   /** Open connections and their requests in flight. */
   const sockets = new Map<net.Socket, number>();
+  /** Connections answered 503 at the end of graceMs, open until the client stops sending (or SHUTDOWN_LINGER_MS). */
+  const lingering = new WeakSet<net.Socket>();
   let closing = false;
   let idleDrainMs: number = SERVER_DEFAULTS.idleDrainMs;
   server.on('connection', (socket: net.Socket) => {
@@ -129,9 +155,19 @@ export function createServer(options: ServerOptions): RapmServer {
   /** Close a connection with no request in flight once it has stayed so for idleDrainMs. */
   function scheduleIdleClose(socket: net.Socket): void {
     const t = setTimeout(() => {
-      if ((sockets.get(socket) ?? 0) === 0 && !socket.destroyed) socket.destroy();
+      if ((sockets.get(socket) ?? 0) === 0 && !socket.destroyed && !lingering.has(socket)) socket.destroy();
     }, idleDrainMs);
     t.unref();
+  }
+
+  /** After the 503 of cutAtShutdown: drop what the client still sends, close when it stops or after SHUTDOWN_LINGER_MS. */
+  function linger(socket: net.Socket): void {
+    lingering.add(socket);
+    const t = setTimeout(() => socket.destroy(), SHUTDOWN_LINGER_MS);
+    socket.once('close', () => clearTimeout(t));
+    socket.once('end', () => socket.destroy());
+    socket.on('error', () => socket.destroy());
+    socket.resume();
   }
 
   let closed: Promise<void> | undefined;
@@ -175,8 +211,12 @@ export function createServer(options: ServerOptions): RapmServer {
           resolve();
         };
         const timer = setTimeout(() => {
-          for (const socket of sockets.keys()) serverCut.set(socket, 'shutdown');
-          server.closeAllConnections();
+          for (const socket of [...sockets.keys()]) {
+            serverCut.set(socket, 'shutdown');
+            // A request with no reply started gets a 503 rather than a silent cut.
+            if (!socket.destroyed && handler.cutAtShutdown(socket)) linger(socket);
+            else socket.destroy();
+          }
         }, graceMs);
         timer.unref();
         if (!server.listening) {

@@ -221,6 +221,64 @@ describe('HTTP service hardening (issue 10)', () => {
     expect(c.state.error).toBe('');
   });
 
+  it('close(): a request whose body is still arriving when graceMs runs out gets 503 RAPM_UNAVAILABLE with Connection: close, which a client still sending reads', async () => {
+    const lines: string[] = [];
+    const { srv, port } = await start({ log: (l) => lines.push(l) });
+    const c = connect(port);
+    await c.ready;
+    c.socket.pause(); // the client reads nothing until it has stopped sending
+    const body = Buffer.from(randn(50 * keyDim, 30).buffer);
+    c.socket.write(`POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: ${body.length}\r\n\r\n`);
+    let sent = 0;
+    const send = () => {
+      c.socket.write(body.subarray(sent, sent + 16));
+      sent += 16;
+    };
+    const drip = setInterval(send, 10); // never the whole body (6,400 bytes) in this test's time
+    try {
+      expect(await until(() => srv.inFlight === 1)).toBe(true);
+      const closing = srv.close({ graceMs: 100 });
+      expect(await until(() => lines.some((l) => l.includes('cut at shutdown'))), 'graceMs ran out').toBe(true);
+      // The server has answered; the client sends on for a while before it reads.
+      const more = sent + 5 * 16;
+      expect(await until(() => sent >= more)).toBe(true);
+      clearInterval(drip);
+      c.socket.resume();
+      expect(await until(() => c.state.closed), 'the connection closes').toBe(true);
+      await closing;
+    } finally {
+      clearInterval(drip);
+    }
+    expect(sent).toBeLessThan(body.length);
+    expect(c.statuses(), `received ${JSON.stringify(c.state.data)}, error ${c.state.error}`).toEqual([503]);
+    expect(c.state.data).toMatch(/\r\nConnection: close\r\n/);
+    expect(c.state.data).toMatch(/\r\nRetry-After: 1\r\n/);
+    expect(c.state.data).toContain('"code":"RAPM_UNAVAILABLE"');
+    expect(lines).toEqual([expect.stringMatching(/^POST \/predict cut at shutdown after [\d.]+ ms \(graceMs ran out while its body was still arriving\): 503 RAPM_UNAVAILABLE, connection closed$/)]);
+    expect([srv.inFlight, srv.handler.bufferedBytes]).toEqual([0, 0]);
+    const metrics = await srv.handler.registry!.metrics();
+    expect(metrics).toMatch(/rapm_http_requests_total\{route="\/predict",method="POST",status="503"\} 1/);
+  });
+
+  it('close(): a request still being handled when graceMs runs out gets 503 too; its late result is dropped, not written after it', async () => {
+    const g = gated();
+    const lines: string[] = [];
+    const { srv, port } = await start({ fusion: g.fusion, log: (l) => lines.push(l) });
+    const c = connect(port);
+    await c.ready;
+    c.socket.write(binaryRequest(1, 31));
+    expect(await until(() => g.runs() === 1)).toBe(true);
+    const closing = srv.close({ graceMs: 100 });
+    expect(await until(() => c.state.closed), 'the connection closes').toBe(true);
+    g.release();
+    await closing;
+    await sleep(20);
+    expect(c.statuses()).toEqual([503]);
+    expect(c.state.data).toContain('"code":"RAPM_UNAVAILABLE"');
+    expect(lines).toEqual([expect.stringMatching(/^POST \/predict cut at shutdown after [\d.]+ ms \(graceMs ran out before its reply started\): 503 RAPM_UNAVAILABLE/)]);
+    expect(srv.inFlight).toBe(0);
+  });
+
   it('ports and durations are validated with coded errors', async () => {
     const srv = createServer({ predictor: new Predictor(ds, { k: 5 }) });
     servers.push(srv);
