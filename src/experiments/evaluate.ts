@@ -112,6 +112,10 @@ export interface SeedRun {
   /** The seed of its initialisation, shuffling and validation split. */
   seed: number;
   valFusion: number;
+  /** Plain retrieval on this seed's validation rows. */
+  valPlain: number;
+  /** This net's mean cosine on its own fit rows (plain retrieval when fusion was skipped). */
+  trainFusion: number;
   epochs: number;
   bestEpoch: number;
   /** This net's own training time; nets of a point may train at once, so these overlap. */
@@ -315,6 +319,8 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
     return {
       seed: run.seed,
       valFusion: run.trained ? run.trained.bestValCosine : meanAt(plainTrain, run.val),
+      valPlain: meanAt(plainTrain, run.val),
+      trainFusion: run.trained ? fitScores[s]! : meanAt(plainTrain, run.fit),
       epochs: h.length,
       bestEpoch: run.trained?.bestEpoch ?? 0,
       trainSeconds: run.trained?.seconds ?? 0,
@@ -327,7 +333,7 @@ export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly
   const first = runs[0]!;
   const trainPlain = meanAt(plainTrain, first.fit);
   const valPlain = meanAt(plainTrain, first.val);
-  const trainFusion = runs.reduce((a, run, s) => a + (run.trained ? fitScores[s]! : meanAt(plainTrain, run.fit)), 0) / S;
+  const trainFusion = avg((r) => r.trainFusion);
   return {
     pairs: n,
     seeds,

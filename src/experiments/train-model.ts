@@ -5,12 +5,12 @@
  * interval. `rapm train` is a thin layer over this.
  */
 import { keyIndices, SPANISH_WINNERS } from '../data/indices.js';
-import { pairedBootstrap } from '../eval/bootstrap.js';
+import { hierarchicalBootstrap, pairedBootstrap } from '../eval/bootstrap.js';
 import { mean, rowCosines } from '../eval/cosine.js';
 import { baselineSpec, type ParamLayout } from '../fusion/layout.js';
 import { scoreRows, trainMlp } from '../fusion/train.js';
 import { Datastore } from '../retrieval/datastore.js';
-import { evaluatePoint, splitFitVal, subsetMlp, type PointOptions } from './evaluate.js';
+import { clusterLabels, evaluatePoint, splitFitVal, subsetMlp, type PointOptions, type SeedRun } from './evaluate.js';
 import type { ExperimentData } from './sweeps.js';
 
 /** The official baseline's hidden widths (R-APM system description). */
@@ -24,22 +24,72 @@ export interface TrainedModel {
   metrics: Record<string, unknown>;
 }
 
-/** Train and score the fusion net on the pool, with the test sets of `data`. */
+/** Mean, sample standard deviation (0 for one value), min and max of per-seed values, and the values. */
+export interface SeedSpread {
+  mean: number;
+  sd: number;
+  min: number;
+  max: number;
+  values: number[];
+}
+
+export function seedSpread(values: number[]): SeedSpread {
+  const n = values.length;
+  const m = values.reduce((a, v) => a + v, 0) / n;
+  const sd = n > 1 ? Math.sqrt(values.reduce((a, v) => a + (v - m) * (v - m), 0) / (n - 1)) : 0;
+  return { mean: m, sd, min: Math.min(...values), max: Math.max(...values), values };
+}
+
+/**
+ * Train and score the fusion net on the pool, with the test sets of `data`. Every training seed
+ * trains a net, but only the first (seeded `o.seed`) is exported: `metrics` describes that net
+ * alone (its validation split, its epochs, its test scores with an interval over the test rows),
+ * so a fresh evaluation of the served bundle reproduces it. `metrics.seeds` holds what the
+ * training seeds say together: per-seed values, their mean, sd, min and max, and the gain
+ * interval over seeds and test rows.
+ */
 export async function trainFusionModel(data: ExperimentData, o: PointOptions): Promise<TrainedModel> {
   const p = await evaluatePoint(data.pool, data.tests, o, o.seed, 'train');
+  const shipped = p.seeds[0]!;
+  const level = o.level ?? 0.95;
+  const tests = p.tests.map((t, i) => {
+    // The shipped net's own gain interval: seed 0's rows alone, clustered as the seeds' interval is.
+    const { unit, labels } = clusterLabels(data.tests[i]!, o.clusterUnit ?? 'auto');
+    const g = hierarchicalBootstrap([t.plainRows!], [t.fusionRowsBySeed![0]!], labels, { resamples: o.resamples, level, seed: (o.seed * 7919) >>> 0, unit });
+    return { name: t.name, n: t.n, plain: g.meanA, fusion: g.meanB, gain: g.diff, gain_lo: g.lo, gain_hi: g.hi };
+  });
+  const spread = (f: (s: SeedRun) => number) => seedSpread(p.seeds.map(f));
   return {
     kind: 'fusion',
     layout: p.layout!,
     params: p.params!,
     metrics: {
-      val_cosine: p.valFusion,
-      val_plain: p.valPlain,
-      train_cosine: p.trainFusion,
+      model: `the shipped net (model.onnx): training seed 1 of ${p.seeds.length}, seeded ${shipped.seed}`,
+      seed: shipped.seed,
+      val_cosine: shipped.valFusion,
+      val_plain: shipped.valPlain,
+      train_cosine: shipped.trainFusion,
       train_priors: o.leaveOneOut ? 'leave-one-out' : 'leaky (each prior includes its own target)',
-      epochs: p.epochs,
-      best_epoch: p.bestEpoch,
-      level: o.level ?? 0.95,
-      tests: p.tests.map((t) => ({ name: t.name, n: t.n, plain: t.plain, fusion: t.fusion, gain: t.gain.diff, gain_lo: t.gain.lo, gain_hi: t.gain.hi })),
+      epochs: shipped.epochs,
+      best_epoch: shipped.bestEpoch,
+      level,
+      tests,
+      seeds: {
+        about: `all ${p.seeds.length} training seeds' nets (only the first is shipped): mean, sample sd, min, max and per-seed values; gain_lo/gain_hi are the interval over seeds and test rows`,
+        n: p.seeds.length,
+        seeds: p.seeds.map((s) => s.seed),
+        val_cosine: spread((s) => s.valFusion),
+        train_cosine: spread((s) => s.trainFusion),
+        epochs: spread((s) => s.epochs),
+        best_epoch: spread((s) => s.bestEpoch),
+        tests: p.tests.map((t) => ({
+          name: t.name,
+          n: t.n,
+          plain: t.plain,
+          fusion: seedSpread(t.fusionRowsBySeed!.map((r) => mean(r))),
+          gain: { ...seedSpread(t.gain.seedGains), gain_lo: t.gain.lo, gain_hi: t.gain.hi, unit: t.gain.unit },
+        })),
+      },
     },
   };
 }
@@ -83,4 +133,23 @@ export async function trainingDatastore(data: ExperimentData, o: Pick<PointOptio
   const ds = new Datastore({ keyIndices: keyIndices(o.config), valueDim: data.pool.values.length / data.pool.n, precision: o.precision });
   await ds.add(data.pool.en, data.pool.values, data.pool.ids);
   return ds;
+}
+
+/**
+ * The human summary of trainFusionModel's metrics: one line for the shipped net, one for the
+ * training seeds together, each saying which it is.
+ */
+export function describeFusionMetrics(m: Record<string, unknown>): string[] {
+  const f4 = (x: number) => x.toFixed(4);
+  const s4 = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
+  type Shipped = { name: string; plain: number; fusion: number; gain: number; gain_lo: number; gain_hi: number };
+  type Seeds = { n: number; epochs: SeedSpread; best_epoch: SeedSpread; tests: { name: string; fusion: SeedSpread; gain: SeedSpread & { gain_lo: number; gain_hi: number } }[] };
+  const tests = m.tests as Shipped[];
+  const seeds = m.seeds as Seeds;
+  const shipped = tests.map((t) => `${t.name} speakers fusion ${f4(t.fusion)} vs plain ${f4(t.plain)}, gain ${s4(t.gain)} [${s4(t.gain_lo)}, ${s4(t.gain_hi)}]`).join('; ');
+  const all = seeds.tests.map((t) => `${t.name} speakers fusion ${f4(t.fusion.mean)} ± ${f4(t.fusion.sd)}, gain ${s4(t.gain.mean)} ± ${f4(t.gain.sd)} [${s4(t.gain.gain_lo)}, ${s4(t.gain.gain_hi)}]`).join('; ');
+  return [
+    `shipped model (model.onnx = ${String(m.model).replace(/^the shipped net \(model\.onnx\): /, '')}; "metrics"): ${shipped}; ${m.epochs as number} epochs, best ${m.best_epoch as number}`,
+    `all ${seeds.n} training seeds (mean ± sd, not the shipped model alone; "metrics.seeds"): ${all}; epochs ${seeds.epochs.mean.toFixed(2)} ± ${seeds.epochs.sd.toFixed(2)}, best ${seeds.best_epoch.mean.toFixed(2)} ± ${seeds.best_epoch.sd.toFixed(2)}`,
+  ];
 }

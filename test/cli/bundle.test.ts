@@ -15,6 +15,8 @@ import { loadDataset } from '../../src/data/load.js';
 import { ENGLISH_WINNERS, keyIndices } from '../../src/data/indices.js';
 import { BUNDLE_FILES, readBundle } from '../../src/serve/bundle.js';
 import { Predictor } from '../../src/serve/predictor.js';
+import { meanCosine } from '../../src/eval/cosine.js';
+import { experimentData } from '../../src/experiments/sweeps.js';
 import { run } from '../helpers/cli.js';
 import { serving } from '../helpers/serving.js';
 
@@ -169,6 +171,50 @@ describe('model bundles', () => {
       expect(h.bundle).toMatchObject({ dir: demo, kind: 'fusion', trained: { config: 'B', k: 17, tau: 0.07 }, overrides: {} });
       expect(lines.join('\n')).not.toMatch(/override/);
     });
+  }, 120_000);
+
+  it("rapm.json's metrics are the shipped net's: a fresh evaluation of the served bundle on the test split reproduces them, and metrics.seeds holds the training seeds' spread", async () => {
+    const { manifest: m } = readBundle(demo);
+    type Spread = { mean: number; sd: number; min: number; max: number; values: number[] };
+    const metrics = m.metrics as {
+      seed: number;
+      epochs: number;
+      best_epoch: number;
+      tests: { name: string; n: number; plain: number; fusion: number; gain: number; gain_lo: number; gain_hi: number }[];
+      seeds: { n: number; seeds: number[]; epochs: Spread; best_epoch: Spread; tests: { name: string; fusion: Spread; gain: Spread }[] };
+    };
+    // The same test sets train scored on (official split, seen/unseen speakers).
+    const ex = experimentData(await loadDataset(data), data);
+    const p = await Predictor.fromBundle(demo);
+    try {
+      expect(metrics.tests.map((t) => t.name)).toEqual(ex.tests.map((t) => t.name));
+      for (const [i, t] of ex.tests.entries()) {
+        const r = await p.predict(t.en);
+        const rec = metrics.tests[i]!;
+        expect(rec.n).toBe(t.n);
+        expect(Math.abs(meanCosine(r.pred, t.target, 101) - rec.fusion), `${t.name}: served fusion vs recorded`).toBeLessThan(1e-6);
+        expect(Math.abs(meanCosine(r.prior, t.target, 101) - rec.plain), `${t.name}: served plain vs recorded`).toBeLessThan(1e-6);
+        expect(rec.gain_lo).toBeLessThanOrEqual(rec.gain);
+        expect(rec.gain).toBeLessThanOrEqual(rec.gain_hi);
+        // The seed block: the shipped net is its first value, the mean is over every seed.
+        const s = metrics.seeds.tests[i]!;
+        expect(s.fusion.values).toHaveLength(3);
+        expect(s.fusion.values[0]).toBe(rec.fusion);
+        expect(s.fusion.mean).toBeCloseTo(s.fusion.values.reduce((a, v) => a + v, 0) / 3, 12);
+        expect(s.fusion.min).toBeLessThanOrEqual(s.fusion.mean);
+        expect(s.fusion.max).toBeGreaterThanOrEqual(s.fusion.mean);
+      }
+    } finally {
+      await (p.fusion as unknown as { release(): Promise<void> }).release();
+    }
+    // Epochs are the shipped net's integers; the per-seed values sit under seeds.
+    expect(metrics.seed).toBe(1);
+    expect(Number.isInteger(metrics.epochs) && Number.isInteger(metrics.best_epoch)).toBe(true);
+    expect(metrics.seeds.n).toBe(3);
+    expect(metrics.seeds.seeds[0]).toBe(1);
+    expect(metrics.seeds.epochs.values[0]).toBe(metrics.epochs);
+    expect(metrics.seeds.best_epoch.values[0]).toBe(metrics.best_epoch);
+    for (const v of [...metrics.seeds.epochs.values, ...metrics.seeds.best_epoch.values]) expect(Number.isInteger(v)).toBe(true);
   }, 120_000);
 
   it('a serve-time override is explicit and logged', async () => {

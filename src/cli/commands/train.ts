@@ -1,7 +1,7 @@
 import type { CommandModule } from 'yargs';
 import { ENGLISH_WINNERS, SPANISH_WINNERS, keyIndices } from '../../data/indices.js';
 import { ensureDefaultData } from '../../data/generate.js';
-import { BASELINE_HIDDEN, trainBaselineModel, trainFusionModel, trainingDatastore } from '../../experiments/train-model.js';
+import { BASELINE_HIDDEN, describeFusionMetrics, trainBaselineModel, trainFusionModel, trainingDatastore } from '../../experiments/train-model.js';
 import type { OnnxMeta } from '../../fusion/onnx-export.js';
 import { BUNDLE_FILES, checkBundleTarget, writeBundle } from '../../serve/bundle.js';
 import { simdLevel } from '../../native/simd.js';
@@ -86,6 +86,7 @@ export const trainCommand: CommandModule = defineCommand({
     }
     console.log(`wrote bundle ${a.out}: ${BUNDLE_FILES.model} (${written.manifest.model!.bytes} bytes), ${BUNDLE_FILES.datastore} (${ds.size} rows, Config ${a.config}, ${a.precision}), ${BUNDLE_FILES.manifest}`);
     console.log(JSON.stringify(metrics, null, 2));
+    if (kind === 'fusion') for (const line of describeFusionMetrics(metrics)) console.log(line);
     if (kind === 'fusion') console.log(`serve it: rapm serve --bundle ${a.out}`);
   },
 });
