@@ -342,6 +342,7 @@ export async function loadChunks(dir: string, options: LoadChunksOptions = {}): 
   const speakers: string[] | null = withSpeakers ? [] : null;
   const train: string[] = [];
   const test: string[] = [];
+  const testOnly: string[] = [];
   let row = 0;
   options.onProgress?.(0, total);
   for (const p of plans) {
@@ -352,12 +353,13 @@ export async function loadChunks(dir: string, options: LoadChunksOptions = {}): 
     await readPlanned(p, dim, en.subarray(row * dim, (row + p.kept) * dim), es.subarray(row * dim, (row + p.kept) * dim), onBytes);
     const pid = keptList(p.ids, p.keep);
     for (const id of pid) ids.push(id);
+    if (isTestFolderName(p.name)) for (const id of pid) testOnly.push(id);
     if (speakers) for (const s of keptList(p.speakers!, p.keep)) speakers.push(s);
     if (withSplit) keptList(p.split!, p.keep).forEach((s, r) => (s === 'train' ? train : test).push(pid[r]!));
     row += p.kept;
     options.onProgress?.(row, total);
   }
-  return { ids, speakers, en, es, n: total, official: withSplit ? { train, test } : null, source: dir, problems };
+  return { ids, speakers, en, es, n: total, official: withSplit ? { train, test } : null, testOnly: testOnly.length > 0 ? testOnly : undefined, source: dir, problems };
 }
 
 /** What writeChunk stores. */

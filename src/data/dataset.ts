@@ -26,6 +26,12 @@ export interface Dataset {
   n: number;
   /** The source's own train/test split by id (DRAL filelists, generated data), if any. */
   official?: { train: string[]; test: string[] } | null;
+  /**
+   * Ids that are test data only, whatever the split: the rows of a chunk folder whose name
+   * starts with `test` (chunks.ts). Every split (official, random, speaker) puts them in test
+   * and splits only the other rows.
+   */
+  testOnly?: string[] | null;
 }
 
 /** What a loader found wrong. `fail` throws all of them in one message; `skip` drops the pairs and lists them here. */

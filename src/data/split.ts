@@ -63,8 +63,51 @@ export function officialSplit(ds: Dataset): Split {
   return { train: Int32Array.from(train), test: Int32Array.from(test) };
 }
 
-/** Seeded random split: round(n * testFraction) test rows (at least 1, at most n - 1). */
+/**
+ * Rows every split puts in test (Dataset.testOnly: the rows of a `test*` chunk folder), as
+ * flags, or null when there are none.
+ */
+function testOnlyFlags(ds: Dataset): Uint8Array | null {
+  if (!ds.testOnly || ds.testOnly.length === 0) return null;
+  const only = new Set(ds.testOnly);
+  const flags = new Uint8Array(ds.n);
+  let any = false;
+  ds.ids.forEach((id, i) => {
+    if (only.has(id)) {
+      flags[i] = 1;
+      any = true;
+    }
+  });
+  return any ? flags : null;
+}
+
+function allTestFolders(ds: Dataset): RapmError {
+  return new RapmError('RAPM_DATA', `Every one of the ${ds.n} rows is in a test folder (a chunk folder whose name starts with 'test'), and a test folder never gives training data: add training chunks, or rename the folder if its rows may be trained on`);
+}
+
+/**
+ * Seeded random split: round(n * testFraction) test rows (at least 1, at most n - 1). For a
+ * Dataset with test-folder rows (`testOnly`), those rows are always test and only the other
+ * rows are split this way (fraction of those rows; with one such row it stays training).
+ */
 export function randomSplit(n: number | Dataset, seed: number, testFraction = 0.2): Split {
+  const forced = typeof n === 'number' ? null : testOnlyFlags(n);
+  if (forced) {
+    checkInteger('seed', seed, 0, Number.MAX_SAFE_INTEGER);
+    const f = checkFraction(testFraction);
+    const rest: number[] = [];
+    forced.forEach((t, i) => {
+      if (!t) rest.push(i);
+    });
+    if (rest.length === 0) throw allTestFolders(n as Dataset);
+    const flags = forced.slice();
+    if (rest.length >= 2) {
+      const nTest = Math.min(rest.length - 1, Math.max(1, Math.round(rest.length * f)));
+      const perm = new Rng(seed, 0x5e11).permutation(rest.length);
+      for (let i = 0; i < nTest; i++) flags[rest[perm[i]!]!] = 1;
+    }
+    return fromFlags(flags);
+  }
   const rows = typeof n === 'number' ? checkInteger('n', n, 2) : n.n;
   checkInteger('seed', seed, 0, Number.MAX_SAFE_INTEGER);
   const f = checkFraction(testFraction);
@@ -84,12 +127,24 @@ export interface SpeakerDisjointOptions {
   testSpeakers?: readonly string[];
 }
 
-/** Speaker-disjoint split: every row of a test speaker goes to test, so no test speaker is seen in training. */
+/**
+ * Speaker-disjoint split: every row of a test speaker goes to test, so no test speaker is seen
+ * in training. Rows of a test folder (`testOnly`) are always test, so their speakers are
+ * always test speakers; the other speakers are drawn until `testFraction` of the other rows is
+ * reached (or `testSpeakerCount` test speakers in all), or `testSpeakers` are added to them.
+ */
 export function speakerDisjointSplit(ds: Dataset, seed: number, options: SpeakerDisjointOptions = {}): Split {
   checkInteger('seed', seed, 0, Number.MAX_SAFE_INTEGER);
   if (!ds.speakers) throw new RapmError('RAPM_DATA', 'A speaker-disjoint split needs speakers, but this dataset has none (load it with a speakerPattern, or add speakers.txt to its chunks)');
   const all = [...new Set(ds.speakers)].sort(compareIds);
   if (all.length < 2) throw new RapmError('RAPM_DATA', `A speaker-disjoint split needs at least 2 speakers but the dataset has ${all.length}`);
+  const forced = testOnlyFlags(ds);
+  const forcedSpeakers = new Set<string>();
+  if (forced) ds.speakers.forEach((s, i) => forced[i] && forcedSpeakers.add(s));
+  if (forcedSpeakers.size >= all.length) {
+    if (forced!.every((f) => f === 1)) throw allTestFolders(ds);
+    throw new RapmError('RAPM_DATA', `Every speaker (${all.length}) has rows in a test folder (a chunk folder whose name starts with 'test'), so a speaker-disjoint split leaves nothing to train on: use --split random, or give training speakers`);
+  }
   let chosen: Set<string>;
   if (options.testSpeakers) {
     const known = new Set(all);
@@ -99,26 +154,40 @@ export function speakerDisjointSplit(ds: Dataset, seed: number, options: Speaker
     if (chosen.size === 0 || chosen.size >= all.length) {
       throw new RapmRangeError('RAPM_INVALID_ARG', `Expected between 1 and ${all.length - 1} test speakers but received ${chosen.size}`);
     }
+    for (const s of forcedSpeakers) chosen.add(s);
+    if (chosen.size >= all.length) throw new RapmError('RAPM_DATA', `The test speakers given and those of the test folders are all ${all.length} speakers: nothing is left to train on`);
   } else {
     const order = new Rng(seed, 0x5e12).shuffle(all.slice());
     if (options.testSpeakerCount !== undefined) {
       const k = checkInteger('testSpeakerCount', options.testSpeakerCount, 1, all.length - 1);
-      chosen = new Set(order.slice(0, k));
+      chosen = new Set(forcedSpeakers);
+      for (const s of order) {
+        if (chosen.size >= k) break;
+        chosen.add(s);
+      }
     } else {
       const f = checkFraction(options.testFraction ?? 0.2);
+      // Only the rows outside test folders are split: the target counts those.
       const count = new Map<string, number>();
-      for (const s of ds.speakers) count.set(s, (count.get(s) ?? 0) + 1);
-      chosen = new Set();
+      let other = 0;
+      ds.speakers.forEach((s, i) => {
+        if (forced?.[i]) return;
+        count.set(s, (count.get(s) ?? 0) + 1);
+        other++;
+      });
+      chosen = new Set(forcedSpeakers);
       let rows = 0;
+      for (const s of forcedSpeakers) rows += count.get(s) ?? 0;
       for (const s of order) {
-        if (rows >= f * ds.n || chosen.size === all.length - 1) break;
+        if (rows >= f * other || chosen.size === all.length - 1) break;
+        if (chosen.has(s)) continue;
         chosen.add(s);
-        rows += count.get(s)!;
+        rows += count.get(s) ?? 0;
       }
     }
   }
   const flags = new Uint8Array(ds.n);
-  ds.speakers.forEach((s, i) => (flags[i] = chosen.has(s) ? 1 : 0));
+  ds.speakers.forEach((s, i) => (flags[i] = chosen.has(s) || forced?.[i] ? 1 : 0));
   return fromFlags(flags);
 }
 
