@@ -48,6 +48,12 @@ export type ProblemPolicy = 'fail' | 'skip';
 export interface LoadedDataset extends Dataset {
   source: string;
   problems: DataProblem[];
+  /**
+   * What the loader left out by rule rather than as a problem, one line each, for the caller to
+   * print as a warning (the CLI does, even with --quiet): e.g. 'N pairs are in neither filelist;
+   * left out'. Absent when there is nothing to say.
+   */
+  notices?: string[];
 }
 
 /** Speaker = the part of the utterance id before the first underscore (`s012_0000345` -> `s012`). */
@@ -197,7 +203,9 @@ function readFilelist(file: string, problems: DataProblem[]): Filelist {
  * Load a DRAL feature folder. Every problem (missing partners, duplicate ids, wrong shapes,
  * unreadable files, filelist entries without files, ids without a speaker) is collected first
  * and reported together: thrown as one RAPM_DATA error (`onProblem: 'fail'`, the default) or
- * returned in `problems` with the affected pairs dropped (`'skip'`).
+ * returned in `problems` with the affected pairs dropped (`'skip'`). With filelists, a pair
+ * listed in neither is not part of the official split: it is left out (not an error), and
+ * `notices` says how many, so train, index, grid, pack and progressive all see the same pairs.
  * Rows are in code-point order of the utterance id.
  */
 export async function loadDral(dir: string, options: LoadDralOptions = {}): Promise<LoadedDataset> {
@@ -221,7 +229,8 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
     if (!m) continue;
     (m[1] === 'EN' ? en : es).set(m[2]!, name);
   }
-  const ids: string[] = [];
+  let ids: string[] = [];
+  const notices: string[] = [];
   for (const id of en.keys()) {
     if (es.has(id)) ids.push(id);
     else problems.push({ kind: 'missing-partner', id, detail: `EN_${id}_features.npy has no ES_${id}_features.npy` });
@@ -264,6 +273,16 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
           return false;
         });
       official = { train: check(tr, names2.train), test: check(te, names2.test) };
+      // A pair listed in neither filelist is not part of the official split: it is left out
+      // here, so every consumer (train, index, grid, pack, progressive --initial) sees the
+      // same pairs, and it is said once instead of being trained on or dropped silently.
+      const listed = new Set([...tr.ids, ...te.ids]);
+      const unlisted = ids.filter((id) => !listed.has(id));
+      if (unlisted.length > 0) {
+        const shown = unlisted.slice(0, 3).join(', ') + (unlisted.length > 3 ? ', ...' : '');
+        notices.push(`${unlisted.length} pair${unlisted.length === 1 ? ' is' : 's are'} in neither filelist (${names2.train}, ${names2.test}); left out: ${shown}`);
+        ids = ids.filter((id) => listed.has(id));
+      }
     }
   }
 
@@ -355,6 +374,7 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
     official,
     source: dir,
     problems,
+    notices: notices.length > 0 ? notices : undefined,
   };
 }
 

@@ -44,6 +44,8 @@ export interface PackResult {
   testRows: number;
   /** Problems skipped under `onProblem: 'skip'`, by input. */
   skipped: { input: string; problems: DataProblem[] }[];
+  /** What the loader left out by rule (e.g. pairs in neither filelist), one line each, naming the input: print them as warnings. */
+  notices: string[];
 }
 
 /** Pack DRAL folders (any layout loadDataSource reads) into chunk folders under `out`. */
@@ -65,7 +67,7 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
   ensureDir(out);
   // New chunks go into a staging folder beside `out`, so a failure leaves the old chunks intact.
   const stage = tempPathFor(outAbs);
-  const result: PackResult = { out, chunks: 0, rows: 0, testRows: 0, skipped: [] };
+  const result: PackResult = { out, chunks: 0, rows: 0, testRows: 0, skipped: [], notices: [] };
   const dim = FEATURE_DIM;
   const seen = new Map<string, string>();
   let buf = { ids: [] as string[], speakers: [] as (string | null)[], split: [] as ('train' | 'test')[], en: new Float32Array(chunkSize * dim), es: new Float32Array(chunkSize * dim), n: 0 };
@@ -91,6 +93,7 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
       const label = `packing ${i + 1}/${inputs.length}: ${typeof input === 'string' ? input : (input.data ?? input.features)}`;
       const d = await loadDataSource(input, { onProblem: options.onProblem, poolFrames: options.poolFrames, speakerPattern: options.speakerPattern, onProgress: (dn, t) => options.onProgress?.(label, dn, t) });
       if (d.problems.length) result.skipped.push({ input: d.source, problems: d.problems });
+      for (const notice of d.notices ?? []) result.notices.push(`${d.source}: ${notice}`);
       for (const id of d.ids) {
         const first = seen.get(id);
         if (first !== undefined) throw new RapmError('RAPM_DATA', `Utterance id ${id} is in both ${first} and ${d.source}: each pair must be packed once`);

@@ -71,7 +71,7 @@ describe('loadDral', () => {
 
   it('reports every problem together in one RAPM_DATA message', async () => {
     const ids = ['s1_a', 's1_b', 's1_c', 's2_d', 's2_e', 's2_f'];
-    const dir = makeDral('bad', ids, ['s1_a', 's1_b', 's1_b', 's2_d', 's1_ghost', 's2_e'], ['s1_c', 's2_d', 's2_nofile']);
+    const dir = makeDral('bad', ids, ['s1_a', 's1_b', 's1_b', 's2_d', 's1_ghost', 's2_e'], ['s1_c', 's2_d', 's2_nofile', 's2_f']);
     // missing partners
     fs.rmSync(path.join(dir, 'ES_s1_a_features.npy'));
     writeNpySync(path.join(dir, 'ES_s3_orphan_features.npy'), vec(0), [D]);
