@@ -4,8 +4,9 @@
  * concatenated and cut into chunks of `chunkSize` rows: `chunk-00000`, `chunk-00001`, ...
  * With `shuffle` the rows are put in a seeded random order first. Each chunk is written atomically (temporary folder renamed into place); the output folder
  * is refused when it already holds chunks unless `overwrite`, in which case the old chunks are
- * removed only after the new ones are all written. A filelist's test rows stay test rows
- * (split.txt), so they are scored and never trained on.
+ * removed only after the new ones are all written. A filelist's test rows stay test rows: when
+ * the inputs have an official split every chunk gets split.txt, so the packed set keeps the
+ * same official split (inputs with and without one are not packed together).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -70,6 +71,7 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
   const result: PackResult = { out, chunks: 0, rows: 0, testRows: 0, skipped: [], notices: [] };
   const dim = FEATURE_DIM;
   const seen = new Map<string, string>();
+  let withSplit = false;
   let buf = { ids: [] as string[], speakers: [] as (string | null)[], split: [] as ('train' | 'test')[], en: new Float32Array(chunkSize * dim), es: new Float32Array(chunkSize * dim), n: 0 };
   const flush = async (): Promise<void> => {
     if (buf.n === 0) return;
@@ -77,7 +79,9 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
     await writeChunk(stage, chunkName(result.chunks++), {
       ids: buf.ids,
       speakers: withSpeakers ? (buf.speakers as string[]) : null,
-      split: buf.split.includes('test') ? buf.split : null,
+      // Every chunk gets split.txt when the inputs have an official split (even a chunk of
+      // training rows only): without it the packed set would have no official split at all.
+      split: withSplit ? buf.split : null,
       en: buf.en.subarray(0, buf.n * dim),
       es: buf.es.subarray(0, buf.n * dim),
     });
@@ -101,6 +105,13 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
       }
       loaded.push({ d, test: new Set(d.official?.test ?? []) });
     }
+    // The official split is kept only whole: every input has one (filelists, split.txt), or none has.
+    const withOfficial = loaded.filter(({ d }) => d.official);
+    if (withOfficial.length > 0 && withOfficial.length < loaded.length) {
+      const without = loaded.find(({ d }) => !d.official)!.d.source;
+      throw new RapmError('RAPM_DATA', `Cannot pack ${withOfficial[0]!.d.source} (official split from its filelists or split.txt) together with ${without} (no official split): the packed chunks would mark some rows train or test and leave the rest undecided. Give ${without} its filelists, or pack the inputs into separate folders`);
+    }
+    withSplit = withOfficial.length > 0;
     // (input, row) of every output row, in input order or shuffled.
     const where: [number, number][] = loaded.flatMap(({ d }, i) => Array.from({ length: d.n }, (_, r): [number, number] => [i, r]));
     const order = options.shuffle ? Array.from(new Rng(checkInteger('seed', options.seed ?? 1, 0, 2 ** 31), 0x9ac).permutation(where.length), (k) => where[k]!) : where;
