@@ -10,6 +10,7 @@ import { loadDataSource, type DataLocation } from '../data/load.js';
 import type { LoadedDataset } from '../data/dataset.js';
 import { chooseSplit } from '../data/split.js';
 import { experimentData, type ExperimentData } from '../experiments/sweeps.js';
+import { unknownSpeakersWarning } from '../experiments/evaluate.js';
 import type { SettingValues } from '../settings.js';
 import { CliUsageError } from './options.js';
 import { RapmError } from '../errors.js';
@@ -72,5 +73,10 @@ export function reportSkipped(d: LoadedDataset): void {
 export async function loadExperimentData(a: DataArgs, onProgress?: (done: number, total: number) => void): Promise<ExperimentData> {
   const ds = await loadDataSource(dataLocation(a), { onProblem: a.onProblem, poolFrames: a.poolFrames ?? null, speakerPattern: a.speakerPattern, onProgress });
   reportSkipped(ds);
-  return experimentData(ds, path.resolve(ds.source), chooseSplit(ds, a.split, a.seed, a.testFraction));
+  const data = experimentData(ds, path.resolve(ds.source), chooseSplit(ds, a.split, a.seed, a.testFraction));
+  for (const t of data.tests) {
+    const w = unknownSpeakersWarning(ds.source, t);
+    if (w) warn(w);
+  }
+  return data;
 }

@@ -22,6 +22,25 @@ export interface TestSet {
   speakers?: (string | null)[] | null;
   /** Conversation of each row, when the ids carry one (see conversationOf). */
   conversations?: (string | null)[] | null;
+  /**
+   * True when no row carries a speaker and nothing named the set: the rows went to 'seen' only
+   * because they could not be placed, so the set is not a seen-speaker set, and the gain interval
+   * cannot resample speakers (a bootstrap by row under --cluster-unit auto).
+   */
+  speakersUnknown?: boolean;
+}
+
+const noSpeaker = (s: string | null | undefined) => s === null || s === undefined || s === '';
+
+/** "12 seen-speaker test pairs", or, for rows whose speakers are unknown, a phrase that does not claim seen speakers. */
+export function testPairsText(t: { name: string; n: number; speakersUnknown?: boolean }): string {
+  return t.speakersUnknown ? `${t.n} test pairs whose speakers are unknown (not split into seen and unseen)` : `${t.n} ${t.name}-speaker test pairs`;
+}
+
+/** The warning for a test set whose speakers are unknown (null otherwise): why its bootstrap is by row and its rows are not called seen. */
+export function unknownSpeakersWarning(source: string, t: Pick<TestSet, 'n' | 'speakersUnknown'>): string | null {
+  if (!t.speakersUnknown) return null;
+  return `${source}: the ${t.n} test rows carry no speakers (no speakers.txt in the chunks, and no speaker from --speaker-pattern), so the gain interval is a bootstrap by row (speakers are unknown) and the rows are not split into seen and unseen speakers: they are scored as one test set (listed as 'seen', meaning only "not known to be unseen")`;
 }
 
 /** How the gain interval treats the test rows: a unit, or 'auto' (speaker when speakers are known, else row). */
@@ -175,6 +194,7 @@ export function buildTestSets(test: Dataset, trainSpeakers: ReadonlySet<string>)
       n: rows.length,
       speakers: test.speakers ? rows.map((r) => test.speakers![r] ?? null) : null,
       conversations: rows.map((r) => conversationOf(test.ids[r]!)),
+      ...(rows.every((r) => noSpeaker(test.speakers?.[r])) ? { speakersUnknown: true } : {}),
     });
   }
   if (out.length === 0) throw new RapmError('RAPM_DATA', 'No test set: the data has fewer than 2 test rows');

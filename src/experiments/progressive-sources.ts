@@ -259,6 +259,8 @@ export async function scanSources(src: ProgressiveSources, onProgress?: (done: n
       n: rows.length,
       speakers: rows.map((t) => t.speaker),
       conversations: rows.map((t) => conversationOf(t.id)),
+      // Seen only by default (no speaker, no --test-seen naming it): not a seen-speaker set.
+      ...(rows.every((t) => t.group === null && (t.speaker === null || t.speaker === '')) ? { speakersUnknown: true } : {}),
     });
   }
   if (tests.length === 0) {

@@ -9,7 +9,7 @@ import { RapmError, isRapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { checkSetting, defaultsOf } from '../settings.js';
 import type { MlpBackend, MlpData } from '../fusion/train.js';
-import { clusterLabels, describeGain, fitAndScore, type ClusterChoice, type SeedRun, type TestSet, type TestSetScore } from './evaluate.js';
+import { clusterLabels, describeGain, fitAndScore, testPairsText, unknownSpeakersWarning, type ClusterChoice, type SeedRun, type TestSet, type TestSetScore } from './evaluate.js';
 import { paramLayout, fusionSpec } from '../fusion/layout.js';
 import { Datastore } from '../retrieval/datastore.js';
 import { IncrementalPriors } from '../retrieval/priors.js';
@@ -174,6 +174,10 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
     const wall = (performance.now() - tStart) / 1000;
     return { firstPass, outsideSteps: Math.max(0, wall - firstPass - stepSeconds), wall };
   };
+  for (const t of tests) {
+    const w = unknownSpeakersWarning(src.describe, t);
+    if (w) (o.warn ?? log)(w);
+  }
   const decider = tests.find((t) => t.name === o.decideOn);
   if (!decider) {
     throw new RapmError('RAPM_DATA', `decideOn (--decide-on) is '${o.decideOn}' but the data has no ${o.decideOn}-speaker test set (test sets: ${tests.map((t) => `${t.name} ${t.n} pairs`).join(', ')}); pass --decide-on ${tests[0]!.name}`);
@@ -211,7 +215,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   const ids: string[] = [];
   let checkedRows = 0; // training rows validated by an earlier step's fitAndScore (rows are only appended)
   let stepIndex = 0;
-  const resultOf = (status: 'running' | 'complete'): ProgressiveResult => finalResult(state!, status, o.threshold, decider.name, { k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout }, trainChunks.length, o.all ?? false, runSeconds());
+  const resultOf = (status: 'running' | 'complete'): ProgressiveResult => finalResult(state!, status, o.threshold, decider.name, decider.speakersUnknown === true, { k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout }, trainChunks.length, o.all ?? false, runSeconds());
   // The rule fires at the first useful step; the loop stops confirmSteps steps later.
   const shouldStop = (step: number) => {
     const first = state!.steps.find((x) => x.useful);
@@ -299,7 +303,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
     };
     state.steps.push(step);
     stepSeconds += step.seconds.total;
-    const line = scores.map((s) => `${s.name} plain ${s.plain.toFixed(4)} fusion ${s.fusion.toFixed(4)} gain ${fmtSigned(s.gain.diff)} [${fmtSigned(s.gain.lo)}, ${fmtSigned(s.gain.hi)}] (seeds ${s.gain.seedGains.map(fmtSigned).join(' ')})`).join('; ');
+    const line = scores.map((s) => `${tests.find((t) => t.name === s.name)?.speakersUnknown ? 'test (speakers unknown)' : s.name} plain ${s.plain.toFixed(4)} fusion ${s.fusion.toFixed(4)} gain ${fmtSigned(s.gain.diff)} [${fmtSigned(s.gain.lo)}, ${fmtSigned(s.gain.hi)}] (seeds ${s.gain.seedGains.map(fmtSigned).join(' ')})`).join('; ');
     const sec = step.seconds;
     log(`step ${stepIndex} (${c.name}, ${n} pairs): ${line}; ${sec.total.toFixed(1)} s (priors ${sec.priors.toFixed(1)}, training ${sec.train.toFixed(1)} at ${Math.round(step.samplesPerSecond)} samples/s, evaluation ${sec.eval.toFixed(1)})`);
     if (o.maxSteps !== undefined && stepIndex >= o.maxSteps) stop = true;
@@ -320,12 +324,12 @@ function fmtSigned(x: number): string {
   return `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
 }
 
-function finalResult(state: State, status: 'running' | 'complete', threshold: number, decideOn: string, cfg: { k: number; tau: number; aggregate: Aggregate; hidden: number[]; dropout: number }, chunks: number, all: boolean, runSeconds: ProgressiveResult['runSeconds']): ProgressiveResult {
+function finalResult(state: State, status: 'running' | 'complete', threshold: number, decideOn: string, speakersUnknown: boolean, cfg: { k: number; tau: number; aggregate: Aggregate; hidden: number[]; dropout: number }, chunks: number, all: boolean, runSeconds: ProgressiveResult['runSeconds']): ProgressiveResult {
   const first = state.steps.find((s) => s.useful) ?? null;
   let decision: string;
   if (first) {
     const g = first.tests.find((t) => t.name === decideOn)!.gain;
-    decision = `At ${first.pairs} pairs fusion becomes useful: ${describeGain(g)} on ${g.n} ${decideOn}-speaker test pairs`;
+    decision = `At ${first.pairs} pairs fusion becomes useful: ${describeGain(g)} on ${testPairsText({ name: decideOn, n: g.n, speakersUnknown })}`;
     const later = state.steps.filter((s) => s.step > first.step);
     if (later.length) {
       const held = later.filter((s) => s.useful).length;
@@ -338,7 +342,7 @@ function finalResult(state: State, status: 'running' | 'complete', threshold: nu
     const last = state.steps.at(-1);
     const g = last?.tests.find((t) => t.name === decideOn)?.gain;
     decision = last && g
-      ? `Fusion did not become useful up to ${last.pairs} pairs: last ${describeGain(g)} on ${g.n} ${decideOn}-speaker test pairs (threshold +${threshold} with an interval above zero)`
+      ? `Fusion did not become useful up to ${last.pairs} pairs: last ${describeGain(g)} on ${testPairsText({ name: decideOn, n: g.n, speakersUnknown })} (threshold +${threshold} with an interval above zero)`
       : 'No step finished';
   }
   const phaseSeconds = { add: 0, priors: 0, train: 0, eval: 0, total: 0 };

@@ -141,7 +141,8 @@ export async function runSubsample(data: ExperimentData, o: Common & { sizes: nu
   });
   const table = mdTable(['pairs', 'test set', 'n', 'plain', 'fusion', 'gain [95% CI]', 'runs', 'spread of run gains [min, max]'], pooled.map((p) => [p.size, p.name, p.n, fmtNum(p.plain), fmtNum(p.fusion), fmtInterval(p.diff, p.lo, p.hi), p.runs, `[${fmtNum(p.spreadLo, 4, { sign: true })}, ${fmtNum(p.spreadHi, 4, { sign: true })}]`]));
   const last = pooled.filter((p) => p.name === names[0]).at(-1)!;
-  const summary = `Fusion gain at ${last.size} pairs (${names[0]} speakers): ${last.text}; ${o.seeds} data samples x ${o.trainSeeds ?? 1} training seeds, their own gains from ${fmtNum(last.spreadLo, 4, { sign: true })} to ${fmtNum(last.spreadHi, 4, { sign: true })}, on ${last.n} test pairs.`;
+  const who = data.tests.find((t) => t.name === names[0])?.speakersUnknown ? 'test rows whose speakers are unknown' : `${names[0]} speakers`;
+  const summary = `Fusion gain at ${last.size} pairs (${who}): ${last.text}; ${o.seeds} data samples x ${o.trainSeeds ?? 1} training seeds, their own gains from ${fmtNum(last.spreadLo, 4, { sign: true })} to ${fmtNum(last.spreadHi, 4, { sign: true })}, on ${last.n} test pairs.`;
   return writeExperiment(o.out, 'subsample (seed report 6.1)', record, rows, { 'gain.svg': gainChart, 'scores.svg': scoreChart }, [{ heading: 'Gain per size', body: `${table}\n\nSamples are drawn with replacement; leave-one-out priors exclude every copy of a query's utterance. Each run (a data sample with one training seed) has its own gain; the interval is a hierarchical paired bootstrap over the runs, then the test clusters, then rows within them. The dashed bars in the plot are the range of the runs' own gains.` }], summary);
 }
 
