@@ -250,6 +250,16 @@ function checkHeader(h: NpyHeader, file: string, fileSize: number, opts: ReadNpy
         `but the file has ${Math.max(0, fileSize - h.dataOffset)} (file size ${fileSize})`,
     );
   }
+  // More bytes than the header promises: a header-length field too small (the data would be
+  // read shifted), a dtype or shape that does not describe the data ('<f4' over float64 data,
+  // half the values), or bytes appended. Reading on would give wrong numbers without a word.
+  if (fileSize > h.dataOffset + h.dataBytes) {
+    throw new RapmError(
+      'RAPM_FORMAT',
+      `${file}: .npy file larger than its header says: shape ${formatShape(h.shape)} ${h.dtype} after a ${h.dataOffset}-byte header needs exactly ` +
+        `${h.dataOffset + h.dataBytes} bytes, but the file has ${fileSize} (${fileSize - h.dataOffset - h.dataBytes} more); its header length, dtype or shape does not match the data, or bytes were appended: re-save it with numpy.save`,
+    );
+  }
 }
 
 function allocate(dtype: NpyDtype, count: number): NpyData {
