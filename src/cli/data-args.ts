@@ -49,16 +49,40 @@ export function dataPaths(a: Pick<DataArgs, 'data' | 'features' | 'filelists'>):
   return [loc.data, loc.features, loc.filelists].filter((p): p is string => typeof p === 'string' && p.length > 0);
 }
 
+/** Where the train/test split of a one-dataset command comes from, for messages. */
+export function splitSourceOf(a: Pick<DataArgs, 'split' | 'filelists'>): string {
+  if (a.split !== undefined) return `--split ${a.split}`;
+  if (a.filelists !== undefined) return `the train filelist in ${a.filelists}`;
+  return 'its official split (train_filelist_en.txt, or split.txt in chunks)';
+}
+
+/**
+ * An empty training split, refused as what it is before any -k check (which would otherwise say
+ * "-k 1 is more than the 0 neighbours") or any datastore is built.
+ */
+export function refuseEmptyTraining(data: Pick<ExperimentData, 'pool' | 'source'>, splitSource: string): void {
+  if (data.pool.n === 0) {
+    throw new RapmError('RAPM_DATA', `The training split of ${data.source} is empty: ${splitSource} puts no pair in training. Give training pairs (list them in the train filelist or mark them 'train' in split.txt), or split the data here with --split speaker|random`);
+  }
+}
+
 /**
  * -k against the training rows, before anything is trained or written: a bundle whose k exceeds
  * its datastore would be refused only later, by rapm serve. Leave-one-out priors search every
- * row but the query's own, so they need one more row.
+ * row but the query's own, so they need one more row. A split too small to give even one
+ * neighbour is refused as such: no -k would do, so none is suggested.
  */
 export function refuseKOverTrainRows(k: number, data: Pick<ExperimentData, 'pool' | 'source'>, leaveOneOut: boolean): void {
   const most = data.pool.n - (leaveOneOut ? 1 : 0);
+  if (most < 1) {
+    const pairs = `${data.pool.n} training pair${data.pool.n === 1 ? '' : 's'}`;
+    throw new RapmError('RAPM_DATA', data.pool.n === 0
+      ? `The training split of ${data.source} is empty: a datastore needs at least 1 training pair`
+      : `The training split of ${data.source} is too small: ${pairs}, and leave-one-out priors exclude each query's own pair, so no neighbour is left; give at least 2 training pairs`);
+  }
   if (k > most) {
     const why = leaveOneOut ? ` (${data.pool.n} training pairs, less the query's own with leave-one-out priors)` : ` (the training pairs the datastore holds)`;
-    throw new RapmError('RAPM_K_TOO_LARGE', `-k ${k} is more than the ${most} neighbours ${data.source} can give${why}; pass -k ${Math.max(1, most)} or less`);
+    throw new RapmError('RAPM_K_TOO_LARGE', `-k ${k} is more than the ${most} neighbour${most === 1 ? '' : 's'} ${data.source} can give${why}; pass -k ${most} or less`);
   }
 }
 
@@ -74,6 +98,7 @@ export async function loadExperimentData(a: DataArgs, onProgress?: (done: number
   const ds = await loadDataSource(dataLocation(a), { onProblem: a.onProblem, poolFrames: a.poolFrames ?? null, speakerPattern: a.speakerPattern, onProgress });
   reportSkipped(ds);
   const data = experimentData(ds, path.resolve(ds.source), chooseSplit(ds, a.split, a.seed, a.testFraction));
+  refuseEmptyTraining(data, splitSourceOf(a));
   for (const t of data.tests) {
     const w = unknownSpeakersWarning(ds.source, t);
     if (w) warn(w);
