@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { runProgressive } from '../../experiments/progressive.js';
@@ -18,6 +19,33 @@ export async function ensureDefaultChunks(quiet: boolean, bar: (label: string, d
   if (r.generated && !quiet) process.stderr.write(`default data written to ${DEFAULT_CHUNKS}\n`);
 }
 
+/** `p` with symlinks resolved as far as it exists (the rest appended): where it really is, even before it is created. */
+function realPath(p: string): string {
+  const abs = path.resolve(p);
+  try {
+    return fs.realpathSync(abs);
+  } catch {
+    const parent = path.dirname(abs);
+    return parent === abs ? abs : path.join(realPath(parent), path.basename(abs));
+  }
+}
+
+/**
+ * --out inside a data folder, refused before anything is created: a results folder inside
+ * --chunks is read as a (broken) chunk on this and every later run, and one inside a test or
+ * initial folder is read as part of that data.
+ */
+export function refuseOutInsideData(a: { out: string; chunks: string; initial?: string; tests: readonly string[]; testSeen: readonly string[]; testUnseen: readonly string[] }): void {
+  const out = realPath(a.out);
+  const inputs: [string, string][] = [['--chunks', a.chunks], ...(a.initial !== undefined ? [['--initial', a.initial] as [string, string]] : []), ...a.tests.map((t): [string, string] => ['--test', t]), ...a.testSeen.map((t): [string, string] => ['--test-seen', t]), ...a.testUnseen.map((t): [string, string] => ['--test-unseen', t])];
+  for (const [flag, dir] of inputs) {
+    const rel = path.relative(realPath(dir), out);
+    if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) {
+      throw new CliUsageError(`--out ${a.out} is ${rel === '' ? 'the folder' : 'inside the folder'} of ${flag} ${dir}: the results would be read as part of the data (a results folder in --chunks is taken for a broken chunk on every later run); give an --out outside the data folders`);
+    }
+  }
+}
+
 export const progressiveCommand: CommandModule = defineCommand({
   command: 'progressive',
   describe: 'Grow the datastore chunk by chunk and find the size at which fusion pays off',
@@ -34,6 +62,7 @@ export const progressiveCommand: CommandModule = defineCommand({
     if (a.filelists !== undefined && a.initial === undefined) throw new CliUsageError('--filelists names the filelists of --initial: give --initial too');
     if (a.split !== undefined && a.initial === undefined) throw new CliUsageError('--split splits the initial set: give --initial too');
     if (a.resume && a.overwrite) throw new CliUsageError('--resume and --overwrite exclude each other: continue the run in --out, or replace it');
+    refuseOutInsideData(a);
     if (!a.resume) refuseExisting(path.join(a.out, 'state.json'), a.overwrite, '--out');
   },
   handler: async (a) => {
