@@ -409,9 +409,13 @@ export function sampleSubset(pool: Pool, size: number, seed: number): Pool {
 
 const signed = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
 
-/** "gain +0.0077 [+0.0052, +0.0101], 3 training seeds, speaker-clustered, 65 speakers" */
-export function describeGain(g: GainInterval): string {
-  const seeds = `${g.seeds} training seed${g.seeds === 1 ? '' : 's'}`;
+/**
+ * "gain +0.0077 [+0.0052, +0.0101], 3 training seeds, speaker-clustered, 65 speakers". `runs`
+ * names what the interval's seed stage resampled when its draws are not all training seeds of one
+ * data set (subsample: "2 data samples x 1 training seed").
+ */
+export function describeGain(g: GainInterval, runs?: string): string {
+  const seeds = runs ?? `${g.seeds} training seed${g.seeds === 1 ? '' : 's'}`;
   const unit = g.unit === 'row' ? 'row bootstrap' : `${g.unit}-clustered, ${g.clusters} ${g.unit}s`;
   return `gain ${signed(g.diff)} [${signed(g.lo)}, ${signed(g.hi)}], ${seeds}, ${unit}`;
 }

@@ -86,6 +86,9 @@ function pointRows(size: number, p: PointResult, extra: Record<string, unknown>)
 
 /** Seed 6.1: plain vs fusion and the gain per data size, sampling with replacement, several seeds. */
 export async function runSubsample(data: ExperimentData, o: Common & { sizes: number[]; seeds: number }): Promise<ExperimentOutput> {
+  refuseSubsampleSizes(o.sizes, o.k, o.leaveOneOut);
+  const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
+  const runsText = `${plural(o.seeds, 'data sample')} x ${plural(o.trainSeeds ?? 1, 'training seed')}`;
   const record = startRecord('subsample', o.seed, configOf(o, { sizes: o.sizes, seeds: o.seeds }), { hash: data.hash, source: data.source });
   const rows: Record<string, unknown>[] = [];
   const pooled: { size: number; name: string; n: number; plain: number; fusion: number; diff: number; lo: number; hi: number; runs: number; spreadLo: number; spreadHi: number; text: string }[] = [];
@@ -94,6 +97,10 @@ export async function runSubsample(data: ExperimentData, o: Common & { sizes: nu
     for (let s = 0; s < o.seeds; s++) {
       const seed = o.seed * 100 + s;
       const sample = sampleWithReplacement(data.pool, size, seed);
+      const room = leastNeighbours(sample, o.leaveOneOut);
+      if (room.least < o.k) {
+        throw new RapmError('RAPM_K_TOO_LARGE', `--sizes ${size} and -k ${o.k}: sample ${s + 1} (seed ${seed}, drawn with replacement) holds utterance ${room.id} ${room.copies} times, and leave-one-out priors exclude every copy, leaving ${room.least} neighbours; give larger --sizes or a smaller -k`);
+      }
       const t0 = performance.now();
       const p = await evaluatePoint(sample, data.tests, { ...o, seed }, seed * 1009 + size, `size ${size} seed ${s + 1}/${o.seeds}`);
       perSeed.push(p);
@@ -113,7 +120,7 @@ export async function runSubsample(data: ExperimentData, o: Common & { sizes: nu
       }
       const { unit, labels } = clusterLabels(t, o.clusterUnit ?? 'auto');
       const g = hierarchicalBootstrap(plain, fusion, labels, { resamples: o.resamples, level: o.level, seed: o.seed + size, unit });
-      pooled.push({ size, name: t.name, n: t.n, plain: g.meanA, fusion: g.meanB, diff: g.diff, lo: g.lo, hi: g.hi, runs: g.seeds, spreadLo: Math.min(...g.seedGains), spreadHi: Math.max(...g.seedGains), text: describeGain(g) });
+      pooled.push({ size, name: t.name, n: t.n, plain: g.meanA, fusion: g.meanB, diff: g.diff, lo: g.lo, hi: g.hi, runs: g.seeds, spreadLo: Math.min(...g.seedGains), spreadHi: Math.max(...g.seedGains), text: describeGain(g, runsText) });
     }
   }
   const names = [...new Set(pooled.map((p) => p.name))];
@@ -142,7 +149,7 @@ export async function runSubsample(data: ExperimentData, o: Common & { sizes: nu
   const table = mdTable(['pairs', 'test set', 'n', 'plain', 'fusion', 'gain [95% CI]', 'runs', 'spread of run gains [min, max]'], pooled.map((p) => [p.size, p.name, p.n, fmtNum(p.plain), fmtNum(p.fusion), fmtInterval(p.diff, p.lo, p.hi), p.runs, `[${fmtNum(p.spreadLo, 4, { sign: true })}, ${fmtNum(p.spreadHi, 4, { sign: true })}]`]));
   const last = pooled.filter((p) => p.name === names[0]).at(-1)!;
   const who = data.tests.find((t) => t.name === names[0])?.speakersUnknown ? 'test rows whose speakers are unknown' : `${names[0]} speakers`;
-  const summary = `Fusion gain at ${last.size} pairs (${who}): ${last.text}; ${o.seeds} data samples x ${o.trainSeeds ?? 1} training seeds, their own gains from ${fmtNum(last.spreadLo, 4, { sign: true })} to ${fmtNum(last.spreadHi, 4, { sign: true })}, on ${last.n} test pairs.`;
+  const summary = `Fusion gain at ${last.size} pairs (${who}): ${last.text}; the ${last.runs} runs' own gains from ${fmtNum(last.spreadLo, 4, { sign: true })} to ${fmtNum(last.spreadHi, 4, { sign: true })}, on ${last.n} test pairs.`;
   return writeExperiment(o.out, 'subsample (seed report 6.1)', record, rows, { 'gain.svg': gainChart, 'scores.svg': scoreChart }, [{ heading: 'Gain per size', body: `${table}\n\nSamples are drawn with replacement; leave-one-out priors exclude every copy of a query's utterance. Each run (a data sample with one training seed) has its own gain; the interval is a hierarchical paired bootstrap over the runs, then the test clusters, then rows within them. The dashed bars in the plot are the range of the runs' own gains.` }], summary);
 }
 
@@ -362,6 +369,32 @@ export async function runDropout(data: ExperimentData, o: Common & { sizes: numb
     { heading: 'Best dropout per size', body: table },
     { heading: 'Every setting, with the spread across training seeds', body: `${full}\n\nA seed "never beat the prior" when no epoch's validation cosine exceeded the untrained net's (which is exactly plain retrieval's): its fusion net is the zero correction.` },
   ], summary);
+}
+
+/**
+ * subsample's --sizes against -k, before any data is drawn: duplicates are refused (each would be
+ * run and reported twice, as grid refuses a repeated --ks), and the smallest size must leave -k
+ * neighbours once leave-one-out has excluded the query's own row (the library's error named
+ * neither flag). Copies that sampling with replacement draws are checked per sample.
+ */
+export function refuseSubsampleSizes(sizes: readonly number[], k: number, leaveOneOut: boolean): void {
+  if (new Set(sizes).size !== sizes.length) throw new RapmError('RAPM_INVALID_ARG', `--sizes ${sizes.join(',')} repeats a value (each would be run and reported twice)`);
+  const least = Math.min(...sizes);
+  const need = k + (leaveOneOut ? 1 : 0);
+  if (least < need) {
+    throw new RapmError('RAPM_K_TOO_LARGE', `--sizes ${sizes.join(',')} and -k ${k}: a sample of ${least} pairs gives at most ${least - (leaveOneOut ? 1 : 0)} neighbours${leaveOneOut ? " (leave-one-out priors exclude the query's own pair)" : ''}; give sizes of at least ${need} or -k ${Math.max(1, least - (leaveOneOut ? 1 : 0))} or less`);
+  }
+}
+
+/** The rows a leave-one-out query of `sample` can see at least: its size less the most copies of one utterance. */
+function leastNeighbours(sample: Pool, leaveOneOut: boolean): { least: number; id: string; copies: number } {
+  if (!leaveOneOut) return { least: sample.n, id: '', copies: 0 };
+  const count = new Map<string, number>();
+  for (const id of sample.ids) count.set(id, (count.get(id) ?? 0) + 1);
+  let id = '';
+  let copies = 0;
+  for (const [i, c] of count) if (c > copies) [id, copies] = [i, c];
+  return { least: sample.n - copies, id, copies };
 }
 
 /** Sizes capped at the pool; duplicates dropped, ascending. */

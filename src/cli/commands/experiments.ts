@@ -1,9 +1,9 @@
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { ensureDefaultData } from '../../data/generate.js';
-import { clampSizes, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentData, type ExperimentOutput } from '../../experiments/sweeps.js';
+import { clampSizes, refuseSubsampleSizes, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentData, type ExperimentOutput } from '../../experiments/sweeps.js';
 import { SETTINGS, type SettingKey, type SettingValues } from '../../settings.js';
-import { defineCommand, POINT_SETTINGS, pointOptions, refuseTauWithoutSoftmax, type Overrides, type PointSettings } from '../options.js';
+import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions, refuseTauWithoutSoftmax, type Overrides, type PointSettings } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting, warn } from '../run.js';
 import { DATA_SETTINGS, checkDataArgs, loadExperimentData, usesDefaultData, type DataArgs } from '../data-args.js';
@@ -45,6 +45,7 @@ function pointExperiment<const E extends SettingKey>(
   extra: readonly E[],
   overrides: Overrides<E>,
   run: (a: RunArgs & PointSettings & SettingValues<E>, data: ExperimentData, bar: Bars) => Promise<ExperimentOutput>,
+  checkOwn?: (a: RunArgs & PointSettings & SettingValues<E>) => void,
 ): CommandModule {
   return defineCommand({
     command: name,
@@ -54,6 +55,7 @@ function pointExperiment<const E extends SettingKey>(
     check: (a, given) => {
       checkDataArgs(given);
       refuseTauWithoutSoftmax(a, given);
+      checkOwn?.(a);
     },
     handler: async (a) => {
       prepare(a);
@@ -69,6 +71,13 @@ export const experimentCommands: CommandModule[] = [
     const over = a.sizes.filter((s) => s > data.pool.n);
     if (over.length > 0) warn(`sizes ${over.join(', ')} exceed the ${data.pool.n} training pairs: those samples repeat rows (sampling with replacement)`);
     return runSubsample(data, { ...pointOptions(a, bar), out: a.out, sizes: clampSizes(a.sizes, Number.MAX_SAFE_INTEGER), seeds: a.seeds });
+  }, (a) => {
+    // Before any data is read: repeated sizes, and a smallest size that cannot give -k neighbours.
+    try {
+      refuseSubsampleSizes(a.sizes, a.k, !a.leakyPriors);
+    } catch (e) {
+      throw new CliUsageError((e as Error).message);
+    }
   }),
   pointExperiment('bias', 'Seed 6.2: inject ES += s * EN[:, :101] and check whether fusion learns it', ['strengths', 'sizes'], { sizes: { default: [2316, 20000] } }, async (a, data, bar) =>
     runBias(data, { ...pointOptions(a, bar), out: a.out, strengths: a.strengths, sizes: clampSizes(a.sizes, data.pool.n, warn) }),
