@@ -23,7 +23,7 @@ import { RapmError, RapmRangeError, describe, isRapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { ensureDir, ioError, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
-import { SKIP_HINT, compareIds, firstNonFinite, formatProblems, valueLimit, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
+import { SKIP_HINT, badIdReason, compareIds, firstNonFinite, formatProblems, valueLimit, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';
 import { readNpyHeaderSync, readNpyInto, writeNpy } from './npy.js';
 
@@ -79,10 +79,14 @@ interface ChunkPlan {
   kept: number;
 }
 
-/** The lines of a chunk's text file (ids, speakers, split): CRLF or LF, trailing spaces and tabs dropped. */
-function readLines(file: string): string[] {
+/**
+ * The lines of a chunk's text file: CRLF or LF. Trailing spaces and tabs are dropped from
+ * speakers.txt and split.txt lines (`trim`), never from ids.txt: an id is kept as written, and
+ * one with surrounding whitespace is reported (badIdReason), not silently changed.
+ */
+function readLines(file: string, trim = true): string[] {
   const text = readTextFileSync(file, path.basename(file));
-  const lines = text.split(/\r?\n/).map((l) => l.replace(/[ \t]+$/, ''));
+  const lines = text.split(/\r?\n/).map((l) => (trim ? l.replace(/[ \t]+$/, '') : l));
   if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
   return lines;
 }
@@ -153,9 +157,9 @@ function planChunk(dir: string, name: string, index: number, dim: number, proble
   }
   // A text file that cannot be read (a FIFO, a folder, no permission) is this chunk's problem,
   // listed with the others (and skipped with its chunk under --on-problem skip), like en.npy's.
-  const lines = (file: string): string[] | null => {
+  const lines = (file: string, trim = true): string[] | null => {
     try {
-      return readLines(file);
+      return readLines(file, trim);
     } catch (e) {
       problem('unreadable', (e as Error).message);
       return null;
@@ -165,9 +169,16 @@ function planChunk(dir: string, name: string, index: number, dim: number, proble
   const idsFile = path.join(cdir, 'ids.txt');
   if (!fs.existsSync(idsFile)) problem('missing-file', 'ids.txt is missing');
   else {
-    ids = lines(idsFile);
+    ids = lines(idsFile, false);
     const empty = ids ? ids.findIndex((s) => s.trim() === '') : -1;
     if (empty >= 0) problem('unreadable', `ids.txt line ${empty + 1} is empty`);
+    else if (ids) {
+      const bad = ids.findIndex((s) => badIdReason(s) !== null);
+      if (bad >= 0) {
+        const count = ids.filter((s) => badIdReason(s) !== null).length;
+        problems.push({ kind: 'bad-id', id: ids[bad], detail: `chunk ${name}: ids.txt line ${bad + 1}: id ${JSON.stringify(ids[bad])} ${badIdReason(ids[bad]!)}${count > 1 ? ` (and ${count - 1} more line(s))` : ''}; fix ids.txt` });
+      }
+    }
   }
   const rows: number[] = [];
   for (const f of ['en.npy', 'es.npy']) {
@@ -392,6 +403,12 @@ export async function writeChunk(dir: string, name: string, data: ChunkData, opt
   check('es', data.es.length, n * dim);
   if (data.speakers) check('speakers', data.speakers.length, n);
   if (data.split) check('split', data.split.length, n);
+  const badId = data.ids.findIndex((id) => typeof id !== 'string' || id === '' || badIdReason(id) !== null);
+  if (badId >= 0) {
+    const id = data.ids[badId];
+    const why = typeof id !== 'string' ? 'is not a string' : id === '' ? 'is empty' : badIdReason(id);
+    throw new RapmRangeError('RAPM_INVALID_ARG', `chunk ${name}: ids[${badId}] ${JSON.stringify(id)} ${why}: ids.txt holds one id per line, so it would not read back as the same id`);
+  }
   ensureDir(dir);
   const final = path.join(dir, name);
   const tmp = tempPathFor(final);

@@ -36,7 +36,7 @@ export interface Dataset {
 
 /** What a loader found wrong. `fail` throws all of them in one message; `skip` drops the pairs and lists them here. */
 export interface DataProblem {
-  kind: 'missing-partner' | 'duplicate-id' | 'wrong-shape' | 'unreadable' | 'missing-file' | 'filelist-entry' | 'speaker-pattern' | 'non-finite';
+  kind: 'missing-partner' | 'duplicate-id' | 'wrong-shape' | 'unreadable' | 'missing-file' | 'filelist-entry' | 'speaker-pattern' | 'non-finite' | 'bad-id';
   /** Utterance id or chunk name concerned, when there is one. */
   id?: string;
   detail: string;
@@ -88,7 +88,8 @@ export interface LoadDralOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-const FEATURE_RE = /^(EN|ES)_(.+)_features\.npy$/;
+// [^] rather than '.': a file name holding a newline is a (reported) bad id, not ignored.
+const FEATURE_RE = /^(EN|ES)_([^]+)_features\.npy$/;
 const FILELIST_RE = /^EN_(.+)\.wav$/;
 const MAX_LISTED = 20;
 
@@ -101,6 +102,7 @@ const KIND_TITLES: Record<DataProblem['kind'], string> = {
   'filelist-entry': 'bad filelist entry (no files, or not EN_<uttid>.wav)',
   'speaker-pattern': 'no speaker in id',
   'non-finite': 'NaN, infinite or out-of-range values',
+  'bad-id': 'id with leading or trailing whitespace or a control character',
 };
 
 /** The hint printed under a data-problem report: what to do, as CLI flags (the library option in brackets). */
@@ -162,6 +164,19 @@ export function speakerMatcher(pattern: RegExp | string | null | undefined): ((i
     const s = m[1] ?? m[0];
     return s.length > 0 ? s : null;
   };
+}
+
+/**
+ * Why `id` cannot be an utterance id, or null: leading or trailing whitespace (ids.txt and
+ * filelists are lines, so it would not survive a round trip: `s001_x ` and `s001_x` would
+ * become one id, or two that look the same) or a control character (a newline splits a line).
+ */
+export function badIdReason(id: string): string | null {
+  const ctl = /[\u0000-\u001f\u007f-\u009f]/.exec(id);
+  if (ctl) return `contains the control character U+${ctl[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+  if (/^\s/u.test(id)) return 'starts with whitespace';
+  if (/\s$/u.test(id)) return 'ends with whitespace';
+  return null;
 }
 
 /** Code-point order (locale independent, so every machine loads rows in the same order). */
@@ -239,6 +254,13 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
     if (!en.has(id)) problems.push({ kind: 'missing-partner', id, detail: `ES_${id}_features.npy has no EN_${id}_features.npy` });
   }
   ids.sort(compareIds);
+  // Ids with surrounding whitespace or control characters: problems, never kept as they are.
+  ids = ids.filter((id) => {
+    const why = badIdReason(id);
+    if (why === null) return true;
+    problems.push({ kind: 'bad-id', id, detail: `${JSON.stringify(`EN_${id}_features.npy`)} / ${JSON.stringify(`ES_${id}_features.npy`)}: id ${JSON.stringify(id)} ${why}; rename the two files` });
+    return false;
+  });
 
   // Filelists: the official split.
   let official: { train: string[]; test: string[] } | null = null;

@@ -36,7 +36,7 @@ export type DataLayout =
   | { kind: 'chunk'; dir: string; name: string };
 
 const FILELISTS = ['train_filelist_en.txt', 'test_filelist_en.txt'];
-const FEATURE_FILE = /^(EN|ES)_.+_features\.npy$/;
+const FEATURE_FILE = /^(EN|ES)_[^]+_features\.npy$/;
 
 function hasFilelist(dir: string): boolean {
   return FILELISTS.some((f) => fs.existsSync(path.join(dir, f)));

@@ -57,7 +57,7 @@ describe('packed chunks', () => {
     expect(meta).toMatchObject({ format: 'rapm-chunk', version: 1, n: 5, dim: 1024, dtype: 'float32' });
   });
 
-  it('text files as Windows tools write them (BOM, CRLF, trailing blanks) load as the same dataset', async () => {
+  it('text files as Windows tools write them (BOM, CRLF, trailing blanks in speakers/split) load as the same dataset', async () => {
     const ds = toyDataset(10);
     const dir = path.join(root, 'windows');
     await writeChunks(ds, dir, { chunkSize: 5 });
@@ -66,7 +66,8 @@ describe('packed chunks', () => {
       for (const f of ['ids.txt', 'speakers.txt', 'split.txt']) {
         const file = path.join(dir, chunkName(c), f);
         const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l !== '');
-        fs.writeFileSync(file, '\ufeff' + lines.map((l, i) => l + (i % 2 ? ' \t' : '') + '\r\n').join(''));
+        // Trailing blanks are dropped from speakers.txt and split.txt only: an id is kept as written (ids-whitespace.test.ts).
+        fs.writeFileSync(file, '\ufeff' + lines.map((l, i) => l + (i % 2 && f !== 'ids.txt' ? ' \t' : '') + '\r\n').join(''));
       }
       const meta = path.join(dir, chunkName(c), 'meta.json');
       fs.writeFileSync(meta, '\ufeff' + fs.readFileSync(meta, 'utf8'));
