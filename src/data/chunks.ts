@@ -23,7 +23,7 @@ import { RapmError, RapmRangeError, describe, isRapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { ensureDir, ioError, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
-import { SKIP_HINT, badIdReason, compareIds, firstNonFinite, formatProblems, valueLimit, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
+import { SKIP_HINT, badIdReason, compareIds, firstBadKeyRow, firstNonFinite, formatProblems, valueLimit, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';
 import { readNpyHeaderSync, readNpyInto, writeNpy } from './npy.js';
 
@@ -279,6 +279,12 @@ async function readPlanned(plan: ChunkPlan, dim: number, en: Float32Array, es: F
       const id = plan.ids[rowInFile];
       throw new RapmError('RAPM_DATA', `chunk ${plan.name}: ${path.join(plan.dir, f)} ${bad.replace(/^row \d+/, `row ${rowInFile}`)} (id ${id}): NaN, infinite or out-of-range values cannot be searched; fix or drop that row`);
     }
+  }
+  // Likewise an EN row that cannot be a key (zero norm, squared norm beyond float32): fatal, like NaN here.
+  const badKey = firstBadKeyRow(en, dim);
+  if (badKey !== null) {
+    const rowInFile = plan.keep ? keptRowToFileRow(plan.keep, badKey.row) : badKey.row;
+    throw new RapmError('RAPM_DATA', `chunk ${plan.name}: ${path.join(plan.dir, 'en.npy')} row ${rowInFile} (id ${plan.ids[rowInFile]}): ${badKey.reason}; fix or drop that row`);
   }
 }
 

@@ -36,7 +36,7 @@ export interface Dataset {
 
 /** What a loader found wrong. `fail` throws all of them in one message; `skip` drops the pairs and lists them here. */
 export interface DataProblem {
-  kind: 'missing-partner' | 'duplicate-id' | 'wrong-shape' | 'unreadable' | 'missing-file' | 'filelist-entry' | 'speaker-pattern' | 'non-finite' | 'bad-id';
+  kind: 'missing-partner' | 'duplicate-id' | 'wrong-shape' | 'unreadable' | 'missing-file' | 'filelist-entry' | 'speaker-pattern' | 'non-finite' | 'bad-id' | 'bad-norm';
   /** Utterance id or chunk name concerned, when there is one. */
   id?: string;
   detail: string;
@@ -103,6 +103,7 @@ const KIND_TITLES: Record<DataProblem['kind'], string> = {
   'speaker-pattern': 'no speaker in id',
   'non-finite': 'NaN, infinite or out-of-range values',
   'bad-id': 'id with leading or trailing whitespace or a control character',
+  'bad-norm': 'EN vector that cannot be a key (zero norm, or squared L2 norm overflowing float32)',
 };
 
 /** The hint printed under a data-problem report: what to do, as CLI flags (the library option in brackets). */
@@ -120,6 +121,30 @@ export function firstNonFinite(data: Float32Array, dim: number, maxAbs = Infinit
     const x = data[i]!;
     if (x - x !== 0) return `row ${Math.floor(i / dim)}, column ${i % dim} is ${String(x)}`;
     if (Math.abs(x) > maxAbs) return `row ${Math.floor(i / dim)}, column ${i % dim} is ${String(x)}, beyond +-${Number(maxAbs.toPrecision(7))} (the datastore's value range: priors blend values in float32)`;
+  }
+  return null;
+}
+
+/**
+ * float32's largest finite value. An EN row whose squared L2 norm (summed in double) is above
+ * it overflows in a float32 pipeline: the predictor (src/serve/predictor.ts) refuses such a
+ * query row with RAPM_NON_FINITE, so the loaders refuse such a key row with the same limit.
+ */
+export const F32_MAX = 3.4028234663852886e38;
+
+/**
+ * The first row of `data` (rows of `dim`, finite values) that cannot be a datastore key, or
+ * null: a zero norm (cannot be normalised; float64 values too small for float32 arrive as 0)
+ * or a squared L2 norm beyond F32_MAX. The squared norm is summed in double, as the predictor
+ * and the native store do, so the limits are the same.
+ */
+export function firstBadKeyRow(data: Float32Array, dim: number): { row: number; reason: string } | null {
+  const n = dim > 0 ? Math.floor(data.length / dim) : 0;
+  for (let r = 0; r < n; r++) {
+    let s = 0;
+    for (let j = r * dim, e = j + dim; j < e; j++) s += data[j]! * data[j]!;
+    if (s === 0) return { row: r, reason: 'zero norm: cannot be normalised (every value is 0 in float32)' };
+    if (s > F32_MAX) return { row: r, reason: `squared L2 norm overflows float32 (${s.toPrecision(3)} > ${F32_MAX.toPrecision(3)}; values up to about 1.8e19 fit)` };
   }
   return null;
 }
@@ -348,8 +373,13 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
         if (vec === null) good = false;
         else {
           const bad2 = firstNonFinite(vec, dim, lang === 'ES' ? valueLimit() : Infinity);
+          const badKey = bad2 === null && lang === 'EN' ? firstBadKeyRow(vec, dim) : null;
           if (bad2 !== null) {
             problems.push({ kind: 'non-finite', id, detail: `${path.join(dir, name)}: ${bad2.replace(/^row 0, /, '')}` });
+            good = false;
+          } else if (badKey !== null) {
+            // Found here, with its file and id, not later as a datastore row number.
+            problems.push({ kind: 'bad-norm', id, detail: `${path.join(dir, name)} (id ${id}): ${badKey.reason}; fix or drop that pair` });
             good = false;
           } else if (good) target.set(vec, i * dim);
         }
