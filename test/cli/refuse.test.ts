@@ -22,7 +22,8 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 /** Minimal arguments that point every data input and output at `missing`. */
 const BASE: Record<string, string[]> = {
-  progressive: ['--chunks', missing, '--out', path.join(missing, 'out')],
+  // --out beside --chunks, not inside it (inside is refused: the results would be read as a chunk).
+  progressive: ['--chunks', missing, '--out', path.join(file, 'progressive-out')],
   subsample: ['--data', missing, '--out', path.join(missing, 'out')],
   bias: ['--data', missing, '--out', path.join(missing, 'out')],
   gap: ['--data', missing, '--out', path.join(missing, 'out')],
