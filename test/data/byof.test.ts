@@ -163,12 +163,15 @@ describe('chunk folders', () => {
     writeNpySync(path.join(dir, chunkName(1), 'es.npy'), sub.es, [20, D]);
     const got = await loadChunks(dir);
     expect(got.es[25 * D + 3]).toBe(-limit);
-    // DRAL: the ES file is named; EN (keys, normalised in double) may hold such values.
+    // DRAL: the ES file is named. EN (keys) values that large are refused too, as a squared L2
+    // norm beyond float32 (the predictor's limit; key-norm.test.ts).
     const dral = path.join(tmp, 'range-dral');
     fs.mkdirSync(dral);
     writeNpySync(path.join(dral, 'EN_s1_a_features.npy'), new Float32Array(D).fill(over), [D]);
     writeNpySync(path.join(dral, 'ES_s1_a_features.npy'), new Float32Array(D).fill(0.5), [D]);
-    expect((await loadDral(dral)).en[0]).toBe(over);
+    await expect(loadDral(dral)).rejects.toThrow('(id s1_a): squared L2 norm overflows float32');
+    writeNpySync(path.join(dral, 'EN_s1_a_features.npy'), new Float32Array(D).fill(0.5), [D]);
+    expect((await loadDral(dral)).en[0]).toBe(0.5);
     const es = new Float32Array(D).fill(0.5);
     es[9] = over;
     writeNpySync(path.join(dral, 'ES_s1_a_features.npy'), es, [D]);
