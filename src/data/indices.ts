@@ -48,9 +48,27 @@ export function valueIndices(): readonly number[] {
   return SPANISH_WINNERS;
 }
 
-/** Gather columns `idx` of a row-major [n, d] matrix into a new [n, idx.length] matrix. */
+/** `d` a positive integer that divides the length of `m`: the row width of a row-major matrix. */
+function checkWidth(what: string, m: Float32Array, d: number): number {
+  if (!Number.isInteger(d) || d < 1) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a positive integer for d (the row width of ${what}) but received ${describe(d)}`);
+  if (m.length % d !== 0) throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected ${what} to hold whole rows of ${d} values but it holds ${m.length}`);
+  return m.length / d;
+}
+
+/** Every `idx[j]` an integer in [0, limit): RAPM_INVALID_ARG naming the first bad entry and its position. */
+function checkIndexList(name: string, idx: ArrayLike<number>, limit: number, of: string): void {
+  for (let j = 0; j < idx.length; j++) {
+    const v = idx[j];
+    if (!Number.isInteger(v) || v! < 0 || v! >= limit) {
+      throw new RapmRangeError('RAPM_INVALID_ARG', `Expected ${name}[${j}] to be an integer between 0 and ${limit - 1} (${of}) but received ${describe(v)}`);
+    }
+  }
+}
+
+/** Gather columns `idx` of a row-major [n, d] matrix into a new [n, idx.length] matrix. Every index must be an integer in [0, d). */
 export function selectColumns(m: Float32Array /* [n, d] */, d: number, idx: ArrayLike<number>): Float32Array /* [n, idx.length] */ {
-  const n = m.length / d;
+  const n = checkWidth('the matrix', m, d);
+  checkIndexList('idx', idx, d, `a column of the ${d}-wide matrix`);
   const w = idx.length;
   const out = new Float32Array(n * w);
   for (let r = 0; r < n; r++) {
@@ -61,8 +79,10 @@ export function selectColumns(m: Float32Array /* [n, d] */, d: number, idx: Arra
   return out;
 }
 
-/** Gather rows `rows` of a row-major [n, d] matrix into a new [rows.length, d] matrix. */
+/** Gather rows `rows` of a row-major [n, d] matrix into a new [rows.length, d] matrix. Every row must be an integer in [0, n). */
 export function pickRows(m: Float32Array /* [n, d] */, d: number, rows: ArrayLike<number>): Float32Array /* [rows.length, d] */ {
+  const n = checkWidth('the matrix', m, d);
+  checkIndexList('rows', rows, n, `a row of the ${n}-row matrix`);
   const out = new Float32Array(rows.length * d);
   for (let i = 0; i < rows.length; i++) out.set(m.subarray(rows[i]! * d, (rows[i]! + 1) * d), i * d);
   return out;
