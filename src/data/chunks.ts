@@ -204,7 +204,9 @@ function planChunk(dir: string, name: string, index: number, dim: number, proble
   const spkFile = path.join(cdir, 'speakers.txt');
   if (fs.existsSync(spkFile)) {
     speakers = lines(spkFile);
-    if (speakers && n >= 0 && speakers.length !== n) problem('wrong-shape', `speakers.txt has ${speakers.length} lines but en.npy has ${n} rows`);
+    const empty = speakers ? speakers.findIndex((sp) => sp.trim() === '') : -1;
+    if (empty >= 0) problem('speaker-pattern', `speakers.txt line ${empty + 1} is empty: every row needs its speaker (as a DRAL id needs one); fix ${path.join(cdir, 'speakers.txt')}`);
+    else if (speakers && n >= 0 && speakers.length !== n) problem('wrong-shape', `speakers.txt has ${speakers.length} lines but en.npy has ${n} rows`);
   }
   let split: ('train' | 'test')[] | null = null;
   const splitFile = path.join(cdir, 'split.txt');
@@ -226,6 +228,17 @@ function planChunk(dir: string, name: string, index: number, dim: number, proble
   return { name, index, dir: cdir, n, ids, speakers, split, meta, keep: null, kept: n };
 }
 
+/** chunks.json of a chunk set (written by writeChunks, pack and generate), or null when absent or not a JSON object. */
+function readChunkSetMeta(file: string): { n?: unknown } | null {
+  if (!fs.existsSync(file)) return null;
+  try {
+    const m = JSON.parse(readTextFileSync(file, 'chunks.json')) as unknown;
+    return typeof m === 'object' && m !== null && !Array.isArray(m) ? (m as { n?: unknown }) : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Plan a whole chunks folder: per-chunk checks, then duplicate ids and speaker consistency across chunks. */
 function planAll(dir: string, dim: number, policy: ProblemPolicy, only?: readonly string[]): { plans: ChunkPlan[]; problems: DataProblem[]; withSpeakers: boolean; withSplit: boolean } {
   const problems: DataProblem[] = [];
@@ -235,7 +248,20 @@ function planAll(dir: string, dim: number, policy: ProblemPolicy, only?: readonl
     const p = planChunk(dir, name, index, dim, problems);
     if (p) plans.push(p);
   });
-  if (names.length === 0) problems.push({ kind: 'missing-file', detail: `no chunk folders (each with en.npy, es.npy and ids.txt)` });
+  const setFile = path.join(dir, 'chunks.json');
+  const setMeta = only ? null : readChunkSetMeta(setFile);
+  if (names.length === 0) {
+    if (setMeta !== null) throw new RapmError('RAPM_DATA', `${dir} is a chunk set (it holds chunks.json) with no chunk folders (each with en.npy, es.npy and ids.txt): restore its chunk folders, or pack or generate the data again`);
+    problems.push({ kind: 'missing-file', detail: `no chunk folders (each with en.npy, es.npy and ids.txt)` });
+  }
+  // chunks.json's row count against the chunk folders (when every chunk could be read): a
+  // chunk folder deleted or added since it was written would otherwise go unnoticed.
+  if (setMeta !== null && typeof setMeta.n === 'number' && names.length > 0 && plans.length === names.length) {
+    const rows = plans.reduce((a, p) => a + p.n, 0);
+    if (rows !== setMeta.n) {
+      throw new RapmError('RAPM_DATA', `${setFile} says the chunk set holds ${setMeta.n} rows but its ${names.length} chunk folder(s) hold ${rows}: a chunk folder is missing or was added, or chunks.json is stale. Restore the chunk folders, or pack or generate the data again`);
+    }
+  }
   const seen = new Map<string, string>();
   for (const p of plans) {
     for (let r = 0; r < p.n; r++) {

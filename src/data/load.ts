@@ -5,7 +5,8 @@
  * 1. `features` given (CLI `--features DIR`): a DRAL feature folder; its filelists are in
  *    `filelists` (`--filelists DIR`) when given, else beside the feature files.
  * 2. `dir` is one chunk folder (holds en.npy, es.npy, ids.txt): that chunk alone.
- * 3. `dir` has chunk sub-folders: a chunks folder.
+ * 3. `dir` has chunk sub-folders: a chunks folder (also when it holds only chunks.json, so that
+ *    a chunk set whose chunk folders are gone is reported as such).
  * 4. `dir` holds EN_<id>_features.npy files: a DRAL folder (filelists beside them, or in
  *    `filelists`).
  * 5. `dir` has a `features/` sub-folder: the R-APM reference / DRAL release layout. The
@@ -89,6 +90,12 @@ export function resolveDataLayout(loc: DataLocation | string): DataLayout {
   }
   if (hasFeatureFiles(dir)) return { kind: 'dral', features: dir, filelists: l.filelists ?? null };
   if (listChunks(dir).some((name) => isChunkFolder(path.join(dir, name)))) {
+    if (l.filelists !== undefined) throw new RapmError('RAPM_INVALID_ARG', `--filelists applies to DRAL feature folders, but ${dir} is a chunks folder`);
+    return { kind: 'chunks', dir };
+  }
+  // chunks.json marks a chunk set even when its chunk folders are gone: loadChunks says that,
+  // rather than "DRAL folder ... holds no EN_... pairs".
+  if (fs.existsSync(path.join(dir, 'chunks.json'))) {
     if (l.filelists !== undefined) throw new RapmError('RAPM_INVALID_ARG', `--filelists applies to DRAL feature folders, but ${dir} is a chunks folder`);
     return { kind: 'chunks', dir };
   }

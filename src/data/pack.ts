@@ -65,6 +65,12 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
     if (existing.length > 0 && !options.overwrite) throw new RapmError('RAPM_IO', `Cannot pack into ${out}: it already holds ${existing.length} chunk folder(s); pass --overwrite to replace them`);
     if (other.length > 0) throw new RapmError('RAPM_IO', `Cannot pack into ${out}: it holds other files (${other.slice(0, 3).join(', ')}); use an empty or new folder`);
   }
+  // The topmost folder this pack creates (out or one of its parents), removed again if it fails.
+  let created: string | null = null;
+  for (let p = outAbs; !fs.existsSync(p); p = path.dirname(p)) {
+    created = p;
+    if (path.dirname(p) === p) break;
+  }
   ensureDir(out);
   // New chunks go into a staging folder beside `out`, so a failure leaves the old chunks intact.
   const stage = tempPathFor(outAbs);
@@ -136,6 +142,7 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
     fs.rmSync(stage, { recursive: true, force: true });
   } catch (e) {
     fs.rmSync(stage, { recursive: true, force: true });
+    if (created !== null) fs.rmSync(created, { recursive: true, force: true });
     throw ioError('pack into', out, e);
   }
   return result;
