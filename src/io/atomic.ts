@@ -75,7 +75,9 @@ export async function removeStaleTemps(file: string): Promise<string[]> {
 export function ioError(op: string, file: string, e: unknown): Error {
   if (isRapmError(e)) return e;
   const err = e as NodeJS.ErrnoException;
-  const why = err && err.code ? `${err.code}: ${err.message}` : String(e);
+  // Node's own messages already start with the code ('ENOSPC: no space left on device, ...'):
+  // prefixing it again printed 'ENOSPC: ENOSPC: ...'.
+  const why = err && err.code ? (String(err.message).startsWith(err.code) ? err.message : `${err.code}: ${err.message}`) : String(e);
   return new RapmError('RAPM_IO', `Cannot ${op} ${file} (${why})`, { cause: e });
 }
 
