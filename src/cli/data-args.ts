@@ -88,6 +88,7 @@ export function refuseKOverTrainRows(k: number, data: Pick<ExperimentData, 'pool
 
 /** Report what --on-problem skip dropped (a warning: --quiet keeps it). */
 export function reportSkipped(d: LoadedDataset): void {
+  for (const n of d.notices ?? []) warn(`${d.source}: ${n}`);
   if (d.problems.length === 0) return;
   const shown = d.problems.slice(0, 3).map((p) => p.detail).join('; ');
   warn(`${d.source}: --on-problem skip dropped the pairs of ${d.problems.length} problem(s) (${shown}${d.problems.length > 3 ? '; ...' : ''}); ${d.n} pairs kept`);

@@ -23,7 +23,7 @@ import { RapmError, RapmRangeError, describe, isRapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { ensureDir, ioError, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
-import { SKIP_HINT, badIdReason, compareIds, firstBadKeyRow, firstNonFinite, formatProblems, valueLimit, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
+import { SKIP_HINT, badIdReason, compareIds, firstBadKeyRow, firstNonFinite, formatProblems, speakerMatcher, valueLimit, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';
 import { readNpyHeaderSync, readNpyInto, writeNpy } from './npy.js';
 
@@ -63,6 +63,12 @@ export interface LoadChunksOptions {
   dim?: number;
   /** Called with (rows loaded, rows total) as chunks stream in. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * Speakers of chunks without speakers.txt, read from their ids (first group of the pattern,
+   * as for DRAL ids). Only when given: chunks without speakers.txt and without a pattern have no
+   * speakers (their test rows are bootstrapped by row, with a warning).
+   */
+  speakerPattern?: RegExp | string | null;
 }
 
 interface ChunkPlan {
@@ -240,7 +246,7 @@ function readChunkSetMeta(file: string): { n?: unknown } | null {
 }
 
 /** Plan a whole chunks folder: per-chunk checks, then duplicate ids and speaker consistency across chunks. */
-function planAll(dir: string, dim: number, policy: ProblemPolicy, only?: readonly string[]): { plans: ChunkPlan[]; problems: DataProblem[]; withSpeakers: boolean; withSplit: boolean } {
+function planAll(dir: string, dim: number, policy: ProblemPolicy, only?: readonly string[], speakerPattern?: RegExp | string | null): { plans: ChunkPlan[]; problems: DataProblem[]; withSpeakers: boolean; withSplit: boolean } {
   const problems: DataProblem[] = [];
   const names = only ? [...only] : listChunks(dir);
   const plans: ChunkPlan[] = [];
@@ -273,6 +279,27 @@ function planAll(dir: string, dim: number, policy: ProblemPolicy, only?: readonl
         p.keep[r] = 0;
         p.kept--;
       } else seen.set(id, `${p.name} (row ${r})`);
+    }
+  }
+  // --speaker-pattern names the speakers of chunks without speakers.txt (a row whose id it does
+  // not match is a problem of its chunk, as a DRAL id without a speaker is).
+  const speakerOf = speakerPattern === undefined || speakerPattern === null ? null : speakerMatcher(speakerPattern);
+  if (speakerOf) {
+    for (const p of plans) {
+      if (p.speakers !== null) continue;
+      const sp = p.ids.map((id) => speakerOf(id));
+      const miss = sp.findIndex((s) => s === null);
+      if (miss >= 0) {
+        problems.push({ kind: 'speaker-pattern', id: p.ids[miss], detail: `chunk ${p.name} has no speakers.txt and its id ${JSON.stringify(p.ids[miss])} (row ${miss}) has no speaker under --speaker-pattern ${String(speakerPattern)}` });
+        if (!p.keep) p.keep = new Uint8Array(p.n).fill(1);
+        sp.forEach((s, r) => {
+          if (s === null && p.keep![r]) {
+            p.keep![r] = 0;
+            p.kept--;
+          }
+        });
+      }
+      p.speakers = sp.map((s) => s ?? '');
     }
   }
   const withSpeakers = plans.length > 0 && plans.every((p) => p.speakers !== null);
@@ -346,7 +373,7 @@ function keptList<T>(list: T[], keep: Uint8Array | null): T[] {
 export async function* iterateChunks(dir: string, options: LoadChunksOptions = {}): AsyncGenerator<Chunk> {
   const policy = policyOf(options);
   const dim = options.dim ?? FEATURE_DIM;
-  const { plans, withSpeakers } = planAll(dir, dim, policy, options.only);
+  const { plans, withSpeakers } = planAll(dir, dim, policy, options.only, options.speakerPattern);
   const total = plans.reduce((a, p) => a + p.kept, 0);
   let done = 0;
   for (const p of plans) {
@@ -376,7 +403,7 @@ export async function* iterateChunks(dir: string, options: LoadChunksOptions = {
 export async function loadChunks(dir: string, options: LoadChunksOptions = {}): Promise<LoadedDataset> {
   const policy = policyOf(options);
   const dim = options.dim ?? FEATURE_DIM;
-  const { plans, problems, withSpeakers, withSplit } = planAll(dir, dim, policy, options.only);
+  const { plans, problems, withSpeakers, withSplit } = planAll(dir, dim, policy, options.only, options.speakerPattern);
   const total = plans.reduce((a, p) => a + p.kept, 0);
   if (total === 0) throw new RapmError('RAPM_DATA', problems.length ? formatProblems(`chunks folder ${dir} has no usable rows`, problems) : `chunks folder ${dir} holds no rows`);
   const en = new Float32Array(total * dim);
@@ -511,7 +538,7 @@ export async function writeChunks(
 
 /** The ids and splits of the chunks of `dir` (headers and text files only, no matrices), checked like loadChunks. */
 export function chunkIndex(dir: string, options: LoadChunksOptions & { onSkipped?: (problems: DataProblem[]) => void } = {}): { name: string; ids: string[]; split: ('train' | 'test')[] | null }[] {
-  const { plans, problems } = planAll(dir, options.dim ?? FEATURE_DIM, policyOf(options), options.only);
+  const { plans, problems } = planAll(dir, options.dim ?? FEATURE_DIM, policyOf(options), options.only, options.speakerPattern);
   // Under 'skip' the problems dropped chunks or rows: the caller reports them (under 'fail' planAll threw).
   if (problems.length > 0) options.onSkipped?.(problems);
   return plans.map((p) => ({ name: p.name, ids: keptList(p.ids, p.keep), split: p.split ? keptList(p.split, p.keep) : null }));

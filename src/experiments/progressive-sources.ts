@@ -126,6 +126,7 @@ export async function openSources(o: SourceOptions): Promise<ProgressiveSources>
     if (o.filelists !== undefined) loc.filelists = o.filelists;
     const d = await loadDataSource(loc, loadOpts);
     report(`initial set ${d.source}`, d.problems);
+    for (const n of d.notices ?? []) log(`initial set ${d.source}: ${n}`);
     let split: ('train' | 'test')[] | null = null;
     if (o.split !== undefined || d.official) {
       const s = chooseSplit(d, o.split, o.seed ?? 1, o.testFraction ?? 0.2);
@@ -139,7 +140,7 @@ export async function openSources(o: SourceOptions): Promise<ProgressiveSources>
 
   let chunkRows = 0;
   if (o.chunks !== undefined) {
-    const index = chunkIndex(o.chunks, { onProblem: o.onProblem, onSkipped: (p) => report(`chunks ${o.chunks}`, p) });
+    const index = chunkIndex(o.chunks, { onProblem: o.onProblem, speakerPattern: o.speakerPattern, onSkipped: (p) => report(`chunks ${o.chunks}`, p) });
     for (const c of index) {
       chunkRows += c.ids.length;
       claim(c.ids, (i) => `chunk ${c.name} (${c.split?.[i] ?? 'train'})`);
@@ -152,6 +153,7 @@ export async function openSources(o: SourceOptions): Promise<ProgressiveSources>
     for (const dir of list ?? []) {
       const d = await loadDataSource(dir, loadOpts);
       report(`test set ${d.source}`, d.problems);
+      for (const n of d.notices ?? []) log(`test set ${d.source}: ${n}`);
       const name = `test${group ? `-${group}` : ''}:${baseName(dir)}`;
       sources.push({ label: name, testGroup: group, chunk: asChunk(name, d, new Array<'test'>(d.n).fill('test')) });
       claim(d.ids, () => `test set ${dir}`);
@@ -173,7 +175,7 @@ export async function openSources(o: SourceOptions): Promise<ProgressiveSources>
     async *iterate(onProgress) {
       for (const s of sources) {
         if (s.chunk) yield { ...s.chunk, testGroup: s.testGroup ?? null };
-        else yield* iterateChunks(o.chunks!, { onProblem: o.onProblem, onProgress: chunkRows ? onProgress : undefined });
+        else yield* iterateChunks(o.chunks!, { onProblem: o.onProblem, speakerPattern: o.speakerPattern, onProgress: chunkRows ? onProgress : undefined });
       }
     },
   };

@@ -10,6 +10,7 @@ import { loadDataset } from '../../src/data/load.js';
 import { packDral } from '../../src/data/pack.js';
 import { officialSplit } from '../../src/data/split.js';
 import { openSources } from '../../src/experiments/progressive-sources.js';
+import { run } from '../helpers/cli.js';
 
 let tmp: string;
 let dral: string;
@@ -50,6 +51,19 @@ describe('pairs in neither filelist', () => {
     for (const id of extra) expect(packed.ids).not.toContain(id);
     expect(packed.official!.train).toHaveLength(24);
   });
+
+  it('the CLI prints the notice: index, pack and progressive --initial', async () => {
+    const line = /rapm: warning: .*dral: 2 pairs are in neither filelist .*left out: s000_9001, s001_9002/;
+    const idx = await run(['index', '--data', dral, '--out', path.join(tmp, 'bundle'), '-k', '5']);
+    expect(idx.code, idx.stderr).toBe(0);
+    expect(idx.stderr).toMatch(line);
+    const pk = await run(['pack', dral, '--out', path.join(tmp, 'packed-cli')]);
+    expect(pk.code, pk.stderr).toBe(0);
+    expect(pk.stderr).toMatch(line);
+    const warnings: string[] = [];
+    await openSources({ initial: dral, warn: (l) => warnings.push(l) });
+    expect(warnings.some((l) => /^initial set .*dral: 2 pairs are in neither filelist/.test(l))).toBe(true);
+  }, 60_000);
 
   it('progressive --initial does not train on them', async () => {
     const src = await openSources({ initial: dral });

@@ -44,6 +44,21 @@ describe('test rows whose speakers are unknown', () => {
     expect(r.stdout).toMatch(/speaker-clustered, \d+ speakers on 12 seen-speaker test pairs/);
   }, 120_000);
 
+  it('--speaker-pattern names the speakers of chunks without speakers.txt: the interval is speaker-clustered again, no warning', async () => {
+    const r = await run(['progressive', '--chunks', noSpeakers, '--speaker-pattern', '^([^_]+)_', '--out', path.join(tmp, 'prog-pat'), ...quick]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/carry no speakers/);
+    expect(r.stdout).toMatch(/speaker-clustered, \d+ speakers on 12 seen-speaker test pairs/);
+    // The same speakers as the chunks' own speakers.txt: the same decision line.
+    const ref = await run(['progressive', '--chunks', withSpeakers, '--out', path.join(tmp, 'prog-ref'), ...quick]);
+    const line = (t: string) => t.split('\n').find((l) => /speaker-clustered/.test(l));
+    expect(line(r.stdout)).toBe(line(ref.stdout));
+    // An id the pattern does not match is a problem of its chunk, named.
+    const bad = await run(['progressive', '--chunks', noSpeakers, '--speaker-pattern', '^(zz)_', '--out', path.join(tmp, 'prog-bad'), ...quick]);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/has no speakers\.txt and its id .* has no speaker under --speaker-pattern/);
+  }, 180_000);
+
   it('subsample (and the other one-dataset commands) warn the same way and do not call the rows seen speakers', async () => {
     const r = await run(['subsample', '--data', noSpeakers, '--out', path.join(tmp, 'sub-nsp'), '--sizes', '10,20', '--seeds', '1', ...quick.filter((x, i, a) => x !== '-k' && a[i - 1] !== '-k'), '-k', '3']);
     expect(r.code, r.stderr).toBe(0);

@@ -46,6 +46,7 @@ export const packCommand: CommandModule = defineCommand({
       speakerPattern: a.speakerPattern,
       onProgress: (label, done, total) => bar(label, done, total),
     });
+    for (const n of r.notices) warn(n);
     for (const s of r.skipped) warn(`${s.input}: --on-problem skip dropped the pairs of ${s.problems.length} problem(s) (${s.problems.slice(0, 3).map((p) => p.detail).join('; ')}${s.problems.length > 3 ? '; ...' : ''})`);
     if (a.json) {
       process.stdout.write(JSON.stringify({ out: r.out, chunks: r.chunks, rows: r.rows, testRows: r.testRows, skipped: r.skipped.reduce((n, s) => n + s.problems.length, 0) }) + '\n');
