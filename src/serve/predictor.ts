@@ -22,6 +22,7 @@
  */
 import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
 import { checkFinite, checkKnownKeys, checkMatrix, is } from '../validate.js';
+import { F32_MAX } from '../data/dataset.js';
 import { Datastore, type FastPath, type SearchResult } from '../retrieval/datastore.js';
 import { resolveSearchOptions, type Aggregate } from '../retrieval/search-options.js';
 import type { BundleInfo, BundleOverrides } from './bundle.js';
@@ -31,8 +32,6 @@ import { MicroBatcher, type BatchingOptions, type RowBlocks } from './micro-batc
 
 export type { BatchingOptions } from './micro-batcher.js';
 
-/** float32's largest finite value: a squared norm above it overflows in a float32 pipeline. */
-const F32_MAX = 3.4028234663852886e38;
 
 /**
  * The fusion network as the predictor calls it: `pred = prior + F([en, prior])`. FusionSession
