@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
-import { ensureDir, ioError, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
+import { ensureDir, ioError, removeStaleStagingSync, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { CHUNK_VERSION, chunkName, listChunks, writeChunk } from './chunks.js';
 import type { DataProblem, ProblemPolicy } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';
@@ -73,6 +73,8 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
   }
   ensureDir(out);
   // New chunks go into a staging folder beside `out`, so a failure leaves the old chunks intact.
+  // Those of a pack that was killed (kill -9) are removed first.
+  removeStaleStagingSync(outAbs);
   const stage = tempPathFor(outAbs);
   const result: PackResult = { out, chunks: 0, rows: 0, testRows: 0, skipped: [], notices: [] };
   const dim = FEATURE_DIM;

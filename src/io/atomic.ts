@@ -59,6 +59,32 @@ export function removeStaleTempsSync(file: string): string[] {
   });
 }
 
+/**
+ * Remove the staging folders of `target` that a killed write left behind (kill -9 of train /
+ * index / pack between mkdir and rename): tempPathFor's name (see staleTemps) beside it, a real
+ * folder (not a link), its writer dead. Best effort; returns the folders removed. Old copies a
+ * write moves aside (`<target>.old-*`) are never removed: one may hold the only copy of the
+ * previous output if the kill came between two renames.
+ */
+export function removeStaleStagingSync(target: string): string[] {
+  const abs = path.resolve(target);
+  let names: string[];
+  try {
+    names = fs.readdirSync(path.dirname(abs));
+  } catch {
+    return [];
+  }
+  return staleTemps(abs, names).filter((p) => {
+    try {
+      if (!fs.lstatSync(p).isDirectory()) return false;
+      fs.rmSync(p, { recursive: true, force: true });
+      return true;
+    } catch {
+      return false; // removed meanwhile by another write, or not ours to remove
+    }
+  });
+}
+
 /** Async form of removeStaleTempsSync. */
 export async function removeStaleTemps(file: string): Promise<string[]> {
   let names: string[];

@@ -25,6 +25,7 @@ import { codeVersion } from '../experiments/run-record.js';
 import { encodeOnnx, type OnnxMeta } from '../fusion/onnx-export.js';
 import type { FusionSession, OnnxDevice } from '../fusion/onnx-session.js';
 import type { ParamLayout } from '../fusion/layout.js';
+import { removeStaleStagingSync } from '../io/atomic.js';
 import { fileKind, readRegularFile, readTextFileSync } from '../io/files.js';
 import { concurrency, simdLevel } from '../native/simd.js';
 import type { Datastore, FastPathSetting } from '../retrieval/datastore.js';
@@ -184,52 +185,6 @@ export function checkBundleTarget(dir: string, overwrite: boolean, inputs: reado
   if (other.length > 0) {
     throw new RapmError('RAPM_IO', `Cannot write bundle ${dir}: it holds files that are not a bundle's (${other.slice(0, 3).join(', ')}${other.length > 3 ? ', ...' : ''}); --overwrite replaces only a bundle folder, so use an empty or new folder`);
   }
-}
-
-/** Is process `pid` alive on this machine? ESRCH: dead; EPERM: it exists but belongs to another user (alive). */
-function pidAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
-
-const reEscape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-
-/**
- * Remove the staging folders of the bundle at `target` that a killed write left behind (kill -9
- * of train / index between mkdir and rename): exactly writeBundle's name,
- * `<target>.tmp-<pid>-<8 hex>`, beside it, a real folder (not a link), and its pid not a live
- * process on this machine. A concurrent write (this process or another) keeps its folder; a
- * recycled pid only makes a stale folder wait for a later write. Best effort; returns the
- * folders removed.
- */
-export function removeStaleStagingSync(target: string): string[] {
-  const abs = path.resolve(target);
-  const re = new RegExp(`^${reEscape(path.basename(abs))}\\.tmp-(\\d{1,10})-[0-9a-f]{8}$`);
-  let names: string[];
-  try {
-    names = fs.readdirSync(path.dirname(abs));
-  } catch {
-    return [];
-  }
-  const removed: string[] = [];
-  for (const name of names) {
-    const m = re.exec(name);
-    if (!m || pidAlive(Number(m[1]))) continue;
-    const p = path.join(path.dirname(abs), name);
-    try {
-      if (!fs.lstatSync(p).isDirectory()) continue;
-      fs.rmSync(p, { recursive: true, force: true });
-      removed.push(p);
-    } catch {
-      // removed meanwhile by another write, or not ours to remove
-    }
-  }
-  return removed;
 }
 
 /**

@@ -51,4 +51,14 @@ describe('stale bundle staging folders', () => {
     for (const kept of [live, otherOut, offPattern, prefix, init]) expect(fs.existsSync(kept), kept).toBe(true);
     expect(fs.readdirSync(models).sort()).toEqual(['m1', path.basename(live), path.basename(otherOut), path.basename(offPattern), path.basename(prefix), path.basename(init)].sort());
   }, 60_000);
+
+  it('pack --out removes its own dead staging folders the same way (src/io/atomic.ts removeStaleStagingSync)', async () => {
+    const dead = deadPid();
+    const stale = stagingFolder(`chunks.tmp-${dead}-0123abcd`);
+    const live = stagingFolder(`chunks.tmp-${process.pid}-89abcdef`);
+    const r = await run(['pack', data, '--out', path.join(models, 'chunks'), '--quiet']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(fs.existsSync(stale), "a dead pid's staging folder of chunks").toBe(false);
+    expect(fs.existsSync(live)).toBe(true);
+  }, 60_000);
 });
