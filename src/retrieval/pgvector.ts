@@ -33,6 +33,7 @@ import pg from 'pg';
 import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
 import { selectColumns } from '../data/indices.js';
 import { checkInteger, checkKnownKeys, checkMatrix, is } from '../validate.js';
+import { SETTINGS } from '../settings.js';
 import { Datastore } from './datastore.js';
 import { datastoreKeys, keySelection, type NeighborSource } from './neighbor-source.js';
 
@@ -116,7 +117,7 @@ const PG_CONNECT_KEYS = ['url', 'pool', 'maxConnections', 'timeoutMs'] as const 
  * the pool) and for the answer to each search and table lookup. A database that accepts TCP
  * but never answers (or a host that drops packets) otherwise held a /predict forever.
  */
-export const PG_TIMEOUT_MS = 30_000;
+export const PG_TIMEOUT_MS: number = SETTINGS.pgTimeoutMs.default;
 
 export interface PgConnectOptions {
   /** postgres:// URL (or give `pool`). */
@@ -145,7 +146,8 @@ function databaseOf(url: string | undefined): string {
 }
 
 function openPool(options: PgConnectOptions, flag: string): { pool: pg.Pool; owned: boolean; bound: PgBound } {
-  const timeoutMs = options.timeoutMs === undefined ? PG_TIMEOUT_MS : checkInteger('timeoutMs', options.timeoutMs, 1, 2 ** 31 - 1);
+  const { lo, hi } = SETTINGS.pgTimeoutMs.bounds!;
+  const timeoutMs = options.timeoutMs === undefined ? PG_TIMEOUT_MS : checkInteger('timeoutMs', options.timeoutMs, lo, hi);
   if (options.pool !== undefined) {
     if (!(options.pool instanceof pg.Pool)) throw invalidParam('pool', 'pg.Pool', options.pool);
     const own = (options.pool as unknown as { options?: { connectionString?: string; host?: string; port?: number; database?: string } }).options ?? {};

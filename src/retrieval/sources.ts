@@ -26,6 +26,8 @@ export interface SourceSettings {
   pgUrl?: string;
   pgTable?: string;
   pgMode?: PgSearchMode;
+  /** Longest wait for PostgreSQL, ms (PgVectorSource timeoutMs; default 30 s). */
+  pgTimeoutMs?: number;
   /** Progress lines. */
   log?: (line: string) => void;
 }
@@ -114,7 +116,7 @@ async function openSource(ds: Datastore, settings: SourceSettings): Promise<Neig
     checkPgUrl(settings.pgUrl, 'pgUrl (--pg-url)');
     quoteTable(settings.pgTable ?? 'rapm_keys', 'pgTable (--pg-table)');
     const mode = settings.pgMode ?? 'exact';
-    const src = await PgVectorSource.forDatastore(ds, { url: settings.pgUrl, table: settings.pgTable ?? 'rapm_keys', mode, efSearch: settings.efSearch, probes: settings.nprobe });
+    const src = await PgVectorSource.forDatastore(ds, { url: settings.pgUrl, table: settings.pgTable ?? 'rapm_keys', mode, efSearch: settings.efSearch, probes: settings.nprobe, timeoutMs: settings.pgTimeoutMs });
     log(`neighbours from PostgreSQL table ${src.table} (${src.size} rows, vector(${src.d}), mode ${mode}${src.index ? `: ${src.index.method} index ${src.index.name}` : ''})`);
     return src;
   }

@@ -12,6 +12,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Datastore } from '../../src/retrieval/datastore.js';
 import type { NeighborSource } from '../../src/retrieval/neighbor-source.js';
 import { PgVectorSource, loadDatastoreIntoPg } from '../../src/retrieval/pgvector.js';
+import { openNeighborSource } from '../../src/retrieval/sources.js';
+import { run } from '../helpers/cli.js';
 import { createServer, type RapmServer } from '../../src/serve/http-server.js';
 import { Predictor } from '../../src/serve/predictor.js';
 import { randn } from '../helpers/random.js';
@@ -184,6 +186,11 @@ describe('GET /health checks the neighbour source', () => {
         code: 'RAPM_IO',
         message: expect.stringMatching(/^PostgreSQL looking up table health_keys got no answer from 127\.0\.0\.1:\d+\/postgres within 300 ms/),
       });
+      // rapm serve's --pg-timeout-ms (setting pgTimeoutMs) is the bound the source gets.
+      await expect(openNeighborSource(ds, { pgUrl: `postgres://postgres@${database}`, pgTable: 'health_keys', pgTimeoutMs: 250 })).rejects.toMatchObject({
+        code: 'RAPM_IO',
+        message: expect.stringMatching(/within 250 ms/),
+      });
     } finally {
       await src.close();
       await r.close();
@@ -225,5 +232,17 @@ describe('GET /health checks the neighbour source', () => {
     fail(new Error('still unreachable'));
     expect((await again).body).toMatchObject({ source: 'remote', sourceError: 'still unreachable' });
     expect(await health(await serve(base))).toMatchObject({ status: 200, body: { status: 'ok', source: 'remote' } });
+  });
+});
+
+describe('--pg-timeout-ms', () => {
+  it('is a serve and pg-load flag, refused without --pg-url, range-checked', async () => {
+    const alone = await run(['serve', '--datastore', 'x.rapm', '--pg-timeout-ms', '100']);
+    expect(alone.code).toBe(2);
+    expect(alone.stderr).toMatch(/--pg-timeout-ms needs --pg-url/);
+    const zero = await run(['serve', '--datastore', 'x.rapm', '--pg-url', 'postgres://u@h/db', '--pg-timeout-ms', '0']);
+    expect(zero.code).toBe(2);
+    expect(zero.stderr).toMatch(/--pg-timeout-ms.*an integer in \[1, 2147483647\]/);
+    expect((await run(['pg-load', '--help'])).stdout).toMatch(/--pg-timeout-ms/);
   });
 });

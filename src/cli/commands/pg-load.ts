@@ -11,12 +11,13 @@ import { defineCommand } from '../options.js';
 export const pgLoadCommand: CommandModule = defineCommand({
   command: 'pg-load',
   describe: 'Load a saved datastore into PostgreSQL + pgvector (keys and ids; one transaction) for `rapm serve --pg-url`',
-  settings: ['datastore', 'pgUrl', 'pgTable', 'pgIndex', 'overwrite', 'batchSize', 'quiet', 'json'],
+  settings: ['datastore', 'pgUrl', 'pgTable', 'pgIndex', 'pgTimeoutMs', 'overwrite', 'batchSize', 'quiet', 'json'],
   overrides: {
     datastore: { demand: true },
     pgUrl: { demand: true },
     overwrite: { help: 'Drop an existing table of that name first (refused otherwise)' },
     batchSize: { default: 1000, help: 'Rows per INSERT statement' },
+    pgTimeoutMs: { help: 'Longest wait for PostgreSQL to accept a connection (ms); the load and an index build themselves are not bounded' },
   },
   handler: async (a) => {
     // Before reading data: a bad URL or table name is named by its flag.
@@ -32,6 +33,7 @@ export const pgLoadCommand: CommandModule = defineCommand({
       replace: a.overwrite,
       batch: a.batchSize,
       index: a.pgIndex,
+      timeoutMs: a.pgTimeoutMs,
       onProgress: (rows, total) => {
         if (rows === total || rows - last >= 100_000) {
           last = rows;

@@ -207,7 +207,7 @@ export const serveCommand: CommandModule = defineCommand({
     'bundle', 'datastore', 'model', 'device', 'port', 'host', 'k', 'tau', 'aggregate', 'fastPath', 'maxBatch', 'maxBodyBytes', 'graceMs', 'threads',
     'batching', 'maxBatchRows', 'maxWaitUs', 'maxQueueRows', 'maxConcurrentBatches', 'maxBufferedBytes', 'retryAfterSeconds',
     'headersTimeoutMs', 'requestTimeoutMs', 'idleTimeoutMs', 'metrics', 'accessLog', 'fusionWorkers',
-    'ann', 'annIndex', 'nprobe', 'efSearch', 'pgUrl', 'pgTable', 'pgMode',
+    'ann', 'annIndex', 'nprobe', 'efSearch', 'pgUrl', 'pgTable', 'pgMode', 'pgTimeoutMs',
   ],
   overrides: {
     k: { help: 'Neighbours per query; default: as trained (bundle or model), else 90. An explicit value is an override, logged' },
@@ -218,7 +218,7 @@ export const serveCommand: CommandModule = defineCommand({
   check: (a, given) => {
     if (given.has('ann') && given.has('pgUrl')) throw new CliUsageError('--ann and --pg-url exclude each other: neighbours come from one source');
     for (const k of ['annIndex'] as const) if (given.has(k) && !given.has('ann')) throw new CliUsageError(`--${SETTINGS[k].flag} needs --ann`);
-    for (const k of ['pgTable', 'pgMode'] as const) if (given.has(k) && !given.has('pgUrl')) throw new CliUsageError(`--${SETTINGS[k].flag} needs --pg-url`);
+    for (const k of ['pgTable', 'pgMode', 'pgTimeoutMs'] as const) if (given.has(k) && !given.has('pgUrl')) throw new CliUsageError(`--${SETTINGS[k].flag} needs --pg-url`);
     for (const k of ['nprobe', 'efSearch'] as const) {
       if (given.has(k) && !given.has('ann') && !given.has('pgUrl')) throw new CliUsageError(`--${SETTINGS[k].flag} needs --ann (faiss) or --pg-url with --pg-mode index`);
       if (given.has(k) && given.has('pgUrl') && a.pgMode !== 'index') {
