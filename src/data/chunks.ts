@@ -23,7 +23,7 @@ import { RapmError, RapmRangeError, describe, isRapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { ensureDir, ioError, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
-import { SKIP_HINT, badIdReason, compareIds, firstBadKeyRow, firstNonFinite, formatProblems, speakerMatcher, valueLimit, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
+import { SKIP_HINT, badIdReason, checkKeyRows, compareIds, firstNonFinite, formatProblems, speakerMatcher, valueLimit, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';
 import { readNpyHeaderSync, readNpyInto, writeNpy } from './npy.js';
 
@@ -325,8 +325,9 @@ function policyOf(options: LoadChunksOptions): ProblemPolicy {
 async function readPlanned(plan: ChunkPlan, dim: number, en: Float32Array, es: Float32Array, onBytes?: (done: number, total: number) => void): Promise<void> {
   await readPlannedRows(plan, dim, en, es, onBytes);
   // A NaN is reported here, with its chunk, file and row, not later as a datastore row number.
-  for (const [f, data, limit] of [['en.npy', en, Infinity], ['es.npy', es, valueLimit()]] as const) {
-    const bad = firstNonFinite(data, dim, limit);
+  // EN is read once for both of its checks (checkKeyRows); its NaN comes first, then ES's.
+  const keyCheck = checkKeyRows(en, dim);
+  for (const [f, bad] of [['en.npy', keyCheck && 'nonFinite' in keyCheck ? keyCheck.nonFinite : null], ['es.npy', firstNonFinite(es, dim, valueLimit())]] as const) {
     if (bad !== null) {
       const rowInFile = plan.keep ? keptRowToFileRow(plan.keep, Number(/^row (\d+)/.exec(bad)![1])) : Number(/^row (\d+)/.exec(bad)![1]);
       const id = plan.ids[rowInFile];
@@ -334,7 +335,7 @@ async function readPlanned(plan: ChunkPlan, dim: number, en: Float32Array, es: F
     }
   }
   // Likewise an EN row that cannot be a key (zero norm, squared norm beyond float32): fatal, like NaN here.
-  const badKey = firstBadKeyRow(en, dim);
+  const badKey = keyCheck && 'badKey' in keyCheck ? keyCheck.badKey : null;
   if (badKey !== null) {
     const rowInFile = plan.keep ? keptRowToFileRow(plan.keep, badKey.row) : badKey.row;
     throw new RapmError('RAPM_DATA', `chunk ${plan.name}: ${path.join(plan.dir, 'en.npy')} row ${rowInFile} (id ${plan.ids[rowInFile]}): ${badKey.reason}; fix or drop that row`);

@@ -133,8 +133,8 @@ export function firstNonFinite(data: Float32Array, dim: number, maxAbs = Infinit
 export const F32_MAX = 3.4028234663852886e38;
 
 /**
- * The first row of `data` (rows of `dim`, finite values) that cannot be a datastore key, or
- * null: a zero norm (cannot be normalised; float64 values too small for float32 arrive as 0)
+ * The first row of `data` (rows of `dim`) that cannot be a datastore key, or null: a NaN or
+ * infinite value (checkKeyRows then names it), a zero norm (cannot be normalised; float64 values too small for float32 arrive as 0)
  * or a squared L2 norm beyond F32_MAX. The squared norm is summed in double, as the predictor
  * and the native store do, so the limits are the same.
  */
@@ -143,10 +143,25 @@ export function firstBadKeyRow(data: Float32Array, dim: number): { row: number; 
   for (let r = 0; r < n; r++) {
     let s = 0;
     for (let j = r * dim, e = j + dim; j < e; j++) s += data[j]! * data[j]!;
+    // NaN exactly when the row holds a NaN or an infinity (finite float32 squares cannot overflow a double).
+    if (s - s !== 0) return { row: r, reason: 'a NaN or infinite value' };
     if (s === 0) return { row: r, reason: 'zero norm: cannot be normalised (every value is 0 in float32)' };
     if (s > F32_MAX) return { row: r, reason: `squared L2 norm overflows float32 (${s.toPrecision(3)} > ${F32_MAX.toPrecision(3)}; values up to about 1.8e19 fit)` };
   }
   return null;
+}
+
+/**
+ * Both checks of EN (key) rows in one pass over a clean array: the first non-finite value
+ * (firstNonFinite's message), else the first row that cannot be a key (firstBadKeyRow), else
+ * null. A non-finite value anywhere is reported first, as when the two checks ran one after the
+ * other; the second scan runs only when something is wrong.
+ */
+export function checkKeyRows(data: Float32Array, dim: number): { nonFinite: string } | { badKey: { row: number; reason: string } } | null {
+  const bad = firstBadKeyRow(data, dim);
+  if (bad === null) return null;
+  const nonFinite = firstNonFinite(data, dim);
+  return nonFinite !== null ? { nonFinite } : { badKey: bad };
 }
 
 /** The largest |value| an ES feature may hold: the native datastore's limit (native/core/datastore.h kMaxAbsValue). */
@@ -372,8 +387,9 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
         }
         if (vec === null) good = false;
         else {
-          const bad2 = firstNonFinite(vec, dim, lang === 'ES' ? valueLimit() : Infinity);
-          const badKey = bad2 === null && lang === 'EN' ? firstBadKeyRow(vec, dim) : null;
+          const keyCheck = lang === 'EN' ? checkKeyRows(vec, dim) : null;
+          const bad2 = lang === 'ES' ? firstNonFinite(vec, dim, valueLimit()) : keyCheck && 'nonFinite' in keyCheck ? keyCheck.nonFinite : null;
+          const badKey = keyCheck && 'badKey' in keyCheck ? keyCheck.badKey : null;
           if (bad2 !== null) {
             problems.push({ kind: 'non-finite', id, detail: `${path.join(dir, name)}: ${bad2.replace(/^row 0, /, '')}` });
             good = false;

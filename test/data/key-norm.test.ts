@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chunkName, iterateChunks, loadChunks, writeChunks } from '../../src/data/chunks.js';
-import { F32_MAX, firstBadKeyRow, loadDral } from '../../src/data/dataset.js';
+import { F32_MAX, checkKeyRows, firstBadKeyRow, loadDral } from '../../src/data/dataset.js';
 import { writeNpySync } from '../../src/data/npy.js';
 
 const D = 1024;
@@ -92,5 +92,18 @@ describe('EN rows that cannot be keys', () => {
     c1[D] = 3e19;
     writeNpySync(file, c1, [2, D]);
     expect((await rejection(loadChunks(dir))).message).toContain('row 1 (id a_4): squared L2 norm overflows float32');
+  });
+});
+
+describe('checkKeyRows: both EN checks in one pass', () => {
+  it('null for clean rows; a NaN anywhere comes before a zero-norm row above it; else the bad row', () => {
+    const rows = new Float32Array(4 * 3).fill(0.5);
+    expect(checkKeyRows(rows, 3)).toBeNull();
+    rows.fill(0, 3, 6); // row 1: zero norm
+    expect(checkKeyRows(rows, 3)).toEqual({ badKey: { row: 1, reason: expect.stringMatching(/^zero norm/) } });
+    rows[3 * 3 + 2] = Number.NaN; // row 3, after the zero row: still reported first, as before
+    expect(checkKeyRows(rows, 3)).toEqual({ nonFinite: 'row 3, column 2 is NaN' });
+    rows[3 * 3 + 2] = Number.POSITIVE_INFINITY;
+    expect(checkKeyRows(rows, 3)).toEqual({ nonFinite: 'row 3, column 2 is Infinity' });
   });
 });
