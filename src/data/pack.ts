@@ -144,7 +144,18 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
     fs.rmSync(stage, { recursive: true, force: true });
   } catch (e) {
     fs.rmSync(stage, { recursive: true, force: true });
-    if (created !== null) fs.rmSync(created, { recursive: true, force: true });
+    // The folders this pack created, innermost first, and only while empty: a recursive remove
+    // deleted the finished output of a concurrent pack into the same new folder.
+    if (created !== null) {
+      for (let p = outAbs; ; p = path.dirname(p)) {
+        try {
+          fs.rmdirSync(p);
+        } catch {
+          break; // not empty (another writer's files), or gone
+        }
+        if (p === created) break;
+      }
+    }
     throw ioError('pack into', out, e);
   }
   return result;

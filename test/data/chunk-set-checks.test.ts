@@ -92,6 +92,23 @@ describe('pack cleans up the --out folder it created when it fails', () => {
     expect(fs.existsSync(path.join(tmp, 'new-parent'))).toBe(false);
   });
 
+  it("never removes what another writer put in the folder meanwhile (a concurrent pack's finished chunks)", async () => {
+    const out = path.join(tmp, 'shared-parent', 'packed');
+    const real = fs.renameSync;
+    vi.spyOn(fs, 'renameSync').mockImplementation(((from: fs.PathLike, to: fs.PathLike) => {
+      // The swap into `out`: another pack has just finished there, so this one fails (ENOTEMPTY).
+      if (path.dirname(String(to)) === out) {
+        fs.mkdirSync(path.join(out, 'chunk-00000'), { recursive: true });
+        fs.writeFileSync(path.join(out, 'chunk-00000', 'ids.txt'), 'theirs\n');
+        throw Object.assign(new Error('ENOTEMPTY: directory not empty, rename'), { code: 'ENOTEMPTY' });
+      }
+      return real(from, to);
+    }) as typeof fs.renameSync);
+    await expect(packDral([dral], out, { chunkSize: 50 })).rejects.toMatchObject({ code: 'RAPM_IO' });
+    vi.restoreAllMocks();
+    expect(fs.readFileSync(path.join(out, 'chunk-00000', 'ids.txt'), 'utf8')).toBe('theirs\n');
+  });
+
   it('on a data problem in the input, and never removes a folder that was there before', async () => {
     const bad = path.join(tmp, 'bad-dral');
     fs.cpSync(dral, bad, { recursive: true });
