@@ -539,6 +539,7 @@ export class PgVectorSource implements NeighborSource {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new RapmError('RAPM_IO', `PostgreSQL health check on ${this.table} got no answer within ${timeoutMs} ms`)), timeoutMs);
+      timer.unref(); // a check pending at shutdown must not keep the process alive
     });
     try {
       await Promise.race([attempt, late]);

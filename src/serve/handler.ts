@@ -289,22 +289,30 @@ export function createHandler(options: HandlerOptions): RapmHandler {
   function checkSource(): Promise<string | null> | undefined {
     const source = predictor.source;
     if (typeof source?.check !== 'function') return undefined;
-    sourceCheck ??= (async () => {
+    if (sourceCheck) return sourceCheck;
+    const run = (async () => {
       let timer: NodeJS.Timeout | undefined;
       const late = new Promise<never>((_, reject) => {
         timer = setTimeout(() => reject(new Error(`the check did not settle within ${HEALTH_CHECK_TIMEOUT_MS} ms`)), HEALTH_CHECK_TIMEOUT_MS);
+        timer.unref(); // a check pending at shutdown must not keep the process alive
       });
       try {
-        await Promise.race([source.check!(), late]);
+        // Called from a settled promise: a check() that throws synchronously is a failed check,
+        // and the clean-up below runs after `sourceCheck` holds this run (it used to run before,
+        // so the failed result stayed cached for every later /health).
+        await Promise.race([Promise.resolve().then(() => source.check!()), late]);
         return null;
       } catch (e) {
         return e instanceof Error ? e.message : String(e);
       } finally {
         clearTimeout(timer);
-        sourceCheck = null;
       }
     })();
-    return sourceCheck;
+    sourceCheck = run;
+    void run.finally(() => {
+      if (sourceCheck === run) sourceCheck = null;
+    });
+    return run;
   }
 
   function overBudget(): HttpError {

@@ -232,6 +232,18 @@ describe('GET /health checks the neighbour source', () => {
     fail(new Error('still unreachable'));
     expect((await again).body).toMatchObject({ source: 'remote', sourceError: 'still unreachable' });
     expect(await health(await serve(base))).toMatchObject({ status: 200, body: { status: 'ok', source: 'remote' } });
+    // A check() that throws synchronously is one failed check, not a failure cached for good.
+    let down = true;
+    const flaky = await serve({
+      ...base,
+      check: () => {
+        if (down) throw new Error('engine down');
+        return Promise.resolve();
+      },
+    });
+    expect(await health(flaky)).toMatchObject({ status: 503, body: { sourceError: 'engine down' } });
+    down = false;
+    expect(await health(flaky)).toMatchObject({ status: 200, body: { status: 'ok' } });
   });
 });
 
