@@ -618,21 +618,21 @@ export function createHandler(options: HandlerOptions): RapmHandler {
     return ctx.res.destroyed || ctx.cut === true;
   }
 
+  /** Why a request without a written reply ended: '408' (requestTimeoutMs), 'shutdown' (graceMs) or 'aborted' (the client). */
+  function endedBy(req: http.IncomingMessage): string {
+    const cut = req.socket ? serverCut.get(req.socket) : undefined;
+    return cut === 'timeout' ? '408' : cut === 'shutdown' ? 'shutdown' : 'aborted';
+  }
+
   function fail(req: http.IncomingMessage, res: http.ServerResponse, ctx: Ctx, e: unknown): void {
     if (ctx.cut) return; // answered (503) and logged by cutAtShutdown
     if (e instanceof ClientAbort || (res.destroyed && !res.writableFinished)) {
       const ms = (performance.now() - ctx.started).toFixed(1);
-      const cut = req.socket ? serverCut.get(req.socket) : undefined;
-      if (cut === 'timeout') {
-        log(`${req.method} ${req.url} timed out after ${ms} ms (requestTimeoutMs): 408 RAPM_TIMEOUT`);
-        finish(req, res, ctx, '408');
-      } else if (cut === 'shutdown') {
-        log(`${req.method} ${req.url} cut at shutdown after ${ms} ms (graceMs ran out while ${res.headersSent ? 'its reply was being streamed' : 'its body was still arriving'})`);
-        finish(req, res, ctx, 'shutdown');
-      } else {
-        log(`${req.method} ${req.url} aborted by the client after ${ms} ms`);
-        finish(req, res, ctx, 'aborted');
-      }
+      const why = endedBy(req);
+      if (why === '408') log(`${req.method} ${req.url} timed out after ${ms} ms (requestTimeoutMs): 408 RAPM_TIMEOUT`);
+      else if (why === 'shutdown') log(`${req.method} ${req.url} cut at shutdown after ${ms} ms (graceMs ran out while ${res.headersSent ? 'its reply was being streamed' : 'its body was still arriving'})`);
+      else log(`${req.method} ${req.url} aborted by the client after ${ms} ms`);
+      finish(req, res, ctx, why);
       return;
     }
     let status: number, code: string, message: string;
@@ -687,7 +687,10 @@ export function createHandler(options: HandlerOptions): RapmHandler {
   const handler = ((req: http.IncomingMessage, res: http.ServerResponse) => {
     inFlight++;
     const ctx: Ctx = { req, res, route: 'other', started: performance.now(), reserved: 0, done: false };
-    const onEnd = () => finish(req, res, ctx, res.writableFinished ? String(res.statusCode) : 'aborted');
+    // The one place a request's counted status is decided: the reply's code when it was written,
+    // else why the connection ended (the socket's 'close' runs this before fail() sees the cut, and
+    // finish counts once, so fail() deciding it too counted server cuts as 'aborted').
+    const onEnd = () => finish(req, res, ctx, res.writableFinished ? String(res.statusCode) : endedBy(req));
     ctx.finisher = onEnd;
     res.once('finish', onEnd);
     res.once('close', onEnd);

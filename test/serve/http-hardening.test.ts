@@ -157,6 +157,9 @@ describe('HTTP service hardening (issue 10)', () => {
     expect(await until(() => srv.handler.bufferedBytes === 0 && srv.inFlight === 0)).toBe(true);
     // The server's own timeout, not the client leaving: logged (and counted) as a 408.
     expect(lines.filter((l) => /POST \/predict/.test(l))).toEqual([expect.stringMatching(/^POST \/predict timed out after [\d.]+ ms \(requestTimeoutMs\): 408 RAPM_TIMEOUT$/)]);
+    const counted = await srv.handler.registry!.metrics();
+    expect(counted).toMatch(/rapm_http_requests_total\{route="\/predict",method="POST",status="408"\} 1/);
+    expect(counted).not.toMatch(/status="aborted"/);
     // Idle kept-alive connection: one request, then silence.
     const idle = connect(port);
     await idle.ready;
