@@ -437,7 +437,7 @@ export class PgVectorSource implements NeighborSource {
       }
       let stats: pg.QueryResult;
       try {
-        stats = await pool.query(`SELECT count(*)::bigint AS n, coalesce(min(row), 0) AS lo, coalesce(max(row), -1) AS hi FROM ${quoted}`);
+        stats = await pool.query({ text: `SELECT count(*)::bigint AS n, coalesce(min(row), 0) AS lo, coalesce(max(row), -1) AS hi FROM ${quoted}`, query_timeout: bound.timeoutMs } as pg.QueryConfig);
       } catch (e) {
         throw pgError(`reading ${options.table}`, e, bound);
       }
@@ -454,7 +454,7 @@ export class PgVectorSource implements NeighborSource {
         if (!Array.isArray(expectIds) || expectIds.length !== n) throw invalidParam('expectIds', `an array of ${n} ids (one per row)`, expectIds);
         let ids: pg.QueryResult;
         try {
-          ids = await pool.query(`SELECT id FROM ${quoted} ORDER BY row`);
+          ids = await pool.query({ text: `SELECT id FROM ${quoted} ORDER BY row`, query_timeout: bound.timeoutMs } as pg.QueryConfig);
         } catch (e) {
           throw pgError(`reading ${options.table}`, e, bound);
         }
