@@ -36,7 +36,7 @@ import { aggregateWeights } from './aggregate.js';
 import type { SearchResult } from './datastore.js';
 import { resolveSearchOptions, type SearchOptions } from './search-options.js';
 import { assertRegularFile } from '../io/files.js';
-import { writeTarget } from '../io/atomic.js';
+import { ioError, removeStaleTempsSync, tempPathFor, writeTarget } from '../io/atomic.js';
 import { mulberry32 } from '../rng.js';
 
 // ------------------------------------------------------------------ faiss-node binding
@@ -397,13 +397,16 @@ export class AnnIndex {
   /** Write the index to `file` (faiss write_index format; written beside it, then renamed). */
   save(file: string): void {
     const dest = writeTarget(file); // refuses a device, FIFO or folder at `file`; writes through a link
-    const tmp = `${dest}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    // atomicWriteSync's naming and clean-up (faiss writes to a path, not a descriptor): the
+    // temporaries of a killed save are removed, as for every other file rapm writes.
+    removeStaleTempsSync(dest);
+    const tmp = tempPathFor(dest);
     try {
       this.#write(tmp);
       fs.renameSync(tmp, dest);
     } catch (e) {
       fs.rmSync(tmp, { force: true });
-      throw e instanceof RapmError ? e : new RapmError('RAPM_IO', `Cannot write ${file}: ${(e as Error).message}`, { cause: e });
+      throw ioError('write', file, e);
     }
   }
 

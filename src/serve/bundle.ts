@@ -25,7 +25,7 @@ import { codeVersion } from '../experiments/run-record.js';
 import { encodeOnnx, type OnnxMeta } from '../fusion/onnx-export.js';
 import type { FusionSession, OnnxDevice } from '../fusion/onnx-session.js';
 import type { ParamLayout } from '../fusion/layout.js';
-import { removeStaleStagingSync } from '../io/atomic.js';
+import { removeStaleStagingSync, tempPathFor } from '../io/atomic.js';
 import { fileKind, readRegularFile, readTextFileSync } from '../io/files.js';
 import { concurrency, simdLevel } from '../native/simd.js';
 import type { Datastore, FastPathSetting } from '../retrieval/datastore.js';
@@ -202,7 +202,7 @@ export async function writeBundle(dir: string, ds: Datastore, options: WriteBund
   if (s.fastPath !== undefined) checkSetting('fastPath', s.fastPath);
   fs.mkdirSync(path.dirname(target), { recursive: true });
   removeStaleStagingSync(target);
-  const tmp = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  const tmp = tempPathFor(target); // the name removeStaleStagingSync looks for
   fs.mkdirSync(tmp);
   try {
     let model: BundleManifest['model'] = null;
