@@ -52,11 +52,13 @@ export async function trainFusionModel(data: ExperimentData, o: PointOptions): P
   const p = await evaluatePoint(data.pool, data.tests, o, o.seed, 'train');
   const shipped = p.seeds[0]!;
   const level = o.level ?? 0.95;
+  // A test set whose rows carry no speakers is not a seen-speaker set (evaluate.ts testPairsText).
+  const unknown = (i: number) => (data.tests[i]!.speakersUnknown ? { speakersUnknown: true } : {});
   const tests = p.tests.map((t, i) => {
     // The shipped net's own gain interval: seed 0's rows alone, clustered as the seeds' interval is.
     const { unit, labels } = clusterLabels(data.tests[i]!, o.clusterUnit ?? 'auto');
     const g = hierarchicalBootstrap([t.plainRows!], [t.fusionRowsBySeed![0]!], labels, { resamples: o.resamples, level, seed: (o.seed * 7919) >>> 0, unit });
-    return { name: t.name, n: t.n, plain: g.meanA, fusion: g.meanB, gain: g.diff, gain_lo: g.lo, gain_hi: g.hi };
+    return { name: t.name, n: t.n, ...unknown(i), plain: g.meanA, fusion: g.meanB, gain: g.diff, gain_lo: g.lo, gain_hi: g.hi };
   });
   const spread = (f: (s: SeedRun) => number) => seedSpread(p.seeds.map(f));
   return {
@@ -82,9 +84,10 @@ export async function trainFusionModel(data: ExperimentData, o: PointOptions): P
         train_cosine: spread((s) => s.trainFusion),
         epochs: spread((s) => s.epochs),
         best_epoch: spread((s) => s.bestEpoch),
-        tests: p.tests.map((t) => ({
+        tests: p.tests.map((t, i) => ({
           name: t.name,
           n: t.n,
+          ...unknown(i),
           plain: t.plain,
           fusion: seedSpread(t.fusionRowsBySeed!.map((r) => mean(r))),
           gain: { ...seedSpread(t.gain.seedGains), gain_lo: t.gain.lo, gain_hi: t.gain.hi, unit: t.gain.unit },
@@ -142,12 +145,13 @@ export async function trainingDatastore(data: ExperimentData, o: Pick<PointOptio
 export function describeFusionMetrics(m: Record<string, unknown>): string[] {
   const f4 = (x: number) => x.toFixed(4);
   const s4 = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
-  type Shipped = { name: string; plain: number; fusion: number; gain: number; gain_lo: number; gain_hi: number };
-  type Seeds = { n: number; epochs: SeedSpread; best_epoch: SeedSpread; tests: { name: string; fusion: SeedSpread; gain: SeedSpread & { gain_lo: number; gain_hi: number } }[] };
+  type Shipped = { name: string; speakersUnknown?: boolean; plain: number; fusion: number; gain: number; gain_lo: number; gain_hi: number };
+  type Seeds = { n: number; epochs: SeedSpread; best_epoch: SeedSpread; tests: { name: string; speakersUnknown?: boolean; fusion: SeedSpread; gain: SeedSpread & { gain_lo: number; gain_hi: number } }[] };
   const tests = m.tests as Shipped[];
   const seeds = m.seeds as Seeds;
-  const shipped = tests.map((t) => `${t.name} speakers fusion ${f4(t.fusion)} vs plain ${f4(t.plain)}, gain ${s4(t.gain)} [${s4(t.gain_lo)}, ${s4(t.gain_hi)}]`).join('; ');
-  const all = seeds.tests.map((t) => `${t.name} speakers fusion ${f4(t.fusion.mean)} ± ${f4(t.fusion.sd)}, gain ${s4(t.gain.mean)} ± ${f4(t.gain.sd)} [${s4(t.gain.gain_lo)}, ${s4(t.gain.gain_hi)}]`).join('; ');
+  const label = (t: { name: string; speakersUnknown?: boolean }) => (t.speakersUnknown ? 'test (speakers unknown)' : `${t.name} speakers`);
+  const shipped = tests.map((t) => `${label(t)} fusion ${f4(t.fusion)} vs plain ${f4(t.plain)}, gain ${s4(t.gain)} [${s4(t.gain_lo)}, ${s4(t.gain_hi)}]`).join('; ');
+  const all = seeds.tests.map((t) => `${label(t)} fusion ${f4(t.fusion.mean)} ± ${f4(t.fusion.sd)}, gain ${s4(t.gain.mean)} ± ${f4(t.gain.sd)} [${s4(t.gain.gain_lo)}, ${s4(t.gain.gain_hi)}]`).join('; ');
   return [
     `shipped model (model.onnx = ${String(m.model).replace(/^the shipped net \(model\.onnx\): /, '')}; "metrics"): ${shipped}; ${m.epochs as number} epochs, best ${m.best_epoch as number}`,
     `all ${seeds.n} training seeds (mean ± sd, not the shipped model alone; "metrics.seeds"): ${all}; epochs ${seeds.epochs.mean.toFixed(2)} ± ${seeds.epochs.sd.toFixed(2)}, best ${seeds.best_epoch.mean.toFixed(2)} ± ${seeds.best_epoch.sd.toFixed(2)}`,

@@ -66,4 +66,14 @@ describe('test rows whose speakers are unknown', () => {
     expect(r.stdout).toMatch(/Fusion gain at 20 pairs \(test rows whose speakers are unknown\): .*row bootstrap/);
     expect(r.stdout).not.toMatch(/seen speakers/);
   }, 120_000);
+
+  it('train on such data labels its test set "speakers unknown", not seen speakers, in the summary and rapm.json', async () => {
+    const out = path.join(tmp, 'model-nsp');
+    const r = await run(['train', '--data', noSpeakers, '--out', out, ...quick]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/shipped model .*test \(speakers unknown\) fusion/);
+    expect(r.stdout).not.toMatch(/seen speakers/);
+    const rec = JSON.parse(fs.readFileSync(path.join(out, 'rapm.json'), 'utf8')) as { metrics: { tests: { speakersUnknown?: boolean }[] } };
+    expect(rec.metrics.tests[0]!.speakersUnknown).toBe(true);
+  }, 120_000);
 });
