@@ -80,10 +80,10 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
   const dim = FEATURE_DIM;
   const seen = new Map<string, string>();
   let withSplit = false;
+  let withSpeakers = false;
   let buf = { ids: [] as string[], speakers: [] as (string | null)[], split: [] as ('train' | 'test')[], en: new Float32Array(chunkSize * dim), es: new Float32Array(chunkSize * dim), n: 0 };
   const flush = async (): Promise<void> => {
     if (buf.n === 0) return;
-    const withSpeakers = buf.speakers.every((s) => s !== null);
     await writeChunk(stage, chunkName(result.chunks++), {
       ids: buf.ids,
       speakers: withSpeakers ? (buf.speakers as string[]) : null,
@@ -120,6 +120,14 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
       throw new RapmError('RAPM_DATA', `Cannot pack ${withOfficial[0]!.d.source} (official split from its filelists or split.txt) together with ${without} (no official split): the packed chunks would mark some rows train or test and leave the rest undecided. Give ${without} its filelists, or pack the inputs into separate folders`);
     }
     withSplit = withOfficial.length > 0;
+    // Speakers likewise, for the whole set: decided per chunk, a mix gave chunks with and without
+    // speakers.txt, which the chunk loader refuses.
+    const withSpk = loaded.filter(({ d }) => d.speakers);
+    if (withSpk.length > 0 && withSpk.length < loaded.length) {
+      const without = loaded.find(({ d }) => !d.speakers)!.d.source;
+      throw new RapmError('RAPM_DATA', `Cannot pack ${withSpk[0]!.d.source} (with speakers) together with ${without} (no speakers.txt): the packed chunks would have speakers for some rows only. Pass --speaker-pattern to read ${without}'s speakers from its ids, or pack the inputs into separate folders`);
+    }
+    withSpeakers = withSpk.length > 0;
     // (input, row) of every output row, in input order or shuffled.
     const where: [number, number][] = loaded.flatMap(({ d }, i) => Array.from({ length: d.n }, (_, r): [number, number] => [i, r]));
     const order = options.shuffle ? Array.from(new Rng(checkInteger('seed', options.seed ?? 1, 0, 2 ** 31), 0x9ac).permutation(where.length), (k) => where[k]!) : where;

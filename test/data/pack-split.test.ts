@@ -47,4 +47,24 @@ describe('pack and the official split', () => {
       message: expect.stringContaining(`together with ${bare} (no official split)`),
     });
   });
+
+  it('refuses inputs with and without speakers together (the packed set would not load); --speaker-pattern mends it', async () => {
+    // A chunk set of the same pairs under other ids (c... for s...), split.txt kept, speakers.txt removed.
+    const other = path.join(tmp, 'other-dral');
+    fs.mkdirSync(other);
+    for (const f of fs.readdirSync(dral)) {
+      if (f.endsWith('.npy')) fs.copyFileSync(path.join(dral, f), path.join(other, f.replace(/^(EN|ES)_s/, '$1_c')));
+      else if (f.endsWith('.txt')) fs.writeFileSync(path.join(other, f), fs.readFileSync(path.join(dral, f), 'utf8').replace(/EN_s/g, 'EN_c'));
+    }
+    const nospk = path.join(tmp, 'nospk');
+    await packDral([other], nospk, { chunkSize: 10 });
+    for (const c of listChunks(nospk)) fs.rmSync(path.join(nospk, c, 'speakers.txt'));
+    await expect(packDral([dral, nospk], path.join(tmp, 'mixed-spk'), { chunkSize: 10 })).rejects.toMatchObject({
+      code: 'RAPM_DATA',
+      message: expect.stringContaining(`together with ${nospk} (no speakers.txt)`),
+    });
+    const ok = path.join(tmp, 'mixed-spk-pattern');
+    await packDral([dral, nospk], ok, { chunkSize: 10, speakerPattern: '^([^_]+)_' });
+    expect((await loadChunks(ok)).speakers).not.toBeNull();
+  });
 });
