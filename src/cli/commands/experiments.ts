@@ -90,15 +90,28 @@ export const experimentCommands: CommandModule[] = [
     describe: 'Published Tables 2/3: plain retrieval over K x tau, aggregation, Config A vs B',
     settings: [...RUN, 'onlyConfig', 'ks', 'taus'],
     overrides: { ...runOverrides('grid'), data: { default: 'data/default', help: 'Dataset with an official train/test split (DRAL folder or chunks); the default is generated if missing' } },
-    check: (_a, given) => checkDataArgs(given),
-    handler: async (a) => {
+    check: (a, given) => {
+      checkDataArgs(given);
+      // Before any data is read (runGrid checks again, for library callers).
+      for (const [flag, list] of [['--ks', a.ks], ['--taus', a.taus]] as const) {
+        if (new Set(list).size !== list.length) throw new CliUsageError(`${flag} ${list.join(',')} repeats a value (each would be run and reported twice)`);
+      }
+    },
+    handler: async (a, given) => {
       prepare(a);
       const bar = progressBars(a.quiet || a.json);
       if (usesDefaultData({ ...a, seed: SETTINGS.seed.default }, 'data/default')) await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
       const data = await load(a, bar, false);
       const quiet = a.quiet || a.json;
+      // The default K list reaches 120: on a smaller training set its larger values are left out
+      // with a warning (runGrid refuses them, so given values above the pool stay an error).
+      let ks = a.ks;
+      if (!given.has('ks') && ks.some((k) => k > data.pool.n) && ks.some((k) => k <= data.pool.n)) {
+        warn(`the default --ks ${ks.filter((k) => k > data.pool.n).join(',')} exceed the ${data.pool.n} training pairs of ${data.source}; left out`);
+        ks = ks.filter((k) => k <= data.pool.n);
+      }
       // The grid has no random choice; the record carries the schema's default seed.
-      finish(a, await runGrid(data, { out: a.out, seed: SETTINGS.seed.default, ks: a.ks, taus: a.taus, configs: a.onlyConfig ? [a.onlyConfig] : undefined, log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`) }));
+      finish(a, await runGrid(data, { out: a.out, seed: SETTINGS.seed.default, ks, taus: a.taus, configs: a.onlyConfig ? [a.onlyConfig] : undefined, log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`) }));
     },
   }),
   defineCommand({
