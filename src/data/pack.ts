@@ -13,6 +13,7 @@ import path from 'node:path';
 import { RapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { ensureDir, ioError, removeStaleStagingSync, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
+import { insideOf } from '../io/files.js';
 import { CHUNK_VERSION, chunkName, listChunks, writeChunk } from './chunks.js';
 import type { DataProblem, ProblemPolicy } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';
@@ -55,8 +56,9 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
   if (inputs.length === 0) throw new RapmError('RAPM_INVALID_ARG', 'Name at least one DRAL folder to pack');
   const outAbs = path.resolve(out);
   for (const input of inputs) {
+    // Symlinks resolved (insideOf): --out lnk/packed with lnk -> the input was created inside it.
     const p = path.resolve(typeof input === 'string' ? input : (input.data ?? input.features ?? ''));
-    if (outAbs === p || outAbs.startsWith(p + path.sep)) throw new RapmError('RAPM_INVALID_ARG', `The output folder ${out} must not be inside the input ${p}`);
+    if (insideOf(outAbs, p) !== null) throw new RapmError('RAPM_INVALID_ARG', `The output folder ${out} must not be inside the input ${p}`);
   }
   let existing: string[] = [];
   if (fs.existsSync(out)) {

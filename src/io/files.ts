@@ -7,6 +7,7 @@
  * check the opened descriptor.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { RapmError } from '../errors.js';
 import { fileKind, ioError } from './atomic.js';
 
@@ -115,4 +116,22 @@ export function readRegularFileSync(file: string, what = 'file'): Buffer {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** `p` with symlinks resolved as far as it exists (the rest appended): where it really is, even before it is created. */
+export function realPath(p: string): string {
+  const abs = path.resolve(p);
+  try {
+    return fs.realpathSync(abs);
+  } catch {
+    const parent = path.dirname(abs);
+    return parent === abs ? abs : path.join(realPath(parent), path.basename(abs));
+  }
+}
+
+/** Whether `child` is `parent` ('same') or inside it ('inside'), symlinks resolved (realPath); null otherwise. */
+export function insideOf(child: string, parent: string): 'same' | 'inside' | null {
+  const rel = path.relative(realPath(parent), realPath(child));
+  if (rel === '') return 'same';
+  return rel !== '..' && !rel.startsWith(`..${path.sep}`) && !path.isAbsolute(rel) ? 'inside' : null;
 }

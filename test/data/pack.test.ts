@@ -69,6 +69,9 @@ describe('packDral', () => {
     const out = path.join(tmp, 'from-link');
     expect((await packDral([link], out, { chunkSize: 50 })).rows).toBe(50);
     await expect(packDral([dralA], path.join(dralA, 'chunks'))).rejects.toThrow(/must not be inside the input/);
+    // Through a link to the input (the folder was created inside it, then read as its data).
+    await expect(packDral([dralA], path.join(link, 'chunks'))).rejects.toThrow(/must not be inside the input/);
+    expect(fs.existsSync(path.join(dralA, 'chunks'))).toBe(false);
     await expect(packDral([dralA], out, { chunkSize: 0 })).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG' });
   });
 });

@@ -1,10 +1,10 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { runProgressive } from '../../experiments/progressive.js';
 import { generateProgressiveData } from '../../experiments/progressive-data.js';
 import { PROGRESSIVE_FILES } from '../../experiments/progressive-report.js';
 import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions, refuseTauWithoutSoftmax } from '../options.js';
+import { insideOf } from '../../io/files.js';
 import { refuseTestFractionWithoutSplit } from '../data-args.js';
 import { applyThreads, refuseExisting, warn } from '../run.js';
 import { progressBars } from '../progress.js';
@@ -19,29 +19,17 @@ export async function ensureDefaultChunks(quiet: boolean, bar: (label: string, d
   if (r.generated && !quiet) process.stderr.write(`default data written to ${DEFAULT_CHUNKS}\n`);
 }
 
-/** `p` with symlinks resolved as far as it exists (the rest appended): where it really is, even before it is created. */
-function realPath(p: string): string {
-  const abs = path.resolve(p);
-  try {
-    return fs.realpathSync(abs);
-  } catch {
-    const parent = path.dirname(abs);
-    return parent === abs ? abs : path.join(realPath(parent), path.basename(abs));
-  }
-}
-
 /**
  * --out inside a data folder, refused before anything is created: a results folder inside
  * --chunks is read as a (broken) chunk on this and every later run, and one inside a test or
  * initial folder is read as part of that data.
  */
 export function refuseOutInsideData(a: { out: string; chunks: string; initial?: string; tests: readonly string[]; testSeen: readonly string[]; testUnseen: readonly string[] }): void {
-  const out = realPath(a.out);
   const inputs: [string, string][] = [['--chunks', a.chunks], ...(a.initial !== undefined ? [['--initial', a.initial] as [string, string]] : []), ...a.tests.map((t): [string, string] => ['--test', t]), ...a.testSeen.map((t): [string, string] => ['--test-seen', t]), ...a.testUnseen.map((t): [string, string] => ['--test-unseen', t])];
   for (const [flag, dir] of inputs) {
-    const rel = path.relative(realPath(dir), out);
-    if (rel === '' || (!rel.startsWith('..') && !path.isAbsolute(rel))) {
-      throw new CliUsageError(`--out ${a.out} is ${rel === '' ? 'the folder' : 'inside the folder'} of ${flag} ${dir}: the results would be read as part of the data (a results folder in --chunks is taken for a broken chunk on every later run); give an --out outside the data folders`);
+    const where = insideOf(a.out, dir);
+    if (where !== null) {
+      throw new CliUsageError(`--out ${a.out} is ${where === 'same' ? 'the folder' : 'inside the folder'} of ${flag} ${dir}: the results would be read as part of the data (a results folder in --chunks is taken for a broken chunk on every later run); give an --out outside the data folders`);
     }
   }
 }
