@@ -35,6 +35,21 @@ export interface NeighborSource {
   check?(): Promise<void>;
 }
 
+/**
+ * A neighbour source's engine did not answer: it is down, hung, unreachable or refusing
+ * connections (PgVectorSource: a refused or timed-out connection or query). Neither the
+ * caller's fault nor a bug, and usually over by itself: code RAPM_IO, and the HTTP handler
+ * answers 503 with Retry-After (not 500) and logs one line without a stack. A source for
+ * another engine (Qdrant, Milvus, ...) throws it for the same cases; any other error of its
+ * search stays what it is (a genuine bug: 500, logged with its stack).
+ */
+export class SourceUnavailableError extends RapmError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('RAPM_IO', message, options);
+    this.name = 'SourceUnavailableError';
+  }
+}
+
 /** True for objects shaped like a NeighborSource. */
 export function isNeighborSource(x: unknown): x is NeighborSource {
   if (!is.object(x)) return false;

@@ -35,7 +35,7 @@ import { selectColumns } from '../data/indices.js';
 import { checkInteger, checkKnownKeys, checkMatrix, is } from '../validate.js';
 import { SETTINGS } from '../settings.js';
 import { Datastore } from './datastore.js';
-import { datastoreKeys, keySelection, type NeighborSource } from './neighbor-source.js';
+import { SourceUnavailableError, datastoreKeys, keySelection, type NeighborSource } from './neighbor-source.js';
 
 export type PgSearchMode = 'exact' | 'index';
 
@@ -77,6 +77,23 @@ function redact(url: string): string {
 
 /** pg's errors for a connection or a query that timed out (query_timeout, connectionTimeoutMillis). */
 const PG_TIMEOUT = /^(Query read timeout|timeout expired|Connection terminated due to connection timeout|timeout exceeded when trying to connect)$/;
+/** pg's errors for a connection the server (or the network) ended. */
+const PG_GONE = /^(Connection terminated( unexpectedly)?|Client was closed and is not queryable|Client has encountered a connection error and is not queryable)$/;
+/** Socket errors: the server cannot be reached. */
+const NET_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'ETIMEDOUT', 'EHOSTUNREACH', 'EHOSTDOWN', 'ENETUNREACH', 'ENETDOWN', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE']);
+
+/**
+ * True when `e` says PostgreSQL did not answer (refused, reset or timed-out connection, a server
+ * shutting down or out of connections: SQLSTATE class 08, 57P01-57P03, 53300), as opposed to a
+ * statement that failed (a missing table, a permission, a type error: a bug or a broken setup).
+ */
+function isPgOutage(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  if (PG_TIMEOUT.test(e.message) || PG_GONE.test(e.message)) return true;
+  const code = (e as { code?: unknown }).code;
+  if (typeof code !== 'string') return false;
+  return NET_CODES.has(code) || code.startsWith('08') || code === '57P01' || code === '57P02' || code === '57P03' || code === '53300';
+}
 
 /** What a pool is bounded by and connects to, for messages. */
 interface PgBound {
@@ -86,16 +103,19 @@ interface PgBound {
 }
 
 /**
- * A pg error (connection refused, SQL error, ...) as RAPM_IO naming what was being done; one
- * that ran into `bound`'s timeout says so, naming the database and the timeout.
+ * A pg error (connection refused, SQL error, ...) as RAPM_IO naming what was being done and,
+ * with `bound`, the database; one that ran into `bound`'s timeout says so, naming the timeout.
+ * When PostgreSQL did not answer (isPgOutage) it is a SourceUnavailableError (HTTP 503).
  */
 function pgError(what: string, e: unknown, bound?: PgBound): RapmError {
   const code = (e as { code?: unknown })?.code;
   const msg = e instanceof Error ? e.message : String(e);
+  const outage = isPgOutage(e);
   if (bound !== undefined && e instanceof Error && PG_TIMEOUT.test(e.message)) {
-    return new RapmError('RAPM_IO', `PostgreSQL ${what} got no answer from ${bound.database} within ${bound.timeoutMs} ms (timeoutMs; pg: ${msg}): the database is down, hung or unreachable`, { cause: e });
+    return new SourceUnavailableError(`PostgreSQL ${what} got no answer from ${bound.database} within ${bound.timeoutMs} ms (timeoutMs; pg: ${msg}): the database is down, hung or unreachable`, { cause: e });
   }
-  return new RapmError('RAPM_IO', `PostgreSQL ${what} failed: ${msg}${typeof code === 'string' ? ` (${code})` : ''}`, { cause: e });
+  const text = `PostgreSQL ${what}${bound !== undefined ? ` at ${bound.database}` : ''} failed: ${msg}${typeof code === 'string' ? ` (${code})` : ''}`;
+  return outage ? new SourceUnavailableError(text, { cause: e }) : new RapmError('RAPM_IO', text, { cause: e });
 }
 
 /** pgvector's text form of a row: '[x0,x1,...]' (shortest round-trip decimal of each float32). */

@@ -33,7 +33,9 @@
  * other than identity, or JSON in a charset other than UTF-8), 503 with
  * `Retry-After` for RAPM_BUSY (batch queue full, or the bodies buffered across all requests
  * would pass maxBufferedBytes) and RAPM_UNAVAILABLE (draining / shutting down), 503
- * RAPM_K_TOO_LARGE / RAPM_STATE (datastore too small), 500 otherwise (logged with its stack).
+ * RAPM_K_TOO_LARGE / RAPM_STATE (datastore too small), 503 with `Retry-After` for RAPM_IO when the
+ * neighbour source's engine is down, hung or unreachable (SourceUnavailableError: logged as one
+ * line, no stack), 500 otherwise (logged with its stack). errorReply() decides all of this.
  * A client that goes away first is counted as `aborted` and logged as one line, not an error.
  *
  * In-flight accounting: a request counts from the moment it reaches the handler until its
@@ -50,6 +52,7 @@ import { RapmError, isRapmError } from '../errors.js';
 import { checkKnownKeys } from '../validate.js';
 import { simdLevel } from '../native/simd.js';
 import { checkSetting } from '../settings.js';
+import { SourceUnavailableError } from '../retrieval/neighbor-source.js';
 import { createMetrics, type HandlerMetrics } from './metrics.js';
 import { Predictor, type PredictResult } from './predictor.js';
 
@@ -137,6 +140,27 @@ const STATUS_OF: Record<string, number> = {
   RAPM_STATE: 503,
   RAPM_BUSY: 503,
 };
+
+/**
+ * The one place an error becomes a reply: its status, code and message, and what the log gets.
+ * - HttpError: as it says (bad request, 404, 413, busy, shutting down); not logged.
+ * - SourceUnavailableError (the neighbour source's engine is down, hung or unreachable: RAPM_IO):
+ *   503 with Retry-After, its message (naming the database and table), logged as one line
+ *   without a stack: a dependency outage, not a bug of this service.
+ * - any other rapm error: STATUS_OF its code (400 bad input, 503 k too large / busy), else 500
+ *   logged with its stack;
+ * - anything else (a bug): 500 RAPM_INTERNAL 'Internal error' (the reply never carries a stack),
+ *   logged with its stack.
+ */
+export function errorReply(e: unknown): { status: number; code: string; message: string; log: 'stack' | 'line' | null } {
+  if (e instanceof HttpError) return { status: e.status, code: e.code, message: e.message, log: null };
+  if (e instanceof SourceUnavailableError) return { status: 503, code: e.code, message: e.message, log: 'line' };
+  if (isRapmError(e)) {
+    const status = STATUS_OF[e.code] ?? 500;
+    return { status, code: e.code, message: e.message, log: status === 500 ? 'stack' : null };
+  }
+  return { status: 500, code: 'RAPM_INTERNAL', message: 'Internal error', log: 'stack' };
+}
 
 interface ParsedInput {
   en: Float32Array; // [b, keyDim]
@@ -635,19 +659,10 @@ export function createHandler(options: HandlerOptions): RapmHandler {
       finish(req, res, ctx, why);
       return;
     }
-    let status: number, code: string, message: string;
-    if (e instanceof HttpError) {
-      ({ status, code, message } = e);
-    } else if (isRapmError(e)) {
-      status = STATUS_OF[e.code] ?? 500;
-      code = e.code;
-      message = e.message;
-    } else {
-      status = 500;
-      code = 'RAPM_INTERNAL';
-      message = 'Internal error';
-    }
-    if (status >= 500 && status !== 503) log(`${req.method} ${req.url} -> ${status} ${code}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    const { status, code, message, log: logged } = errorReply(e);
+    if (logged === 'stack') log(`${req.method} ${req.url} -> ${status} ${code}: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    else if (logged === 'line') log(`${req.method} ${req.url} -> ${status} ${code}: ${message}`);
+    metrics?.errors.inc({ route: ctx.route, status: String(status), code });
     if (res.headersSent) {
       res.destroy();
       return;

@@ -4,6 +4,9 @@
  *
  *   rapm_http_requests_total{route,method,status}        counter (status "aborted": the client left first;
  *                                                        "408": its body timed out; "shutdown": cut by graceMs)
+ *   rapm_http_errors_total{route,status,code}            counter of error replies by code: a 503 RAPM_IO (the
+ *                                                        neighbour source's engine is down) apart from a 503
+ *                                                        RAPM_BUSY, and 500s (bugs) apart from both
  *   rapm_http_request_duration_seconds{route}            histogram, from the request to the last byte written
  *   rapm_http_in_flight_requests                         gauge
  *   rapm_http_buffered_body_bytes                        gauge, body bytes held across all requests
@@ -26,6 +29,7 @@ export type FastPathStatsReader = () => { queries: number; redone: number };
 export interface HandlerMetrics {
   registry: client.Registry;
   requests: client.Counter<'route' | 'method' | 'status'>;
+  errors: client.Counter<'route' | 'status' | 'code'>;
   duration: client.Histogram<'route'>;
   inFlight: client.Gauge;
   buffered: client.Gauge;
@@ -37,6 +41,7 @@ export function createMetrics(batcher: MicroBatcher | null, read: { inFlight: ()
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 10 });
   const requests = new client.Counter({ name: 'rapm_http_requests_total', help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'] as const, registers: [registry] });
+  const errors = new client.Counter({ name: 'rapm_http_errors_total', help: 'Error replies by route, status and code (503 RAPM_IO: the neighbour source is unavailable)', labelNames: ['route', 'status', 'code'] as const, registers: [registry] });
   const duration = new client.Histogram({
     name: 'rapm_http_request_duration_seconds',
     help: 'HTTP request latency by route (request received to response written)',
@@ -66,6 +71,7 @@ export function createMetrics(batcher: MicroBatcher | null, read: { inFlight: ()
   return {
     registry,
     requests,
+    errors,
     duration,
     inFlight,
     buffered,

@@ -33,6 +33,7 @@
 import { RapmError } from '../errors.js';
 import { checkSetting, defaultsOf } from '../settings.js';
 import { checkKnownKeys, is } from '../validate.js';
+import { SourceUnavailableError } from '../retrieval/neighbor-source.js';
 
 export interface BatchingOptions {
   /** Most query rows per batch. Default 64. */
@@ -227,7 +228,14 @@ export class MicroBatcher {
     let r: RowBlocks;
     try {
       r = await this.#run(x, rows);
-    } catch {
+    } catch (e) {
+      // The source's engine did not answer: every request of the batch would wait for it again
+      // (another timeout each, and b queries at a database that is already failing). All fail.
+      if (e instanceof SourceUnavailableError) {
+        release();
+        for (const p of batch) p.reject(e);
+        return;
+      }
       // Attribute the failure: run each request on its own (still in this batch's slot).
       await Promise.all(batch.map((p) => this.#run(p.x, p.rows).then(p.resolve, p.reject)));
       return;

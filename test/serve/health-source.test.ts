@@ -154,15 +154,16 @@ describe('GET /health checks the neighbour source', () => {
     }
   });
 
-  it('pgvector: /predict through a database that stops answering fails with 500 RAPM_IO naming the database, table and timeout, instead of hanging', async () => {
+  it('pgvector: /predict and /explain through a database that stops answering get 503 RAPM_IO (Retry-After) naming the database, table and timeout, logged without a stack and counted by code, instead of hanging', async () => {
     const r = await relay(port);
     const database = `127.0.0.1:${r.port}/postgres`;
     const src = await PgVectorSource.forDatastore(ds, { url: `postgres://postgres@${database}`, table: 'health_keys', maxConnections: 1, timeoutMs: 300 });
-    const predict = async (seed: number) => {
+    const call = async (route: string, seed: number) => {
       // The client's own bound only turns a hang into a failure of this test; the server's is 300 ms.
-      const res = await fetch(url + '/predict', { method: 'POST', body: JSON.stringify({ en: Array.from(randn(keyDim, seed)) }), signal: AbortSignal.timeout(15_000) });
-      return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+      const res = await fetch(url + route, { method: 'POST', body: JSON.stringify({ en: Array.from(randn(keyDim, seed)) }), signal: AbortSignal.timeout(15_000) });
+      return { status: res.status, retryAfter: res.headers.get('retry-after'), body: (await res.json()) as Record<string, unknown> };
     };
+    const predict = (seed: number) => call('/predict', seed);
     const lines: string[] = [];
     const srv = createServer({ predictor: new Predictor(ds, { k: 5, source: src }), log: (l) => lines.push(l) });
     servers.push(srv);
@@ -172,12 +173,19 @@ describe('GET /health checks the neighbour source', () => {
       r.hang();
       // On the pooled connection: the query gets no answer (query_timeout).
       expect(await predict(6)).toEqual({
-        status: 500,
+        status: 503,
+        retryAfter: '1',
         body: { code: 'RAPM_IO', error: `PostgreSQL search on health_keys got no answer from ${database} within 300 ms (timeoutMs; pg: Query read timeout): the database is down, hung or unreachable` },
       });
       // That connection was dropped: the next search connects anew, and the connection gets no answer.
-      expect(await predict(7)).toMatchObject({ status: 500, body: { code: 'RAPM_IO', error: expect.stringMatching(/^PostgreSQL search on health_keys got no answer from 127\.0\.0\.1:\d+\/postgres within 300 ms \(timeoutMs; pg: Connection terminated due to connection timeout\)/) } });
-      expect(lines.filter((l) => / -> 500 RAPM_IO: /.test(l))).toHaveLength(2);
+      expect(await call('/explain', 7)).toMatchObject({ status: 503, retryAfter: '1', body: { code: 'RAPM_IO', error: expect.stringMatching(/^PostgreSQL search on health_keys got no answer from 127\.0\.0\.1:\d+\/postgres within 300 ms \(timeoutMs; pg: Connection terminated due to connection timeout\)/) } });
+      // A dependency outage is one log line each, without a stack, and counted apart from a bug's 500.
+      expect(lines.filter((l) => / -> 503 RAPM_IO: PostgreSQL search on health_keys/.test(l))).toHaveLength(2);
+      expect(lines.join('\n')).not.toMatch(/\n\s+at |-> 500/);
+      const scrape = await (await fetch(url + '/metrics')).text();
+      expect(scrape).toMatch(/rapm_http_errors_total\{route="\/predict",status="503",code="RAPM_IO"\} 1/);
+      expect(scrape).toMatch(/rapm_http_errors_total\{route="\/explain",status="503",code="RAPM_IO"\} 1/);
+      expect(scrape).toMatch(/rapm_http_requests_total\{route="\/predict",method="POST",status="503"\} 1/);
       r.resume();
       expect((await predict(8)).status).toBe(200);
       // Opening through a hung database fails the same way, at the first lookup.
