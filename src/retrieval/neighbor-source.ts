@@ -50,6 +50,45 @@ export class SourceUnavailableError extends RapmError {
   }
 }
 
+/**
+ * `task` bounded by `ms`: settles with the task, or rejects with `late()` once `ms` have passed
+ * (the task's `signal` is then aborted, so it can let go of what it holds: a connection being
+ * made, a query). A task that throws synchronously is a rejection. The timer does not keep the
+ * process alive. Health checks use it (PgVectorSource.check, GET /health).
+ */
+export function withDeadline<T>(task: (signal: AbortSignal) => Promise<T>, ms: number, late: () => Error): Promise<T> {
+  const ac = new AbortController();
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const e = late();
+      reject(e);
+      ac.abort(e);
+    }, ms);
+    timer.unref();
+  });
+  return Promise.race([Promise.resolve().then(() => task(ac.signal)), deadline]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * At most one run of `start` at a time: a call while one is pending gets that run (its
+ * arguments are then unused), and the first call after it settled starts a new one. A hung
+ * engine thus holds one check, not one per caller, and a failure is never cached past its run.
+ */
+export function singleFlight<A extends unknown[], T>(start: (...args: A) => Promise<T>): (...args: A) => Promise<T> {
+  let pending: Promise<T> | null = null;
+  return (...args: A) => {
+    if (pending !== null) return pending;
+    const run = Promise.resolve().then(() => start(...args));
+    pending = run; // set before any of run's callbacks can clear it
+    const clear = () => {
+      if (pending === run) pending = null;
+    };
+    run.then(clear, clear);
+    return run;
+  };
+}
+
 /** True for objects shaped like a NeighborSource. */
 export function isNeighborSource(x: unknown): x is NeighborSource {
   if (!is.object(x)) return false;

@@ -35,7 +35,7 @@ import { selectColumns } from '../data/indices.js';
 import { checkInteger, checkKnownKeys, checkMatrix, is } from '../validate.js';
 import { SETTINGS } from '../settings.js';
 import { Datastore } from './datastore.js';
-import { SourceUnavailableError, datastoreKeys, keySelection, type NeighborSource } from './neighbor-source.js';
+import { SourceUnavailableError, datastoreKeys, keySelection, singleFlight, withDeadline, type NeighborSource } from './neighbor-source.js';
 
 export type PgSearchMode = 'exact' | 'index';
 
@@ -372,8 +372,10 @@ export class PgVectorSource implements NeighborSource {
   readonly #bound: PgBound;
   readonly #quoted: string;
   readonly #sql: string;
-  /** The health query in flight (check()), if any: never more than one, also when it hangs. */
-  #checking: Promise<void> | null = null;
+  /** The health check in flight (check()), if any: never more than one, also when it hangs. */
+  readonly #check = singleFlight((timeoutMs: number) =>
+    withDeadline((signal) => this.#ping(signal, timeoutMs), timeoutMs, () => new SourceUnavailableError(`PostgreSQL health check on ${this.table} got no answer from ${this.#bound.database} within ${timeoutMs} ms`)),
+  );
   /** Session settings (SET ...) run once on every pooled connection before its first search. */
   readonly #settings: string[];
   readonly #ready = new WeakSet<pg.PoolClient>();
@@ -547,43 +549,48 @@ export class PgVectorSource implements NeighborSource {
   }
 
   /**
-   * Health check (NeighborSource.check, run by GET /health): `SELECT 1 FROM table LIMIT 1` through
-   * the pool, so the server answers and the table is readable. Rejects with RAPM_IO when it fails
-   * or has not answered within `timeoutMs`. One query at a time: a call while one is pending
-   * waits on that one (under its own timeout), so a hung database holds at most one connection
-   * for checks, not one per call.
+   * Health check (NeighborSource.check, run by GET /health): `SELECT 1 FROM table LIMIT 1` on a
+   * connection of its own (the pool's settings), so the server answers and the table is
+   * readable. The whole check, connecting included, is bounded by `timeoutMs`: past it the check
+   * rejects with RAPM_IO (SourceUnavailableError) and its connection, made or still being made,
+   * is closed. (Through the pool, connecting was bounded only by the pool's timeoutMs, 30 s by
+   * default: a hung connect kept the check, shared by every later call, pending that long, so
+   * /health stayed 'degraded' for up to 30 s after the database came back.) One check at a time:
+   * a call while one is pending shares it (under the first call's timeoutMs).
    */
   async check(timeoutMs = PG_CHECK_TIMEOUT_MS): Promise<void> {
     checkInteger('timeoutMs', timeoutMs, 1, 2 ** 31 - 1);
-    const attempt = (this.#checking ??= this.#ping(timeoutMs).finally(() => (this.#checking = null)));
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RapmError('RAPM_IO', `PostgreSQL health check on ${this.table} got no answer within ${timeoutMs} ms`)), timeoutMs);
-      timer.unref(); // a check pending at shutdown must not keep the process alive
-    });
-    try {
-      await Promise.race([attempt, late]);
-    } finally {
-      clearTimeout(timer);
-    }
+    return this.#check(timeoutMs);
   }
 
-  async #ping(timeoutMs: number): Promise<void> {
-    let client: pg.PoolClient;
+  async #ping(signal: AbortSignal, timeoutMs: number): Promise<void> {
+    const t0 = performance.now();
+    const bound: PgBound = { timeoutMs, database: this.#bound.database };
+    // The pool's connection settings (its password is a non-enumerable property: copied as is).
+    const config = Object.defineProperties({}, Object.getOwnPropertyDescriptors(this.#pool.options)) as pg.ClientConfig;
+    config.connectionTimeoutMillis = timeoutMs;
+    const Client = (this.#pool as unknown as { Client?: typeof pg.Client }).Client ?? pg.Client;
+    const client = new Client(config);
+    client.on('error', () => {}); // a connection lost after the check settled must not crash the process
+    const close = () => void client.end().catch(() => {});
+    signal.addEventListener('abort', close, { once: true });
     try {
-      client = await this.#pool.connect();
-    } catch (e) {
-      throw pgError(`health check on ${this.table} (connect)`, e);
+      try {
+        await client.connect();
+      } catch (e) {
+        throw pgError(`health check on ${this.table} (connect)`, e, bound);
+      }
+      if (signal.aborted) return;
+      const left = Math.max(1, Math.round(timeoutMs - (performance.now() - t0)));
+      try {
+        await client.query({ text: `SELECT 1 FROM ${this.#quoted} LIMIT 1`, query_timeout: left } as pg.QueryConfig);
+      } catch (e) {
+        throw pgError(`health check on ${this.table}`, e, bound);
+      }
+    } finally {
+      signal.removeEventListener('abort', close);
+      close();
     }
-    try {
-      await client.query({ text: `SELECT 1 FROM ${this.#quoted} LIMIT 1`, query_timeout: timeoutMs } as pg.QueryConfig);
-    } catch (e) {
-      // Dropped, not returned to the pool: after a timeout the query may still be pending on
-      // it, and the next search would wait behind it.
-      client.release(e instanceof Error ? e : true);
-      throw pgError(`health check on ${this.table}`, e);
-    }
-    client.release();
   }
 
   /** Close the pool (only one this source opened from a URL). */

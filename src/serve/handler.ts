@@ -52,7 +52,7 @@ import { RapmError, isRapmError } from '../errors.js';
 import { checkKnownKeys } from '../validate.js';
 import { simdLevel } from '../native/simd.js';
 import { checkSetting } from '../settings.js';
-import { SourceUnavailableError } from '../retrieval/neighbor-source.js';
+import { SourceUnavailableError, singleFlight, withDeadline, type NeighborSource } from '../retrieval/neighbor-source.js';
 import { createMetrics, type HandlerMetrics } from './metrics.js';
 import { Predictor, type PredictResult } from './predictor.js';
 
@@ -301,42 +301,22 @@ export function createHandler(options: HandlerOptions): RapmHandler {
   const metrics = options.metrics === false ? null : createMetrics(predictor.batcher, { inFlight: () => inFlight, buffered: () => buffered, fastPath: () => predictor.datastore.fastPathStats });
   /** Per socket: its requests still counted, in arrival order (the socket's 'close' finishes them all). */
   const perSocket = new WeakMap<net.Socket, Set<Ctx>>();
-  /** The neighbour source's check in flight, shared by concurrent GET /health: null when none runs. */
-  let sourceCheck: Promise<string | null> | null = null;
-
   /**
    * The neighbour source's check (NeighborSource.check): null when it passed, else why it failed
    * (also when it has not settled within HEALTH_CHECK_TIMEOUT_MS). One at a time: concurrent
    * /health calls share the one in flight instead of each sending a query to the engine.
-   * Undefined when the source has no check (exact, ann): nothing to wait for.
    */
+  const runSourceCheck = singleFlight((source: NeighborSource & { check(): Promise<void> }) =>
+    withDeadline(() => source.check(), HEALTH_CHECK_TIMEOUT_MS, () => new Error(`the check did not settle within ${HEALTH_CHECK_TIMEOUT_MS} ms`)).then(
+      () => null,
+      (e: unknown) => (e instanceof Error ? e.message : String(e)),
+    ),
+  );
+  /** runSourceCheck of the predictor's source; undefined when it has no check (exact, ann): nothing to wait for. */
   function checkSource(): Promise<string | null> | undefined {
     const source = predictor.source;
     if (typeof source?.check !== 'function') return undefined;
-    if (sourceCheck) return sourceCheck;
-    const run = (async () => {
-      let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`the check did not settle within ${HEALTH_CHECK_TIMEOUT_MS} ms`)), HEALTH_CHECK_TIMEOUT_MS);
-        timer.unref(); // a check pending at shutdown must not keep the process alive
-      });
-      try {
-        // Called from a settled promise: a check() that throws synchronously is a failed check,
-        // and the clean-up below runs after `sourceCheck` holds this run (it used to run before,
-        // so the failed result stayed cached for every later /health).
-        await Promise.race([Promise.resolve().then(() => source.check!()), late]);
-        return null;
-      } catch (e) {
-        return e instanceof Error ? e.message : String(e);
-      } finally {
-        clearTimeout(timer);
-      }
-    })();
-    sourceCheck = run;
-    void run.finally(() => {
-      if (sourceCheck === run) sourceCheck = null;
-    });
-    return run;
+    return runSourceCheck(source as NeighborSource & { check(): Promise<void> });
   }
 
   function overBudget(): HttpError {

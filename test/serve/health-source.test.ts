@@ -35,6 +35,7 @@ function freePort(): Promise<number> {
 /**
  * A TCP relay in front of the database: `hang()` keeps accepting and reading but forwards
  * nothing more (a database that stopped answering), `resume()` relays again on new connections.
+ * `cut()` closes the connections open now (a pool's idle ones included); `open()` counts them.
  */
 async function relay(target: number) {
   let hung = false;
@@ -58,6 +59,10 @@ async function relay(target: number) {
     port: (server.address() as net.AddressInfo).port,
     hang: () => (hung = true),
     resume: () => (hung = false),
+    cut: () => {
+      for (const p of pairs) p.destroy();
+    },
+    open: () => pairs.size / 2,
     close: () => {
       for (const s of pairs) s.destroy();
       return new Promise<void>((r) => server.close(() => r()));
@@ -141,13 +146,37 @@ describe('GET /health checks the neighbour source', () => {
       expect((await health(url)).status).toBe(200);
       r.hang();
       const hung = await health(url);
-      expect(hung).toMatchObject({ status: 503, body: { status: 'degraded', source: 'pgvector', sourceError: 'PostgreSQL health check on health_keys got no answer within 2000 ms' } });
+      expect(hung).toMatchObject({ status: 503, body: { status: 'degraded', source: 'pgvector', sourceError: `PostgreSQL health check on health_keys got no answer from 127.0.0.1:${r.port}/postgres within 2000 ms` } });
       r.resume();
       // The connection whose query hung was dropped, not pooled again: checks and searches work.
       await expect(src.check()).resolves.toBeUndefined();
       expect((await health(url)).status).toBe(200);
       const res = await fetch(url + '/predict', { method: 'POST', body: JSON.stringify({ en: Array.from(randn(keyDim, 4)) }) });
       expect(res.status).toBe(200);
+    } finally {
+      await src.close();
+      await r.close();
+    }
+  });
+
+  it('pgvector: the whole check, connecting included, is bounded by its timeout; the connection it was making is closed, and the next check after recovery passes', async () => {
+    const r = await relay(port);
+    // The pool's own bound (timeoutMs) is 30 s: the check must not depend on it.
+    const src = await PgVectorSource.forDatastore(ds, { url: `postgres://postgres@127.0.0.1:${r.port}/postgres`, table: 'health_keys', maxConnections: 2 });
+    try {
+      await expect(src.check(500)).resolves.toBeUndefined();
+      r.hang();
+      r.cut(); // no idle pooled connection left: a check has to connect, to a database that never answers
+      await new Promise((res) => setTimeout(res, 50));
+      const t0 = performance.now();
+      await expect(src.check(400)).rejects.toMatchObject({ code: 'RAPM_IO', message: `PostgreSQL health check on health_keys got no answer from 127.0.0.1:${r.port}/postgres within 400 ms` });
+      expect(performance.now() - t0).toBeLessThan(1500);
+      // The connection the check was making is let go of, not left to the pool's 30 s.
+      for (let i = 0; r.open() > 0 && i < 100; i++) await new Promise((res) => setTimeout(res, 10));
+      expect(r.open()).toBe(0);
+      // The database is back: the next check passes at once (it used to share the connect still pending).
+      r.resume();
+      await expect(src.check(1000)).resolves.toBeUndefined();
     } finally {
       await src.close();
       await r.close();
