@@ -91,30 +91,21 @@ function allTestFolders(ds: Dataset): RapmError {
  * rows are split this way (fraction of those rows; with one such row it stays training).
  */
 export function randomSplit(n: number | Dataset, seed: number, testFraction = 0.2): Split {
-  const forced = typeof n === 'number' ? null : testOnlyFlags(n);
-  if (forced) {
-    checkInteger('seed', seed, 0, Number.MAX_SAFE_INTEGER);
-    const f = checkFraction(testFraction);
-    const rest: number[] = [];
-    forced.forEach((t, i) => {
-      if (!t) rest.push(i);
-    });
-    if (rest.length === 0) throw allTestFolders(n as Dataset);
-    const flags = forced.slice();
-    if (rest.length >= 2) {
-      const nTest = Math.min(rest.length - 1, Math.max(1, Math.round(rest.length * f)));
-      const perm = new Rng(seed, 0x5e11).permutation(rest.length);
-      for (let i = 0; i < nTest; i++) flags[rest[perm[i]!]!] = 1;
-    }
-    return fromFlags(flags);
-  }
   const rows = typeof n === 'number' ? checkInteger('n', n, 2) : n.n;
   checkInteger('seed', seed, 0, Number.MAX_SAFE_INTEGER);
   const f = checkFraction(testFraction);
-  const nTest = Math.min(rows - 1, Math.max(1, Math.round(rows * f)));
-  const perm = new Rng(seed, 0x5e11).permutation(rows);
-  const flags = new Uint8Array(rows);
-  for (let i = 0; i < nTest; i++) flags[perm[i]!] = 1;
+  // One path for both: the rows drawn from are `rest` (all rows, or those outside test folders),
+  // and a drawn position p marks row rest[p].
+  const forced = typeof n === 'number' ? null : testOnlyFlags(n);
+  const flags = forced ? forced.slice() : new Uint8Array(rows);
+  const rest: number[] = [];
+  for (let i = 0; i < rows; i++) if (!flags[i]) rest.push(i);
+  if (forced && rest.length === 0) throw allTestFolders(n as Dataset);
+  if (rest.length >= 2) {
+    const nTest = Math.min(rest.length - 1, Math.max(1, Math.round(rest.length * f)));
+    const perm = new Rng(seed, 0x5e11).permutation(rest.length);
+    for (let i = 0; i < nTest; i++) flags[rest[perm[i]!]!] = 1;
+  }
   return fromFlags(flags);
 }
 

@@ -84,3 +84,17 @@ describe('officialSplit', () => {
     expect(() => officialSplit({ ...small, official: { train: ['ghost'], test: [] } })).toThrow(/ghost/);
   });
 });
+
+describe('randomSplit: one path with and without test-folder rows', () => {
+  // Outputs pinned from the code before the forced-rows branch was folded in (exact rows).
+  const mk = (n: number, only: number[]): Dataset => ({ ids: Array.from({ length: n }, (_, i) => `s_${i}`), speakers: null, en: new Float32Array(n), es: new Float32Array(n), n, testOnly: only.map((i) => `s_${i}`) });
+  const rows = (s: { train: Int32Array; test: Int32Array }) => ({ train: [...s.train], test: [...s.test] });
+  it('gives the same rows as before', () => {
+    expect(rows(randomSplit(12, 5, 0.25))).toEqual({ train: [0, 1, 2, 5, 7, 8, 9, 10, 11], test: [3, 4, 6] });
+    expect(rows(randomSplit(mk(12, []), 5, 0.25))).toEqual({ train: [0, 1, 2, 5, 7, 8, 9, 10, 11], test: [3, 4, 6] });
+    expect(rows(randomSplit(mk(12, [1, 4, 9]), 5, 0.25))).toEqual({ train: [3, 5, 6, 7, 8, 10, 11], test: [0, 1, 2, 4, 9] });
+    expect(rows(randomSplit(mk(4, [0, 1, 3]), 9))).toEqual({ train: [2], test: [0, 1, 3] });
+    expect(rows(randomSplit(mk(1, []), 2))).toEqual({ train: [0], test: [] });
+    expect(() => randomSplit(mk(3, [0, 1, 2]), 1)).toThrow(/Every one of the 3 rows is in a test folder/);
+  });
+});
