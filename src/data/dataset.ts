@@ -12,7 +12,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { RapmError, RapmRangeError, describe } from '../errors.js';
 import { ioError } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
-import { FEATURE_DIM } from './indices.js';
+import { ENGLISH_WINNERS, FEATURE_DIM } from './indices.js';
 import { loadBinding } from '../native/binding.js';
 import { readNpySync } from './npy.js';
 
@@ -136,10 +136,14 @@ export const F32_MAX = 3.4028234663852886e38;
  * The first row of `data` (rows of `dim`) that cannot be a datastore key, or null: a NaN or
  * infinite value (checkKeyRows then names it), a zero norm (cannot be normalised; float64 values too small for float32 arrive as 0)
  * or a squared L2 norm beyond F32_MAX. The squared norm is summed in double, as the predictor
- * and the native store do, so the limits are the same.
+ * and the native store do, so the limits are the same. Rows of FEATURE_DIM are keys of both
+ * configs, so their Config B columns (ENGLISH_WINNERS, the 103 a Config B key keeps) must not be
+ * all zero either: such a row passed here and failed inside the datastore as 'keys row N'. (A
+ * Config B norm cannot overflow when the whole row's does not.)
  */
 export function firstBadKeyRow(data: Float32Array, dim: number): { row: number; reason: string } | null {
   const n = dim > 0 ? Math.floor(data.length / dim) : 0;
+  const configB = dim === FEATURE_DIM ? ENGLISH_WINNERS : null;
   for (let r = 0; r < n; r++) {
     let s = 0;
     for (let j = r * dim, e = j + dim; j < e; j++) s += data[j]! * data[j]!;
@@ -147,6 +151,11 @@ export function firstBadKeyRow(data: Float32Array, dim: number): { row: number; 
     if (s - s !== 0) return { row: r, reason: 'a NaN or infinite value' };
     if (s === 0) return { row: r, reason: 'zero norm: cannot be normalised (every value is 0 in float32)' };
     if (s > F32_MAX) return { row: r, reason: `squared L2 norm overflows float32 (${s.toPrecision(3)} > ${F32_MAX.toPrecision(3)}; values up to about 1.8e19 fit)` };
+    if (configB) {
+      let sb = 0;
+      for (const c of configB) sb += data[r * dim + c]! * data[r * dim + c]!;
+      if (sb === 0) return { row: r, reason: `zero norm on the ${configB.length} Config B key columns (ENGLISH_WINNERS): cannot be normalised as a Config B key (every one of those values is 0 in float32)` };
+    }
   }
   return null;
 }

@@ -56,7 +56,7 @@ describe('EN rows that cannot be keys', () => {
     const over = vec(5);
     over[7] = 2e19; // 4e38 > 3.4e38
     const under = vec(6).fill(0);
-    under[3] = 1.8e19; // 3.24e38 fits
+    under[0] = 1.8e19; // 3.24e38 fits (column 0 is a Config B column too: config-b-key.test.ts)
     const dir = dral('overflow', { s3_over: over, s3_under: under });
     const err = await rejection(loadDral(dir));
     expect(err.message).toContain(`${path.join(dir, 'EN_s3_over_features.npy')} (id s3_over): squared L2 norm overflows float32`);
