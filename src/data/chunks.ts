@@ -496,9 +496,13 @@ export async function writeChunk(dir: string, name: string, data: ChunkData, opt
   }
 }
 
-/** Name of chunk `i` (zero-padded so name order is numeric order). */
-export function chunkName(i: number): string {
-  return `chunk-${String(i).padStart(5, '0')}`;
+/**
+ * Name of chunk `i` of `count` (zero-padded so name order is numeric order): 5 digits, more when
+ * `count` needs them. Unpadded past 99999, chunk-100000 sorted before chunk-99999 and a set of
+ * more than 100,000 chunks was read out of order.
+ */
+export function chunkName(i: number, count = 0): string {
+  return `chunk-${String(i).padStart(Math.max(5, String(Math.max(0, count - 1)).length), '0')}`;
 }
 
 /** Pack a Dataset as chunks of `chunkSize` rows into `dir` (official split kept as split.txt). */
@@ -516,11 +520,12 @@ export async function writeChunks(
     if (ds.ids.every((id) => test.has(id) || train.has(id))) split = ds.ids.map((id) => (test.has(id) ? 'test' : 'train'));
   }
   let count = 0;
+  const total = Math.ceil(ds.n / chunkSize);
   for (let start = 0; start < ds.n; start += chunkSize) {
     const end = Math.min(ds.n, start + chunkSize);
     await writeChunk(
       dir,
-      chunkName(count++),
+      chunkName(count++, total),
       {
         ids: ds.ids.slice(start, end),
         speakers: ds.speakers ? ds.speakers.slice(start, end) : null,

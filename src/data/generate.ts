@@ -613,7 +613,7 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
       }
       hasher.update({ ids, speakers, en: enB, es: esB });
       if (layout === 'chunks') {
-        await writeChunk(tmp, chunkName(chunkIndex++), { ids, speakers, split, en: enB, es: esB, meta: { generator: { version: GENERATOR_VERSION, seed: r.seed, firstRow: p } } });
+        await writeChunk(tmp, chunkName(chunkIndex++, Math.ceil(n / block)), { ids, speakers, split, en: enB, es: esB, meta: { generator: { version: GENERATOR_VERSION, seed: r.seed, firstRow: p } } });
       } else {
         for (let k = 0; k < m; k++) {
           dralFile(tmp, `EN_${ids[k]}_features.npy`, enB.subarray(k * D, (k + 1) * D), header);
