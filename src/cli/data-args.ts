@@ -91,7 +91,7 @@ export function reportSkipped(d: LoadedDataset): void {
   for (const n of d.notices ?? []) warn(`${d.source}: ${n}`);
   if (d.problems.length === 0) return;
   const shown = d.problems.slice(0, 3).map((p) => p.detail).join('; ');
-  warn(`${d.source}: --on-problem skip dropped the pairs of ${d.problems.length} problem(s) (${shown}${d.problems.length > 3 ? '; ...' : ''}); ${d.n} pairs kept`);
+  warn(`${d.source}: --on-problem skip dropped ${d.dropped ?? 0} pair(s) for ${d.problems.length} problem(s) (${shown}${d.problems.length > 3 ? '; ...' : ''}); ${d.n} pairs kept`);
 }
 
 /** Load the dataset of a one-dataset command and split it (filelists, or --split). */

@@ -13,7 +13,8 @@
  * folders are followed (a dangling link is an error, never skipped). A folder whose name starts
  * with `test` is a test set: without split.txt all its rows are test rows, and a split.txt
  * that marks any of its rows 'train' is refused, so a test folder never becomes training data. Loading checks every chunk's
- * headers and text files first (reporting all problems together), then allocates the
+ * headers and text files first (reporting all problems together; under --on-problem skip a bad
+ * id or speaker line drops its row, a missing or unreadable file its chunk), then allocates the
  * [N, 1024] arrays once and reads each chunk's rows straight into them: peak memory is the
  * dataset itself, not twice it, and the bytes move at disk or page-cache speed.
  */
@@ -57,7 +58,7 @@ export interface Chunk {
 export interface LoadChunksOptions {
   /** Read only these chunk folders of `dir` (names, in the order given) instead of all of them. */
   only?: readonly string[];
-  /** 'fail' (default): one RAPM_DATA error listing every problem. 'skip': drop bad chunks / duplicate rows and report them. */
+  /** 'fail' (default): one RAPM_DATA error listing every problem. 'skip': drop the affected rows (a chunk whose files are unusable: all of it) and report them. */
   onProblem?: ProblemPolicy;
   /** Feature dimension (default 1024). */
   dim?: number;
@@ -80,7 +81,7 @@ interface ChunkPlan {
   speakers: string[] | null;
   split: ('train' | 'test')[] | null;
   meta: ChunkMeta;
-  /** Rows kept (null: all). Rows are dropped only for duplicate ids under 'skip'. */
+  /** Rows kept (null: all). Under 'skip' a row is dropped for its own problem only: a bad or duplicate id, an empty speaker line, no speaker under the pattern. */
   keep: Uint8Array | null;
   kept: number;
 }
@@ -141,11 +142,19 @@ export function isChunkFolder(dir: string): boolean {
 }
 
 /** Check one chunk's files without reading its matrices. Problems are appended; returns null if unusable. */
-function planChunk(dir: string, name: string, index: number, dim: number, problems: DataProblem[]): ChunkPlan | null {
+function planChunk(dir: string, name: string, index: number, dim: number, problems: DataProblem[], lost: { rows: number; chunks: string[] }): ChunkPlan | null {
   const cdir = path.join(dir, name);
-  const before = problems.length;
+  // Problems of the chunk as a whole (a file missing or unreadable, shapes that disagree) make
+  // it unusable; a problem of one row (its id, its speaker line) drops that row only (`drop`).
+  let unusable = 0;
   const problem = (kind: DataProblem['kind'], detail: string): void => {
+    unusable++;
     problems.push({ kind, id: name, detail: `chunk ${name}: ${detail}` });
+  };
+  const dropped = new Set<number>();
+  const drop = (row: number, kind: DataProblem['kind'], id: string | undefined, detail: string): void => {
+    dropped.add(row);
+    problems.push({ kind, id, detail: `chunk ${name}: ${detail}` });
   };
   let meta: ChunkMeta | null = null;
   let metaGiven = false;
@@ -176,15 +185,15 @@ function planChunk(dir: string, name: string, index: number, dim: number, proble
   if (!fs.existsSync(idsFile)) problem('missing-file', 'ids.txt is missing');
   else {
     ids = lines(idsFile, false);
-    const empty = ids ? ids.findIndex((s) => s.trim() === '') : -1;
-    if (empty >= 0) problem('unreadable', `ids.txt line ${empty + 1} is empty`);
-    else if (ids) {
-      const bad = ids.findIndex((s) => badIdReason(s) !== null);
-      if (bad >= 0) {
-        const count = ids.filter((s) => badIdReason(s) !== null).length;
-        problems.push({ kind: 'bad-id', id: ids[bad], detail: `chunk ${name}: ids.txt line ${bad + 1}: id ${JSON.stringify(ids[bad])} ${badIdReason(ids[bad]!)}${count > 1 ? ` (and ${count - 1} more line(s))` : ''}; fix ids.txt` });
+    // An empty or bad id is that row's problem: under --on-problem skip the row is dropped, not
+    // the whole chunk (its other rows are good pairs).
+    ids?.forEach((id, r) => {
+      if (id.trim() === '') drop(r, 'bad-id', undefined, `ids.txt line ${r + 1} is empty; fix ids.txt`);
+      else {
+        const why = badIdReason(id);
+        if (why !== null) drop(r, 'bad-id', id, `ids.txt line ${r + 1}: id ${JSON.stringify(id)} ${why}; fix ids.txt`);
       }
-    }
+    });
   }
   const rows: number[] = [];
   for (const f of ['en.npy', 'es.npy']) {
@@ -210,9 +219,12 @@ function planChunk(dir: string, name: string, index: number, dim: number, proble
   const spkFile = path.join(cdir, 'speakers.txt');
   if (fs.existsSync(spkFile)) {
     speakers = lines(spkFile);
-    const empty = speakers ? speakers.findIndex((sp) => sp.trim() === '') : -1;
-    if (empty >= 0) problem('speaker-pattern', `speakers.txt line ${empty + 1} is empty: every row needs its speaker (as a DRAL id needs one); fix ${path.join(cdir, 'speakers.txt')}`);
-    else if (speakers && n >= 0 && speakers.length !== n) problem('wrong-shape', `speakers.txt has ${speakers.length} lines but en.npy has ${n} rows`);
+    if (speakers && n >= 0 && speakers.length !== n) problem('wrong-shape', `speakers.txt has ${speakers.length} lines but en.npy has ${n} rows`);
+    else {
+      speakers?.forEach((sp, r) => {
+        if (sp.trim() === '') drop(r, 'speaker-pattern', ids?.[r], `speakers.txt line ${r + 1} is empty: every row needs its speaker (as a DRAL id needs one); fix ${path.join(cdir, 'speakers.txt')}`);
+      });
+    }
   }
   let split: ('train' | 'test')[] | null = null;
   const splitFile = path.join(cdir, 'split.txt');
@@ -230,8 +242,18 @@ function planChunk(dir: string, name: string, index: number, dim: number, proble
       if (trainRows > 0) problem('unreadable', `is named like a test set (its name starts with 'test') but its split.txt marks ${trainRows} row(s) 'train': rename the folder, or mark every row 'test' (a test folder never gives training data)`);
     }
   }
-  if (problems.length > before || !meta || !ids || n < 0) return null;
-  return { name, index, dir: cdir, n, ids, speakers, split, meta, keep: null, kept: n };
+  if (unusable > 0 || !meta || !ids || n < 0) {
+    // The rows lost with the chunk, as far as they can be counted (for the report of what was dropped).
+    lost.rows += n >= 0 ? n : (ids?.length ?? 0);
+    lost.chunks.push(name);
+    return null;
+  }
+  let keep: Uint8Array | null = null;
+  if (dropped.size > 0) {
+    keep = new Uint8Array(n).fill(1);
+    for (const r of dropped) keep[r] = 0;
+  }
+  return { name, index, dir: cdir, n, ids, speakers, split, meta, keep, kept: n - dropped.size };
 }
 
 /** chunks.json of a chunk set (written by writeChunks, pack and generate), or null when absent or not a JSON object. */
@@ -246,12 +268,13 @@ function readChunkSetMeta(file: string): { n?: unknown } | null {
 }
 
 /** Plan a whole chunks folder: per-chunk checks, then duplicate ids and speaker consistency across chunks. */
-function planAll(dir: string, dim: number, policy: ProblemPolicy, only?: readonly string[], speakerPattern?: RegExp | string | null): { plans: ChunkPlan[]; problems: DataProblem[]; withSpeakers: boolean; withSplit: boolean } {
+function planAll(dir: string, dim: number, policy: ProblemPolicy, only?: readonly string[], speakerPattern?: RegExp | string | null): { plans: ChunkPlan[]; problems: DataProblem[]; withSpeakers: boolean; withSplit: boolean; dropped: number } {
   const problems: DataProblem[] = [];
   const names = only ? [...only] : listChunks(dir);
   const plans: ChunkPlan[] = [];
+  const lost = { rows: 0, chunks: [] as string[] };
   names.forEach((name, index) => {
-    const p = planChunk(dir, name, index, dim, problems);
+    const p = planChunk(dir, name, index, dim, problems, lost);
     if (p) plans.push(p);
   });
   const setFile = path.join(dir, 'chunks.json');
@@ -271,6 +294,7 @@ function planAll(dir: string, dim: number, policy: ProblemPolicy, only?: readonl
   const seen = new Map<string, string>();
   for (const p of plans) {
     for (let r = 0; r < p.n; r++) {
+      if (p.keep && !p.keep[r]) continue; // dropped already (its id is bad): not a first occurrence either
       const id = p.ids[r]!;
       const first = seen.get(id);
       if (first !== undefined) {
@@ -288,7 +312,7 @@ function planAll(dir: string, dim: number, policy: ProblemPolicy, only?: readonl
     for (const p of plans) {
       if (p.speakers !== null) continue;
       const sp = p.ids.map((id) => speakerOf(id));
-      const miss = sp.findIndex((s) => s === null);
+      const miss = sp.findIndex((s, r) => s === null && (!p.keep || p.keep[r] === 1));
       if (miss >= 0) {
         problems.push({ kind: 'speaker-pattern', id: p.ids[miss], detail: `chunk ${p.name} has no speakers.txt and its id ${JSON.stringify(p.ids[miss])} (row ${miss}) has no speaker under --speaker-pattern ${String(speakerPattern)}` });
         if (!p.keep) p.keep = new Uint8Array(p.n).fill(1);
@@ -310,9 +334,10 @@ function planAll(dir: string, dim: number, policy: ProblemPolicy, only?: readonl
   }
   const withSplit = plans.length > 0 && plans.every((p) => p.split !== null);
   if (problems.length > 0 && policy === 'fail') {
-    throw new RapmError('RAPM_DATA', formatProblems(`chunks folder ${dir}`, problems, SKIP_HINT.replace('the affected pairs', 'bad chunks and duplicate rows')));
+    throw new RapmError('RAPM_DATA', formatProblems(`chunks folder ${dir}`, problems, SKIP_HINT.replace('the affected pairs', 'the affected rows (a whole chunk only when its files are unusable)')));
   }
-  return { plans, problems, withSpeakers, withSplit };
+  const dropped = lost.rows + plans.reduce((a, p) => a + (p.n - p.kept), 0);
+  return { plans, problems, withSpeakers, withSplit, dropped };
 }
 
 function policyOf(options: LoadChunksOptions): ProblemPolicy {
@@ -404,7 +429,7 @@ export async function* iterateChunks(dir: string, options: LoadChunksOptions = {
 export async function loadChunks(dir: string, options: LoadChunksOptions = {}): Promise<LoadedDataset> {
   const policy = policyOf(options);
   const dim = options.dim ?? FEATURE_DIM;
-  const { plans, problems, withSpeakers, withSplit } = planAll(dir, dim, policy, options.only, options.speakerPattern);
+  const { plans, problems, withSpeakers, withSplit, dropped } = planAll(dir, dim, policy, options.only, options.speakerPattern);
   const total = plans.reduce((a, p) => a + p.kept, 0);
   if (total === 0) throw new RapmError('RAPM_DATA', problems.length ? formatProblems(`chunks folder ${dir} has no usable rows`, problems) : `chunks folder ${dir} holds no rows`);
   const en = new Float32Array(total * dim);
@@ -430,7 +455,7 @@ export async function loadChunks(dir: string, options: LoadChunksOptions = {}): 
     row += p.kept;
     options.onProgress?.(row, total);
   }
-  return { ids, speakers, en, es, n: total, official: withSplit ? { train, test } : null, testOnly: testOnly.length > 0 ? testOnly : undefined, source: dir, problems };
+  return { ids, speakers, en, es, n: total, official: withSplit ? { train, test } : null, testOnly: testOnly.length > 0 ? testOnly : undefined, source: dir, problems, dropped };
 }
 
 /** What writeChunk stores. */
@@ -543,9 +568,10 @@ export async function writeChunks(
 }
 
 /** The ids and splits of the chunks of `dir` (headers and text files only, no matrices), checked like loadChunks. */
-export function chunkIndex(dir: string, options: LoadChunksOptions & { onSkipped?: (problems: DataProblem[]) => void } = {}): { name: string; ids: string[]; split: ('train' | 'test')[] | null }[] {
-  const { plans, problems } = planAll(dir, options.dim ?? FEATURE_DIM, policyOf(options), options.only, options.speakerPattern);
-  // Under 'skip' the problems dropped chunks or rows: the caller reports them (under 'fail' planAll threw).
-  if (problems.length > 0) options.onSkipped?.(problems);
+export function chunkIndex(dir: string, options: LoadChunksOptions & { onSkipped?: (problems: DataProblem[], dropped: number) => void } = {}): { name: string; ids: string[]; split: ('train' | 'test')[] | null }[] {
+  const { plans, problems, dropped } = planAll(dir, options.dim ?? FEATURE_DIM, policyOf(options), options.only, options.speakerPattern);
+  // Under 'skip' the problems dropped chunks or rows (`dropped` rows in all): the caller reports
+  // them (under 'fail' planAll threw). iterateChunks and loadChunks keep exactly these rows.
+  if (problems.length > 0) options.onSkipped?.(problems, dropped);
   return plans.map((p) => ({ name: p.name, ids: keptList(p.ids, p.keep), split: p.split ? keptList(p.split, p.keep) : null }));
 }

@@ -54,6 +54,12 @@ export interface LoadedDataset extends Dataset {
    * left out'. Absent when there is nothing to say.
    */
   notices?: string[];
+  /**
+   * Pairs (rows) left out because of `problems` under 'skip': every row of a dropped chunk,
+   * every dropped row, every DRAL pair dropped or missing one of its two files. 0 when nothing
+   * was dropped. (Pairs left out by rule, in `notices`, are not counted.)
+   */
+  dropped?: number;
 }
 
 /** Speaker = the part of the utterance id before the first underscore (`s012_0000345` -> `s012`). */
@@ -295,24 +301,38 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
   }
   let ids: string[] = [];
   const notices: string[] = [];
+  // Pairs left out under 'skip': those missing a file, and those with a problem of their own.
+  let dropped = 0;
   for (const id of en.keys()) {
     if (es.has(id)) ids.push(id);
-    else problems.push({ kind: 'missing-partner', id, detail: `EN_${id}_features.npy has no ES_${id}_features.npy` });
+    else {
+      problems.push({ kind: 'missing-partner', id, detail: `EN_${id}_features.npy has no ES_${id}_features.npy` });
+      dropped++;
+    }
   }
   for (const id of es.keys()) {
-    if (!en.has(id)) problems.push({ kind: 'missing-partner', id, detail: `ES_${id}_features.npy has no EN_${id}_features.npy` });
+    if (!en.has(id)) {
+      problems.push({ kind: 'missing-partner', id, detail: `ES_${id}_features.npy has no EN_${id}_features.npy` });
+      dropped++;
+    }
   }
   ids.sort(compareIds);
   // Ids with surrounding whitespace or control characters: problems, never kept as they are.
   ids = ids.filter((id) => {
     const why = badIdReason(id);
     if (why === null) return true;
+    dropped++;
     problems.push({ kind: 'bad-id', id, detail: `${JSON.stringify(`EN_${id}_features.npy`)} / ${JSON.stringify(`ES_${id}_features.npy`)}: id ${JSON.stringify(id)} ${why}; rename the two files` });
     return false;
   });
 
   // Filelists: the official split.
   let official: { train: string[]; test: string[] } | null = null;
+  // Pairs dropped for a problem of their own (read, but not kept).
+  const bad = new Set<string>();
+  // Ids listed in both filelists: neither train nor test can be trusted, so the pair is dropped
+  // (kept, it was packed as 'train' though the test filelist names it).
+  let inBoth: ReadonlySet<string> = new Set();
   if (options.filelists !== false) {
     const names2 = options.filelists ?? { train: 'train_filelist_en.txt', test: 'test_filelist_en.txt' };
     const listDir = options.filelistDir ?? dir;
@@ -331,6 +351,7 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
       const te = haveTest ? readFilelist(testFile, problems) : { file: testFile, ids: [] };
       const trainSet = new Set(tr.ids);
       const both = new Set(te.ids.filter((id) => trainSet.has(id)));
+      inBoth = both;
       for (const id of both) {
         problems.push({ kind: 'duplicate-id', id, detail: `${id} is listed in both ${names2.train} and ${names2.test}` });
       }
@@ -359,7 +380,7 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
 
   // Speakers.
   const speakers: string[] | null = speakerOf ? [] : null;
-  const bad = new Set<string>();
+  for (const id of inBoth) bad.add(id);
   if (speakerOf) {
     for (const id of ids) {
       const s = speakerOf(id);
@@ -440,6 +461,7 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
   if (keptIds.length === 0) {
     throw new RapmError('RAPM_DATA', problems.length ? formatProblems(`DRAL folder ${dir} has no usable pairs`, problems) : `DRAL folder ${dir} holds no EN_<uttid>_features.npy / ES_<uttid>_features.npy pairs`);
   }
+  dropped += ids.length - keptIds.length;
   const keptSet = new Set(keptIds);
   if (official) official = { train: official.train.filter((id) => keptSet.has(id)), test: official.test.filter((id) => keptSet.has(id)) };
   return {
@@ -452,6 +474,7 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
     source: dir,
     problems,
     notices: notices.length > 0 ? notices : undefined,
+    dropped,
   };
 }
 

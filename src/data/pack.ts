@@ -44,8 +44,10 @@ export interface PackResult {
   chunks: number;
   rows: number;
   testRows: number;
-  /** Problems skipped under `onProblem: 'skip'`, by input. */
-  skipped: { input: string; problems: DataProblem[] }[];
+  /** Problems skipped under `onProblem: 'skip'`, by input, with the pairs each input lost to them. */
+  skipped: { input: string; problems: DataProblem[]; dropped: number }[];
+  /** Pairs left out under `onProblem: 'skip'`, all inputs together. */
+  dropped: number;
   /** What the loader left out by rule (e.g. pairs in neither filelist), one line each, naming the input: print them as warnings. */
   notices: string[];
 }
@@ -78,7 +80,7 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
   // Those of a pack that was killed (kill -9) are removed first.
   removeStaleStagingSync(outAbs);
   const stage = tempPathFor(outAbs);
-  const result: PackResult = { out, chunks: 0, rows: 0, testRows: 0, skipped: [], notices: [] };
+  const result: PackResult = { out, chunks: 0, rows: 0, testRows: 0, skipped: [], notices: [], dropped: 0 };
   const dim = FEATURE_DIM;
   const seen = new Map<string, string>();
   let withSplit = false;
@@ -106,7 +108,8 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
       const input = inputs[i]!;
       const label = `packing ${i + 1}/${inputs.length}: ${typeof input === 'string' ? input : (input.data ?? input.features)}`;
       const d = await loadDataSource(input, { onProblem: options.onProblem, poolFrames: options.poolFrames, speakerPattern: options.speakerPattern, onProgress: (dn, t) => options.onProgress?.(label, dn, t) });
-      if (d.problems.length) result.skipped.push({ input: d.source, problems: d.problems });
+      if (d.problems.length) result.skipped.push({ input: d.source, problems: d.problems, dropped: d.dropped ?? 0 });
+      result.dropped += d.dropped ?? 0;
       for (const notice of d.notices ?? []) result.notices.push(`${d.source}: ${notice}`);
       for (const id of d.ids) {
         const first = seen.get(id);

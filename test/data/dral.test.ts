@@ -107,13 +107,14 @@ describe('loadDral', () => {
     expect(msg).toMatch(/onProblem: 'skip'/);
     expect(msg).toContain('--on-problem skip');
 
-    // skip: the same problems are returned and the bad pairs dropped.
+    // skip: the same problems are returned and the bad pairs dropped. s2_d, in both filelists,
+    // is dropped too: kept, it was in neither split, and pack wrote it as a training row.
     const ds = await loadDral(dir, { onProblem: 'skip' });
-    expect(ds.ids).toEqual(['s1_b', 's2_d']);
+    expect(ds.ids).toEqual(['s1_b']);
     expect(ds.problems.length).toBe(10);
     expect(ds.official).toEqual({ train: ['s1_b'], test: [] });
     expect(ds.en[0]).toBe(1); // s1_b was row 1 when written
-    expect(ds.es[D]).toBe(1003); // s2_d
+    expect(ds.dropped).toBe(6); // s1_a and s3_orphan (a file missing), s1_c (unreadable), s2_d (both lists), s2_e and s2_f (shapes)
   });
 
   it('flags a filelist line that is not EN_<uttid>.wav and a missing partner filelist', async () => {

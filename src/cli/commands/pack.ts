@@ -47,9 +47,10 @@ export const packCommand: CommandModule = defineCommand({
       onProgress: (label, done, total) => bar(label, done, total),
     });
     for (const n of r.notices) warn(n);
-    for (const s of r.skipped) warn(`${s.input}: --on-problem skip dropped the pairs of ${s.problems.length} problem(s) (${s.problems.slice(0, 3).map((p) => p.detail).join('; ')}${s.problems.length > 3 ? '; ...' : ''})`);
+    for (const s of r.skipped) warn(`${s.input}: --on-problem skip dropped ${s.dropped} pair(s) for ${s.problems.length} problem(s) (${s.problems.slice(0, 3).map((p) => p.detail).join('; ')}${s.problems.length > 3 ? '; ...' : ''})`);
     if (a.json) {
-      process.stdout.write(JSON.stringify({ out: r.out, chunks: r.chunks, rows: r.rows, testRows: r.testRows, skipped: r.skipped.reduce((n, s) => n + s.problems.length, 0) }) + '\n');
+      // skipped: problems; dropped: the pairs they cost.
+      process.stdout.write(JSON.stringify({ out: r.out, chunks: r.chunks, rows: r.rows, testRows: r.testRows, skipped: r.skipped.reduce((n, s) => n + s.problems.length, 0), dropped: r.dropped }) + '\n');
       return;
     }
     const f = (x: number): string => x.toLocaleString('en-US');
