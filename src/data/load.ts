@@ -16,7 +16,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { RapmError } from '../errors.js';
-import { ioError } from '../io/atomic.js';
+import { ioError, movedAsideCopies } from '../io/atomic.js';
 import { fileKind } from '../io/files.js';
 import { isChunkFolder, listChunks, loadChunks, type LoadChunksOptions } from './chunks.js';
 import { loadDral, type LoadDralOptions, type LoadedDataset } from './dataset.js';
@@ -59,7 +59,10 @@ function notAFolder(op: string, dir: string): Error {
   } catch {
     st = null;
   }
-  const e = st ? Object.assign(new Error(`not a folder but a ${fileKind(st)}`), { code: 'ENOTDIR' }) : Object.assign(new Error('no such folder'), { code: 'ENOENT' });
+  // Missing because a pack (or bundle write) was killed mid-swap: say where its previous contents are.
+  const aside = st ? undefined : movedAsideCopies(dir)[0]?.p;
+  const why = aside ? `no such folder: a write into it was interrupted, and its previous contents are in ${aside}; rename that back, or run the write again (rapm pack puts it back first)` : 'no such folder';
+  const e = st ? Object.assign(new Error(`not a folder but a ${fileKind(st)}`), { code: 'ENOTDIR' }) : Object.assign(new Error(why), { code: 'ENOENT' });
   return ioError(op, dir, e);
 }
 

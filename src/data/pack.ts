@@ -2,9 +2,12 @@
  * `packDral` (CLI `rapm pack`): turn one or more DRAL feature folders into chunk folders for
  * the progressive loop. Inputs are read one at a time in the order given, their rows
  * concatenated and cut into chunks of `chunkSize` rows: `chunk-00000`, `chunk-00001`, ...
- * With `shuffle` the rows are put in a seeded random order first. Each chunk is written atomically (temporary folder renamed into place); the output folder
- * is refused when it already holds chunks unless `overwrite`, in which case the old chunks are
- * removed only after the new ones are all written. A filelist's test rows stay test rows: when
+ * With `shuffle` the rows are put in a seeded random order first. The whole output is written
+ * into a staging folder beside `out` and swapped in at the end (replaceDirSync, io/atomic.ts,
+ * the swap bundles use): `out` is refused when it already holds chunks unless `overwrite`, and
+ * then the old folder stays complete until the new one is in place; a pack killed at any point
+ * leaves the old folder or the new one (the next pack puts back an old one a kill left moved
+ * aside). A filelist's test rows stay test rows: when
  * the inputs have an official split every chunk gets split.txt, so the packed set keeps the
  * same official split (inputs with and without one are not packed together).
  */
@@ -12,7 +15,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
-import { ensureDir, ioError, removeStaleStagingSync, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
+import { ensureDir, fileKind, fsyncDirSync, ioError, recoverMovedAsideSync, removeStaleStagingSync, replaceDirSync, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { insideOf } from '../io/files.js';
 import { CHUNK_VERSION, chunkName, listChunks, writeChunk } from './chunks.js';
 import type { DataProblem, ProblemPolicy } from './dataset.js';
@@ -52,6 +55,32 @@ export interface PackResult {
   notices: string[];
 }
 
+/**
+ * The folder a pack swaps in: `out`, or through a symbolic link the folder it points at (the
+ * link stays a link). A link whose folder a killed pack left moved aside gets it back first; a
+ * link to nothing else, or a loop of links, is refused.
+ */
+function packTarget(out: string, outAbs: string): string {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(outAbs);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return outAbs;
+    throw ioError('pack into', out, e);
+  }
+  if (!st.isSymbolicLink()) return outAbs;
+  try {
+    return fs.realpathSync(outAbs);
+  } catch {
+    try {
+      recoverMovedAsideSync(path.resolve(path.dirname(outAbs), fs.readlinkSync(outAbs)));
+      return fs.realpathSync(outAbs);
+    } catch (e) {
+      throw new RapmError('RAPM_IO', `Cannot pack into ${out}: it is a symbolic link to nothing or a loop of links (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); fix or remove the link`, { cause: e });
+    }
+  }
+}
+
 /** Pack DRAL folders (any layout loadDataSource reads) into chunk folders under `out`. */
 export async function packDral(inputs: readonly (string | DataLocation)[], out: string, options: PackOptions = {}): Promise<PackResult> {
   const chunkSize = checkInteger('chunkSize (--chunk-size)', options.chunkSize ?? 50_000, 1, 10_000_000);
@@ -62,33 +91,43 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
     const p = path.resolve(typeof input === 'string' ? input : (input.data ?? input.features ?? ''));
     if (insideOf(outAbs, p) !== null) throw new RapmError('RAPM_INVALID_ARG', `The output folder ${out} must not be inside the input ${p}`);
   }
-  let existing: string[] = [];
-  if (fs.existsSync(out)) {
-    existing = listChunks(out);
-    const other = fs.readdirSync(out).filter((n) => !existing.includes(n) && n !== 'chunks.json');
+  const target = packTarget(out, outAbs);
+  // A pack killed between the swap's two renames left `out` moved aside: put it back (and remove
+  // the staging folders of killed packs) before looking at what `out` holds.
+  removeStaleStagingSync(target);
+  const checkTarget = (): void => {
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(target);
+    } catch {
+      return; // absent: nothing to replace
+    }
+    if (!st.isDirectory()) throw new RapmError('RAPM_IO', `Cannot pack into ${out}: it is a ${fileKind(st)}, not a folder`);
+    const existing = listChunks(target);
+    const other = fs.readdirSync(target).filter((n) => !existing.includes(n) && n !== 'chunks.json');
     if (existing.length > 0 && !options.overwrite) throw new RapmError('RAPM_IO', `Cannot pack into ${out}: it already holds ${existing.length} chunk folder(s); pass --overwrite to replace them`);
     if (other.length > 0) throw new RapmError('RAPM_IO', `Cannot pack into ${out}: it holds other files (${other.slice(0, 3).join(', ')}); use an empty or new folder`);
-  }
-  // The topmost folder this pack creates (out or one of its parents), removed again if it fails.
+  };
+  checkTarget();
+  // The topmost folder this pack creates (a parent of the target), removed again if it fails.
   let created: string | null = null;
-  for (let p = outAbs; !fs.existsSync(p); p = path.dirname(p)) {
+  for (let p = path.dirname(target); !fs.existsSync(p); p = path.dirname(p)) {
     created = p;
     if (path.dirname(p) === p) break;
   }
-  ensureDir(out);
-  // New chunks go into a staging folder beside `out`, so a failure leaves the old chunks intact.
-  // Those of a pack that was killed (kill -9) are removed first.
-  removeStaleStagingSync(outAbs);
-  const stage = tempPathFor(outAbs);
+  ensureDir(path.dirname(target));
+  // The new chunks go into a staging folder beside the target, swapped in whole at the end.
+  const stage = tempPathFor(target);
   const result: PackResult = { out, chunks: 0, rows: 0, testRows: 0, skipped: [], notices: [], dropped: 0 };
   const dim = FEATURE_DIM;
   const seen = new Map<string, string>();
   let withSplit = false;
   let withSpeakers = false;
+  let totalChunks = 0;
   let buf = { ids: [] as string[], speakers: [] as (string | null)[], split: [] as ('train' | 'test')[], en: new Float32Array(chunkSize * dim), es: new Float32Array(chunkSize * dim), n: 0 };
   const flush = async (): Promise<void> => {
     if (buf.n === 0) return;
-    await writeChunk(stage, chunkName(result.chunks++), {
+    await writeChunk(stage, chunkName(result.chunks++, totalChunks), {
       ids: buf.ids,
       speakers: withSpeakers ? (buf.speakers as string[]) : null,
       // Every chunk gets split.txt when the inputs have an official split (even a chunk of
@@ -135,6 +174,7 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
     withSpeakers = withSpk.length > 0;
     // (input, row) of every output row, in input order or shuffled.
     const where: [number, number][] = loaded.flatMap(({ d }, i) => Array.from({ length: d.n }, (_, r): [number, number] => [i, r]));
+    totalChunks = Math.ceil(where.length / chunkSize);
     const order = options.shuffle ? Array.from(new Rng(checkInteger('seed', options.seed ?? 1, 0, 2 ** 31), 0x9ac).permutation(where.length), (k) => where[k]!) : where;
     for (const [i, r] of order) {
       const { d, test } = loaded[i]!;
@@ -150,17 +190,17 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
     }
     await flush();
     writeFileAtomicSync(path.join(stage, 'chunks.json'), JSON.stringify({ format: 'rapm-chunks', version: CHUNK_VERSION, n: result.rows, dim, chunks: result.chunks, packedFrom: inputs }, null, 2) + '\n');
-    // Swap in: old chunks out, new ones in (each a rename on the same file system).
-    for (const name of existing) fs.rmSync(path.join(out, name), { recursive: true, force: true });
-    fs.rmSync(path.join(out, 'chunks.json'), { force: true });
-    for (const name of fs.readdirSync(stage)) fs.renameSync(path.join(stage, name), path.join(out, name));
-    fs.rmSync(stage, { recursive: true, force: true });
+    fsyncDirSync(stage);
+    // Checked again just before the swap: a concurrent pack (or anything else) may have filled
+    // the target since, and the swap would remove what it holds.
+    checkTarget();
+    replaceDirSync(stage, target);
   } catch (e) {
     fs.rmSync(stage, { recursive: true, force: true });
     // The folders this pack created, innermost first, and only while empty: a recursive remove
     // deleted the finished output of a concurrent pack into the same new folder.
     if (created !== null) {
-      for (let p = outAbs; ; p = path.dirname(p)) {
+      for (let p = path.dirname(target); ; p = path.dirname(p)) {
         try {
           fs.rmdirSync(p);
         } catch {

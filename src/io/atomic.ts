@@ -62,12 +62,13 @@ export function removeStaleTempsSync(file: string): string[] {
 /**
  * Remove the staging folders of `target` that a killed write left behind (kill -9 of train /
  * index / pack between mkdir and rename): tempPathFor's name (see staleTemps) beside it, a real
- * folder (not a link), its writer dead. Best effort; returns the folders removed. Old copies a
- * write moves aside (`<target>.old-*`) are never removed: one may hold the only copy of the
- * previous output if the kill came between two renames.
+ * folder (not a link), its writer dead. Best effort; returns the folders removed. First the
+ * old copies a killed replaceDirSync moved aside are dealt with (recoverMovedAsideSync): put
+ * back when `target` is missing, so the previous output is never lost.
  */
 export function removeStaleStagingSync(target: string): string[] {
   const abs = path.resolve(target);
+  recoverMovedAsideSync(abs);
   let names: string[];
   try {
     names = fs.readdirSync(path.dirname(abs));
@@ -83,6 +84,131 @@ export function removeStaleStagingSync(target: string): string[] {
       return false; // removed meanwhile by another write, or not ours to remove
     }
   });
+}
+
+/** `<target>.old-<pid>-<8 hex>`: where replaceDirSync moves the previous `target` while it swaps. */
+function movedAsidePathFor(target: string): string {
+  return `${target}.old-${process.pid}-${randomBytes(4).toString('hex')}`;
+}
+
+/** Does anything (a file, folder or link, even dangling) exist at `p`? */
+function lexists(p: string): boolean {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** fsync a folder (its entries, after renames); a platform that cannot is left alone: the renames are still atomic. */
+export function fsyncDirSync(dir: string): void {
+  let fd = -1;
+  try {
+    fd = fs.openSync(dir, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    /* not supported here */
+  } finally {
+    if (fd >= 0) fs.closeSync(fd);
+  }
+}
+
+/**
+ * The old copies of `target` a killed replaceDirSync left (real folders named
+ * `<target>.old-<pid>-<hex>` whose writer is dead), newest first.
+ */
+export function movedAsideCopies(target: string): { p: string; t: number }[] {
+  const abs = path.resolve(target);
+  const re = new RegExp(`^${reEscape(path.basename(abs))}\\.old-(\\d{1,10})-[0-9a-f]{8}$`);
+  let names: string[];
+  try {
+    names = fs.readdirSync(path.dirname(abs));
+  } catch {
+    return [];
+  }
+  const olds: { p: string; t: number }[] = [];
+  for (const name of names) {
+    const m = re.exec(name);
+    if (!m || pidAlive(Number(m[1]))) continue;
+    const p = path.join(path.dirname(abs), name);
+    try {
+      const st = fs.lstatSync(p);
+      if (st.isDirectory()) olds.push({ p, t: st.ctimeMs });
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return olds.sort((a, b) => b.t - a.t);
+}
+
+/**
+ * The old copies of `target` that a killed replaceDirSync left (`<target>.old-<pid>-<hex>`,
+ * a real folder, its writer dead), after a kill between its two renames or during the removal
+ * of the old copy. When `target` is missing the kill came between the renames: the newest old
+ * copy is the previous output, complete, and is renamed back. When `target` exists the swap
+ * finished (this runs before every write of `target`), so the old copies are superseded and
+ * removed. A live writer's old copy is never touched. Best effort; returns what it did.
+ */
+export function recoverMovedAsideSync(target: string): { restored: string | null; removed: string[] } {
+  const abs = path.resolve(target);
+  const olds = movedAsideCopies(abs);
+  let restored: string | null = null;
+  if (olds.length > 0 && !lexists(abs)) {
+    try {
+      fs.renameSync(olds[0]!.p, abs);
+      restored = olds.shift()!.p;
+    } catch {
+      return { restored: null, removed: [] }; // another process restored it (or wrote target) first: look again next time
+    }
+  }
+  const removed = olds.filter(({ p }) => {
+    try {
+      fs.rmSync(p, { recursive: true, force: true });
+      return true;
+    } catch {
+      return false;
+    }
+  }).map(({ p }) => p);
+  return { restored, removed };
+}
+
+/**
+ * Put the finished folder `staged` (a sibling of `target` on the same file system, fsynced by
+ * the caller) in place of `target`, the one swap every folder output uses (pack, bundles). An
+ * existing `target` is first renamed aside to `<target>.old-<pid>-<hex>`, then `staged` is
+ * renamed to `target`, and only then is the old copy removed: the old folder stays complete
+ * until the new one is in place. If the second rename fails the old folder is renamed back. A
+ * process killed between the two renames leaves `target` missing and the old copy complete;
+ * the next write of `target` puts it back (recoverMovedAsideSync, via removeStaleStagingSync).
+ */
+export function replaceDirSync(staged: string, target: string): void {
+  let old: string | null = null;
+  if (lexists(target)) {
+    old = movedAsidePathFor(target);
+    fs.renameSync(target, old);
+  }
+  // Test hook (test/cli/pack-swap.test.ts): stop between the two renames, so a test can kill -9 here.
+  const pause = process.env.RAPM_TEST_PAUSE_IN_SWAP;
+  if (pause) {
+    fs.writeFileSync(pause, `${process.pid}\n${old ?? ''}\n`);
+    const cell = new Int32Array(new SharedArrayBuffer(4));
+    for (;;) Atomics.wait(cell, 0, 0, 1000);
+  }
+  try {
+    fs.renameSync(staged, target);
+  } catch (e) {
+    if (old !== null) {
+      try {
+        fs.renameSync(old, target); // put the old folder back
+      } catch {
+        /* target was taken meanwhile (a concurrent write): the old copy is removed by the next write */
+      }
+    }
+    throw e;
+  }
+  fsyncDirSync(path.dirname(target));
+  if (old !== null) fs.rmSync(old, { recursive: true, force: true });
 }
 
 /** Async form of removeStaleTempsSync. */

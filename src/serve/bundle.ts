@@ -14,7 +14,7 @@
  * `Predictor.fromBundle`) checks the pieces against each other and against the manifest, and
  * applies serve-time overrides explicitly, each reported through `log`.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -25,7 +25,7 @@ import { codeVersion } from '../experiments/run-record.js';
 import { encodeOnnx, type OnnxMeta } from '../fusion/onnx-export.js';
 import type { FusionSession, OnnxDevice } from '../fusion/onnx-session.js';
 import type { ParamLayout } from '../fusion/layout.js';
-import { removeStaleStagingSync, tempPathFor } from '../io/atomic.js';
+import { fsyncDirSync, removeStaleStagingSync, replaceDirSync, tempPathFor } from '../io/atomic.js';
 import { fileKind, readRegularFile, readTextFileSync } from '../io/files.js';
 import { concurrency, simdLevel } from '../native/simd.js';
 import type { Datastore, FastPathSetting } from '../retrieval/datastore.js';
@@ -120,27 +120,6 @@ function onnxruntimeVersion(): string | null {
   }
 }
 
-function fsyncPath(p: string): void {
-  let fd = -1;
-  try {
-    fd = fs.openSync(p, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    // Directories cannot be fsynced on every platform; the rename is still atomic.
-  } finally {
-    if (fd >= 0) fs.closeSync(fd);
-  }
-}
-
-function exists(p: string): boolean {
-  try {
-    fs.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function writeSynced(file: string, data: string | Uint8Array): void {
   const fd = fs.openSync(file, 'wx');
   try {
@@ -230,21 +209,8 @@ export async function writeBundle(dir: string, ds: Datastore, options: WriteBund
       versions: { rapm: version, commit, node: process.version, onnxruntime: onnxruntimeVersion(), simd: simdLevel(), threads: concurrency(), platform: `${os.platform()}-${os.arch()}` },
     };
     writeSynced(path.join(tmp, BUNDLE_FILES.manifest), manifestJson(manifest));
-    fsyncPath(tmp);
-    if (exists(target)) {
-      const old = `${target}.old-${process.pid}-${randomBytes(4).toString('hex')}`;
-      fs.renameSync(target, old);
-      try {
-        fs.renameSync(tmp, target);
-      } catch (e) {
-        fs.renameSync(old, target); // put the old bundle back
-        throw e;
-      }
-      fs.rmSync(old, { recursive: true, force: true });
-    } else {
-      fs.renameSync(tmp, target);
-    }
-    fsyncPath(path.dirname(target));
+    fsyncDirSync(tmp);
+    replaceDirSync(tmp, target); // old bundle moved aside, new one renamed in, old removed (io/atomic.ts)
     return { dir: target, manifest };
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });

@@ -97,7 +97,7 @@ describe('pack cleans up the --out folder it created when it fails', () => {
     const real = fs.renameSync;
     vi.spyOn(fs, 'renameSync').mockImplementation(((from: fs.PathLike, to: fs.PathLike) => {
       // The swap into `out`: another pack has just finished there, so this one fails (ENOTEMPTY).
-      if (path.dirname(String(to)) === out) {
+      if (path.resolve(String(to)) === out || path.dirname(String(to)) === out) {
         fs.mkdirSync(path.join(out, 'chunk-00000'), { recursive: true });
         fs.writeFileSync(path.join(out, 'chunk-00000', 'ids.txt'), 'theirs\n');
         throw Object.assign(new Error('ENOTEMPTY: directory not empty, rename'), { code: 'ENOTEMPTY' });
