@@ -273,6 +273,24 @@ export const BATCH_MAX = 1 << 16;
 /** Seeds: non-negative 32-bit integers (the native dropout seed is a uint32). */
 export const SEED_MAX = 2 ** 32 - 1;
 
+/**
+ * Search knobs of the neighbour sources (serve --ann / --pg-url; src/retrieval/ann.ts,
+ * src/retrieval/pgvector.ts). The sources accept different ranges, so the settings' ranges are
+ * the widest any source takes and the narrower source's limit is a cross-setting rule
+ * (SEARCH_KNOB_RULES below) that names the flag and the source.
+ * - faiss HNSW efSearch: [1, 2^20] (ann.ts refuses more: a beam that wide is a full scan).
+ * - pgvector hnsw.ef_search: [1, 1000] (pgvector's GUC range).
+ * - faiss IVF nprobe: [1, nlist] of the index, known once it is open (ann.ts checks it then);
+ *   statically [1, 2^31 - 1] (faiss stores it as a C int in the factory's parameter space).
+ * - pgvector ivfflat.probes: [1, 32768] (pgvector's GUC range, also its largest list count).
+ */
+export const EF_SEARCH_MAX_FAISS = 1 << 20;
+export const EF_SEARCH_MAX_PGVECTOR = 1000;
+export const NPROBE_MAX_FAISS = 2 ** 31 - 1;
+export const NPROBE_MAX_PGVECTOR = 32768;
+/** rapm generate --format auto writes a DRAL folder up to this many pairs, chunks above (src/data/generate.ts). */
+export const AUTO_DRAL_MAX_PAIRS = 20_000;
+
 const kSpec = integer(1, K_MAX);
 const tauSpec = real(TAU_MIN, TAU_MAX, false, false, 'a number in [1.1754944e-38 (FLT_MIN), 3.4028235e38 (FLT_MAX)], a normal float32 (a smaller tau rounds or flushes to 0 in float32 and gives NaN weights)');
 const dropoutSpec = real(0, DROPOUT_MAX);
@@ -353,7 +371,7 @@ export const SETTINGS = {
 
   // --- data generation (rapm generate)
   pairs: defineSetting({ key: 'pairs', flag: 'pairs', group: 'data', kind: 'integer', default: 2894, help: 'Number of pairs', ...integer(2, 2_000_000) }),
-  format: defineSetting({ key: 'format', flag: 'format', group: 'data', kind: 'choice', default: 'auto' as 'dral' | 'chunks' | 'auto', help: 'dral: EN_/ES_<id>_features.npy + filelists; chunks: packed en.npy/es.npy; auto: dral up to 20,000 pairs', ...choice(['dral', 'chunks', 'auto'] as const) }),
+  format: defineSetting({ key: 'format', flag: 'format', group: 'data', kind: 'choice', default: 'auto' as 'dral' | 'chunks' | 'auto', help: `dral: EN_/ES_<id>_features.npy + filelists; chunks: packed en.npy/es.npy; auto: dral up to ${AUTO_DRAL_MAX_PAIRS.toLocaleString('en-US')} pairs`, ...choice(['dral', 'chunks', 'auto'] as const) }),
   speakers: defineSetting({ key: 'speakers', flag: 'speakers', group: 'data', kind: 'integer', default: 70, help: 'Training (seen) speakers', ...integer(1, 100_000) }),
   unseenSpeakers: defineSetting({ key: 'unseenSpeakers', flag: 'unseen-speakers', group: 'data', kind: 'integer', default: 0, help: 'Extra speakers that appear only in the test split', ...integer(0, 100_000) }),
   testFraction: defineSetting({ key: 'testFraction', flag: 'test-fraction', group: 'data', kind: 'number', default: 578 / 2894, help: 'Share of pairs in the test split (default: 578/2894, the published split)', ...real(0, 1, true, true) }),
@@ -398,8 +416,8 @@ export const SETTINGS = {
   // --- neighbour sources (approximate search, external engines)
   ann: defineSetting({ key: 'ann', flag: 'ann', group: 'serve', kind: 'string', default: undefined as string | undefined, help: "Approximate search: a faiss index factory such as 'IVF4096,Flat' or 'HNSW32,Flat' (default: exact search)", parse: optionalText }),
   annIndex: defineSetting({ key: 'annIndex', flag: 'ann-index', group: 'serve', kind: 'path', default: undefined as string | undefined, help: 'With --ann: load the faiss index from this file if it exists (built over the same datastore), else build it and save it there', parse: optionalText }),
-  nprobe: defineSetting({ key: 'nprobe', flag: 'nprobe', group: 'serve', kind: 'integer', default: undefined as number | undefined, help: 'IVF lists searched per query (faiss IVF, or pgvector ivfflat.probes); more: higher recall, slower', range: 'an integer in [1, 65536]', bounds: integer(1, 65536).bounds, parse: optional(integer(1, 65536).parse) }),
-  efSearch: defineSetting({ key: 'efSearch', flag: 'ef-search', group: 'serve', kind: 'integer', default: undefined as number | undefined, help: 'HNSW search beam (faiss HNSW, or pgvector hnsw.ef_search); more: higher recall, slower', range: 'an integer in [1, 1000]', bounds: integer(1, 1000).bounds, parse: optional(integer(1, 1000).parse) }),
+  nprobe: defineSetting({ key: 'nprobe', flag: 'nprobe', group: 'serve', kind: 'integer', default: undefined as number | undefined, help: `IVF lists searched per query (faiss IVF: at most the index's list count; pgvector ivfflat.probes: at most ${NPROBE_MAX_PGVECTOR}); more: higher recall, slower`, range: integer(1, NPROBE_MAX_FAISS).range, bounds: integer(1, NPROBE_MAX_FAISS).bounds, parse: optional(integer(1, NPROBE_MAX_FAISS).parse) }),
+  efSearch: defineSetting({ key: 'efSearch', flag: 'ef-search', group: 'serve', kind: 'integer', default: undefined as number | undefined, help: `HNSW search beam (faiss HNSW; pgvector hnsw.ef_search: at most ${EF_SEARCH_MAX_PGVECTOR}); more: higher recall, slower`, range: integer(1, EF_SEARCH_MAX_FAISS).range, bounds: integer(1, EF_SEARCH_MAX_FAISS).bounds, parse: optional(integer(1, EF_SEARCH_MAX_FAISS).parse) }),
   pgUrl: defineSetting({ key: 'pgUrl', flag: 'pg-url', group: 'serve', kind: 'string', default: undefined as string | undefined, help: 'PostgreSQL + pgvector holding the keys (postgres://user@host:5432/db); values and ids stay in --datastore', parse: optionalText }),
   pgTable: defineSetting({ key: 'pgTable', flag: 'pg-table', group: 'serve', kind: 'string', default: 'rapm_keys' as string, help: 'Table of keys in --pg-url (table or schema.table)', parse: text }),
   pgTimeoutMs: defineSetting({ key: 'pgTimeoutMs', flag: 'pg-timeout-ms', group: 'serve', kind: 'integer', default: 30_000, help: 'Longest wait for PostgreSQL (ms): connecting, and each search or table lookup; past it the request fails with RAPM_IO (library: timeoutMs)', ...integer(1, 2 ** 31 - 1) }),
@@ -427,4 +445,72 @@ export function defaultsOf<const K extends SettingKey>(keys: readonly K[]): Sett
 export function checkSetting<K extends SettingKey>(key: K, value: unknown, source: SettingSource = 'library'): SettingValue<K> {
   const s = SETTINGS[key] as unknown as Setting<SettingValue<K>>;
   return value === undefined ? (s.default as SettingValue<K>) : s.check(value, source);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules between settings: a value that another setting makes invalid or pointless. Each rule is
+// defined once, here. The library applies it where the settings meet (new Datastore calls
+// crossSettingProblem), and the CLI applies every rule whose settings a command lists to that
+// command's arguments before its handler reads any data (src/cli/options.ts defineCommand), so
+// a command that gains the settings gains the check.
+
+/** How a source names a setting with a value: `--fast-path bf16` (CLI) or `fastPath 'bf16'` (library). */
+export type SayValue = (key: SettingKey, value?: unknown) => string;
+
+export function sayFor(source: SettingSource): SayValue {
+  return (key, value) => {
+    const name = source === 'cli' ? `--${SETTINGS[key].flag}` : key;
+    if (value === undefined) return name;
+    return `${name} ${source === 'cli' || typeof value !== 'string' ? String(value) : `'${value}'`}`;
+  };
+}
+
+export interface CrossSettingRule {
+  /** The settings it reads (by library key); the CLI applies it to the commands listing all of them. */
+  keys: readonly SettingKey[];
+  /** The problem (naming every setting involved), or null. Unset settings are undefined in `v`. */
+  problem(v: Partial<Record<SettingKey, unknown>>, say: SayValue): string | null;
+}
+
+/** fastPath 'bf16' reads bf16 keys (stored, or a bf16 shadow of f32 keys): int8 keys have neither. */
+export const FAST_PATH_PRECISION_RULE: CrossSettingRule = {
+  keys: ['precision', 'fastPath'],
+  problem: (v, say) =>
+    v.precision === 'int8' && v.fastPath === 'bf16'
+      ? `${say('fastPath', 'bf16')} needs f32 or bf16 keys: ${say('precision', 'int8')} keys take ${say('fastPath')} int8 (the VNNI first pass over the stored keys), off or auto`
+      : null,
+};
+
+/** pgvector's GUC ranges are narrower than faiss's: a knob past them is refused for --pg-url. */
+export const SEARCH_KNOB_RULES: readonly CrossSettingRule[] = [
+  {
+    keys: ['efSearch', 'pgUrl'],
+    problem: (v, say) =>
+      v.pgUrl !== undefined && typeof v.efSearch === 'number' && v.efSearch > EF_SEARCH_MAX_PGVECTOR
+        ? `${say('efSearch', v.efSearch)} is more than pgvector's hnsw.ef_search takes with ${say('pgUrl')} (at most ${EF_SEARCH_MAX_PGVECTOR}; faiss HNSW through --ann takes up to ${EF_SEARCH_MAX_FAISS})`
+        : null,
+  },
+  {
+    keys: ['nprobe', 'pgUrl'],
+    problem: (v, say) =>
+      v.pgUrl !== undefined && typeof v.nprobe === 'number' && v.nprobe > NPROBE_MAX_PGVECTOR
+        ? `${say('nprobe', v.nprobe)} is more than pgvector's ivfflat.probes takes with ${say('pgUrl')} (at most ${NPROBE_MAX_PGVECTOR})`
+        : null,
+  },
+];
+
+export const CROSS_SETTING_RULES: readonly CrossSettingRule[] = [FAST_PATH_PRECISION_RULE, ...SEARCH_KNOB_RULES];
+
+/**
+ * The first problem of the rules whose settings `v` carries (every key of the rule present in `v`,
+ * possibly undefined), or null. `source` chooses flag or key names.
+ */
+export function crossSettingProblem(v: Partial<Record<SettingKey, unknown>>, source: SettingSource = 'library', rules: readonly CrossSettingRule[] = CROSS_SETTING_RULES): string | null {
+  const say = sayFor(source);
+  for (const r of rules) {
+    if (!r.keys.every((k) => k in v)) continue;
+    const p = r.problem(v, say);
+    if (p !== null) return p;
+  }
+  return null;
 }

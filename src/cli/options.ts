@@ -8,7 +8,7 @@
 import type { Argv, CommandModule, Options } from 'yargs';
 import type { PointOptions } from '../experiments/evaluate.js';
 import { nativeMlpBackend } from '../fusion/native-mlp.js';
-import { SETTINGS, isSettingError, type Setting, type SettingKey, type SettingValue, type SettingValues } from '../settings.js';
+import { SETTINGS, crossSettingProblem, isSettingError, type Setting, type SettingKey, type SettingValue, type SettingValues } from '../settings.js';
 
 /** A usage error: exit code 2, message printed with a pointer to --help. */
 export class CliUsageError extends Error {
@@ -123,6 +123,10 @@ export function defineCommand<const K extends SettingKey>(spec: CommandSpec<K>):
     },
     handler: async (argv) => {
       const { args, given } = resolveArgs(argv, spec.settings, spec.overrides);
+      // The rules between settings (src/settings.ts CROSS_SETTING_RULES) whose settings this
+      // command lists, before its own checks and before any data is read.
+      const problem = crossSettingProblem(args as Record<string, unknown>, 'cli');
+      if (problem !== null) throw new CliUsageError(problem);
       spec.check?.(args, given);
       await spec.handler(args, given);
     },

@@ -4,7 +4,7 @@ import { selectColumns } from '../data/indices.js';
 import { checkIndexList, checkInteger, checkKnownKeys, checkMatrix, is } from '../validate.js';
 import { AGGREGATE_CODE, resolveSearchOptions, type ResolvedSearchOptions, type SearchOptions } from './search-options.js';
 import { loadDatastore, saveDatastore, type LoadDatastoreOptions, type SaveDatastoreOptions, type SaveDatastoreResult } from './persist.js';
-import { PRECISIONS, checkSetting } from '../settings.js';
+import { FAST_PATH_PRECISION_RULE, PRECISIONS, checkSetting, crossSettingProblem } from '../settings.js';
 
 /**
  * Key storage. 'f32' (default); 'bf16' (half the memory, ~3 significant digits); 'int8' (about a
@@ -156,9 +156,8 @@ export class Datastore {
     if (this.precision === 'int8' && this.keyIndices.length > 65536) {
       throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a key width <= 65536 for precision 'int8' (the int8 kernels' limit) but received ${this.keyIndices.length}`);
     }
-    if (this.precision === 'int8' && this.fastPath === 'bf16') {
-      throw new RapmError('RAPM_INVALID_ARG', "fastPath 'bf16' needs f32 or bf16 keys: a precision 'int8' datastore takes fastPath 'int8' (the VNNI first pass over its stored keys) or 'off'");
-    }
+    const conflict = crossSettingProblem({ precision: this.precision, fastPath: this.fastPath }, 'library', [FAST_PATH_PRECISION_RULE]);
+    if (conflict !== null) throw new RapmError('RAPM_INVALID_ARG', conflict);
     this.#keyIdentity = this.keyIndices.length === this.keyDim && this.keyIndices.every((v, i) => v === i);
     this.#valueIdentity = this.valueIndices.length === this.valueDim && this.valueIndices.every((v, i) => v === i);
     const { Datastore: Native } = loadBinding();
