@@ -87,7 +87,7 @@ describe('RAPM_SIMD', { timeout: 180_000 }, () => {
 // in one RapmThreadsWarning (code RAPM_THREADS) and the pool takes one thread per core, as unset.
 describe('RAPM_THREADS', { timeout: 180_000 }, () => {
   function threadsWith(v: string | undefined): { threads: number; warnings: string[]; stderr: string } {
-    const env = { ...process.env, RAPM_SIMD: '' };
+    const env: NodeJS.ProcessEnv = { ...process.env, RAPM_SIMD: '' };
     delete env.RAPM_THREADS;
     if (v !== undefined) env.RAPM_THREADS = v;
     const r = spawnSync(process.execPath, ['-e', `process.on('warning', (w) => console.log('WARNING ' + w.name + ' ' + w.code + ' ' + w.message));
