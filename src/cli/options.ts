@@ -5,6 +5,7 @@
  * yargs runs strict, and an unknown option is a usage error with a "did you mean" hint.
  * scripts/gen-cli-docs.ts renders the README's CLI reference from the same objects.
  */
+import path from 'node:path';
 import type { Argv, CommandModule, Options } from 'yargs';
 import type { PointOptions } from '../experiments/evaluate.js';
 import { nativeMlpBackend } from '../fusion/native-mlp.js';
@@ -145,6 +146,25 @@ export function refuseTauWithoutSoftmax(a: { aggregate?: string }, given: Readon
 
 /** "Did you mean" for misspelt flags: the library's option checks use the same matcher (src/validate.ts). */
 export { closestName as closestFlag, editDistance } from '../validate.js';
+
+/**
+ * The data-selection settings as resolved, for a bundle's rapm.json: with the dataset (its hash
+ * and source) they decide which rows train and which test, so the recorded metrics can be
+ * reproduced. `split` null: the dataset's official split (its filelists, or split.txt), where
+ * `testFraction` and `splitSeed` play no part (null). `seed` is the split's seed only with a
+ * --split; the training seed is recorded as `seed` by train.
+ */
+export function dataSelection(a: { split?: 'speaker' | 'random'; testFraction: number; seed: number; speakerPattern?: string; onProblem: 'fail' | 'skip'; poolFrames?: 'mean'; filelists?: string }): Record<string, unknown> {
+  return {
+    split: a.split ?? null,
+    testFraction: a.split !== undefined ? a.testFraction : null,
+    splitSeed: a.split !== undefined ? a.seed : null,
+    speakerPattern: a.speakerPattern ?? null,
+    onProblem: a.onProblem,
+    poolFrames: a.poolFrames ?? null,
+    filelists: a.filelists !== undefined ? path.resolve(a.filelists) : null,
+  };
+}
 
 /** The retrieval, fusion and training settings of a point as the experiments take them. */
 export const POINT_SETTINGS = ['config', 'k', 'tau', 'aggregate', 'leakyPriors', 'hidden', 'dropout', 'epochs', 'patience', 'batchSize', 'lr', 'weightDecay', 'valFraction', 'seed', 'resamples', 'level', 'trainSeeds', 'clusterUnit', 'threads'] as const;

@@ -9,7 +9,7 @@ import { ensureDefaultData } from '../../data/generate.js';
 import { keyIndices, SPANISH_WINNERS } from '../../data/indices.js';
 import { trainingDatastore } from '../../experiments/train-model.js';
 import { BUNDLE_FILES, checkBundleTarget, writeBundle } from '../../serve/bundle.js';
-import { defineCommand, refuseTauWithoutSoftmax } from '../options.js';
+import { dataSelection, defineCommand, refuseTauWithoutSoftmax } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting } from '../run.js';
 import { DATA_SETTINGS, checkDataArgs, dataPaths, loadExperimentData, refuseKOverTrainRows, usesDefaultData } from '../data-args.js';
@@ -36,7 +36,7 @@ export const indexCommand: CommandModule = defineCommand({
     const data = await loadExperimentData(a, (d, t) => bar('loading', d, t));
     refuseKOverTrainRows(a.k, data, false);
     const ds = await trainingDatastore(data, { config: a.config, precision: a.precision });
-    const settings = { config: a.config, keyIndices: [...keyIndices(a.config)], valueIndices: [...SPANISH_WINNERS], k: a.k, tau: a.tau, aggregate: a.aggregate, precision: a.precision, fastPath: a.fastPath };
+    const settings = { config: a.config, keyIndices: [...keyIndices(a.config)], valueIndices: [...SPANISH_WINNERS], k: a.k, tau: a.tau, aggregate: a.aggregate, precision: a.precision, fastPath: a.fastPath, ...dataSelection(a) };
     const written = await writeBundle(a.out, ds, { overwrite: a.overwrite, settings, data: { hash: data.hash, source: data.source } });
     if (a.json) {
       console.log(JSON.stringify({ bundle: written.dir, manifest: written.manifest }));

@@ -6,7 +6,7 @@ import type { OnnxMeta } from '../../fusion/onnx-export.js';
 import { BUNDLE_FILES, checkBundleTarget, writeBundle } from '../../serve/bundle.js';
 import { simdLevel } from '../../native/simd.js';
 import { SETTINGS } from '../../settings.js';
-import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions, refuseTauWithoutSoftmax } from '../options.js';
+import { CliUsageError, dataSelection, defineCommand, POINT_SETTINGS, pointOptions, refuseTauWithoutSoftmax } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting } from '../run.js';
 import { DATA_SETTINGS, checkDataArgs, dataPaths, loadExperimentData, refuseKOverTrainRows, usesDefaultData } from '../data-args.js';
@@ -51,6 +51,7 @@ export const trainCommand: CommandModule = defineCommand({
     const resolved = Object.fromEntries(POINT_SETTINGS.filter((k) => k !== 'threads').map((k) => [k, a[k]]));
     const settings = {
       ...resolved,
+      ...dataSelection(a),
       config: a.config,
       keyIndices: [...keyIndices(a.config)],
       valueIndices: [...SPANISH_WINNERS],
