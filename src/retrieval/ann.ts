@@ -267,17 +267,40 @@ function tempIndexPath(): string {
 /** Kind and search parameters, asked of the index itself (getSearchParam returns -1 when absent). */
 const KIND_NAMES: Record<AnnKind, string> = { ivf: 'an IVF index', hnsw: 'an HNSW index', flat: 'a flat index (an exact scan, no search knob)', other: 'an index with no nprobe or efSearch' };
 
+export type SearchKnob = 'nprobe' | 'efSearch';
+
+/** How a knob refusal spells things. */
+export interface KnobWording {
+  /** A knob in the message (e.g. with its CLI flag). Default: its key. */
+  knob?: (knob: SearchKnob) => string;
+  /** What the index searched is, after `what` (default: 'is an HNSW index', ...). */
+  is?: (kind: AnnKind) => string;
+  /** The kind of index each knob is for (default IVF, HNSW; pgvector: IVFFlat, HNSW). */
+  family?: { ivf: string; hnsw: string };
+}
+
 /**
  * Null when the search knob `knob` applies to an index of `kind` (nprobe: IVF, efSearch: HNSW),
  * else why not, naming the knob, `what` (e.g. "--ann 'HNSW32,Flat'") and its kind, and the knob
- * that does apply. `name` spells a knob in the message (e.g. with its CLI flag).
+ * that does apply. The one wording of this refusal, for faiss (AnnIndex, rapm serve --ann) and
+ * pgvector (PgVectorSource index mode, where nprobe is ivfflat.probes).
  */
-export function searchKnobMismatch(kind: AnnKind, knob: 'nprobe' | 'efSearch', what: string, name: (knob: 'nprobe' | 'efSearch') => string = (k) => k): string | null {
+export function searchKnobMismatch(kind: AnnKind, knob: SearchKnob, what: string, wording: KnobWording = {}): string | null {
   const wants: AnnKind = knob === 'nprobe' ? 'ivf' : 'hnsw';
   if (kind === wants) return null;
+  const name = wording.knob ?? ((k: SearchKnob) => k);
+  const family = wording.family ?? { ivf: 'IVF', hnsw: 'HNSW' };
   const other = knob === 'nprobe' ? 'efSearch' : 'nprobe';
   const fix = kind === 'ivf' || kind === 'hnsw' ? `set ${name(other)} instead, or drop ${name(knob)}` : `drop ${name(knob)}`;
-  return `${name(knob)} applies to ${knob === 'nprobe' ? 'IVF' : 'HNSW'} indexes only, but ${what} is ${KIND_NAMES[kind]}: ${fix}`;
+  return `${name(knob)} applies to ${family[wants]} indexes only, but ${what} ${wording.is?.(kind) ?? `is ${KIND_NAMES[kind]}`}: ${fix}`;
+}
+
+/** Throws RAPM_INVALID_ARG (searchKnobMismatch's message) for the first knob given in `knobs` that an index of `kind` ignores. */
+export function refuseSearchKnobs(kind: AnnKind, knobs: { nprobe?: unknown; efSearch?: unknown }, what: string, wording?: KnobWording): void {
+  for (const knob of ['nprobe', 'efSearch'] as const) {
+    const why = knobs[knob] === undefined ? null : searchKnobMismatch(kind, knob, what, wording);
+    if (why !== null) throw new RapmRangeError('RAPM_INVALID_ARG', why);
+  }
 }
 
 function describeIndex(index: FaissIndex, fourcc: string): { kind: AnnKind; nlist: number; nprobe: number; efSearch: number } {
@@ -442,10 +465,7 @@ export class AnnIndex {
     if (!is.object(params as unknown)) throw invalidParam('params', 'object', params);
     this.#refuseWhileBusy('setSearchParams');
     const { nprobe, efSearch } = params;
-    for (const knob of ['nprobe', 'efSearch'] as const) {
-      const why = params[knob] === undefined ? null : searchKnobMismatch(this.kind, knob, `factory '${this.factory}'`);
-      if (why !== null) throw new RapmRangeError('RAPM_INVALID_ARG', why);
-    }
+    refuseSearchKnobs(this.kind, params, `factory '${this.factory}'`);
     if (nprobe !== undefined) checkInteger('nprobe', nprobe, 1, this.nlist);
     if (efSearch !== undefined) checkInteger('efSearch', efSearch, 1, 1 << 20);
     try {
@@ -553,8 +573,7 @@ export class AnnIndex {
     const b = checkMatrix('queries', queries, this.d);
     checkInteger('k', k, 1);
     if (!this.#index.isTrained()) throw new RapmError('RAPM_STATE', `The index '${this.factory}' is not trained: call train(keys) and add(keys) first`);
-    const n = this.ntotal;
-    if (n === 0) throw new RapmError('RAPM_STATE', `The index '${this.factory}' is empty: add() rows before searching`);
+    const n = rowsToSearch(this);
     if (k > n) throw new RapmRangeError('RAPM_K_TOO_LARGE', `Expected k <= ${n} (rows in the index) but received k = ${k}`);
     return b;
   }
@@ -621,6 +640,13 @@ export class AnnIndex {
   }
 }
 
+/** The rows of `index`; RAPM_STATE when it has none (the one wording of this refusal: search and annSearchWithValues). */
+function rowsToSearch(index: AnnIndex): number {
+  const n = index.ntotal;
+  if (n === 0) throw new RapmError('RAPM_STATE', `The index '${index.factory}' is empty: add() rows before searching`);
+  return n;
+}
+
 function emptyResult(b: number, k: number): AnnSearchResult {
   return { b, k, neighbors: new Int32Array(b * k), similarities: new Float32Array(b * k), found: new Int32Array(b), missing: 0 };
 }
@@ -659,8 +685,7 @@ function checkValuesSearch(index: AnnIndex, values: Float32Array, options: Pick<
     throw new RapmRangeError('RAPM_INVALID_ARG', 'annSearchWithValues does not support excludeRows, excludeIds or rowRange');
   }
   const opts = resolveSearchOptions(options);
-  const n = index.ntotal;
-  if (n === 0) throw new RapmError('RAPM_STATE', 'The index is empty: add() rows before searching');
+  const n = rowsToSearch(index);
   if (values.length === 0 || values.length % n !== 0) {
     throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected values to hold ${n} rows (one per indexed key) but received length ${values.length}`);
   }

@@ -35,6 +35,7 @@ import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from
 import { selectColumns } from '../data/indices.js';
 import { checkInteger, checkKnownKeys, checkMatrix, is } from '../validate.js';
 import { SETTINGS } from '../settings.js';
+import { refuseSearchKnobs } from './ann.js';
 import { Datastore } from './datastore.js';
 import { SourceUnavailableError, datastoreKeys, keySelection, singleFlight, withDeadline, type NeighborSource } from './neighbor-source.js';
 
@@ -43,6 +44,9 @@ export type PgSearchMode = 'exact' | 'index';
 /** How long PgVectorSource.check() waits for PostgreSQL by default, ms. */
 export const PG_CHECK_TIMEOUT_MS = 2000;
 export type PgIndexKind = 'none' | 'hnsw' | 'ivfflat';
+
+/** The pgvector search knobs in messages: nprobe is ivfflat.probes (option probes), efSearch hnsw.ef_search. */
+const PG_KNOB_NAMES = { nprobe: 'probes (--nprobe, ivfflat.probes)', efSearch: 'efSearch (--ef-search, hnsw.ef_search)' } as const;
 
 const IDENT = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 
@@ -488,17 +492,11 @@ export class PgVectorSource implements NeighborSource {
         // hnsw.ef_search does nothing to an IVFFlat scan and ivfflat.probes nothing to an HNSW
         // one: a knob for an index the table does not have would be set and silently ignored.
         const methods = new Set(found.filter((x) => x.opclass === 'vector_cosine_ops').map((x) => x.method));
-        if (efSearch !== undefined && !methods.has('hnsw')) {
-          throw new RapmRangeError(
-            'RAPM_INVALID_ARG',
-            `efSearch (--ef-search, hnsw.ef_search) applies to HNSW indexes, but table ${options.table} is searched through the IVFFlat index ${index.name}: set probes (--nprobe, ivfflat.probes) instead, or drop efSearch`,
-          );
-        }
-        if (probes !== undefined && !methods.has('ivfflat')) {
-          throw new RapmRangeError(
-            'RAPM_INVALID_ARG',
-            `probes (--nprobe, ivfflat.probes) applies to IVFFlat indexes, but table ${options.table} is searched through the HNSW index ${index.name}: set efSearch (--ef-search, hnsw.ef_search) instead, or drop probes`,
-          );
+        // A table with cosine indexes of both kinds takes either knob.
+        if (methods.size === 1) {
+          const { method, name } = index;
+          const family = method === 'hnsw' ? 'HNSW' : 'IVFFlat';
+          refuseSearchKnobs(method === 'hnsw' ? 'hnsw' : 'ivf', { nprobe: probes, efSearch }, `table ${options.table}`, { knob: (k) => PG_KNOB_NAMES[k], family: { ivf: 'IVFFlat', hnsw: 'HNSW' }, is: () => `is searched through the ${family} index ${name}` });
         }
       }
       let stats: pg.QueryResult;

@@ -6,10 +6,11 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { RapmError, RapmRangeError } from '../errors.js';
+import { RapmError, RapmRangeError, isRapmError } from '../errors.js';
+import { SETTINGS, SettingError, isSettingError, type SettingKey } from '../settings.js';
 import { writeFileAtomicSync, writeTarget } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
-import { AnnIndex, searchKnobMismatch, type AnnKind } from './ann.js';
+import { AnnIndex, refuseSearchKnobs, type AnnKind } from './ann.js';
 import type { Datastore } from './datastore.js';
 import { AnnSource, type NeighborSource } from './neighbor-source.js';
 import { PgVectorSource, checkPgUrl, quoteTable, type PgSearchMode } from './pgvector.js';
@@ -74,22 +75,35 @@ function checkAnnIndexStamp(file: string, ds: Datastore, factory: string, log: (
   }
 }
 
-/** Errors openNeighborSource raised over the settings themselves (RAPM_INVALID_ARG), which `rapm serve` reports as usage errors. */
-const settingErrors = new WeakSet<object>();
+/** The source settings, in the order a refusal's message is matched against their flags. */
+const SOURCE_KEYS = ['nprobe', 'efSearch', 'annIndex', 'ann', 'pgTimeoutMs', 'pgTable', 'pgMode', 'pgUrl'] as const satisfies readonly (keyof SourceSettings & SettingKey)[];
 
-/** True for an error of openNeighborSource that refuses its settings (a bad or mismatched --nprobe, --ef-search, --pg-url, ...): a usage error in the CLI. */
-export function isSourceSettingError(e: unknown): boolean {
-  return typeof e === 'object' && e !== null && settingErrors.has(e);
+/**
+ * A refusal of the source settings (RAPM_INVALID_ARG, raised by the faiss or pgvector code that
+ * knows why) as the SettingError every other refused setting is, so the CLI reports it as a usage
+ * error (exit 2) through the one test, isSettingError. The setting is the first given one whose
+ * flag the message names, else the source's own (--ann or --pg-url). (It used to be marked in a
+ * WeakSet of its own: a second notion of "a refused setting" beside SettingError.)
+ */
+function asSettingError(e: Error & { code: 'RAPM_INVALID_ARG' }, settings: SourceSettings): SettingError {
+  const given = SOURCE_KEYS.filter((key) => settings[key] !== undefined);
+  const key = given.find((k) => e.message.includes(`--${SETTINGS[k].flag}`)) ?? (settings.pgUrl !== undefined ? 'pgUrl' : 'ann');
+  const out = new SettingError(e.code, e.message, SETTINGS[key].flag, key);
+  out.stack = e.stack;
+  Object.defineProperty(out, 'cause', { value: e, configurable: true, writable: true });
+  return out;
+}
+
+/** True for an error of openNeighborSource that refuses its settings (a bad or mismatched --nprobe, --ef-search, --pg-url, ...): the SettingError of a source setting. */
+export function isSourceSettingError(e: unknown): e is SettingError {
+  return isSettingError(e) && (SOURCE_KEYS as readonly string[]).includes(e.key);
 }
 
 const KNOB_NAMES = { nprobe: 'nprobe (--nprobe)', efSearch: 'efSearch (--ef-search)' } as const;
 
-/** Refuse nprobe / efSearch for a faiss index of a kind they do not apply to (faiss would ignore them). */
-function refuseSearchKnobs(settings: SourceSettings, kind: AnnKind): void {
-  for (const knob of ['nprobe', 'efSearch'] as const) {
-    const why = settings[knob] === undefined ? null : searchKnobMismatch(kind, knob, `--ann ${settings.ann}`, (k) => KNOB_NAMES[k]);
-    if (why !== null) throw new RapmRangeError('RAPM_INVALID_ARG', why);
-  }
+/** Refuse nprobe / efSearch for a faiss index of a kind they do not apply to (faiss would ignore them), in the CLI's words. */
+function refuseFaissKnobs(settings: SourceSettings, kind: AnnKind): void {
+  refuseSearchKnobs(kind, settings, `--ann ${settings.ann}`, { knob: (k) => KNOB_NAMES[k] });
 }
 
 /**
@@ -102,7 +116,7 @@ export async function openNeighborSource(ds: Datastore, settings: SourceSettings
   try {
     return await openSource(ds, settings);
   } catch (e) {
-    if (typeof e === 'object' && e !== null && (e as { code?: unknown }).code === 'RAPM_INVALID_ARG') settingErrors.add(e);
+    if (isRapmError(e) && e.code === 'RAPM_INVALID_ARG' && !isSettingError(e)) throw asSettingError(e as Error & { code: 'RAPM_INVALID_ARG' }, settings);
     throw e;
   }
 }
@@ -131,14 +145,14 @@ async function openSource(ds: Datastore, settings: SourceSettings): Promise<Neig
   if (settings.annIndex !== undefined && fs.existsSync(settings.annIndex)) {
     checkAnnIndexStamp(settings.annIndex, ds, settings.ann, log);
     const index = AnnIndex.load(settings.annIndex, { factory: settings.ann });
-    refuseSearchKnobs(settings, index.kind);
+    refuseFaissKnobs(settings, index.kind);
     source = AnnSource.over(ds, index);
     log(`approximate index loaded from ${settings.annIndex} (${index.kind}, ${index.ntotal} rows) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   } else {
     // The kind of index the factory makes, from an empty one, so that a knob it ignores is
     // refused before the build (which can take minutes), not after it.
     const empty = AnnIndex.create({ d: ds.d, factory: settings.ann });
-    refuseSearchKnobs(settings, empty.kind);
+    refuseFaissKnobs(settings, empty.kind);
     empty.setSearchParams({ nprobe: settings.nprobe, efSearch: settings.efSearch }); // and a value out of range (nprobe > nlist)
     if (settings.annIndex !== undefined) {
       // Where it will be saved, checked before the build (which can take minutes), not after.
@@ -156,8 +170,8 @@ async function openSource(ds: Datastore, settings: SourceSettings): Promise<Neig
       log(`saved to ${settings.annIndex} (with ${settings.annIndex}.json: the factory and datastore it was built from)`);
     }
   }
+  // The knobs were refused above for this kind (a built index is of its factory's kind).
   const { kind } = source.index;
-  refuseSearchKnobs(settings, kind);
   source.index.setSearchParams({ nprobe: settings.nprobe, efSearch: settings.efSearch });
   log(`approximate search: ${settings.ann} (${kind}${kind === 'ivf' ? `, nprobe ${source.index.nprobe}` : kind === 'hnsw' ? `, efSearch ${source.index.efSearch}` : ''})`);
   return source;

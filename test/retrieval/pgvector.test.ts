@@ -169,11 +169,11 @@ describe('PgVectorSource (PostgreSQL + pgvector over the wire: PGlite + pglite-s
     await db.exec('CREATE TABLE rapm_ivf AS SELECT * FROM rapm_exact; CREATE INDEX rapm_ivf_cos ON rapm_ivf USING ivfflat (key vector_cosine_ops) WITH (lists = 8)');
     await expect(PgVectorSource.forDatastore(ds, { url, table: 'public.rapm_hnsw', mode: 'index', probes: 4 })).rejects.toMatchObject({
       code: 'RAPM_INVALID_ARG',
-      message: 'probes (--nprobe, ivfflat.probes) applies to IVFFlat indexes, but table public.rapm_hnsw is searched through the HNSW index rapm_hnsw_key_idx: set efSearch (--ef-search, hnsw.ef_search) instead, or drop probes',
+      message: 'probes (--nprobe, ivfflat.probes) applies to IVFFlat indexes only, but table public.rapm_hnsw is searched through the HNSW index rapm_hnsw_key_idx: set efSearch (--ef-search, hnsw.ef_search) instead, or drop probes (--nprobe, ivfflat.probes)',
     });
     await expect(PgVectorSource.forDatastore(ds, { url, table: 'rapm_ivf', mode: 'index', efSearch: 40 })).rejects.toMatchObject({
       code: 'RAPM_INVALID_ARG',
-      message: 'efSearch (--ef-search, hnsw.ef_search) applies to HNSW indexes, but table rapm_ivf is searched through the IVFFlat index rapm_ivf_cos: set probes (--nprobe, ivfflat.probes) instead, or drop efSearch',
+      message: 'efSearch (--ef-search, hnsw.ef_search) applies to HNSW indexes only, but table rapm_ivf is searched through the IVFFlat index rapm_ivf_cos: set probes (--nprobe, ivfflat.probes) instead, or drop efSearch (--ef-search, hnsw.ef_search)',
     });
     // The knob that applies, or none, is accepted.
     for (const [table, knobs] of [['rapm_ivf', { probes: 8 }], ['rapm_ivf', {}], ['public.rapm_hnsw', { efSearch: 40 }]] as const) {
@@ -335,7 +335,7 @@ describe('rapm pg-load and rapm serve --pg-url / --ann (CLI over the same wire s
     // cli_keys holds an HNSW index (pg-load --pg-index hnsw above).
     const ivf = await serveCli(['--pg-url', url, '--pg-table', 'cli_keys', '--pg-mode', 'index', '--nprobe', '4']);
     expect(ivf.code, ivf.stderr).toBe(2);
-    expect(ivf.stderr).toContain('probes (--nprobe, ivfflat.probes) applies to IVFFlat indexes, but table cli_keys is searched through the HNSW index cli_keys_key_idx: set efSearch (--ef-search, hnsw.ef_search) instead');
+    expect(ivf.stderr).toContain('probes (--nprobe, ivfflat.probes) applies to IVFFlat indexes only, but table cli_keys is searched through the HNSW index cli_keys_key_idx: set efSearch (--ef-search, hnsw.ef_search) instead');
     // Exact mode has no index to tune: refused before anything is opened.
     const exactMode = await serveCli(['--pg-url', url, '--pg-table', 'cli_keys', '--ef-search', '40']);
     expect(exactMode.code, exactMode.stderr).toBe(2);

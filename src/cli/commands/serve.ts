@@ -266,7 +266,7 @@ export const serveCommand: CommandModule = defineCommand({
       });
     } catch (e) {
       // A neighbour-source flag refused once the source is open (a --nprobe for an HNSW index, ...).
-      if (isSourceSettingError(e)) throw new CliUsageError((e as Error).message);
+      if (isSourceSettingError(e)) throw new CliUsageError(e.message);
       throw e;
     }
   },
