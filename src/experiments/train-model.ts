@@ -5,7 +5,8 @@
  * interval. `rapm train` is a thin layer over this.
  */
 import { keyIndices, SPANISH_WINNERS } from '../data/indices.js';
-import { hierarchicalBootstrap, pairedBootstrap } from '../eval/bootstrap.js';
+import { RapmError } from '../errors.js';
+import { hierarchicalBootstrap } from '../eval/bootstrap.js';
 import { mean, rowCosines } from '../eval/cosine.js';
 import { baselineSpec, type ParamLayout } from '../fusion/layout.js';
 import { scoreRows, trainMlp } from '../fusion/train.js';
@@ -97,8 +98,15 @@ export async function trainFusionModel(data: ExperimentData, o: PointOptions): P
   };
 }
 
-/** Train and score the official baseline MLP (widths BASELINE_HIDDEN), against plain retrieval. */
+/**
+ * Train and score the official baseline MLP (widths BASELINE_HIDDEN), against plain retrieval.
+ * One net is trained (seeded `o.seed`): `trainSeeds` above 1 is refused, since nothing would
+ * train the other seeds. The interval resamples `clusterUnit` as the fusion net's does.
+ */
 export async function trainBaselineModel(data: ExperimentData, o: PointOptions): Promise<TrainedModel> {
+  if (o.trainSeeds !== undefined && o.trainSeeds !== 1) {
+    throw new RapmError('RAPM_INVALID_ARG', `trainSeeds ${o.trainSeeds}: the baseline trains one net (seeded by seed); trainSeeds applies to the fusion model only`);
+  }
   const dv = SPANISH_WINNERS.length;
   const all = { en: data.pool.en, prior: null, target: data.pool.values };
   const { fit, val } = splitFitVal(data.pool.n, o.valFraction, o.seed);
@@ -121,8 +129,12 @@ export async function trainBaselineModel(data: ExperimentData, o: PointOptions):
   for (const t of data.tests) {
     const plain = rowCosines((await ds.search(t.en, { k: o.k, tau: o.tau, aggregate: o.aggregate })).prior, t.target, dv);
     const mlp = scoreRows(o.backend, r.layout, r.params, { en: t.en, prior: null, target: t.target });
-    const g = pairedBootstrap(plain, mlp, { resamples: o.resamples, level: o.level, seed: o.seed });
-    tests.push({ name: t.name, n: t.n, plain: g.meanA, baseline: g.meanB, diff_vs_retrieval: g.diff, lo: g.lo, hi: g.hi });
+    // Resampled as the fusion net's interval on the same test rows is (clusterUnit: speakers when
+    // known), so the two models' intervals are comparable; a row bootstrap is too narrow when a
+    // speaker's rows are correlated.
+    const { unit, labels } = clusterLabels(t, o.clusterUnit ?? 'auto');
+    const g = hierarchicalBootstrap([plain], [mlp], labels, { resamples: o.resamples, level: o.level, seed: o.seed, unit });
+    tests.push({ name: t.name, n: t.n, plain: g.meanA, baseline: g.meanB, diff_vs_retrieval: g.diff, lo: g.lo, hi: g.hi, unit: g.unit });
   }
   const metrics = { val_cosine: r.bestValCosine, epochs: r.history.length, best_epoch: r.bestEpoch, level: o.level ?? 0.95, tests, train_cosine: mean(scoreRows(o.backend, r.layout, r.params, subsetMlp(all, fit, 1024, dv))) };
   return { kind: 'baseline', layout: r.layout, params: r.params, metrics };

@@ -33,6 +33,8 @@ export const trainCommand: CommandModule = defineCommand({
       for (const k of ['hidden', 'leakyPriors'] as const) {
         if (given.has(k)) throw new CliUsageError(`--${SETTINGS[k].flag} applies to --model fusion only (the baseline is the official 1024-500-250-125-101 MLP)`);
       }
+      // One baseline net is trained (seeded by --seed): more training seeds would train nothing.
+      if (given.has('trainSeeds')) throw new CliUsageError(`--train-seeds applies to --model fusion only: --model baseline trains one net, seeded by --seed`);
     }
     refuseExisting(a.out, a.overwrite, '--out');
     checkBundleTarget(a.out, a.overwrite, dataPaths(a)); // before any loading or training: what --overwrite would delete
@@ -45,10 +47,11 @@ export const trainCommand: CommandModule = defineCommand({
     if (usesDefaultData(a, 'data/default')) await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
     const data = await loadExperimentData(a, (d, t) => bar('loading', d, t));
     refuseKOverTrainRows(a.k, data, !a.leakyPriors);
-    const common = { ...pointOptions(a, bar), precision: a.precision };
+    const common = { ...pointOptions(a, bar), precision: a.precision, ...(a.trainModel === 'baseline' ? { trainSeeds: 1 } : {}) };
     const { layout, params, metrics, kind } = a.trainModel === 'fusion' ? await trainFusionModel(data, common) : await trainBaselineModel(data, common);
     // Every point setting as resolved (threads aside: it does not change the numbers), plus the bundle's own.
-    const resolved = Object.fromEntries(POINT_SETTINGS.filter((k) => k !== 'threads').map((k) => [k, a[k]]));
+    // The baseline trains one net: --train-seeds (refused for it) is not recorded.
+    const resolved = Object.fromEntries(POINT_SETTINGS.filter((k) => k !== 'threads' && !(k === 'trainSeeds' && kind === 'baseline')).map((k) => [k, a[k]]));
     const settings = {
       ...resolved,
       ...dataSelection(a),
