@@ -14,6 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { RapmError } from '../errors.js';
+import { checkSetting } from '../settings.js';
 import { checkInteger } from '../validate.js';
 import { ensureDir, fileKind, fsyncDirSync, ioError, recoverMovedAsideSync, removeStaleStagingSync, replaceDirSync, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { insideOf } from '../io/files.js';
@@ -31,7 +32,7 @@ export interface PackOptions {
    * all speakers (DRAL folders list their files by id, and ids usually start with the speaker).
    */
   shuffle?: boolean;
-  /** Seed of `shuffle`. Default 1. */
+  /** Seed of `shuffle`: an integer in [0, 2^32 - 1] (the seed setting's range). Default 1. */
   seed?: number;
   /** Replace chunks already in `out`. */
   overwrite?: boolean;
@@ -84,6 +85,9 @@ function packTarget(out: string, outAbs: string): string {
 /** Pack DRAL folders (any layout loadDataSource reads) into chunk folders under `out`. */
 export async function packDral(inputs: readonly (string | DataLocation)[], out: string, options: PackOptions = {}): Promise<PackResult> {
   const chunkSize = checkInteger('chunkSize (--chunk-size)', options.chunkSize ?? 50_000, 1, 10_000_000);
+  // The seed setting's range (src/settings.ts), the one definition: the CLI's --seed takes
+  // [0, 2^32 - 1] and Rng takes any of them; a stricter bound here (2^31) failed CLI seeds late.
+  const seed = checkSetting('seed', options.seed);
   if (inputs.length === 0) throw new RapmError('RAPM_INVALID_ARG', 'Name at least one DRAL folder to pack');
   const outAbs = path.resolve(out);
   for (const input of inputs) {
@@ -175,7 +179,7 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
     // (input, row) of every output row, in input order or shuffled.
     const where: [number, number][] = loaded.flatMap(({ d }, i) => Array.from({ length: d.n }, (_, r): [number, number] => [i, r]));
     totalChunks = Math.ceil(where.length / chunkSize);
-    const order = options.shuffle ? Array.from(new Rng(checkInteger('seed', options.seed ?? 1, 0, 2 ** 31), 0x9ac).permutation(where.length), (k) => where[k]!) : where;
+    const order = options.shuffle ? Array.from(new Rng(seed, 0x9ac).permutation(where.length), (k) => where[k]!) : where;
     for (const [i, r] of order) {
       const { d, test } = loaded[i]!;
       const id = d.ids[r]!;
