@@ -22,7 +22,9 @@ export const packCommand: CommandModule = defineCommand({
     overwrite: { help: 'Replace the chunks already in --out' },
     seed: { help: 'Seed of --shuffle' },
   },
-  check: (a) => {
+  check: (a, given) => {
+    // --seed only seeds the shuffle: without --shuffle it would be accepted and change nothing.
+    if (given.has('seed') && !a.shuffle) throw new CliUsageError('--seed needs --shuffle: it seeds the shuffle, and without --shuffle the pairs keep their input order');
     if (a.filelists !== undefined && a.inputs.length !== 1) throw new CliUsageError(`--filelists names the filelists of one input, but ${a.inputs.length} inputs were given`);
     // Refused before any data is read (packDral checks again, for library callers).
     let chunks: string[] = [];
