@@ -536,12 +536,21 @@ export class PgVectorSource implements NeighborSource {
     checkInteger('k', k, 1);
     if (k > this.size) throw new RapmRangeError('RAPM_K_TOO_LARGE', `Expected k <= ${this.size} (rows in ${this.table}) but received k = ${k}`);
     const q = this.keyIndices ? selectColumns(queries, this.keyDim, this.keyIndices) : queries;
+    // Queries are sent L2-normalised (in double, then float32), as rapm's own search normalises
+    // them: pgvector sums squares in float32, so a query of tiny values (1e-30) had a norm of 0
+    // there and every distance came back NaN (a 400 'non-finite similarities' and arbitrary rows),
+    // and one of huge values overflowed the same way. Cosine does not change.
+    const d = this.d;
+    const unit = new Float32Array(b * d);
     const lits: string[] = [];
     for (let i = 0; i < b; i++) {
       let s = 0;
-      for (let j = 0; j < this.d; j++) s += q[i * this.d + j]! * q[i * this.d + j]!;
+      for (let j = i * d; j < (i + 1) * d; j++) s += q[j]! * q[j]!;
+      if (!Number.isFinite(s)) vectorLiteral(q, d, i); // throws RAPM_NON_FINITE naming the value
       if (s === 0) throw new RapmRangeError('RAPM_ZERO_NORM', `Expected non-zero queries but query ${i} is all zeros (cosine undefined)`);
-      lits.push(vectorLiteral(q, this.d, i));
+      const inv = 1 / Math.sqrt(s);
+      for (let j = i * d; j < (i + 1) * d; j++) unit[j] = q[j]! * inv;
+      lits.push(vectorLiteral(unit, d, i));
     }
     let res: pg.QueryResult<{ i: number; row: number; dist: number }>;
     // Bounded on the client (query_timeout): statement_timeout cannot end a wait on a server

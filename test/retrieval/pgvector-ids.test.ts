@@ -2,7 +2,7 @@
  * PgVectorSource's start-up id check compares per-block digests computed by the server with the
  * same digests computed here, and fetches ids only for a block that differs (it used to fetch
  * every id: slow at 200K+ rows). Same refusals as before; ids with multi-byte characters and ':'
- * hash alike on both sides.
+ * hash alike on both sides. And searches send queries normalised (pgvector sums squares in float32).
  */
 import { PGlite } from '@electric-sql/pglite';
 import { vector } from '@electric-sql/pglite-pgvector';
@@ -78,5 +78,22 @@ describe('PgVectorSource start-up id check', () => {
     const first = ids.slice();
     first[0] = 'x';
     expect((await open(first)).result).toMatchObject({ code: 'RAPM_DATA', message: expect.stringMatching(/^Table id_keys row 0 holds id 'spk:é0_ü0' but the datastore's row 0 is 'x'/) });
+  });
+});
+
+describe('PgVectorSource.search', () => {
+  it('a query of tiny or huge (finite, non-zero) values gets the neighbours of its direction, not NaN similarities', async () => {
+    const src = await PgVectorSource.forDatastore(store(ids), { url, table: 'id_keys' });
+    try {
+      const dir = Float32Array.of(0.6, -0.8, 0, 0);
+      const want = await src.search(dir, 5);
+      for (const scale of [1e-30, 1e-20, 1e19]) {
+        const got = await src.search(dir.map((x) => x * scale), 5);
+        expect(Array.from(got.similarities).every(Number.isFinite), `scale ${scale}`).toBe(true);
+        expect(Array.from(got.rows)).toEqual(Array.from(want.rows));
+      }
+    } finally {
+      await src.close();
+    }
   });
 });
