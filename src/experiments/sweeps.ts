@@ -17,6 +17,7 @@ import type { Aggregate } from '../retrieval/search-options.js';
 import { scoreRows } from '../fusion/train.js';
 import { buildTestSets, clusterLabels, describeGain, evaluatePoint, poolOf, sampleSubset, sampleWithReplacement, type PointOptions, type PointResult, type Pool, type TestSet } from './evaluate.js';
 import { finishRecord, startRecord, type RunRecord } from './run-record.js';
+import { SETTINGS } from '../settings.js';
 
 /**
  * The seed report's experiments (§6.1-6.3, §4.3) and the published Table 2/3 grid, each
@@ -229,9 +230,25 @@ export async function runBias(data: ExperimentData, o: Common & { strengths: num
   return writeExperiment(o.out, 'bias injection (seed report 6.2)', record, rows, { 'gain.svg': chart }, [{ heading: 'Gain and what the net learned', body: `${table}\n\nWeight share: mean |W| of the first Linear layer over input columns EN[0:101] divided by the mean over all 1024 EN columns. Ablation drop: fusion test cosine minus the same with EN[0:101] replaced by its test mean. A net that learned the injected mapping leans on those columns and loses accuracy without them; compare each strength with s = 0.` }], summary);
 }
 
+/**
+ * The settings of a gain interval, which the gap experiment does not take. Its quantities are
+ * descriptive curves (seed report 6.3): the gap subtracts a mean over the training rows (scored
+ * with leave-one-out priors) from a mean over different rows (the test set), and no interval of
+ * that difference is defined by the report or computed here, so a --level, --resamples or
+ * --cluster-unit would be accepted, listed in report.md and change nothing. They are refused
+ * (the CLI does not list them; the library throws), not honoured.
+ */
+export const GAP_REFUSED = ['resamples', 'level', 'clusterUnit'] as const;
+export type GapOptions = Omit<Common, (typeof GAP_REFUSED)[number]> & { sizes: number[] };
+
 /** Seed 6.3: train (leave-one-out), validation and test scores vs size, and the gap. */
-export async function runGap(data: ExperimentData, o: Common & { sizes: number[] }): Promise<ExperimentOutput> {
-  const record = startRecord('gap', o.seed, configOf(o, { sizes: o.sizes }), { hash: data.hash, source: data.source });
+export async function runGap(data: ExperimentData, options: GapOptions): Promise<ExperimentOutput> {
+  for (const k of GAP_REFUSED) {
+    if ((options as Record<string, unknown>)[k] !== undefined) throw new RapmError('RAPM_INVALID_ARG', `runGap reports no interval, so ${k} would have no effect: drop it (see GAP_REFUSED)`);
+  }
+  const record = startRecord('gap', options.seed, configOf(options as unknown as Common, { sizes: options.sizes }), { hash: data.hash, source: data.source });
+  // evaluatePoint computes a gain interval the gap discards: the fewest resamples the setting allows.
+  const o: Common & { sizes: number[] } = { ...options, resamples: SETTINGS.resamples.bounds!.lo };
   const rows: Record<string, unknown>[] = [];
   for (const size of o.sizes) {
     const pool = size >= data.pool.n ? data.pool : sampleSubset(data.pool, size, o.seed);

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { ensureDefaultData } from '../../data/generate.js';
-import { clampSizes, refuseSubsampleSizes, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentData, type ExperimentOutput } from '../../experiments/sweeps.js';
+import { GAP_REFUSED, clampSizes, refuseSubsampleSizes, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentData, type ExperimentOutput } from '../../experiments/sweeps.js';
 import { SETTINGS, type SettingKey, type SettingValues } from '../../settings.js';
 import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions, refuseTauWithoutSoftmax, type Overrides, type PointSettings } from '../options.js';
 import { progressBars } from '../progress.js';
@@ -65,6 +65,9 @@ function pointExperiment<const E extends SettingKey>(
   });
 }
 
+type GapKey = (typeof RUN)[number] | 'sizes' | Exclude<(typeof POINT_SETTINGS)[number], (typeof GAP_REFUSED)[number]>;
+const GAP_SETTINGS: readonly GapKey[] = [...RUN, 'sizes', ...POINT_SETTINGS.filter((k): k is Exclude<typeof k, (typeof GAP_REFUSED)[number]> => !(GAP_REFUSED as readonly string[]).includes(k))];
+
 export const experimentCommands: CommandModule[] = [
   pointExperiment('subsample', 'Seed 6.1: plain vs fusion and the gain per data size (sampling with replacement, several seeds)', ['sizes', 'seeds'], {}, async (a, data, bar) => {
     // Sampling with replacement can draw more rows than the pool holds, but then rows repeat: say so.
@@ -82,9 +85,24 @@ export const experimentCommands: CommandModule[] = [
   pointExperiment('bias', 'Seed 6.2: inject ES += s * EN[:, :101] and check whether fusion learns it', ['strengths', 'sizes'], { sizes: { default: [2316, 20000] } }, async (a, data, bar) =>
     runBias(data, { ...pointOptions(a, bar), out: a.out, strengths: a.strengths, sizes: clampSizes(a.sizes, data.pool.n, warn) }),
   ),
-  pointExperiment('gap', 'Seed 6.3: train (leave-one-out), validation and test scores vs data size', ['sizes'], {}, async (a, data, bar) =>
-    runGap(data, { ...pointOptions(a, bar), out: a.out, sizes: clampSizes(a.sizes, data.pool.n, warn) }),
-  ),
+  defineCommand({
+    command: 'gap',
+    describe: 'Seed 6.3: train (leave-one-out), validation and test scores vs data size',
+    // No gain interval: --resamples, --level and --cluster-unit are not taken (see GAP_REFUSED).
+    settings: GAP_SETTINGS,
+    overrides: runOverrides('gap') as Overrides<(typeof GAP_SETTINGS)[number]>,
+    check: (a, given) => {
+      checkDataArgs(given);
+      refuseTauWithoutSoftmax(a, given);
+    },
+    handler: async (a) => {
+      prepare(a);
+      const bar = progressBars(a.quiet || a.json);
+      const data = await load(a, bar);
+      const { resamples: _r, level: _l, clusterUnit: _c, ...point } = pointOptions({ ...a, resamples: SETTINGS.resamples.default, level: SETTINGS.level.default, clusterUnit: SETTINGS.clusterUnit.default }, bar);
+      finish(a, await runGap(data, { ...point, out: a.out, sizes: clampSizes(a.sizes, data.pool.n, warn) }));
+    },
+  }),
   defineCommand({
     command: 'grid',
     describe: 'Published Tables 2/3: plain retrieval over K x tau, aggregation, Config A vs B',
