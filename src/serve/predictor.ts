@@ -220,6 +220,8 @@ export class Predictor {
         continue;
       }
       if (r >= n) throw new RapmError('RAPM_DATA', `The neighbour source '${source.name}' returned row ${r} but the datastore holds ${n} rows: the source no longer matches the datastore`);
+      // The source's fault too (a NaN similarity made priorFromNeighbors answer 400 RAPM_NON_FINITE, blaming the request).
+      if (Number.isNaN(sims[i]!)) throw new RapmError('RAPM_DATA', `The neighbour source '${source.name}' returned similarity NaN for query ${Math.floor(i / k)}, neighbour ${i % k} (row ${r})`);
       let j = slot.get(r);
       if (j === undefined) slot.set(r, (j = slot.size));
       local[i] = j;
