@@ -155,7 +155,12 @@ function optionsKey(o: Required<Omit<ProgressiveOptions, 'backend' | 'log' | 'pr
  */
 export async function runProgressive(options: ProgressiveOptions): Promise<ProgressiveResult> {
   const tStart = performance.now();
-  const o = { ...PROGRESSIVE_DEFAULTS, ...options };
+  // confirmSteps counts steps after the stop rule fires, which `all` turns off: given with it, it
+  // would change nothing but the resume key (a --resume with another value refused for nothing).
+  if (options.all === true && options.confirmSteps !== undefined) {
+    throw new RapmError('RAPM_INVALID_ARG', 'confirmSteps has no effect with all: every chunk runs and the stop rule it confirms never stops the loop; drop confirmSteps');
+  }
+  const o = { ...PROGRESSIVE_DEFAULTS, ...options, confirmSteps: options.confirmSteps ?? PROGRESSIVE_DEFAULTS.confirmSteps };
   const log = o.log ?? (() => {});
   const out = path.resolve(o.out);
   const keyIdx = keyIndices(o.config);

@@ -49,11 +49,12 @@ export const progressiveCommand: CommandModule = defineCommand({
     refuseTestFractionWithoutSplit(given);
     if (a.filelists !== undefined && a.initial === undefined) throw new CliUsageError('--filelists names the filelists of --initial: give --initial too');
     if (a.split !== undefined && a.initial === undefined) throw new CliUsageError('--split splits the initial set: give --initial too');
+    if (a.all && given.has('confirmSteps')) throw new CliUsageError('--confirm-steps has no effect with --all: every chunk runs and the stop rule it confirms never stops the loop; drop --confirm-steps or --all');
     if (a.resume && a.overwrite) throw new CliUsageError('--resume and --overwrite exclude each other: continue the run in --out, or replace it');
     refuseOutInsideData(a);
     if (!a.resume) refuseExisting(path.join(a.out, 'state.json'), a.overwrite, '--out');
   },
-  handler: async (a) => {
+  handler: async (a, given) => {
     applyThreads(a.threads);
     const quiet = a.quiet || a.json;
     const bar = progressBars(quiet);
@@ -84,7 +85,7 @@ export const progressiveCommand: CommandModule = defineCommand({
       speakerPattern: a.speakerPattern,
       warn,
       warmStart: a.warmStart,
-      confirmSteps: a.confirmSteps,
+      confirmSteps: given.has('confirmSteps') ? a.confirmSteps : undefined,
     });
     if (a.json) {
       console.log(JSON.stringify(result));
