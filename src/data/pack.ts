@@ -16,7 +16,7 @@ import path from 'node:path';
 import { RapmError } from '../errors.js';
 import { checkSetting } from '../settings.js';
 import { checkInteger } from '../validate.js';
-import { ensureDir, fileKind, fsyncDirSync, ioError, recoverMovedAsideSync, removeStaleStagingSync, replaceDirSync, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
+import { ensureDir, fileKind, ioError, recoverMovedAsideSync, removeStaleStagingSync, replaceDirSync, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { insideOf } from '../io/files.js';
 import { CHUNK_VERSION, chunkName, listChunks, writeChunk } from './chunks.js';
 import type { DataProblem, ProblemPolicy } from './dataset.js';
@@ -194,11 +194,10 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
     }
     await flush();
     writeFileAtomicSync(path.join(stage, 'chunks.json'), JSON.stringify({ format: 'rapm-chunks', version: CHUNK_VERSION, n: result.rows, dim, chunks: result.chunks, packedFrom: inputs }, null, 2) + '\n');
-    fsyncDirSync(stage);
     // Checked again just before the swap: a concurrent pack (or anything else) may have filled
     // the target since, and the swap would remove what it holds.
     checkTarget();
-    replaceDirSync(stage, target);
+    replaceDirSync(stage, target); // fsyncs every file and folder in the stage, then swaps
   } catch (e) {
     fs.rmSync(stage, { recursive: true, force: true });
     // The folders this pack created, innermost first, and only while empty: a recursive remove

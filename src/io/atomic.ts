@@ -174,15 +174,43 @@ export function recoverMovedAsideSync(target: string): { restored: string | null
 }
 
 /**
- * Put the finished folder `staged` (a sibling of `target` on the same file system, fsynced by
- * the caller) in place of `target`, the one swap every folder output uses (pack, bundles). An
- * existing `target` is first renamed aside to `<target>.old-<pid>-<hex>`, then `staged` is
- * renamed to `target`, and only then is the old copy removed: the old folder stays complete
- * until the new one is in place. If the second rename fails the old folder is renamed back. A
- * process killed between the two renames leaves `target` missing and the old copy complete;
- * the next write of `target` puts it back (recoverMovedAsideSync, via removeStaleStagingSync).
+ * fsync every file and folder in the tree `dir` (a staging folder about to be swapped in),
+ * folders after their entries, `dir` itself last: one fsync per file and per folder, so after
+ * the swap's rename no file in a folder that looks complete can be empty or short after a
+ * power loss. Links are not followed. A file already synced by its writer (atomicWrite) costs a
+ * second fsync that writes nothing. Folders whose fsync the platform does not support are left
+ * alone (fsyncDirSync); a file whose fsync fails throws.
+ */
+export function fsyncTreeSync(dir: string): void {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) fsyncTreeSync(p);
+    else if (e.isFile()) {
+      // Windows flushes only through a handle opened for writing; POSIX fsyncs a read-only one.
+      const fd = fs.openSync(p, process.platform === 'win32' ? 'r+' : 'r');
+      try {
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  }
+  fsyncDirSync(dir);
+}
+
+/**
+ * Put the finished folder `staged` (a sibling of `target` on the same file system) in place of
+ * `target`, the one swap every folder output uses (pack, bundles). First every file and folder
+ * in `staged` is fsynced (fsyncTreeSync), so the folder that appears at `target` never holds
+ * empty or short files after a power loss. An existing `target` is then renamed aside to
+ * `<target>.old-<pid>-<hex>`, `staged` is renamed to `target`, and only then is the old copy
+ * removed: the old folder stays complete until the new one is in place. If the second rename
+ * fails the old folder is renamed back. A process killed between the two renames leaves
+ * `target` missing and the old copy complete; the next write of `target` puts it back
+ * (recoverMovedAsideSync, via removeStaleStagingSync).
  */
 export function replaceDirSync(staged: string, target: string): void {
+  fsyncTreeSync(staged);
   let old: string | null = null;
   if (lexists(target)) {
     old = movedAsidePathFor(target);

@@ -1,0 +1,67 @@
+/**
+ * replaceDirSync (src/io/atomic.ts), the folder swap of pack and bundles: every file and
+ * folder of the staged folder is fsynced before it is renamed in.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { replaceDirSync, tempPathFor } from '../../src/io/atomic.js';
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-replace-dir-'));
+});
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+afterEach(() => vi.restoreAllMocks());
+
+/** A folder holding `files` (name -> text), subfolders made as needed. */
+function folder(dir: string, files: Record<string, string>): string {
+  for (const [name, text] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    fs.writeFileSync(path.join(dir, name), text);
+  }
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+const read = (dir: string, name: string): string => fs.readFileSync(path.join(dir, name), 'utf8');
+const siblings = (dir: string): string[] => fs.readdirSync(path.dirname(dir)).filter((n) => n.startsWith(`${path.basename(dir)}.`));
+
+/** Record the inodes fsynced through fs.fsyncSync, and at the rename that puts `staged` at `target`, every inode in `staged`. */
+function watchSwap(target: string): { synced: Set<number>; atSwap: { p: string; ino: number }[] | null } {
+  const w = { synced: new Set<number>(), atSwap: null as { p: string; ino: number }[] | null };
+  const realFsync = fs.fsyncSync;
+  const realRename = fs.renameSync;
+  vi.spyOn(fs, 'fsyncSync').mockImplementation((fd) => {
+    w.synced.add(fs.fstatSync(fd).ino);
+    return realFsync(fd);
+  });
+  vi.spyOn(fs, 'renameSync').mockImplementation((from, to) => {
+    if (path.resolve(String(to)) === path.resolve(target) && String(from).includes('.tmp-')) {
+      const walk = (p: string): { p: string; ino: number }[] => {
+        const st = fs.lstatSync(p);
+        const here = [{ p, ino: st.ino }];
+        return st.isDirectory() ? here.concat(...fs.readdirSync(p).map((n) => walk(path.join(p, n)))) : here;
+      };
+      w.atSwap = walk(String(from));
+    }
+    return realRename(from, to);
+  });
+  return w;
+}
+
+describe('replaceDirSync', () => {
+  it('fsyncs every file and folder of the staged folder before the rename that swaps it in', () => {
+    const target = folder(path.join(tmp, 'synced'), { 'old.txt': 'old' });
+    const staged = folder(tempPathFor(target), { 'a.txt': 'a', 'sub/b.npy': 'b', 'sub/deeper/c.json': '{}' });
+    const w = watchSwap(target);
+    replaceDirSync(staged, target);
+    vi.restoreAllMocks();
+    expect(w.atSwap, 'the swap rename was seen').not.toBeNull();
+    expect(w.atSwap!.length).toBe(6); // the folder, a.txt, sub, sub/b.npy, sub/deeper, sub/deeper/c.json
+    const unsynced = w.atSwap!.filter(({ ino }) => !w.synced.has(ino)).map(({ p }) => path.relative(staged, p) || '.');
+    expect(unsynced).toEqual([]);
+    expect(read(target, 'sub/deeper/c.json')).toBe('{}');
+    expect(siblings(target)).toEqual([]);
+  });
+});
