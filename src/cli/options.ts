@@ -144,6 +144,16 @@ export function refuseTauWithoutSoftmax(a: { aggregate?: string }, given: Readon
   }
 }
 
+/**
+ * --seed where it seeds only --split (index and grid train nothing and sample nothing): without
+ * --split the official split is used and the seed would be accepted and ignored; refused.
+ */
+export function refuseSeedWithoutSplit(given: ReadonlySet<string>, command: string): void {
+  if (given.has('seed') && !given.has('split')) {
+    throw new CliUsageError(`--seed only seeds --split in rapm ${command} (it makes no other random choice); without --split the official split is used: give --split speaker|random, or drop --seed`);
+  }
+}
+
 /** "Did you mean" for misspelt flags: the library's option checks use the same matcher (src/validate.ts). */
 export { closestName as closestFlag, editDistance } from '../validate.js';
 

@@ -3,7 +3,7 @@ import type { CommandModule } from 'yargs';
 import { ensureDefaultData } from '../../data/generate.js';
 import { GAP_REFUSED, clampSizes, refuseSubsampleSizes, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentData, type ExperimentOutput } from '../../experiments/sweeps.js';
 import { SETTINGS, type SettingKey, type SettingValues } from '../../settings.js';
-import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions, refuseTauWithoutSoftmax, type Overrides, type PointSettings } from '../options.js';
+import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions, refuseSeedWithoutSplit, refuseTauWithoutSoftmax, type Overrides, type PointSettings } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting, warn } from '../run.js';
 import { DATA_SETTINGS, checkDataArgs, loadExperimentData, usesDefaultData, type DataArgs } from '../data-args.js';
@@ -106,10 +106,11 @@ export const experimentCommands: CommandModule[] = [
   defineCommand({
     command: 'grid',
     describe: 'Published Tables 2/3: plain retrieval over K x tau, aggregation, Config A vs B',
-    settings: [...RUN, 'onlyConfig', 'ks', 'taus'],
-    overrides: { ...runOverrides('grid'), data: { default: 'data/default', help: 'Dataset with an official train/test split (DRAL folder or chunks); the default is generated if missing' } },
+    settings: [...RUN, 'seed', 'onlyConfig', 'ks', 'taus'],
+    overrides: { ...runOverrides('grid'), data: { default: 'data/default', help: 'Dataset with an official train/test split (DRAL folder or chunks); the default is generated if missing' }, seed: { help: 'Seed of --split (refused without it: the grid itself has no random choice)' } },
     check: (a, given) => {
       checkDataArgs(given);
+      refuseSeedWithoutSplit(given, 'grid');
       // Before any data is read (runGrid checks again, for library callers).
       for (const [flag, list] of [['--ks', a.ks], ['--taus', a.taus]] as const) {
         if (new Set(list).size !== list.length) throw new CliUsageError(`${flag} ${list.join(',')} repeats a value (each would be run and reported twice)`);
@@ -128,8 +129,8 @@ export const experimentCommands: CommandModule[] = [
         warn(`the default --ks ${ks.filter((k) => k > data.pool.n).join(',')} exceed the ${data.pool.n} training pairs of ${data.source}; left out`);
         ks = ks.filter((k) => k <= data.pool.n);
       }
-      // The grid has no random choice; the record carries the schema's default seed.
-      finish(a, await runGrid(data, { out: a.out, seed: SETTINGS.seed.default, ks, taus: a.taus, configs: a.onlyConfig ? [a.onlyConfig] : undefined, log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`) }));
+      // The grid has no random choice; the record carries the seed of --split (the default without it).
+      finish(a, await runGrid(data, { out: a.out, seed: a.seed, ks, taus: a.taus, configs: a.onlyConfig ? [a.onlyConfig] : undefined, log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`) }));
     },
   }),
   defineCommand({

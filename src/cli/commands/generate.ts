@@ -7,6 +7,7 @@ import type { CommandModule } from 'yargs';
 import { progressBars } from '../progress.js';
 import { generate, type GeneratorModel } from '../../data/generate.js';
 import { CliUsageError, defineCommand } from '../options.js';
+import { AUTO_DRAL_MAX_PAIRS } from '../../settings.js';
 
 export const generateCommand: CommandModule = defineCommand({
   command: 'generate <out>',
@@ -17,8 +18,15 @@ export const generateCommand: CommandModule = defineCommand({
     seed: { help: 'Dataset seed (same seed, same data)' },
     overwrite: { help: 'Replace a non-empty output folder' },
   },
-  check: (a) => {
+  check: (a, given) => {
     if (a.testPairs !== undefined && a.testPairs >= a.pairs) throw new CliUsageError(`--test-pairs must be less than --pairs (${a.pairs}), got ${a.testPairs}`);
+    // Flags that would be accepted and change nothing: refused, naming both flags.
+    if (given.has('testFraction') && given.has('testPairs')) throw new CliUsageError('--test-pairs sets the test split exactly and overrides --test-fraction: give one of them');
+    const layout = a.format === 'auto' ? (a.pairs <= AUTO_DRAL_MAX_PAIRS ? 'dral' : 'chunks') : a.format;
+    if (given.has('chunkSize') && layout === 'dral') {
+      const why = a.format === 'auto' ? `--format auto writes a DRAL folder for --pairs ${a.pairs} (up to ${AUTO_DRAL_MAX_PAIRS})` : '--format dral writes one file per utterance';
+      throw new CliUsageError(`--chunk-size sizes the chunks of --format chunks, but ${why}: drop --chunk-size or give --format chunks`);
+    }
     if (a.overwrite) return;
     let entries: string[] = [];
     try {

@@ -9,7 +9,7 @@ import { ensureDefaultData } from '../../data/generate.js';
 import { keyIndices, SPANISH_WINNERS } from '../../data/indices.js';
 import { trainingDatastore } from '../../experiments/train-model.js';
 import { BUNDLE_FILES, checkBundleTarget, writeBundle } from '../../serve/bundle.js';
-import { dataSelection, defineCommand, refuseTauWithoutSoftmax } from '../options.js';
+import { dataSelection, defineCommand, refuseSeedWithoutSplit, refuseTauWithoutSoftmax } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting } from '../run.js';
 import { DATA_SETTINGS, checkDataArgs, dataPaths, loadExperimentData, refuseKOverTrainRows, usesDefaultData } from '../data-args.js';
@@ -19,13 +19,14 @@ export const indexCommand: CommandModule = defineCommand({
   describe: 'Build a retrieval-only bundle (datastore.rapm + rapm.json) from a dataset, for serving without fusion',
   settings: ['data', ...DATA_SETTINGS, 'seed', 'out', 'overwrite', 'config', 'k', 'tau', 'aggregate', 'precision', 'fastPath', 'threads', 'json', 'quiet'],
   overrides: {
-    seed: { help: 'Seed of --split' },
+    seed: { help: 'Seed of --split (refused without it: nothing else here is random)' },
     data: { help: 'Dataset with an official split (DRAL folder or chunks): its train rows become the datastore; the default is generated if missing' },
     out: { default: 'models/retrieval', help: 'Bundle folder to write (datastore.rapm, rapm.json); serve it with rapm serve --bundle' },
   },
   check: (a, given) => {
     checkDataArgs(given);
     refuseTauWithoutSoftmax(a, given);
+    refuseSeedWithoutSplit(given, 'index');
     refuseExisting(a.out, a.overwrite, '--out');
     checkBundleTarget(a.out, a.overwrite, dataPaths(a)); // before any loading or training: what --overwrite would delete
   },
