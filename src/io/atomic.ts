@@ -200,19 +200,27 @@ export function fsyncTreeSync(dir: string): void {
 
 /**
  * Put the finished folder `staged` (a sibling of `target` on the same file system) in place of
- * `target`, the one swap every folder output uses (pack, bundles). First every file and folder
- * in `staged` is fsynced (fsyncTreeSync), so the folder that appears at `target` never holds
- * empty or short files after a power loss. An existing `target` is then renamed aside to
- * `<target>.old-<pid>-<hex>`, `staged` is renamed to `target`, and only then is the old copy
- * removed: the old folder stays complete until the new one is in place. If the second rename
- * fails the old folder is renamed back. A process killed between the two renames leaves
+ * `target`, the one swap every folder output uses (pack, bundles). First `staged` gets the
+ * mode of the folder it replaces (an existing `target`: a folder made 0750 stays 0750), and
+ * every file and folder in it is fsynced (fsyncTreeSync), so the folder that appears at
+ * `target` never holds empty or short files after a power loss. An existing `target` is then
+ * renamed aside to `<target>.old-<pid>-<hex>`, `staged` is renamed to `target`, and only then
+ * is the old copy removed: the old folder stays complete until the new one is in place. If the
+ * second rename fails the old folder is renamed back. A process killed between the two renames leaves
  * `target` missing and the old copy complete; the next write of `target` puts it back
  * (recoverMovedAsideSync, via removeStaleStagingSync).
  */
 export function replaceDirSync(staged: string, target: string): void {
+  let before: fs.Stats | null = null;
+  try {
+    before = fs.lstatSync(target);
+  } catch {
+    /* no target: nothing to copy, nothing to move aside */
+  }
+  if (before?.isDirectory()) fs.chmodSync(staged, before.mode & 0o7777);
   fsyncTreeSync(staged);
   let old: string | null = null;
-  if (lexists(target)) {
+  if (before !== null) {
     old = movedAsidePathFor(target);
     fs.renameSync(target, old);
   }

@@ -1,7 +1,8 @@
 /**
- * `rapm pack` output survives a power loss: every file the pack wrote into its staging folder
- * (.npy, ids.txt, speakers.txt, split.txt, meta.json, chunks.json) and every folder is fsynced
- * before the staging folder is renamed to --out.
+ * `rapm pack` output survives a power loss and keeps what the user had: every file the pack
+ * wrote into its staging folder (.npy, ids.txt, speakers.txt, split.txt, meta.json,
+ * chunks.json) and every folder is fsynced before the staging folder is renamed to --out; a
+ * replaced --out keeps its mode.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,6 +11,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { listChunks } from '../../src/data/chunks.js';
 import { generate } from '../../src/data/generate.js';
 import { packDral } from '../../src/data/pack.js';
+import { run } from '../helpers/cli.js';
 
 let tmp: string;
 let dral: string;
@@ -53,5 +55,15 @@ describe('pack output', () => {
     const unsynced = atSwap!.filter(({ ino }) => !synced.has(ino)).map(({ p }) => path.relative(stage, p) || '.');
     expect(unsynced).toEqual([]);
     expect(listChunks(out)).toEqual(['chunk-00000', 'chunk-00001']);
+  }, 60_000);
+
+  it('--overwrite keeps the mode of the --out it replaces', async () => {
+    const out = path.join(tmp, 'mode');
+    expect((await run(['pack', dral, '--out', out, '--chunk-size', '10', '--quiet'])).code).toBe(0);
+    fs.chmodSync(out, 0o750);
+    const r = await run(['pack', dral, '--out', out, '--chunk-size', '15', '--overwrite', '--quiet']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(listChunks(out)).toHaveLength(2);
+    expect(fs.statSync(out).mode & 0o7777).toBe(0o750);
   }, 60_000);
 });

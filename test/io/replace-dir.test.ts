@@ -1,6 +1,7 @@
 /**
  * replaceDirSync (src/io/atomic.ts), the folder swap of pack and bundles: every file and
- * folder of the staged folder is fsynced before it is renamed in.
+ * folder of the staged folder is fsynced before it is renamed in; the new folder keeps the
+ * replaced folder's mode.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -63,5 +64,21 @@ describe('replaceDirSync', () => {
     expect(unsynced).toEqual([]);
     expect(read(target, 'sub/deeper/c.json')).toBe('{}');
     expect(siblings(target)).toEqual([]);
+  });
+
+  it('gives the new folder the mode of the folder it replaces', () => {
+    const target = folder(path.join(tmp, 'mode'), { 'x.txt': 'x' });
+    fs.chmodSync(target, 0o750);
+    const staged = folder(tempPathFor(target), { 'y.txt': 'y' });
+    fs.chmodSync(staged, 0o755); // what mkdir gives under the usual umask
+    replaceDirSync(staged, target);
+    expect(fs.statSync(target).mode & 0o7777).toBe(0o750);
+    expect(read(target, 'y.txt')).toBe('y');
+    // With nothing to replace, the staged folder's own mode stays.
+    const fresh = path.join(tmp, 'mode-fresh');
+    const staged2 = folder(tempPathFor(fresh), { 'z.txt': 'z' });
+    fs.chmodSync(staged2, 0o711);
+    replaceDirSync(staged2, fresh);
+    expect(fs.statSync(fresh).mode & 0o7777).toBe(0o711);
   });
 });
