@@ -67,19 +67,21 @@ export interface MlpData {
 }
 
 export interface TrainOptions {
-  /** Default 100. */
+  // Defaults: TRAIN_DEFAULTS, i.e. the settings of the same name (src/settings.ts). The numbers
+  // below repeat them for the reader; test/fusion/train-docs.test.ts checks that they agree.
+  /** Maximum epochs. Default 100 (the epochs setting). */
   epochs?: number;
-  /** Default 32. */
+  /** Minibatch rows. Default 32 (the batchSize setting). */
   batchSize?: number;
-  /** Default 1e-3. */
+  /** AdamW learning rate. Default 1e-3 (the lr setting). */
   lr?: number;
-  /** AdamW decoupled weight decay, default 1e-4. */
+  /** AdamW decoupled weight decay. Default 1e-4 (the weightDecay setting). */
   weightDecay?: number;
-  /** Stop after this many epochs without a better validation cosine; default 10. */
+  /** Stop after this many epochs without a better validation cosine. Default 5 (the patience setting). */
   patience?: number;
-  /** An improvement smaller than this does not reset patience; default 0. */
+  /** An improvement smaller than this does not reset patience. Default 0. */
   minDelta?: number;
-  /** Seeds initialisation, shuffling and dropout masks; default 0. */
+  /** Seeds initialisation, shuffling and dropout masks. Default 1 (the seed setting). */
   seed?: number;
   /** Called after every epoch. */
   onEpoch?: (e: EpochStats) => void;
@@ -95,16 +97,16 @@ export interface TrainOptions {
   init?: Float32Array | null;
   /**
    * Give the event loop a turn when this many milliseconds have passed since the last one
-   * (checked after every minibatch). 0: a turn after every minibatch. Default 10: progress
+   * (checked after every minibatch). 0: a turn after every minibatch. Default 10. Progress
    * bars and servers sharing the thread need a turn every few ms, not one per 32 rows
    * (scripts/bench-train-loop.ts measures what the turns cost).
    */
   yieldMs?: number;
   /**
    * Threads of the training minibatches when the backend trains whole epochs off the JS thread
-   * (MlpBackend.trainEpoch): 0 (default) the backend's shared pool, t >= 1 a pool of t threads
+   * (MlpBackend.trainEpoch): 0 the backend's shared pool, t >= 1 a pool of t threads
    * of its own, for several nets training at once (trainFusionSeeds). A function is read before
-   * every epoch. Results do not depend on it.
+   * every epoch. Results do not depend on it. Default 0.
    */
   threads?: number | (() => number);
   /**
