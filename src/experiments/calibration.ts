@@ -25,6 +25,26 @@ export const PUBLISHED = Object.freeze({
   unseen: { configA: 0.8286, configB: 0.8318, mlp: 0.8574 },
 });
 
+/**
+ * The published plain-retrieval figures (softmax, internal seen-speaker split) for one K and tau:
+ * Config A was published over K at tau 0.04 and over tau at K 70; Config B only at K 70, tau 0.04.
+ * Undefined where nothing was published.
+ */
+export function publishedPlain(k: number, tau: number): { configA?: number; configB?: number } {
+  const a = tau === 0.04 ? PUBLISHED.seen.byK[k] : k === 70 ? PUBLISHED.seen.byTau[tau] : undefined;
+  const b = k === 70 && tau === 0.04 ? PUBLISHED.seen.configB : undefined;
+  return { ...(a !== undefined ? { configA: a } : {}), ...(b !== undefined ? { configB: b } : {}) };
+}
+
+/** The published-figure note of `rapm demo` for the K and tau it ran: only figures for that K and tau. */
+export function publishedPlainText(k: number, tau: number): string {
+  const p = publishedPlain(k, tau);
+  const ref = `K=70, tau=0.04: A ${PUBLISHED.seen.byK[70]!.toFixed(3)}, B ${PUBLISHED.seen.configB.toFixed(3)}`;
+  if (p.configA === undefined) return `no published figure at K=${k}, tau=${tau} (published at ${ref})`;
+  if (p.configB === undefined) return `published at K=${k}, tau=${tau}: A ${p.configA.toFixed(3)}, B not published (at ${ref})`;
+  return `published at K=${k}, tau=${tau}: A ${p.configA.toFixed(3)}, B ${p.configB.toFixed(3)}`;
+}
+
 export const CALIBRATION_K = [1, 10, 30, 70, 90] as const;
 export const CALIBRATION_TAU = [0.01, 0.03, 0.04, 0.07, 0.1] as const;
 

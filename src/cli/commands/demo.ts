@@ -7,6 +7,7 @@ import { subsetDataset } from '../../data/dataset.js';
 import { meanCosine } from '../../eval/cosine.js';
 import { simdLevel } from '../../native/simd.js';
 import { Datastore } from '../../retrieval/datastore.js';
+import { publishedPlain, publishedPlainText } from '../../experiments/calibration.js';
 import { progress } from '../progress.js';
 import { defineCommand } from '../options.js';
 import { applyThreads } from '../run.js';
@@ -27,7 +28,7 @@ export const demoCommand: CommandModule = defineCommand({
     const train = subsetDataset(ds, split.train);
     const test = subsetDataset(ds, split.test);
     const target = selectColumns(test.es, 1024, valueIndices());
-    const out: Record<string, unknown> = { data: ensured.dir, train: train.n, test: test.n, k: argv.k, tau: argv.tau, simd: simdLevel() };
+    const out: Record<string, unknown> = { data: ensured.dir, train: train.n, test: test.n, k: argv.k, tau: argv.tau, simd: simdLevel(), published: publishedPlain(argv.k, argv.tau) };
     for (const config of ['A', 'B'] as KeyConfig[]) {
       const store = new Datastore({ keyIndices: keyIndices(config), valueIndices: valueIndices() });
       await store.add(train.en, train.es, train.ids);
@@ -43,7 +44,7 @@ export const demoCommand: CommandModule = defineCommand({
       console.log(`rapm demo: ${train.n} train / ${test.n} test pairs from ${ensured.dir} (${simdLevel()} kernels)`);
       console.log(`  Config A (1024-dim keys): mean cosine ${a.cosine.toFixed(4)}  search ${a.searchMs.toFixed(1)} ms`);
       console.log(`  Config B (103-dim keys):  mean cosine ${b.cosine.toFixed(4)}  search ${b.searchMs.toFixed(1)} ms`);
-      console.log(`  (K=${argv.k}, tau=${argv.tau}; published: A 0.872, B 0.873)`);
+      console.log(`  (K=${argv.k}, tau=${argv.tau}; ${publishedPlainText(argv.k, argv.tau)})`);
     }
   },
 });
