@@ -7,16 +7,16 @@
  * the swap bundles use): `out` is refused when it already holds chunks unless `overwrite`, and
  * then the old folder stays complete until the new one is in place; a pack killed at any point
  * leaves the old folder or the new one (the next pack puts back an old one a kill left moved
- * aside). A filelist's test rows stay test rows: when
- * the inputs have an official split every chunk gets split.txt, so the packed set keeps the
- * same official split (inputs with and without one are not packed together).
+ * aside, or keeps it and warns when `out` was recreated meanwhile). A filelist's test rows
+ * stay test rows: when the inputs have an official split every chunk gets split.txt, so the
+ * packed set keeps the same official split (inputs with and without one are not packed together).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { RapmError } from '../errors.js';
 import { checkSetting } from '../settings.js';
 import { checkInteger } from '../validate.js';
-import { ensureDir, fileKind, ioError, recoverMovedAsideSync, removeStaleStagingSync, replaceDirSync, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
+import { ensureDir, fileKind, ioError, movedAsideNotices, recoverMovedAsideSync, removeStaleStagingSync, replaceDirSync, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { insideOf } from '../io/files.js';
 import { CHUNK_VERSION, chunkName, listChunks, writeChunk } from './chunks.js';
 import type { DataProblem, ProblemPolicy } from './dataset.js';
@@ -99,6 +99,9 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
   // A pack killed between the swap's two renames left `out` moved aside: put it back (and remove
   // the staging folders of killed packs) before looking at what `out` holds.
   removeStaleStagingSync(target);
+  // An old copy kept beside an existing `out` (recreated after a killed pack) is never deleted
+  // here: the user is told where both are.
+  const keptNotices = movedAsideNotices(target, out);
   const checkTarget = (): void => {
     let st: fs.Stats;
     try {
@@ -122,7 +125,7 @@ export async function packDral(inputs: readonly (string | DataLocation)[], out: 
   ensureDir(path.dirname(target));
   // The new chunks go into a staging folder beside the target, swapped in whole at the end.
   const stage = tempPathFor(target);
-  const result: PackResult = { out, chunks: 0, rows: 0, testRows: 0, skipped: [], notices: [], dropped: 0 };
+  const result: PackResult = { out, chunks: 0, rows: 0, testRows: 0, skipped: [], notices: [...keptNotices], dropped: 0 };
   const dim = FEATURE_DIM;
   const seen = new Map<string, string>();
   let withSplit = false;

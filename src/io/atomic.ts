@@ -64,7 +64,8 @@ export function removeStaleTempsSync(file: string): string[] {
  * index / pack between mkdir and rename): tempPathFor's name (see staleTemps) beside it, a real
  * folder (not a link), its writer dead. Best effort; returns the folders removed. First the
  * old copies a killed replaceDirSync moved aside are dealt with (recoverMovedAsideSync): put
- * back when `target` is missing, so the previous output is never lost.
+ * back when `target` is missing, kept beside it when it exists (warn with movedAsideNotices),
+ * so the previous output is never lost.
  */
 export function removeStaleStagingSync(target: string): string[] {
   const abs = path.resolve(target);
@@ -144,13 +145,18 @@ export function movedAsideCopies(target: string): { p: string; t: number }[] {
 
 /**
  * The old copies of `target` that a killed replaceDirSync left (`<target>.old-<pid>-<hex>`,
- * a real folder, its writer dead), after a kill between its two renames or during the removal
- * of the old copy. When `target` is missing the kill came between the renames: the newest old
- * copy is the previous output, complete, and is renamed back. When `target` exists the swap
- * finished (this runs before every write of `target`), so the old copies are superseded and
- * removed. A live writer's old copy is never touched. Best effort; returns what it did.
+ * a real folder, its writer dead). replaceDirSync renames its old copy out of the `.old-` name
+ * (to a staging name) before it deletes it, so an `.old-` folder is always complete: the
+ * previous contents of `target`, moved aside by a write killed between the swap's two renames.
+ * When `target` is missing the newest old copy is renamed back. When `target` exists (someone
+ * recreated it by hand, or another write made it, after the kill) the old copies are KEPT, not
+ * deleted: `target` may be a partial or unrelated folder, and an old copy may be the user's
+ * only complete copy of the previous output. Deleting here is not ours to decide, and refusing
+ * every later write until someone looks would block a user who meant to recreate `target`; so
+ * both stay and the caller warns, naming both paths (movedAsideNotices). A live writer's old
+ * copy is never touched. Best effort; returns what it restored and what it kept.
  */
-export function recoverMovedAsideSync(target: string): { restored: string | null; removed: string[] } {
+export function recoverMovedAsideSync(target: string): { restored: string | null; kept: string[] } {
   const abs = path.resolve(target);
   const olds = movedAsideCopies(abs);
   let restored: string | null = null;
@@ -159,18 +165,22 @@ export function recoverMovedAsideSync(target: string): { restored: string | null
       fs.renameSync(olds[0]!.p, abs);
       restored = olds.shift()!.p;
     } catch {
-      return { restored: null, removed: [] }; // another process restored it (or wrote target) first: look again next time
+      /* another process restored it (or wrote target) first: the copy stays, looked at again next time */
     }
   }
-  const removed = olds.filter(({ p }) => {
-    try {
-      fs.rmSync(p, { recursive: true, force: true });
-      return true;
-    } catch {
-      return false;
-    }
-  }).map(({ p }) => p);
-  return { restored, removed };
+  return { restored, kept: olds.map(({ p }) => p) };
+}
+
+/**
+ * Warnings for the old copies of `target` kept beside an existing `target` (see
+ * recoverMovedAsideSync), one per copy, naming both paths; `shown` is how the caller names
+ * `target` (the path the user gave). Empty when there is nothing to say.
+ */
+export function movedAsideNotices(target: string, shown: string = target): string[] {
+  if (!lexists(path.resolve(target))) return [];
+  return movedAsideCopies(target).map(
+    ({ p }) => `${shown} exists and so does ${p}, the complete previous contents of ${shown} that an interrupted write moved aside; both are kept: remove ${p} once you no longer need it`,
+  );
 }
 
 /**
@@ -204,11 +214,13 @@ export function fsyncTreeSync(dir: string): void {
  * mode of the folder it replaces (an existing `target`: a folder made 0750 stays 0750), and
  * every file and folder in it is fsynced (fsyncTreeSync), so the folder that appears at
  * `target` never holds empty or short files after a power loss. An existing `target` is then
- * renamed aside to `<target>.old-<pid>-<hex>`, `staged` is renamed to `target`, and only then
- * is the old copy removed: the old folder stays complete until the new one is in place. If the
- * second rename fails the old folder is renamed back. A process killed between the two renames leaves
+ * renamed aside to `<target>.old-<pid>-<hex>`, `staged` is renamed to `target`, and only then is
+ * the old copy renamed to a staging name (tempPathFor) and removed: the old folder stays complete
+ * until the new one is in place, and an `.old-` folder is always a complete one. If the second
+ * rename fails the old folder is renamed back. A process killed between the two renames leaves
  * `target` missing and the old copy complete; the next write of `target` puts it back
- * (recoverMovedAsideSync, via removeStaleStagingSync).
+ * (recoverMovedAsideSync, via removeStaleStagingSync); one killed while removing the old copy
+ * leaves a staging folder that the next write removes.
  */
 export function replaceDirSync(staged: string, target: string): void {
   let before: fs.Stats | null = null;
@@ -238,13 +250,25 @@ export function replaceDirSync(staged: string, target: string): void {
       try {
         fs.renameSync(old, target); // put the old folder back
       } catch {
-        /* target was taken meanwhile (a concurrent write): the old copy is removed by the next write */
+        /* target was taken meanwhile (a concurrent write): the old copy stays, complete, and is reported by the next write */
       }
     }
     throw e;
   }
   fsyncDirSync(path.dirname(target));
-  if (old !== null) fs.rmSync(old, { recursive: true, force: true });
+  if (old !== null) {
+    // Out of the `.old-` name first: a kill during the (long) removal then leaves a partial
+    // folder under a staging name, which the next write removes, never a partial `.old-` folder
+    // that recoverMovedAsideSync would take for a complete previous copy.
+    let trash = old;
+    try {
+      trash = tempPathFor(target);
+      fs.renameSync(old, trash);
+    } catch {
+      trash = old; // could not rename: remove it where it is
+    }
+    fs.rmSync(trash, { recursive: true, force: true });
+  }
 }
 
 /** Async form of removeStaleTempsSync. */

@@ -2,8 +2,10 @@
  * `rapm pack` output survives a power loss and keeps what the user had: every file the pack
  * wrote into its staging folder (.npy, ids.txt, speakers.txt, split.txt, meta.json,
  * chunks.json) and every folder is fsynced before the staging folder is renamed to --out; a
- * replaced --out keeps its mode.
+ * replaced --out keeps its mode; an old copy a killed pack moved aside is kept (with a warning
+ * naming both) when --out was recreated meanwhile, never deleted.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -65,5 +67,25 @@ describe('pack output', () => {
     expect(r.code, r.stderr).toBe(0);
     expect(listChunks(out)).toHaveLength(2);
     expect(fs.statSync(out).mode & 0o7777).toBe(0o750);
+  }, 60_000);
+
+  it('keeps the old copy a killed pack moved aside when --out was recreated, and warns naming both', async () => {
+    const out = path.join(tmp, 'recreated');
+    await packDral([dral], out, { chunkSize: 10 });
+    // A pack killed between the swap's renames (its pid now dead) left the old --out moved aside ...
+    const deadPid = spawnSync(process.execPath, ['-e', '']).pid!;
+    const aside = `${out}.old-${deadPid}-0badc0de`;
+    fs.renameSync(out, aside);
+    // ... and then the user recreated --out by hand.
+    fs.mkdirSync(out);
+    const r = await run(['pack', dral, '--out', out, '--chunk-size', '30']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(listChunks(out)).toEqual(['chunk-00000']);
+    expect(listChunks(aside)).toEqual(['chunk-00000', 'chunk-00001', 'chunk-00002']);
+    expect(r.stderr).toContain(`${out} exists and so does ${aside}`);
+    expect(r.stderr).toContain(`remove ${aside} once you no longer need it`);
+    // Every later write keeps it too, until the user removes it.
+    expect((await run(['pack', dral, '--out', out, '--overwrite', '--quiet'])).code).toBe(0);
+    expect(listChunks(aside)).toHaveLength(3);
   }, 60_000);
 });

@@ -1,17 +1,23 @@
 /**
- * replaceDirSync (src/io/atomic.ts), the folder swap of pack and bundles: every file and
- * folder of the staged folder is fsynced before it is renamed in; the new folder keeps the
- * replaced folder's mode.
+ * replaceDirSync / recoverMovedAsideSync (src/io/atomic.ts), the folder swap of pack and
+ * bundles: every file and folder of the staged folder is fsynced before it is renamed in; the
+ * new folder keeps the replaced folder's mode; an `.old-` copy (the complete previous folder a
+ * killed swap moved aside) is never deleted when the target exists again, and a swap never
+ * leaves a partial folder under an `.old-` name.
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { replaceDirSync, tempPathFor } from '../../src/io/atomic.js';
+import { movedAsideNotices, recoverMovedAsideSync, removeStaleStagingSync, replaceDirSync, tempPathFor } from '../../src/io/atomic.js';
 
 let tmp: string;
+/** The pid of a process that has exited: what a killed writer's names carry. */
+let deadPid: number;
 beforeAll(() => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'rapm-replace-dir-'));
+  deadPid = spawnSync(process.execPath, ['-e', '']).pid!;
 });
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 afterEach(() => vi.restoreAllMocks());
@@ -80,5 +86,54 @@ describe('replaceDirSync', () => {
     fs.chmodSync(staged2, 0o711);
     replaceDirSync(staged2, fresh);
     expect(fs.statSync(fresh).mode & 0o7777).toBe(0o711);
+  });
+
+  it('a swap that dies while removing the old copy leaves it under a staging name, never as an .old- copy', () => {
+    const target = folder(path.join(tmp, 'rm-dies'), { 'old.txt': 'old' });
+    const staged = folder(tempPathFor(target), { 'new.txt': 'new' });
+    vi.spyOn(fs, 'rmSync').mockImplementation(() => {
+      throw Object.assign(new Error('EIO: injected fault'), { code: 'EIO' });
+    });
+    expect(() => replaceDirSync(staged, target)).toThrow(/EIO/);
+    vi.restoreAllMocks();
+    expect(read(target, 'new.txt')).toBe('new');
+    const left = siblings(target);
+    expect(left).toHaveLength(1);
+    expect(left[0]).toMatch(new RegExp(`^rm-dies\\.tmp-${process.pid}-[0-9a-f]{8}$`));
+    fs.rmSync(path.join(tmp, left[0]!), { recursive: true });
+  });
+});
+
+describe('recoverMovedAsideSync', () => {
+  it('keeps an old copy when the target exists again (recreated by hand), and says where both are', () => {
+    const target = folder(path.join(tmp, 'recreated'), { 'by-hand.txt': 'new, by hand' });
+    const old = folder(`${target}.old-${deadPid}-0123abcd`, { 'chunk-00000/ids.txt': 'the only complete copy\n' });
+    // What every write of the target runs first.
+    removeStaleStagingSync(target);
+    expect(read(old, 'chunk-00000/ids.txt')).toBe('the only complete copy\n');
+    expect(read(target, 'by-hand.txt')).toBe('new, by hand');
+    expect(recoverMovedAsideSync(target)).toEqual({ restored: null, kept: [old] });
+    const notices = movedAsideNotices(target, 'recreated');
+    expect(notices).toHaveLength(1);
+    expect(notices[0]).toContain('recreated exists and so does');
+    expect(notices[0]).toContain(old);
+    // A swap into the target leaves the kept copy alone too.
+    replaceDirSync(folder(tempPathFor(target), { 'swapped.txt': 's' }), target);
+    expect(read(old, 'chunk-00000/ids.txt')).toBe('the only complete copy\n');
+    // Once the user removes it, nothing more is said.
+    fs.rmSync(old, { recursive: true });
+    expect(movedAsideNotices(target)).toEqual([]);
+  });
+
+  it('with the target missing puts the newest old copy back and keeps the others', () => {
+    const target = path.join(tmp, 'missing');
+    const older = folder(`${target}.old-${deadPid}-00000001`, { 'v.txt': '1' });
+    // ctime orders them, and file times tick coarsely (a jiffy): wait before making the newer one.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    const newer = folder(`${target}.old-${deadPid}-00000002`, { 'v.txt': '2' });
+    removeStaleStagingSync(target);
+    expect(read(target, 'v.txt')).toBe('2');
+    expect(read(older, 'v.txt')).toBe('1');
+    expect(movedAsideNotices(target)).toHaveLength(1);
   });
 });
