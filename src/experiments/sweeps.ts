@@ -74,7 +74,12 @@ async function writeExperiment(out: string, name: string, record: RunRecord, row
 }
 
 const sign = (x: number) => `${x >= 0 ? '+' : ''}${x.toFixed(4)}`;
-type Common = Omit<PointOptions, 'seed'> & { seed: number; out: string };
+/**
+ * `dataSelection`: how the rows were chosen (split, testFraction, split seed, speakerPattern,
+ * onProblem, ...; src/cli/options.ts dataSelection), recorded in the run's config so its split can
+ * be made again. The data itself is recorded by hash and source.
+ */
+type Common = Omit<PointOptions, 'seed'> & { seed: number; out: string; dataSelection?: Record<string, unknown> };
 
 function configOf(o: Common, extra: Record<string, unknown>): Record<string, unknown> {
   const { backend: _b, progress: _p, log: _l, out: _o, ...rest } = o;
@@ -283,7 +288,7 @@ export async function runGap(data: ExperimentData, options: GapOptions): Promise
 }
 
 /** Published Table 2/3: plain retrieval over K x tau, aggregation, Config A vs B. */
-export async function runGrid(data: ExperimentData, o: { out: string; seed: number; ks: number[]; taus: number[]; configs?: KeyConfig[]; log?: (l: string) => void }): Promise<ExperimentOutput> {
+export async function runGrid(data: ExperimentData, o: { out: string; seed: number; ks: number[]; taus: number[]; configs?: KeyConfig[]; dataSelection?: Record<string, unknown>; log?: (l: string) => void }): Promise<ExperimentOutput> {
   const configs: KeyConfig[] = o.configs ?? ['A', 'B'];
   // Every K is searched as given: a K above the training pairs was clamped to them and reported
   // under its own label (K=1602 with the numbers of K=1601). Repeated values would repeat rows.
@@ -292,7 +297,7 @@ export async function runGrid(data: ExperimentData, o: { out: string; seed: numb
   for (const [name, list] of [['--ks', o.ks], ['--taus', o.taus]] as const) {
     if (new Set(list).size !== list.length) throw new RapmError('RAPM_INVALID_ARG', `${name} ${list.join(',')} repeats a value (each would be run and reported twice)`);
   }
-  const record = startRecord('grid', o.seed, { ks: o.ks, taus: o.taus, configs }, { hash: data.hash, source: data.source });
+  const record = startRecord('grid', o.seed, { ks: o.ks, taus: o.taus, configs, ...(o.dataSelection ? { dataSelection: o.dataSelection } : {}) }, { hash: data.hash, source: data.source });
   const rows: Record<string, unknown>[] = [];
   const dv = valueIndices().length;
   for (const config of configs) {

@@ -3,7 +3,7 @@ import type { CommandModule } from 'yargs';
 import { ensureDefaultData } from '../../data/generate.js';
 import { GAP_REFUSED, clampSizes, refuseSubsampleSizes, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentData, type ExperimentOutput } from '../../experiments/sweeps.js';
 import { SETTINGS, type SettingKey, type SettingValues } from '../../settings.js';
-import { CliUsageError, defineCommand, POINT_SETTINGS, pointOptions, refuseSeedWithoutSplit, refuseTauWithoutSoftmax, type Overrides, type PointSettings } from '../options.js';
+import { CliUsageError, dataSelection, defineCommand, POINT_SETTINGS, pointOptions, refuseSeedWithoutSplit, refuseTauWithoutSoftmax, type Overrides, type PointSettings } from '../options.js';
 import { progressBars } from '../progress.js';
 import { applyThreads, refuseExisting, warn } from '../run.js';
 import { DATA_SETTINGS, checkDataArgs, loadExperimentData, usesDefaultData, type DataArgs } from '../data-args.js';
@@ -73,7 +73,7 @@ export const experimentCommands: CommandModule[] = [
     // Sampling with replacement can draw more rows than the pool holds, but then rows repeat: say so.
     const over = a.sizes.filter((s) => s > data.pool.n);
     if (over.length > 0) warn(`sizes ${over.join(', ')} exceed the ${data.pool.n} training pairs: those samples repeat rows (sampling with replacement)`);
-    return runSubsample(data, { ...pointOptions(a, bar), out: a.out, sizes: clampSizes(a.sizes, Number.MAX_SAFE_INTEGER), seeds: a.seeds });
+    return runSubsample(data, { ...pointOptions(a, bar), dataSelection: dataSelection(a), out: a.out, sizes: clampSizes(a.sizes, Number.MAX_SAFE_INTEGER), seeds: a.seeds });
   }, (a) => {
     // Before any data is read: repeated sizes, and a smallest size that cannot give -k neighbours.
     try {
@@ -83,7 +83,7 @@ export const experimentCommands: CommandModule[] = [
     }
   }),
   pointExperiment('bias', 'Seed 6.2: inject ES += s * EN[:, :101] and check whether fusion learns it', ['strengths', 'sizes'], { sizes: { default: [2316, 20000] } }, async (a, data, bar) =>
-    runBias(data, { ...pointOptions(a, bar), out: a.out, strengths: a.strengths, sizes: clampSizes(a.sizes, data.pool.n, warn) }),
+    runBias(data, { ...pointOptions(a, bar), dataSelection: dataSelection(a), out: a.out, strengths: a.strengths, sizes: clampSizes(a.sizes, data.pool.n, warn) }),
   ),
   defineCommand({
     command: 'gap',
@@ -100,7 +100,7 @@ export const experimentCommands: CommandModule[] = [
       const bar = progressBars(a.quiet || a.json);
       const data = await load(a, bar);
       const { resamples: _r, level: _l, clusterUnit: _c, ...point } = pointOptions({ ...a, resamples: SETTINGS.resamples.default, level: SETTINGS.level.default, clusterUnit: SETTINGS.clusterUnit.default }, bar);
-      finish(a, await runGap(data, { ...point, out: a.out, sizes: clampSizes(a.sizes, data.pool.n, warn) }));
+      finish(a, await runGap(data, { ...point, dataSelection: dataSelection(a), out: a.out, sizes: clampSizes(a.sizes, data.pool.n, warn) }));
     },
   }),
   defineCommand({
@@ -130,7 +130,7 @@ export const experimentCommands: CommandModule[] = [
         ks = ks.filter((k) => k <= data.pool.n);
       }
       // The grid has no random choice; the record carries the seed of --split (the default without it).
-      finish(a, await runGrid(data, { out: a.out, seed: a.seed, ks, taus: a.taus, configs: a.onlyConfig ? [a.onlyConfig] : undefined, log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`) }));
+      finish(a, await runGrid(data, { out: a.out, seed: a.seed, dataSelection: dataSelection(a), ks, taus: a.taus, configs: a.onlyConfig ? [a.onlyConfig] : undefined, log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`) }));
     },
   }),
   defineCommand({
@@ -147,7 +147,7 @@ export const experimentCommands: CommandModule[] = [
       prepare(a);
       const bar = progressBars(a.quiet || a.json);
       const data = await load(a, bar);
-      finish(a, await runDropout(data, { ...pointOptions({ ...a, dropout: a.dropouts[0]! }, bar), out: a.out, sizes: clampSizes(a.sizes, data.pool.n, warn), dropouts: a.dropouts }));
+      finish(a, await runDropout(data, { ...pointOptions({ ...a, dropout: a.dropouts[0]! }, bar), dataSelection: dataSelection(a), out: a.out, sizes: clampSizes(a.sizes, data.pool.n, warn), dropouts: a.dropouts }));
     },
   }),
 ];
