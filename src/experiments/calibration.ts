@@ -5,7 +5,7 @@
  * (1024-500-250-125-101, trained with the real trainer) on the same two sets.
  */
 import { baselineSpec } from '../fusion/layout.js';
-import { scoreRows, trainMlp, type MlpBackend, type MlpData } from '../fusion/train.js';
+import { scoreRows, trainMlpOnOwnedData, type MlpBackend, type MlpData } from '../fusion/train.js';
 import { Rng } from '../rng.js';
 import { aggregateWeights } from '../retrieval/aggregate.js';
 import { l2normalizeRows, referenceSearch } from '../retrieval/reference.js';
@@ -201,7 +201,7 @@ export async function measureBaselineMlp(backend: MlpBackend, seed: number, mode
     };
     const fit = part(perm.slice(nv));
     const val = part(perm.slice(0, nv));
-    const r = await trainMlp(backend, baselineSpec(), fit, val, { seed: trainSeed, patience: 10 });
+    const r = await trainMlpOnOwnedData(backend, baselineSpec(), fit, val, { seed: trainSeed, patience: 10 });
     const test: MlpData = { en: rowsOf(ds.en, split.test, null), prior: null, target: rowsOf(ds.es, split.test, SPANISH_WINNERS) };
     const cos = scoreRows(backend, r.layout, r.params, test);
     let t = 0;

@@ -9,7 +9,7 @@ import { RapmError } from '../errors.js';
 import { hierarchicalBootstrap } from '../eval/bootstrap.js';
 import { mean, rowCosines } from '../eval/cosine.js';
 import { baselineSpec, type ParamLayout } from '../fusion/layout.js';
-import { scoreRows, trainMlp } from '../fusion/train.js';
+import { scoreRows, trainMlpOnOwnedData } from '../fusion/train.js';
 import { Datastore } from '../retrieval/datastore.js';
 import { clusterLabels, evaluatePoint, splitFitVal, subsetMlp, type PointOptions, type SeedRun } from './evaluate.js';
 import type { ExperimentData } from './sweeps.js';
@@ -111,7 +111,7 @@ export async function trainBaselineModel(data: ExperimentData, o: PointOptions):
   const all = { en: data.pool.en, prior: null, target: data.pool.values };
   const { fit, val } = splitFitVal(data.pool.n, o.valFraction, o.seed);
   let epochsDone = 0;
-  const r = await trainMlp(o.backend, baselineSpec({ hidden: BASELINE_HIDDEN, dropout: o.dropout }), subsetMlp(all, fit, 1024, dv), subsetMlp(all, val, 1024, dv), {
+  const r = await trainMlpOnOwnedData(o.backend, baselineSpec({ hidden: BASELINE_HIDDEN, dropout: o.dropout }), subsetMlp(all, fit, 1024, dv), subsetMlp(all, val, 1024, dv), {
     epochs: o.epochs,
     patience: o.patience,
     batchSize: o.batchSize,

@@ -245,7 +245,20 @@ const TRAIN_OPTION_KEYS = ['epochs', 'batchSize', 'lr', 'weightDecay', 'patience
  * a turn every `yieldMs`. Same seed, same machine and SIMD level: same weights.
  */
 export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions = {}): Promise<TrainResult> {
-  return train_(backend, spec, train, val, options, false);
+  return train_(backend, spec, train, val, options, false, true);
+}
+
+/**
+ * trainMlp on arrays no caller outside rapm can reach (the experiments' fresh row subsets): the
+ * same checks, without trainMlp's copy of the rows. Internal: not part of the public API.
+ */
+export async function trainMlpOnOwnedData(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions = {}): Promise<TrainResult> {
+  return train_(backend, spec, train, val, options, false, false);
+}
+
+/** A copy of an MlpData's arrays (see train_'s `copy`). */
+function copyMlpData(d: MlpData): MlpData {
+  return { en: d.en.slice(), prior: d.prior ? d.prior.slice() : null, target: d.target.slice() };
 }
 
 /**
@@ -254,10 +267,17 @@ export async function trainMlp(backend: MlpBackend, spec: MlpSpec, train: MlpDat
  * Options and row lists are still checked. Internal: not part of the public API.
  */
 export async function trainMlpOnCheckedData(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions = {}): Promise<TrainResult> {
-  return train_(backend, spec, train, val, options, true);
+  return train_(backend, spec, train, val, options, true, false);
 }
 
-async function train_(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions, dataChecked: boolean): Promise<TrainResult> {
+/**
+ * `copy` (the public trainMlp): train on copies of the caller's rows, made once after they are
+ * checked. The native backend reads them on its own threads for whole epochs while the JS thread
+ * is free, and a caller's buffer transferred meanwhile (postMessage, structuredClone) is freed
+ * under it: a segfault. The copy also keeps a caller's later writes out of the run. Internal
+ * callers pass rows nobody else holds (trainMlpOnCheckedData, trainMlpOnOwnedData).
+ */
+async function train_(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: MlpData, options: TrainOptions, dataChecked: boolean, copy: boolean): Promise<TrainResult> {
   if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
   checkKnownKeys('trainMlp', options, TRAIN_OPTION_KEYS);
   // An option given as undefined takes its default (callers pass optional settings straight through).
@@ -270,6 +290,11 @@ async function train_(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: M
   const fitRows = o.trainRows ? checkRowList('trainRows', o.trainRows, nTrain) : null;
   const valRows = o.valRows ? checkRowList('valRows', o.valRows, nVal) : null;
   const n = fitRows ? fitRows.length : nTrain;
+  if (copy) {
+    const sameRows = val === train;
+    train = copyMlpData(train);
+    val = sameRows ? train : copyMlpData(val);
+  }
   if (!(typeof o.yieldMs === 'number' && o.yieldMs >= 0 && Number.isFinite(o.yieldMs))) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected yieldMs >= 0 but received ${String(o.yieldMs)}`);
   const threadsNow = (): number => {
     const t = typeof o.threads === 'function' ? o.threads() : o.threads;

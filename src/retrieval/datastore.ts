@@ -220,7 +220,13 @@ export class Datastore {
     return g === undefined ? 0 : this.#groupSize[g]!;
   }
 
-  #prepareAdd(keys: Float32Array, values: Float32Array, ids: readonly string[] | undefined): PreparedAdd {
+  /**
+   * `copy`: the async add() reads arrays of its own, never the caller's: the native worker reads
+   * them after add() has returned, and a caller's buffer can be transferred (postMessage,
+   * structuredClone) and freed by then (a segfault, not an error), or modified (wrong rows). The
+   * copy is one memcpy on the calling thread; addSync reads in place.
+   */
+  #prepareAdd(keys: Float32Array, values: Float32Array, ids: readonly string[] | undefined, copy: boolean): PreparedAdd {
     const m = checkMatrix('keys', keys, this.keyDim);
     checkMatrix('values', values, this.valueDim, m);
     if (ids !== undefined) {
@@ -235,8 +241,8 @@ export class Datastore {
     }
     return {
       m,
-      k: this.#keyIdentity ? keys : selectColumns(keys, this.keyDim, this.keyIndices),
-      v: this.#valueIdentity ? values : selectColumns(values, this.valueDim, this.valueIndices),
+      k: this.#keyIdentity ? (copy ? keys.slice() : keys) : selectColumns(keys, this.keyDim, this.keyIndices),
+      v: this.#valueIdentity ? (copy ? values.slice() : values) : selectColumns(values, this.valueDim, this.valueIndices),
     };
   }
 
@@ -280,13 +286,14 @@ export class Datastore {
    * Append rows: keys [m, keyDim], values [m, valueDim], optional utterance ids (rows
    * with the same id are excluded together by leave-one-out). Runs off the JS thread;
    * appends are applied in call order, and the rows become visible (size, search,
-   * idOf, save) all at once when the promise settles. Don't modify the arrays until then.
+   * idOf, save) all at once when the promise settles. The arrays are copied before add()
+   * returns: the caller may modify or transfer them at once.
    */
   add(keys: Float32Array, values: Float32Array, ids?: readonly string[]): Promise<void> {
     const stack = new Error().stack;
     let p: PreparedAdd;
     try {
-      p = this.#prepareAdd(keys, values, ids);
+      p = this.#prepareAdd(keys, values, ids, true);
     } catch (e) {
       return Promise.reject(e);
     }
@@ -317,7 +324,7 @@ export class Datastore {
    */
   addSync(keys: Float32Array, values: Float32Array, ids?: readonly string[]): void {
     this.#checkNoPendingAdd('addSync()');
-    const p = this.#prepareAdd(keys, values, ids);
+    const p = this.#prepareAdd(keys, values, ids, false);
     const groups = this.#commitIds(p.m, ids, true);
     try {
       this.#native.addSync(p.k, p.v, groups, p.m);
@@ -327,7 +334,8 @@ export class Datastore {
     this.#commitIds(p.m, ids, false);
   }
 
-  #prepareSearch(queries: Float32Array, options: SearchOptions | undefined, withPrior = true): Prepared {
+  /** `copy`: as #prepareAdd's (the async searches read a copy of the queries; searchSync reads in place). */
+  #prepareSearch(queries: Float32Array, options: SearchOptions | undefined, withPrior: boolean, copy: boolean): Prepared {
     const opts = resolveSearchOptions(options);
     const b = checkMatrix('queries', queries, this.keyDim);
     const n = this.size;
@@ -355,7 +363,8 @@ export class Datastore {
       }
       exclude = new Int32Array(b);
       for (let i = 0; i < b; i++) {
-        const id = ids[i];
+        const id: unknown = ids[i];
+        if (id !== null && id !== undefined && typeof id !== 'string') throw invalidParam(`excludeIds[${i}]`, 'id string, null or undefined', id);
         exclude[i] = id === null || id === undefined ? -1 : (this.#groupOf.get(id) ?? -1);
       }
     }
@@ -372,13 +381,28 @@ export class Datastore {
       range = [s0, s1];
     }
     const searched = range[1] - range[0];
-    // K must fit in what each query can still see (conservatively, when a range is set).
+    // K must fit in what each query can still see: the searched rows less its excluded group's
+    // rows INSIDE the range (a group's rows outside it take nothing from the query; counted
+    // with one pass over the range, only when a range and exclusions are both given).
+    let excludedIn = (g: number): number => this.#groupSize[g]!;
+    if (exclude && searched !== n) {
+      const wanted = new Set<number>();
+      for (const g of exclude) if (g >= 0) wanted.add(g);
+      const counts = new Map<number, number>();
+      if (wanted.size > 0) {
+        for (let r = range[0]; r < range[1]; r++) {
+          const g = this.#rowGroup[r]!;
+          if (wanted.has(g)) counts.set(g, (counts.get(g) ?? 0) + 1);
+        }
+      }
+      excludedIn = (g) => counts.get(g) ?? 0;
+    }
     let maxExcluded = 0;
     let worst = -1;
     if (exclude) {
       for (let i = 0; i < b; i++) {
         const g = exclude[i]!;
-        const s = g >= 0 ? this.#groupSize[g]! : 0;
+        const s = g >= 0 ? excludedIn(g) : 0;
         if (s > maxExcluded) {
           maxExcluded = s;
           worst = i;
@@ -390,13 +414,13 @@ export class Datastore {
       throw new RapmRangeError(
         'RAPM_K_TOO_LARGE',
         maxExcluded > 0
-          ? `Expected k <= ${searched - maxExcluded} but received k = ${opts.k}: ${where} and query ${worst} excludes ${maxExcluded}`
+          ? `Expected k <= ${searched - maxExcluded} but received k = ${opts.k}: ${where} and query ${worst} excludes ${maxExcluded} of them`
           : `Expected k <= ${searched} (${searched === n ? 'rows in the datastore' : 'rows in rowRange'}) but received k = ${opts.k}`,
       );
     }
     const k = opts.k;
     return {
-      queries: this.#keyIdentity ? queries : selectColumns(queries, this.keyDim, this.keyIndices),
+      queries: this.#keyIdentity ? (copy ? queries.slice() : queries) : selectColumns(queries, this.keyDim, this.keyIndices),
       b,
       opts,
       exclude,
@@ -419,7 +443,7 @@ export class Datastore {
    */
   async search(queries: Float32Array, options?: SearchOptions): Promise<SearchResult> {
     const stack = new Error().stack;
-    return this.#runSearch(this.#prepareSearch(queries, options), true, stack);
+    return this.#runSearch(this.#prepareSearch(queries, options, true, true), true, stack);
   }
 
   /** The native search of a prepared call; withPrior false passes no prior buffer, so no value rows are blended. */
@@ -440,13 +464,13 @@ export class Datastore {
    */
   async _searchNeighbors(queries: Float32Array, options?: SearchOptions): Promise<NeighborResult> {
     const stack = new Error().stack;
-    const { prior: _prior, ...rest } = await this.#runSearch(this.#prepareSearch(queries, options, false), false, stack);
+    const { prior: _prior, ...rest } = await this.#runSearch(this.#prepareSearch(queries, options, false, true), false, stack);
     return rest;
   }
 
   /** search(), on the calling thread. For small inputs and tests. */
   searchSync(queries: Float32Array, options?: SearchOptions): SearchResult {
-    const p = this.#prepareSearch(queries, options);
+    const p = this.#prepareSearch(queries, options, true, false);
     const { out } = p;
     try {
       this.#native.searchSync(p.queries, p.b, out.k, p.opts.tau, AGGREGATE_CODE[p.opts.aggregate], p.exclude, out.prior, out.neighbors, out.weights, out.similarities, p.range[0], p.range[1]);
