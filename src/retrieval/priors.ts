@@ -1,4 +1,4 @@
-import { RapmRangeError, invalidParam } from '../errors.js';
+import { RapmError, RapmRangeError, invalidParam } from '../errors.js';
 import { checkInteger, checkKnownKeys, checkMatrix, is } from '../validate.js';
 import type { Datastore, NeighborResult } from './datastore.js';
 import { aggregateWeights } from './aggregate.js';
@@ -43,6 +43,11 @@ export class IncrementalPriors {
   #queries: Float32Array[] = []; // blocks of [m, keyDim]
   #sims = new Float32Array(0); // [n, k]
   #rows = new Int32Array(0); // [n, k]
+  // update() calls run one after another, in call order (each reads and replaces the state above
+  // across awaits: two at once searched the same new rows twice and merged both, duplicating
+  // neighbours, or wrote past a buffer sized before the other grew #n).
+  #queue: Promise<void> = Promise.resolve();
+  #updatesPending = 0;
 
   constructor(readonly ds: Datastore, options: PriorOptions) {
     if (!is.object(options as unknown)) throw invalidParam('options', 'object', options);
@@ -65,9 +70,19 @@ export class IncrementalPriors {
   /**
    * Bring every tracked query up to date with the datastore's current rows, then add
    * new queries (each with its utterance id; they must already be in the datastore
-   * when leave-one-out is on, so that their own rows are excluded).
+   * when leave-one-out is on, so that their own rows are excluded). Calls run one after another
+   * in call order; newQueries.en is kept (not copied) for later updates: don't modify it.
    */
-  async update(newQueries?: { en: Float32Array; ids: readonly string[] }, onProgress?: (done: number, total: number) => void): Promise<void> {
+  update(newQueries?: { en: Float32Array; ids: readonly string[] }, onProgress?: (done: number, total: number) => void): Promise<void> {
+    this.#updatesPending++;
+    const run = this.#queue.then(() => this.#update(newQueries, onProgress)).finally(() => {
+      this.#updatesPending--;
+    });
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #update(newQueries: { en: Float32Array; ids: readonly string[] } | undefined, onProgress: ((done: number, total: number) => void) | undefined): Promise<void> {
     const ds = this.ds;
     const n = ds.size;
     const k = this.k;
@@ -160,6 +175,9 @@ export class IncrementalPriors {
   /** Priors [n, dv], neighbours and weights of every tracked query, from `values` [datastore rows, dv]. */
   priors(values: Float32Array): { prior: Float32Array; neighbors: Int32Array; weights: Float32Array } {
     const { k, dv } = this;
+    if (this.#updatesPending > 0) {
+      throw new RapmError('RAPM_STATE', `Cannot read priors() while update() is pending (${this.#updatesPending} queued or running): await it first (the lists are merged across its awaits)`);
+    }
     if (values.length < this.#covered * dv) {
       throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected values for at least ${this.#covered} rows (${this.#covered * dv} floats) but received ${values.length}`);
     }
