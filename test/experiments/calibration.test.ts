@@ -45,7 +45,9 @@ describe('generator calibration against the published figures', () => {
     expect(mlp.unseen).toBeGreaterThan(f.unseen.configB);
     // Unseen speakers cost the MLP less than they cost retrieval (published: 0.016 vs 0.043).
     expect(mlp.seen - mlp.unseen).toBeLessThan(f.seen.byK[70]! - f.unseen.configA);
-  }, 60_000);
+    // The time limit only catches a hang: two trainings of a 1024-wide MLP took ~15 s on AVX-512
+    // machines and 50 s on an AVX2-only one with the suite running beside it (60 s timed out).
+  }, 240_000);
 
   it('the (K, tau) re-aggregation from one K=90 search equals a direct reference search', () => {
     const ds = generateDataset({ pairs: 600, testPairs: 60, seed: 3 });
