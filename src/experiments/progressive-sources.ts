@@ -24,6 +24,7 @@ import { createDatasetHasher } from '../data/hash.js';
 import { FEATURE_DIM, selectColumns, valueIndices } from '../data/indices.js';
 import { loadDataSource, type DataLocation } from '../data/load.js';
 import { chooseSplit, type SplitPolicy } from '../data/split.js';
+import { SETTINGS } from '../settings.js';
 import { RapmError } from '../errors.js';
 import { conversationOf, type TestSet } from './evaluate.js';
 
@@ -42,9 +43,12 @@ export interface SourceOptions {
   testUnseen?: readonly string[];
   /** How to split the initial set when it has no filelists / split.txt (or to replace them). */
   split?: SplitPolicy;
-  /** Seed of `split`. */
+  /** Seed of `split`. Default: the seed setting's (src/settings.ts). */
   seed?: number;
-  /** Share of the initial set held out by `split`. Default 0.2. */
+  /**
+   * Share of the initial set held out by `split` (refused without it: the official split has its
+   * own). Default: the testFraction setting's, 578/2894 (the published split), as on the CLI.
+   */
   testFraction?: number;
   /** Report ids shared between sources instead of refusing them. */
   allowOverlap?: boolean;
@@ -105,6 +109,9 @@ export async function openSources(o: SourceOptions): Promise<ProgressiveSources>
   if (o.testFraction !== undefined && !(o.testFraction > 0 && o.testFraction < 1)) {
     throw new RapmError('RAPM_INVALID_ARG', `Expected --test-fraction strictly between 0 and 1 but received ${o.testFraction}`);
   }
+  if (o.testFraction !== undefined && (o.split === undefined || o.split === 'official')) {
+    throw new RapmError('RAPM_INVALID_ARG', "testFraction (--test-fraction) sizes a split made here: give split 'speaker' or 'random' (--split) too; the official split has its own test rows");
+  }
   const loadOpts = { onProblem: o.onProblem, poolFrames: o.poolFrames, speakerPattern: o.speakerPattern };
   const report = (what: string, problems: { detail: string }[]): void => {
     if (problems.length) log(`${what}: skipped ${problems.length} problem(s) (--on-problem skip): ${problems.slice(0, 3).map((p) => p.detail).join('; ')}${problems.length > 3 ? '; ...' : ''}`);
@@ -129,7 +136,7 @@ export async function openSources(o: SourceOptions): Promise<ProgressiveSources>
     for (const n of d.notices ?? []) log(`initial set ${d.source}: ${n}`);
     let split: ('train' | 'test')[] | null = null;
     if (o.split !== undefined || d.official) {
-      const s = chooseSplit(d, o.split, o.seed ?? 1, o.testFraction ?? 0.2);
+      const s = chooseSplit(d, o.split, o.seed ?? SETTINGS.seed.default, o.testFraction ?? SETTINGS.testFraction.default);
       split = new Array<'train' | 'test'>(d.n).fill('train');
       for (const r of s.test) split[r] = 'test';
     }

@@ -7,7 +7,7 @@ import { openSources, readAhead, scanSources, type SourceOptions } from './progr
 import { FEATURE_DIM, pickRows, keyIndices, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
 import { RapmError, isRapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
-import { checkSetting, defaultsOf } from '../settings.js';
+import { SETTINGS, checkSetting, defaultsOf } from '../settings.js';
 import type { MlpBackend, MlpData } from '../fusion/train.js';
 import { clusterLabels, describeGain, fitAndScore, testPairsText, unknownSpeakersWarning, type ClusterChoice, type SeedRun, type TestSet, type TestSetScore } from './evaluate.js';
 import { paramLayout, fusionSpec } from '../fusion/layout.js';
@@ -145,6 +145,22 @@ function optionsKey(o: Required<Omit<ProgressiveOptions, 'backend' | 'log' | 'pr
   return createHash('sha256').update(JSON.stringify({ ...o, chunks: undefined, initial: undefined, dataHash })).digest('hex').slice(0, 16);
 }
 
+/** How the initial set was split and bad files handled, for the record (as rapm.json's dataSelection). */
+function progressiveDataSelection(o: ProgressiveOptions): Record<string, unknown> {
+  const made = o.split !== undefined && o.split !== 'official';
+  const p = o.speakerPattern;
+  return {
+    split: o.split ?? null,
+    testFraction: made ? (o.testFraction ?? SETTINGS.testFraction.default) : null,
+    splitSeed: made ? (o.seed ?? SETTINGS.seed.default) : null,
+    speakerPattern: p === undefined || p === null ? null : typeof p === 'string' ? p : p.source,
+    onProblem: o.onProblem ?? 'fail',
+    poolFrames: o.poolFrames ?? null,
+    filelists: o.filelists !== undefined ? path.resolve(o.filelists) : null,
+    allowOverlap: o.allowOverlap ?? false,
+  };
+}
+
 /**
  * The progressive validation loop (seed report §9.3): grow the datastore chunk by chunk,
  * and at each step score plain retrieval and retrieval + fusion (trained on leave-one-out
@@ -207,7 +223,7 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
     }
   }
   ensureDir(out);
-  const config = { chunks: path.resolve(o.chunks), initial: o.initial ? path.resolve(o.initial) : null, config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, threshold: o.threshold, decideOn: decider.name, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples, trainSeeds: o.trainSeeds, clusterUnit: o.clusterUnit, warmStart: o.warmStart, confirmSteps: o.confirmSteps, tests: tests.map((t) => ({ name: t.name, n: t.n, ...clusterSummary(t, o.clusterUnit) })) };
+  const config = { chunks: path.resolve(o.chunks), initial: o.initial ? path.resolve(o.initial) : null, config: o.config, k: o.k, tau: o.tau, aggregate: o.aggregate, hidden: o.hidden, dropout: o.dropout, threshold: o.threshold, decideOn: decider.name, leaveOneOut: o.leaveOneOut, epochs: o.epochs, patience: o.patience, batchSize: o.batchSize, lr: o.lr, weightDecay: o.weightDecay, valFraction: o.valFraction, resamples: o.resamples, trainSeeds: o.trainSeeds, clusterUnit: o.clusterUnit, warmStart: o.warmStart, confirmSteps: o.confirmSteps, dataSelection: progressiveDataSelection(o), tests: tests.map((t) => ({ name: t.name, n: t.n, ...clusterSummary(t, o.clusterUnit) })) };
   if (!state) state = { version: 1, optionsKey: key, record: startRecord('progressive', o.seed, config, { hash: dataHash, source: path.resolve(o.chunks) }), steps: [], complete: false };
 
   // The leave-one-out priors take the fastPath setting's default ('auto': a bf16 first pass and

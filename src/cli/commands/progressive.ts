@@ -78,7 +78,7 @@ export const progressiveCommand: CommandModule = defineCommand({
       testSeen: a.testSeen,
       testUnseen: a.testUnseen,
       split: a.split,
-      testFraction: a.testFraction,
+      testFraction: given.has('testFraction') ? a.testFraction : undefined,
       allowOverlap: a.allowOverlap,
       onProblem: a.onProblem,
       poolFrames: a.poolFrames ?? null,
