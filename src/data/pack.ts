@@ -15,7 +15,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RapmError } from '../errors.js';
 import { checkSetting } from '../settings.js';
-import { checkInteger } from '../validate.js';
 import { ensureDir, fileKind, ioError, movedAsideNotices, recoverMovedAsideSync, removeStaleStagingSync, replaceDirSync, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { insideOf } from '../io/files.js';
 import { CHUNK_VERSION, chunkName, listChunks, writeChunk } from './chunks.js';
@@ -84,10 +83,16 @@ function packTarget(out: string, outAbs: string): string {
 
 /** Pack DRAL folders (any layout loadDataSource reads) into chunk folders under `out`. */
 export async function packDral(inputs: readonly (string | DataLocation)[], out: string, options: PackOptions = {}): Promise<PackResult> {
-  const chunkSize = checkInteger('chunkSize (--chunk-size)', options.chunkSize ?? 50_000, 1, 10_000_000);
-  // The seed setting's range (src/settings.ts), the one definition: the CLI's --seed takes
-  // [0, 2^32 - 1] and Rng takes any of them; a stricter bound here (2^31) failed CLI seeds late.
+  // The settings' ranges (src/settings.ts), the one definition: the CLI's --chunk-size and --seed
+  // take exactly these (a stricter seed bound here, 2^31, failed CLI seeds late; a looser chunk
+  // bound, 10M, took library sizes the CLI refuses).
+  const chunkSize = checkSetting('chunkSize', options.chunkSize);
   const seed = checkSetting('seed', options.seed);
+  // seed only seeds the shuffle: given without it, it would be ignored (the CLI refuses --seed
+  // without --shuffle the same way).
+  if (options.seed !== undefined && !options.shuffle) {
+    throw new RapmError('RAPM_INVALID_ARG', `seed ${String(options.seed)} has no effect without shuffle: it seeds only the shuffle of the rows; pass shuffle: true, or drop seed`);
+  }
   if (inputs.length === 0) throw new RapmError('RAPM_INVALID_ARG', 'Name at least one DRAL folder to pack');
   const outAbs = path.resolve(out);
   for (const input of inputs) {

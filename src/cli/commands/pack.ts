@@ -41,7 +41,7 @@ export const packCommand: CommandModule = defineCommand({
     const r = await packDral(inputs, a.out, {
       chunkSize: a.chunkSize,
       shuffle: a.shuffle,
-      seed: a.seed,
+      seed: a.shuffle ? a.seed : undefined,
       overwrite: a.overwrite,
       onProblem: a.onProblem,
       poolFrames: a.poolFrames ?? null,
