@@ -2,7 +2,7 @@ import type { Dataset } from '../data/dataset.js';
 import { FEATURE_DIM, keyIndices, pickRows, selectColumns, valueIndices, type KeyConfig } from '../data/indices.js';
 import { Rng } from '../rng.js';
 import { RapmError } from '../errors.js';
-import { checkInteger } from '../validate.js';
+import { checkSetting } from '../settings.js';
 import { hierarchicalBootstrap, type ClusterUnit, type GainInterval } from '../eval/bootstrap.js';
 import { mean, rowCosines } from '../eval/cosine.js';
 import { fusionSpec, paramLayout, type ParamLayout } from '../fusion/layout.js';
@@ -95,7 +95,7 @@ export interface PointOptions {
   weightDecay: number;
   valFraction: number;
   resamples: number;
-  /** Fusion nets trained per point, each with its own initialisation, shuffling and validation split. Default 1 here; the CLI's default is 3. */
+  /** Fusion nets trained per point, each with its own initialisation, shuffling and validation split. Default: the trainSeeds setting's, 3 (as on the CLI and in runProgressive). */
   trainSeeds?: number;
   /** Unit the gain interval resamples; default 'auto' (speaker when speakers are known). */
   clusterUnit?: ClusterChoice;
@@ -273,7 +273,7 @@ export interface FitExtras {
 export async function fitAndScore(ds: Datastore, train: MlpData, tests: readonly TestSet[], o: PointOptions, stepSeed: number, label: string, extra: FitExtras = {}): Promise<PointResult> {
   const dv = ds.dv;
   const n = train.target.length / dv;
-  const S = checkInteger('trainSeeds', o.trainSeeds ?? 1, 1, 64);
+  const S = checkSetting('trainSeeds', o.trainSeeds);
   // Each seed's fit and validation rows are index lists into `train`: nothing is copied, and the
   // nets read the rows in place (trainMlp trainRows / valRows: the same weights as on copies).
   const runs: { seed: number; trained: Awaited<ReturnType<typeof trainMlp>> | null; fit: Int32Array; val: Int32Array }[] = [];

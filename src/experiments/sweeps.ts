@@ -94,7 +94,7 @@ function pointRows(size: number, p: PointResult, extra: Record<string, unknown>)
 export async function runSubsample(data: ExperimentData, o: Common & { sizes: number[]; seeds: number }): Promise<ExperimentOutput> {
   refuseSubsampleSizes(o.sizes, o.k, o.leaveOneOut);
   const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
-  const runsText = `${plural(o.seeds, 'data sample')} x ${plural(o.trainSeeds ?? 1, 'training seed')}`;
+  const runsText = `${plural(o.seeds, 'data sample')} x ${plural(o.trainSeeds ?? SETTINGS.trainSeeds.default, 'training seed')}`;
   const record = startRecord('subsample', o.seed, configOf(o, { sizes: o.sizes, seeds: o.seeds }), { hash: data.hash, source: data.source });
   const rows: Record<string, unknown>[] = [];
   const pooled: { size: number; name: string; n: number; plain: number; fusion: number; diff: number; lo: number; hi: number; runs: number; spreadLo: number; spreadHi: number; text: string }[] = [];
@@ -133,7 +133,7 @@ export async function runSubsample(data: ExperimentData, o: Common & { sizes: nu
   const gainChart = lineChart({
     title: 'Fusion gain vs data size (sampling with replacement)',
     xLabel: 'training pairs',
-    yLabel: `gain (95% CI over ${o.seeds} samples x ${o.trainSeeds ?? 1} training seeds)`,
+    yLabel: `gain (95% CI over ${o.seeds} samples x ${o.trainSeeds ?? SETTINGS.trainSeeds.default} training seeds)`,
     xLog: true,
     yZeroLine: true,
     hLines: [{ y: 0.001, label: '+0.001' }],
@@ -386,7 +386,7 @@ export async function runDropout(data: ExperimentData, o: Common & { sizes: numb
     mine.map((r) => [r.pairs as number, r.dropout as number, fmtNum(r.val_fusion as number), `[${fmtNum(r.val_min as number)}, ${fmtNum(r.val_max as number)}]`, `${r.seeds_never_beat_prior as number}/${r.train_seeds as number}`, fmtInterval(r.gain as number, r.gain_lo as number, r.gain_hi as number), String(r.seed_gains).split(' | ')[0]!.split(' ').map((g) => fmtNum(Number(g), 4, { sign: true })).join(' ')]),
   );
   const table = mdTable(['pairs', 'best dropout (mean val)', 'val cosine', 'val range over seeds', `test gain (${name})`], bestBySize.map((r) => [r.pairs as number, r.dropout as number, fmtNum(r.val_fusion as number), `[${fmtNum(r.val_min as number)}, ${fmtNum(r.val_max as number)}]`, fmtInterval(r.gain as number, r.gain_lo as number, r.gain_hi as number)]));
-  const summary = `Best dropout by mean validation cosine over ${o.trainSeeds ?? 1} training seed(s): ${bestBySize.map((r) => `${r.dropout} at ${r.pairs} pairs`).join(', ')} (seed report prediction: 0.1 at 2K, 0.2-0.3 at 200K).`;
+  const summary = `Best dropout by mean validation cosine over ${o.trainSeeds ?? SETTINGS.trainSeeds.default} training seed(s): ${bestBySize.map((r) => `${r.dropout} at ${r.pairs} pairs`).join(', ')} (seed report prediction: 0.1 at 2K, 0.2-0.3 at 200K).`;
   return writeExperiment(o.out, 'dropout (seed report 4.3)', record, rows, { 'dropout.svg': chart }, [
     { heading: 'Best dropout per size', body: table },
     { heading: 'Every setting, with the spread across training seeds', body: `${full}\n\nA seed "never beat the prior" when no epoch's validation cosine exceeded the untrained net's (which is exactly plain retrieval's): its fusion net is the zero correction.` },

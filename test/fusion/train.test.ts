@@ -78,7 +78,7 @@ describe('trainMlp with the native backend', () => {
     const sp = officialSplit(paper);
     const tr = subsetDataset(paper, sp.train);
     const tests = buildTestSets(subsetDataset(paper, sp.test), new Set(tr.speakers ?? []));
-    const p = await evaluatePoint(poolOf(tr), tests, { config: 'A', k: 90, tau: 0.04, aggregate: 'softmax', hidden: [256, 128], dropout: 0.1, seed: 1, leaveOneOut: true, epochs: 40, patience: 5, batchSize: 32, lr: 1e-3, weightDecay: 1e-4, valFraction: 0.1, resamples: 1000, backend: nativeMlpBackend }, 1, 'test');
+    const p = await evaluatePoint(poolOf(tr), tests, { config: 'A', k: 90, tau: 0.04, aggregate: 'softmax', hidden: [256, 128], dropout: 0.1, seed: 1, leaveOneOut: true, epochs: 40, patience: 5, batchSize: 32, lr: 1e-3, weightDecay: 1e-4, valFraction: 0.1, resamples: 1000, trainSeeds: 1, backend: nativeMlpBackend }, 1, 'test');
     // Early stopping restores the best epoch, and epoch 0 is the prior itself.
     expect(p.valFusion).toBeGreaterThanOrEqual(p.valPlain);
     expect(p.tests[0]!.gain.lo).toBeGreaterThan(0);
