@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RapmError, RapmRangeError, describe, isRapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
-import { ensureDir, ioError, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
+import { ensureDir, fsyncTreeSync, ioError, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
 import { SKIP_HINT, badIdReason, checkKeyRows, compareIds, firstNonFinite, formatProblems, speakerMatcher, valueLimit, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';
@@ -506,6 +506,9 @@ export async function writeChunk(dir: string, name: string, data: ChunkData, opt
     if (data.split) fs.writeFileSync(path.join(tmp, 'split.txt'), data.split.join('\n') + (n ? '\n' : ''));
     const meta: ChunkMeta = { ...(data.meta ?? {}), format: CHUNK_FORMAT, version: CHUNK_VERSION, n, dim, dtype: 'float32' };
     fs.writeFileSync(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+    // Every file on disk before the folder gets its final name: after a power loss a chunk that
+    // looks complete never holds an empty ids.txt or meta.json (the .npy writer syncs its own).
+    fsyncTreeSync(tmp);
     if (fs.existsSync(final)) {
       if (!options.overwrite) throw new RapmError('RAPM_IO', `Cannot write chunk ${final}: it already exists (pass overwrite: true to replace it)`);
       const trash = tempPathFor(final);
