@@ -32,6 +32,8 @@ export interface MlpBackend {
    * Optional: inference off the JS thread on rows `rows` of `data` (default all) read in place,
    * bit-identical to gathering them (gatherInput) and calling forward; out [rows, outDim].
    * `threads` as in trainEpoch. trainMlp scores its validation rows with it when present.
+   * Every array is read in place on other threads until the promise settles: keep them attached
+   * (not transferred) and unmodified until then (trainMlp passes copies of the caller's rows).
    */
   forwardRows?(layout: ParamLayout, params: Float32Array, data: MlpData, rows: Int32Array | null, out: Float32Array, threads: number): Promise<void>;
   /**
@@ -39,7 +41,8 @@ export interface MlpBackend {
    * `order` (gatherInput) and calling trainStep with steps step, step + 1, ...; resolves to the
    * sum of the minibatch losses. `threads` 0: the backend's shared pool; t >= 1: t threads of
    * its own (several nets train at once). progress [2]: [0] rows done (backend writes), [1]
-   * nonzero asks it to stop early. trainMlp uses it when present.
+   * nonzero asks it to stop early. trainMlp uses it when present. Arrays as in forwardRows:
+   * read in place on other threads until the promise settles.
    */
   trainEpoch?(
     layout: ParamLayout,
