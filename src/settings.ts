@@ -481,6 +481,20 @@ export const FAST_PATH_PRECISION_RULE: CrossSettingRule = {
       : null,
 };
 
+/**
+ * tau shapes only the softmax: an explicit tau with aggregate 'mean' or 'top1' would be accepted
+ * and change nothing. Not in CROSS_SETTING_RULES (the CLI fills in tau's default, so only a tau
+ * the user gave may be checked): applied where that is known (options.ts refuseTauWithoutSoftmax,
+ * the serve overrides of src/serve/bundle.ts).
+ */
+export const TAU_AGGREGATE_RULE: CrossSettingRule = {
+  keys: ['tau', 'aggregate'],
+  problem: (v, say) =>
+    v.tau !== undefined && v.aggregate !== undefined && v.aggregate !== 'softmax'
+      ? `${say('tau')} only shapes ${say('aggregate', 'softmax')}; with ${say('aggregate', v.aggregate)} it would have no effect: drop ${say('tau')}`
+      : null,
+};
+
 /** pgvector's GUC ranges are narrower than faiss's: a knob past them is refused for --pg-url. */
 export const SEARCH_KNOB_RULES: readonly CrossSettingRule[] = [
   {
