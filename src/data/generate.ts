@@ -32,7 +32,7 @@ import path from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { RapmError, RapmRangeError, describe } from '../errors.js';
 import { checkInteger } from '../validate.js';
-import { checkSetting } from '../settings.js';
+import { AUTO_DRAL_MAX_PAIRS, checkSetting } from '../settings.js';
 import { ensureDir, ioError, tempPathFor } from '../io/atomic.js';
 import { chunkName, writeChunk } from './chunks.js';
 import type { Dataset } from './dataset.js';
@@ -577,7 +577,7 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
   if (typeof options.out !== 'string' || options.out === '') throw new RapmRangeError('RAPM_INVALID_ARG', `Expected a non-empty string for out but received ${describe(options.out)}`);
   const fmt = options.format ?? 'auto';
   if (fmt !== 'dral' && fmt !== 'chunks' && fmt !== 'auto') throw new RapmRangeError('RAPM_INVALID_ARG', `Expected 'dral', 'chunks' or 'auto' for format but received ${describe(fmt)}`);
-  const layout: 'dral' | 'chunks' = fmt === 'auto' ? (r.pairs <= 20_000 ? 'dral' : 'chunks') : fmt;
+  const layout: 'dral' | 'chunks' = fmt === 'auto' ? (r.pairs <= AUTO_DRAL_MAX_PAIRS ? 'dral' : 'chunks') : fmt;
   const chunkSize = checkInteger('chunkSize', options.chunkSize ?? 50_000, 1, 1_000_000);
   const out = path.resolve(options.out);
   if (fs.existsSync(out) && !isEmptyDir(out) && !options.overwrite) {
