@@ -9,15 +9,18 @@ import path from 'node:path';
 import type { Argv, CommandModule, Options } from 'yargs';
 import type { PointOptions } from '../experiments/evaluate.js';
 import { nativeMlpBackend } from '../fusion/native-mlp.js';
-import { SETTINGS, crossSettingProblem, isSettingError, type Setting, type SettingKey, type SettingValue, type SettingValues } from '../settings.js';
+import { SETTINGS, TAU_AGGREGATE_RULE, crossSettingProblem, isSettingError, type Setting, type SettingKey, type SettingValue, type SettingValues } from '../settings.js';
 
 /** A usage error: exit code 2, message printed with a pointer to --help. */
 export class CliUsageError extends Error {
   readonly code = 'RAPM_USAGE';
 }
 
-/** Per-command tweaks of a listed setting: its default and help in this command. */
-export type Overrides<K extends SettingKey> = { [P in K]?: { default?: SettingValue<P>; help?: string; demand?: boolean } };
+/**
+ * Per-command tweaks of a listed setting: its default and help in this command; hideDefault shows
+ * no `[default: ...]` (serve's --k: the bundle decides, the schema default is only the fallback).
+ */
+export type Overrides<K extends SettingKey> = { [P in K]?: { default?: SettingValue<P>; help?: string; demand?: boolean; hideDefault?: boolean } };
 
 export interface CommandSpec<K extends SettingKey> {
   /** yargs command string; a positional (e.g. 'generate <out>') must be one of `settings`. */
@@ -46,14 +49,14 @@ function describeSetting(s: Setting<unknown>, help: string | undefined): string 
 }
 
 /** The yargs option of one setting (with an optional per-command default/help). */
-export function yargsOption(key: SettingKey, o: { default?: unknown; help?: string; demand?: boolean } = {}): Options {
+export function yargsOption(key: SettingKey, o: { default?: unknown; help?: string; demand?: boolean; hideDefault?: boolean } = {}): Options {
   const s = SETTINGS[key] as unknown as Setting<unknown>;
   const def = o.default !== undefined ? o.default : s.default;
   const describe = describeSetting(s, o.help);
   // The default is shown, not applied by yargs: resolveArgs applies it, and so knows which
   // settings were given on the command line.
   // A required flag shows no default: it has to be given (pack --out showed 'results').
-  const shownDefault = def === undefined || o.demand ? {} : { defaultDescription: Array.isArray(def) ? def.join(',') : String(def) };
+  const shownDefault = def === undefined || o.demand || o.hideDefault ? {} : { defaultDescription: Array.isArray(def) ? def.join(',') : String(def) };
   const base: Options = { describe, group: `${s.group[0]!.toUpperCase()}${s.group.slice(1)}:`, ...shownDefault };
   if (o.demand) base.demandOption = true;
   switch (s.kind) {
@@ -138,10 +141,10 @@ export function defineCommand<const K extends SettingKey>(spec: CommandSpec<K>):
  * --tau with --aggregate mean or top1: the temperature only shapes the softmax, so an explicit
  * tau there would be accepted and ignored; refused instead (both flags named).
  */
-export function refuseTauWithoutSoftmax(a: { aggregate?: string }, given: ReadonlySet<string>): void {
-  if (given.has('tau') && given.has('aggregate') && a.aggregate !== 'softmax') {
-    throw new CliUsageError(`--tau only shapes --aggregate softmax; with --aggregate ${a.aggregate} it would have no effect: drop --tau`);
-  }
+export function refuseTauWithoutSoftmax(a: { tau?: number; aggregate?: string }, given: ReadonlySet<string>): void {
+  if (!given.has('tau') || !given.has('aggregate')) return;
+  const problem = crossSettingProblem({ tau: a.tau, aggregate: a.aggregate }, 'cli', [TAU_AGGREGATE_RULE]); // its one definition (src/settings.ts)
+  if (problem !== null) throw new CliUsageError(problem);
 }
 
 /**
