@@ -228,7 +228,12 @@ export const ANN_INDEX_OPTION_KEYS = ['d', 'factory', 'nprobe', 'efSearch', 'tra
 export interface AnnIndexOptions {
   /** Key width (after any column selection). */
   d: number;
-  /** faiss index_factory string: 'Flat', 'IVF4096,Flat', 'IVF1024,SQ8', 'HNSW32,Flat', ... */
+  /**
+   * faiss index_factory string: 'Flat', 'IVF4096,Flat', 'IVF1024,SQ8', 'HNSW32,Flat', ... Accepted forms
+   * (checked with their numbers before faiss sees them, see checkAnnFactory): 'Flat', 'SQ4|6|8|fp16',
+   * 'PQ<m>[x<nbits>][fs|fsr|np]' (m divides d, 1 <= nbits <= 16), 'IVF<nlist>[_HNSW<M>],<code>'
+   * (1 <= nlist <= 2^20), 'HNSW<M>[,<code>]' (2 <= M <= 256).
+   */
   factory: string;
   /** IVF only: inverted lists visited per query (1 <= nprobe <= nlist). faiss default 1. */
   nprobe?: number;
@@ -311,6 +316,62 @@ function describeIndex(index: FaissIndex, fourcc: string): { kind: AnnKind; nlis
   return { kind: fourcc === 'IxFI' ? 'flat' : 'other', nlist: 0, nprobe: 0, efSearch: 0 };
 }
 
+/** Upper bounds of the factory's numbers (sane, not faiss's: each is far above any useful setting). */
+export const ANN_FACTORY_LIMITS = { nlist: 1 << 20, hnswM: 256, pqNbits: 16 } as const;
+
+const FACTORY_FORMS =
+  "'Flat', 'SQ4' | 'SQ6' | 'SQ8' | 'SQfp16', 'PQ<m>[x<nbits>][fs|fsr|np]', 'IVF<nlist>[_HNSW<M>],<code>', " +
+  "'HNSW<M>[,Flat | ,SQ... | ,PQ<m>]' (code: one of the first three)";
+
+/**
+ * Checks a faiss factory string against the grammar AnnIndex accepts, and every number in it,
+ * before faiss sees it: faiss-node takes some out-of-range numbers without a word and then
+ * crashes the process or hangs (HNSW0 segfaults in add, HNSW1 never returns from add, IVF0
+ * aborts in add, PQ0 divides by zero, IVF1000000000 allocates for minutes). Forms outside the
+ * grammar (pre-transforms, refinement, IDMap, NSG, RQ, ...) are refused rather than passed on,
+ * because their numbers are not checked here. RAPM_INVALID_ARG names the factory and the number.
+ */
+export function checkAnnFactory(factory: string, d: number): void {
+  const bad = (why: string): RapmRangeError =>
+    new RapmRangeError('RAPM_INVALID_ARG', `Expected a supported faiss factory for factory but received ${describe(factory)}: ${why}`);
+  const num = (name: string, text: string, lo: number, hi: number, unit: string): number => {
+    const v = Number(text);
+    if (!(v >= lo && v <= hi)) throw bad(`${name} must be in [${lo}, ${hi}] but ${unit} gives ${text}`);
+    return v;
+  };
+  // A code: how vectors are stored (flat, scalar- or product-quantised).
+  const code = (part: string, where: string, hnsw: boolean): void => {
+    if (part === 'Flat' || /^SQ(4|6|8|fp16)$/.test(part)) return;
+    const pq = hnsw ? /^PQ(\d+)$/.exec(part) : /^PQ(\d+)(?:x(\d+))?(fs|fsr|np)?$/.exec(part);
+    if (!pq) throw bad(`${describe(part)} is not a supported ${where} (${FACTORY_FORMS})`);
+    const m = num('the PQ sub-quantizer count m', pq[1]!, 1, d, `'${part}'`);
+    if (d % m !== 0) throw bad(`the PQ sub-quantizer count m must divide d = ${d} but '${part}' gives ${m}`);
+    if (pq[2] !== undefined) {
+      const nbits = num('the PQ bits per code nbits', pq[2], 1, ANN_FACTORY_LIMITS.pqNbits, `'${part}'`);
+      if (pq[3]?.startsWith('fs') && nbits !== 4) throw bad(`fast-scan PQ ('${part}') needs nbits = 4 but received ${nbits}`);
+    } else if (pq[3]?.startsWith('fs')) {
+      throw bad(`fast-scan PQ needs an explicit x4 ('PQ${m}x4${pq[3]}') but received '${part}'`);
+    }
+  };
+  const parts = factory.split(',');
+  const head = parts[0]!;
+  const ivf = /^IVF(\d+)(?:_HNSW(\d+))?$/.exec(head);
+  const hnsw = /^HNSW(\d+)$/.exec(head);
+  if (ivf) {
+    num('the IVF list count nlist', ivf[1]!, 1, ANN_FACTORY_LIMITS.nlist, `'${head}'`);
+    if (ivf[2] !== undefined) num('the HNSW quantizer degree M', ivf[2], 2, ANN_FACTORY_LIMITS.hnswM, `'${head}'`);
+    if (parts.length !== 2) throw bad(`an IVF factory is 'IVF<nlist>,<code>' such as 'IVF4096,Flat' (${FACTORY_FORMS})`);
+    code(parts[1]!, 'IVF code', false);
+  } else if (hnsw) {
+    num('the HNSW degree M', hnsw[1]!, 2, ANN_FACTORY_LIMITS.hnswM, `'${head}'`);
+    if (parts.length > 2) throw bad(`an HNSW factory is 'HNSW<M>' or 'HNSW<M>,<code>' such as 'HNSW32,Flat' (${FACTORY_FORMS})`);
+    if (parts.length === 2) code(parts[1]!, 'HNSW code', true);
+  } else {
+    if (parts.length !== 1) throw bad(`${describe(head)} is not a supported first component (${FACTORY_FORMS})`);
+    code(head, 'factory', false);
+  }
+}
+
 /** Rows normalised per faiss call (bounds the transient copy to ~4 * rows * d bytes). */
 const ADD_BLOCK_VALUES = 1 << 22;
 const SEARCH_BLOCK_VALUES = 1 << 21;
@@ -362,6 +423,7 @@ export class AnnIndex {
     const seed = options.seed === undefined ? 1 : checkInteger('seed', options.seed, 0, 2 ** 32 - 1);
     if (options.nprobe !== undefined) checkInteger('nprobe', options.nprobe, 1);
     if (options.efSearch !== undefined) checkInteger('efSearch', options.efSearch, 1, 1 << 20);
+    checkAnnFactory(factory, d);
     const faiss = loadFaiss();
     let index: FaissIndex;
     try {
