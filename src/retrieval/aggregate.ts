@@ -18,7 +18,10 @@ export function aggregateWeights(sims: ArrayLike<number>, tau: number, aggregate
     out[0] = 1;
     return;
   }
-  const m = sims[0]!;
+  // The largest, not sims[0]: callers of priorFromNeighbors pass other engines' lists, which
+  // need not be sorted, and exp((s - sims[0]) / tau) overflowed to Infinity / Infinity = NaN.
+  let m = sims[0]!;
+  for (let i = 1; i < k; i++) if (sims[i]! > m) m = sims[i]!;
   let z = 0;
   for (let i = 0; i < k; i++) {
     const e = Math.exp((sims[i]! - m) / tau);
