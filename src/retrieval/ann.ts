@@ -803,6 +803,8 @@ export function priorFromNeighbors(
     let f = 0;
     while (f < k && neighbors[q * k + f]! >= 0) f++;
     for (let i = f; i < k; i++) {
+      // Only -1 means "none": any other negative row is a caller's bug, not a missing neighbour.
+      if (neighbors[q * k + i]! < -1) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected neighbors rows >= 0, or -1 for a missing neighbour, but neighbors[${q * k + i}] (query ${q}, slot ${i}) is ${neighbors[q * k + i]}`);
       if (neighbors[q * k + i]! >= 0) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected the -1 (missing) neighbours of query ${q} after the found ones, but slot ${i} holds row ${neighbors[q * k + i]}`);
     }
     found[q] = f;
@@ -815,9 +817,15 @@ export function priorFromNeighbors(
     const w = weights.subarray(q * k, q * k + f);
     const sims = similarities.subarray(q * k, q * k + f);
     for (let i = 0; i < f; i++) {
-      if (Number.isNaN(sims[i]!)) throw new RapmRangeError('RAPM_NON_FINITE', `Expected finite similarities but query ${q}, slot ${i} is NaN`);
+      // ±Infinity too: softmax over them is Infinity - Infinity = NaN weights and prior.
+      if (!Number.isFinite(sims[i]!)) throw new RapmRangeError('RAPM_NON_FINITE', `Expected finite similarities but similarities[${q * k + i}] (query ${q}, slot ${i}) is ${sims[i]}`);
       const r = neighbors[q * k + i]!;
       if (r >= rows) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected neighbour rows below ${rows} (rows of values) but query ${q}, slot ${i} is ${r}`);
+      // The value rows used (not all of values: it may hold millions of rows) must be finite,
+      // or the prior is NaN / Infinity.
+      for (let j = 0, o = r * dv; j < dv; j++) {
+        if (!Number.isFinite(values[o + j]!)) throw new RapmRangeError('RAPM_NON_FINITE', `Expected finite values but values[${o + j}] (row ${r}, column ${j}; neighbour of query ${q}, slot ${i}) is ${values[o + j]}`);
+      }
     }
     aggregateWeights(sims, opts.tau, opts.aggregate, w);
     for (let i = 0; i < f; i++) {
