@@ -62,6 +62,13 @@ export interface PairedBootstrapResult {
 export const BOOTSTRAP_STREAM = 0xb0075;
 
 const DEFAULT_RESAMPLES = 2000;
+
+/**
+ * Largest |score| the bootstraps take (RAPM_INVALID_ARG above it). Scores are cosines in
+ * [-1, 1] in practice; the bound keeps every sum (n draws of differences up to 2e100), the
+ * variance's squares and the interval finite, where 1e308 gave Infinity and NaN before.
+ */
+export const BOOTSTRAP_MAX_ABS = 1e100;
 const TWO_POW_32 = 4294967296;
 const INV_TWO_POW_32 = 2.3283064365386963e-10;
 
@@ -75,7 +82,8 @@ const INV_TWO_POW_32 = 2.3283064365386963e-10;
  * ```
  *
  * Throws RAPM_TYPE for non-array inputs or non-number items, RAPM_SHAPE_MISMATCH for
- * different lengths, RAPM_NON_FINITE for NaN/Infinity, RAPM_INVALID_ARG for n < 2 or bad options.
+ * different lengths, RAPM_NON_FINITE for NaN/Infinity, RAPM_INVALID_ARG for n < 2, bad options
+ * or a score with |x| > {@link BOOTSTRAP_MAX_ABS} (1e100).
  */
 export function pairedBootstrap(
   a: ArrayLike<number>,
@@ -231,6 +239,12 @@ function checkScores(name: string, v: unknown): asserts v is ArrayLike<number> {
     }
     if (!Number.isFinite(e)) {
       throw new RapmRangeError('RAPM_NON_FINITE', `Expected finite values in ${name} but ${name}[${i}] is ${String(e)}`);
+    }
+    if (Math.abs(e) > BOOTSTRAP_MAX_ABS) {
+      throw new RapmRangeError(
+        'RAPM_INVALID_ARG',
+        `Expected scores with |x| <= ${BOOTSTRAP_MAX_ABS} in ${name} (cosines are in [-1, 1]; larger values can overflow the sums and squares to Infinity or NaN) but ${name}[${i}] is ${String(e)}`,
+      );
     }
   }
 }
