@@ -36,6 +36,27 @@ export interface NeighborSource {
 }
 
 /**
+ * Check what a source's search() returned for `b` queries x `k`: rows Int32Array [b, k] and
+ * similarities Float32Array [b, k], every row -1 (an empty slot) or below `n` (the rows of
+ * `store`, which the source's rows index), no NaN similarity. A bad result is the source's
+ * fault, not the caller's: RAPM_DATA (the HTTP service answers 500 and logs it, never a 400).
+ * The one check of Predictor and predictFromSource.
+ */
+export function checkSourceResult(source: NeighborSource, found: unknown, b: number, k: number, n: number, store: string): { rows: Int32Array; similarities: Float32Array } {
+  const rows = (found as { rows?: unknown } | null | undefined)?.rows, sims = (found as { similarities?: unknown } | null | undefined)?.similarities;
+  if (!(rows instanceof Int32Array) || !(sims instanceof Float32Array) || rows.length !== b * k || sims.length !== b * k) {
+    throw new RapmError('RAPM_DATA', `The neighbour source '${source.name}' returned rows ${describe(rows)} and similarities ${describe(sims)}; [${b}, ${k}] each were expected`);
+  }
+  for (let i = 0; i < rows.length; i++) {
+    const r = rows[i]!;
+    if (r < 0) continue;
+    if (r >= n) throw new RapmError('RAPM_DATA', `The neighbour source '${source.name}' returned row ${r} but ${store} holds ${n} rows: the source no longer matches ${store}`);
+    if (Number.isNaN(sims[i]!)) throw new RapmError('RAPM_DATA', `The neighbour source '${source.name}' returned similarity NaN for query ${Math.floor(i / k)}, neighbour ${i % k} (row ${r})`);
+  }
+  return { rows, similarities: sims };
+}
+
+/**
  * A neighbour source's engine did not answer: it is down, hung, unreachable or refusing
  * connections (PgVectorSource: a refused or timed-out connection or query). Neither the
  * caller's fault nor a bug, and usually over by itself: code RAPM_IO, and the HTTP handler
@@ -261,10 +282,7 @@ export async function predictFromSource(
     throw new RapmRangeError('RAPM_SHAPE_MISMATCH', `Expected values to hold ${size} rows (one per row of the ${source.name} source) but received length ${values.length}`);
   }
   const dv = values.length / size;
-  const { rows, similarities } = await source.search(queries, opts.k);
-  if (!(rows instanceof Int32Array) || !(similarities instanceof Float32Array) || rows.length !== b * opts.k || similarities.length !== b * opts.k) {
-    throw new RapmError('RAPM_STATE', `The ${source.name} source returned ${describe(rows)} rows and ${describe(similarities)} similarities for ${b} queries x k = ${opts.k}`);
-  }
+  const { rows, similarities } = checkSourceResult(source, await source.search(queries, opts.k), b, opts.k, size, 'values');
   const agg = priorFromNeighbors(rows, similarities, values, dv, opts);
   for (let q = 0; q < b; q++) {
     if (agg.found[q] === 0) throw new RapmRangeError('RAPM_K_TOO_LARGE', `The neighbour source '${source.name}' found no neighbours for row ${q}`); // as Predictor: one code for one failure

@@ -27,7 +27,7 @@ import { Datastore, type FastPath, type SearchResult } from '../retrieval/datast
 import { resolveSearchOptions, type Aggregate } from '../retrieval/search-options.js';
 import type { BundleInfo, BundleOverrides } from './bundle.js';
 import { priorFromNeighbors } from '../retrieval/ann.js';
-import { isNeighborSource, type NeighborSource } from '../retrieval/neighbor-source.js';
+import { checkSourceResult, isNeighborSource, type NeighborSource } from '../retrieval/neighbor-source.js';
 import { MicroBatcher, type BatchingOptions, type RowBlocks } from './micro-batcher.js';
 
 export type { BatchingOptions } from './micro-batcher.js';
@@ -204,13 +204,8 @@ export class Predictor {
   async #sourceSearch(en: Float32Array, source: PredictorNeighborSource): Promise<RowBlocks> {
     const { k, dv } = this;
     const b = en.length / this.keyDim;
-    const found = await source.search(en, k);
-    const rows = found?.rows, sims = found?.similarities;
-    if (!(rows instanceof Int32Array) || !(sims instanceof Float32Array) || rows.length !== b * k || sims.length !== b * k) {
-      // The source's fault, not the caller's: RAPM_DATA (HTTP 500, logged), not a 400.
-      throw new RapmError('RAPM_DATA', `The neighbour source '${source.name}' returned rows ${describe(rows)} and similarities ${describe(sims)}; [${b}, ${k}] each were expected`);
-    }
-    const n = this.datastore.size;
+    // One check with predictFromSource: shape, rows inside the datastore, no NaN similarity (RAPM_DATA: the source's fault).
+    const { rows, similarities: sims } = checkSourceResult(source, await source.search(en, k), b, k, this.datastore.size, 'the datastore');
     const slot = new Map<number, number>();
     const local = new Int32Array(b * k);
     for (let i = 0; i < rows.length; i++) {
@@ -219,9 +214,6 @@ export class Predictor {
         local[i] = -1;
         continue;
       }
-      if (r >= n) throw new RapmError('RAPM_DATA', `The neighbour source '${source.name}' returned row ${r} but the datastore holds ${n} rows: the source no longer matches the datastore`);
-      // The source's fault too (a NaN similarity made priorFromNeighbors answer 400 RAPM_NON_FINITE, blaming the request).
-      if (Number.isNaN(sims[i]!)) throw new RapmError('RAPM_DATA', `The neighbour source '${source.name}' returned similarity NaN for query ${Math.floor(i / k)}, neighbour ${i % k} (row ${r})`);
       let j = slot.get(r);
       if (j === undefined) slot.set(r, (j = slot.size));
       local[i] = j;
