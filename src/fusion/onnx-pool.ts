@@ -15,7 +15,7 @@ import os from 'node:os';
 import { Piscina } from 'piscina';
 import { RapmError, RapmRangeError, RapmTypeError, describe, type RapmErrorCode } from '../errors.js';
 import { checkFinite, checkInteger, checkMatrix } from '../validate.js';
-import { parseMetadataProps, type FusionRunResult, type FusionSessionOptions, type OnnxProvider } from './onnx-session.js';
+import { modelLabel, parseMetadataProps, type FusionRunResult, type FusionSessionOptions, type OnnxProvider } from './onnx-session.js';
 import type { WorkerError, WorkerInit, WorkerReply, WorkerTask } from './onnx-worker.js';
 
 export interface FusionPoolOptions extends FusionSessionOptions {
@@ -102,7 +102,7 @@ export class FusionPool {
         outDim: sessionOptions.outDim ?? 101,
         batch: reply.info.batch,
         workers,
-        source: typeof model === 'string' ? model : '<buffer>',
+        source: sessionOptions.name ?? (typeof model === 'string' ? model : '<buffer>'),
       });
     } catch (e) {
       await pool.destroy().catch(() => undefined);
@@ -113,7 +113,7 @@ export class FusionPool {
   /** Run `n` rows in a worker: `en` [n, enDim], `prior` [n, outDim] (checked here first, like FusionSession.run). */
   async run(en: Float32Array, prior: Float32Array): Promise<FusionRunResult> {
     const pool = this.#pool;
-    if (!pool) throw new RapmError('RAPM_STATE', `The fusion pool for ${this.source} was released`);
+    if (!pool) throw new RapmError('RAPM_STATE', `The fusion pool for ${modelLabel(this.source)} was released`);
     const n = checkMatrix('en', en, this.enDim);
     checkMatrix('prior', prior, this.outDim, n);
     checkFinite('en', en, this.enDim);

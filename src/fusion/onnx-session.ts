@@ -33,6 +33,13 @@ export interface FusionSessionOptions {
   enDim?: number;
   /** Expected last dim of `prior`, `pred` and `delta` (101). */
   outDim?: number;
+  /** How messages name the model (a bundle passes its model.onnx path when loading from bytes). Default: the file name, or '<buffer>'. */
+  name?: string;
+}
+
+/** How a released session or pool names its model: the file, or 'the fusion model' when built from unnamed bytes. */
+export function modelLabel(source: string): string {
+  return source === '<buffer>' ? 'the fusion model' : source;
 }
 
 export interface FusionRunResult {
@@ -151,7 +158,7 @@ export class FusionSession {
   readonly outDim: number;
   /** A fixed batch size declared by the model, or null when the batch dim is symbolic. */
   readonly batch: number | null;
-  /** The model file (or '<buffer>'). */
+  /** The model file, options.name, or '<buffer>'. */
   readonly source: string;
 
   private session: Ort.InferenceSession | null;
@@ -203,18 +210,19 @@ export class FusionSession {
     if (options.onWarning !== undefined && typeof options.onWarning !== 'function') {
       throw new RapmTypeError('RAPM_TYPE', `Expected a function for onWarning but received ${describe(options.onWarning)}`);
     }
+    if (options.name !== undefined && (typeof options.name !== 'string' || options.name.length === 0)) throw new RapmTypeError('RAPM_TYPE', `Expected a non-empty string for name but received ${describe(options.name)}`);
 
     let bytes: Uint8Array;
     let source: string;
     if (typeof model === 'string') {
-      source = model;
+      source = options.name ?? model;
       try {
         bytes = await fs.promises.readFile(model);
       } catch (e) {
         throw ioError('read', model, e);
       }
     } else if (model instanceof Uint8Array) {
-      source = '<buffer>';
+      source = options.name ?? '<buffer>';
       bytes = model;
     } else {
       throw new RapmTypeError('RAPM_TYPE', `Expected a file name or Uint8Array for model but received ${describe(model)}`);
@@ -288,7 +296,7 @@ export class FusionSession {
    * checked before ONNX Runtime is called (TypeError / RangeError with a code).
    */
   async run(en: Float32Array, prior: Float32Array): Promise<FusionRunResult> {
-    if (!this.session) throw new RapmError('RAPM_STATE', `The session for ${this.source} was released`);
+    if (!this.session) throw new RapmError('RAPM_STATE', `The session for ${modelLabel(this.source)} was released`);
     const n = checkMatrix('en', en, this.enDim);
     checkMatrix('prior', prior, this.outDim, n);
     if (this.batch !== null && n !== this.batch) {

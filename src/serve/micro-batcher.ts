@@ -31,7 +31,7 @@
  * again on its own, so one caller's error never becomes another's.
  */
 import { RapmError } from '../errors.js';
-import { checkSetting, defaultsOf } from '../settings.js';
+import { SettingError, SettingTypeError, checkSetting, defaultsOf, isSettingError } from '../settings.js';
 import { checkKnownKeys, is } from '../validate.js';
 import { SourceUnavailableError } from '../retrieval/neighbor-source.js';
 
@@ -58,8 +58,22 @@ export function resolveBatching(options: BatchingOptions | undefined): Required<
     maxBatchRows: checkSetting('maxBatchRows', o.maxBatchRows),
     maxWaitUs: checkSetting('maxWaitUs', o.maxWaitUs),
     maxQueueRows: checkSetting('maxQueueRows', o.maxQueueRows),
-    maxConcurrent: checkSetting('maxConcurrentBatches', o.maxConcurrent),
+    maxConcurrent: checkAs('maxConcurrent', 'maxConcurrentBatches', o.maxConcurrent),
   };
+}
+
+/**
+ * checkSetting for an option whose name differs from its setting's key (batching.maxConcurrent
+ * is the maxConcurrentBatches setting): the error names the option the caller passed.
+ */
+function checkAs(option: string, key: 'maxConcurrentBatches', value: unknown): number {
+  try {
+    return checkSetting(key, value);
+  } catch (e) {
+    if (!isSettingError(e) || !e.message.startsWith(key)) throw e;
+    const message = option + e.message.slice(key.length);
+    throw e instanceof SettingTypeError ? new SettingTypeError(message, e.flag, option) : new SettingError(e.code, message, e.flag, option);
+  }
 }
 
 /** A row-batched result: per-row blocks of fixed widths. */
