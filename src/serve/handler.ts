@@ -266,6 +266,9 @@ function rowsOf(a: Float32Array | Int32Array, w: number, single: boolean): numbe
 const KNOWN_ROUTES = new Set(['/predict', '/explain', '/health', '/metrics']);
 
 /** Every key HandlerOptions has (createServer adds its timeouts): any other key is refused, not ignored. */
+/** A request body's first buffer (or its declared length, when smaller); it then doubles as bytes arrive. */
+export const BODY_FIRST_BYTES = 16 * 1024;
+
 export const HANDLER_OPTION_KEYS = ['predictor', 'maxBatch', 'maxBodyBytes', 'maxBufferedBytes', 'retryAfterSeconds', 'basePath', 'metrics', 'accessLog', 'log'] as const satisfies readonly (keyof HandlerOptions)[];
 
 export function createHandler(options: HandlerOptions): RapmHandler {
@@ -338,12 +341,14 @@ export function createHandler(options: HandlerOptions): RapmHandler {
         ctx.reserved += n;
         return true;
       };
-      const first = declared >= 0 ? declared : 64 * 1024;
-      if (!reserve(first)) {
-        reject(overBudget());
-        return;
-      }
-      let buf = new Uint8Array(first);
+      // The buffer grows as bytes arrive (at least BODY_FIRST_BYTES, then doubling, never past
+      // the declared length), and only what is allocated is reserved. Reserving the declared
+      // length up front let ~8 clients that declare 32 MiB and send a byte a second hold the
+      // whole 256 MiB budget, so every other request got 503 RAPM_BUSY until requestTimeoutMs.
+      // Now a body holds at most max(BODY_FIRST_BYTES, 2 x the bytes it has sent), and the
+      // budget still bounds the memory really held.
+      const cap = declared >= 0 ? declared : maxBodyBytes;
+      let buf = new Uint8Array(0);
       let len = 0;
       let failed = false;
       const fail = (e: unknown) => {
@@ -357,12 +362,14 @@ export function createHandler(options: HandlerOptions): RapmHandler {
         if (failed || ctx.done) return;
         if (len + chunk.length > maxBodyBytes) return fail(tooLarge());
         if (len + chunk.length > buf.length) {
-          const size = Math.min(maxBodyBytes, Math.max(buf.length * 2, len + chunk.length));
-          if (!reserve(size)) return fail(overBudget());
+          const need = len + chunk.length;
+          const size = Math.max(need, Math.min(cap, Math.max(buf.length * 2, BODY_FIRST_BYTES)));
+          // The growth only: the old buffer is dropped right after the copy, within this
+          // callback, so no other request sees both held (and one maxBodyBytes body fits a
+          // budget of maxBodyBytes, as createHandler promises).
+          if (!reserve(size - buf.length)) return fail(overBudget());
           const grown = new Uint8Array(size);
           grown.set(buf.subarray(0, len));
-          buffered -= buf.length; // the old buffer is dropped
-          ctx.reserved -= buf.length;
           buf = grown;
         }
         buf.set(chunk, len);
