@@ -43,6 +43,12 @@ export const ONNX_BATCH_DIM = 'N';
 export const META_KIND = 'rapm.kind';
 export const META_SPEC = 'rapm.spec';
 export const META_FORMAT = 'rapm.format';
+/**
+ * The key precision ('f32' | 'bf16' | 'int8') of the datastore whose priors the net was trained
+ * on (writeBundle records it): bf16 and int8 keys change some neighbours, so the priors, so a net
+ * fits only priors of its precision. The fast path is not recorded: it never changes an answer.
+ */
+export const META_PRECISION = 'rapm.precision';
 /** JSON array of the keys whose values were JSON-encoded (all non-string values). */
 export const META_JSON_KEYS = 'rapm.json_keys';
 export const META_FORMAT_VERSION = '1';

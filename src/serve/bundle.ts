@@ -9,7 +9,7 @@
  * ```
  *
  * `writeBundle` builds the folder under a temporary sibling name, fsyncs every file and the
- * folder, then renames it into place (replacing an existing bundle only with `overwrite`), so
+ * folder (replaceDirSync), then renames it into place (replacing an existing bundle only with `overwrite`), so
  * a reader sees the old bundle or the new one, never a mix. `loadBundle` (and
  * `Predictor.fromBundle`) checks the pieces against each other and against the manifest, and
  * applies serve-time overrides explicitly, each reported through `log`.
@@ -22,16 +22,16 @@ import path from 'node:path';
 import { RapmError, RapmTypeError, describe, invalidParam, isRapmError } from '../errors.js';
 import { checkKnownKeys, is } from '../validate.js';
 import { codeVersion } from '../experiments/run-record.js';
-import { encodeOnnx, type OnnxMeta } from '../fusion/onnx-export.js';
+import { META_PRECISION, encodeOnnx, type OnnxMeta } from '../fusion/onnx-export.js';
 import type { FusionSession, OnnxDevice } from '../fusion/onnx-session.js';
 import type { ParamLayout } from '../fusion/layout.js';
-import { fsyncDirSync, removeStaleStagingSync, replaceDirSync, tempPathFor } from '../io/atomic.js';
-import { fileKind, readRegularFile, readTextFileSync } from '../io/files.js';
+import { movedAsideNotices, removeStaleStagingSync, replaceDirSync, tempPathFor } from '../io/atomic.js';
+import { fileKind, insideOf, readRegularFile, readTextFileSync } from '../io/files.js';
 import { concurrency, simdLevel } from '../native/simd.js';
 import type { Datastore, FastPathSetting } from '../retrieval/datastore.js';
 import { loadDatastore, readDatastoreHeader, saveDatastore } from '../retrieval/persist.js';
 import type { Aggregate } from '../retrieval/search-options.js';
-import { SETTINGS, checkSetting } from '../settings.js';
+import { FAST_PATH_PRECISION_RULE, PRECISIONS, SETTINGS, TAU_AGGREGATE_RULE, checkSetting, crossSettingProblem, sayFor, type SettingKey, type SettingSource } from '../settings.js';
 import { Predictor, type FusionModel, type PredictorOptions } from './predictor.js';
 
 export const BUNDLE_FILES = { model: 'model.onnx', datastore: 'datastore.rapm', manifest: 'rapm.json' } as const;
@@ -110,6 +110,11 @@ export interface WriteBundleOptions {
 export interface WriteBundleResult {
   dir: string;
   manifest: BundleManifest;
+  /**
+   * Warnings to show the user: old copies of `dir` that an interrupted earlier write moved
+   * aside and that are kept beside it (io/atomic.ts movedAsideNotices), one line each. Usually empty.
+   */
+  notices: string[];
 }
 
 function onnxruntimeVersion(): string | null {
@@ -174,20 +179,33 @@ export function checkBundleTarget(dir: string, overwrite: boolean, inputs: reado
 export async function writeBundle(dir: string, ds: Datastore, options: WriteBundleOptions): Promise<WriteBundleResult> {
   if (typeof dir !== 'string' || dir.length === 0) throw new RapmTypeError('RAPM_TYPE', `Expected a folder path for dir but received ${describe(dir)}`);
   const target = path.resolve(dir);
+  // A write killed between the swap's two renames left the previous bundle moved aside: put it
+  // back (and remove killed writes' staging folders) before deciding whether `dir` exists, so a
+  // restored bundle is refused without `overwrite` like any existing one, never replaced unasked.
+  removeStaleStagingSync(target);
   checkBundleTarget(dir, options.overwrite ?? false, [options.data.source]);
+  // Old copies kept beside a `dir` recreated after a killed write: never deleted here, reported.
+  const notices = movedAsideNotices(target, dir);
   const s = options.settings;
   if (!sameList(ds.keyIndices, s.keyIndices)) throw new RapmError('RAPM_DATA', `The datastore's key indices differ from settings.keyIndices (${ds.keyIndices.length} vs ${s.keyIndices.length} columns)`);
   if (ds.precision !== s.precision) throw new RapmError('RAPM_DATA', `The datastore holds ${ds.precision} keys but settings.precision is ${s.precision}`);
   if (s.fastPath !== undefined) checkSetting('fastPath', s.fastPath);
+  // The rules between settings (src/settings.ts, the ones `rapm index`/`train` apply to their
+  // flags) hold for the settings recorded here too: a bundle that breaks one could not be served.
+  const conflict = crossSettingProblem(s as Partial<Record<SettingKey, unknown>>);
+  if (conflict !== null) throw new RapmError('RAPM_INVALID_ARG', `Cannot write bundle ${dir}: ${conflict}; a bundle with these settings could not be served`);
   fs.mkdirSync(path.dirname(target), { recursive: true });
-  removeStaleStagingSync(target);
   const tmp = tempPathFor(target); // the name removeStaleStagingSync looks for
   fs.mkdirSync(tmp);
   try {
     let model: BundleManifest['model'] = null;
     if (options.model) {
       const { layout, params, meta } = options.model;
-      const bytes = encodeOnnx(layout, params, meta ?? {});
+      // The model records the key precision of its priors, so serving it beside another datastore
+      // (rapm serve --datastore --model) can refuse one of another precision.
+      const recorded = meta?.[META_PRECISION];
+      if (recorded !== undefined && recorded !== s.precision) throw new RapmError('RAPM_INVALID_ARG', `model.meta['${META_PRECISION}'] is ${describe(recorded)} but settings.precision is ${s.precision}: the model records the precision of the priors it was trained on`);
+      const bytes = encodeOnnx(layout, params, { ...meta, [META_PRECISION]: s.precision });
       writeSynced(path.join(tmp, BUNDLE_FILES.model), bytes);
       model = { file: BUNDLE_FILES.model, bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), enDim: layout.spec.enDim, outDim: layout.spec.outDim, spec: layout.spec };
     }
@@ -209,9 +227,8 @@ export async function writeBundle(dir: string, ds: Datastore, options: WriteBund
       versions: { rapm: version, commit, node: process.version, onnxruntime: onnxruntimeVersion(), simd: simdLevel(), threads: concurrency(), platform: `${os.platform()}-${os.arch()}` },
     };
     writeSynced(path.join(tmp, BUNDLE_FILES.manifest), manifestJson(manifest));
-    fsyncDirSync(tmp);
-    replaceDirSync(tmp, target); // old bundle moved aside, new one renamed in, old removed (io/atomic.ts)
-    return { dir: target, manifest };
+    replaceDirSync(tmp, target); // fsyncs the staged folder, moves the old bundle aside, renames the new one in, removes the old (io/atomic.ts)
+    return { dir: target, manifest, notices };
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     if (isRapmError(e)) throw e;
@@ -250,7 +267,44 @@ export function readBundle(dir: string): { dir: string; manifest: BundleManifest
       throw new RapmError('RAPM_FORMAT', `${file}: settings.${key}: ${(e as Error).message}`, { cause: e });
     }
   }
+  checkManifestFields(file, root, m);
   return { dir: root, manifest: m, modelFile: m.model ? path.join(root, m.model.file) : null, datastoreFile: path.join(root, m.datastore.file) };
+}
+
+/**
+ * The manifest fields loadBundle reads, checked before any is used (a hand-edited rapm.json
+ * missing one was an uncoded TypeError deep in the load): RAPM_FORMAT naming the manifest and
+ * the field. File names must stay inside the bundle folder, symlinks resolved: a bundle is one
+ * folder, and `../x/datastore.rapm` (or an absolute path) would serve a file from elsewhere.
+ */
+function checkManifestFields(file: string, root: string, m: BundleManifest): void {
+  const bad = (field: string, v: unknown, expected: string): never => {
+    throw new RapmError('RAPM_FORMAT', `${file}: ${field} is ${v === undefined ? 'missing' : describe(v)}; expected ${expected}`);
+  };
+  const obj = (field: string, v: unknown): Record<string, unknown> => (is.object(v) ? (v as Record<string, unknown>) : bad(field, v, 'an object'));
+  const count = (field: string, v: unknown): void => {
+    if (!Number.isSafeInteger(v) || (v as number) < 0) bad(field, v, 'a whole number >= 0');
+  };
+  const fileName = (field: string, v: unknown): void => {
+    if (typeof v !== 'string' || v.length === 0) bad(field, v, `a file name inside the bundle folder`);
+    const name = v as string;
+    if (path.isAbsolute(name) || insideOf(path.join(root, name), root) !== 'inside') {
+      throw new RapmError('RAPM_FORMAT', `${file}: ${field} '${name}' is not inside the bundle folder ${root} (symlinks resolved); a bundle's files live in its folder`);
+    }
+  };
+  const s = m.settings;
+  if (!Array.isArray(s.keyIndices) || s.keyIndices.length === 0 || !s.keyIndices.every((i) => Number.isSafeInteger(i) && i >= 0)) bad('settings.keyIndices', s.keyIndices, 'a list of key columns (whole numbers >= 0)');
+  if (!PRECISIONS.includes(s.precision)) bad('settings.precision', s.precision, `one of ${PRECISIONS.join(', ')}`);
+  const data = obj('data', m.data);
+  if (typeof data.hash !== 'string') bad('data.hash', data.hash, 'a string');
+  const ds = obj('datastore', m.datastore);
+  fileName('datastore.file', ds.file);
+  for (const key of ['rows', 'keyDim', 'dv'] as const) count(`datastore.${key}`, ds[key]);
+  if (m.model !== null) {
+    const model = obj('model', m.model);
+    fileName('model.file', model.file);
+    if (typeof model.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(model.sha256)) bad('model.sha256', model.sha256, 'the model file\'s sha256 (64 hex digits)');
+  }
 }
 
 /** Serve-time changes to a bundle's settings. Each one is logged. */
@@ -258,7 +312,10 @@ export interface BundleOverrides {
   k?: number;
   tau?: number;
   aggregate?: Aggregate;
-  /** The fast search path (the fastPath setting); absent: as recorded in the bundle. */
+  /**
+   * The fast search path (the fastPath setting); absent: as recorded in the bundle, or 'off'
+   * with a `source` (its neighbours replace the exact search the fast path speeds up).
+   */
   fastPath?: FastPathSetting;
   /** Where the fusion model runs. Default 'cpu'. */
   device?: OnnxDevice;
@@ -285,9 +342,11 @@ const describeKeys = (idx: ArrayLike<number>, keyDim: number): string => (idx.le
 
 /**
  * Refuse a model and a datastore that do not belong together: input/output widths, key
- * columns, value columns (when both record them). `names` label the two in the message.
+ * columns, value columns, data hash (when both record them), and key precision (the priors of
+ * bf16 or int8 keys differ from f32 ones). `names` label the two in the message. A model from
+ * before the precision was recorded is served, with a line to `warn` (when given).
  */
-export async function checkModelMatchesDatastore(model: Pick<FusionSession, 'enDim' | 'outDim' | 'metadata'>, ds: Datastore, names: { model: string; datastore: string }, datastoreMeta?: Record<string, unknown> | null): Promise<void> {
+export async function checkModelMatchesDatastore(model: Pick<FusionSession, 'enDim' | 'outDim' | 'metadata'>, ds: Datastore, names: { model: string; datastore: string }, datastoreMeta?: Record<string, unknown> | null, warn?: (line: string) => void): Promise<void> {
   const refuse = (why: string): never => {
     throw new RapmError('RAPM_DATA', `Model ${names.model} does not fit datastore ${names.datastore}: ${why}. Serve a model with the datastore its priors came from (a bundle from rapm train --out keeps them together)`);
   };
@@ -301,6 +360,26 @@ export async function checkModelMatchesDatastore(model: Pick<FusionSession, 'enD
   const mh = model.metadata['rapm.data_hash'];
   const dh = datastoreMeta?.dataHash;
   if (typeof mh === 'string' && typeof dh === 'string' && mh !== dh) refuse(`the model was trained on data ${mh}, the datastore holds data ${dh}`);
+  const mp = model.metadata[META_PRECISION];
+  if (mp === undefined) {
+    warn?.(`warning: model ${names.model} does not record the key precision its priors were computed with (written before rapm recorded it); serving it with datastore ${names.datastore} (${ds.precision} keys) unchecked: a model trained on priors of another precision (--precision) predicts from priors it never saw`);
+  } else if (mp !== ds.precision) {
+    refuse(`the model was trained on priors from ${String(mp)} keys, the datastore holds ${ds.precision} keys (--precision changes some neighbours, so the priors)`);
+  }
+}
+
+/**
+ * An explicit `tau` where the aggregate served (the explicit one, else `trained.aggregate`) is
+ * not softmax: it would be accepted and change nothing (TAU_AGGREGATE_RULE, src/settings.ts).
+ * The problem, naming `what` (the bundle or model) and its aggregate, worded for `source`; or null.
+ */
+export function tauOverrideProblem(trained: { aggregate: Aggregate }, o: { tau?: number; aggregate?: Aggregate }, what: string, source: SettingSource = 'library'): string | null {
+  if (o.tau === undefined) return null;
+  const aggregate = o.aggregate ?? trained.aggregate;
+  const problem = crossSettingProblem({ tau: o.tau, aggregate }, source, [TAU_AGGREGATE_RULE]);
+  if (problem === null || o.aggregate !== undefined) return problem;
+  const say = sayFor(source);
+  return `${what} was trained with ${say('aggregate', aggregate)}: ${problem} (or serve with ${say('aggregate', 'softmax')} too)`;
 }
 
 /** Trained k/tau/aggregate with explicit overrides applied (each validated by the schema and logged). */
@@ -326,15 +405,26 @@ export function applyOverrides(trained: { k: number; tau: number; aggregate: Agg
  * The fast path a bundle records (the setting's default when it records none; a value no
  * setting allows is RAPM_FORMAT) and the one to serve with: an explicit override, logged.
  */
-function servingFastPath(dir: string, recorded: unknown, o: BundleOverrides): { trained: FastPathSetting; serving: FastPathSetting } {
+function servingFastPath(dir: string, s: BundleSettings, o: BundleOverrides): { trained: FastPathSetting; serving: FastPathSetting } {
   let trained: FastPathSetting;
   try {
-    trained = checkSetting('fastPath', recorded);
+    trained = checkSetting('fastPath', s.fastPath);
   } catch {
-    throw new RapmError('RAPM_FORMAT', `Bundle ${dir}: ${BUNDLE_FILES.manifest} records settings.fastPath ${describe(recorded)}; expected ${SETTINGS.fastPath.range}`);
+    throw new RapmError('RAPM_FORMAT', `Bundle ${dir}: ${BUNDLE_FILES.manifest} records settings.fastPath ${describe(s.fastPath)}; expected ${SETTINGS.fastPath.range}`);
   }
-  if (o.fastPath === undefined) return { trained, serving: trained };
+  const problem = (fastPath: FastPathSetting): string | null => crossSettingProblem({ precision: s.precision, fastPath }, 'library', [FAST_PATH_PRECISION_RULE]);
+  if (o.fastPath === undefined) {
+    // Older rapm wrote such bundles (index --precision int8 --fast-path bf16); the keys are fine,
+    // only the recorded fast path cannot run over them, and the fast path never changes an answer.
+    const p = problem(trained);
+    if (p !== null) throw new RapmError('RAPM_FORMAT', `Bundle ${dir} records settings.precision '${s.precision}' with settings.fastPath '${trained}', which cannot be served (${p}). Its keys are fine: serve it with --fast-path off (fastPath: 'off' in the library; int8 and auto work too), the same answers`);
+    // Another neighbour source replaces the exact search the fast path speeds up: no shadow (it
+    // would only cost memory). rapm's choice, not the caller's: not an override.
+    return { trained, serving: o.source !== undefined ? 'off' : trained };
+  }
   const serving = checkSetting('fastPath', o.fastPath);
+  const p = problem(serving);
+  if (p !== null) throw new RapmError('RAPM_INVALID_ARG', `Bundle ${dir} holds ${s.precision} keys: ${p}`);
   if (serving !== trained) o.log?.(`override: fastPath ${trained} -> ${serving} (same answers; speed and memory only)`);
   return { trained, serving };
 }
@@ -351,16 +441,19 @@ export async function loadBundle(dir: string, overrides: BundleOverrides = {}): 
   checkKnownKeys('Predictor.fromBundle', overrides, BUNDLE_OVERRIDE_KEYS);
   const { dir: root, manifest: m, modelFile, datastoreFile } = readBundle(dir);
   if (m.kind === 'baseline') throw new RapmError('RAPM_STATE', `Bundle ${dir} holds the baseline MLP (trained for comparison); serve a fusion bundle (rapm train --model fusion) or a retrieval bundle (rapm index)`);
-  const header = await readDatastoreHeader(datastoreFile);
   const s = m.settings;
-  const fastPath = servingFastPath(dir, s.fastPath, overrides);
+  // Refused once the manifest is read, before anything is loaded: an explicit tau the bundle's aggregate ignores.
+  const tauProblem = tauOverrideProblem(s, overrides, `Bundle ${dir}`);
+  if (tauProblem !== null) throw new RapmError('RAPM_INVALID_ARG', tauProblem);
+  const header = await readDatastoreHeader(datastoreFile);
+  const fastPath = servingFastPath(dir, s, overrides);
   const ds = await loadDatastore(datastoreFile, { fastPath: fastPath.serving });
   if (ds.size !== m.datastore.rows || !sameList(ds.keyIndices, s.keyIndices) || ds.precision !== s.precision || ds.dv !== m.datastore.dv) {
     throw new RapmError('RAPM_DATA', `Bundle ${dir}: ${BUNDLE_FILES.datastore} (${ds.size} rows, ${describeKeys(ds.keyIndices, ds.keyDim)} keys, ${ds.precision}) is not the datastore rapm.json records (${m.datastore.rows} rows, ${describeKeys(s.keyIndices, m.datastore.keyDim)} keys, ${s.precision})`);
   }
   const trained = { k: s.k, tau: s.tau, aggregate: s.aggregate };
   const { k, tau, aggregate, overrides: changed } = applyOverrides(trained, overrides, ds.size, overrides.log);
-  if (fastPath.serving !== fastPath.trained) changed.fastPath = { trained: fastPath.trained, serving: fastPath.serving };
+  if (overrides.fastPath !== undefined && fastPath.serving !== fastPath.trained) changed.fastPath = { trained: fastPath.trained, serving: fastPath.serving };
   let fusion: (FusionModel & Pick<FusionSession, 'enDim' | 'outDim' | 'metadata' | 'release'>) | null = null;
   if (modelFile) {
     const bytes = await readRegularFile(modelFile, 'ONNX model').catch((e: Error & { cause?: NodeJS.ErrnoException }) => {
@@ -368,7 +461,8 @@ export async function loadBundle(dir: string, overrides: BundleOverrides = {}): 
     });
     const sha = createHash('sha256').update(bytes).digest('hex');
     if (sha !== m.model!.sha256) throw new RapmError('RAPM_DATA', `Bundle ${dir}: ${BUNDLE_FILES.model} is not the model rapm.json records (sha256 ${sha.slice(0, 12)}…, expected ${m.model!.sha256.slice(0, 12)}…)`);
-    const fusionOptions = { enDim: ds.keyDim, outDim: ds.dv, device: overrides.device ?? 'cpu', threads: overrides.threads, onWarning: overrides.log };
+    // Loaded from bytes (the ones hashed above): named by its file, so messages (a released session) say which model.
+    const fusionOptions = { enDim: ds.keyDim, outDim: ds.dv, device: overrides.device ?? 'cpu', threads: overrides.threads, onWarning: overrides.log, name: modelFile };
     if ((overrides.fusionWorkers ?? 0) > 0) {
       const { FusionPool } = await import('../fusion/onnx-pool.js');
       fusion = await FusionPool.create(bytes, { ...fusionOptions, workers: overrides.fusionWorkers });

@@ -10,9 +10,9 @@ import type { CommandModule } from 'yargs';
 import { RapmError } from '../../errors.js';
 import type { FusionSession } from '../../fusion/onnx-session.js';
 import { loadDatastore, readDatastoreHeader } from '../../retrieval/persist.js';
-import type { FastPathSetting } from '../../retrieval/datastore.js';
+import type { Datastore, FastPathSetting } from '../../retrieval/datastore.js';
 import { SEARCH_DEFAULTS, type Aggregate } from '../../retrieval/search-options.js';
-import { applyOverrides, checkModelMatchesDatastore } from '../../serve/bundle.js';
+import { applyOverrides, checkModelMatchesDatastore, readBundle, tauOverrideProblem } from '../../serve/bundle.js';
 import { checkSetting } from '../../settings.js';
 import { CliUsageError, defineCommand, refuseTauWithoutSoftmax } from '../options.js';
 import { applyThreads } from '../run.js';
@@ -73,14 +73,37 @@ function batchingOf(args: ServeArgs): PredictorOptions['batching'] {
  */
 function fastPathOf(args: ServeArgs): FastPathSetting | undefined {
   if (args.fastPath !== undefined) return args.fastPath;
-  return args.ann !== undefined || args.pgUrl !== undefined ? 'off' : undefined;
+  return hasSource(args) ? 'off' : undefined;
+}
+
+/** Neighbours come from another source (--ann, --pg-url), not the exact search. */
+const hasSource = (args: ServeArgs): boolean => args.ann !== undefined || args.pgUrl !== undefined;
+
+/**
+ * Checks against what the bundle records, once its manifest is read and before anything is
+ * loaded: flags that would be accepted and have no effect are usage errors (exit 2), as they are
+ * without a bundle. The library applies the tau rule in Predictor.fromBundle too (RAPM_INVALID_ARG).
+ */
+function checkBundleArgs(a: { bundle?: string; tau: number; aggregate: Aggregate }, given: ReadonlySet<string>): void {
+  if (a.bundle === undefined) return;
+  const { manifest } = readBundle(a.bundle);
+  if (manifest.model === null) {
+    for (const k of ['device', 'fusionWorkers'] as const) {
+      if (given.has(k)) throw new CliUsageError(`--${SETTINGS[k].flag} sets where the fusion model runs, but bundle ${a.bundle} holds no model (a retrieval bundle from rapm index) and serves the retrieval prior: drop --${SETTINGS[k].flag}`);
+    }
+  }
+  const problem = tauOverrideProblem(manifest.settings, { tau: given.has('tau') ? a.tau : undefined, aggregate: given.has('aggregate') ? a.aggregate : undefined }, `bundle ${a.bundle}`, 'cli');
+  if (problem !== null) throw new CliUsageError(problem);
 }
 
 /** The predictor of `args`: a bundle, or a datastore (+ model) checked against each other. */
 async function openPredictor(args: ServeArgs, log: (line: string) => void): Promise<Predictor> {
   if (args.bundle !== undefined) {
     if (args.datastore !== undefined || args.model !== undefined) throw new RapmError('RAPM_INVALID_ARG', 'Give a bundle (--bundle) or a datastore and model (--datastore, --model), not both');
-    const p = await Predictor.fromBundle(args.bundle, { k: args.k, tau: args.tau, aggregate: args.aggregate, fastPath: fastPathOf(args), device: args.device, log, batching: batchingOf(args), fusionWorkers: args.fusionWorkers ?? 1, source: (ds) => openNeighborSource(ds, { ...args, log }) });
+    // With --ann / --pg-url and no --fast-path the bundle loads without the fast path (fromBundle
+    // does that for a source, and it is not an override: nobody asked for it).
+    const source = hasSource(args) ? (ds: Datastore) => openNeighborSource(ds, { ...args, log }) : undefined;
+    const p = await Predictor.fromBundle(args.bundle, { k: args.k, tau: args.tau, aggregate: args.aggregate, fastPath: args.fastPath, device: args.device, log, batching: batchingOf(args), fusionWorkers: args.fusionWorkers ?? 1, source });
     log(`bundle ${args.bundle} (${p.bundle!.kind}, trained k ${p.bundle!.trained.k}, tau ${p.bundle!.trained.tau}, ${p.bundle!.trained.aggregate}, Config ${p.bundle!.trained.config}, data ${p.bundle!.dataHash})`);
     return p;
   }
@@ -100,7 +123,7 @@ async function openPredictor(args: ServeArgs, log: (line: string) => void): Prom
       fusion = await FusionSession.create(args.model, fusionOptions);
     }
     try {
-      await checkModelMatchesDatastore(fusion, ds, { model: args.model, datastore: args.datastore }, header.meta);
+      await checkModelMatchesDatastore(fusion, ds, { model: args.model, datastore: args.datastore }, header.meta, log);
     } catch (e) {
       await fusion.release().catch(() => undefined);
       throw e;
@@ -112,6 +135,12 @@ async function openPredictor(args: ServeArgs, log: (line: string) => void): Prom
       tau: typeof m['rapm.tau'] === 'number' ? m['rapm.tau'] : trained.tau,
       aggregate: typeof m['rapm.aggregate'] === 'string' ? checkSetting('aggregate', m['rapm.aggregate']) : trained.aggregate,
     };
+    // --tau with a model trained with --aggregate mean or top1 would change nothing: a usage error.
+    const problem = tauOverrideProblem(trained, { tau: args.tau, aggregate: args.aggregate }, `model ${args.model}`, 'cli');
+    if (problem !== null) {
+      await fusion.release().catch(() => undefined);
+      throw new CliUsageError(problem);
+    }
   }
   const s = applyOverrides(trained, { k: args.k, tau: args.tau, aggregate: args.aggregate }, ds.size, log, args.model ? 'trained' : 'default');
   try {
@@ -210,10 +239,11 @@ export const serveCommand: CommandModule = defineCommand({
     'ann', 'annIndex', 'nprobe', 'efSearch', 'pgUrl', 'pgTable', 'pgMode', 'pgTimeoutMs',
   ],
   overrides: {
-    k: { help: 'Neighbours per query; default: as trained (bundle or model), else 90. An explicit value is an override, logged' },
-    tau: { help: 'Softmax temperature; default: as trained, else 0.04. An explicit value is an override, logged' },
-    aggregate: { help: 'Neighbour weighting; default: as trained, else softmax. An explicit value is an override, logged' },
-    fastPath: { help: `${SETTINGS.fastPath.help}. Default: as the bundle records, else auto` },
+    // The bundle (or model) decides these: no single [default: ...] to show.
+    k: { help: `Neighbours per query; default: as trained (bundle or model), else ${SETTINGS.k.default}. An explicit value is an override, logged`, hideDefault: true },
+    tau: { help: `Softmax temperature; default: as trained, else ${SETTINGS.tau.default}. An explicit value is an override, logged (refused where the aggregate is not softmax)`, hideDefault: true },
+    aggregate: { help: `Neighbour weighting; default: as trained, else ${SETTINGS.aggregate.default}. An explicit value is an override, logged`, hideDefault: true },
+    fastPath: { help: `${SETTINGS.fastPath.help}. Default: as the bundle records, else ${SETTINGS.fastPath.default}; off with --ann or --pg-url`, hideDefault: true },
   },
   check: (a, given) => {
     if (given.has('ann') && given.has('pgUrl')) throw new CliUsageError('--ann and --pg-url exclude each other: neighbours come from one source');
@@ -246,6 +276,7 @@ export const serveCommand: CommandModule = defineCommand({
     }
     if (a.bundle === undefined && a.datastore === undefined) throw new CliUsageError('Give --bundle DIR (from rapm train --out or rapm index) or --datastore FILE');
     if (a.bundle !== undefined && (a.datastore !== undefined || a.model !== undefined)) throw new CliUsageError('--bundle already holds the datastore and model: drop --datastore / --model');
+    checkBundleArgs(a, given);
     if (a.headersTimeoutMs > a.requestTimeoutMs) {
       throw new CliUsageError(`--headers-timeout-ms (${a.headersTimeoutMs}) must be at most --request-timeout-ms (${a.requestTimeoutMs})`);
     }
