@@ -156,6 +156,9 @@ export function checkBundleTarget(dir: string, overwrite: boolean, inputs: reado
     const p = path.resolve(input);
     if (p === target || p.startsWith(target + path.sep)) throw new RapmError('RAPM_INVALID_ARG', `Cannot write bundle ${dir}: it holds the input data ${input}; choose another output folder`);
   }
+  // A write killed between the swap's renames left the previous bundle moved aside: put it back
+  // first, so rapm train / index refuse it without --overwrite before training, not after.
+  removeStaleStagingSync(target);
   let st: fs.Stats;
   try {
     st = fs.statSync(target);

@@ -11,7 +11,7 @@ import { trainingDatastore } from '../../experiments/train-model.js';
 import { BUNDLE_FILES, checkBundleTarget, writeBundle } from '../../serve/bundle.js';
 import { dataSelection, defineCommand, refuseSeedWithoutSplit, refuseTauWithoutSoftmax } from '../options.js';
 import { progressBars } from '../progress.js';
-import { applyThreads, refuseExisting } from '../run.js';
+import { applyThreads, refuseExisting, warn } from '../run.js';
 import { DATA_SETTINGS, checkDataArgs, dataPaths, loadExperimentData, refuseKOverTrainRows, usesDefaultData } from '../data-args.js';
 
 export const indexCommand: CommandModule = defineCommand({
@@ -39,6 +39,7 @@ export const indexCommand: CommandModule = defineCommand({
     const ds = await trainingDatastore(data, { config: a.config, precision: a.precision });
     const settings = { config: a.config, keyIndices: [...keyIndices(a.config)], valueIndices: [...SPANISH_WINNERS], k: a.k, tau: a.tau, aggregate: a.aggregate, precision: a.precision, fastPath: a.fastPath, ...dataSelection(a) };
     const written = await writeBundle(a.out, ds, { overwrite: a.overwrite, settings, data: { hash: data.hash, source: data.source } });
+    for (const n of written.notices) warn(n);
     if (a.json) {
       console.log(JSON.stringify({ bundle: written.dir, manifest: written.manifest }));
       return;

@@ -8,7 +8,7 @@ import { simdLevel } from '../../native/simd.js';
 import { SETTINGS } from '../../settings.js';
 import { CliUsageError, dataSelection, defineCommand, POINT_SETTINGS, pointOptions, refuseTauWithoutSoftmax } from '../options.js';
 import { progressBars } from '../progress.js';
-import { applyThreads, refuseExisting } from '../run.js';
+import { applyThreads, refuseExisting, warn } from '../run.js';
 import { DATA_SETTINGS, checkDataArgs, dataPaths, loadExperimentData, refuseKOverTrainRows, usesDefaultData } from '../data-args.js';
 
 /**
@@ -84,6 +84,7 @@ export const trainCommand: CommandModule = defineCommand({
     };
     const ds = await trainingDatastore(data, common);
     const written = await writeBundle(a.out, ds, { overwrite: a.overwrite, model: { layout, params, meta }, kind, settings, data: { hash: data.hash, source: data.source }, metrics });
+    for (const n of written.notices) warn(n);
     if (a.json) {
       console.log(JSON.stringify({ bundle: written.dir, manifest: written.manifest }));
       return;
