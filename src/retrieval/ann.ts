@@ -38,6 +38,7 @@ import { resolveSearchOptions, type SearchOptions } from './search-options.js';
 import { assertRegularFile } from '../io/files.js';
 import { ioError, removeStaleTempsSync, tempPathFor, writeTarget } from '../io/atomic.js';
 import { mulberry32 } from '../rng.js';
+import { EF_SEARCH_MAX_FAISS, NPROBE_MAX_FAISS } from '../settings.js';
 
 // ------------------------------------------------------------------ faiss-node binding
 
@@ -421,8 +422,8 @@ export class AnnIndex {
     if (typeof factory !== 'string' || factory.trim() === '') throw invalidParam('factory', "non-empty faiss factory string such as 'IVF4096,Flat'", factory);
     const trainSize = options.trainSize === undefined ? ANN_DEFAULT_TRAIN_SIZE : checkInteger('trainSize', options.trainSize, 1);
     const seed = options.seed === undefined ? 1 : checkInteger('seed', options.seed, 0, 2 ** 32 - 1);
-    if (options.nprobe !== undefined) checkInteger('nprobe', options.nprobe, 1);
-    if (options.efSearch !== undefined) checkInteger('efSearch', options.efSearch, 1, 1 << 20);
+    if (options.nprobe !== undefined) checkInteger('nprobe', options.nprobe, 1, NPROBE_MAX_FAISS);
+    if (options.efSearch !== undefined) checkInteger('efSearch', options.efSearch, 1, EF_SEARCH_MAX_FAISS);
     checkAnnFactory(factory, d);
     const faiss = loadFaiss();
     let index: FaissIndex;
@@ -529,7 +530,7 @@ export class AnnIndex {
     const { nprobe, efSearch } = params;
     refuseSearchKnobs(this.kind, params, `factory '${this.factory}'`);
     if (nprobe !== undefined) checkInteger('nprobe', nprobe, 1, this.nlist);
-    if (efSearch !== undefined) checkInteger('efSearch', efSearch, 1, 1 << 20);
+    if (efSearch !== undefined) checkInteger('efSearch', efSearch, 1, EF_SEARCH_MAX_FAISS);
     try {
       if (nprobe !== undefined) this.#index.setSearchParam('nprobe', nprobe);
       if (efSearch !== undefined) this.#index.setSearchParam('efSearch', efSearch);

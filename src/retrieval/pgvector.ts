@@ -34,7 +34,7 @@ import pg from 'pg';
 import { RapmError, RapmRangeError, RapmTypeError, describe, invalidParam } from '../errors.js';
 import { selectColumns } from '../data/indices.js';
 import { checkInteger, checkKnownKeys, checkMatrix, is } from '../validate.js';
-import { SETTINGS } from '../settings.js';
+import { EF_SEARCH_MAX_PGVECTOR, NPROBE_MAX_PGVECTOR, SETTINGS } from '../settings.js';
 import { refuseSearchKnobs } from './ann.js';
 import { Datastore } from './datastore.js';
 import { SourceUnavailableError, datastoreKeys, keySelection, singleFlight, withDeadline, type NeighborSource } from './neighbor-source.js';
@@ -457,8 +457,8 @@ export class PgVectorSource implements NeighborSource {
     if (keyIndices !== null && !(keyIndices instanceof Int32Array)) throw invalidParam('keyIndices', 'Int32Array or null', keyIndices);
     const mode = options.mode ?? 'exact';
     if (mode !== 'exact' && mode !== 'index') throw invalidParam('mode', "'exact' or 'index'", mode);
-    const efSearch = options.efSearch === undefined ? undefined : checkInteger('efSearch', options.efSearch, 1, 1000);
-    const probes = options.probes === undefined ? undefined : checkInteger('probes', options.probes, 1, 32768);
+    const efSearch = options.efSearch === undefined ? undefined : checkInteger('efSearch', options.efSearch, 1, EF_SEARCH_MAX_PGVECTOR);
+    const probes = options.probes === undefined ? undefined : checkInteger('probes', options.probes, 1, NPROBE_MAX_PGVECTOR);
     if ((efSearch !== undefined || probes !== undefined) && mode !== 'index') {
       throw new RapmRangeError('RAPM_INVALID_ARG', "efSearch (--ef-search) and probes (--nprobe) apply to mode 'index' (--pg-mode index) only: mode 'exact' scans every row");
     }
