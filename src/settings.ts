@@ -21,6 +21,7 @@
  *   defaults reproduce them.
  */
 import { RapmRangeError, RapmTypeError, describe as describeValue, type RapmErrorCode } from './errors.js';
+import { closestName } from './validate.js';
 
 export type SettingGroup = 'retrieval' | 'fusion' | 'training' | 'evaluation' | 'experiment' | 'run' | 'serve' | 'data';
 
@@ -443,6 +444,11 @@ export function defaultsOf<const K extends SettingKey>(keys: readonly K[]): Sett
 
 /** Validate one library option: the default when undefined, the setting's check otherwise. */
 export function checkSetting<K extends SettingKey>(key: K, value: unknown, source: SettingSource = 'library'): SettingValue<K> {
+  if (!Object.hasOwn(SETTINGS, key)) {
+    // A key from untyped callers (JS): named, with the closest setting, not a bare TypeError.
+    const near = closestName(String(key), Object.keys(SETTINGS));
+    throw new RapmRangeError('RAPM_INVALID_ARG', `Unknown setting ${typeof key === 'string' ? `'${key}'` : describeValue(key)}${near ? ` (did you mean '${near}'?)` : ''}`);
+  }
   const s = SETTINGS[key] as unknown as Setting<SettingValue<K>>;
   return value === undefined ? (s.default as SettingValue<K>) : s.check(value, source);
 }

@@ -106,3 +106,11 @@ describe('one default per setting', () => {
     expect(() => SETTINGS.hidden.check('512,0', 'cli')).toThrow(/--hidden/);
   });
 });
+
+describe('checkSetting with a key that is not a setting (untyped callers)', () => {
+  it('throws RAPM_INVALID_ARG naming the key and the closest setting, not a bare TypeError', async () => {
+    const { checkSetting } = await import('../src/settings.js');
+    expect(() => checkSetting('tua' as never, 1)).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG', message: expect.stringMatching(/Unknown setting 'tua' \(did you mean 'tau'\?\)/) }));
+    expect(() => checkSetting('__proto__' as never, 1)).toThrow(expect.objectContaining({ code: 'RAPM_INVALID_ARG' }));
+  });
+});
