@@ -765,7 +765,7 @@ function withValues(res: AnnSearchResult, values: Float32Array, dv: number, opts
  * tau) by default) over the neighbours found, prior = sum of weight x value. `values` [ntotal,
  * dv] holds the value rows in add() order. Returns Datastore.search()'s shape plus `found` and
  * `missing`: a query with fewer than k neighbours is aggregated over those it has (weight 0 and
- * row -1 in the empty slots); one with none gets a NaN prior row. The search runs on the JS
+ * row -1 in the empty slots); one with none is refused (RAPM_K_TOO_LARGE). The search runs on the JS
  * thread; annSearchWithValues() runs it on a libuv worker thread.
  */
 export function annSearchWithValuesSync(index: AnnIndex, values: Float32Array, queries: Float32Array, options?: Pick<SearchOptions, 'k' | 'tau' | 'aggregate'>): AnnValuesSearchResult {
@@ -777,7 +777,8 @@ export function annSearchWithValuesSync(index: AnnIndex, values: Float32Array, q
  * rapm's aggregation on neighbours found by any engine (an AnnIndex, Milvus, Qdrant, ...):
  * neighbors [b, k] row numbers of `values` [rows, dv] best first (-1 = none, only after the
  * found ones), similarities [b, k] cosines. Weights by `aggregate` over the found neighbours;
- * a query with none gets a NaN prior row. Then apply fusion to the prior as usual.
+ * a query with none is refused (RAPM_K_TOO_LARGE naming it and `searcher`). Then apply fusion to
+ * the prior as usual.
  */
 export function priorFromNeighbors(
   neighbors: Int32Array,
@@ -785,6 +786,7 @@ export function priorFromNeighbors(
   values: Float32Array,
   dv: number,
   options?: Pick<SearchOptions, 'k' | 'tau' | 'aggregate'>,
+  searcher = 'The neighbour search',
 ): { prior: Float32Array; weights: Float32Array; found: Int32Array; missing: number } {
   if (!(neighbors instanceof Int32Array)) throw invalidParam('neighbors', 'Int32Array', neighbors);
   if (!(similarities instanceof Float32Array)) throw invalidParam('similarities', 'Float32Array', similarities);
@@ -811,10 +813,8 @@ export function priorFromNeighbors(
     found[q] = f;
     missing += k - f;
     const p = prior.subarray(q * dv, (q + 1) * dv);
-    if (f === 0) {
-      p.fill(NaN);
-      continue;
-    }
+    // No neighbour at all: no prior can be formed (a NaN row before; no output is NaN).
+    if (f === 0) throw new RapmRangeError('RAPM_K_TOO_LARGE', `${searcher} found no neighbours for query row ${q} (every slot of it is -1): no prior can be formed from none`);
     const w = weights.subarray(q * k, q * k + f);
     const sims = similarities.subarray(q * k, q * k + f);
     for (let i = 0; i < f; i++) {

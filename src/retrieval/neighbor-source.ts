@@ -283,9 +283,6 @@ export async function predictFromSource(
   }
   const dv = values.length / size;
   const { rows, similarities } = checkSourceResult(source, await source.search(queries, opts.k), b, opts.k, size, 'values');
-  const agg = priorFromNeighbors(rows, similarities, values, dv, opts);
-  for (let q = 0; q < b; q++) {
-    if (agg.found[q] === 0) throw new RapmRangeError('RAPM_K_TOO_LARGE', `The neighbour source '${source.name}' found no neighbours for row ${q}`); // as Predictor: one code for one failure
-  }
+  const agg = priorFromNeighbors(rows, similarities, values, dv, opts, `The neighbour source '${source.name}'`); // as Predictor: one code for one failure
   return { b, k: opts.k, prior: agg.prior, neighbors: rows, weights: agg.weights, similarities, found: agg.found, missing: agg.missing };
 }

@@ -220,10 +220,7 @@ export class Predictor {
     }
     const values = new Float32Array(Math.max(1, slot.size) * dv);
     for (const [r, j] of slot) this.datastore._exportRows(r, r + 1, null, values.subarray(j * dv, (j + 1) * dv), null);
-    const agg = priorFromNeighbors(local, sims, values, dv, { k, tau: this.tau, aggregate: this.aggregate });
-    for (let q = 0; q < b; q++) {
-      if (agg.found[q] === 0) throw new RapmRangeError('RAPM_K_TOO_LARGE', `The neighbour source '${source.name}' found no neighbours for row ${q}`);
-    }
+    const agg = priorFromNeighbors(local, sims, values, dv, { k, tau: this.tau, aggregate: this.aggregate }, `The neighbour source '${source.name}'`);
     return { b, k, prior: agg.prior, neighbors: rows.slice(), weights: agg.weights, similarities: sims.slice() };
   }
 

@@ -150,12 +150,15 @@ describe.skipIf(!faissAvailable())('AnnIndex (faiss-node)', () => {
     const got = priorFromNeighbors(exact.neighbors, exact.similarities, values, dv, { k });
     expect(maxRelErr(got.prior, exact.prior)).toBeLessThan(1e-5);
     expect(got.missing).toBe(0);
-    const nb = Int32Array.from([3, 1, -1, -1, -1, -1]), sims = Float32Array.from([0.9, 0.8, -Infinity, -Infinity, -Infinity, -Infinity]);
+    const nb = Int32Array.from([3, 1, -1, 2, -1, -1]), sims = Float32Array.from([0.9, 0.8, -Infinity, 0.7, -Infinity, -Infinity]);
     const r = priorFromNeighbors(nb, sims, values, dv, { k: 3, aggregate: 'mean' });
-    expect(Array.from(r.found)).toEqual([2, 0]);
-    expect(r.missing).toBe(4);
+    expect(Array.from(r.found)).toEqual([2, 1]);
+    expect(r.missing).toBe(3);
     expect(r.prior[0]).toBeCloseTo((values[3 * dv]! + values[1 * dv]!) / 2, 6);
-    expect(Number.isNaN(r.prior[dv]!)).toBe(true);
+    expect(r.prior[dv]).toBeCloseTo(values[2 * dv]!, 6);
+    // A query with no neighbour at all has no prior: refused, naming it (it was a NaN row).
+    const none = thrown(() => priorFromNeighbors(Int32Array.from([3, 1, -1, -1, -1, -1]), sims, values, dv, { k: 3 }, 'Milvus'));
+    expect([none.code, none.message]).toEqual(['RAPM_K_TOO_LARGE', expect.stringMatching(/^Milvus found no neighbours for query row 1/)]);
     expect(thrown(() => priorFromNeighbors(Int32Array.from([-1, 2]), Float32Array.from([0, 0.5]), values, dv, { k: 2 })).code).toBe('RAPM_INVALID_ARG');
     expect(thrown(() => priorFromNeighbors(Int32Array.from([n, 2]), Float32Array.from([0.6, 0.5]), values, dv, { k: 2 })).code).toBe('RAPM_INVALID_ARG');
   });
