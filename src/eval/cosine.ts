@@ -2,7 +2,8 @@ import { RapmRangeError, invalidParam } from '../errors.js';
 import { checkInteger } from '../validate.js';
 
 /**
- * Cosine similarity of each row pair of two [n, d] matrices; 0 where a row has zero norm. With
+ * Cosine similarity of each row pair of two [n, d] matrices; 0 where a row has zero norm; a row
+ * holding NaN or Infinity is refused (RAPM_NON_FINITE naming it: it scored 0 silently). With
  * `targetRows`, row r of pred is paired with row targetRows[r] of target (the same numbers as
  * copying those target rows out first). `d` is a positive integer dividing both lengths, and each
  * targetRows entry an integer row number of target: anything else is a coded error naming it
@@ -30,7 +31,10 @@ export function rowCosines(pred: Float32Array, target: Float32Array, d: number, 
       pp += p * p;
       tt += t * t;
     }
-    out[r] = pp > 0 && tt > 0 ? dot / Math.sqrt(pp * tt) : 0;
+    // A NaN or infinite value would score 0 (NaN > 0 is false) or NaN: refused, naming the row.
+    if (!Number.isFinite(pp)) throw new RapmRangeError('RAPM_NON_FINITE', `Expected finite values but pred row ${r} holds a NaN or infinite value`);
+    if (!Number.isFinite(tt)) throw new RapmRangeError('RAPM_NON_FINITE', `Expected finite values but target row ${row} holds a NaN or infinite value`);
+    out[r] = pp > 0 && tt > 0 ? dot / (Math.sqrt(pp) * Math.sqrt(tt)) : 0;
   }
   return out;
 }

@@ -36,3 +36,15 @@ describe('rowCosines: d and targetRows are checked, coded errors name them', () 
     expect(Array.from(rowCosines(f([0, 0]), f([1, 0]), 2))).toEqual([0]);
   });
 });
+
+describe('rowCosines: non-finite rows', () => {
+  it('refuses a NaN or infinite value in pred or target, naming the row (a NaN row scored 0 silently)', () => {
+    const good = Float32Array.from([1, 0, 0, 1]);
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      expect(() => rowCosines(Float32Array.from([1, 0, bad, 1]), good, 2)).toThrow(expect.objectContaining({ code: 'RAPM_NON_FINITE', message: expect.stringMatching(/pred row 1/) }));
+      expect(() => rowCosines(good, Float32Array.from([bad, 0, 0, 1]), 2)).toThrow(expect.objectContaining({ code: 'RAPM_NON_FINITE', message: expect.stringMatching(/target row 0/) }));
+    }
+    // Large finite values: still the cosine (pp * tt would overflow float64 only far beyond float32).
+    expect(Array.from(rowCosines(Float32Array.from([3e38, 3e38]), Float32Array.from([3e38, 3e38]), 2))[0]).toBeCloseTo(1, 12);
+  });
+});
