@@ -37,21 +37,35 @@ export interface NeighborSource {
 
 /**
  * Check what a source's search() returned for `b` queries x `k`: rows Int32Array [b, k] and
- * similarities Float32Array [b, k], every row -1 (an empty slot) or below `n` (the rows of
- * `store`, which the source's rows index), no NaN similarity. A bad result is the source's
- * fault, not the caller's: RAPM_DATA (the HTTP service answers 500 and logs it, never a 400).
- * The one check of Predictor and predictFromSource.
+ * similarities Float32Array [b, k]; in each query's list, found rows in [0, n) (the rows of
+ * `store`, which the source's rows index) with finite similarities, then only -1 (an empty
+ * slot, whose similarity is not read). A bad result is the source's fault, not the caller's:
+ * RAPM_DATA naming the source and the query and slot (the HTTP service answers 500 and logs
+ * it, never a 400). The one check of a source's result, run by Predictor and predictFromSource
+ * before priorFromNeighbors (whose own argument checks, caller-fault codes, serve direct
+ * library callers).
  */
 export function checkSourceResult(source: NeighborSource, found: unknown, b: number, k: number, n: number, store: string): { rows: Int32Array; similarities: Float32Array } {
   const rows = (found as { rows?: unknown } | null | undefined)?.rows, sims = (found as { similarities?: unknown } | null | undefined)?.similarities;
+  const who = `The neighbour source '${source.name}'`;
   if (!(rows instanceof Int32Array) || !(sims instanceof Float32Array) || rows.length !== b * k || sims.length !== b * k) {
-    throw new RapmError('RAPM_DATA', `The neighbour source '${source.name}' returned rows ${describe(rows)} and similarities ${describe(sims)}; [${b}, ${k}] each were expected`);
+    throw new RapmError('RAPM_DATA', `${who} returned rows ${describe(rows)} and similarities ${describe(sims)}; [${b}, ${k}] each were expected`);
   }
-  for (let i = 0; i < rows.length; i++) {
-    const r = rows[i]!;
-    if (r < 0) continue;
-    if (r >= n) throw new RapmError('RAPM_DATA', `The neighbour source '${source.name}' returned row ${r} but ${store} holds ${n} rows: the source no longer matches ${store}`);
-    if (Number.isNaN(sims[i]!)) throw new RapmError('RAPM_DATA', `The neighbour source '${source.name}' returned similarity NaN for query ${Math.floor(i / k)}, neighbour ${i % k} (row ${r})`);
+  for (let q = 0; q < b; q++) {
+    let empty = -1; // the first -1 slot of this query
+    for (let i = 0; i < k; i++) {
+      const r = rows[q * k + i]!;
+      const at = `query ${q}, slot ${i}`;
+      if (r === -1) {
+        if (empty < 0) empty = i;
+        continue;
+      }
+      if (r < -1) throw new RapmError('RAPM_DATA', `${who} returned row ${r} for ${at}: only rows in [0, ${n}) or -1 (no neighbour) are valid`);
+      if (r >= n) throw new RapmError('RAPM_DATA', `${who} returned row ${r} for ${at} but ${store} holds ${n} rows: the source no longer matches ${store}`);
+      if (empty >= 0) throw new RapmError('RAPM_DATA', `${who} returned row ${r} for ${at} after an empty slot (-1 at slot ${empty}): the -1 slots must come after the found ones`);
+      const s = sims[q * k + i]!;
+      if (!Number.isFinite(s)) throw new RapmError('RAPM_DATA', `${who} returned similarity ${s} for ${at} (row ${r}): similarities of found rows must be finite`);
+    }
   }
   return { rows, similarities: sims };
 }

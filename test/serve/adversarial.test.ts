@@ -99,7 +99,7 @@ describe('adversarial serving', () => {
     const { url, lines } = await start(source);
     const res = await fetch(url + '/predict', { method: 'POST', body: JSON.stringify({ en: Array.from(randn(keyDim, 9)) }) });
     expect(res.status).toBe(500);
-    expect(await res.json()).toMatchObject({ code: 'RAPM_DATA', error: expect.stringMatching(/^The neighbour source 'broken' returned similarity NaN for query 0, neighbour 0/) });
+    expect(await res.json()).toMatchObject({ code: 'RAPM_DATA', error: expect.stringMatching(/^The neighbour source 'broken' returned similarity NaN for query 0, slot 0/) });
     expect(lines.join('\n')).toMatch(/-> 500 RAPM_DATA/);
   });
 });

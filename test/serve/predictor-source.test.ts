@@ -77,7 +77,7 @@ describe('Predictor over a neighbour source', () => {
     await expect(new Predictor(ds, { k: 5, source: exactSource(ds, 5) }).predict(randn(keyDim, 4))).rejects.toMatchObject({ code: 'RAPM_K_TOO_LARGE' });
     const bad: PredictorNeighborSource = { name: 'bad', keyDim, size: 10, search: async (_q, k) => ({ rows: new Int32Array(k).fill(ds.size), similarities: new Float32Array(k) }) };
     // A source returning bad rows is the server's fault (RAPM_DATA: HTTP 500, logged), not the caller's 400.
-    await expect(new Predictor(ds, { k: 3, source: bad }).predict(randn(keyDim, 4))).rejects.toMatchObject({ code: 'RAPM_DATA', message: expect.stringMatching(/returned row \d+ but the datastore holds \d+ rows: the source no longer matches the datastore/) });
+    await expect(new Predictor(ds, { k: 3, source: bad }).predict(randn(keyDim, 4))).rejects.toMatchObject({ code: 'RAPM_DATA', message: expect.stringMatching(/returned row \d+ for query 0, slot 0 but the datastore holds \d+ rows: the source no longer matches the datastore/) });
     const short: PredictorNeighborSource = { name: 'short', keyDim, size: 10, search: async () => ({ rows: new Int32Array(1), similarities: new Float32Array(1) }) };
     await expect(new Predictor(ds, { k: 3, source: short }).predict(randn(keyDim, 4))).rejects.toMatchObject({ code: 'RAPM_DATA' });
     expect(() => new Predictor(ds, { source: { ...bad, keyDim: keyDim + 1 } })).toThrow(expect.objectContaining({ code: 'RAPM_SHAPE_MISMATCH' }));
