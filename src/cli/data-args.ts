@@ -9,6 +9,7 @@ import path from 'node:path';
 import { loadDataSource, type DataLocation } from '../data/load.js';
 import type { LoadedDataset } from '../data/dataset.js';
 import { chooseSplit } from '../data/split.js';
+import { keyIndices, type KeyConfig } from '../data/indices.js';
 import { experimentData, type ExperimentData } from '../experiments/sweeps.js';
 import { unknownSpeakersWarning } from '../experiments/evaluate.js';
 import type { SettingValues } from '../settings.js';
@@ -94,9 +95,22 @@ export function reportSkipped(d: LoadedDataset): void {
   warn(`${d.source}: --on-problem skip dropped ${d.dropped ?? 0} pair(s) for ${d.problems.length} problem(s) (${shown}${d.problems.length > 3 ? '; ...' : ''}); ${d.n} pairs kept`);
 }
 
-/** Load the dataset of a one-dataset command and split it (filelists, or --split). */
-export async function loadExperimentData(a: DataArgs, onProgress?: (done: number, total: number) => void): Promise<ExperimentData> {
-  const ds = await loadDataSource(dataLocation(a), { onProblem: a.onProblem, poolFrames: a.poolFrames ?? null, speakerPattern: a.speakerPattern, onProgress });
+/**
+ * The EN columns a run's keys are built from, for the loaders' key check: Config B's 103 when
+ * any of `configs` is B (a row zero on them cannot be such a key), else none (Config A's key is
+ * the whole row, which the loaders always check).
+ */
+export function keyColumnsFor(configs: readonly KeyConfig[]): readonly number[] | null {
+  return configs.includes('B') ? keyIndices('B') : null;
+}
+
+/**
+ * Load the dataset of a one-dataset command and split it (filelists, or --split). `configs`:
+ * the key configs the command builds from these rows (keyColumnsFor), so a row that cannot be
+ * one of its keys is reported with its file, row and id before any training step.
+ */
+export async function loadExperimentData(a: DataArgs, configs: readonly KeyConfig[], onProgress?: (done: number, total: number) => void): Promise<ExperimentData> {
+  const ds = await loadDataSource(dataLocation(a), { onProblem: a.onProblem, poolFrames: a.poolFrames ?? null, speakerPattern: a.speakerPattern, keyColumns: keyColumnsFor(configs), onProgress });
   reportSkipped(ds);
   const data = experimentData(ds, path.resolve(ds.source), chooseSplit(ds, a.split, a.seed, a.testFraction));
   refuseEmptyTraining(data, splitSourceOf(a));

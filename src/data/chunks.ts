@@ -24,7 +24,7 @@ import { RapmError, RapmRangeError, describe, isRapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { ensureDir, fsyncTreeSync, ioError, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
-import { SKIP_HINT, badIdReason, checkKeyRows, compareIds, firstNonFinite, formatProblems, speakerMatcher, valueLimit, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
+import { SKIP_HINT, badIdReason, checkKeyRows, keyColumnsToCheck, compareIds, firstNonFinite, formatProblems, speakerMatcher, valueLimit, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';
 import { readNpyHeaderSync, readNpyInto, writeNpy } from './npy.js';
 
@@ -70,6 +70,12 @@ export interface LoadChunksOptions {
    * speakers (their test rows are bootstrapped by row, with a warning).
    */
   speakerPattern?: RegExp | string | null;
+  /**
+   * The EN columns the keys will be built from, when not the whole row (ENGLISH_WINNERS for
+   * Config B): a row that is zero on all of them is fatal, naming chunk, file, row and id, like
+   * a zero-norm row. Default: none (the whole-row checks only; Config A).
+   */
+  keyColumns?: readonly number[] | null;
 }
 
 interface ChunkPlan {
@@ -347,11 +353,11 @@ function policyOf(options: LoadChunksOptions): ProblemPolicy {
 }
 
 /** Read the rows of one planned chunk into `en`/`es` (which hold exactly `plan.kept` rows). */
-async function readPlanned(plan: ChunkPlan, dim: number, en: Float32Array, es: Float32Array, onBytes?: (done: number, total: number) => void): Promise<void> {
+async function readPlanned(plan: ChunkPlan, dim: number, keyColumns: readonly number[] | null, en: Float32Array, es: Float32Array, onBytes?: (done: number, total: number) => void): Promise<void> {
   await readPlannedRows(plan, dim, en, es, onBytes);
   // A NaN is reported here, with its chunk, file and row, not later as a datastore row number.
   // EN is read once for both of its checks (checkKeyRows); its NaN comes first, then ES's.
-  const keyCheck = checkKeyRows(en, dim);
+  const keyCheck = checkKeyRows(en, dim, keyColumns);
   for (const [f, bad] of [['en.npy', keyCheck && 'nonFinite' in keyCheck ? keyCheck.nonFinite : null], ['es.npy', firstNonFinite(es, dim, valueLimit())]] as const) {
     if (bad !== null) {
       const rowInFile = plan.keep ? keptRowToFileRow(plan.keep, Number(/^row (\d+)/.exec(bad)![1])) : Number(/^row (\d+)/.exec(bad)![1]);
@@ -359,7 +365,8 @@ async function readPlanned(plan: ChunkPlan, dim: number, en: Float32Array, es: F
       throw new RapmError('RAPM_DATA', `chunk ${plan.name}: ${path.join(plan.dir, f)} ${bad.replace(/^row \d+/, `row ${rowInFile}`)} (id ${id}): NaN, infinite or out-of-range values cannot be searched; fix or drop that row`);
     }
   }
-  // Likewise an EN row that cannot be a key (zero norm, squared norm beyond float32): fatal, like NaN here.
+  // Likewise an EN row that cannot be a key (zero norm, on the whole row or on keyColumns;
+  // squared norm beyond float32): fatal, like NaN here.
   const badKey = keyCheck && 'badKey' in keyCheck ? keyCheck.badKey : null;
   if (badKey !== null) {
     const rowInFile = plan.keep ? keptRowToFileRow(plan.keep, badKey.row) : badKey.row;
@@ -399,13 +406,14 @@ function keptList<T>(list: T[], keep: Uint8Array | null): T[] {
 export async function* iterateChunks(dir: string, options: LoadChunksOptions = {}): AsyncGenerator<Chunk> {
   const policy = policyOf(options);
   const dim = options.dim ?? FEATURE_DIM;
+  const keyColumns = keyColumnsToCheck(options.keyColumns, dim);
   const { plans, withSpeakers } = planAll(dir, dim, policy, options.only, options.speakerPattern);
   const total = plans.reduce((a, p) => a + p.kept, 0);
   let done = 0;
   for (const p of plans) {
     const en = new Float32Array(p.kept * dim);
     const es = new Float32Array(p.kept * dim);
-    await readPlanned(p, dim, en, es);
+    await readPlanned(p, dim, keyColumns, en, es);
     done += p.kept;
     options.onProgress?.(done, total);
     yield {
@@ -429,6 +437,7 @@ export async function* iterateChunks(dir: string, options: LoadChunksOptions = {
 export async function loadChunks(dir: string, options: LoadChunksOptions = {}): Promise<LoadedDataset> {
   const policy = policyOf(options);
   const dim = options.dim ?? FEATURE_DIM;
+  const keyColumns = keyColumnsToCheck(options.keyColumns, dim);
   const { plans, problems, withSpeakers, withSplit, dropped } = planAll(dir, dim, policy, options.only, options.speakerPattern);
   const total = plans.reduce((a, p) => a + p.kept, 0);
   if (total === 0) throw new RapmError('RAPM_DATA', problems.length ? formatProblems(`chunks folder ${dir} has no usable rows`, problems) : `chunks folder ${dir} holds no rows`);
@@ -446,7 +455,7 @@ export async function loadChunks(dir: string, options: LoadChunksOptions = {}): 
     const onBytes = options.onProgress && !p.keep
       ? (b: number, tb: number): void => options.onProgress!(base + Math.floor((p.kept * b) / tb), total)
       : undefined;
-    await readPlanned(p, dim, en.subarray(row * dim, (row + p.kept) * dim), es.subarray(row * dim, (row + p.kept) * dim), onBytes);
+    await readPlanned(p, dim, keyColumns, en.subarray(row * dim, (row + p.kept) * dim), es.subarray(row * dim, (row + p.kept) * dim), onBytes);
     const pid = keptList(p.ids, p.keep);
     for (const id of pid) ids.push(id);
     if (isTestFolderName(p.name)) for (const id of pid) testOnly.push(id);

@@ -92,6 +92,12 @@ export interface LoadDralOptions {
   poolFrames?: 'mean' | null;
   /** Called with (pairs read, pairs total) while reading. */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * The EN columns the keys will be built from, when not the whole row: e.g. ENGLISH_WINNERS
+   * (keyIndices('B')) for a Config B run. An EN vector that is zero on all of them is then a
+   * bad-norm problem like a zero-norm vector. Default: none (the whole-row checks only; Config A).
+   */
+  keyColumns?: readonly number[] | null;
 }
 
 // [^] rather than '.': a file name holding a newline is a (reported) bad id, not ignored.
@@ -142,14 +148,15 @@ export const F32_MAX = 3.4028234663852886e38;
  * The first row of `data` (rows of `dim`) that cannot be a datastore key, or null: a NaN or
  * infinite value (checkKeyRows then names it), a zero norm (cannot be normalised; float64 values too small for float32 arrive as 0)
  * or a squared L2 norm beyond F32_MAX. The squared norm is summed in double, as the predictor
- * and the native store do, so the limits are the same. Rows of FEATURE_DIM are keys of both
- * configs, so their Config B columns (ENGLISH_WINNERS, the 103 a Config B key keeps) must not be
- * all zero either: such a row passed here and failed inside the datastore as 'keys row N'. (A
- * Config B norm cannot overflow when the whole row's does not.)
+ * and the native store do, so the limits are the same. With `keyColumns` (the EN columns the
+ * keys will be built from, e.g. ENGLISH_WINNERS for Config B) the row must also not be all zero
+ * on those columns: such a row passed the whole-row check and failed inside the datastore as
+ * 'keys row N'. Without it (Config A: the whole row is the key) only the whole row is checked.
+ * (A norm over some columns cannot overflow when the whole row's does not.)
  */
-export function firstBadKeyRow(data: Float32Array, dim: number): { row: number; reason: string } | null {
+export function firstBadKeyRow(data: Float32Array, dim: number, keyColumns?: readonly number[] | null): { row: number; reason: string } | null {
   const n = dim > 0 ? Math.floor(data.length / dim) : 0;
-  const configB = dim === FEATURE_DIM ? ENGLISH_WINNERS : null;
+  const cols = keyColumnsToCheck(keyColumns, dim);
   for (let r = 0; r < n; r++) {
     let s = 0;
     for (let j = r * dim, e = j + dim; j < e; j++) s += data[j]! * data[j]!;
@@ -157,23 +164,46 @@ export function firstBadKeyRow(data: Float32Array, dim: number): { row: number; 
     if (s - s !== 0) return { row: r, reason: 'a NaN or infinite value' };
     if (s === 0) return { row: r, reason: 'zero norm: cannot be normalised (every value is 0 in float32)' };
     if (s > F32_MAX) return { row: r, reason: `squared L2 norm overflows float32 (${s.toPrecision(3)} > ${F32_MAX.toPrecision(3)}; values up to about 1.8e19 fit)` };
-    if (configB) {
+    if (cols) {
       let sb = 0;
-      for (const c of configB) sb += data[r * dim + c]! * data[r * dim + c]!;
-      if (sb === 0) return { row: r, reason: `zero norm on the ${configB.length} Config B key columns (ENGLISH_WINNERS): cannot be normalised as a Config B key (every one of those values is 0 in float32)` };
+      for (const c of cols) sb += data[r * dim + c]! * data[r * dim + c]!;
+      if (sb === 0) return { row: r, reason: zeroOnKeyColumns(cols) };
     }
   }
   return null;
 }
 
 /**
+ * The loaders' `keyColumns` option, checked: null when there is nothing to check beyond the
+ * whole row (none given, or every column in order: Config A). A column outside 0..dim-1 is
+ * RAPM_INVALID_ARG (it would read another row).
+ */
+export function keyColumnsToCheck(keyColumns: readonly number[] | null | undefined, dim: number): readonly number[] | null {
+  if (keyColumns === undefined || keyColumns === null) return null;
+  if (!Array.isArray(keyColumns) && !ArrayBuffer.isView(keyColumns)) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected an array of column indices or null for keyColumns but received ${describe(keyColumns)}`);
+  const bad = Array.prototype.findIndex.call(keyColumns, (c: unknown) => !Number.isInteger(c) || (c as number) < 0 || (c as number) >= dim);
+  if (bad >= 0) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected keyColumns[${bad}] to be an integer between 0 and ${dim - 1} but received ${describe(keyColumns[bad])}`);
+  if (keyColumns.length === 0) throw new RapmRangeError('RAPM_INVALID_ARG', 'Expected at least one column in keyColumns but received an empty list');
+  if (keyColumns.length === dim && keyColumns.every((c, i) => c === i)) return null;
+  return keyColumns;
+}
+
+/** Why a row that is zero on the key columns is refused: Config B's columns by name. */
+function zeroOnKeyColumns(cols: readonly number[]): string {
+  const isB = cols.length === ENGLISH_WINNERS.length && cols.every((c, i) => c === ENGLISH_WINNERS[i]);
+  return isB
+    ? `zero norm on the ${cols.length} Config B key columns (ENGLISH_WINNERS): cannot be normalised as a Config B key (every one of those values is 0 in float32)`
+    : `zero norm on the ${cols.length} key columns (keyColumns): cannot be normalised as a key (every one of those values is 0 in float32)`;
+}
+
+/**
  * Both checks of EN (key) rows in one pass over a clean array: the first non-finite value
  * (firstNonFinite's message), else the first row that cannot be a key (firstBadKeyRow), else
  * null. A non-finite value anywhere is reported first, as when the two checks ran one after the
- * other; the second scan runs only when something is wrong.
+ * other; the second scan runs only when something is wrong. `keyColumns` as for firstBadKeyRow.
  */
-export function checkKeyRows(data: Float32Array, dim: number): { nonFinite: string } | { badKey: { row: number; reason: string } } | null {
-  const bad = firstBadKeyRow(data, dim);
+export function checkKeyRows(data: Float32Array, dim: number, keyColumns?: readonly number[] | null): { nonFinite: string } | { badKey: { row: number; reason: string } } | null {
+  const bad = firstBadKeyRow(data, dim, keyColumns);
   if (bad === null) return null;
   const nonFinite = firstNonFinite(data, dim);
   return nonFinite !== null ? { nonFinite } : { badKey: bad };
@@ -285,6 +315,7 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
   const pool = options.poolFrames ?? null;
   if (pool !== null && pool !== 'mean') throw new RapmRangeError('RAPM_INVALID_ARG', `Expected 'mean' or null for poolFrames but received ${describe(pool)}`);
   const speakerOf = speakerMatcher(options.speakerPattern);
+  const keyColumns = keyColumnsToCheck(options.keyColumns, dim);
   let names: string[];
   try {
     names = fs.readdirSync(dir);
@@ -417,7 +448,7 @@ export async function loadDral(dir: string, options: LoadDralOptions = {}): Prom
         }
         if (vec === null) good = false;
         else {
-          const keyCheck = lang === 'EN' ? checkKeyRows(vec, dim) : null;
+          const keyCheck = lang === 'EN' ? checkKeyRows(vec, dim, keyColumns) : null;
           const bad2 = lang === 'ES' ? firstNonFinite(vec, dim, valueLimit()) : keyCheck && 'nonFinite' in keyCheck ? keyCheck.nonFinite : null;
           const badKey = keyCheck && 'badKey' in keyCheck ? keyCheck.badKey : null;
           if (bad2 !== null) {

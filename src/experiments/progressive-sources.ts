@@ -55,6 +55,12 @@ export interface SourceOptions {
   onProblem?: ProblemPolicy;
   poolFrames?: 'mean' | null;
   speakerPattern?: RegExp | string | null;
+  /**
+   * The EN columns the keys are built from, when not the whole row (keyIndices('B') for Config
+   * B): a row that is zero on them is refused by the loaders, with its file, row and id, in the
+   * first pass (before any training step). Default: none (the whole-row checks only).
+   */
+  keyColumns?: readonly number[] | null;
   /** Progress lines. */
   log?: (line: string) => void;
   /** Warnings (overlaps allowed, problems skipped); default `log`. The CLI prints them even with --quiet. */
@@ -112,7 +118,7 @@ export async function openSources(o: SourceOptions): Promise<ProgressiveSources>
   if (o.testFraction !== undefined && (o.split === undefined || o.split === 'official')) {
     throw new RapmError('RAPM_INVALID_ARG', "testFraction (--test-fraction) sizes a split made here: give split 'speaker' or 'random' (--split) too; the official split has its own test rows");
   }
-  const loadOpts = { onProblem: o.onProblem, poolFrames: o.poolFrames, speakerPattern: o.speakerPattern };
+  const loadOpts = { onProblem: o.onProblem, poolFrames: o.poolFrames, speakerPattern: o.speakerPattern, keyColumns: o.keyColumns };
   const report = (what: string, problems: { detail: string }[]): void => {
     if (problems.length) log(`${what}: skipped ${problems.length} problem(s) (--on-problem skip): ${problems.slice(0, 3).map((p) => p.detail).join('; ')}${problems.length > 3 ? '; ...' : ''}`);
   };
@@ -182,7 +188,7 @@ export async function openSources(o: SourceOptions): Promise<ProgressiveSources>
     async *iterate(onProgress) {
       for (const s of sources) {
         if (s.chunk) yield { ...s.chunk, testGroup: s.testGroup ?? null };
-        else yield* iterateChunks(o.chunks!, { onProblem: o.onProblem, speakerPattern: o.speakerPattern, onProgress: chunkRows ? onProgress : undefined });
+        else yield* iterateChunks(o.chunks!, { onProblem: o.onProblem, speakerPattern: o.speakerPattern, keyColumns: o.keyColumns, onProgress: chunkRows ? onProgress : undefined });
       }
     },
   };

@@ -20,7 +20,7 @@ import { finishRecord, startRecord, type RunRecord } from './run-record.js';
 import { writeProgressiveReport } from './progressive-report.js';
 
 /** Test folders, the initial set's split, the leakage check and bad-file handling: see progressive-sources.ts. */
-export interface ProgressiveOptions extends Omit<SourceOptions, 'chunks' | 'initial' | 'seed' | 'log'> {
+export interface ProgressiveOptions extends Omit<SourceOptions, 'chunks' | 'initial' | 'seed' | 'log' | 'keyColumns'> {
   /** Folder of chunk folders, processed in name order. */
   chunks: string;
   /** A dataset (DRAL folder or chunks) to start from instead of the first chunk; its test rows join the test sets. */
@@ -187,7 +187,8 @@ export async function runProgressive(options: ProgressiveOptions): Promise<Progr
   if (o.maxSteps !== undefined) checkInteger('maxSteps', o.maxSteps, 1);
 
   // Pass 1 (progressive-sources.ts): the leakage check, the fixed test sets, the data hash.
-  const src = await openSources({ ...o, seed: o.seed, log });
+  // keyColumns: under Config B a row zero on its 103 key columns is refused in this first pass, with its file, row and id.
+  const src = await openSources({ ...o, seed: o.seed, log, keyColumns: keyIdx });
   const { tests, dataHash, trainChunks, trainRows } = await scanSources(src, (d, t) => o.progress?.('scanning chunks', d, t));
   const firstPass = (performance.now() - tStart) / 1000;
   let stepSeconds = 0; // this process's steps

@@ -54,7 +54,7 @@ describe('rapm.json records how the data was selected', () => {
       onProblem: s.onProblem as 'fail',
       poolFrames: (s.poolFrames as 'mean' | null) ?? undefined,
       speakerPattern: (s.speakerPattern as string | null) ?? undefined,
-    });
+    }, [s.config as 'A']);
     expect(again.pool.n).toBe(m.data.rows);
     const ds = new Datastore({ keyIndices: keyIndices(s.config as 'A'), valueDim: again.pool.values.length / again.pool.n });
     await ds.add(again.pool.en, again.pool.values, again.pool.ids);

@@ -20,7 +20,7 @@ let data: ExperimentData;
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 beforeAll(async () => {
   await generate({ out: dir, pairs: 400, seed: 5, speakers: 10 });
-  data = await loadExperimentData({ data: dir, split: 'speaker', testFraction: 0.3, seed: 2, onProblem: 'fail', features: undefined, filelists: undefined, poolFrames: undefined, speakerPattern: undefined });
+  data = await loadExperimentData({ data: dir, split: 'speaker', testFraction: 0.3, seed: 2, onProblem: 'fail', features: undefined, filelists: undefined, poolFrames: undefined, speakerPattern: undefined }, ['A']);
 });
 
 const opts = (clusterUnit: 'row' | 'speaker' | 'auto', trainSeeds = 1) => ({

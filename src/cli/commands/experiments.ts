@@ -1,6 +1,7 @@
 import path from 'node:path';
 import type { CommandModule } from 'yargs';
 import { ensureDefaultData } from '../../data/generate.js';
+import type { KeyConfig } from '../../data/indices.js';
 import { GAP_REFUSED, clampSizes, refuseSubsampleSizes, runBias, runDropout, runGap, runGrid, runSubsample, type ExperimentData, type ExperimentOutput } from '../../experiments/sweeps.js';
 import { SETTINGS, type SettingKey, type SettingValues } from '../../settings.js';
 import { CliUsageError, dataSelection, defineCommand, POINT_SETTINGS, pointOptions, refuseSeedWithoutSplit, refuseTauWithoutSoftmax, type Overrides, type PointSettings } from '../options.js';
@@ -27,10 +28,11 @@ function prepare(a: RunArgs): void {
   applyThreads(a.threads);
 }
 
-async function load(a: RunArgs & { seed?: number }, bar: Bars, defaultChunks = true): Promise<ExperimentData> {
+/** Load the run's data; `configs`: the key configs it builds from the rows (what the loaders check the EN rows against). */
+async function load(a: RunArgs & { seed?: number }, configs: readonly KeyConfig[], bar: Bars, defaultChunks = true): Promise<ExperimentData> {
   const args = { ...a, seed: a.seed ?? SETTINGS.seed.default };
   if (defaultChunks && usesDefaultData(args, DEFAULT_CHUNKS)) await ensureDefaultChunks(a.quiet || a.json, bar);
-  return loadExperimentData(args, (d, t) => bar('loading', d, t));
+  return loadExperimentData(args, configs, (d, t) => bar('loading', d, t));
 }
 
 function finish(a: RunArgs, r: ExperimentOutput): void {
@@ -60,7 +62,7 @@ function pointExperiment<const E extends SettingKey>(
     handler: async (a) => {
       prepare(a);
       const bar = progressBars(a.quiet || a.json);
-      finish(a, await run(a, await load(a, bar), bar));
+      finish(a, await run(a, await load(a, [a.config], bar), bar));
     },
   });
 }
@@ -98,7 +100,7 @@ export const experimentCommands: CommandModule[] = [
     handler: async (a) => {
       prepare(a);
       const bar = progressBars(a.quiet || a.json);
-      const data = await load(a, bar);
+      const data = await load(a, [a.config], bar);
       const { resamples: _r, level: _l, clusterUnit: _c, ...point } = pointOptions({ ...a, resamples: SETTINGS.resamples.default, level: SETTINGS.level.default, clusterUnit: SETTINGS.clusterUnit.default }, bar);
       finish(a, await runGap(data, { ...point, dataSelection: dataSelection(a), out: a.out, sizes: clampSizes(a.sizes, data.pool.n, warn) }));
     },
@@ -120,7 +122,9 @@ export const experimentCommands: CommandModule[] = [
       prepare(a);
       const bar = progressBars(a.quiet || a.json);
       if (usesDefaultData({ ...a, seed: SETTINGS.seed.default }, 'data/default')) await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
-      const data = await load(a, bar, false);
+      // The grid runs both configs unless --only-config: Config B's keys are built from these rows too.
+      const configs: KeyConfig[] = a.onlyConfig ? [a.onlyConfig] : ['A', 'B'];
+      const data = await load(a, configs, bar, false);
       const quiet = a.quiet || a.json;
       // The default K list reaches 120: on a smaller training set its larger values are left out
       // with a warning (runGrid refuses them, so given values above the pool stay an error).
@@ -130,7 +134,7 @@ export const experimentCommands: CommandModule[] = [
         ks = ks.filter((k) => k <= data.pool.n);
       }
       // The grid has no random choice; the record carries the seed of --split (the default without it).
-      finish(a, await runGrid(data, { out: a.out, seed: a.seed, dataSelection: dataSelection(a), ks, taus: a.taus, configs: a.onlyConfig ? [a.onlyConfig] : undefined, log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`) }));
+      finish(a, await runGrid(data, { out: a.out, seed: a.seed, dataSelection: dataSelection(a), ks, taus: a.taus, configs, log: quiet ? undefined : (l) => process.stderr.write(`${l}\n`) }));
     },
   }),
   defineCommand({
@@ -146,7 +150,7 @@ export const experimentCommands: CommandModule[] = [
     handler: async (a) => {
       prepare(a);
       const bar = progressBars(a.quiet || a.json);
-      const data = await load(a, bar);
+      const data = await load(a, [a.config], bar);
       finish(a, await runDropout(data, { ...pointOptions({ ...a, dropout: a.dropouts[0]! }, bar), dataSelection: dataSelection(a), out: a.out, sizes: clampSizes(a.sizes, data.pool.n, warn), dropouts: a.dropouts }));
     },
   }),

@@ -34,7 +34,7 @@ export const indexCommand: CommandModule = defineCommand({
     applyThreads(a.threads);
     const bar = progressBars(a.quiet || a.json);
     if (usesDefaultData(a, 'data/default')) await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
-    const data = await loadExperimentData(a, (d, t) => bar('loading', d, t));
+    const data = await loadExperimentData(a, [a.config], (d, t) => bar('loading', d, t));
     refuseKOverTrainRows(a.k, data, false);
     const ds = await trainingDatastore(data, { config: a.config, precision: a.precision });
     const settings = { config: a.config, keyIndices: [...keyIndices(a.config)], valueIndices: [...SPANISH_WINNERS], k: a.k, tau: a.tau, aggregate: a.aggregate, precision: a.precision, fastPath: a.fastPath, ...dataSelection(a) };

@@ -45,7 +45,7 @@ export const trainCommand: CommandModule = defineCommand({
     const bar = progressBars(quiet);
     // The embedded default is (re)generated when missing or made by another generator version.
     if (usesDefaultData(a, 'data/default')) await ensureDefaultData(a.data, { onProgress: (d, t) => bar('generating default data', d, t) });
-    const data = await loadExperimentData(a, (d, t) => bar('loading', d, t));
+    const data = await loadExperimentData(a, [a.config], (d, t) => bar('loading', d, t));
     refuseKOverTrainRows(a.k, data, !a.leakyPriors);
     const common = { ...pointOptions(a, bar), precision: a.precision, ...(a.trainModel === 'baseline' ? { trainSeeds: 1 } : {}) };
     const { layout, params, metrics, kind } = a.trainModel === 'fusion' ? await trainFusionModel(data, common) : await trainBaselineModel(data, common);
