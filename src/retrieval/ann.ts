@@ -330,11 +330,12 @@ const FACTORY_FORMS =
  * crashes the process or hangs (HNSW0 segfaults in add, HNSW1 never returns from add, IVF0
  * aborts in add, PQ0 divides by zero, IVF1000000000 allocates for minutes). Forms outside the
  * grammar (pre-transforms, refinement, IDMap, NSG, RQ, ...) are refused rather than passed on,
- * because their numbers are not checked here. RAPM_INVALID_ARG names the factory and the number.
+ * because their numbers are not checked here. RAPM_INVALID_ARG names the factory and the number;
+ * `name` is the setting the factory came from ('factory' in AnnIndex.create, 'ann (--ann)' for serve).
  */
-export function checkAnnFactory(factory: string, d: number): void {
+export function checkAnnFactory(factory: string, d: number, name = 'factory'): void {
   const bad = (why: string): RapmRangeError =>
-    new RapmRangeError('RAPM_INVALID_ARG', `Expected a supported faiss factory for factory but received ${describe(factory)}: ${why}`);
+    new RapmRangeError('RAPM_INVALID_ARG', `Expected a supported faiss factory for ${name} but received ${describe(factory)}: ${why}`);
   const num = (name: string, text: string, lo: number, hi: number, unit: string): number => {
     const v = Number(text);
     if (!(v >= lo && v <= hi)) throw bad(`${name} must be in [${lo}, ${hi}] but ${unit} gives ${text}`);

@@ -10,7 +10,7 @@ import { RapmError, RapmRangeError, isRapmError } from '../errors.js';
 import { SETTINGS, SettingError, isSettingError, type SettingKey } from '../settings.js';
 import { writeFileAtomicSync, writeTarget } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
-import { AnnIndex, refuseSearchKnobs, type AnnKind } from './ann.js';
+import { AnnIndex, checkAnnFactory, refuseSearchKnobs, type AnnKind } from './ann.js';
 import type { Datastore } from './datastore.js';
 import { AnnSource, type NeighborSource } from './neighbor-source.js';
 import { PgVectorSource, checkPgUrl, quoteTable, type PgSearchMode } from './pgvector.js';
@@ -140,6 +140,8 @@ async function openSource(ds: Datastore, settings: SourceSettings): Promise<Neig
     }
     return null;
   }
+  // Named as the setting it came from (not AnnIndex.create's 'factory'), before a saved index is read or one is built.
+  checkAnnFactory(settings.ann, ds.d, 'ann (--ann)');
   let source: AnnSource;
   const t0 = performance.now();
   if (settings.annIndex !== undefined && fs.existsSync(settings.annIndex)) {

@@ -417,13 +417,15 @@ function servingFastPath(dir: string, s: BundleSettings, o: BundleOverrides): { 
   }
   const problem = (fastPath: FastPathSetting): string | null => crossSettingProblem({ precision: s.precision, fastPath }, 'library', [FAST_PATH_PRECISION_RULE]);
   if (o.fastPath === undefined) {
+    // Another neighbour source replaces the exact search the fast path speeds up: no shadow (it
+    // would only cost memory). rapm's choice, not the caller's: not an override. The recorded
+    // fast path is then never used, so one that cannot run over these keys is no reason to refuse.
+    if (o.source !== undefined) return { trained, serving: 'off' };
     // Older rapm wrote such bundles (index --precision int8 --fast-path bf16); the keys are fine,
     // only the recorded fast path cannot run over them, and the fast path never changes an answer.
     const p = problem(trained);
     if (p !== null) throw new RapmError('RAPM_FORMAT', `Bundle ${dir} records settings.precision '${s.precision}' with settings.fastPath '${trained}', which cannot be served (${p}). Its keys are fine: serve it with --fast-path off (fastPath: 'off' in the library; int8 and auto work too), the same answers`);
-    // Another neighbour source replaces the exact search the fast path speeds up: no shadow (it
-    // would only cost memory). rapm's choice, not the caller's: not an override.
-    return { trained, serving: o.source !== undefined ? 'off' : trained };
+    return { trained, serving: trained };
   }
   const serving = checkSetting('fastPath', o.fastPath);
   const p = problem(serving);

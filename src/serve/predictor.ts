@@ -204,7 +204,7 @@ export class Predictor {
   async #sourceSearch(en: Float32Array, source: PredictorNeighborSource): Promise<RowBlocks> {
     const { k, dv } = this;
     const b = en.length / this.keyDim;
-    // One check with predictFromSource: shape, rows inside the datastore, no NaN similarity (RAPM_DATA: the source's fault).
+    // One check with predictFromSource: shape, rows in [-1, size), -1 only after the found rows, finite similarities (RAPM_DATA: the source's fault).
     const { rows, similarities: sims } = checkSourceResult(source, await source.search(en, k), b, k, this.datastore.size, 'the datastore');
     const slot = new Map<number, number>();
     const local = new Int32Array(b * k);

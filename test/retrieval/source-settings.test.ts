@@ -34,6 +34,12 @@ describe('source settings refused as SettingError', () => {
     expect(isSourceSettingError(url)).toBe(true);
   });
 
+  it('a faiss factory outside the grammar names ann (--ann), not AnnIndex.create\'s factory', async () => {
+    const e = await refusal(openNeighborSource(ds, { ann: 'HNSW0' }));
+    expect(e).toBeInstanceOf(SettingError);
+    expect(e).toMatchObject({ code: 'RAPM_INVALID_ARG', key: 'ann', message: expect.stringMatching(/^Expected a supported faiss factory for ann \(--ann\) but received string 'HNSW0': the HNSW degree M/) });
+  });
+
   it.skipIf(!faissAvailable())('a faiss knob for another kind of index names the knob that applies', async () => {
     const e = await refusal(openNeighborSource(ds, { ann: 'HNSW8,Flat', efSearch: 8, nprobe: 4 }));
     expect(e).toMatchObject({ key: 'nprobe', message: 'nprobe (--nprobe) applies to IVF indexes only, but --ann HNSW8,Flat is an HNSW index: set efSearch (--ef-search) instead, or drop nprobe (--nprobe)' });

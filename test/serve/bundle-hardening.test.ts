@@ -13,6 +13,7 @@ import { runServe, type ServeArgs } from '../../src/cli/commands/serve.js';
 import { META_PRECISION, encodeOnnx, exportOnnx } from '../../src/fusion/onnx-export.js';
 import { FusionSession } from '../../src/fusion/onnx-session.js';
 import { fusionSpec, initParams, paramLayout } from '../../src/fusion/layout.js';
+import { faissAvailable } from '../../src/retrieval/ann.js';
 import { Datastore } from '../../src/retrieval/datastore.js';
 import { predictFromSource, type NeighborSource } from '../../src/retrieval/neighbor-source.js';
 import { saveDatastore } from '../../src/retrieval/persist.js';
@@ -74,6 +75,37 @@ describe('a bundle whose settings cannot be served (precision int8 with fastPath
     expect(r.stderr).toContain('--fast-path off');
     const p = await Predictor.fromBundle(dir, { fastPath: 'off' });
     expect((await p.predict(query)).pred.every(Number.isFinite)).toBe(true);
+  });
+
+  it('written by an older rapm, is served with another neighbour source (the fast path is off there, so the recorded one is unused)', async () => {
+    const { dir } = await bundle({ precision: 'int8', model: false });
+    editManifest(dir, (m) => (m.settings.fastPath = 'bf16'));
+    const exact = await store('int8');
+    const source = (): NeighborSource => ({ name: 'other', keyDim, size: n, search: (q, k) => exact.search(q, { k }).then((r) => ({ rows: r.neighbors, similarities: r.similarities })) });
+    const p = await Predictor.fromBundle(dir, { source });
+    expect(p.info).toMatchObject({ fastPath: 'off', source: 'other' });
+    expect(p.bundle!.overrides).toEqual({});
+    expect((await p.predict(query)).pred.every(Number.isFinite)).toBe(true);
+  });
+
+  it.skipIf(!faissAvailable())('written by an older rapm, is served by rapm serve --ann', async () => {
+    const { dir } = await bundle({ precision: 'int8', model: false });
+    editManifest(dir, (m) => (m.settings.fastPath = 'bf16'));
+    const health = await serving(serveArgs({ bundle: dir, ann: 'Flat' }), async (url) => (await fetch(url + '/health')).json());
+    expect(health).toMatchObject({ fastPath: 'off', source: 'ann' });
+  });
+
+  it('rapm serve --fast-path bf16 over a bundle of int8 keys is a usage error (exit 2) naming --fast-path and the bundle\'s key precision', async () => {
+    const { dir } = await bundle({ precision: 'int8', model: false });
+    const r = await run(['serve', '--bundle', dir, '--fast-path', 'bf16', '--port', '0']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`--fast-path bf16 needs f32 or bf16 keys: bundle ${dir}'s int8 keys take --fast-path int8`);
+    expect(r.stderr).not.toMatch(/precision|fastPath/);
+    const file = path.join(tmp, 'int8.rapm');
+    await saveDatastore(await store('int8'), file);
+    const d = await run(['serve', '--datastore', file, '--fast-path', 'bf16', '--port', '0']);
+    expect(d.code).toBe(2);
+    expect(d.stderr).toContain(`--fast-path bf16 needs f32 or bf16 keys: datastore ${file}'s int8 keys take --fast-path int8`);
   });
 });
 

@@ -10,10 +10,10 @@ import type { CommandModule } from 'yargs';
 import { RapmError } from '../../errors.js';
 import type { FusionSession } from '../../fusion/onnx-session.js';
 import { loadDatastore, readDatastoreHeader } from '../../retrieval/persist.js';
-import type { Datastore, FastPathSetting } from '../../retrieval/datastore.js';
+import type { Datastore, FastPathSetting, KeyPrecision } from '../../retrieval/datastore.js';
 import { SEARCH_DEFAULTS, type Aggregate } from '../../retrieval/search-options.js';
 import { applyOverrides, checkModelMatchesDatastore, readBundle, tauOverrideProblem } from '../../serve/bundle.js';
-import { checkSetting } from '../../settings.js';
+import { FAST_PATH_PRECISION_RULE, checkSetting, sayFor, type SayValue } from '../../settings.js';
 import { CliUsageError, defineCommand, refuseTauWithoutSoftmax } from '../options.js';
 import { applyThreads } from '../run.js';
 import { simdLevel } from '../../native/simd.js';
@@ -80,13 +80,26 @@ function fastPathOf(args: ServeArgs): FastPathSetting | undefined {
 const hasSource = (args: ServeArgs): boolean => args.ann !== undefined || args.pgUrl !== undefined;
 
 /**
+ * The shared rule between key precision and fast path (FAST_PATH_PRECISION_RULE) for the keys
+ * `what` (a bundle, a datastore file) holds: a usage error in CLI words, the keys' precision
+ * named as `what`'s in place of --precision, a flag serve does not have.
+ */
+function refuseFastPathFor(precision: KeyPrecision, fastPath: FastPathSetting, what: string): void {
+  const cli = sayFor('cli');
+  const say: SayValue = (key, value) => (key === 'precision' ? `${what}'s ${value === undefined ? 'key precision' : String(value)}` : cli(key, value));
+  const problem = FAST_PATH_PRECISION_RULE.problem({ precision, fastPath }, say);
+  if (problem !== null) throw new CliUsageError(problem);
+}
+
+/**
  * Checks against what the bundle records, once its manifest is read and before anything is
  * loaded: flags that would be accepted and have no effect are usage errors (exit 2), as they are
  * without a bundle. The library applies the tau rule in Predictor.fromBundle too (RAPM_INVALID_ARG).
  */
-function checkBundleArgs(a: { bundle?: string; tau: number; aggregate: Aggregate }, given: ReadonlySet<string>): void {
+function checkBundleArgs(a: { bundle?: string; tau: number; aggregate: Aggregate; fastPath: FastPathSetting }, given: ReadonlySet<string>): void {
   if (a.bundle === undefined) return;
   const { manifest } = readBundle(a.bundle);
+  if (given.has('fastPath')) refuseFastPathFor(manifest.settings.precision, a.fastPath, `bundle ${a.bundle}`);
   if (manifest.model === null) {
     for (const k of ['device', 'fusionWorkers'] as const) {
       if (given.has(k)) throw new CliUsageError(`--${SETTINGS[k].flag} sets where the fusion model runs, but bundle ${a.bundle} holds no model (a retrieval bundle from rapm index) and serves the retrieval prior: drop --${SETTINGS[k].flag}`);
@@ -109,6 +122,7 @@ async function openPredictor(args: ServeArgs, log: (line: string) => void): Prom
   }
   if (args.datastore === undefined) throw new RapmError('RAPM_INVALID_ARG', 'Give --bundle DIR (from rapm train --out or rapm index) or --datastore FILE');
   const header = await readDatastoreHeader(args.datastore);
+  if (args.fastPath !== undefined) refuseFastPathFor(header.precision, args.fastPath, `datastore ${args.datastore}`);
   const ds = await loadDatastore(args.datastore, { fastPath: fastPathOf(args) });
   let fusion: (FusionModel & Pick<FusionSession, 'enDim' | 'outDim' | 'metadata' | 'release'>) | null = null;
   let trained = { k: SEARCH_DEFAULTS.k, tau: SEARCH_DEFAULTS.tau, aggregate: SEARCH_DEFAULTS.aggregate };
