@@ -170,7 +170,9 @@ describe('GET /health checks the neighbour source', () => {
       await new Promise((res) => setTimeout(res, 50));
       const t0 = performance.now();
       await expect(src.check(400)).rejects.toMatchObject({ code: 'RAPM_IO', message: `PostgreSQL health check on health_keys got no answer from 127.0.0.1:${r.port}/postgres within 400 ms` });
-      expect(performance.now() - t0).toBeLessThan(1500);
+      // The message already says the check's own 400 ms deadline fired; the bound only rules out
+      // the pool's 30 s one, with a margin a loaded machine meets.
+      expect(performance.now() - t0).toBeLessThan(10_000);
       // The connection the check was making is let go of, not left to the pool's 30 s.
       for (let i = 0; r.open() > 0 && i < 100; i++) await new Promise((res) => setTimeout(res, 10));
       expect(r.open()).toBe(0);

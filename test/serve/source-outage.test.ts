@@ -37,10 +37,19 @@ function failing(make: () => Error): NeighborSource & { calls: number } {
 }
 
 async function serve(source: NeighborSource, lines: string[], batching: boolean): Promise<string> {
-  const predictor = new Predictor(ds, { k: 5, source, batching: batching ? { maxBatchRows: 64, maxWaitUs: 20_000 } : false });
+  return (await serveWith(source, lines, batching)).url;
+}
+
+async function serveWith(source: NeighborSource, lines: string[], batching: boolean): Promise<{ url: string; predictor: Predictor }> {
+  const predictor = new Predictor(ds, { k: 5, source, batching: batching ? { maxBatchRows: 64, maxWaitUs: 20_000, maxConcurrent: 1 } : false });
   const srv = createServer({ predictor, log: (l) => lines.push(l) });
   servers.push(srv);
-  return (await srv.listen(0)).url;
+  return { url: (await srv.listen(0)).url, predictor };
+}
+
+/** Resolves once `ready()` holds (checked every millisecond): waits for an event, not for a time. */
+async function until(ready: () => boolean): Promise<void> {
+  while (!ready()) await new Promise((r) => setTimeout(r, 1));
 }
 
 const post = async (url: string, seed: number) => {
@@ -71,12 +80,35 @@ describe('a neighbour source that is unavailable', () => {
   });
 
   it('fails a whole micro-batch at once, without asking the engine again for each request', async () => {
+    // Deterministic on a loaded machine: the first search holds the only batch slot until the
+    // other three requests are seen queued, so they form exactly one batch of three, whatever
+    // their arrival times (a 20 ms window could split them into two batches).
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const searched: number[] = []; // rows of each search the engine was asked
+    const src: NeighborSource = {
+      name: 'remote',
+      keyDim,
+      size: n,
+      async search(queries) {
+        searched.push(queries.length / keyDim);
+        if (searched.length === 1) await gate;
+        throw new SourceUnavailableError('engine down');
+      },
+    };
     const lines: string[] = [];
-    const src = failing(() => new SourceUnavailableError('engine down'));
-    const url = await serve(src, lines, true);
-    const replies = await Promise.all([1, 2, 3, 4].map((s) => post(url, s)));
+    const { url, predictor } = await serveWith(src, lines, true);
+    const batches: { rows: number; requests: number }[] = [];
+    predictor.batcher!.observe((e) => batches.push({ rows: e.rows, requests: e.requests }));
+    const first = post(url, 1);
+    await until(() => searched.length === 1);
+    const rest = [2, 3, 4].map((s) => post(url, s));
+    await until(() => predictor.batcher!.queuedRequests === 3);
+    open();
+    const replies = await Promise.all([first, ...rest]);
     for (const r of replies) expect(r).toMatchObject({ status: 503, body: { code: 'RAPM_IO', error: 'engine down' } });
-    // One batched search (all four joined it within maxWaitUs), not 1 + 4.
-    expect(src.calls).toBe(1);
+    expect(batches).toEqual([{ rows: 1, requests: 1 }, { rows: 3, requests: 3 }]);
+    // The batch of three failed at once: the engine was asked once for it, not again per request (3, then 1, 1, 1).
+    expect(searched).toEqual([1, 3]);
   });
 });
