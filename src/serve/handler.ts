@@ -265,10 +265,10 @@ function rowsOf(a: Float32Array | Int32Array, w: number, single: boolean): numbe
 
 const KNOWN_ROUTES = new Set(['/predict', '/explain', '/health', '/metrics']);
 
-/** Every key HandlerOptions has (createServer adds its timeouts): any other key is refused, not ignored. */
 /** A request body's first buffer (or its declared length, when smaller); it then doubles as bytes arrive. */
 export const BODY_FIRST_BYTES = 16 * 1024;
 
+/** Every key HandlerOptions has (createServer adds its timeouts): any other key is refused, not ignored. */
 export const HANDLER_OPTION_KEYS = ['predictor', 'maxBatch', 'maxBodyBytes', 'maxBufferedBytes', 'retryAfterSeconds', 'basePath', 'metrics', 'accessLog', 'log'] as const satisfies readonly (keyof HandlerOptions)[];
 
 export function createHandler(options: HandlerOptions): RapmHandler {
