@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RapmError, RapmRangeError, describe, isRapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
-import { ensureDir, fsyncTreeSync, ioError, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
+import { ensureDir, ioError, removeStaleStagingSync, replaceDirSync, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
 import { SKIP_HINT, badIdReason, checkKeyRows, keyColumnsToCheck, compareIds, firstNonFinite, formatProblems, speakerMatcher, valueLimit, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';
@@ -104,6 +104,9 @@ function readLines(file: string, trim = true): string[] {
   return lines;
 }
 
+/** replaceDirSync's moved-aside name, `<target>.old-<pid>-<8 hex>` (src/io/atomic.ts). */
+const OLD_COPY_RE = /\.old-\d{1,10}-[0-9a-f]{8}$/;
+
 /** List the chunk folders of `dir` in name order. */
 export function listChunks(dir: string): string[] {
   let entries: fs.Dirent[];
@@ -114,7 +117,9 @@ export function listChunks(dir: string): string[] {
   }
   const out: string[] = [];
   for (const e of entries) {
-    if (e.name.includes('.tmp-') || e.name.startsWith('.')) continue;
+    // Staging folders (`.tmp-`) and old copies moved aside by a swap (`<chunk>.old-<pid>-<hex>`,
+    // replaceDirSync) are not chunks: read, the old copy would duplicate its chunk's ids.
+    if (e.name.includes('.tmp-') || OLD_COPY_RE.test(e.name) || e.name.startsWith('.')) continue;
     if (e.isDirectory()) out.push(e.name);
     else if (e.isSymbolicLink()) {
       // Followed: a link to a chunk folder is a chunk. A dangling link is refused, never skipped.
@@ -482,7 +487,10 @@ const NAME_RE = /^[A-Za-z0-9_-][A-Za-z0-9_.-]*$/;
 
 /**
  * Write one chunk folder `dir/name` atomically: the files go into a temporary folder that is
- * renamed into place last, so a reader never sees a half-written chunk.
+ * swapped into place last (replaceDirSync: every file fsynced first; an existing chunk, with
+ * `overwrite`, is moved aside and removed only once the new one is in place), so a reader never
+ * sees a half-written chunk and a kill mid-swap never loses the old one: the next overwrite of
+ * the chunk puts a moved-aside copy back first (removeStaleStagingSync).
  */
 export async function writeChunk(dir: string, name: string, data: ChunkData, options: { dim?: number; overwrite?: boolean } = {}): Promise<void> {
   const dim = options.dim ?? FEATURE_DIM;
@@ -515,18 +523,13 @@ export async function writeChunk(dir: string, name: string, data: ChunkData, opt
     if (data.split) fs.writeFileSync(path.join(tmp, 'split.txt'), data.split.join('\n') + (n ? '\n' : ''));
     const meta: ChunkMeta = { ...(data.meta ?? {}), format: CHUNK_FORMAT, version: CHUNK_VERSION, n, dim, dtype: 'float32' };
     fs.writeFileSync(path.join(tmp, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
-    // Every file on disk before the folder gets its final name: after a power loss a chunk that
-    // looks complete never holds an empty ids.txt or meta.json (the .npy writer syncs its own).
-    fsyncTreeSync(tmp);
-    if (fs.existsSync(final)) {
-      if (!options.overwrite) throw new RapmError('RAPM_IO', `Cannot write chunk ${final}: it already exists (pass overwrite: true to replace it)`);
-      const trash = tempPathFor(final);
-      fs.renameSync(final, trash);
-      fs.renameSync(tmp, final);
-      fs.rmSync(trash, { recursive: true, force: true });
-    } else {
-      fs.renameSync(tmp, final);
-    }
+    // A chunk an earlier overwrite left moved aside (killed between the swap's renames) is put back first.
+    if (options.overwrite) removeStaleStagingSync(final);
+    if (fs.existsSync(final) && !options.overwrite) throw new RapmError('RAPM_IO', `Cannot write chunk ${final}: it already exists (pass overwrite: true to replace it)`);
+    // Every file on disk before the folder gets its final name (after a power loss a chunk that
+    // looks complete never holds an empty ids.txt or meta.json), then the one swap: the old
+    // chunk stays complete, under its name or moved aside, until the new one is in place.
+    replaceDirSync(tmp, final);
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw ioError('write chunk', final, e);

@@ -33,7 +33,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { RapmError, RapmRangeError, describe } from '../errors.js';
 import { checkInteger } from '../validate.js';
 import { AUTO_DRAL_MAX_PAIRS, checkSetting } from '../settings.js';
-import { ensureDir, ioError, tempPathFor } from '../io/atomic.js';
+import { ensureDir, ioError, removeStaleStagingSync, replaceDirSync, tempPathFor } from '../io/atomic.js';
 import { chunkName, writeChunk } from './chunks.js';
 import type { Dataset } from './dataset.js';
 import { createDatasetHasher } from './hash.js';
@@ -568,8 +568,9 @@ function isEmptyDir(dir: string): boolean {
 /**
  * Generate a dataset to disk as a DRAL folder (EN_/ES_<uttid>_features.npy + filelists) or
  * as packed chunks (with speakers.txt and split.txt), streaming: at most one chunk is in
- * memory. The folder is assembled under a temporary name and renamed into place when
- * complete, with `generated.json` (options, model, content hash) inside.
+ * memory. The folder is assembled under a temporary name and swapped into place when complete
+ * (replaceDirSync: every file fsynced, an existing folder kept complete until the new one is in
+ * place), with `generated.json` (options, model, content hash) inside.
  */
 export async function generate(options: GenerateOptions): Promise<GenerateResult> {
   const t0 = performance.now();
@@ -580,6 +581,9 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
   const layout: 'dral' | 'chunks' = fmt === 'auto' ? (r.pairs <= AUTO_DRAL_MAX_PAIRS ? 'dral' : 'chunks') : fmt;
   const chunkSize = checkInteger('chunkSize', options.chunkSize ?? 50_000, 1, 1_000_000);
   const out = path.resolve(options.out);
+  // A generation killed between the swap's renames left `out` moved aside: put it back (and
+  // remove killed generations' staging folders) before looking at what `out` holds.
+  removeStaleStagingSync(out);
   if (fs.existsSync(out) && !isEmptyDir(out) && !options.overwrite) {
     throw new RapmError('RAPM_IO', `Cannot generate into ${out}: it exists and is not empty (pass overwrite: true / --overwrite to replace it)`);
   }
@@ -659,15 +663,10 @@ export async function generate(options: GenerateOptions): Promise<GenerateResult
       hash,
     };
     fs.writeFileSync(path.join(tmp, MANIFEST_NAME), JSON.stringify(manifest, null, 2) + '\n');
-    // Commit: move the finished folder into place.
-    if (fs.existsSync(out)) {
-      const trash = tempPathFor(out);
-      fs.renameSync(out, trash);
-      fs.renameSync(tmp, out);
-      fs.rmSync(trash, { recursive: true, force: true });
-    } else {
-      fs.renameSync(tmp, out);
-    }
+    // Commit: every file in the staging folder (feature files, filelists, manifest) fsynced, then
+    // the one swap (replaceDirSync): an existing `out` stays complete, under its name or moved
+    // aside for the next generation to put back, until the new folder is in place.
+    replaceDirSync(tmp, out);
     return {
       out,
       format: layout,
