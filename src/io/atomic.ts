@@ -120,18 +120,28 @@ export function fsyncDirSync(dir: string): void {
  * `<target>.old-<pid>-<hex>` whose writer is dead), newest first.
  */
 export function movedAsideCopies(target: string): { p: string; t: number }[] {
+  return movedAside(target).dead;
+}
+
+/** `<target>.old-<pid>-<hex>` siblings: folders of dead writers (movedAsideCopies), and whether a live writer has one (it is between its swap's renames). */
+function movedAside(target: string): { dead: { p: string; t: number }[]; liveWriter: boolean } {
   const abs = path.resolve(target);
   const re = new RegExp(`^${reEscape(path.basename(abs))}\\.old-(\\d{1,10})-[0-9a-f]{8}$`);
   let names: string[];
   try {
     names = fs.readdirSync(path.dirname(abs));
   } catch {
-    return [];
+    return { dead: [], liveWriter: false };
   }
   const olds: { p: string; t: number }[] = [];
+  let liveWriter = false;
   for (const name of names) {
     const m = re.exec(name);
-    if (!m || pidAlive(Number(m[1]))) continue;
+    if (!m) continue;
+    if (pidAlive(Number(m[1]))) {
+      liveWriter = true;
+      continue;
+    }
     const p = path.join(path.dirname(abs), name);
     try {
       const st = fs.lstatSync(p);
@@ -140,7 +150,7 @@ export function movedAsideCopies(target: string): { p: string; t: number }[] {
       /* gone meanwhile */
     }
   }
-  return olds.sort((a, b) => b.t - a.t);
+  return { dead: olds.sort((a, b) => b.t - a.t), liveWriter };
 }
 
 /**
@@ -154,13 +164,16 @@ export function movedAsideCopies(target: string): { p: string; t: number }[] {
  * only complete copy of the previous output. Deleting here is not ours to decide, and refusing
  * every later write until someone looks would block a user who meant to recreate `target`; so
  * both stay and the caller warns, naming both paths (movedAsideNotices). A live writer's old
- * copy is never touched. Best effort; returns what it restored and what it kept.
+ * copy is never touched, and nothing is restored while one exists (it is mid-swap). Best effort; returns what it restored and what it kept.
  */
 export function recoverMovedAsideSync(target: string): { restored: string | null; kept: string[] } {
   const abs = path.resolve(target);
-  const olds = movedAsideCopies(abs);
+  const { dead: olds, liveWriter } = movedAside(abs);
   let restored: string | null = null;
-  if (olds.length > 0 && !lexists(abs)) {
+  // `target` is also missing while a LIVE writer is between its two renames (its own `.old-`
+  // folder is there): restoring a dead writer's older copy then would put stale contents in
+  // place and make the live writer's rename fail. Left for a later write to look at again.
+  if (olds.length > 0 && !liveWriter && !lexists(abs)) {
     try {
       fs.renameSync(olds[0]!.p, abs);
       restored = olds.shift()!.p;

@@ -130,10 +130,28 @@ describe('recoverMovedAsideSync', () => {
     const older = folder(`${target}.old-${deadPid}-00000001`, { 'v.txt': '1' });
     // ctime orders them, and file times tick coarsely (a jiffy): wait before making the newer one.
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
-    const newer = folder(`${target}.old-${deadPid}-00000002`, { 'v.txt': '2' });
+    folder(`${target}.old-${deadPid}-00000002`, { 'v.txt': '2' });
     removeStaleStagingSync(target);
     expect(read(target, 'v.txt')).toBe('2');
     expect(read(older, 'v.txt')).toBe('1');
     expect(movedAsideNotices(target)).toHaveLength(1);
+  });
+
+  it('restores nothing while a live writer is between its renames (its own .old- copy is there)', () => {
+    // The target is missing because a LIVE writer (this process's pid) moved it aside and has not
+    // renamed its new folder in yet; a dead writer's older copy is also kept there. Restoring
+    // that stale copy would put old contents in place and make the live writer's rename fail.
+    const target = path.join(tmp, 'mid-swap');
+    const stale = folder(`${target}.old-${deadPid}-0000000a`, { 'v.txt': 'v1 (stale)' });
+    const live = folder(`${target}.old-${process.pid}-0000000b`, { 'v.txt': 'v2 (being replaced)' });
+    removeStaleStagingSync(target);
+    expect(fs.existsSync(target)).toBe(false);
+    expect(recoverMovedAsideSync(target)).toEqual({ restored: null, kept: [stale] });
+    // The live writer finishes: its new folder goes in, its old copy away; the stale one is kept.
+    folder(target, { 'v.txt': 'v3 (new)' });
+    fs.rmSync(live, { recursive: true });
+    removeStaleStagingSync(target);
+    expect(read(target, 'v.txt')).toBe('v3 (new)');
+    expect(read(stale, 'v.txt')).toBe('v1 (stale)');
   });
 });
