@@ -250,9 +250,13 @@ export function replaceDirSync(staged: string, target: string): void {
     fs.renameSync(target, old);
   }
   // Test hook (test/cli/pack-swap.test.ts): stop between the two renames, so a test can kill -9 here.
+  // Only a swap that moved an old folder aside has a "between": new folders (a pack's chunks
+  // inside its stage) go straight in.
   const pause = process.env.RAPM_TEST_PAUSE_IN_SWAP;
-  if (pause) {
-    fs.writeFileSync(pause, `${process.pid}\n${old ?? ''}\n`);
+  if (pause && old !== null) {
+    // Written whole, then renamed: a test polling for the marker never reads it half written.
+    fs.writeFileSync(`${pause}.part`, `${process.pid}\n${old ?? ''}\n`);
+    fs.renameSync(`${pause}.part`, pause);
     const cell = new Int32Array(new SharedArrayBuffer(4));
     for (;;) Atomics.wait(cell, 0, 0, 1000);
   }
