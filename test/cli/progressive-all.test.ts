@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { nativeMlpBackend } from '../../src/fusion/native-mlp.js';
 import { runProgressive } from '../../src/experiments/progressive.js';
 import { run } from '../helpers/cli.js';
 
@@ -28,6 +29,6 @@ describe('progressive --all with --confirm-steps', () => {
   });
 
   it('the library refuses all with confirmSteps', async () => {
-    await expect(runProgressive({ chunks: path.join(tmp, 'none'), out: path.join(tmp, 'out'), all: true, confirmSteps: 2 })).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG', message: expect.stringContaining('confirmSteps') });
+    await expect(runProgressive({ chunks: path.join(tmp, 'none'), out: path.join(tmp, 'out'), all: true, confirmSteps: 2, backend: nativeMlpBackend })).rejects.toMatchObject({ code: 'RAPM_INVALID_ARG', message: expect.stringContaining('confirmSteps') });
   });
 });

@@ -81,7 +81,7 @@ describe('a bundle whose settings cannot be served (precision int8 with fastPath
     const { dir } = await bundle({ precision: 'int8', model: false });
     editManifest(dir, (m) => (m.settings.fastPath = 'bf16'));
     const exact = await store('int8');
-    const source = (): NeighborSource => ({ name: 'other', keyDim, size: n, search: (q, k) => exact.search(q, { k }).then((r) => ({ rows: r.neighbors, similarities: r.similarities })) });
+    const source = async (): Promise<NeighborSource> => ({ name: 'other', keyDim, size: n, search: (q, k) => exact.search(q, { k }).then((r) => ({ rows: r.neighbors, similarities: r.similarities })) });
     const p = await Predictor.fromBundle(dir, { source });
     expect(p.info).toMatchObject({ fastPath: 'off', source: 'other' });
     expect(p.bundle!.overrides).toEqual({});
