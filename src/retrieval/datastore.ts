@@ -315,7 +315,8 @@ export class Datastore {
     this.#addsPending++;
     const result = this.#pending.then(run);
     this.#pending = result.catch(() => undefined);
-    return result;
+    // The caller's own promise: the queue's handler must not mark an ignored failure handled.
+    return result.then(() => undefined);
   }
 
   /**

@@ -79,7 +79,9 @@ export class IncrementalPriors {
       this.#updatesPending--;
     });
     this.#queue = run.catch(() => undefined);
-    return run;
+    // A promise of its own for the caller: the queue's handler above must not mark the caller's
+    // failure handled (an ignored failed update still surfaces as an unhandled rejection).
+    return run.then(() => undefined);
   }
 
   async #update(newQueries: { en: Float32Array; ids: readonly string[] } | undefined, onProgress: ((done: number, total: number) => void) | undefined): Promise<void> {
