@@ -259,9 +259,14 @@ export async function trainMlpOnOwnedData(backend: MlpBackend, spec: MlpSpec, tr
   return train_(backend, spec, train, val, options, false, false);
 }
 
-/** A copy of an MlpData's arrays (see train_'s `copy`). */
-function copyMlpData(d: MlpData): MlpData {
-  return { en: d.en.slice(), prior: d.prior ? d.prior.slice() : null, target: d.target.slice() };
+/** A copy of an MlpData's arrays (see train_'s `copy`); arrays already copied (`made`: original -> copy) are shared, not copied twice. */
+function copyMlpData(d: MlpData, made = new Map<Float32Array, Float32Array>()): MlpData {
+  const copy = (a: Float32Array): Float32Array => {
+    let c = made.get(a);
+    if (!c) made.set(a, (c = a.slice()));
+    return c;
+  };
+  return { en: copy(d.en), prior: d.prior ? copy(d.prior) : null, target: copy(d.target) };
 }
 
 /**
@@ -294,9 +299,10 @@ async function train_(backend: MlpBackend, spec: MlpSpec, train: MlpData, val: M
   const valRows = o.valRows ? checkRowList('valRows', o.valRows, nVal) : null;
   const n = fitRows ? fitRows.length : nTrain;
   if (copy) {
-    const sameRows = val === train;
-    train = copyMlpData(train);
-    val = sameRows ? train : copyMlpData(val);
+    // val often shares train's arrays (the same rows through another object): copied once.
+    const made = new Map<Float32Array, Float32Array>();
+    train = copyMlpData(train, made);
+    val = copyMlpData(val, made);
   }
   if (!(typeof o.yieldMs === 'number' && o.yieldMs >= 0 && Number.isFinite(o.yieldMs))) throw new RapmRangeError('RAPM_INVALID_ARG', `Expected yieldMs >= 0 but received ${String(o.yieldMs)}`);
   const threadsNow = (): number => {
