@@ -72,7 +72,7 @@ console.log(JSON.stringify({ ...t, size: ds.size, self: Array.from(got.neighbors
   it('Datastore.search: queries transferred mid-search; the answer equals searchSync on a copy', () => {
     const r = runChild(`
 const { Datastore } = await import('./src/index.ts');
-const d = 1024, dv = 4, n = 1000, b = 20000;
+const d = 1024, dv = 4, n = 100, b = 20000;
 const ds = new Datastore({ keyDim: d, valueDim: dv });
 ds.addSync(fill(n * d, 3), fill(n * dv, 4));
 const queries = fill(b * d, 5), ref = queries.slice();
@@ -91,7 +91,7 @@ console.log(JSON.stringify({ ...t, same }));
   it('trainMlp (native backend): train.en transferred mid-training; the weights equal a run on untouched arrays', () => {
     const r = runChild(`
 const R = await import('./src/index.ts');
-const enDim = 256, outDim = 8, n = 20000;
+const enDim = 256, outDim = 8, n = 8000;
 const spec = R.fusionSpec({ enDim, outDim, hidden: [64] });
 const en = fill(n * enDim, 6), prior = fill(n * outDim, 7), target = prior.map((x) => x * 0.5);
 const ref = { en: en.slice(), prior: prior.slice(), target: target.slice() };
