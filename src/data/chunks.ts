@@ -22,7 +22,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { RapmError, RapmRangeError, describe, isRapmError } from '../errors.js';
 import { checkInteger } from '../validate.js';
-import { ensureDir, ioError, removeStaleStagingSync, replaceDirSync, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
+import { ensureDir, ioError, isSideCopyName, removeStaleStagingSync, replaceDirSync, tempPathFor, writeFileAtomicSync } from '../io/atomic.js';
 import { readTextFileSync } from '../io/files.js';
 import { SKIP_HINT, badIdReason, checkKeyRows, keyColumnsToCheck, compareIds, firstNonFinite, formatProblems, speakerMatcher, valueLimit, type DataProblem, type Dataset, type LoadedDataset, type ProblemPolicy } from './dataset.js';
 import { FEATURE_DIM } from './indices.js';
@@ -104,9 +104,6 @@ function readLines(file: string, trim = true): string[] {
   return lines;
 }
 
-/** replaceDirSync's moved-aside name, `<target>.old-<pid>-<8 hex>` (src/io/atomic.ts). */
-const OLD_COPY_RE = /\.old-\d{1,10}-[0-9a-f]{8}$/;
-
 /** List the chunk folders of `dir` in name order. */
 export function listChunks(dir: string): string[] {
   let entries: fs.Dirent[];
@@ -119,7 +116,7 @@ export function listChunks(dir: string): string[] {
   for (const e of entries) {
     // Staging folders (`.tmp-`) and old copies moved aside by a swap (`<chunk>.old-<pid>-<hex>`,
     // replaceDirSync) are not chunks: read, the old copy would duplicate its chunk's ids.
-    if (e.name.includes('.tmp-') || OLD_COPY_RE.test(e.name) || e.name.startsWith('.')) continue;
+    if (e.name.includes('.tmp-') || isSideCopyName(e.name) || e.name.startsWith('.')) continue;
     if (e.isDirectory()) out.push(e.name);
     else if (e.isSymbolicLink()) {
       // Followed: a link to a chunk folder is a chunk. A dangling link is refused, never skipped.

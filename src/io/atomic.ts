@@ -87,6 +87,15 @@ export function removeStaleStagingSync(target: string): string[] {
   });
 }
 
+/**
+ * Is `name` a side copy of another entry in its folder: a temporary (tempPathFor,
+ * `<name>.tmp-<pid>-<8 hex>`) or a previous folder moved aside by replaceDirSync
+ * (`<name>.old-<pid>-<8 hex>`)? Folder listings that read entries as data (listChunks) skip them.
+ */
+export function isSideCopyName(name: string): boolean {
+  return /\.(tmp|old)-\d{1,10}-[0-9a-f]{8}$/.test(name);
+}
+
 /** `<target>.old-<pid>-<8 hex>`: where replaceDirSync moves the previous `target` while it swaps. */
 function movedAsidePathFor(target: string): string {
   return `${target}.old-${process.pid}-${randomBytes(4).toString('hex')}`;
