@@ -182,10 +182,9 @@ export function checkBundleTarget(dir: string, overwrite: boolean, inputs: reado
 export async function writeBundle(dir: string, ds: Datastore, options: WriteBundleOptions): Promise<WriteBundleResult> {
   if (typeof dir !== 'string' || dir.length === 0) throw new RapmTypeError('RAPM_TYPE', `Expected a folder path for dir but received ${describe(dir)}`);
   const target = path.resolve(dir);
-  // A write killed between the swap's two renames left the previous bundle moved aside: put it
-  // back (and remove killed writes' staging folders) before deciding whether `dir` exists, so a
-  // restored bundle is refused without `overwrite` like any existing one, never replaced unasked.
-  removeStaleStagingSync(target);
+  // checkBundleTarget first puts back a bundle a killed write left moved aside (and removes killed
+  // writes' staging folders), then decides whether `dir` exists: a restored bundle is refused
+  // without `overwrite` like any existing one, never replaced unasked.
   checkBundleTarget(dir, options.overwrite ?? false, [options.data.source]);
   // Old copies kept beside a `dir` recreated after a killed write: never deleted here, reported.
   const notices = movedAsideNotices(target, dir);

@@ -40,6 +40,12 @@ function finish(a: RunArgs, r: ExperimentOutput): void {
   else console.log(`${r.summary}\nReport: ${path.join(a.out, 'report.md')}`);
 }
 
+/** The argument checks every sweep over fusion points shares (data flags, --tau with a softmax only). */
+function checkPointRun(a: Parameters<typeof refuseTauWithoutSoftmax>[0], given: ReadonlySet<string>): void {
+  checkDataArgs(given);
+  refuseTauWithoutSoftmax(a, given);
+}
+
 /** A sweep over the fusion point settings plus its own lists. */
 function pointExperiment<const E extends SettingKey>(
   name: string,
@@ -55,8 +61,7 @@ function pointExperiment<const E extends SettingKey>(
     settings: [...RUN, ...extra, ...POINT_SETTINGS],
     overrides: { ...runOverrides(name), ...overrides } as Overrides<(typeof RUN)[number] | E | (typeof POINT_SETTINGS)[number]>,
     check: (a, given) => {
-      checkDataArgs(given);
-      refuseTauWithoutSoftmax(a, given);
+      checkPointRun(a, given);
       checkOwn?.(a);
     },
     handler: async (a) => {
@@ -93,10 +98,7 @@ export const experimentCommands: CommandModule[] = [
     // No gain interval: --resamples, --level and --cluster-unit are not taken (see GAP_REFUSED).
     settings: GAP_SETTINGS,
     overrides: runOverrides('gap') as Overrides<(typeof GAP_SETTINGS)[number]>,
-    check: (a, given) => {
-      checkDataArgs(given);
-      refuseTauWithoutSoftmax(a, given);
-    },
+    check: checkPointRun,
     handler: async (a) => {
       prepare(a);
       const bar = progressBars(a.quiet || a.json);
@@ -143,10 +145,7 @@ export const experimentCommands: CommandModule[] = [
     // Every point setting but --dropout, which --dropouts replaces.
     settings: [...RUN, 'sizes', 'dropouts', ...POINT_SETTINGS.filter((k): k is Exclude<typeof k, 'dropout'> => k !== 'dropout')],
     overrides: { ...runOverrides('dropout'), sizes: { default: [2316, 20000] } },
-    check: (a, given) => {
-      checkDataArgs(given);
-      refuseTauWithoutSoftmax(a, given);
-    },
+    check: checkPointRun,
     handler: async (a) => {
       prepare(a);
       const bar = progressBars(a.quiet || a.json);
