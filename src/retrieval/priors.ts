@@ -40,7 +40,7 @@ export class IncrementalPriors {
   #n = 0; // queries tracked
   #covered = 0; // datastore rows already searched for the tracked queries
   #ids: string[] = [];
-  #queries: Float32Array[] = []; // blocks of [m, keyDim]
+  #queries: { en: Float32Array; m: number }[] = []; // the callers' blocks of [m, keyDim], with m as given
   #sims = new Float32Array(0); // [n, k]
   #rows = new Int32Array(0); // [n, k]
   // update() calls run one after another, in call order (each reads and replaces the state above
@@ -96,8 +96,12 @@ export class IncrementalPriors {
       // block's search runs natively.
       const blocks: { q0: number; en: Float32Array }[] = [];
       let q0 = 0;
-      for (const block of this.#queries) {
-        const m = block.length / ds.keyDim;
+      for (const [i, { en: block, m }] of this.#queries.entries()) {
+        // Kept by reference: a block its caller transferred since (detached: length 0) or
+        // shrank would shift every later query onto another one's id and list.
+        if (block.length !== m * ds.keyDim) {
+          throw new RapmError('RAPM_STATE', `The queries of update() call ${i + 1} (newQueries.en, ${m} rows) now hold ${block.length} values instead of ${m * ds.keyDim}: the array was transferred or resized after that call; IncrementalPriors keeps it, so leave it as it was`);
+        }
         for (let s = 0; s < m; s += blockRows) blocks.push({ q0: q0 + s, en: block.subarray(s * ds.keyDim, Math.min(m, s + blockRows) * ds.keyDim) });
         q0 += m;
       }
@@ -140,7 +144,7 @@ export class IncrementalPriors {
       }
       this.#sims = sims;
       this.#rows = rows;
-      this.#queries.push(newQueries.en);
+      this.#queries.push({ en: newQueries.en, m });
       this.#ids.push(...newQueries.ids);
       this.#n += m;
     }

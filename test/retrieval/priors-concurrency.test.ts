@@ -66,6 +66,19 @@ describe('IncrementalPriors: overlapping update() calls', () => {
   });
 });
 
+describe('IncrementalPriors: the query arrays it keeps', () => {
+  it('a newQueries.en transferred after its update() is reported at the next update (RAPM_STATE), not read as 0 rows', async () => {
+    const { ds, keys, ids } = await store(20, 21);
+    const ip = new IncrementalPriors(ds, { k: 3, tau: 0.1, aggregate: 'softmax' });
+    const en = keys.slice();
+    await ip.update({ en, ids });
+    structuredClone(en.buffer, { transfer: [en.buffer] });
+    expect(en.length).toBe(0); // detached
+    await ds.add(randn(4 * d, 22), randn(4 * dv, 23), ['x0', 'x1', 'x2', 'x3']);
+    await expect(ip.update()).rejects.toMatchObject({ code: 'RAPM_STATE', message: expect.stringMatching(/update\(\) call 1 .*20 rows.*transferred or resized/) });
+  });
+});
+
 describe('search: rowRange with exclusions', () => {
   it('counts only the excluded rows inside the range when checking k', async () => {
     // Utterance 'u' has rows 0-3; rows 4-9 are other utterances. A search of [4, 10) excluding 'u'
